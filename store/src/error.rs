@@ -1,0 +1,90 @@
+use std::io;
+
+/// Everything the store can refuse or fail at, named for what a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No image, tag or blob by that name.
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation would overwrite something that must be kept.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A name that is not a valid image reference.
+    #[error("invalid reference {reference:?}: {reason}")]
+    InvalidReference {
+        /// The text as given.
+        reference: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The archive is malformed, hostile, or does not hold what it claims.
+    #[error("invalid archive: {0}")]
+    InvalidArchive(String),
+    /// Bytes whose sha256 is not the one their name or descriptor promised.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// Which entry or blob.
+        what: String,
+        /// The digest that was promised.
+        expected: String,
+        /// The digest of the bytes that came.
+        actual: String,
+    },
+    /// The request conflicts with the store's state (e.g. removing an image that other tags still use).
+    #[error("{0}")]
+    Conflict(String),
+    /// Another process holds the store root.
+    #[error("store root {0} is in use by another hyperd")]
+    Locked(String),
+    /// The metadata database failed.
+    #[error("metadata database: {0}")]
+    Database(String),
+    /// An I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The store's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidArchive(msg.into())
+    }
+}
+
+/// Attaches what was being done to an I/O error.
+pub(crate) trait IoContext<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context: context(),
+            source,
+        })
+    }
+}
+
+macro_rules! db_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Database(e.to_string())
+            }
+        }
+    )*};
+}
+db_error!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

@@ -1,0 +1,156 @@
+//! docker-archive: config and uncompressed layer tars under `blobs/sha256/` (docker 25's paths),
+//! then `manifest.json`. Compressed layers are decompressed on the fly, counted in a first pass
+//! because a tar header needs the size before the bytes.
+
+use std::collections::HashSet;
+
+use oci_spec::image::{ImageIndex, ImageManifest};
+use tokio::io::{AsyncReadExt, AsyncWrite, BufReader};
+
+use super::{Item, TarWriter, blob_path};
+use crate::blob::{Blobs, CHUNK, Compression};
+use crate::digest::Digest;
+use crate::import::decoder;
+use crate::import::oci::{ConfigSummary, host_platform, is_index};
+use crate::limits::{MAX_INDEX_DEPTH, MAX_JSON};
+use crate::{Error, ImageName, Result};
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Entry {
+    config: String,
+    repo_tags: Vec<String>,
+    layers: Vec<String>,
+}
+
+pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
+    blobs: &Blobs,
+    items: &[Item],
+    platform: Option<&str>,
+    writer: W,
+) -> Result<W> {
+    let platform = platform.map_or_else(host_platform, str::to_owned);
+    let mut tar = TarWriter::new(writer);
+    let mut written = HashSet::new();
+    let mut entries = Vec::new();
+    for item in items {
+        let manifest_digest = pick_manifest(blobs, &item.record.digest, &item.record.media_type, &platform, 0).await?;
+        let manifest: ImageManifest = parse(blobs, &manifest_digest).await?;
+        let config_digest = Digest::try_from(manifest.config().digest())?;
+        let config = ConfigSummary::parse(&config_digest, &blobs.read_small(&config_digest, MAX_JSON).await?)?;
+        if written.insert(config_digest.clone()) {
+            let file = blobs.open_blob(&config_digest).await?;
+            tar.file(&blob_path(&config_digest), manifest.config().size(), file).await?;
+        }
+        let mut layers = Vec::new();
+        for (layer, diff_id) in manifest.layers().iter().zip(&config.rootfs.diff_ids) {
+            let diff_id: Digest = diff_id.parse()?;
+            let path = blob_path(&diff_id);
+            if written.insert(diff_id.clone()) {
+                write_layer(blobs, &mut tar, &Digest::try_from(layer.digest())?, &path).await?;
+            }
+            layers.push(path);
+        }
+        let repo_tags = match (&item.ref_name, &item.name) {
+            (Some(r), _) => vec![r.parse::<ImageName>()?.to_string()],
+            (None, Some(n)) => vec![n.to_string()],
+            (None, None) => vec![],
+        };
+        entries.push(Entry {
+            config: blob_path(&config_digest),
+            repo_tags,
+            layers,
+        });
+    }
+    tar.bytes("manifest.json", &serde_json::to_vec(&entries).expect("manifest serialises"))
+        .await?;
+    tar.finish().await
+}
+
+async fn parse<T: serde::de::DeserializeOwned>(blobs: &Blobs, digest: &Digest) -> Result<T> {
+    let json = blobs.read_small(digest, MAX_JSON).await?;
+    serde_json::from_slice(&json).map_err(|e| Error::Database(format!("stored blob {digest} does not parse: {e}")))
+}
+
+/// The manifest for `platform`: the image itself, or the matching entry of its index.
+async fn pick_manifest(blobs: &Blobs, digest: &Digest, media_type: &str, platform: &str, depth: usize) -> Result<Digest> {
+    if !is_index(media_type) {
+        return Ok(digest.clone());
+    }
+    if depth > MAX_INDEX_DEPTH {
+        return Err(Error::invalid(format!("index {digest} is nested too deep")));
+    }
+    let index: ImageIndex = parse(blobs, digest).await?;
+    let mut offered = Vec::new();
+    for m in index.manifests() {
+        let child = Digest::try_from(m.digest())?;
+        let media_type = m.media_type().to_string();
+        if is_index(&media_type) {
+            if let Ok(d) = Box::pin(pick_manifest(blobs, &child, &media_type, platform, depth + 1)).await {
+                return Ok(d);
+            }
+            continue;
+        }
+        if let Some(p) = m.platform() {
+            let mut name = format!("{}/{}", p.os(), p.architecture());
+            if let Some(v) = p.variant() {
+                name = format!("{name}/{v}");
+            }
+            if name == platform || name.starts_with(&format!("{platform}/")) {
+                return Ok(child);
+            }
+            offered.push(name);
+        }
+    }
+    Err(Error::NotFound(format!(
+        "image {digest} has no manifest for platform {platform} (it has: {})",
+        offered.join(", ")
+    )))
+}
+
+async fn write_layer<W: AsyncWrite + Unpin + Send>(
+    blobs: &Blobs,
+    tar: &mut TarWriter<W>,
+    digest: &Digest,
+    path: &str,
+) -> Result<()> {
+    // Trust the bytes, not the media type: some tools label plain tar as gzip.
+    let mut head = [0u8; 4];
+    let mut file = blobs.open_blob(digest).await?;
+    let n = read_head(&mut file, &mut head).await?;
+    let compression = Compression::sniff(&head[..n]);
+    let file = blobs.open_blob(digest).await?;
+    if compression == Compression::None {
+        let size = file.metadata().await.map_err(|e| io_err(blobs, digest, e))?.len();
+        return tar.file(path, size, BufReader::with_capacity(CHUNK, file)).await;
+    }
+    let mut counter = decoder(BufReader::with_capacity(CHUNK, file), compression);
+    let size = tokio::io::copy(&mut counter, &mut tokio::io::sink())
+        .await
+        .map_err(|e| io_err(blobs, digest, e))?;
+    let file = blobs.open_blob(digest).await?;
+    let reader = decoder(BufReader::with_capacity(CHUNK, file), compression);
+    tar.file(path, size, reader).await
+}
+
+async fn read_head(file: &mut tokio::fs::File, head: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        let k = file.read(&mut head[n..]).await.map_err(|e| Error::Io {
+            context: "reading blob".into(),
+            source: e,
+        })?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    Ok(n)
+}
+
+fn io_err(blobs: &Blobs, digest: &Digest, e: std::io::Error) -> Error {
+    Error::Io {
+        context: format!("reading {}", blobs.path(digest).display()),
+        source: e,
+    }
+}

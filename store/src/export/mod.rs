@@ -1,0 +1,83 @@
+//! Export: images to an OCI image layout or docker-archive tar stream, blobs read straight from
+//! their files. Deterministic: same images, same bytes (fixed order, mtime 0, uid/gid 0).
+
+pub(crate) mod docker;
+pub(crate) mod oci;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tar::{Builder, EntryType, Header};
+
+use crate::error::IoContext;
+use crate::Result;
+
+/// One image to write and what to call it in the archive.
+#[derive(Clone, Debug)]
+pub(crate) struct Item {
+    pub(crate) record: crate::meta::ImageRecord,
+    /// The name the archive gives it: `org.opencontainers.image.ref.name` for OCI, a RepoTag for
+    /// docker.
+    pub(crate) ref_name: Option<String>,
+    /// The image's own full name, when it has one.
+    pub(crate) name: Option<crate::ImageName>,
+}
+
+pub(crate) struct TarWriter<W: AsyncWrite + Unpin + Send> {
+    builder: Builder<W>,
+}
+
+impl<W: AsyncWrite + Unpin + Send> TarWriter<W> {
+    pub(crate) fn new(writer: W) -> Self {
+        // Not `Builder::new`: it writes the end-of-archive marker on drop, which would make a
+        // save that failed halfway look like a complete archive.
+        TarWriter {
+            builder: Builder::new_non_terminated(writer),
+        }
+    }
+
+    fn header(size: u64, mode: u32, entry_type: EntryType) -> Header {
+        let mut h = Header::new_ustar();
+        h.set_size(size);
+        h.set_mode(mode);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(entry_type);
+        h
+    }
+
+    pub(crate) async fn dir(&mut self, path: &str) -> Result<()> {
+        let mut h = Self::header(0, 0o755, EntryType::Directory);
+        self.builder
+            .append_data(&mut h, path, tokio::io::empty())
+            .await
+            .context(|| format!("writing {path}"))
+    }
+
+    pub(crate) async fn file<R: AsyncRead + Unpin + Send>(&mut self, path: &str, size: u64, data: R) -> Result<()> {
+        let mut h = Self::header(size, 0o644, EntryType::Regular);
+        self.builder
+            .append_data(&mut h, path, data)
+            .await
+            .context(|| format!("writing {path}"))
+    }
+
+    pub(crate) async fn bytes(&mut self, path: &str, data: &[u8]) -> Result<()> {
+        self.file(path, data.len() as u64, data).await
+    }
+
+    pub(crate) async fn finish(self) -> Result<W> {
+        let mut w = self
+            .builder
+            .into_inner()
+            .await
+            .context(|| "finishing archive".into())?;
+        tokio::io::AsyncWriteExt::flush(&mut w)
+            .await
+            .context(|| "flushing archive".into())?;
+        Ok(w)
+    }
+}
+
+pub(crate) fn blob_path(digest: &crate::Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}

@@ -1,0 +1,30 @@
+//! A content-addressed OCI image store over one root directory.
+//!
+//! ```text
+//! <root>/meta.redb          tags and image records (redb: one write transaction per change)
+//! <root>/blobs/sha256/<hex> immutable blobs, visible only once their digest was checked
+//! <root>/ingest/<load>/     a load's staged blobs; moved into blobs/ when the load commits
+//! ```
+//!
+//! Imports read OCI image layouts and docker-archives as one tar stream and extract nothing;
+//! exports stream blobs straight from their files. See ARCHITECTURE.md for the invariants.
+#![warn(missing_docs)]
+
+mod blob;
+mod digest;
+mod error;
+mod export;
+mod import;
+pub mod limits;
+mod meta;
+mod ops;
+mod reference;
+mod store;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use meta::ImageRecord;
+pub use oci_spec;
+pub use ops::Removed;
+pub use reference::ImageName;
+pub use store::{CheckReport, Format, ImageSummary, Inspection, LoadedImage, SaveItem, Store};

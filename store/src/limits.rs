@@ -1,0 +1,12 @@
+//! Limits on what an archive may ask of the store. Each is checked before the work it bounds.
+
+/// Largest JSON document read into memory: index.json, manifest.json, manifests, indexes, configs.
+pub const MAX_JSON: u64 = 4 << 20;
+/// Deepest chain of nested image indexes followed.
+pub const MAX_INDEX_DEPTH: usize = 8;
+/// Most tar entries one archive may hold.
+pub const MAX_ENTRIES: usize = 100_000;
+/// Most descriptors (images, manifests, layers) one archive may name in total.
+pub const MAX_DESCRIPTORS: usize = 100_000;
+/// Most symlinks followed when resolving one docker-archive path.
+pub const MAX_LINK_HOPS: usize = 8;

@@ -1,0 +1,133 @@
+//! Image and tag metadata in redb: a snapshot to read, one write transaction to change.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::{Error, Result};
+
+/// Full image name (`docker.io/library/busybox:latest`) -> top-level manifest or index digest.
+const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
+/// Top-level digest -> JSON [`ImageRecord`].
+const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+
+/// What the store remembers of one image, keyed by its top-level manifest or index digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Digest of the top-level manifest or index.
+    pub digest: Digest,
+    /// Media type of the top-level blob.
+    pub media_type: String,
+    /// Size of the top-level blob.
+    pub size: u64,
+    /// The image ID: the config digest (of the host platform's manifest for an index).
+    pub id: Digest,
+    /// `created` from the config, as written there.
+    pub created: Option<String>,
+    /// Bytes of all blobs the image references.
+    pub total_size: u64,
+    /// `os/architecture[/variant]` of each manifest.
+    pub platforms: Vec<String>,
+    /// Every blob the image references, top-level first, each once, in the order saves write them.
+    pub blobs: Vec<Digest>,
+}
+
+/// A consistent view of all images and tags.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) images: BTreeMap<Digest, ImageRecord>,
+    pub(crate) tags: BTreeMap<String, Digest>,
+}
+
+impl Snapshot {
+    pub(crate) fn tags_of(&self, digest: &Digest) -> Vec<String> {
+        self.tags
+            .iter()
+            .filter(|(_, d)| *d == digest)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+}
+
+/// One atomic change to the metadata.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Changes {
+    pub(crate) put_images: Vec<ImageRecord>,
+    pub(crate) delete_images: Vec<Digest>,
+    pub(crate) put_tags: Vec<(String, Digest)>,
+    pub(crate) delete_tags: Vec<String>,
+}
+
+pub(crate) struct Meta {
+    db: Database,
+}
+
+impl Meta {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked(path.display().to_string()),
+            e => Error::Database(format!("opening {}: {e}", path.display())),
+        })?;
+        let tx = db.begin_write()?;
+        tx.open_table(TAGS)?;
+        tx.open_table(IMAGES)?;
+        tx.commit()?;
+        Ok(Meta { db })
+    }
+
+    pub(crate) fn snapshot(&self) -> Result<Snapshot> {
+        let tx = self.db.begin_read()?;
+        let mut snap = Snapshot::default();
+        for row in tx.open_table(IMAGES)?.iter()? {
+            let (_, v) = row?;
+            let rec: ImageRecord = serde_json::from_slice(v.value())
+                .map_err(|e| Error::Database(format!("corrupt image record: {e}")))?;
+            snap.images.insert(rec.digest.clone(), rec);
+        }
+        for row in tx.open_table(TAGS)?.iter()? {
+            let (k, v) = row?;
+            let digest = v.value().parse()?;
+            snap.tags.insert(k.value().to_owned(), digest);
+        }
+        Ok(snap)
+    }
+
+    pub(crate) fn apply(&self, changes: &Changes) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut images = tx.open_table(IMAGES)?;
+            for d in &changes.delete_images {
+                images.remove(d.to_string().as_str())?;
+            }
+            for rec in &changes.put_images {
+                let json = serde_json::to_vec(rec).expect("image record serialises");
+                images.insert(rec.digest.to_string().as_str(), json.as_slice())?;
+            }
+            let mut tags = tx.open_table(TAGS)?;
+            for t in &changes.delete_tags {
+                tags.remove(t.as_str())?;
+            }
+            for (t, d) in &changes.put_tags {
+                tags.insert(t.as_str(), d.to_string().as_str())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}

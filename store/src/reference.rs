@@ -1,0 +1,119 @@
+//! Image names (`busybox`, `docker.io/library/busybox:latest`), normalised as docker does. No I/O.
+
+use std::fmt;
+use std::str::FromStr;
+
+use oci_spec::distribution::Reference;
+
+use crate::{Error, Result};
+
+/// A tagged image name, normalised: `busybox` is `docker.io/library/busybox:latest`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageName {
+    registry: String,
+    repository: String,
+    tag: String,
+}
+
+impl ImageName {
+    /// The full form, `docker.io/library/busybox:latest`: the key the store keeps.
+    pub fn full(&self) -> String {
+        format!("{}/{}:{}", self.registry, self.repository, self.tag)
+    }
+
+    /// The repository as docker shows it: `busybox`, `user/app`, `quay.io/x/y`.
+    pub fn familiar_repository(&self) -> String {
+        if self.registry == "docker.io" {
+            let short = self.repository.strip_prefix("library/");
+            short.unwrap_or(&self.repository).to_owned()
+        } else {
+            format!("{}/{}", self.registry, self.repository)
+        }
+    }
+
+    /// The tag alone.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+}
+
+impl fmt::Display for ImageName {
+    /// The familiar form, `busybox:latest`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.familiar_repository(), self.tag)
+    }
+}
+
+impl FromStr for ImageName {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidReference {
+            reference: s.to_owned(),
+            reason,
+        };
+        let parsed = Reference::from_str(s).map_err(|e| invalid(e.to_string()))?;
+        if parsed.digest().is_some() {
+            return Err(invalid("a tag is needed here, not a digest".into()));
+        }
+        if parsed.repository().bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(invalid("repository name must be lowercase".into()));
+        }
+        Ok(ImageName {
+            registry: parsed.registry().to_owned(),
+            repository: parsed.repository().to_owned(),
+            // The parser fills in "latest" when no tag and no digest were given.
+            tag: parsed.tag().unwrap_or("latest").to_owned(),
+        })
+    }
+}
+
+/// True when `s` names an image on its own (`busybox:1.35`, `quay.io/x/y`) rather than being a bare
+/// tag such as `latest` or `1.35`, which some tools write in `org.opencontainers.image.ref.name`.
+pub(crate) fn is_full_reference(s: &str) -> bool {
+    (s.contains(':') || s.contains('/')) && s.parse::<ImageName>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(s: &str) -> String {
+        s.parse::<ImageName>().unwrap().full()
+    }
+
+    #[test]
+    fn normalises_like_docker() {
+        assert_eq!(full("busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(full("busybox:1.35"), "docker.io/library/busybox:1.35");
+        assert_eq!(full("user/app:v1"), "docker.io/user/app:v1");
+        assert_eq!(full("index.docker.io/library/centos:7"), "docker.io/library/centos:7");
+        assert_eq!(full("localhost/app"), "localhost/app:latest");
+        assert_eq!(full("quay.io:443/x/y:z"), "quay.io:443/x/y:z");
+    }
+
+    #[test]
+    fn familiar_form_hides_docker_hub() {
+        let show = |s: &str| s.parse::<ImageName>().unwrap().to_string();
+        assert_eq!(show("docker.io/library/busybox:latest"), "busybox:latest");
+        assert_eq!(show("docker.io/user/app:v1"), "user/app:v1");
+        assert_eq!(show("localhost/app:1"), "localhost/app:1");
+    }
+
+    #[test]
+    fn refuses_invalid_names_and_digests() {
+        for bad in ["", "UPPER:case", "a b", "busybox@sha256:abc", ":tag", "a/../b"] {
+            assert!(bad.parse::<ImageName>().is_err(), "{bad:?} accepted");
+        }
+        let d = format!("busybox@sha256:{}", "a".repeat(64));
+        assert!(d.parse::<ImageName>().is_err());
+    }
+
+    #[test]
+    fn bare_tags_are_not_full_references() {
+        assert!(!is_full_reference("latest"));
+        assert!(!is_full_reference("1.35"));
+        assert!(!is_full_reference("hello"));
+        assert!(is_full_reference("busybox:1.35"));
+        assert!(is_full_reference("library/busybox"));
+    }
+}

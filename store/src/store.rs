@@ -1,0 +1,312 @@
+//! The [`Store`] facade: one root directory, its blobs and its metadata.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Mutex;
+
+use crate::blob::{Blobs, Lease};
+use crate::digest::Digest;
+use crate::export::{self, Item};
+use crate::meta::{ImageRecord, Meta, Snapshot};
+use crate::ops::{self, Removed, Target};
+use crate::reference::ImageName;
+use crate::{Error, Result, import};
+
+/// An image store rooted at one directory. Cheap to clone; all clones share the same state.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    blobs: Blobs,
+    meta: Meta,
+    /// Serialises metadata writes and collection, so a collection never sees half a commit.
+    commit: Mutex<()>,
+}
+
+/// An image as `images` lists it: one row per tag, or one `<none>` row for an untagged image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// The tag, or `None` for an untagged image.
+    pub name: Option<ImageName>,
+    /// The image ID: config digest.
+    pub id: Digest,
+    /// Top-level manifest or index digest.
+    pub digest: Digest,
+    /// `created` from the config.
+    pub created: Option<String>,
+    /// Bytes of all blobs the image references.
+    pub size: u64,
+    /// `os/arch[/variant]` of each manifest.
+    pub platforms: Vec<String>,
+}
+
+/// An image that a load committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadedImage {
+    /// The names it was given; empty when the archive gave it none.
+    pub names: Vec<ImageName>,
+    /// The image ID.
+    pub id: Digest,
+    /// Top-level manifest or index digest.
+    pub digest: Digest,
+}
+
+/// What to save and under which name.
+#[derive(Clone, Debug)]
+pub struct SaveItem {
+    /// A name, ID or ID prefix.
+    pub image: String,
+    /// The name the archive gives it (`-r IMAGE=REFNAME`).
+    pub ref_name: Option<String>,
+}
+
+/// Archive format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OCI image layout.
+    Oci,
+    /// docker-archive (`docker save`).
+    Docker,
+}
+
+/// An image's manifest and config, as stored.
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    /// The stored record.
+    pub record: ImageRecord,
+    /// Tags pointing at it.
+    pub names: Vec<ImageName>,
+    /// The top-level manifest or index bytes.
+    pub manifest: Vec<u8>,
+    /// The config bytes (of the image ID).
+    pub config: Vec<u8>,
+}
+
+/// What `check` found.
+#[derive(Clone, Debug, Default)]
+pub struct CheckReport {
+    /// Blobs re-hashed.
+    pub blobs_checked: usize,
+    /// Blobs no image references (collected by the next `gc`).
+    pub unreferenced: usize,
+    /// Everything wrong, one line each; empty when the store is sound.
+    pub problems: Vec<String>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`, takes its lock, drops what a crash left
+    /// behind and collects unreferenced blobs.
+    pub async fn open(root: impl AsRef<Path>) -> Result<Store> {
+        let root = root.as_ref().to_path_buf();
+        create_private_dir(&root)?;
+        // The database lock comes first: only its holder may clean ingest/.
+        let meta = Meta::open(&root.join("meta.redb"))?;
+        let blobs = Blobs::open(&root)?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                root,
+                blobs,
+                meta,
+                commit: Mutex::new(()),
+            }),
+        };
+        store.gc().await?;
+        Ok(store)
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Imports an OCI image layout or docker-archive tar stream (optionally gzip or zstd
+    /// compressed). `map` picks images by ref name and names them (`NAME:TAG=REFNAME`). All of the
+    /// load's images and tags are committed together, or none.
+    pub async fn load<R>(&self, reader: R, map: &[(ImageName, String)]) -> Result<Vec<LoadedImage>>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        let mut ingested = import::ingest(&self.inner.blobs, reader).await?;
+        let candidates = import::resolve(&mut ingested).await?;
+        let named = import::assign(candidates, map)?;
+        let images: Vec<(ImageRecord, Vec<ImageName>)> = named.into_iter().map(|(c, n)| (c.record, n)).collect();
+        let _guard = self.inner.commit.lock().await;
+        let needed: Vec<Digest> = images.iter().flat_map(|(r, _)| r.blobs.iter().cloned()).collect();
+        self.inner.blobs.publish(&ingested.staging, &needed)?;
+        self.inner.meta.apply(&ops::plan_load(&images))?;
+        for (rec, names) in &images {
+            let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+            tracing::info!(digest = %rec.digest, id = %rec.id, names = ?names, "loaded image");
+        }
+        Ok(images
+            .into_iter()
+            .map(|(r, names)| LoadedImage {
+                names,
+                id: r.id,
+                digest: r.digest,
+            })
+            .collect())
+    }
+
+    /// Writes the images to `writer` as one archive. Their blobs are pinned until it is done.
+    pub async fn save<W>(&self, items: &[SaveItem], format: Format, platform: Option<&str>, writer: W) -> Result<W>
+    where
+        W: AsyncWrite + Unpin + Send,
+    {
+        let (items, _lease) = self.pin_for_save(items).await?;
+        match format {
+            Format::Oci => export::oci::write(&self.inner.blobs, &items, writer).await,
+            Format::Docker => export::docker::write(&self.inner.blobs, &items, platform, writer).await,
+        }
+    }
+
+    async fn pin_for_save(&self, items: &[SaveItem]) -> Result<(Vec<Item>, Lease)> {
+        let _guard = self.inner.commit.lock().await;
+        let snap = self.inner.meta.snapshot()?;
+        let mut lease = self.inner.blobs.lease();
+        let mut out = Vec::new();
+        for item in items {
+            let (name, digest) = match ops::lookup(&snap, &item.image)? {
+                Target::Tag(n, d) => (Some(n), d),
+                Target::Image(d) => (snap.tags_of(&d).first().and_then(|t| t.parse().ok()), d),
+            };
+            let record = snap.images[&digest].clone();
+            for b in &record.blobs {
+                if !lease.pin(&self.inner.blobs, b) {
+                    return Err(Error::NotFound(format!("blob {b} of {} is missing from the store", item.image)));
+                }
+            }
+            let ref_name = item.ref_name.clone().or_else(|| name.as_ref().map(ToString::to_string));
+            out.push(Item { record, ref_name, name });
+        }
+        Ok((out, lease))
+    }
+
+    /// All images, one entry per tag and one per untagged image, newest first.
+    pub fn list(&self) -> Result<Vec<ImageSummary>> {
+        let snap = self.inner.meta.snapshot()?;
+        let mut out = Vec::new();
+        for rec in snap.images.values() {
+            let mut names: Vec<Option<ImageName>> =
+                snap.tags_of(&rec.digest).iter().filter_map(|t| t.parse().ok()).map(Some).collect();
+            if names.is_empty() {
+                names.push(None);
+            }
+            for name in names {
+                out.push(ImageSummary {
+                    name,
+                    id: rec.id.clone(),
+                    digest: rec.digest.clone(),
+                    created: rec.created.clone(),
+                    size: rec.total_size,
+                    platforms: rec.platforms.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    /// The stored manifest and config of an image.
+    pub async fn inspect(&self, image: &str) -> Result<Inspection> {
+        let snap = self.inner.meta.snapshot()?;
+        let digest = match ops::lookup(&snap, image)? {
+            Target::Tag(_, d) | Target::Image(d) => d,
+        };
+        let record = snap.images[&digest].clone();
+        let cap = crate::limits::MAX_JSON;
+        Ok(Inspection {
+            names: snap.tags_of(&digest).iter().filter_map(|t| t.parse().ok()).collect(),
+            manifest: self.inner.blobs.read_small(&record.digest, cap).await?,
+            config: self.inner.blobs.read_small(&record.id, cap).await?,
+            record,
+        })
+    }
+
+    /// Points `target` at the image `source` names.
+    pub async fn tag(&self, source: &str, target: &ImageName) -> Result<()> {
+        let _guard = self.inner.commit.lock().await;
+        let snap = self.inner.meta.snapshot()?;
+        self.inner.meta.apply(&ops::plan_tag(&snap, source, target)?)
+    }
+
+    /// Removes a tag, deleting the image with its last tag; by ID with `force`, all its tags.
+    /// Frees the blobs no other image uses.
+    pub async fn remove(&self, image: &str, force: bool) -> Result<Vec<Removed>> {
+        let removed = {
+            let _guard = self.inner.commit.lock().await;
+            let snap = self.inner.meta.snapshot()?;
+            let (changes, removed) = ops::plan_remove(&snap, image, force)?;
+            self.inner.meta.apply(&changes)?;
+            removed
+        };
+        self.gc().await?;
+        Ok(removed)
+    }
+
+    /// Deletes every blob no image references and no load or save in flight has pinned.
+    pub async fn gc(&self) -> Result<Vec<Digest>> {
+        let _guard = self.inner.commit.lock().await;
+        let snap = self.inner.meta.snapshot()?;
+        let keep = reachable(&snap);
+        let removed = self.inner.blobs.collect(&keep)?;
+        if !removed.is_empty() {
+            tracing::info!(count = removed.len(), "collected unreferenced blobs");
+        }
+        Ok(removed)
+    }
+
+    /// Re-hashes every blob and checks that every tag and image has what it references.
+    pub async fn check(&self) -> Result<CheckReport> {
+        let snap = self.inner.meta.snapshot()?;
+        let mut report = CheckReport::default();
+        for (tag, digest) in &snap.tags {
+            if !snap.images.contains_key(digest) {
+                report.problems.push(format!("tag {tag} points at missing image {digest}"));
+            }
+        }
+        let keep = reachable(&snap);
+        for rec in snap.images.values() {
+            for b in &rec.blobs {
+                if !self.inner.blobs.exists(b) {
+                    report.problems.push(format!("image {} lacks blob {b}", rec.digest));
+                }
+            }
+        }
+        for digest in self.inner.blobs.all()? {
+            let mut file = self.inner.blobs.open_blob(&digest).await?;
+            let (actual, _, _) = crate::blob::drain(&mut file, &format!("blob {digest}")).await?;
+            report.blobs_checked += 1;
+            if actual != digest {
+                report.problems.push(format!("blob {digest} is corrupt: its bytes hash to {actual}"));
+            }
+            if !keep.contains(&digest) {
+                report.unreferenced += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn reachable(snap: &Snapshot) -> HashSet<Digest> {
+    snap.images.values().flat_map(|r| r.blobs.iter().cloned()).collect()
+}
+
+fn create_private_dir(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .and_then(|()| std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| Error::Io {
+            context: format!("creating store root {}", root.display()),
+            source: e,
+        })
+}
