@@ -80,7 +80,9 @@ impl Blobs {
         tokio::fs::File::open(&path)
             .await
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::NotFound(format!("blob {digest} is missing")),
+                std::io::ErrorKind::NotFound => {
+                    Error::NotFound(format!("blob {digest} is missing"))
+                }
                 _ => Error::Io {
                     context: format!("opening {}", path.display()),
                     source: e,
@@ -104,7 +106,11 @@ impl Blobs {
 
     pub(crate) fn staging(&self) -> Result<Staging> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let dir = self.ingest.join(name);
         fs::create_dir(&dir).context(|| format!("creating {}", dir.display()))?;
         Ok(Staging {
@@ -131,7 +137,9 @@ impl Blobs {
     pub(crate) fn collect(&self, keep: &std::collections::HashSet<Digest>) -> Result<Vec<Digest>> {
         let pins = self.pins.lock().expect("pin lock poisoned");
         let mut removed = Vec::new();
-        for entry in fs::read_dir(&self.dir).context(|| format!("listing {}", self.dir.display()))? {
+        for entry in
+            fs::read_dir(&self.dir).context(|| format!("listing {}", self.dir.display()))?
+        {
             let entry = entry.context(|| format!("listing {}", self.dir.display()))?;
             let name = entry.file_name();
             let Some(digest) = name.to_str().and_then(|n| Digest::from_hex(n).ok()) else {
@@ -141,7 +149,8 @@ impl Blobs {
             if keep.contains(&digest) || pins.contains_key(&digest) {
                 continue;
             }
-            fs::remove_file(entry.path()).context(|| format!("removing {}", entry.path().display()))?;
+            fs::remove_file(entry.path())
+                .context(|| format!("removing {}", entry.path().display()))?;
             removed.push(digest);
         }
         drop(pins);
@@ -153,9 +162,15 @@ impl Blobs {
 
     pub(crate) fn all(&self) -> Result<Vec<Digest>> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir).context(|| format!("listing {}", self.dir.display()))? {
+        for entry in
+            fs::read_dir(&self.dir).context(|| format!("listing {}", self.dir.display()))?
+        {
             let entry = entry.context(|| format!("listing {}", self.dir.display()))?;
-            if let Some(d) = entry.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
+            if let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            {
                 out.push(d);
             }
         }
@@ -219,9 +234,13 @@ impl Staging {
             .context(|| format!("creating {}", tmp.display()))?;
         let (digest, len, compression) = hash_copy(reader, &mut file, what, &tmp).await?;
         if len != size {
-            return Err(Error::invalid(format!("{what}: expected {size} bytes, got {len}")));
+            return Err(Error::invalid(format!(
+                "{what}: expected {size} bytes, got {len}"
+            )));
         }
-        file.sync_all().await.context(|| format!("syncing {}", tmp.display()))?;
+        file.sync_all()
+            .await
+            .context(|| format!("syncing {}", tmp.display()))?;
         drop(file);
         if let Some(expected) = expected
             && *expected != digest
@@ -236,13 +255,8 @@ impl Staging {
         tokio::fs::rename(&tmp, &dest)
             .await
             .context(|| format!("renaming {}", tmp.display()))?;
-        self.staged.insert(
-            digest.clone(),
-            BlobInfo {
-                size,
-                compression,
-            },
-        );
+        self.staged
+            .insert(digest.clone(), BlobInfo { size, compression });
         Ok(digest)
     }
 
@@ -264,13 +278,21 @@ impl Drop for Staging {
 }
 
 /// Reads and hashes `reader` to its end without keeping it: for blobs the store already holds.
-pub(crate) async fn drain<R: AsyncRead + Unpin>(reader: &mut R, what: &str) -> Result<(Digest, u64, Compression)> {
+pub(crate) async fn drain<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    what: &str,
+) -> Result<(Digest, u64, Compression)> {
     hash_copy(reader, &mut tokio::io::sink(), what, Path::new("/dev/null")).await
 }
 
 /// Copies `reader` to `writer`, hashing on the way. Read errors are the archive's fault and
 /// write errors the store's, so they come back as different variants.
-async fn hash_copy<R, W>(reader: &mut R, writer: &mut W, what: &str, dest: &Path) -> Result<(Digest, u64, Compression)>
+async fn hash_copy<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    what: &str,
+    dest: &Path,
+) -> Result<(Digest, u64, Compression)>
 where
     R: AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,

@@ -23,7 +23,9 @@ impl Digest {
         if ok {
             Ok(Digest(hex.to_owned()))
         } else {
-            Err(Error::invalid(format!("{hex:?} is not a sha256 hex digest")))
+            Err(Error::invalid(format!(
+                "{hex:?} is not a sha256 hex digest"
+            )))
         }
     }
 
@@ -110,7 +112,11 @@ mod tests {
         let hex = "a".repeat(64);
         assert!(format!("sha256:{hex}").parse::<Digest>().is_ok());
         assert!(format!("sha512:{hex}").parse::<Digest>().is_err());
-        assert!(format!("sha256:{}", "A".repeat(64)).parse::<Digest>().is_err());
+        assert!(
+            format!("sha256:{}", "A".repeat(64))
+                .parse::<Digest>()
+                .is_err()
+        );
         assert!("sha256:abc".parse::<Digest>().is_err());
         assert!(Digest::from_hex("../../etc/passwd").is_err());
     }

@@ -31,7 +31,10 @@ pub(crate) fn lookup(snap: &Snapshot, arg: &str) -> Result<Target> {
         return Ok(Target::Tag(name, d.clone()));
     }
     let hex = arg.strip_prefix("sha256:").unwrap_or(arg);
-    let is_hex = !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let is_hex = !hex.is_empty()
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if is_hex {
         let matches: Vec<&ImageRecord> = snap
             .images
@@ -52,11 +55,18 @@ pub(crate) fn lookup(snap: &Snapshot, arg: &str) -> Result<Target> {
     Err(Error::NotFound(format!("no such image: {arg}")))
 }
 
-pub(crate) fn plan_remove(snap: &Snapshot, arg: &str, force: bool) -> Result<(Changes, Vec<Removed>)> {
+pub(crate) fn plan_remove(
+    snap: &Snapshot,
+    arg: &str,
+    force: bool,
+) -> Result<(Changes, Vec<Removed>)> {
     let mut changes = Changes::default();
     let mut removed = Vec::new();
     let tags = |d: &Digest| -> Vec<ImageName> {
-        snap.tags_of(d).iter().filter_map(|t| t.parse().ok()).collect()
+        snap.tags_of(d)
+            .iter()
+            .filter_map(|t| t.parse().ok())
+            .collect()
     };
     let digest = match lookup(snap, arg)? {
         Target::Tag(name, digest) => {
@@ -134,7 +144,8 @@ mod tests {
             s.images.insert(r.digest.clone(), r.clone());
         }
         for (t, n) in tags {
-            s.tags.insert(t.parse::<ImageName>().unwrap().full(), Digest::of(&[*n]));
+            s.tags
+                .insert(t.parse::<ImageName>().unwrap().full(), Digest::of(&[*n]));
         }
         s
     }
@@ -152,7 +163,10 @@ mod tests {
     fn removing_the_last_tag_deletes_the_image() {
         let s = snap(&[rec(1, 1)], &[("a:1", 1)]);
         // `a` means `a:latest`, which does not exist.
-        assert!(matches!(plan_remove(&s, "a", false), Err(Error::NotFound(_))));
+        assert!(matches!(
+            plan_remove(&s, "a", false),
+            Err(Error::NotFound(_))
+        ));
         let (changes, removed) = plan_remove(&s, "a:1", false).unwrap();
         assert_eq!(changes.delete_images, vec![Digest::of(&[1])]);
         assert_eq!(removed.last(), Some(&Removed::Deleted(Digest::of(&[1, 1]))));
@@ -162,7 +176,10 @@ mod tests {
     fn removing_by_id_with_many_tags_needs_force() {
         let s = snap(&[rec(1, 1)], &[("a:1", 1), ("b:1", 1)]);
         let id = Digest::of(&[1, 1]).hex()[..12].to_owned();
-        assert!(matches!(plan_remove(&s, &id, false), Err(Error::Conflict(_))));
+        assert!(matches!(
+            plan_remove(&s, &id, false),
+            Err(Error::Conflict(_))
+        ));
         let (changes, removed) = plan_remove(&s, &id, true).unwrap();
         assert_eq!(changes.delete_tags.len(), 2);
         assert_eq!(removed.len(), 3);
@@ -171,16 +188,25 @@ mod tests {
     #[test]
     fn lookup_by_unknown_name_or_id_is_not_found_and_ambiguous_prefix_conflicts() {
         let s = snap(&[rec(1, 1), rec(2, 2)], &[]);
-        assert!(matches!(lookup(&s, "nothing:here"), Err(Error::NotFound(_))));
+        assert!(matches!(
+            lookup(&s, "nothing:here"),
+            Err(Error::NotFound(_))
+        ));
         assert!(matches!(lookup(&s, "sha256:"), Err(Error::NotFound(_))));
         let a = Digest::of(&[1, 1]);
-        assert_eq!(lookup(&s, &format!("sha256:{}", a.hex())).unwrap(), Target::Image(Digest::of(&[1])));
+        assert_eq!(
+            lookup(&s, &format!("sha256:{}", a.hex())).unwrap(),
+            Target::Image(Digest::of(&[1]))
+        );
     }
 
     #[test]
     fn tagging_points_a_name_at_the_source_image() {
         let s = snap(&[rec(1, 1)], &[("a:1", 1)]);
         let changes = plan_tag(&s, "a:1", &"b:2".parse().unwrap()).unwrap();
-        assert_eq!(changes.put_tags, vec![("docker.io/library/b:2".to_owned(), Digest::of(&[1]))]);
+        assert_eq!(
+            changes.put_tags,
+            vec![("docker.io/library/b:2".to_owned(), Digest::of(&[1]))]
+        );
     }
 }

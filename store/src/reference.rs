@@ -86,7 +86,10 @@ mod tests {
         assert_eq!(full("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(full("busybox:1.35"), "docker.io/library/busybox:1.35");
         assert_eq!(full("user/app:v1"), "docker.io/user/app:v1");
-        assert_eq!(full("index.docker.io/library/centos:7"), "docker.io/library/centos:7");
+        assert_eq!(
+            full("index.docker.io/library/centos:7"),
+            "docker.io/library/centos:7"
+        );
         assert_eq!(full("localhost/app"), "localhost/app:latest");
         assert_eq!(full("quay.io:443/x/y:z"), "quay.io:443/x/y:z");
     }
@@ -101,7 +104,14 @@ mod tests {
 
     #[test]
     fn refuses_invalid_names_and_digests() {
-        for bad in ["", "UPPER:case", "a b", "busybox@sha256:abc", ":tag", "a/../b"] {
+        for bad in [
+            "",
+            "UPPER:case",
+            "a b",
+            "busybox@sha256:abc",
+            ":tag",
+            "a/../b",
+        ] {
             assert!(bad.parse::<ImageName>().is_err(), "{bad:?} accepted");
         }
         let d = format!("busybox@sha256:{}", "a".repeat(64));

@@ -135,9 +135,13 @@ impl Store {
         let mut ingested = import::ingest(&self.inner.blobs, reader).await?;
         let candidates = import::resolve(&mut ingested).await?;
         let named = import::assign(candidates, map)?;
-        let images: Vec<(ImageRecord, Vec<ImageName>)> = named.into_iter().map(|(c, n)| (c.record, n)).collect();
+        let images: Vec<(ImageRecord, Vec<ImageName>)> =
+            named.into_iter().map(|(c, n)| (c.record, n)).collect();
         let _guard = self.inner.commit.lock().await;
-        let needed: Vec<Digest> = images.iter().flat_map(|(r, _)| r.blobs.iter().cloned()).collect();
+        let needed: Vec<Digest> = images
+            .iter()
+            .flat_map(|(r, _)| r.blobs.iter().cloned())
+            .collect();
         self.inner.blobs.publish(&ingested.staging, &needed)?;
         self.inner.meta.apply(&ops::plan_load(&images))?;
         for (rec, names) in &images {
@@ -155,14 +159,22 @@ impl Store {
     }
 
     /// Writes the images to `writer` as one archive. Their blobs are pinned until it is done.
-    pub async fn save<W>(&self, items: &[SaveItem], format: Format, platform: Option<&str>, writer: W) -> Result<W>
+    pub async fn save<W>(
+        &self,
+        items: &[SaveItem],
+        format: Format,
+        platform: Option<&str>,
+        writer: W,
+    ) -> Result<W>
     where
         W: AsyncWrite + Unpin + Send,
     {
         let (items, _lease) = self.pin_for_save(items).await?;
         match format {
             Format::Oci => export::oci::write(&self.inner.blobs, &items, writer).await,
-            Format::Docker => export::docker::write(&self.inner.blobs, &items, platform, writer).await,
+            Format::Docker => {
+                export::docker::write(&self.inner.blobs, &items, platform, writer).await
+            }
         }
     }
 
@@ -179,11 +191,21 @@ impl Store {
             let record = snap.images[&digest].clone();
             for b in &record.blobs {
                 if !lease.pin(&self.inner.blobs, b) {
-                    return Err(Error::NotFound(format!("blob {b} of {} is missing from the store", item.image)));
+                    return Err(Error::NotFound(format!(
+                        "blob {b} of {} is missing from the store",
+                        item.image
+                    )));
                 }
             }
-            let ref_name = item.ref_name.clone().or_else(|| name.as_ref().map(ToString::to_string));
-            out.push(Item { record, ref_name, name });
+            let ref_name = item
+                .ref_name
+                .clone()
+                .or_else(|| name.as_ref().map(ToString::to_string));
+            out.push(Item {
+                record,
+                ref_name,
+                name,
+            });
         }
         Ok((out, lease))
     }
@@ -193,8 +215,12 @@ impl Store {
         let snap = self.inner.meta.snapshot()?;
         let mut out = Vec::new();
         for rec in snap.images.values() {
-            let mut names: Vec<Option<ImageName>> =
-                snap.tags_of(&rec.digest).iter().filter_map(|t| t.parse().ok()).map(Some).collect();
+            let mut names: Vec<Option<ImageName>> = snap
+                .tags_of(&rec.digest)
+                .iter()
+                .filter_map(|t| t.parse().ok())
+                .map(Some)
+                .collect();
             if names.is_empty() {
                 names.push(None);
             }
@@ -222,7 +248,11 @@ impl Store {
         let record = snap.images[&digest].clone();
         let cap = crate::limits::MAX_JSON;
         Ok(Inspection {
-            names: snap.tags_of(&digest).iter().filter_map(|t| t.parse().ok()).collect(),
+            names: snap
+                .tags_of(&digest)
+                .iter()
+                .filter_map(|t| t.parse().ok())
+                .collect(),
             manifest: self.inner.blobs.read_small(&record.digest, cap).await?,
             config: self.inner.blobs.read_small(&record.id, cap).await?,
             record,
@@ -233,7 +263,9 @@ impl Store {
     pub async fn tag(&self, source: &str, target: &ImageName) -> Result<()> {
         let _guard = self.inner.commit.lock().await;
         let snap = self.inner.meta.snapshot()?;
-        self.inner.meta.apply(&ops::plan_tag(&snap, source, target)?)
+        self.inner
+            .meta
+            .apply(&ops::plan_tag(&snap, source, target)?)
     }
 
     /// Removes a tag, deleting the image with its last tag; by ID with `force`, all its tags.
@@ -268,14 +300,18 @@ impl Store {
         let mut report = CheckReport::default();
         for (tag, digest) in &snap.tags {
             if !snap.images.contains_key(digest) {
-                report.problems.push(format!("tag {tag} points at missing image {digest}"));
+                report
+                    .problems
+                    .push(format!("tag {tag} points at missing image {digest}"));
             }
         }
         let keep = reachable(&snap);
         for rec in snap.images.values() {
             for b in &rec.blobs {
                 if !self.inner.blobs.exists(b) {
-                    report.problems.push(format!("image {} lacks blob {b}", rec.digest));
+                    report
+                        .problems
+                        .push(format!("image {} lacks blob {b}", rec.digest));
                 }
             }
         }
@@ -284,7 +320,9 @@ impl Store {
             let (actual, _, _) = crate::blob::drain(&mut file, &format!("blob {digest}")).await?;
             report.blobs_checked += 1;
             if actual != digest {
-                report.problems.push(format!("blob {digest} is corrupt: its bytes hash to {actual}"));
+                report.problems.push(format!(
+                    "blob {digest} is corrupt: its bytes hash to {actual}"
+                ));
             }
             if !keep.contains(&digest) {
                 report.unreferenced += 1;
@@ -295,7 +333,10 @@ impl Store {
 }
 
 fn reachable(snap: &Snapshot) -> HashSet<Digest> {
-    snap.images.values().flat_map(|r| r.blobs.iter().cloned()).collect()
+    snap.images
+        .values()
+        .flat_map(|r| r.blobs.iter().cloned())
+        .collect()
 }
 
 fn create_private_dir(root: &Path) -> Result<()> {

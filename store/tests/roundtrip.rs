@@ -12,25 +12,46 @@ async fn seed_workflow_keeps_image_ids_across_save_rmi_load() {
     let centos = Image::new(&["c1", "c2"], "amd64", Comp::Gzip).await;
     let busybox = Image::new(&["b1"], "amd64", Comp::None).await;
     let archive = oci_archive(&[
-        (&centos, &[("io.containerd.image.name", "docker.io/library/centos:7")]),
-        (&busybox, &[("org.opencontainers.image.ref.name", "busybox:latest")]),
+        (
+            &centos,
+            &[("io.containerd.image.name", "docker.io/library/centos:7")],
+        ),
+        (
+            &busybox,
+            &[("org.opencontainers.image.ref.name", "busybox:latest")],
+        ),
     ])
     .await;
     store.load(reader(archive), &[]).await.unwrap();
     let before = rows(&store);
     assert_eq!(
         before,
-        vec![("busybox:latest".into(), busybox.id()), ("centos:7".into(), centos.id())]
+        vec![
+            ("busybox:latest".into(), busybox.id()),
+            ("centos:7".into(), centos.id())
+        ]
     );
 
-    let saved = save(&store, &[("centos:7", Some("hello")), ("busybox:latest", Some("world"))], Format::Oci).await;
+    let saved = save(
+        &store,
+        &[
+            ("centos:7", Some("hello")),
+            ("busybox:latest", Some("world")),
+        ],
+        Format::Oci,
+    )
+    .await;
     let files = untar(&saved).await;
     let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
     let refs: Vec<&str> = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap())
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+        })
         .collect();
     assert_eq!(refs, ["hello", "world"]);
     assert_eq!(index["manifests"][0]["platform"]["architecture"], "amd64");
@@ -43,12 +64,18 @@ async fn seed_workflow_keeps_image_ids_across_save_rmi_load() {
     assert!(blob_files(dir.path()).is_empty(), "rmi frees the blobs");
 
     store
-        .load(reader(saved), &map(&[("centos:test", "hello"), ("busybox:test", "world")]))
+        .load(
+            reader(saved),
+            &map(&[("centos:test", "hello"), ("busybox:test", "world")]),
+        )
         .await
         .unwrap();
     assert_eq!(
         rows(&store),
-        vec![("busybox:test".into(), busybox.id()), ("centos:test".into(), centos.id())]
+        vec![
+            ("busybox:test".into(), busybox.id()),
+            ("centos:test".into(), centos.id())
+        ]
     );
 }
 
@@ -58,12 +85,18 @@ async fn docker_archive_round_trip_keeps_ids_and_manifest_digests() {
     let store = open(dir.path()).await;
     let img = Image::new(&["d1", "d2", "d3"], "amd64", Comp::None).await;
     let loaded = store
-        .load(reader(docker_archive(&[(&img, &["app:1", "app:2"])]).await), &[])
+        .load(
+            reader(docker_archive(&[(&img, &["app:1", "app:2"])]).await),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].id.to_string(), img.id());
-    assert_eq!(rows(&store), vec![("app:1".into(), img.id()), ("app:2".into(), img.id())]);
+    assert_eq!(
+        rows(&store),
+        vec![("app:1".into(), img.id()), ("app:2".into(), img.id())]
+    );
 
     let saved = save(&store, &[("app:1", None)], Format::Docker).await;
     let files = untar(&saved).await;
@@ -75,7 +108,10 @@ async fn docker_archive_round_trip_keeps_ids_and_manifest_digests() {
     let other = open(dir2.path()).await;
     let again = other.load(reader(saved), &[]).await.unwrap();
     assert_eq!(again[0].id, loaded[0].id);
-    assert_eq!(again[0].digest, loaded[0].digest, "the generated manifest is deterministic");
+    assert_eq!(
+        again[0].digest, loaded[0].digest,
+        "the generated manifest is deterministic"
+    );
 }
 
 #[tokio::test]
@@ -83,7 +119,13 @@ async fn oci_image_with_gzip_layers_saves_as_docker_with_uncompressed_layers() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let img = Image::new(&["g1", "g2"], "amd64", Comp::Gzip).await;
-    store.load(reader(oci_archive(&[(&img, &[("org.opencontainers.image.ref.name", "x:1")])]).await), &[]).await.unwrap();
+    store
+        .load(
+            reader(oci_archive(&[(&img, &[("org.opencontainers.image.ref.name", "x:1")])]).await),
+            &[],
+        )
+        .await
+        .unwrap();
     let saved = save(&store, &[("x:1", None)], Format::Docker).await;
     let files = untar(&saved).await;
     for (_, raw) in &img.layers {
@@ -91,8 +133,16 @@ async fn oci_image_with_gzip_layers_saves_as_docker_with_uncompressed_layers() {
         assert_eq!(files[&path], *raw, "layer {path} is the uncompressed tar");
     }
     let dir2 = tempfile::tempdir().unwrap();
-    let loaded = open(dir2.path()).await.load(reader(saved), &[]).await.unwrap();
-    assert_eq!(loaded[0].id.to_string(), img.id(), "diff_ids check out against the config");
+    let loaded = open(dir2.path())
+        .await
+        .load(reader(saved), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded[0].id.to_string(),
+        img.id(),
+        "diff_ids check out against the config"
+    );
 }
 
 #[tokio::test]
@@ -101,7 +151,11 @@ async fn saving_twice_gives_identical_bytes() {
     let store = open(dir.path()).await;
     let a = Image::new(&["s1"], "amd64", Comp::Zstd).await;
     let b = Image::new(&["s2", "s1"], "amd64", Comp::Zstd).await;
-    let archive = oci_archive(&[(&a, &[("io.containerd.image.name", "a:1")]), (&b, &[("io.containerd.image.name", "b:1")])]).await;
+    let archive = oci_archive(&[
+        (&a, &[("io.containerd.image.name", "a:1")]),
+        (&b, &[("io.containerd.image.name", "b:1")]),
+    ])
+    .await;
     store.load(reader(archive), &[]).await.unwrap();
     for format in [Format::Oci, Format::Docker] {
         let one = save(&store, &[("a:1", Some("x")), ("b:1", None)], format).await;
@@ -117,12 +171,25 @@ async fn shared_blobs_are_written_once() {
     let a = Image::new(&["shared", "a"], "amd64", Comp::None).await;
     let b = Image::new(&["shared", "b"], "amd64", Comp::None).await;
     store
-        .load(reader(oci_archive(&[(&a, &[("io.containerd.image.name", "a:1")]), (&b, &[("io.containerd.image.name", "b:1")])]).await), &[])
+        .load(
+            reader(
+                oci_archive(&[
+                    (&a, &[("io.containerd.image.name", "a:1")]),
+                    (&b, &[("io.containerd.image.name", "b:1")]),
+                ])
+                .await,
+            ),
+            &[],
+        )
         .await
         .unwrap();
     let saved = save(&store, &[("a:1", None), ("b:1", None)], Format::Oci).await;
     let shared = format!("blobs/sha256/{}", hex_of(&sha(&a.layers[0].0)));
-    let count = untar_paths(&saved).await.iter().filter(|p| **p == shared).count();
+    let count = untar_paths(&saved)
+        .await
+        .iter()
+        .filter(|p| **p == shared)
+        .count();
     assert_eq!(count, 1);
 }
 
@@ -145,7 +212,10 @@ async fn entry_order_and_dot_slash_prefixes_do_not_matter() {
     reversed.reverse();
     let dotted: Vec<Entry> = base
         .iter()
-        .map(|e| Entry { path: format!("./{}", e.path), ..e.clone() })
+        .map(|e| Entry {
+            path: format!("./{}", e.path),
+            ..e.clone()
+        })
         .collect();
     for entries in [base, reversed, dotted] {
         let dir = tempfile::tempdir().unwrap();
@@ -173,9 +243,17 @@ async fn layers_are_stored_as_they_came() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
         let img = Image::new(&["l1"], "amd64", comp).await;
-        let loaded = store.load(reader(oci_archive(&[(&img, &[])]).await), &[]).await.unwrap();
+        let loaded = store
+            .load(reader(oci_archive(&[(&img, &[])]).await), &[])
+            .await
+            .unwrap();
         assert_eq!(loaded[0].digest.to_string(), sha(&img.manifest), "{comp:?}");
-        let stored = std::fs::read(dir.path().join("blobs/sha256").join(hex_of(&sha(&img.layers[0].0)))).unwrap();
+        let stored = std::fs::read(
+            dir.path()
+                .join("blobs/sha256")
+                .join(hex_of(&sha(&img.layers[0].0))),
+        )
+        .unwrap();
         assert_eq!(stored, img.layers[0].0, "{comp:?}");
     }
 }
@@ -194,7 +272,11 @@ async fn multi_platform_store(dir: &std::path::Path) -> (store::Store, Image, Im
         "digest": sha(&inner), "size": inner.len(),
         "annotations": {"io.containerd.image.name": "docker.io/library/multi:1"},
     });
-    let mut entries = vec![Entry::file("oci-layout", LAYOUT), Entry::file("index.json", &index_json(vec![top])), Entry::blob(&inner)];
+    let mut entries = vec![
+        Entry::file("oci-layout", LAYOUT),
+        Entry::file("index.json", &index_json(vec![top])),
+        Entry::blob(&inner),
+    ];
     entries.extend(amd.blob_entries());
     entries.extend(arm.blob_entries());
     store.load(reader(tar(&entries).await), &[]).await.unwrap();
@@ -210,7 +292,11 @@ async fn multi_platform_index_is_one_image_and_saves_whole() {
     assert_eq!(list[0].digest.to_string(), sha(&inner));
     assert_eq!(list[0].platforms, ["linux/amd64", "linux/arm64"]);
     if std::env::consts::ARCH == "x86_64" {
-        assert_eq!(list[0].id.to_string(), amd.id(), "the ID is the host platform's config");
+        assert_eq!(
+            list[0].id.to_string(),
+            amd.id(),
+            "the ID is the host platform's config"
+        );
     }
     let saved = untar(&save(&store, &[("multi:1", None)], Format::Oci).await).await;
     for img in [&amd, &arm] {
@@ -218,20 +304,38 @@ async fn multi_platform_index_is_one_image_and_saves_whole() {
             assert_eq!(saved[&e.path], e.data);
         }
     }
-    assert_eq!(saved[&format!("blobs/sha256/{}", hex_of(&sha(&inner)))], inner);
+    assert_eq!(
+        saved[&format!("blobs/sha256/{}", hex_of(&sha(&inner)))],
+        inner
+    );
 }
 
 #[tokio::test]
 async fn docker_save_of_a_multi_platform_image_picks_one_platform() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _amd, arm, _) = multi_platform_store(dir.path()).await;
-    let items = [store::SaveItem { image: "multi:1".into(), ref_name: None }];
-    let saved = store.save(&items, Format::Docker, Some("linux/arm64"), Vec::new()).await.unwrap();
+    let items = [store::SaveItem {
+        image: "multi:1".into(),
+        ref_name: None,
+    }];
+    let saved = store
+        .save(&items, Format::Docker, Some("linux/arm64"), Vec::new())
+        .await
+        .unwrap();
     let files = untar(&saved).await;
     let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
-    assert_eq!(manifest[0]["Config"], format!("blobs/sha256/{}", hex_of(&arm.id())));
-    let err = store.save(&items, Format::Docker, Some("linux/s390x"), Vec::new()).await.unwrap_err();
-    assert!(matches!(err, store::Error::NotFound(ref m) if m.contains("linux/arm64")), "{err}");
+    assert_eq!(
+        manifest[0]["Config"],
+        format!("blobs/sha256/{}", hex_of(&arm.id()))
+    );
+    let err = store
+        .save(&items, Format::Docker, Some("linux/s390x"), Vec::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, store::Error::NotFound(ref m) if m.contains("linux/arm64")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -239,13 +343,26 @@ async fn docker_25_archives_with_both_manifests_load_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let img = Image::new(&["both"], "amd64", Comp::None).await;
-    let mut entries = oci_entries(&[(&img, &[("io.containerd.image.name", "docker.io/library/both:1"), ("org.opencontainers.image.ref.name", "1")])]);
+    let mut entries = oci_entries(&[(
+        &img,
+        &[
+            ("io.containerd.image.name", "docker.io/library/both:1"),
+            ("org.opencontainers.image.ref.name", "1"),
+        ],
+    )]);
     let layer = format!("blobs/sha256/{}", hex_of(&sha(&img.layers[0].0)));
     let manifest = serde_json::json!([{"Config": format!("blobs/sha256/{}", hex_of(&img.id())), "RepoTags": ["both:1"], "Layers": [layer]}]);
-    entries.push(Entry::file("manifest.json", &serde_json::to_vec(&manifest).unwrap()));
+    entries.push(Entry::file(
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    ));
     let loaded = store.load(reader(tar(&entries).await), &[]).await.unwrap();
     assert_eq!(loaded.len(), 1);
-    assert_eq!(loaded[0].digest.to_string(), sha(&img.manifest), "the OCI manifest is kept, not regenerated");
+    assert_eq!(
+        loaded[0].digest.to_string(),
+        sha(&img.manifest),
+        "the OCI manifest is kept, not regenerated"
+    );
     assert_eq!(rows(&store), vec![("both:1".into(), img.id())]);
 }
 
@@ -276,7 +393,13 @@ async fn loading_a_blob_the_store_has_verifies_it_and_reuses_it() {
     let archive = oci_archive(&[(&img, &[("io.containerd.image.name", "r:1")])]).await;
     store.load(reader(archive.clone()), &[]).await.unwrap();
     let blobs = blob_files(dir.path());
-    store.load(reader(archive), &map(&[("r:2", "r:1")])).await.unwrap();
+    store
+        .load(reader(archive), &map(&[("r:2", "r:1")]))
+        .await
+        .unwrap();
     assert_eq!(blob_files(dir.path()), blobs);
-    assert_eq!(rows(&store), vec![("r:1".into(), img.id()), ("r:2".into(), img.id())]);
+    assert_eq!(
+        rows(&store),
+        vec![("r:1".into(), img.id()), ("r:2".into(), img.id())]
+    );
 }

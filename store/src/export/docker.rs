@@ -34,13 +34,24 @@ pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
     let mut written = HashSet::new();
     let mut entries = Vec::new();
     for item in items {
-        let manifest_digest = pick_manifest(blobs, &item.record.digest, &item.record.media_type, &platform, 0).await?;
+        let manifest_digest = pick_manifest(
+            blobs,
+            &item.record.digest,
+            &item.record.media_type,
+            &platform,
+            0,
+        )
+        .await?;
         let manifest: ImageManifest = parse(blobs, &manifest_digest).await?;
         let config_digest = Digest::try_from(manifest.config().digest())?;
-        let config = ConfigSummary::parse(&config_digest, &blobs.read_small(&config_digest, MAX_JSON).await?)?;
+        let config = ConfigSummary::parse(
+            &config_digest,
+            &blobs.read_small(&config_digest, MAX_JSON).await?,
+        )?;
         if written.insert(config_digest.clone()) {
             let file = blobs.open_blob(&config_digest).await?;
-            tar.file(&blob_path(&config_digest), manifest.config().size(), file).await?;
+            tar.file(&blob_path(&config_digest), manifest.config().size(), file)
+                .await?;
         }
         let mut layers = Vec::new();
         for (layer, diff_id) in manifest.layers().iter().zip(&config.rootfs.diff_ids) {
@@ -62,18 +73,28 @@ pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
             layers,
         });
     }
-    tar.bytes("manifest.json", &serde_json::to_vec(&entries).expect("manifest serialises"))
-        .await?;
+    tar.bytes(
+        "manifest.json",
+        &serde_json::to_vec(&entries).expect("manifest serialises"),
+    )
+    .await?;
     tar.finish().await
 }
 
 async fn parse<T: serde::de::DeserializeOwned>(blobs: &Blobs, digest: &Digest) -> Result<T> {
     let json = blobs.read_small(digest, MAX_JSON).await?;
-    serde_json::from_slice(&json).map_err(|e| Error::Database(format!("stored blob {digest} does not parse: {e}")))
+    serde_json::from_slice(&json)
+        .map_err(|e| Error::Database(format!("stored blob {digest} does not parse: {e}")))
 }
 
 /// The manifest for `platform`: the image itself, or the matching entry of its index.
-async fn pick_manifest(blobs: &Blobs, digest: &Digest, media_type: &str, platform: &str, depth: usize) -> Result<Digest> {
+async fn pick_manifest(
+    blobs: &Blobs,
+    digest: &Digest,
+    media_type: &str,
+    platform: &str,
+    depth: usize,
+) -> Result<Digest> {
     if !is_index(media_type) {
         return Ok(digest.clone());
     }
@@ -86,7 +107,15 @@ async fn pick_manifest(blobs: &Blobs, digest: &Digest, media_type: &str, platfor
         let child = Digest::try_from(m.digest())?;
         let media_type = m.media_type().to_string();
         if is_index(&media_type) {
-            if let Ok(d) = Box::pin(pick_manifest(blobs, &child, &media_type, platform, depth + 1)).await {
+            if let Ok(d) = Box::pin(pick_manifest(
+                blobs,
+                &child,
+                &media_type,
+                platform,
+                depth + 1,
+            ))
+            .await
+            {
                 return Ok(d);
             }
             continue;
@@ -121,8 +150,14 @@ async fn write_layer<W: AsyncWrite + Unpin + Send>(
     let compression = Compression::sniff(&head[..n]);
     let file = blobs.open_blob(digest).await?;
     if compression == Compression::None {
-        let size = file.metadata().await.map_err(|e| io_err(blobs, digest, e))?.len();
-        return tar.file(path, size, BufReader::with_capacity(CHUNK, file)).await;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| io_err(blobs, digest, e))?
+            .len();
+        return tar
+            .file(path, size, BufReader::with_capacity(CHUNK, file))
+            .await;
     }
     let mut counter = decoder(BufReader::with_capacity(CHUNK, file), compression);
     let size = tokio::io::copy(&mut counter, &mut tokio::io::sink())

@@ -7,8 +7,8 @@ pub(crate) mod oci;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tar::{Builder, EntryType, Header};
 
-use crate::error::IoContext;
 use crate::Result;
+use crate::error::IoContext;
 
 /// One image to write and what to call it in the archive.
 #[derive(Clone, Debug)]
@@ -53,7 +53,12 @@ impl<W: AsyncWrite + Unpin + Send> TarWriter<W> {
             .context(|| format!("writing {path}"))
     }
 
-    pub(crate) async fn file<R: AsyncRead + Unpin + Send>(&mut self, path: &str, size: u64, data: R) -> Result<()> {
+    pub(crate) async fn file<R: AsyncRead + Unpin + Send>(
+        &mut self,
+        path: &str,
+        size: u64,
+        data: R,
+    ) -> Result<()> {
         let mut h = Self::header(size, 0o644, EntryType::Regular);
         self.builder
             .append_data(&mut h, path, data)

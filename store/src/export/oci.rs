@@ -6,13 +6,18 @@ use oci_spec::image::{DescriptorBuilder, ImageIndexBuilder, MediaType, Platform,
 use tokio::io::{AsyncWrite, BufReader};
 
 use super::{Item, TarWriter, blob_path};
+use crate::Result;
 use crate::blob::{Blobs, CHUNK};
 use crate::import::oci::{CONTAINERD_NAME, REF_NAME, is_manifest};
-use crate::Result;
 
-pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(blobs: &Blobs, items: &[Item], writer: W) -> Result<W> {
+pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
+    blobs: &Blobs,
+    items: &[Item],
+    writer: W,
+) -> Result<W> {
     let mut tar = TarWriter::new(writer);
-    tar.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
+    tar.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .await?;
     tar.bytes("index.json", &index_json(items)).await?;
     tar.dir("blobs/").await?;
     tar.dir("blobs/sha256/").await?;
@@ -27,8 +32,12 @@ pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(blobs: &Blobs, items: &[
                 context: format!("reading {}", blobs.path(digest).display()),
                 source: e,
             })?;
-            tar.file(&blob_path(digest), size.len(), BufReader::with_capacity(CHUNK, file))
-                .await?;
+            tar.file(
+                &blob_path(digest),
+                size.len(),
+                BufReader::with_capacity(CHUNK, file),
+            )
+            .await?;
         }
     }
     tar.finish().await
@@ -50,7 +59,11 @@ fn index_json(items: &[Item]) -> Vec<u8> {
                 .digest(oci_spec::image::Digest::from(&item.record.digest))
                 .size(item.record.size);
             if !annotations.is_empty() {
-                d = d.annotations(annotations.into_iter().collect::<std::collections::HashMap<_, _>>());
+                d = d.annotations(
+                    annotations
+                        .into_iter()
+                        .collect::<std::collections::HashMap<_, _>>(),
+                );
             }
             if is_manifest(&item.record.media_type)
                 && let Some(p) = item.record.platforms.first().and_then(|p| platform(p))

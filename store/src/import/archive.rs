@@ -10,7 +10,7 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio_tar::EntryType;
 
-use crate::blob::{self, BlobInfo, Blobs, Compression, Lease, Staging, CHUNK};
+use crate::blob::{self, BlobInfo, Blobs, CHUNK, Compression, Lease, Staging};
 use crate::digest::Digest;
 use crate::limits::{MAX_ENTRIES, MAX_JSON};
 use crate::{Error, Result};
@@ -85,7 +85,9 @@ fn classify(path: &str) -> Result<Kind> {
         p => match p.strip_prefix("blobs/") {
             Some(rest) => match rest.split_once('/') {
                 Some(("sha256", hex)) => Kind::Blob(Digest::from_hex(hex).map_err(|_| {
-                    Error::invalid(format!("entry {path:?}: blob name is not a sha256 hex digest"))
+                    Error::invalid(format!(
+                        "entry {path:?}: blob name is not a sha256 hex digest"
+                    ))
                 })?),
                 _ => {
                     return Err(Error::invalid(format!(
@@ -103,13 +105,19 @@ pub(crate) fn normalize(raw: &[u8]) -> Result<String> {
     let name = std::str::from_utf8(raw)
         .map_err(|_| Error::invalid(format!("entry name {raw:?} is not UTF-8")))?;
     if name.starts_with('/') {
-        return Err(Error::invalid(format!("entry {name:?} has an absolute path")));
+        return Err(Error::invalid(format!(
+            "entry {name:?} has an absolute path"
+        )));
     }
     let mut parts = Vec::new();
     for part in name.split('/') {
         match part {
             "" | "." => {}
-            ".." => return Err(Error::invalid(format!("entry {name:?} leaves the archive with '..'"))),
+            ".." => {
+                return Err(Error::invalid(format!(
+                    "entry {name:?} leaves the archive with '..'"
+                )));
+            }
             p => parts.push(p),
         }
     }
@@ -119,7 +127,9 @@ pub(crate) fn normalize(raw: &[u8]) -> Result<String> {
 /// Resolves a symlink target relative to the link's own directory, staying inside the archive.
 fn link_target(link: &str, target: &str) -> Result<String> {
     if target.starts_with('/') {
-        return Err(Error::invalid(format!("link {link:?} points outside the archive to {target:?}")));
+        return Err(Error::invalid(format!(
+            "link {link:?} points outside the archive to {target:?}"
+        )));
     }
     let mut parts: Vec<&str> = link.split('/').collect();
     parts.pop();
@@ -216,7 +226,9 @@ pub(crate) async fn ingest<R: AsyncRead + Unpin + Send + 'static>(
     while let Some(entry) = entries.next().await {
         let mut entry = entry.map_err(|e| Error::invalid(format!("reading tar: {e}")))?;
         if seen_paths.len() >= MAX_ENTRIES {
-            return Err(Error::invalid(format!("archive holds more than {MAX_ENTRIES} entries")));
+            return Err(Error::invalid(format!(
+                "archive holds more than {MAX_ENTRIES} entries"
+            )));
         }
         let raw_path = entry
             .path_bytes()
@@ -230,15 +242,22 @@ pub(crate) async fn ingest<R: AsyncRead + Unpin + Send + 'static>(
             continue;
         }
         if !seen_paths.insert(path.clone()) {
-            return Err(Error::invalid(format!("entry {path:?} appears more than once")));
+            return Err(Error::invalid(format!(
+                "entry {path:?} appears more than once"
+            )));
         }
         check_pax_size(&entry, &path)?;
         let kind = classify(&path)?;
         match entry_type {
             EntryType::Regular | EntryType::Continuous => {}
             EntryType::Symlink | EntryType::Link => {
-                if matches!(kind, Kind::Blob(_) | Kind::IndexJson | Kind::ManifestJson | Kind::LayoutFile) {
-                    return Err(Error::invalid(format!("entry {path:?} is a link; it must be a regular file")));
+                if matches!(
+                    kind,
+                    Kind::Blob(_) | Kind::IndexJson | Kind::ManifestJson | Kind::LayoutFile
+                ) {
+                    return Err(Error::invalid(format!(
+                        "entry {path:?} is a link; it must be a regular file"
+                    )));
                 }
                 let target = entry
                     .link_name_bytes()
@@ -274,7 +293,9 @@ pub(crate) async fn ingest<R: AsyncRead + Unpin + Send + 'static>(
                 }
                 out.index_json = Some(doc);
             }
-            Kind::ManifestJson => out.manifest_json = Some(read_doc(&mut entry, size, &path).await?),
+            Kind::ManifestJson => {
+                out.manifest_json = Some(read_doc(&mut entry, size, &path).await?)
+            }
             Kind::Ignored => {
                 read_doc(&mut entry, size, &path).await?;
             }
@@ -293,7 +314,10 @@ pub(crate) async fn ingest<R: AsyncRead + Unpin + Send + 'static>(
                 out.files.insert(path, digest);
             }
             Kind::Other => {
-                let digest = out.staging.write(&mut entry, size, None, &format!("entry {path:?}")).await?;
+                let digest = out
+                    .staging
+                    .write(&mut entry, size, None, &format!("entry {path:?}"))
+                    .await?;
                 let info = out.staging.get(&digest).expect("just staged").clone();
                 out.present.insert(digest.clone(), info);
                 out.files.insert(path, digest);
@@ -316,7 +340,9 @@ async fn take_blob<R: AsyncRead + Unpin>(
     let info = if out.lease.pin(&out.blobs, digest) {
         let (actual, len, compression) = blob::drain(reader, &what).await?;
         if len != size {
-            return Err(Error::invalid(format!("{what}: expected {size} bytes, got {len}")));
+            return Err(Error::invalid(format!(
+                "{what}: expected {size} bytes, got {len}"
+            )));
         }
         if actual != *digest {
             return Err(Error::DigestMismatch {
@@ -395,7 +421,10 @@ mod tests {
 
     #[test]
     fn symlink_targets_stay_inside() {
-        assert_eq!(link_target("a/layer.tar", "../b/layer.tar").unwrap(), "b/layer.tar");
+        assert_eq!(
+            link_target("a/layer.tar", "../b/layer.tar").unwrap(),
+            "b/layer.tar"
+        );
         assert!(link_target("a/layer.tar", "../../etc/passwd").is_err());
         assert!(link_target("a/layer.tar", "/etc/passwd").is_err());
     }

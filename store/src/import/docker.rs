@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, BufReader};
 use super::Candidate;
 use super::archive::Ingested;
 use super::oci::ConfigSummary;
-use crate::blob::{self, Compression, CHUNK};
+use crate::blob::{self, CHUNK, Compression};
 use crate::digest::Digest;
 use crate::limits::MAX_LINK_HOPS;
 use crate::meta::ImageRecord;
@@ -26,17 +26,28 @@ struct Entry {
 
 /// The RepoTags of each image in `manifest.json`, by config digest: names for an OCI index that
 /// came with a docker manifest (docker save since v25).
-pub(crate) fn repo_tags(ingested: &Ingested, manifest_json: &[u8]) -> Result<Vec<(Digest, Vec<String>)>> {
+pub(crate) fn repo_tags(
+    ingested: &Ingested,
+    manifest_json: &[u8],
+) -> Result<Vec<(Digest, Vec<String>)>> {
     let entries = parse(manifest_json)?;
     entries
         .into_iter()
-        .map(|e| Ok((lookup(ingested, &e.config)?, e.repo_tags.unwrap_or_default())))
+        .map(|e| {
+            Ok((
+                lookup(ingested, &e.config)?,
+                e.repo_tags.unwrap_or_default(),
+            ))
+        })
         .collect()
 }
 
 fn parse(manifest_json: &[u8]) -> Result<Vec<Entry>> {
-    serde_json::from_slice(manifest_json)
-        .map_err(|e| Error::invalid(format!("manifest.json is not a docker-archive manifest: {e}")))
+    serde_json::from_slice(manifest_json).map_err(|e| {
+        Error::invalid(format!(
+            "manifest.json is not a docker-archive manifest: {e}"
+        ))
+    })
 }
 
 /// Finds the blob behind an archive path, following links inside the archive.
@@ -55,10 +66,15 @@ fn lookup(ingested: &Ingested, path: &str) -> Result<Digest> {
             }
         }
     }
-    Err(Error::invalid(format!("{path:?}: more than {MAX_LINK_HOPS} links deep")))
+    Err(Error::invalid(format!(
+        "{path:?}: more than {MAX_LINK_HOPS} links deep"
+    )))
 }
 
-pub(crate) async fn resolve(ingested: &mut Ingested, manifest_json: &[u8]) -> Result<Vec<Candidate>> {
+pub(crate) async fn resolve(
+    ingested: &mut Ingested,
+    manifest_json: &[u8],
+) -> Result<Vec<Candidate>> {
     let mut out = Vec::new();
     for entry in parse(manifest_json)? {
         let config_digest = lookup(ingested, &entry.config)?;
@@ -91,7 +107,12 @@ pub(crate) async fn resolve(ingested: &mut Ingested, manifest_json: &[u8]) -> Re
         let manifest = synthesized_manifest(&config_digest, config_size, &layers);
         let manifest_digest = ingested
             .staging
-            .write(&mut manifest.as_slice(), manifest.len() as u64, None, "generated manifest")
+            .write(
+                &mut manifest.as_slice(),
+                manifest.len() as u64,
+                None,
+                "generated manifest",
+            )
             .await?;
         let mut blobs = vec![manifest_digest.clone(), config_digest.clone()];
         let mut total = manifest.len() as u64 + config_size;
@@ -121,7 +142,11 @@ pub(crate) async fn resolve(ingested: &mut Ingested, manifest_json: &[u8]) -> Re
     Ok(out)
 }
 
-fn synthesized_manifest(config: &Digest, config_size: u64, layers: &[(Digest, blob::BlobInfo)]) -> Vec<u8> {
+fn synthesized_manifest(
+    config: &Digest,
+    config_size: u64,
+    layers: &[(Digest, blob::BlobInfo)],
+) -> Vec<u8> {
     let descriptor = |media_type: MediaType, digest: &Digest, size: u64| {
         DescriptorBuilder::default()
             .media_type(media_type)
@@ -152,7 +177,11 @@ fn synthesized_manifest(config: &Digest, config_size: u64, layers: &[(Digest, bl
 }
 
 /// Digest of a compressed layer's uncompressed bytes: its diff_id.
-async fn uncompressed_digest(ingested: &Ingested, digest: &Digest, compression: Compression) -> Result<Digest> {
+async fn uncompressed_digest(
+    ingested: &Ingested,
+    digest: &Digest,
+    compression: Compression,
+) -> Result<Digest> {
     let path = ingested.blob_path(digest);
     let file = tokio::fs::File::open(&path).await.map_err(|e| Error::Io {
         context: format!("opening {}", path.display()),

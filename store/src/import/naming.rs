@@ -62,7 +62,10 @@ pub(crate) fn assign(
         }
         by_digest.retain(|_, (_, names)| !names.is_empty());
     }
-    Ok(order.into_iter().filter_map(|d| by_digest.remove(&d)).collect())
+    Ok(order
+        .into_iter()
+        .filter_map(|d| by_digest.remove(&d))
+        .collect())
 }
 
 fn default_names(c: &Candidate) -> Result<Vec<ImageName>> {
@@ -106,7 +109,12 @@ fn answers_to(c: &Candidate, refname: &str) -> bool {
 fn available(by_digest: &BTreeMap<Digest, (Candidate, Vec<ImageName>)>) -> String {
     let names: Vec<&str> = by_digest
         .values()
-        .flat_map(|(c, _)| c.ref_names.iter().chain(&c.repo_tags).chain(&c.containerd_name))
+        .flat_map(|(c, _)| {
+            c.ref_names
+                .iter()
+                .chain(&c.repo_tags)
+                .chain(&c.containerd_name)
+        })
         .map(String::as_str)
         .collect();
     if names.is_empty() {
@@ -154,7 +162,12 @@ mod tests {
     fn default_naming_prefers_containerd_then_full_ref_name_then_repo_tags() {
         let out = assign(
             vec![
-                cand(1, &["latest"], Some("docker.io/library/busybox:1.36"), &["other:1"]),
+                cand(
+                    1,
+                    &["latest"],
+                    Some("docker.io/library/busybox:1.36"),
+                    &["other:1"],
+                ),
                 cand(2, &["busybox:1.35"], None, &["ignored:1"]),
                 cand(3, &["1.0"], None, &["app:1", "app:2"]),
                 cand(4, &["hello"], None, &[]),
@@ -176,8 +189,15 @@ mod tests {
     #[test]
     fn a_map_picks_by_ref_name_and_drops_the_rest() {
         let out = assign(
-            vec![cand(1, &["hello"], None, &[]), cand(2, &["world"], None, &[]), cand(3, &["x"], None, &[])],
-            &[(name("centos:test"), "hello".into()), (name("busybox:test"), "world".into())],
+            vec![
+                cand(1, &["hello"], None, &[]),
+                cand(2, &["world"], None, &[]),
+                cand(3, &["x"], None, &[]),
+            ],
+            &[
+                (name("centos:test"), "hello".into()),
+                (name("busybox:test"), "world".into()),
+            ],
         )
         .unwrap();
         assert_eq!(names(&out), vec![vec!["centos:test"], vec!["busybox:test"]]);
@@ -195,13 +215,24 @@ mod tests {
 
     #[test]
     fn a_map_naming_an_absent_ref_is_refused_with_what_exists() {
-        let err = assign(vec![cand(1, &["hello"], None, &[])], &[(name("a:b"), "nope".into())]).unwrap_err();
-        assert!(matches!(err, Error::NotFound(ref m) if m.contains("nope") && m.contains("hello")), "{err}");
+        let err = assign(
+            vec![cand(1, &["hello"], None, &[])],
+            &[(name("a:b"), "nope".into())],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::NotFound(ref m) if m.contains("nope") && m.contains("hello")),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_same_image_twice_is_one_image_with_both_names() {
-        let out = assign(vec![cand(1, &["a:1"], None, &[]), cand(1, &["a:2"], None, &[])], &[]).unwrap();
+        let out = assign(
+            vec![cand(1, &["a:1"], None, &[]), cand(1, &["a:2"], None, &[])],
+            &[],
+        )
+        .unwrap();
         assert_eq!(names(&out), vec![vec!["a:1", "a:2"]]);
     }
 

@@ -55,8 +55,9 @@ pub(crate) struct RootFs {
 
 impl ConfigSummary {
     pub(crate) fn parse(digest: &Digest, json: &[u8]) -> Result<Self> {
-        serde_json::from_slice(json)
-            .map_err(|e| Error::invalid(format!("config {digest} is not a valid image config: {e}")))
+        serde_json::from_slice(json).map_err(|e| {
+            Error::invalid(format!("config {digest} is not a valid image config: {e}"))
+        })
     }
 
     pub(crate) fn platform(&self) -> String {
@@ -98,6 +99,9 @@ struct Walk {
 pub(crate) fn resolve(ingested: &Ingested, index_json: &[u8]) -> Result<Vec<Candidate>> {
     let index: ImageIndex = serde_json::from_slice(index_json)
         .map_err(|e| Error::invalid(format!("index.json is not a valid image index: {e}")))?;
+    if index.manifests().is_empty() {
+        return Err(Error::invalid("index.json lists no images"));
+    }
     let mut descriptors = 0;
     let mut out = Vec::new();
     for desc in index.manifests() {
@@ -149,10 +153,18 @@ fn candidate(desc: &Descriptor, walk: Walk) -> Result<Candidate> {
     })
 }
 
-fn visit(ingested: &Ingested, desc: &Descriptor, parent: &str, depth: usize, walk: &mut Walk) -> Result<()> {
+fn visit(
+    ingested: &Ingested,
+    desc: &Descriptor,
+    parent: &str,
+    depth: usize,
+    walk: &mut Walk,
+) -> Result<()> {
     walk.descriptors += 1;
     if walk.descriptors > MAX_DESCRIPTORS {
-        return Err(Error::invalid(format!("archive names more than {MAX_DESCRIPTORS} descriptors")));
+        return Err(Error::invalid(format!(
+            "archive names more than {MAX_DESCRIPTORS} descriptors"
+        )));
     }
     let digest = Digest::try_from(desc.digest())?;
     let media_type = desc.media_type().to_string();
@@ -189,9 +201,15 @@ fn visit(ingested: &Ingested, desc: &Descriptor, parent: &str, depth: usize, wal
         }
         let json = ingested.read_json(&digest)?;
         let index: ImageIndex = serde_json::from_slice(&json).map_err(|e| {
-            Error::invalid(format!("{digest} is declared an image index but is not one: {e}"))
+            Error::invalid(format!(
+                "{digest} is declared an image index but is not one: {e}"
+            ))
         })?;
-        check_own_type(&digest, &media_type, index.media_type().as_ref().map(|m| m.to_string()))?;
+        check_own_type(
+            &digest,
+            &media_type,
+            index.media_type().as_ref().map(|m| m.to_string()),
+        )?;
         walk.stack.push(digest.clone());
         let name = format!("index {digest}");
         for child in index.manifests() {
@@ -201,9 +219,15 @@ fn visit(ingested: &Ingested, desc: &Descriptor, parent: &str, depth: usize, wal
     } else if is_manifest(&media_type) {
         let json = ingested.read_json(&digest)?;
         let manifest: ImageManifest = serde_json::from_slice(&json).map_err(|e| {
-            Error::invalid(format!("{digest} is declared an image manifest but is not one: {e}"))
+            Error::invalid(format!(
+                "{digest} is declared an image manifest but is not one: {e}"
+            ))
         })?;
-        check_own_type(&digest, &media_type, manifest.media_type().as_ref().map(|m| m.to_string()))?;
+        check_own_type(
+            &digest,
+            &media_type,
+            manifest.media_type().as_ref().map(|m| m.to_string()),
+        )?;
         let name = format!("manifest {digest}");
         visit(ingested, manifest.config(), &name, depth + 1, walk)?;
         let config_digest = Digest::try_from(manifest.config().digest())?;

@@ -32,10 +32,20 @@ pub struct Entry {
 
 impl Entry {
     pub fn file(path: &str, data: &[u8]) -> Self {
-        Entry { path: path.into(), data: data.to_vec(), kind: EntryType::Regular, link: None }
+        Entry {
+            path: path.into(),
+            data: data.to_vec(),
+            kind: EntryType::Regular,
+            link: None,
+        }
     }
     pub fn link(path: &str, kind: EntryType, target: &str) -> Self {
-        Entry { path: path.into(), data: vec![], kind, link: Some(target.into()) }
+        Entry {
+            path: path.into(),
+            data: vec![],
+            kind,
+            link: Some(target.into()),
+        }
     }
     pub fn blob(data: &[u8]) -> Self {
         Entry::file(&format!("blobs/sha256/{}", hex_of(&sha(data))), data)
@@ -81,7 +91,11 @@ pub async fn zstd(data: &[u8]) -> Vec<u8> {
 
 /// A layer: a real tar holding one file whose content depends on `seed`.
 pub async fn layer_tar(seed: &str) -> Vec<u8> {
-    tar(&[Entry::file(&format!("file-{seed}"), format!("content of {seed}\n").repeat(50).as_bytes())]).await
+    tar(&[Entry::file(
+        &format!("file-{seed}"),
+        format!("content of {seed}\n").repeat(50).as_bytes(),
+    )])
+    .await
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -109,8 +123,14 @@ impl Image {
             let raw = layer_tar(s).await;
             let (stored, mt) = match comp {
                 Comp::None => (raw.clone(), "application/vnd.oci.image.layer.v1.tar"),
-                Comp::Gzip => (gzip(&raw).await, "application/vnd.oci.image.layer.v1.tar+gzip"),
-                Comp::Zstd => (zstd(&raw).await, "application/vnd.oci.image.layer.v1.tar+zstd"),
+                Comp::Gzip => (
+                    gzip(&raw).await,
+                    "application/vnd.oci.image.layer.v1.tar+gzip",
+                ),
+                Comp::Zstd => (
+                    zstd(&raw).await,
+                    "application/vnd.oci.image.layer.v1.tar+zstd",
+                ),
             };
             layers.push((stored, raw));
             types.push(mt.to_string());
@@ -124,7 +144,12 @@ impl Image {
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }))
         .unwrap();
-        let mut img = Image { manifest: vec![], config, layers, layer_types: types };
+        let mut img = Image {
+            manifest: vec![],
+            config,
+            layers,
+            layer_types: types,
+        };
         img.manifest = img.manifest_with(|_| {});
         img
     }
@@ -184,7 +209,10 @@ pub async fn oci_archive(images: &[(&Image, &[(&str, &str)])]) -> Vec<u8> {
 pub fn oci_entries(images: &[(&Image, &[(&str, &str)])]) -> Vec<Entry> {
     let mut entries = vec![
         Entry::file("oci-layout", LAYOUT),
-        Entry::file("index.json", &index_json(images.iter().map(|(i, a)| i.descriptor(a)).collect())),
+        Entry::file(
+            "index.json",
+            &index_json(images.iter().map(|(i, a)| i.descriptor(a)).collect()),
+        ),
     ];
     let mut seen = std::collections::HashSet::new();
     for (img, _) in images {
@@ -214,7 +242,10 @@ pub async fn docker_archive(images: &[(&Image, &[&str])]) -> Vec<u8> {
         }
         manifest.push(json!({"Config": config_path, "RepoTags": tags, "Layers": layer_paths}));
     }
-    entries.push(Entry::file("manifest.json", &serde_json::to_vec(&manifest).unwrap()));
+    entries.push(Entry::file(
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    ));
     tar(&entries).await
 }
 
@@ -227,17 +258,27 @@ pub fn name(s: &str) -> ImageName {
 }
 
 pub fn map(pairs: &[(&str, &str)]) -> Vec<(ImageName, String)> {
-    pairs.iter().map(|(n, r)| (name(n), r.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(n, r)| (name(n), r.to_string()))
+        .collect()
 }
 
 pub async fn open(dir: &Path) -> Store {
     Store::open(dir).await.unwrap()
 }
 
-pub async fn save(store: &Store, images: &[(&str, Option<&str>)], format: store::Format) -> Vec<u8> {
+pub async fn save(
+    store: &Store,
+    images: &[(&str, Option<&str>)],
+    format: store::Format,
+) -> Vec<u8> {
     let items: Vec<store::SaveItem> = images
         .iter()
-        .map(|(i, r)| store::SaveItem { image: i.to_string(), ref_name: r.map(str::to_owned) })
+        .map(|(i, r)| store::SaveItem {
+            image: i.to_string(),
+            ref_name: r.map(str::to_owned),
+        })
         .collect();
     store.save(&items, format, None, Vec::new()).await.unwrap()
 }
@@ -248,7 +289,12 @@ pub fn rows(store: &Store) -> Vec<(String, String)> {
         .list()
         .unwrap()
         .into_iter()
-        .map(|s| (s.name.map_or("<none>".into(), |n| n.to_string()), s.id.to_string()))
+        .map(|s| {
+            (
+                s.name.map_or("<none>".into(), |n| n.to_string()),
+                s.id.to_string(),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -271,7 +317,11 @@ fn walk(p: &Path) -> usize {
     std::fs::read_dir(p).map_or(0, |rd| {
         rd.map(|e| {
             let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() { 1 + walk(&e.path()) } else { 1 }
+            if e.file_type().unwrap().is_dir() {
+                1 + walk(&e.path())
+            } else {
+                1
+            }
         })
         .sum()
     })
