@@ -133,10 +133,15 @@ impl Blobs {
         sync_dir(&self.dir)
     }
 
-    /// Deletes every blob that is neither in `keep` nor pinned. The caller holds the commit lock.
-    pub(crate) fn collect(&self, keep: &std::collections::HashSet<Digest>) -> Result<Vec<Digest>> {
+    /// Deletes every blob that is neither in `keep` nor pinned, and counts the unreferenced ones
+    /// a pin saved for now. The caller holds the commit lock.
+    pub(crate) fn collect(
+        &self,
+        keep: &std::collections::HashSet<Digest>,
+    ) -> Result<(Vec<Digest>, usize)> {
         let pins = self.pins.lock().expect("pin lock poisoned");
         let mut removed = Vec::new();
+        let mut deferred = 0;
         for entry in
             fs::read_dir(&self.dir).context(|| format!("listing {}", self.dir.display()))?
         {
@@ -146,7 +151,11 @@ impl Blobs {
                 // Not ours to judge (and never a blob): leave it.
                 continue;
             };
-            if keep.contains(&digest) || pins.contains_key(&digest) {
+            if keep.contains(&digest) {
+                continue;
+            }
+            if pins.contains_key(&digest) {
+                deferred += 1;
                 continue;
             }
             fs::remove_file(entry.path())
@@ -157,7 +166,7 @@ impl Blobs {
         if !removed.is_empty() {
             sync_dir(&self.dir)?;
         }
-        Ok(removed)
+        Ok((removed, deferred))
     }
 
     pub(crate) fn all(&self) -> Result<Vec<Digest>> {

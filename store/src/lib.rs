@@ -27,4 +27,6 @@ pub use meta::ImageRecord;
 pub use oci_spec;
 pub use ops::Removed;
 pub use reference::ImageName;
-pub use store::{CheckReport, Format, ImageSummary, Inspection, LoadedImage, SaveItem, Store};
+pub use store::{
+    CheckReport, Format, ImageSummary, Inspection, LoadedImage, SaveItem, SaveJob, Store,
+};

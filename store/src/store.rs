@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
@@ -27,6 +28,9 @@ struct Inner {
     meta: Meta,
     /// Serialises metadata writes and collection, so a collection never sees half a commit.
     commit: Mutex<()>,
+    /// A collection left unreferenced blobs because a load or save had them pinned; the next
+    /// load or save to finish collects again.
+    gc_deferred: AtomicBool,
 }
 
 /// An image as `images` lists it: one row per tag, or one `<none>` row for an untagged image.
@@ -99,6 +103,32 @@ pub struct CheckReport {
     pub problems: Vec<String>,
 }
 
+/// A save whose images are resolved and whose blobs are pinned until it is dropped.
+pub struct SaveJob {
+    store: Store,
+    items: Vec<Item>,
+    format: Format,
+    platform: Option<String>,
+    _lease: Lease,
+}
+
+impl SaveJob {
+    /// Streams the archive to `writer`.
+    pub async fn write<W: AsyncWrite + Unpin + Send>(self, writer: W) -> Result<W> {
+        let blobs = &self.store.inner.blobs;
+        let result = match self.format {
+            Format::Oci => export::oci::write(blobs, &self.items, writer).await,
+            Format::Docker => {
+                export::docker::write(blobs, &self.items, self.platform.as_deref(), writer).await
+            }
+        };
+        let store = self.store.clone();
+        drop(self);
+        store.collect_deferred().await?;
+        result
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `root`, takes its lock, drops what a crash left
     /// behind and collects unreferenced blobs.
@@ -114,6 +144,7 @@ impl Store {
                 blobs,
                 meta,
                 commit: Mutex::new(()),
+                gc_deferred: AtomicBool::new(false),
             }),
         };
         store.gc().await?;
@@ -129,6 +160,20 @@ impl Store {
     /// compressed). `map` picks images by ref name and names them (`NAME:TAG=REFNAME`). All of the
     /// load's images and tags are committed together, or none.
     pub async fn load<R>(&self, reader: R, map: &[(ImageName, String)]) -> Result<Vec<LoadedImage>>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        let result = self.load_pinned(reader, map).await;
+        self.collect_deferred().await?;
+        result
+    }
+
+    /// The load proper; its pins are released when it returns.
+    async fn load_pinned<R>(
+        &self,
+        reader: R,
+        map: &[(ImageName, String)],
+    ) -> Result<Vec<LoadedImage>>
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
@@ -158,7 +203,26 @@ impl Store {
             .collect())
     }
 
-    /// Writes the images to `writer` as one archive. Their blobs are pinned until it is done.
+    /// Resolves the images to save and pins their blobs, so that what is missing is reported
+    /// before a byte is written and nothing is collected while the archive streams.
+    pub async fn prepare_save(
+        &self,
+        items: &[SaveItem],
+        format: Format,
+        platform: Option<&str>,
+    ) -> Result<SaveJob> {
+        let (items, lease) = self.pin_for_save(items).await?;
+        Ok(SaveJob {
+            store: self.clone(),
+            items,
+            format,
+            platform: platform.map(str::to_owned),
+            _lease: lease,
+        })
+    }
+
+    /// Writes the images to `writer` as one archive: [`Store::prepare_save`], then
+    /// [`SaveJob::write`].
     pub async fn save<W>(
         &self,
         items: &[SaveItem],
@@ -169,13 +233,10 @@ impl Store {
     where
         W: AsyncWrite + Unpin + Send,
     {
-        let (items, _lease) = self.pin_for_save(items).await?;
-        match format {
-            Format::Oci => export::oci::write(&self.inner.blobs, &items, writer).await,
-            Format::Docker => {
-                export::docker::write(&self.inner.blobs, &items, platform, writer).await
-            }
-        }
+        self.prepare_save(items, format, platform)
+            .await?
+            .write(writer)
+            .await
     }
 
     async fn pin_for_save(&self, items: &[SaveItem]) -> Result<(Vec<Item>, Lease)> {
@@ -287,11 +348,25 @@ impl Store {
         let _guard = self.inner.commit.lock().await;
         let snap = self.inner.meta.snapshot()?;
         let keep = reachable(&snap);
-        let removed = self.inner.blobs.collect(&keep)?;
+        let (removed, deferred) = self.inner.blobs.collect(&keep)?;
+        if deferred > 0 {
+            self.inner.gc_deferred.store(true, Ordering::SeqCst);
+        }
         if !removed.is_empty() {
-            tracing::info!(count = removed.len(), "collected unreferenced blobs");
+            tracing::info!(
+                count = removed.len(),
+                deferred,
+                "collected unreferenced blobs"
+            );
         }
         Ok(removed)
+    }
+
+    async fn collect_deferred(&self) -> Result<()> {
+        if self.inner.gc_deferred.swap(false, Ordering::SeqCst) {
+            self.gc().await?;
+        }
+        Ok(())
     }
 
     /// Re-hashes every blob and checks that every tag and image has what it references.

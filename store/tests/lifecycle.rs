@@ -268,6 +268,10 @@ async fn a_save_in_flight_keeps_its_blobs_through_a_remove() {
     let mut rest = Vec::new();
     rx.read_to_end(&mut rest).await.unwrap();
     save.await.unwrap().unwrap();
+    assert!(
+        blob_files(dir.path()).is_empty(),
+        "the blobs the save kept are collected when it ends"
+    );
     let mut archive = first.to_vec();
     archive.extend(rest);
     store.load(reader(archive), &[]).await.unwrap();

@@ -1,0 +1,139 @@
+//! Flags and subcommands, as clap derive types only.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Client of hyperd, the image store daemon.
+#[derive(Parser)]
+#[command(name = "hyperctl", version, about)]
+pub(crate) struct Cli {
+    /// hyperd's socket [default: /run/hyperd/hyperd.sock as root, else $XDG_RUNTIME_DIR/hyperd.sock]
+    #[arg(long, global = true, env = "HYPERD_SOCKET")]
+    pub(crate) socket: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// List images
+    Images(ImagesArgs),
+    /// Save images to a tar archive (to stdout unless -o)
+    Save(SaveArgs),
+    /// Load images from a tar archive (from stdin unless -i)
+    Load(LoadArgs),
+    /// Remove images
+    Rmi(RmiArgs),
+    /// Give an image another name
+    Tag(TagArgs),
+    /// Show images' manifest and config as JSON
+    Inspect(InspectArgs),
+    /// Re-hash every stored blob and verify every reference
+    Check,
+    /// Show client and daemon versions
+    Version,
+    /// Print a shell completion script
+    Completion(CompletionArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ImagesArgs {
+    /// Show all images (hyperd keeps no intermediate images, so this is the default list)
+    #[arg(short, long)]
+    pub(crate) all: bool,
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub(crate) format: ListFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub(crate) enum ArchiveFormat {
+    /// docker-archive, as `docker save` writes
+    Docker,
+    /// OCI image layout
+    Oci,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SaveArgs {
+    /// Write to FILE instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Archive format
+    #[arg(short, long, value_enum, default_value_t = ArchiveFormat::Docker)]
+    pub(crate) format: ArchiveFormat,
+    /// Name IMAGE as REFNAME in the archive (OCI ref name, or docker RepoTag)
+    #[arg(short, long = "ref", value_name = "IMAGE=REFNAME")]
+    pub(crate) refs: Vec<String>,
+    /// Platform to write for a multi-platform image in docker format (os/arch[/variant])
+    #[arg(long)]
+    pub(crate) platform: Option<String>,
+    /// Do not show progress
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+    /// Images to save: names or IDs
+    #[arg(required = true, value_name = "IMAGE")]
+    pub(crate) images: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LoadArgs {
+    /// Read from FILE instead of stdin ("-" for stdin)
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) input: Option<PathBuf>,
+    /// Load only the image with ref name REFNAME, as NAME:TAG
+    #[arg(short, long = "ref", value_name = "NAME:TAG=REFNAME")]
+    pub(crate) refs: Vec<String>,
+    /// Suppress progress and the list of loaded images
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RmiArgs {
+    /// Remove an image by ID even when several tags use it
+    #[arg(short, long)]
+    pub(crate) force: bool,
+    /// Images to remove: names or IDs
+    #[arg(required = true, value_name = "IMAGE")]
+    pub(crate) images: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct TagArgs {
+    /// Existing image: name or ID
+    pub(crate) source: String,
+    /// New name
+    pub(crate) target: String,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct InspectArgs {
+    /// Images: names or IDs
+    #[arg(required = true, value_name = "IMAGE")]
+    pub(crate) images: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct CompletionArgs {
+    /// Shell
+    pub(crate) shell: clap_complete::Shell,
+}
+
+/// Splits `LEFT=RIGHT` at the last `=` (names never hold one).
+pub(crate) fn split_mapping(s: &str, what: &str) -> anyhow::Result<(String, String)> {
+    match s.rsplit_once('=') {
+        Some((l, r)) if !l.is_empty() && !r.is_empty() => Ok((l.to_owned(), r.to_owned())),
+        _ => anyhow::bail!("invalid -r {s:?}: expected {what}"),
+    }
+}

@@ -1,0 +1,61 @@
+//! One module per subcommand; each returns the process exit code.
+
+mod images;
+mod load;
+mod misc;
+mod rmi;
+mod save;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use hyperd_proto::tonic::transport::Channel;
+use hyperd_proto::v1::image_service_client::ImageServiceClient;
+
+use crate::cli::Command;
+use crate::exit::Unreachable;
+
+pub(crate) type Client = ImageServiceClient<Channel>;
+
+pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitCode> {
+    if let Command::Completion(args) = command {
+        return misc::completion(args);
+    }
+    if let Command::Version = command {
+        return misc::version(socket).await;
+    }
+    let client = connect(socket).await?;
+    match command {
+        Command::Images(a) => images::run(client, a).await,
+        Command::Save(a) => save::run(client, a).await,
+        Command::Load(a) => load::run(client, a).await,
+        Command::Rmi(a) => rmi::run(client, a).await,
+        Command::Tag(a) => misc::tag(client, a).await,
+        Command::Inspect(a) => misc::inspect(client, a).await,
+        Command::Check => misc::check(client).await,
+        Command::Version | Command::Completion(_) => unreachable!("handled above"),
+    }
+}
+
+pub(crate) async fn connect(socket: &Path) -> anyhow::Result<Client> {
+    let channel = hyperd_proto::connect(socket)
+        .await
+        .map_err(|e| Unreachable {
+            socket: socket.display().to_string(),
+            cause: error_chain(&e),
+        })?;
+    Ok(ImageServiceClient::new(channel)
+        .max_decoding_message_size(hyperd_proto::CHUNK_SIZE * 2)
+        .max_encoding_message_size(hyperd_proto::CHUNK_SIZE * 2))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.dedup();
+    parts.join(": ")
+}

@@ -1,0 +1,84 @@
+//! `hyperctl save`: stream the archive to a file (written aside, renamed when complete) or stdout.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use hyperd_proto::v1::{ArchiveFormat as Wire, SaveImage, SaveRequest};
+use tokio::io::AsyncWriteExt;
+
+use super::Client;
+use crate::cli::{ArchiveFormat, SaveArgs, split_mapping};
+use crate::progress;
+
+pub(crate) async fn run(mut client: Client, args: SaveArgs) -> anyhow::Result<ExitCode> {
+    let request = request(&args)?;
+    if args.output.is_none() && std::io::stdout().is_terminal() {
+        bail!("refusing to write an archive to a terminal; use -o FILE or redirect stdout");
+    }
+    let mut stream = client.save(request).await?.into_inner();
+    let bar = progress::bar(None, args.quiet, "saving");
+    match &args.output {
+        Some(path) => {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => std::path::Path::new("."),
+            };
+            let tmp = tempfile::Builder::new()
+                .prefix(".hyperctl-save-")
+                .tempfile_in(dir)
+                .with_context(|| format!("creating a file in {}", dir.display()))?;
+            let mut file = tokio::fs::File::from_std(tmp.reopen()?);
+            while let Some(msg) = stream.next().await {
+                let chunk = msg?.chunk;
+                file.write_all(&chunk)
+                    .await
+                    .with_context(|| format!("writing {}", path.display()))?;
+                bar.inc(chunk.len() as u64);
+            }
+            file.sync_all()
+                .await
+                .with_context(|| format!("syncing {}", path.display()))?;
+            tmp.persist(path)
+                .with_context(|| format!("renaming into {}", path.display()))?;
+        }
+        None => {
+            let mut out = tokio::io::stdout();
+            while let Some(msg) = stream.next().await {
+                let chunk = msg?.chunk;
+                out.write_all(&chunk).await.context("writing to stdout")?;
+                bar.inc(chunk.len() as u64);
+            }
+            out.flush().await.context("writing to stdout")?;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn request(args: &SaveArgs) -> anyhow::Result<SaveRequest> {
+    let mut refs = std::collections::HashMap::new();
+    for r in &args.refs {
+        let (image, refname) = split_mapping(r, "IMAGE=REFNAME")?;
+        if !args.images.contains(&image) {
+            bail!("-r {r:?} names {image:?}, which is not among the images to save");
+        }
+        refs.insert(image, refname);
+    }
+    Ok(SaveRequest {
+        images: args
+            .images
+            .iter()
+            .map(|i| SaveImage {
+                image: i.clone(),
+                ref_name: refs.get(i).cloned().unwrap_or_default(),
+            })
+            .collect(),
+        format: match args.format {
+            ArchiveFormat::Oci => Wire::Oci,
+            ArchiveFormat::Docker => Wire::Docker,
+        } as i32,
+        platform: args.platform.clone().unwrap_or_default(),
+    })
+}

@@ -1,0 +1,58 @@
+//! Store types <-> API messages.
+
+use hyperd_proto::v1;
+use store::{ImageName, ImageSummary};
+use tonic::Status;
+
+pub(crate) fn image(s: &ImageSummary) -> v1::Image {
+    v1::Image {
+        repository: s
+            .name
+            .as_ref()
+            .map(ImageName::familiar_repository)
+            .unwrap_or_default(),
+        tag: s
+            .name
+            .as_ref()
+            .map(|n| n.tag().to_owned())
+            .unwrap_or_default(),
+        name: s.name.as_ref().map(ImageName::full).unwrap_or_default(),
+        id: s.id.to_string(),
+        digest: s.digest.to_string(),
+        created: s.created.clone().unwrap_or_default(),
+        size: s.size,
+        platforms: s.platforms.clone(),
+    }
+}
+
+pub(crate) fn ref_map(refs: Vec<v1::RefMapping>) -> Result<Vec<(ImageName, String)>, Status> {
+    refs.into_iter()
+        .map(|r| {
+            if r.ref_name.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "ref mapping for {:?} has no ref name",
+                    r.name
+                )));
+            }
+            let name = r
+                .name
+                .parse()
+                .map_err(|e: store::Error| Status::invalid_argument(e.to_string()))?;
+            Ok((name, r.ref_name))
+        })
+        .collect()
+}
+
+pub(crate) fn format(f: i32) -> Result<store::Format, Status> {
+    match v1::ArchiveFormat::try_from(f) {
+        Ok(v1::ArchiveFormat::Unspecified | v1::ArchiveFormat::Oci) => Ok(store::Format::Oci),
+        Ok(v1::ArchiveFormat::Docker) => Ok(store::Format::Docker),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown archive format {f}"
+        ))),
+    }
+}
+
+pub(crate) fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}

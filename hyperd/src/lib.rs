@@ -1,0 +1,55 @@
+//! hyperd: the image store served as gRPC on a Unix socket.
+
+mod convert;
+mod service;
+mod socket;
+mod status;
+
+use std::future::Future;
+
+use hyperd_proto::v1::image_service_server::ImageServiceServer;
+use hyperd_proto::{CONNECTION_WINDOW, FILE_DESCRIPTOR_SET, MAX_FRAME, STREAM_WINDOW};
+use store::Store;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_util::sync::CancellationToken;
+
+pub use socket::{bind, default_root};
+
+/// Serves `store` on `listener` until `shutdown` completes. Then it stops accepting, ends
+/// in-flight loads and saves with UNAVAILABLE (a load's staged blobs are dropped), and returns
+/// once every connection has closed.
+pub async fn run(
+    store: Store,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ImageServiceServer<service::Images>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let images = ImageServiceServer::new(service::Images::new(store, cancel.clone()));
+    let stop = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        health
+            .set_not_serving::<ImageServiceServer<service::Images>>()
+            .await;
+        cancel.cancel();
+    };
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(images)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
+        .await?;
+    Ok(())
+}

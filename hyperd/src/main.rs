@@ -1,0 +1,71 @@
+//! `hyperd`: parse flags, open the store, bind the socket, serve until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// The hyperd image store daemon.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Store root directory [default: /var/lib/hyperd as root, else $XDG_DATA_HOME/hyperd]
+    #[arg(long, env = "HYPERD_ROOT")]
+    root: Option<PathBuf>,
+    /// Unix socket to listen on [default: /run/hyperd/hyperd.sock as root, else
+    /// $XDG_RUNTIME_DIR/hyperd.sock]
+    #[arg(long, env = "HYPERD_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Numeric group ID that owns the socket (mode 0660), so its members may use hyperd
+    #[arg(long, env = "HYPERD_GROUP")]
+    group: Option<u32>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing();
+    let root = args.root.unwrap_or_else(hyperd::default_root);
+    let socket = args.socket.unwrap_or_else(hyperd_proto::default_socket);
+    let store = store::Store::open(&root)
+        .await
+        .with_context(|| format!("opening store {}", root.display()))?;
+    let listener = hyperd::bind(&socket, args.group)?;
+    tracing::info!(root = %root.display(), socket = %socket.display(), "hyperd ready");
+    // Outside systemd there is no NOTIFY_SOCKET and this does nothing.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let result = hyperd::run(store, listener, stop_signal()).await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    if let Err(e) = std::fs::remove_file(&socket) {
+        tracing::warn!(socket = %socket.display(), error = %e, "could not remove socket");
+    }
+    tracing::info!("stopped");
+    result
+}
+
+async fn stop_signal() {
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    // The journal stamps each line itself.
+    if journal {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,242 @@
+//! `hyperd.v1.ImageService`: decode the request, call the store, encode the answer.
+
+use std::pin::Pin;
+
+use futures_util::{Stream, StreamExt};
+use hyperd_proto::CHUNK_SIZE;
+use hyperd_proto::v1::{self, image_service_server::ImageService, load_request::Part};
+use store::{Removed, SaveItem, Store};
+use tokio_util::io::{ReaderStream, StreamReader};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert;
+use crate::status::to_status;
+
+pub(crate) struct Images {
+    store: Store,
+    /// Cancelled at shutdown: in-flight loads and saves end with UNAVAILABLE.
+    shutdown: CancellationToken,
+}
+
+impl Images {
+    pub(crate) fn new(store: Store, shutdown: CancellationToken) -> Self {
+        Images { store, shutdown }
+    }
+
+    async fn or_shutdown<T>(
+        &self,
+        work: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        tokio::select! {
+            r = work => r,
+            () = self.shutdown.cancelled() => Err(Status::unavailable("hyperd is shutting down")),
+        }
+    }
+}
+
+/// The peer's uid, for the log line of each call that changes the store.
+fn peer_uid<T>(req: &Request<T>) -> Option<u32> {
+    req.extensions()
+        .get::<tonic::transport::server::UdsConnectInfo>()
+        .and_then(|i| i.peer_cred)
+        .map(|c| c.uid())
+}
+
+type SaveStream = Pin<Box<dyn Stream<Item = Result<v1::SaveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ImageService for Images {
+    async fn list(
+        &self,
+        _: Request<v1::ListRequest>,
+    ) -> Result<Response<v1::ListResponse>, Status> {
+        let images = self.store.list().map_err(to_status)?;
+        Ok(Response::new(v1::ListResponse {
+            images: images.iter().map(convert::image).collect(),
+        }))
+    }
+
+    async fn load(
+        &self,
+        req: Request<Streaming<v1::LoadRequest>>,
+    ) -> Result<Response<v1::LoadResponse>, Status> {
+        let uid = peer_uid(&req);
+        let mut stream = req.into_inner();
+        let options = match stream.message().await? {
+            Some(v1::LoadRequest {
+                part: Some(Part::Options(o)),
+            }) => o,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a Load stream starts with an options message",
+                ));
+            }
+        };
+        let map = convert::ref_map(options.refs)?;
+        tracing::info!(uid, refs = map.len(), "load started");
+        let bytes = stream.map(|m| match m {
+            Ok(v1::LoadRequest {
+                part: Some(Part::Chunk(b)),
+            }) => Ok(b),
+            Ok(_) => Err(std::io::Error::other(
+                "only the first message of a Load stream may hold options",
+            )),
+            Err(status) => Err(std::io::Error::other(format!(
+                "client stream: {}",
+                status.message()
+            ))),
+        });
+        let reader = StreamReader::new(Box::pin(bytes));
+        let loaded = self
+            .or_shutdown(async { self.store.load(reader, &map).await.map_err(to_status) })
+            .await
+            .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "load refused"))?;
+        Ok(Response::new(v1::LoadResponse {
+            images: loaded
+                .into_iter()
+                .map(|l| v1::LoadedImage {
+                    names: l.names.iter().map(ToString::to_string).collect(),
+                    id: l.id.to_string(),
+                    digest: l.digest.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
+    type SaveStream = SaveStream;
+
+    async fn save(&self, req: Request<v1::SaveRequest>) -> Result<Response<SaveStream>, Status> {
+        let req = req.into_inner();
+        let format = convert::format(req.format)?;
+        if req.images.is_empty() {
+            return Err(Status::invalid_argument("name at least one image to save"));
+        }
+        let items: Vec<SaveItem> = req
+            .images
+            .into_iter()
+            .map(|i| SaveItem {
+                image: i.image,
+                ref_name: convert::non_empty(i.ref_name),
+            })
+            .collect();
+        let platform = convert::non_empty(req.platform);
+        let job = self
+            .store
+            .prepare_save(&items, format, platform.as_deref())
+            .await
+            .map_err(to_status)?;
+        // The export writes into one end of a pipe and the response streams from the other: a
+        // client that hangs up closes the pipe, which ends the export.
+        let (reader, writer) = tokio::io::duplex(CHUNK_SIZE);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let result = tokio::select! {
+                r = job.write(writer) => r.map(drop).map_err(to_status),
+                () = shutdown.cancelled() => Err(Status::unavailable("hyperd is shutting down")),
+            };
+            if let Err(s) = &result {
+                tracing::warn!(error = %s.message(), "save ended early");
+            }
+            let _ = done_tx.send(result);
+        });
+        let chunks = ReaderStream::with_capacity(reader, CHUNK_SIZE).map(|r| {
+            r.map(|chunk| v1::SaveResponse { chunk })
+                .map_err(|e| Status::internal(e.to_string()))
+        });
+        // After the last chunk, the export's own result: an error reaches the client as the
+        // stream's status instead of a silently short archive.
+        let outcome = futures_util::stream::once(async move {
+            match done_rx.await {
+                Ok(Ok(())) => None,
+                Ok(Err(s)) => Some(Err(s)),
+                Err(_) => Some(Err(Status::internal("save task ended without a result"))),
+            }
+        })
+        .filter_map(std::future::ready);
+        Ok(Response::new(Box::pin(chunks.chain(outcome))))
+    }
+
+    async fn remove(
+        &self,
+        req: Request<v1::RemoveRequest>,
+    ) -> Result<Response<v1::RemoveResponse>, Status> {
+        let uid = peer_uid(&req);
+        let req = req.into_inner();
+        let removed = self
+            .store
+            .remove(&req.image, req.force)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(uid, image = %req.image, force = req.force, "removed");
+        let mut resp = v1::RemoveResponse::default();
+        for r in removed {
+            match r {
+                Removed::Untagged(n) => resp.untagged.push(n.to_string()),
+                Removed::Deleted(id) => resp.deleted.push(id.to_string()),
+            }
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn tag(&self, req: Request<v1::TagRequest>) -> Result<Response<v1::TagResponse>, Status> {
+        let uid = peer_uid(&req);
+        let req = req.into_inner();
+        let target = req.target.parse().map_err(to_status)?;
+        self.store
+            .tag(&req.source, &target)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(uid, source = %req.source, target = %req.target, "tagged");
+        Ok(Response::new(v1::TagResponse {}))
+    }
+
+    async fn inspect(
+        &self,
+        req: Request<v1::InspectRequest>,
+    ) -> Result<Response<v1::InspectResponse>, Status> {
+        let i = self
+            .store
+            .inspect(&req.into_inner().image)
+            .await
+            .map_err(to_status)?;
+        let summary = store::ImageSummary {
+            name: i.names.first().cloned(),
+            id: i.record.id.clone(),
+            digest: i.record.digest.clone(),
+            created: i.record.created.clone(),
+            size: i.record.total_size,
+            platforms: i.record.platforms.clone(),
+        };
+        Ok(Response::new(v1::InspectResponse {
+            image: Some(convert::image(&summary)),
+            names: i.names.iter().map(ToString::to_string).collect(),
+            media_type: i.record.media_type,
+            manifest: String::from_utf8_lossy(&i.manifest).into_owned(),
+            config: String::from_utf8_lossy(&i.config).into_owned(),
+        }))
+    }
+
+    async fn check(
+        &self,
+        _: Request<v1::CheckRequest>,
+    ) -> Result<Response<v1::CheckResponse>, Status> {
+        let report = self.store.check().await.map_err(to_status)?;
+        Ok(Response::new(v1::CheckResponse {
+            blobs_checked: report.blobs_checked as u64,
+            unreferenced: report.unreferenced as u64,
+            problems: report.problems,
+        }))
+    }
+
+    async fn version(
+        &self,
+        _: Request<v1::VersionRequest>,
+    ) -> Result<Response<v1::VersionResponse>, Status> {
+        Ok(Response::new(v1::VersionResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            api: "hyperd.v1".to_owned(),
+        }))
+    }
+}

@@ -1,0 +1,46 @@
+//! The listening socket and default paths.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use tokio::net::UnixListener;
+
+/// `/var/lib/hyperd` for root, else `$XDG_DATA_HOME/hyperd` (or `~/.local/share/hyperd`).
+pub fn default_root() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/hyperd");
+    }
+    match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
+        (Some(d), _) if !d.is_empty() => PathBuf::from(d).join("hyperd"),
+        (_, Some(home)) => PathBuf::from(home).join(".local/share/hyperd"),
+        _ => PathBuf::from(format!(
+            "/tmp/hyperd-{}/root",
+            rustix::process::geteuid().as_raw()
+        )),
+    }
+}
+
+/// Binds `path` with mode 0660. A socket file nobody answers on is stale and replaced; one that
+/// answers belongs to a running hyperd and is left alone.
+pub fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another hyperd is already serving on {}", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    if let Some(gid) = group {
+        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
+            .with_context(|| format!("giving {} to group {gid}", path.display()))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("setting mode of {}", path.display()))?;
+    Ok(listener)
+}

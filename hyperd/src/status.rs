@@ -1,0 +1,21 @@
+//! The one place store errors become gRPC status codes.
+
+use tonic::Status;
+
+pub(crate) fn to_status(e: store::Error) -> Status {
+    use store::Error as E;
+    match e {
+        E::NotFound(m) => Status::not_found(m),
+        E::AlreadyExists(m) => Status::already_exists(m),
+        e @ (E::InvalidReference { .. } | E::InvalidArchive(_)) => {
+            Status::invalid_argument(e.to_string())
+        }
+        e @ E::DigestMismatch { .. } => Status::data_loss(e.to_string()),
+        E::Conflict(m) => Status::failed_precondition(m),
+        e @ E::Locked(_) => Status::failed_precondition(e.to_string()),
+        e @ (E::Database(_) | E::Io { .. }) => {
+            tracing::error!(error = %e, "store failure");
+            Status::internal(format!("hyperd store failure: {e}"))
+        }
+    }
+}

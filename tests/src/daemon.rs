@@ -1,0 +1,152 @@
+//! The real `hyperd` binary on a temporary socket and root, and the real `hyperctl` against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary, next to the test executable's `deps/` directory. The README's
+/// test command builds the binaries before the tests run.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A running hyperd, killed on drop.
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestDaemon {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("root");
+        let socket = dir.path().join("hyperd.sock");
+        let mut d = TestDaemon {
+            dir,
+            root,
+            socket,
+            child: None,
+        };
+        d.child = Some(d.spawn());
+        d.wait_ready();
+        d
+    }
+
+    /// Starts another hyperd process on this daemon's root and socket, without waiting.
+    pub fn spawn(&self) -> Child {
+        Command::new(bin("hyperd"))
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--socket")
+            .arg(&self.socket)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning hyperd")
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                let out = self.child.take().unwrap().wait_with_output().unwrap();
+                panic!(
+                    "hyperd exited with {status}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "hyperd did not listen on {} within 30s",
+            self.socket.display()
+        );
+    }
+
+    /// Restarts on the same root, as after a crash or an upgrade.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Some(self.spawn());
+        self.wait_ready();
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, and what hyperd printed until it exited.
+    pub fn terminate(&mut self) -> Output {
+        let child = self.child.take().expect("daemon is running");
+        let pid = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("sending SIGTERM");
+        child.wait_with_output().expect("waiting for hyperd")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon is running").id()
+    }
+
+    /// A hyperctl command aimed at this daemon.
+    pub fn ctl(&self) -> Command {
+        let mut c = Command::new(bin("hyperctl"));
+        c.arg("--socket").arg(&self.socket);
+        c
+    }
+
+    /// Runs hyperctl with `args` and returns its output, whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.ctl()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running hyperctl")
+    }
+
+    /// Runs hyperctl and returns stdout, failing the test if it did not succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "hyperctl {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// A path inside this daemon's temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,6 @@
+//! Test support: archive fixtures, and a real `hyperd` on a temporary socket and root.
+
+pub mod daemon;
+pub mod fixtures;
+
+pub use daemon::{TestDaemon, bin};
