@@ -108,14 +108,30 @@ pub(crate) fn plan_tag(snap: &Snapshot, source: &str, target: &ImageName) -> Res
     })
 }
 
-/// A load adds its images and points their names at them. A name that pointed elsewhere moves;
-/// the image it left stays, untagged, as docker leaves a dangling image.
-pub(crate) fn plan_load(images: &[(ImageRecord, Vec<ImageName>)]) -> Changes {
+/// A load adds its images and points their names at them. A name that pointed elsewhere moves.
+/// An image it leaves without names stays, untagged, as docker leaves a dangling image; unless it
+/// has the same ID as the image the name moved to (the same image in another encoding, e.g. a
+/// docker-archive of an OCI image), which docker would not show twice: that record goes.
+pub(crate) fn plan_load(snap: &Snapshot, images: &[(ImageRecord, Vec<ImageName>)]) -> Changes {
     let mut changes = Changes::default();
+    let mut tags = snap.tags.clone();
     for (rec, names) in images {
         changes.put_images.push(rec.clone());
         for n in names {
             changes.put_tags.push((n.full(), rec.digest.clone()));
+            tags.insert(n.full(), rec.digest.clone());
+        }
+    }
+    let loaded: std::collections::HashSet<&Digest> =
+        images.iter().map(|(r, _)| &r.digest).collect();
+    for (old_digest, old) in &snap.images {
+        let was_tagged = snap.tags.values().any(|d| d == old_digest);
+        let still_tagged = tags.values().any(|d| d == old_digest);
+        let replaced = images
+            .iter()
+            .any(|(r, _)| r.id == old.id && r.digest != *old_digest);
+        if was_tagged && !still_tagged && replaced && !loaded.contains(old_digest) {
+            changes.delete_images.push(old_digest.clone());
         }
     }
     changes
@@ -198,6 +214,24 @@ mod tests {
             lookup(&s, &format!("sha256:{}", a.hex())).unwrap(),
             Target::Image(Digest::of(&[1]))
         );
+    }
+
+    #[test]
+    fn a_name_moving_to_the_same_image_in_another_encoding_drops_the_old_record() {
+        let old = rec(1, 7);
+        let mut same_id = rec(2, 7);
+        same_id.id = old.id.clone();
+        let other_id = rec(3, 9);
+        let s = snap(&[old.clone()], &[("a:1", 1)]);
+        let changes = plan_load(&s, &[(same_id.clone(), vec!["a:1".parse().unwrap()])]);
+        assert_eq!(changes.delete_images, vec![old.digest.clone()]);
+        // A different image leaves the old one dangling, as docker does.
+        let changes = plan_load(&s, &[(other_id, vec!["a:1".parse().unwrap()])]);
+        assert!(changes.delete_images.is_empty());
+        // An old record that keeps another name stays.
+        let s = snap(&[old.clone()], &[("a:1", 1), ("b:1", 1)]);
+        let changes = plan_load(&s, &[(same_id, vec!["a:1".parse().unwrap()])]);
+        assert!(changes.delete_images.is_empty());
     }
 
     #[test]

@@ -182,13 +182,18 @@ impl Store {
         let named = import::assign(candidates, map)?;
         let images: Vec<(ImageRecord, Vec<ImageName>)> =
             named.into_iter().map(|(c, n)| (c.record, n)).collect();
-        let _guard = self.inner.commit.lock().await;
+        let guard = self.inner.commit.lock().await;
         let needed: Vec<Digest> = images
             .iter()
             .flat_map(|(r, _)| r.blobs.iter().cloned())
             .collect();
         self.inner.blobs.publish(&ingested.staging, &needed)?;
-        self.inner.meta.apply(&ops::plan_load(&images))?;
+        let changes = ops::plan_load(&self.inner.meta.snapshot()?, &images);
+        self.inner.meta.apply(&changes)?;
+        drop(guard);
+        if !changes.delete_images.is_empty() {
+            self.gc().await?;
+        }
         for (rec, names) in &images {
             let names: Vec<String> = names.iter().map(ToString::to_string).collect();
             tracing::info!(digest = %rec.digest, id = %rec.id, names = ?names, "loaded image");

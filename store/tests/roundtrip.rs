@@ -101,7 +101,10 @@ async fn docker_archive_round_trip_keeps_ids_and_manifest_digests() {
     let saved = save(&store, &[("app:1", None)], Format::Docker).await;
     let files = untar(&saved).await;
     let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
-    assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["app:1"]));
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["docker.io/library/app:1"])
+    );
     assert_eq!(manifest[0]["Layers"].as_array().unwrap().len(), 3);
 
     let dir2 = tempfile::tempdir().unwrap();
@@ -401,5 +404,75 @@ async fn loading_a_blob_the_store_has_verifies_it_and_reuses_it() {
     assert_eq!(
         rows(&store),
         vec![("r:1".into(), img.id()), ("r:2".into(), img.id())]
+    );
+}
+
+#[tokio::test]
+async fn a_layer_labelled_gzip_that_is_plain_tar_loads_and_saves_as_docker() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let mut img = Image::new(&["liar"], "amd64", Comp::None).await;
+    img.layer_types = vec!["application/vnd.oci.image.layer.v1.tar+gzip".into()];
+    img.manifest = img.manifest_with(|_| {});
+    store
+        .load(
+            reader(oci_archive(&[(&img, &[("io.containerd.image.name", "liar:1")])]).await),
+            &[],
+        )
+        .await
+        .unwrap();
+    let saved = untar(&save(&store, &[("liar:1", None)], Format::Docker).await).await;
+    let raw = &img.layers[0].1;
+    assert_eq!(saved[&format!("blobs/sha256/{}", hex_of(&sha(raw)))], *raw);
+}
+
+/// `ctr images export`: Docker media types, a manifest list, a tag-only ref name, and a
+/// manifest.json beside index.json.
+#[tokio::test]
+async fn ctr_export_shape_with_docker_media_types_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let mut img = Image::new(&["ctr"], "amd64", Comp::Gzip).await;
+    img.layer_types = vec!["application/vnd.docker.image.rootfs.diff.tar.gzip".into()];
+    img.manifest = img.manifest_with(|m| {
+        m["mediaType"] = serde_json::json!("application/vnd.docker.distribution.manifest.v2+json");
+        m["config"]["mediaType"] =
+            serde_json::json!("application/vnd.docker.container.image.v1+json");
+    });
+    let mut child = img.descriptor(&[]);
+    child["mediaType"] = serde_json::json!("application/vnd.docker.distribution.manifest.v2+json");
+    child["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+        "manifests": [child],
+    }))
+    .unwrap();
+    let top = serde_json::json!({
+        "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+        "digest": sha(&list), "size": list.len(),
+        "annotations": {"io.containerd.image.name": "docker.io/library/ctr:1", "org.opencontainers.image.ref.name": "1"},
+    });
+    let layer = format!("blobs/sha256/{}", hex_of(&sha(&img.layers[0].0)));
+    let manifest = serde_json::json!([{"Config": format!("blobs/sha256/{}", hex_of(&img.id())), "RepoTags": ["ctr:1"], "Layers": [layer]}]);
+    let mut entries = vec![
+        Entry::file("oci-layout", LAYOUT),
+        Entry::file("index.json", &index_json(vec![top])),
+        Entry::blob(&list),
+    ];
+    entries.extend(img.blob_entries());
+    entries.push(Entry::file(
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    ));
+    let loaded = store.load(reader(tar(&entries).await), &[]).await.unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].digest.to_string(), sha(&list));
+    assert_eq!(rows(&store), vec![("ctr:1".into(), img.id())]);
+    // Saved back as docker: the list resolves to the host platform and the layer is decompressed.
+    let saved = untar(&save(&store, &[("ctr:1", None)], Format::Docker).await).await;
+    assert_eq!(
+        saved[&format!("blobs/sha256/{}", hex_of(&sha(&img.layers[0].1)))],
+        img.layers[0].1
     );
 }

@@ -2,5 +2,6 @@
 
 pub mod daemon;
 pub mod fixtures;
+pub mod tools;
 
 pub use daemon::{TestDaemon, bin};

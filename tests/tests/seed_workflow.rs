@@ -131,7 +131,10 @@ async fn docker_format_round_trip() {
     ]);
     let files = untar(&std::fs::read(&saved).unwrap()).await;
     let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
-    assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["centos:7"]));
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["docker.io/library/centos:7"])
+    );
     d.ok(&["rmi", "centos:7"]);
     d.ok(&["load", "-i", saved.to_str().unwrap()]);
     assert!(listed(&d).contains(&("centos".into(), "7".into(), short(&centos.id()))));

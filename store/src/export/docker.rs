@@ -62,9 +62,11 @@ pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
             }
             layers.push(path);
         }
+        // Fully qualified, as podman writes them: podman reads `busybox:1.35` as
+        // `localhost/busybox:1.35`, and docker normalises either form.
         let repo_tags = match (&item.ref_name, &item.name) {
-            (Some(r), _) => vec![r.parse::<ImageName>()?.to_string()],
-            (None, Some(n)) => vec![n.to_string()],
+            (Some(r), _) => vec![r.parse::<ImageName>()?.full()],
+            (None, Some(n)) => vec![n.full()],
             (None, None) => vec![],
         };
         entries.push(Entry {

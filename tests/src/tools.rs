@@ -1,0 +1,124 @@
+//! The real peer tools (skopeo, umoci, podman, buildah), each confined to a test's own temporary
+//! directory. `scripts/test` installs them; a missing tool fails the test that needs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs `cmd`, failing the test with its stderr if it does not succeed; returns stdout.
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (scripts/test installs the peer tools)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+pub fn cmd(program: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(program);
+    c.args(args);
+    c
+}
+
+/// An OCI layout made by umoci: `layers` rootfs snapshots (each a list of (path, content)),
+/// tagged `tag`. Returns the layout directory.
+pub fn umoci_image(dir: &Path, tag: &str, layers: &[&[(&str, &str)]]) -> PathBuf {
+    let layout = dir.join("layout");
+    let l = layout.to_str().unwrap();
+    if !layout.exists() {
+        sh(&mut cmd("umoci", &["init", "--layout", l]));
+    }
+    sh(&mut cmd(
+        "umoci",
+        &["new", "--image", &format!("{l}:{tag}")],
+    ));
+    let bundle = dir.join(format!("bundle-{tag}"));
+    let b = bundle.to_str().unwrap();
+    sh(&mut cmd(
+        "umoci",
+        &["unpack", "--rootless", "--image", &format!("{l}:{tag}"), b],
+    ));
+    for files in layers {
+        for (path, content) in *files {
+            let p = bundle.join("rootfs").join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        sh(&mut cmd(
+            "umoci",
+            &["repack", "--image", &format!("{l}:{tag}"), b],
+        ));
+    }
+    sh(&mut cmd(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &format!("{l}:{tag}"),
+            "--config.cmd",
+            "/bin/sh",
+            "--os",
+            "linux",
+            "--architecture",
+            "amd64",
+        ],
+    ));
+    layout
+}
+
+/// The manifest digest and config digest (image ID) `skopeo inspect` reports for `image`.
+pub fn skopeo_digests(image: &str) -> (String, String) {
+    let raw = sh(&mut cmd("skopeo", &["inspect", "--raw", image]));
+    let manifest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(raw.as_bytes()))
+    );
+    let config: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    (
+        manifest,
+        config["config"]["digest"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// podman or buildah with storage of its own under `dir`.
+pub fn containers(program: &str, dir: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.arg("--root")
+        .arg(dir.join("storage"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .arg("--storage-driver")
+        .arg("vfs");
+    if program == "podman" {
+        c.args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+    }
+    c
+}
+
+/// (name, image ID) of each image podman holds, sorted.
+pub fn podman_images(dir: &Path) -> Vec<(String, String)> {
+    let out = sh(containers("podman", dir).args([
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}}",
+    ]));
+    let mut v: Vec<(String, String)> = out
+        .lines()
+        .map(|l| {
+            let (n, id) = l.split_once(' ').unwrap();
+            let id = if id.starts_with("sha256:") {
+                id.to_owned()
+            } else {
+                format!("sha256:{id}")
+            };
+            (n.to_owned(), id)
+        })
+        .collect();
+    v.sort();
+    v
+}
