@@ -222,14 +222,14 @@ mod tests {
         let mut same_id = rec(2, 7);
         same_id.id = old.id.clone();
         let other_id = rec(3, 9);
-        let s = snap(&[old.clone()], &[("a:1", 1)]);
+        let s = snap(std::slice::from_ref(&old), &[("a:1", 1)]);
         let changes = plan_load(&s, &[(same_id.clone(), vec!["a:1".parse().unwrap()])]);
         assert_eq!(changes.delete_images, vec![old.digest.clone()]);
         // A different image leaves the old one dangling, as docker does.
         let changes = plan_load(&s, &[(other_id, vec!["a:1".parse().unwrap()])]);
         assert!(changes.delete_images.is_empty());
         // An old record that keeps another name stays.
-        let s = snap(&[old.clone()], &[("a:1", 1), ("b:1", 1)]);
+        let s = snap(std::slice::from_ref(&old), &[("a:1", 1), ("b:1", 1)]);
         let changes = plan_load(&s, &[(same_id, vec!["a:1".parse().unwrap()])]);
         assert!(changes.delete_images.is_empty());
     }
