@@ -14,7 +14,7 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
-pub use socket::{bind, default_root};
+pub use socket::{activated_listener, bind, default_root, group_id};
 
 /// Serves `store` on `listener` until `shutdown` completes. Then it stops accepting, ends
 /// in-flight loads and saves with UNAVAILABLE (a load's staged blobs are dropped), and returns

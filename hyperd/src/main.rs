@@ -17,9 +17,9 @@ struct Args {
     /// $XDG_RUNTIME_DIR/hyperd.sock]
     #[arg(long, env = "HYPERD_SOCKET")]
     socket: Option<PathBuf>,
-    /// Numeric group ID that owns the socket (mode 0660), so its members may use hyperd
+    /// Group (name or ID) that owns the socket (mode 0660), so that its members may use hyperd
     #[arg(long, env = "HYPERD_GROUP")]
-    group: Option<u32>,
+    group: Option<String>,
 }
 
 #[tokio::main]
@@ -31,13 +31,24 @@ async fn main() -> anyhow::Result<()> {
     let store = store::Store::open(&root)
         .await
         .with_context(|| format!("opening store {}", root.display()))?;
-    let listener = hyperd::bind(&socket, args.group)?;
-    tracing::info!(root = %root.display(), socket = %socket.display(), "hyperd ready");
+    let (listener, owns_socket) = match hyperd::activated_listener()? {
+        Some(l) => (l, false),
+        None => {
+            let gid = args.group.as_deref().map(hyperd::group_id).transpose()?;
+            (hyperd::bind(&socket, gid)?, true)
+        }
+    };
+    if owns_socket {
+        tracing::info!(root = %root.display(), socket = %socket.display(), "hyperd ready");
+    } else {
+        tracing::info!(root = %root.display(), "hyperd ready on the socket systemd passed");
+    }
     // Outside systemd there is no NOTIFY_SOCKET and this does nothing.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let result = hyperd::run(store, listener, stop_signal()).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    if let Err(e) = std::fs::remove_file(&socket) {
+    // A socket systemd passed belongs to systemd, which keeps listening on it.
+    if owns_socket && let Err(e) = std::fs::remove_file(&socket) {
         tracing::warn!(socket = %socket.display(), error = %e, "could not remove socket");
     }
     tracing::info!("stopped");

@@ -44,3 +44,36 @@ pub fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
         .with_context(|| format!("setting mode of {}", path.display()))?;
     Ok(listener)
 }
+
+/// The listening socket systemd passed (socket activation), if it passed one.
+pub fn activated_listener() -> anyhow::Result<Option<UnixListener>> {
+    use std::os::fd::FromRawFd;
+    let Some(fd) = sd_notify::listen_fds()
+        .context("reading LISTEN_FDS")?
+        .next()
+    else {
+        return Ok(None);
+    };
+    // SAFETY: LISTEN_PID named this process, so fd 3 was handed to it alone by the socket
+    // activation protocol and nothing else in the process owns it.
+    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    std_listener
+        .set_nonblocking(true)
+        .context("setting the passed socket non-blocking")?;
+    Ok(Some(
+        UnixListener::from_std(std_listener).context("adopting the passed socket")?,
+    ))
+}
+
+/// A group given by name or number.
+pub fn group_id(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group)
+        .with_context(|| format!("looking up group {group}"))?
+    {
+        Some(g) => Ok(g.gid.as_raw()),
+        None => bail!("no group named {group}"),
+    }
+}
