@@ -92,6 +92,11 @@ impl ImageService for Images {
             .or_shutdown(async { self.store.load(reader, &map).await.map_err(to_status) })
             .await
             .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "load refused"))?;
+        let names: Vec<String> = loaded
+            .iter()
+            .flat_map(|l| l.names.iter().map(ToString::to_string))
+            .collect();
+        tracing::info!(uid, images = loaded.len(), names = ?names, "loaded");
         Ok(Response::new(v1::LoadResponse {
             images: loaded
                 .into_iter()
@@ -107,6 +112,7 @@ impl ImageService for Images {
     type SaveStream = SaveStream;
 
     async fn save(&self, req: Request<v1::SaveRequest>) -> Result<Response<SaveStream>, Status> {
+        let uid = peer_uid(&req);
         let req = req.into_inner();
         let format = convert::format(req.format)?;
         if req.images.is_empty() {
@@ -121,6 +127,8 @@ impl ImageService for Images {
             })
             .collect();
         let platform = convert::non_empty(req.platform);
+        let images: Vec<&str> = items.iter().map(|i| i.image.as_str()).collect();
+        tracing::info!(uid, images = ?images, ?format, "save started");
         let job = self
             .store
             .prepare_save(&items, format, platform.as_deref())

@@ -24,7 +24,15 @@ async fn a_generated_python_client_loads_lists_and_sees_not_found() {
         .arg("hyperd/v1/images.proto"));
     let img = Image::new(&["python"], "amd64", Comp::Gzip).await;
     let archive = d.path("py.tar");
-    std::fs::write(&archive, oci_archive(&[(&img, &[("io.containerd.image.name", "docker.io/library/py:1")])]).await).unwrap();
+    std::fs::write(
+        &archive,
+        oci_archive(&[(
+            &img,
+            &[("io.containerd.image.name", "docker.io/library/py:1")],
+        )])
+        .await,
+    )
+    .unwrap();
     let out = sh(Command::new(PYTHON)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/python/client.py"))
         .arg(&d.socket)
@@ -33,6 +41,8 @@ async fn a_generated_python_client_loads_lists_and_sees_not_found() {
     let id = img.id();
     assert_eq!(
         out,
-        format!("loaded py:1 {id}\nlisted py 1 {id}\nerror NOT_FOUND no such image: no-such-image:1\n")
+        format!(
+            "loaded py:1 {id}\nlisted py 1 {id}\nerror NOT_FOUND no such image: no-such-image:1\n"
+        )
     );
 }

@@ -157,9 +157,7 @@ async fn write_layer<W: AsyncWrite + Unpin + Send>(
             .await
             .map_err(|e| io_err(blobs, digest, e))?
             .len();
-        return tar
-            .file(path, size, BufReader::with_capacity(CHUNK, file))
-            .await;
+        return tar.file(path, size, file).await;
     }
     let mut counter = decoder(BufReader::with_capacity(CHUNK, file), compression);
     let size = tokio::io::copy(&mut counter, &mut tokio::io::sink())

@@ -4,7 +4,7 @@
 pub(crate) mod docker;
 pub(crate) mod oci;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_tar::{Builder, EntryType, Header};
 
 use crate::Result;
@@ -20,6 +20,8 @@ pub(crate) struct Item {
     /// The image's own full name, when it has one.
     pub(crate) name: Option<crate::ImageName>,
 }
+
+const COPY_BUFFER: usize = 1 << 20;
 
 pub(crate) struct TarWriter<W: AsyncWrite + Unpin + Send> {
     builder: Builder<W>,
@@ -53,6 +55,8 @@ impl<W: AsyncWrite + Unpin + Send> TarWriter<W> {
             .context(|| format!("writing {path}"))
     }
 
+    /// Appends a regular file. The body is copied with a 1 MiB buffer: tokio-tar's own `append`
+    /// copies through `tokio::io::copy`, 8 KiB at a time, which halved save throughput.
     pub(crate) async fn file<R: AsyncRead + Unpin + Send>(
         &mut self,
         path: &str,
@@ -60,8 +64,27 @@ impl<W: AsyncWrite + Unpin + Send> TarWriter<W> {
         data: R,
     ) -> Result<()> {
         let mut h = Self::header(size, 0o644, EntryType::Regular);
-        self.builder
-            .append_data(&mut h, path, data)
+        h.set_path(path).context(|| format!("naming {path}"))?;
+        h.set_cksum();
+        let out = self.builder.get_mut();
+        out.write_all(h.as_bytes())
+            .await
+            .context(|| format!("writing {path}"))?;
+        let mut body = BufReader::with_capacity(COPY_BUFFER, data.take(size));
+        let copied = tokio::io::copy_buf(&mut body, out)
+            .await
+            .context(|| format!("writing {path}"))?;
+        if copied != size {
+            return Err(crate::Error::Io {
+                context: format!("writing {path}"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{path} ended after {copied} of {size} bytes"),
+                ),
+            });
+        }
+        let padding = (512 - size % 512) % 512;
+        out.write_all(&[0u8; 512][..padding as usize])
             .await
             .context(|| format!("writing {path}"))
     }
@@ -76,9 +99,7 @@ impl<W: AsyncWrite + Unpin + Send> TarWriter<W> {
             .into_inner()
             .await
             .context(|| "finishing archive".into())?;
-        tokio::io::AsyncWriteExt::flush(&mut w)
-            .await
-            .context(|| "flushing archive".into())?;
+        w.flush().await.context(|| "flushing archive".into())?;
         Ok(w)
     }
 }

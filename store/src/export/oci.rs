@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, HashSet};
 
 use oci_spec::image::{DescriptorBuilder, ImageIndexBuilder, MediaType, Platform, PlatformBuilder};
-use tokio::io::{AsyncWrite, BufReader};
+use tokio::io::AsyncWrite;
 
 use super::{Item, TarWriter, blob_path};
 use crate::Result;
-use crate::blob::{Blobs, CHUNK};
+use crate::blob::Blobs;
 use crate::import::oci::{CONTAINERD_NAME, REF_NAME, is_manifest};
 
 pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
@@ -32,12 +32,7 @@ pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
                 context: format!("reading {}", blobs.path(digest).display()),
                 source: e,
             })?;
-            tar.file(
-                &blob_path(digest),
-                size.len(),
-                BufReader::with_capacity(CHUNK, file),
-            )
-            .await?;
+            tar.file(&blob_path(digest), size.len(), file).await?;
         }
     }
     tar.finish().await

@@ -1,0 +1,453 @@
+//! Load and save throughput and peak memory, end to end through hyperctl and hyperd, as ratios
+//! to floors measured in the same run. Run it with `scripts/bench` (release binaries).
+//!
+//! Cases: a first load, a load of an image the store already holds, a save, and an image of many
+//! small files; skopeo's figures beside them where it is installed. Medians of `--runs` runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration::fixtures::*;
+use tokio::io::AsyncWriteExt;
+
+struct Args {
+    runs: usize,
+    layers: usize,
+    layer_mib: usize,
+    small_files: usize,
+    dir: PathBuf,
+    /// Only write the big archive here and stop: for measuring by hand.
+    make_archive: Option<PathBuf>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        runs: 3,
+        layers: 4,
+        layer_mib: 256,
+        small_files: 2000,
+        dir: std::env::temp_dir(),
+        make_archive: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--runs" => a.runs = value().parse().expect("--runs N"),
+            "--layers" => a.layers = value().parse().expect("--layers N"),
+            "--layer-mib" => a.layer_mib = value().parse().expect("--layer-mib N"),
+            "--small-files" => a.small_files = value().parse().expect("--small-files N"),
+            "--dir" => a.dir = PathBuf::from(value()),
+            "--make-archive" => a.make_archive = Some(PathBuf::from(value())),
+            other => panic!(
+                "unknown flag {other}; flags: --runs --layers --layer-mib --small-files --dir --make-archive"
+            ),
+        }
+    }
+    a
+}
+
+/// A finished child: wall time and peak RSS (KiB), from wait4.
+struct Run {
+    secs: f64,
+    max_rss_kib: u64,
+}
+
+// The child is reaped by wait4, which std's Child does not offer and which alone reports its
+// peak RSS.
+#[allow(clippy::zombie_processes)]
+fn run(cmd: &mut Command) -> Run {
+    // A spawned child starts as a copy of this process, and Linux carries the old address space's
+    // peak RSS into the child's ru_maxrss across exec: forget ours (the layers built earlier) first.
+    std::fs::write("/proc/self/clear_refs", "5").expect("resetting own VmHWM");
+    let start = Instant::now();
+    let child = cmd
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills; the pid is our own child, waited once.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let secs = start.elapsed().as_secs_f64();
+    assert!(
+        pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed ({status})"
+    );
+    Run {
+        secs,
+        max_rss_kib: usage.ru_maxrss as u64,
+    }
+}
+
+fn sync() {
+    run(&mut Command::new("sync"));
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct Daemon {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(bin_dir: &Path, dir: &Path) -> Daemon {
+        let socket = dir.join("bench.sock");
+        let child = Command::new(bin_dir.join("hyperd"))
+            .arg("--root")
+            .arg(dir.join("root"))
+            .arg("--socket")
+            .arg(&socket)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("starting hyperd");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "hyperd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon { child, socket }
+    }
+
+    /// Forgets the peak RSS so far, so the next reading is the next operation's own.
+    fn reset_peak(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .expect("resetting VmHWM");
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes an OCI archive of `layers` (each an uncompressed layer tar in a file) without holding
+/// them in memory; returns the image's ref name.
+async fn write_archive(path: &Path, layers: &[(PathBuf, String, u64)], name: &str) {
+    let diff_ids: Vec<&String> = layers.iter().map(|(_, d, _)| d).collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "created": "2024-01-01T00:00:00Z", "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len()},
+        "layers": layers.iter().map(|(_, d, size)| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": size,
+        })).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    let index = index_json(vec![serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(&manifest), "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": name},
+    })]);
+    let file = tokio::fs::File::create(path).await.unwrap();
+    let mut b =
+        tokio_tar::Builder::new_non_terminated(tokio::io::BufWriter::with_capacity(1 << 20, file));
+    let add = async |b: &mut tokio_tar::Builder<_>,
+                     p: &str,
+                     size: u64,
+                     data: &mut (dyn tokio::io::AsyncRead + Unpin + Send)| {
+        let mut h = tokio_tar::Header::new_ustar();
+        h.set_size(size);
+        h.set_mode(0o644);
+        b.append_data(&mut h, p, data).await.unwrap();
+    };
+    add(&mut b, "oci-layout", LAYOUT.len() as u64, &mut &LAYOUT[..]).await;
+    add(
+        &mut b,
+        "index.json",
+        index.len() as u64,
+        &mut index.as_slice(),
+    )
+    .await;
+    for doc in [&manifest, &config] {
+        add(
+            &mut b,
+            &format!("blobs/sha256/{}", hex_of(&sha(doc))),
+            doc.len() as u64,
+            &mut doc.as_slice(),
+        )
+        .await;
+    }
+    for (file, digest, size) in layers {
+        let mut f = tokio::fs::File::open(file).await.unwrap();
+        add(
+            &mut b,
+            &format!("blobs/sha256/{}", hex_of(digest)),
+            *size,
+            &mut f,
+        )
+        .await;
+    }
+    let mut w = b.into_inner().await.unwrap();
+    w.flush().await.unwrap();
+}
+
+async fn make_layer(dir: &Path, tar_bytes: Vec<u8>, n: usize) -> (PathBuf, String, u64) {
+    let path = dir.join(format!("layer-{n}.tar"));
+    let digest = sha(&tar_bytes);
+    tokio::fs::write(&path, &tar_bytes).await.unwrap();
+    (path, digest, tar_bytes.len() as u64)
+}
+
+struct Case {
+    name: String,
+    mb_per_s: f64,
+    floor: Option<f64>,
+    hyperd_kib: Option<u64>,
+    client_kib: u64,
+}
+
+fn print(cases: &[Case]) {
+    println!(
+        "{:<44} {:>9} {:>8} {:>12} {:>13}",
+        "case", "MB/s", "x floor", "hyperd RSS", "client RSS"
+    );
+    for c in cases {
+        let ratio = c
+            .floor
+            .map_or("".into(), |f| format!("{:.2}", c.mb_per_s / f));
+        let hyperd = c
+            .hyperd_kib
+            .map_or("".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        println!(
+            "{:<44} {:>9.0} {:>8} {:>12} {:>13}",
+            c.name,
+            c.mb_per_s,
+            ratio,
+            hyperd,
+            format!("{:.1} MiB", c.client_kib as f64 / 1024.0)
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let bin_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let work = tempfile::Builder::new()
+        .prefix("hyperd-bench-")
+        .tempdir_in(&args.dir)
+        .unwrap();
+    let w = work.path();
+    let ctl = |d: &Daemon| {
+        let mut c = Command::new(bin_dir.join("hyperctl"));
+        c.arg("--socket").arg(&d.socket);
+        c
+    };
+    let has_skopeo = Command::new("skopeo")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+
+    eprintln!(
+        "making a {} x {} MiB image of incompressible layers in {}",
+        args.layers,
+        args.layer_mib,
+        w.display()
+    );
+    let mut layers = Vec::new();
+    for i in 0..args.layers {
+        layers.push(
+            make_layer(
+                w,
+                big_layer_tar(&format!("bench-{i}"), args.layer_mib << 20).await,
+                i,
+            )
+            .await,
+        );
+    }
+    let big = args
+        .make_archive
+        .clone()
+        .unwrap_or_else(|| w.join("big.tar"));
+    write_archive(&big, &layers, "big:1").await;
+    if args.make_archive.is_some() {
+        return;
+    }
+    for (p, _, _) in &layers {
+        std::fs::remove_file(p).unwrap();
+    }
+    let big_mb = std::fs::metadata(&big).unwrap().len() as f64 / 1e6;
+
+    let files: Vec<Entry> = (0..args.small_files)
+        .map(|i| {
+            Entry::file(
+                &format!("usr/share/f{i:05}"),
+                &noise(&format!("small-{i}"), 512 + (i * 37) % 8192),
+            )
+        })
+        .collect();
+    let small_layer = make_layer(w, tar(&files).await, 999).await;
+    let small = w.join("small.tar");
+    write_archive(&small, std::slice::from_ref(&small_layer), "small:1").await;
+    let small_mb = std::fs::metadata(&small).unwrap().len() as f64 / 1e6;
+
+    let daemon = Daemon::start(&bin_dir, w);
+    let mut floors = Vec::new();
+    let (mut first, mut again, mut save, mut small_load) = (vec![], vec![], vec![], vec![]);
+    let (mut skopeo_big, mut skopeo_small) = (vec![], vec![]);
+    let mut peaks = [0u64; 4];
+    let mut client_peaks = [0u64; 4];
+    let (mut skopeo_big_rss, mut skopeo_small_rss) = (0u64, 0u64);
+    for r in 0..args.runs {
+        eprintln!("run {}/{}", r + 1, args.runs);
+        let dest = w.join("copy.tar");
+        sync();
+        let t = Instant::now();
+        run(Command::new("cp").arg(&big).arg(&dest));
+        sync();
+        floors.push(big_mb / t.elapsed().as_secs_f64());
+        std::fs::remove_file(&dest).unwrap();
+
+        let mut measure = |slot: usize, out: &mut Vec<f64>, mb: f64, args: &[&str]| {
+            sync();
+            daemon.reset_peak();
+            let run = run(ctl(&daemon).args(args));
+            out.push(mb / run.secs);
+            peaks[slot] = peaks[slot].max(daemon.peak_rss_kib());
+            client_peaks[slot] = client_peaks[slot].max(run.max_rss_kib);
+        };
+        measure(
+            0,
+            &mut first,
+            big_mb,
+            &["load", "-q", "-i", big.to_str().unwrap()],
+        );
+        measure(
+            1,
+            &mut again,
+            big_mb,
+            &["load", "-q", "-i", big.to_str().unwrap()],
+        );
+        let out = w.join("saved.tar");
+        measure(
+            2,
+            &mut save,
+            big_mb,
+            &[
+                "save",
+                "-q",
+                "-f",
+                "oci",
+                "-o",
+                out.to_str().unwrap(),
+                "big:1",
+            ],
+        );
+        std::fs::remove_file(&out).unwrap();
+        run(ctl(&daemon).args(["rmi", "big:1"]));
+        measure(
+            3,
+            &mut small_load,
+            small_mb,
+            &["load", "-q", "-i", small.to_str().unwrap()],
+        );
+        run(ctl(&daemon).args(["rmi", "small:1"]));
+
+        if has_skopeo {
+            for (archive, mb, out, rss) in [
+                (&big, big_mb, &mut skopeo_big, &mut skopeo_big_rss),
+                (&small, small_mb, &mut skopeo_small, &mut skopeo_small_rss),
+            ] {
+                let dir = w.join("skopeo-oci");
+                sync();
+                let t = Instant::now();
+                let reference = if archive == &big { "big:1" } else { "small:1" };
+                let r = run(Command::new("skopeo").args([
+                    "copy",
+                    "-q",
+                    &format!("oci-archive:{}:{reference}", archive.display()),
+                    &format!("oci:{}:x", dir.display()),
+                ]));
+                sync();
+                out.push(mb / t.elapsed().as_secs_f64());
+                *rss = (*rss).max(r.max_rss_kib);
+                std::fs::remove_dir_all(&dir).unwrap();
+            }
+        }
+    }
+    let floor = median(floors);
+    let mut cases = vec![
+        Case {
+            name: format!("floor: cp + sync ({big_mb:.0} MB)"),
+            mb_per_s: floor,
+            floor: Some(floor),
+            hyperd_kib: None,
+            client_kib: 0,
+        },
+        Case {
+            name: "hyperctl load (first)".into(),
+            mb_per_s: median(first),
+            floor: Some(floor),
+            hyperd_kib: Some(peaks[0]),
+            client_kib: client_peaks[0],
+        },
+        Case {
+            name: "hyperctl load (blobs already stored)".into(),
+            mb_per_s: median(again),
+            floor: Some(floor),
+            hyperd_kib: Some(peaks[1]),
+            client_kib: client_peaks[1],
+        },
+        Case {
+            name: "hyperctl save -f oci -o FILE".into(),
+            mb_per_s: median(save),
+            floor: Some(floor),
+            hyperd_kib: Some(peaks[2]),
+            client_kib: client_peaks[2],
+        },
+        Case {
+            name: format!(
+                "hyperctl load, {} small files ({small_mb:.1} MB)",
+                args.small_files
+            ),
+            mb_per_s: median(small_load),
+            floor: None,
+            hyperd_kib: Some(peaks[3]),
+            client_kib: client_peaks[3],
+        },
+    ];
+    if has_skopeo {
+        cases.push(Case {
+            name: "skopeo copy oci-archive: oci: + sync".into(),
+            mb_per_s: median(skopeo_big),
+            floor: Some(floor),
+            hyperd_kib: None,
+            client_kib: skopeo_big_rss,
+        });
+        cases.push(Case {
+            name: format!("skopeo copy, {} small files", args.small_files),
+            mb_per_s: median(skopeo_small),
+            floor: None,
+            hyperd_kib: None,
+            client_kib: skopeo_small_rss,
+        });
+    }
+    println!(
+        "\nmedians of {} runs; image {} x {} MiB incompressible layers\n",
+        args.runs, args.layers, args.layer_mib
+    );
+    print(&cases);
+}
