@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod blob;
+mod decompress;
 mod digest;
 mod error;
 mod export;

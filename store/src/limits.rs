@@ -10,3 +10,8 @@ pub const MAX_ENTRIES: usize = 100_000;
 pub const MAX_DESCRIPTORS: usize = 100_000;
 /// Most symlinks followed when resolving one docker-archive path.
 pub const MAX_LINK_HOPS: usize = 8;
+/// Largest ratio of decompressed to compressed bytes accepted once past [`BOMB_GRACE`]: ordinary
+/// layers expand 2-10 times, a decompression bomb a thousand times or more.
+pub const MAX_EXPANSION: u64 = 100;
+/// Decompressed bytes always accepted, whatever the ratio.
+pub const BOMB_GRACE: u64 = 64 << 20;

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, BufReader};
 use super::{Item, TarWriter, blob_path};
 use crate::blob::{Blobs, CHUNK, Compression};
 use crate::digest::Digest;
-use crate::import::decoder;
+use crate::decompress::decoder;
 use crate::import::oci::{ConfigSummary, host_platform, is_index};
 use crate::limits::{MAX_INDEX_DEPTH, MAX_JSON};
 use crate::{Error, ImageName, Result};

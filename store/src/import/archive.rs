@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 
-use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use futures_util::StreamExt;
 use oci_spec::image::{ImageIndex, ImageManifest};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
@@ -158,15 +157,8 @@ async fn decompressed<R: AsyncRead + Unpin + Send + 'static>(
         .fill_buf()
         .await
         .map_err(|e| Error::invalid(format!("reading archive: {e}")))?;
-    Ok(match Compression::sniff(head) {
-        Compression::Gzip => {
-            let mut d = GzipDecoder::new(buf);
-            d.multiple_members(true);
-            Box::pin(d)
-        }
-        Compression::Zstd => Box::pin(ZstdDecoder::new(buf)),
-        Compression::None => Box::pin(buf),
-    })
+    let compression = Compression::sniff(head);
+    Ok(crate::decompress::decoder(buf, compression))
 }
 
 /// Sizes that index.json or an already-seen manifest promised, to refuse a lying entry before

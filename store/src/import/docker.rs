@@ -2,9 +2,8 @@
 //! layer is checked against the config's `rootfs.diff_ids`, and the image gets an OCI manifest
 //! built only from the archive's bytes, so the same archive always yields the same digests.
 
-use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use oci_spec::image::{DescriptorBuilder, ImageManifestBuilder, MediaType};
-use tokio::io::{AsyncRead, BufReader};
+use tokio::io::BufReader;
 
 use super::Candidate;
 use super::archive::Ingested;
@@ -187,22 +186,7 @@ async fn uncompressed_digest(
         context: format!("opening {}", path.display()),
         source: e,
     })?;
-    let mut reader = decoder(BufReader::with_capacity(CHUNK, file), compression);
+    let mut reader = crate::decompress::decoder(BufReader::with_capacity(CHUNK, file), compression);
     let (d, _, _) = blob::drain(&mut reader, &format!("layer {digest}")).await?;
     Ok(d)
-}
-
-pub(crate) fn decoder<R: tokio::io::AsyncBufRead + Unpin + Send + 'static>(
-    reader: R,
-    compression: Compression,
-) -> std::pin::Pin<Box<dyn AsyncRead + Send>> {
-    match compression {
-        Compression::None => Box::pin(reader),
-        Compression::Gzip => {
-            let mut d = GzipDecoder::new(reader);
-            d.multiple_members(true);
-            Box::pin(d)
-        }
-        Compression::Zstd => Box::pin(ZstdDecoder::new(reader)),
-    }
 }

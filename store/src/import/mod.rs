@@ -7,7 +7,6 @@ mod naming;
 pub(crate) mod oci;
 
 pub(crate) use archive::{Ingested, ingest};
-pub(crate) use docker::decoder;
 pub(crate) use naming::assign;
 
 use crate::meta::ImageRecord;
