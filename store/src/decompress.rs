@@ -54,7 +54,11 @@ struct Counted<R> {
 }
 
 impl<R: AsyncBufRead + Unpin> AsyncRead for Counted<R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
@@ -83,7 +87,11 @@ struct Bounded {
 }
 
 impl AsyncRead for Bounded {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = self.inner.as_mut().poll_read(cx, buf);
         self.produced += (buf.filled().len() - before) as u64;
@@ -121,10 +129,14 @@ mod tests {
         let grace = 1 << 20;
         let bomb = gzip(&vec![0u8; 8 << 20]).await;
         let mut d = bounded(std::io::Cursor::new(bomb), Compression::Gzip, grace);
-        let err = tokio::io::copy(&mut d, &mut tokio::io::sink()).await.unwrap_err();
+        let err = tokio::io::copy(&mut d, &mut tokio::io::sink())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("100:1"), "{err}");
 
-        let text: Vec<u8> = (0..(4u32 << 20) / 8).flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes().repeat(2)).collect();
+        let text: Vec<u8> = (0..(4u32 << 20) / 8)
+            .flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes().repeat(2))
+            .collect();
         let packed = gzip(&text).await;
         let mut out = Vec::new();
         bounded(std::io::Cursor::new(packed), Compression::Gzip, grace)

@@ -407,7 +407,8 @@ async fn decompression_bombs_are_refused() {
     // 80 MiB of zeros in a layer, the whole archive gzipped: about 80 KiB on the wire.
     let zeros = tar(&[Entry::file("zeros", &vec![0u8; 80 << 20])]).await;
     let img = Image::from_layers(vec![zeros], "bomb", "amd64", Comp::None).await;
-    let archive = gzip(&oci_archive(&[(&img, &[("io.containerd.image.name", "bomb:1")])]).await).await;
+    let archive =
+        gzip(&oci_archive(&[(&img, &[("io.containerd.image.name", "bomb:1")])]).await).await;
     assert!(archive.len() < 1 << 20);
     refused(archive, "100:1").await;
 }

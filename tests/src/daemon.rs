@@ -26,11 +26,24 @@ pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
     pub socket: PathBuf,
+    /// When set, the root lives on a private tmpfs of this many MiB (a disk that fills up).
+    tmpfs_mib: Option<u32>,
     child: Option<Child>,
 }
 
 impl TestDaemon {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A daemon whose root is a tmpfs of `mib` MiB, mounted in a private user and mount namespace
+    /// (`unshare -Urm`), so a full disk needs neither root nor a host mount. The root is only
+    /// visible to hyperd; inspect it through the API.
+    pub fn start_on_small_disk(mib: u32) -> Self {
+        Self::start_with(Some(mib))
+    }
+
+    fn start_with(tmpfs_mib: Option<u32>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
         let socket = dir.path().join("hyperd.sock");
@@ -38,6 +51,7 @@ impl TestDaemon {
             dir,
             root,
             socket,
+            tmpfs_mib,
             child: None,
         };
         d.child = Some(d.spawn());
@@ -47,16 +61,42 @@ impl TestDaemon {
 
     /// Starts another hyperd process on this daemon's root and socket, without waiting.
     pub fn spawn(&self) -> Child {
-        Command::new(bin("hyperd"))
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--socket")
-            .arg(&self.socket)
-            .env("RUST_LOG", "info")
+        let mut cmd = match self.tmpfs_mib {
+            None => {
+                let mut c = Command::new(bin("hyperd"));
+                c.arg("--root").arg(&self.root);
+                c
+            }
+            Some(mib) => {
+                std::fs::create_dir_all(&self.root).expect("creating the mount point");
+                let mut c = Command::new("unshare");
+                c.args(["-Urm", "sh", "-c"])
+                    .arg(format!(r#"mount -t tmpfs -o size={mib}m tmpfs "$1" && exec "$0" --root "$1/store" --socket "$2""#))
+                    .arg(bin("hyperd"))
+                    .arg(&self.root)
+                    .arg(&self.socket);
+                c
+            }
+        };
+        if self.tmpfs_mib.is_none() {
+            cmd.arg("--socket").arg(&self.socket);
+        }
+        // A file, not a pipe: a pipe nobody drains fills up and blocks the daemon mid-log.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("hyperd.log"))
+            .expect("opening the daemon log");
+        cmd.env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("spawning hyperd")
+    }
+
+    /// Everything every hyperd of this test logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("hyperd.log")).unwrap_or_default()
     }
 
     fn wait_ready(&mut self) {
@@ -99,12 +139,12 @@ impl TestDaemon {
         }
     }
 
-    /// SIGTERM, and what hyperd printed until it exited.
-    pub fn terminate(&mut self) -> Output {
-        let child = self.child.take().expect("daemon is running");
+    /// SIGTERM, and how hyperd exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon is running");
         let pid = rustix::process::Pid::from_child(&child);
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("sending SIGTERM");
-        child.wait_with_output().expect("waiting for hyperd")
+        child.wait().expect("waiting for hyperd")
     }
 
     pub fn pid(&self) -> u32 {

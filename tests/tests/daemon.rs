@@ -10,22 +10,18 @@ use integration::fixtures::*;
 #[test]
 fn sigterm_stops_cleanly_and_removes_the_socket() {
     let mut d = TestDaemon::start();
-    let out = d.terminate();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let status = d.terminate();
+    assert!(status.success(), "{}", d.log());
     assert!(!d.socket.exists());
+    assert!(d.log().contains("stopped"), "{}", d.log());
 }
 
 #[test]
 fn a_second_daemon_on_the_same_root_is_refused() {
     let d = TestDaemon::start();
-    let out = d.spawn().wait_with_output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("in use by another hyperd"), "{err}");
+    let status = d.spawn().wait().unwrap();
+    assert!(!status.success());
+    assert!(d.log().contains("in use by another hyperd"), "{}", d.log());
     // The first one is untouched.
     d.ok(&["images"]);
 }
@@ -151,12 +147,8 @@ async fn sigterm_during_a_load_ends_it_and_leaves_nothing() {
     stdin.write_all(&bytes[..bytes.len() / 2]).unwrap();
     stdin.flush().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let out = d.terminate();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let status = d.terminate();
+    assert!(status.success(), "{}", d.log());
     drop(stdin);
     let client = child.wait_with_output().unwrap();
     assert_eq!(

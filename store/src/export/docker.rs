@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWrite, BufReader};
 
 use super::{Item, TarWriter, blob_path};
 use crate::blob::{Blobs, CHUNK, Compression};
-use crate::digest::Digest;
 use crate::decompress::decoder;
+use crate::digest::Digest;
 use crate::import::oci::{ConfigSummary, host_platform, is_index};
 use crate::limits::{MAX_INDEX_DEPTH, MAX_JSON};
 use crate::{Error, ImageName, Result};

@@ -1,0 +1,295 @@
+//! Crashes, a full disk, hostile input on stdin and many clients at once: nothing half-done is
+//! ever visible, and the daemon keeps serving.
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use hyperd_proto::v1::image_service_client::ImageServiceClient;
+use hyperd_proto::v1::{self, load_request::Part};
+use integration::TestDaemon;
+use integration::fixtures::*;
+
+/// An image of `layers` incompressible layers of `mib` MiB each; `base`, when given, is its first
+/// layer, shared with other images.
+async fn image(label: &str, layers: usize, kib: usize, base: Option<&Vec<u8>>) -> Image {
+    let mut raws: Vec<Vec<u8>> = base.into_iter().cloned().collect();
+    for i in 0..layers {
+        raws.push(big_layer_tar(&format!("{label}-{i}"), kib << 10).await);
+    }
+    Image::from_layers(raws, label, "amd64", Comp::None).await
+}
+
+fn write(d: &TestDaemon, name: &str, bytes: &[u8]) -> String {
+    let p = d.path(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+fn assert_clean(d: &TestDaemon) {
+    let out = d.ok(&["check"]);
+    assert!(out.contains(": 0 problems, 0 unreferenced"), "{out}");
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_load_cleanly_and_frees_its_space() {
+    let d = TestDaemon::start_on_small_disk(24);
+    let big = image("full-big", 4, 8 << 10, None).await;
+    let small = image("full-small", 2, 8 << 10, None).await;
+    let big_f = write(
+        &d,
+        "big.tar",
+        &oci_archive(&[(&big, &[("io.containerd.image.name", "big:1")])]).await,
+    );
+    let small_f = write(
+        &d,
+        "small.tar",
+        &oci_archive(&[(&small, &[("io.containerd.image.name", "small:1")])]).await,
+    );
+
+    let out = d.run(&["load", "-i", &big_f]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(d.ok(&["images", "-q"]), "");
+    assert_clean(&d);
+    // 16 of 24 MiB fit only if the failed load's 32 MiB left nothing behind.
+    assert_eq!(d.ok(&["load", "-i", &small_f]), "Loaded image: small:1\n");
+    assert_clean(&d);
+}
+
+/// A tiny deterministic generator, so a failing round can be replayed from its seed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[tokio::test]
+async fn sigkill_at_random_points_never_leaves_a_half_image() {
+    let mut d = TestDaemon::start();
+    let keep = image("crash-keep", 2, 1 << 10, None).await;
+    let keep_f = write(
+        &d,
+        "keep.tar",
+        &oci_archive(&[(&keep, &[("io.containerd.image.name", "keep:1")])]).await,
+    );
+    d.ok(&["load", "-i", &keep_f]);
+    let seed = 0x5eed_u64;
+    let mut rng = Lcg(seed);
+    for round in 0..12 {
+        let img = image(&format!("crash-{round}"), 4, 4 << 10, None).await;
+        let name = format!("crash{round}:1");
+        let f = write(
+            &d,
+            &format!("r{round}.tar"),
+            &oci_archive(&[(&img, &[("io.containerd.image.name", &name)])]).await,
+        );
+        // Most rounds kill a load; some kill a save or a removal of the kept image's twin.
+        let mut client = match round % 4 {
+            3 => d
+                .ctl()
+                .args([
+                    "save",
+                    "-f",
+                    "oci",
+                    "-o",
+                    d.path("s.tar").to_str().unwrap(),
+                    "keep:1",
+                ])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+            _ => d
+                .ctl()
+                .args(["load", "-q", "-i", &f])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        };
+        let delay = rng.below(250);
+        std::thread::sleep(Duration::from_millis(delay));
+        d.kill();
+        let _ = client.wait();
+        d.restart();
+
+        let listed = d.ok(&["images", "--format", "json"]);
+        let context = format!("round {round} (seed {seed:#x}, killed after {delay} ms): {listed}");
+        assert!(listed.contains("keep"), "{context}");
+        assert_clean(&d);
+        if listed.contains(&format!("crash{round}")) {
+            // Listed means whole: every blob is there and verifies.
+            let out = d.run(&[
+                "save",
+                "-f",
+                "oci",
+                "-o",
+                d.path("check.tar").to_str().unwrap(),
+                &name,
+            ]);
+            assert!(out.status.success(), "{context}");
+            d.ok(&["rmi", &name]);
+        }
+    }
+    d.ok(&["rmi", "keep:1"]);
+    assert_clean(&d);
+}
+
+#[tokio::test]
+async fn hostile_input_on_stdin_is_refused_and_the_daemon_serves_on() {
+    let d = TestDaemon::start();
+    let img = image("hostile", 1, 16, None).await;
+    let mut entries = oci_entries(&[(&img, &[("io.containerd.image.name", "hostile:1")])]);
+    entries.push(Entry::file("../../../../tmp/escaped", b"pwned"));
+    let mut child = d
+        .ctl()
+        .args(["load"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&tar(&entries).await)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("leaves the archive with '..'"));
+    assert!(!std::path::Path::new("/tmp/escaped").exists());
+    assert_eq!(d.ok(&["images", "-q"]), "");
+    assert_clean(&d);
+}
+
+type Client = ImageServiceClient<hyperd_proto::tonic::transport::Channel>;
+
+async fn load(
+    client: &mut Client,
+    archive: bytes::Bytes,
+) -> Result<v1::LoadResponse, hyperd_proto::tonic::Status> {
+    let mut msgs = vec![v1::LoadRequest {
+        part: Some(Part::Options(v1::LoadOptions::default())),
+    }];
+    for chunk in archive.chunks(hyperd_proto::CHUNK_SIZE) {
+        msgs.push(v1::LoadRequest {
+            part: Some(Part::Chunk(archive.slice_ref(chunk))),
+        });
+    }
+    client
+        .load(tokio_stream::iter(msgs))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn save(client: &mut Client, image: &str) -> Result<Vec<u8>, hyperd_proto::tonic::Status> {
+    use futures_util::StreamExt;
+    let req = v1::SaveRequest {
+        images: vec![v1::SaveImage {
+            image: image.into(),
+            ref_name: String::new(),
+        }],
+        format: v1::ArchiveFormat::Oci as i32,
+        platform: String::new(),
+    };
+    let mut stream = client.save(req).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(msg) = stream.next().await {
+        out.extend_from_slice(&msg?.chunk);
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_clients_at_once_lose_nothing() {
+    let d = TestDaemon::start();
+    let base = big_layer_tar("concurrency-base", 512 << 10).await;
+    let base_path = format!("blobs/sha256/{}", hex_of(&sha(&base)));
+    let shared = image("shared", 1, 256, Some(&base)).await;
+    let shared_tar = bytes::Bytes::from(
+        oci_archive(&[(&shared, &[("io.containerd.image.name", "shared:1")])]).await,
+    );
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let own = image(&format!("own-{i}"), 1, 256, Some(&base)).await;
+        let own_tar = bytes::Bytes::from(
+            oci_archive(&[(&own, &[("io.containerd.image.name", &format!("own{i}:1"))])]).await,
+        );
+        let shared_tar = shared_tar.clone();
+        let base_path = base_path.clone();
+        let socket = d.socket.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = ImageServiceClient::new(hyperd_proto::connect(socket).await.unwrap())
+                .max_decoding_message_size(4 << 20);
+            for round in 0..3 {
+                let loaded = load(&mut c, own_tar.clone()).await.unwrap();
+                assert_eq!(loaded.images[0].id, own.id());
+                load(&mut c, shared_tar.clone()).await.unwrap();
+                let names: Vec<String> = c
+                    .list(v1::ListRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .images
+                    .into_iter()
+                    .map(|i| i.name)
+                    .collect();
+                assert!(
+                    names.contains(&format!("docker.io/library/own{i}:1")),
+                    "client {i} round {round}: {names:?}"
+                );
+                assert!(names.contains(&"docker.io/library/shared:1".to_owned()));
+                c.tag(v1::TagRequest {
+                    source: format!("own{i}:1"),
+                    target: format!("alias{i}:{round}"),
+                })
+                .await
+                .unwrap();
+                let own_saved = save(&mut c, &format!("alias{i}:{round}")).await.unwrap();
+                let files = untar(&own_saved).await;
+                for e in own.blob_entries() {
+                    assert_eq!(
+                        files[&e.path], e.data,
+                        "client {i} round {round}: {}",
+                        e.path
+                    );
+                }
+                let shared_saved = save(&mut c, "shared:1").await.unwrap();
+                assert!(untar(&shared_saved).await.contains_key(&base_path));
+                c.remove(v1::RemoveRequest {
+                    image: format!("alias{i}:{round}"),
+                    force: false,
+                })
+                .await
+                .unwrap();
+                let removed = c
+                    .remove(v1::RemoveRequest {
+                        image: format!("own{i}:1"),
+                        force: false,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(removed.deleted, [own.id()], "client {i} round {round}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let names: Vec<String> = d
+        .ok(&["images", "--format", "json"])
+        .lines()
+        .filter(|l| l.contains("\"Name\""))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].contains("docker.io/library/shared:1"));
+    assert_clean(&d);
+}
