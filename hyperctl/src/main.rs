@@ -9,9 +9,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+fn main() -> ExitCode {
+    hyperd_proto::bound_allocator_caching();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the runtime");
+    runtime.block_on(run(cli::Cli::parse()))
+}
+
+async fn run(cli: cli::Cli) -> ExitCode {
     let socket = cli.socket.unwrap_or_else(hyperd_proto::default_socket);
     match cmd::run(cli.command, &socket).await {
         Ok(code) => code,

@@ -23,22 +23,12 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    bound_allocator_caching();
+    hyperd_proto::bound_allocator_caching();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?
         .block_on(serve(Args::parse()))
-}
-
-/// Every load and save moves megabyte buffers between threads, and glibc keeps what each thread
-/// frees in that thread's own arena (up to eight per core): at 4 GiB images the daemon passed
-/// 64 MiB. Two arenas bound that; forcing large buffers to mmap instead halved throughput.
-fn bound_allocator_caching() {
-    // SAFETY: mallopt only tunes glibc's allocator; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
