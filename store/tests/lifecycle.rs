@@ -85,21 +85,7 @@ async fn a_tag_that_exists_moves_and_the_old_image_stays_dangling() {
 async fn removing_one_image_keeps_the_blobs_another_still_uses() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
-    let a = Image::new(&["base", "a"], "amd64", Comp::None).await;
-    let b = Image::new(&["base", "b"], "amd64", Comp::None).await;
-    store
-        .load(
-            reader(
-                oci_archive(&[
-                    (&a, &[("io.containerd.image.name", "a:1")]),
-                    (&b, &[("io.containerd.image.name", "b:1")]),
-                ])
-                .await,
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
+    let (_a, b) = load_two_sharing_a_layer(&store, "base").await;
     store.remove("a:1", false).await.unwrap();
     let left = blob_files(dir.path());
     let mut want: Vec<String> = b

@@ -171,21 +171,7 @@ async fn saving_twice_gives_identical_bytes() {
 async fn shared_blobs_are_written_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
-    let a = Image::new(&["shared", "a"], "amd64", Comp::None).await;
-    let b = Image::new(&["shared", "b"], "amd64", Comp::None).await;
-    store
-        .load(
-            reader(
-                oci_archive(&[
-                    (&a, &[("io.containerd.image.name", "a:1")]),
-                    (&b, &[("io.containerd.image.name", "b:1")]),
-                ])
-                .await,
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
+    let (a, _b) = load_two_sharing_a_layer(&store, "shared").await;
     let saved = save(&store, &[("a:1", None), ("b:1", None)], Format::Oci).await;
     let shared = format!("blobs/sha256/{}", hex_of(&sha(&a.layers[0].0)));
     let count = untar_paths(&saved)
@@ -263,25 +249,7 @@ async fn layers_are_stored_as_they_came() {
 
 async fn multi_platform_store(dir: &std::path::Path) -> (store::Store, Image, Image, Vec<u8>) {
     let store = open(dir).await;
-    let amd = Image::new(&["m-amd"], "amd64", Comp::Gzip).await;
-    let arm = Image::new(&["m-arm"], "arm64", Comp::Gzip).await;
-    let mut amd_d = amd.descriptor(&[]);
-    amd_d["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
-    let mut arm_d = arm.descriptor(&[]);
-    arm_d["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64"});
-    let inner = index_json(vec![amd_d, arm_d]);
-    let top = serde_json::json!({
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "digest": sha(&inner), "size": inner.len(),
-        "annotations": {"io.containerd.image.name": "docker.io/library/multi:1"},
-    });
-    let mut entries = vec![
-        Entry::file("oci-layout", LAYOUT),
-        Entry::file("index.json", &index_json(vec![top])),
-        Entry::blob(&inner),
-    ];
-    entries.extend(amd.blob_entries());
-    entries.extend(arm.blob_entries());
+    let (entries, amd, arm, inner) = multi_platform("docker.io/library/multi:1").await;
     store.load(reader(tar(&entries).await), &[]).await.unwrap();
     (store, amd, arm, inner)
 }

@@ -219,6 +219,41 @@ impl Image {
     }
 }
 
+/// An image of `layers` incompressible layers of `kib` KiB each, after `base` (a layer shared
+/// with other images) when given; `label` makes it unique.
+pub async fn noise_image(label: &str, layers: usize, kib: usize, base: Option<&[u8]>) -> Image {
+    let mut raws: Vec<Vec<u8>> = base.into_iter().map(<[u8]>::to_vec).collect();
+    for i in 0..layers {
+        raws.push(big_layer_tar(&format!("{label}-{i}"), kib << 10).await);
+    }
+    Image::from_layers(raws, label, "amd64", Comp::None).await
+}
+
+/// A two-platform image (linux/amd64 and linux/arm64, gzip layers) named `name` by
+/// `io.containerd.image.name`: the archive's entries, the two images, and the inner index.
+pub async fn multi_platform(name: &str) -> (Vec<Entry>, Image, Image, Vec<u8>) {
+    let amd = Image::new(&["m-amd"], "amd64", Comp::Gzip).await;
+    let arm = Image::new(&["m-arm"], "arm64", Comp::Gzip).await;
+    let mut amd_d = amd.descriptor(&[]);
+    amd_d["platform"] = json!({"os": "linux", "architecture": "amd64"});
+    let mut arm_d = arm.descriptor(&[]);
+    arm_d["platform"] = json!({"os": "linux", "architecture": "arm64"});
+    let inner = index_json(vec![amd_d, arm_d]);
+    let top = json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": sha(&inner), "size": inner.len(),
+        "annotations": {"io.containerd.image.name": name},
+    });
+    let mut entries = vec![
+        Entry::file("oci-layout", LAYOUT),
+        Entry::file("index.json", &index_json(vec![top])),
+        Entry::blob(&inner),
+    ];
+    entries.extend(amd.blob_entries());
+    entries.extend(arm.blob_entries());
+    (entries, amd, arm, inner)
+}
+
 pub fn index_json(descriptors: Vec<Value>) -> Vec<u8> {
     serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": descriptors})).unwrap()
 }

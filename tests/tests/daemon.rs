@@ -44,23 +44,29 @@ fn socket_is_0660_and_root_0700() {
     assert_eq!(mode(&d.root), 0o700);
 }
 
-#[tokio::test]
-async fn a_client_that_hangs_up_mid_load_leaves_nothing() {
-    let d = TestDaemon::start();
-    let img = Image::new(&["hang-1", "hang-2", "hang-3"], "amd64", Comp::None).await;
-    let bytes = oci_archive(&[(&img, &[("io.containerd.image.name", "hang:1")])]).await;
+/// A `hyperctl load` from stdin that has sent half of `archive` and waits for the rest.
+fn half_a_load(d: &TestDaemon, archive: &[u8]) -> (std::process::Child, std::process::ChildStdin) {
     let mut child = d
         .ctl()
         .args(["load"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    stdin.write_all(&archive[..archive.len() / 2]).unwrap();
     stdin.flush().unwrap();
     std::thread::sleep(Duration::from_millis(300));
+    (child, stdin)
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_load_leaves_nothing() {
+    let d = TestDaemon::start();
+    let img = Image::new(&["hang-1", "hang-2", "hang-3"], "amd64", Comp::None).await;
+    let bytes = oci_archive(&[(&img, &[("io.containerd.image.name", "hang:1")])]).await;
+    let (mut child, stdin) = half_a_load(&d, &bytes);
     child.kill().unwrap();
     child.wait().unwrap();
     drop(stdin);
@@ -83,11 +89,7 @@ async fn a_client_that_hangs_up_mid_load_leaves_nothing() {
 async fn a_client_that_hangs_up_mid_save_stops_the_daemons_work() {
     let d = TestDaemon::start();
     // Big enough that the save cannot finish into the pipe buffers alone.
-    let mut layers = Vec::new();
-    for i in 0..4 {
-        layers.push(big_layer_tar(&format!("hangup-{i}"), 4 << 20).await);
-    }
-    let img = Image::from_layers(layers, "hangup", "amd64", Comp::None).await;
+    let img = noise_image("hangup", 4, 4 << 10, None).await;
     let f = d.path("big.tar");
     std::fs::write(
         &f,
@@ -135,18 +137,7 @@ async fn sigterm_during_a_load_ends_it_and_leaves_nothing() {
     let mut d = TestDaemon::start();
     let img = Image::new(&["term-1", "term-2"], "amd64", Comp::None).await;
     let bytes = oci_archive(&[(&img, &[("io.containerd.image.name", "term:1")])]).await;
-    let mut child = d
-        .ctl()
-        .args(["load"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&bytes[..bytes.len() / 2]).unwrap();
-    stdin.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let (child, stdin) = half_a_load(&d, &bytes);
     let status = d.terminate();
     assert!(status.success(), "{}", d.log());
     drop(stdin);

@@ -298,11 +298,7 @@ fn under_pty(d: &TestDaemon, args: &str) -> String {
 #[tokio::test]
 async fn progress_shows_on_a_terminal_and_nowhere_else() {
     let d = TestDaemon::start();
-    let mut layers = Vec::new();
-    for i in 0..4 {
-        layers.push(big_layer_tar(&format!("progress-{i}"), 8 << 20).await);
-    }
-    let img = Image::from_layers(layers, "progress", "amd64", Comp::None).await;
+    let img = noise_image("progress", 4, 8 << 10, None).await;
     let f = d.path("p.tar");
     std::fs::write(
         &f,

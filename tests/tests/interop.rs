@@ -39,6 +39,24 @@ fn two_layer_layout(d: &TestDaemon) -> std::path::PathBuf {
     )
 }
 
+/// A umoci image copied by skopeo into an oci-archive as `busybox:1.35` and loaded into hyperd:
+/// the umoci layout, and the image's manifest and config digests.
+fn load_skopeo_image(d: &TestDaemon) -> (std::path::PathBuf, String, String) {
+    let layout = two_layer_layout(d);
+    let (manifest, config) = skopeo_digests(&format!("oci:{}:v1", p(&layout)));
+    let seed = d.path("seed.tar");
+    sh(&mut cmd(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{}:v1", p(&layout)),
+            &format!("oci-archive:{}:busybox:1.35", p(&seed)),
+        ],
+    ));
+    d.ok(&["load", "-i", p(&seed)]);
+    (layout, manifest, config)
+}
+
 fn p(path: &std::path::Path) -> &str {
     path.to_str().unwrap()
 }
@@ -268,18 +286,7 @@ fn buildah_oci_archive_loads() {
 #[test]
 fn what_hyperd_saves_as_oci_passes_skopeo_umoci_and_podman() {
     let d = TestDaemon::start();
-    let layout = two_layer_layout(&d);
-    let (manifest, config) = skopeo_digests(&format!("oci:{}:v1", p(&layout)));
-    let seed = d.path("seed.tar");
-    sh(&mut cmd(
-        "skopeo",
-        &[
-            "copy",
-            &format!("oci:{}:v1", p(&layout)),
-            &format!("oci-archive:{}:busybox:1.35", p(&seed)),
-        ],
-    ));
-    d.ok(&["load", "-i", p(&seed)]);
+    let (_, manifest, config) = load_skopeo_image(&d);
     let saved = d.path("saved-oci.tar");
     d.ok(&[
         "save",
@@ -328,18 +335,7 @@ fn what_hyperd_saves_as_oci_passes_skopeo_umoci_and_podman() {
 #[test]
 fn what_hyperd_saves_as_docker_passes_skopeo_and_podman() {
     let d = TestDaemon::start();
-    let layout = two_layer_layout(&d);
-    let (_, config) = skopeo_digests(&format!("oci:{}:v1", p(&layout)));
-    let seed = d.path("seed.tar");
-    sh(&mut cmd(
-        "skopeo",
-        &[
-            "copy",
-            &format!("oci:{}:v1", p(&layout)),
-            &format!("oci-archive:{}:busybox:1.35", p(&seed)),
-        ],
-    ));
-    d.ok(&["load", "-i", p(&seed)]);
+    let (layout, _, config) = load_skopeo_image(&d);
     let saved = d.path("saved-docker.tar");
     d.ok(&["save", "-f", "docker", "-o", p(&saved), "busybox:1.35"]);
 
@@ -377,24 +373,7 @@ fn what_hyperd_saves_as_docker_passes_skopeo_and_podman() {
 #[tokio::test]
 async fn multi_platform_images_save_whole_as_oci_and_one_platform_as_docker() {
     let d = TestDaemon::start();
-    let amd = Image::new(&["mp-amd"], "amd64", Comp::Gzip).await;
-    let arm = Image::new(&["mp-arm"], "arm64", Comp::Gzip).await;
-    let mut amd_d = amd.descriptor(&[]);
-    amd_d["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
-    let mut arm_d = arm.descriptor(&[]);
-    arm_d["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64"});
-    let inner = index_json(vec![amd_d, arm_d]);
-    let top = serde_json::json!({
-        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha(&inner), "size": inner.len(),
-        "annotations": {"io.containerd.image.name": "docker.io/library/multi:1"},
-    });
-    let mut entries = vec![
-        Entry::file("oci-layout", LAYOUT),
-        Entry::file("index.json", &index_json(vec![top])),
-        Entry::blob(&inner),
-    ];
-    entries.extend(amd.blob_entries());
-    entries.extend(arm.blob_entries());
+    let (entries, _, _, inner) = multi_platform("docker.io/library/multi:1").await;
     let f = d.path("multi.tar");
     std::fs::write(&f, tar(&entries).await).unwrap();
     d.ok(&["load", "-i", p(&f)]);

@@ -10,16 +10,6 @@ use hyperd_proto::v1::{self, load_request::Part};
 use integration::TestDaemon;
 use integration::fixtures::*;
 
-/// An image of `layers` incompressible layers of `mib` MiB each; `base`, when given, is its first
-/// layer, shared with other images.
-async fn image(label: &str, layers: usize, kib: usize, base: Option<&Vec<u8>>) -> Image {
-    let mut raws: Vec<Vec<u8>> = base.into_iter().cloned().collect();
-    for i in 0..layers {
-        raws.push(big_layer_tar(&format!("{label}-{i}"), kib << 10).await);
-    }
-    Image::from_layers(raws, label, "amd64", Comp::None).await
-}
-
 fn write(d: &TestDaemon, name: &str, bytes: &[u8]) -> String {
     let p = d.path(name);
     std::fs::write(&p, bytes).unwrap();
@@ -34,8 +24,8 @@ fn assert_clean(d: &TestDaemon) {
 #[tokio::test]
 async fn a_full_disk_fails_the_load_cleanly_and_frees_its_space() {
     let d = TestDaemon::start_on_small_disk(24);
-    let big = image("full-big", 4, 8 << 10, None).await;
-    let small = image("full-small", 2, 8 << 10, None).await;
+    let big = noise_image("full-big", 4, 8 << 10, None).await;
+    let small = noise_image("full-small", 2, 8 << 10, None).await;
     let big_f = write(
         &d,
         "big.tar",
@@ -74,7 +64,7 @@ impl Lcg {
 #[tokio::test]
 async fn sigkill_at_random_points_never_leaves_a_half_image() {
     let mut d = TestDaemon::start();
-    let keep = image("crash-keep", 2, 1 << 10, None).await;
+    let keep = noise_image("crash-keep", 2, 1 << 10, None).await;
     let keep_f = write(
         &d,
         "keep.tar",
@@ -84,7 +74,7 @@ async fn sigkill_at_random_points_never_leaves_a_half_image() {
     let seed = 0x5eed_u64;
     let mut rng = Lcg(seed);
     for round in 0..12 {
-        let img = image(&format!("crash-{round}"), 4, 4 << 10, None).await;
+        let img = noise_image(&format!("crash-{round}"), 4, 4 << 10, None).await;
         let name = format!("crash{round}:1");
         let f = write(
             &d,
@@ -144,7 +134,7 @@ async fn sigkill_at_random_points_never_leaves_a_half_image() {
 #[tokio::test]
 async fn hostile_input_on_stdin_is_refused_and_the_daemon_serves_on() {
     let d = TestDaemon::start();
-    let img = image("hostile", 1, 16, None).await;
+    let img = noise_image("hostile", 1, 16, None).await;
     let mut entries = oci_entries(&[(&img, &[("io.containerd.image.name", "hostile:1")])]);
     entries.push(Entry::file("../../../../tmp/escaped", b"pwned"));
     let mut child = d
@@ -211,13 +201,13 @@ async fn sixteen_clients_at_once_lose_nothing() {
     let d = TestDaemon::start();
     let base = big_layer_tar("concurrency-base", 512 << 10).await;
     let base_path = format!("blobs/sha256/{}", hex_of(&sha(&base)));
-    let shared = image("shared", 1, 256, Some(&base)).await;
+    let shared = noise_image("shared", 1, 256, Some(base.as_slice())).await;
     let shared_tar = bytes::Bytes::from(
         oci_archive(&[(&shared, &[("io.containerd.image.name", "shared:1")])]).await,
     );
     let mut tasks = Vec::new();
     for i in 0..16 {
-        let own = image(&format!("own-{i}"), 1, 256, Some(&base)).await;
+        let own = noise_image(&format!("own-{i}"), 1, 256, Some(base.as_slice())).await;
         let own_tar = bytes::Bytes::from(
             oci_archive(&[(&own, &[("io.containerd.image.name", &format!("own{i}:1"))])]).await,
         );

@@ -84,3 +84,16 @@ fn walk(p: &Path) -> usize {
         .sum()
     })
 }
+
+/// Loads `a:1` and `b:1`, two images whose first layer is the same blob.
+pub async fn load_two_sharing_a_layer(store: &Store, shared: &str) -> (Image, Image) {
+    let a = Image::new(&[shared, "a"], "amd64", Comp::None).await;
+    let b = Image::new(&[shared, "b"], "amd64", Comp::None).await;
+    let archive = oci_archive(&[
+        (&a, &[("io.containerd.image.name", "a:1")]),
+        (&b, &[("io.containerd.image.name", "b:1")]),
+    ])
+    .await;
+    store.load(reader(archive), &[]).await.unwrap();
+    (a, b)
+}
