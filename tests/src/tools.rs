@@ -70,6 +70,11 @@ pub fn umoci_image(dir: &Path, tag: &str, layers: &[&[(&str, &str)]]) -> PathBuf
     layout
 }
 
+/// `skopeo copy SOURCE DEST`.
+pub fn skopeo_copy(source: &str, dest: &str) {
+    sh(&mut cmd("skopeo", &["copy", "-q", source, dest]));
+}
+
 /// The manifest digest and config digest (image ID) `skopeo inspect` reports for `image`.
 pub fn skopeo_digests(image: &str) -> (String, String) {
     let raw = sh(&mut cmd("skopeo", &["inspect", "--raw", image]));

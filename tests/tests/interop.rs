@@ -45,14 +45,10 @@ fn load_skopeo_image(d: &TestDaemon) -> (std::path::PathBuf, String, String) {
     let layout = two_layer_layout(d);
     let (manifest, config) = skopeo_digests(&format!("oci:{}:v1", p(&layout)));
     let seed = d.path("seed.tar");
-    sh(&mut cmd(
-        "skopeo",
-        &[
-            "copy",
-            &format!("oci:{}:v1", p(&layout)),
-            &format!("oci-archive:{}:busybox:1.35", p(&seed)),
-        ],
-    ));
+    skopeo_copy(
+        &format!("oci:{}:v1", p(&layout)),
+        &format!("oci-archive:{}:busybox:1.35", p(&seed)),
+    );
     d.ok(&["load", "-i", p(&seed)]);
     (layout, manifest, config)
 }
@@ -66,14 +62,10 @@ fn skopeo_oci_archive_loads_with_its_name_and_digests() {
     let d = TestDaemon::start();
     let layout = two_layer_layout(&d);
     let archive = d.path("sk.tar");
-    sh(&mut cmd(
-        "skopeo",
-        &[
-            "copy",
-            &format!("oci:{}:v1", p(&layout)),
-            &format!("oci-archive:{}:busybox:1.35", p(&archive)),
-        ],
-    ));
+    skopeo_copy(
+        &format!("oci:{}:v1", p(&layout)),
+        &format!("oci-archive:{}:busybox:1.35", p(&archive)),
+    );
     let (manifest, config) = skopeo_digests(&format!("oci:{}:v1", p(&layout)));
     d.ok(&["load", "-i", p(&archive)]);
     assert_eq!(hyperd_images(&d), [("busybox:1.35".to_owned(), config)]);
@@ -145,14 +137,10 @@ fn whole_archives_compressed_by_gzip_and_zstd_load() {
     let d = TestDaemon::start();
     let layout = two_layer_layout(&d);
     let archive = d.path("c.tar");
-    sh(&mut cmd(
-        "skopeo",
-        &[
-            "copy",
-            &format!("oci:{}:v1", p(&layout)),
-            &format!("oci-archive:{}:comp:1", p(&archive)),
-        ],
-    ));
+    skopeo_copy(
+        &format!("oci:{}:v1", p(&layout)),
+        &format!("oci-archive:{}:comp:1", p(&archive)),
+    );
     sh(&mut cmd("gzip", &["-k", p(&archive)]));
     sh(&mut cmd("zstd", &["-q", "-k", p(&archive)]));
     d.ok(&[
@@ -180,14 +168,10 @@ fn podman_archives_load_with_podmans_names() {
     let pod = d.path("podman");
     let (_, config) = skopeo_digests(&format!("oci:{}:v1", p(&layout)));
     let seed = d.path("seed.tar");
-    sh(&mut cmd(
-        "skopeo",
-        &[
-            "copy",
-            &format!("oci:{}:v1", p(&layout)),
-            &format!("oci-archive:{}:busybox:1.35", p(&seed)),
-        ],
-    ));
+    skopeo_copy(
+        &format!("oci:{}:v1", p(&layout)),
+        &format!("oci-archive:{}:busybox:1.35", p(&seed)),
+    );
     sh(containers("podman", &pod).args(["load", "-q", "-i", p(&seed)]));
     sh(containers("podman", &pod).args([
         "tag",
@@ -304,14 +288,10 @@ fn what_hyperd_saves_as_oci_passes_skopeo_umoci_and_podman() {
         (manifest.clone(), config.clone())
     );
     let copied = d.path("copied");
-    sh(&mut cmd(
-        "skopeo",
-        &[
-            "copy",
-            &format!("oci-archive:{}:hello", p(&saved)),
-            &format!("oci:{}:x", p(&copied)),
-        ],
-    ));
+    skopeo_copy(
+        &format!("oci-archive:{}:hello", p(&saved)),
+        &format!("oci:{}:x", p(&copied)),
+    );
     assert_eq!(skopeo_digests(&format!("oci:{}:x", p(&copied))).0, manifest);
 
     let unpacked = d.path("unpacked");
@@ -346,14 +326,10 @@ fn what_hyperd_saves_as_docker_passes_skopeo_and_podman() {
     // Converting docker-archive to OCI, skopeo re-serialises the config (it does so for its own
     // docker-archives too), so only the content can be compared there.
     let copied = d.path("copied");
-    sh(&mut cmd(
-        "skopeo",
-        &[
-            "copy",
-            &format!("docker-archive:{}", p(&saved)),
-            &format!("oci:{}:x", p(&copied)),
-        ],
-    ));
+    skopeo_copy(
+        &format!("docker-archive:{}", p(&saved)),
+        &format!("oci:{}:x", p(&copied)),
+    );
     let config_of = |image: String| -> serde_json::Value {
         serde_json::from_str(&sh(&mut cmd("skopeo", &["inspect", "--config", &image]))).unwrap()
     };

@@ -81,7 +81,7 @@ async fn sigkill_at_random_points_never_leaves_a_half_image() {
             &format!("r{round}.tar"),
             &oci_archive(&[(&img, &[("io.containerd.image.name", &name)])]).await,
         );
-        // Most rounds kill a load; some kill a save or a removal of the kept image's twin.
+        // Rounds kill a load, a save, or a removal (and the collection it runs), in turn.
         let mut client = match round % 4 {
             3 => d
                 .ctl()
@@ -96,6 +96,15 @@ async fn sigkill_at_random_points_never_leaves_a_half_image() {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap(),
+            2 => {
+                d.ok(&["load", "-q", "-i", &f]);
+                d.ctl()
+                    .args(["rmi", &name])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            }
             _ => d
                 .ctl()
                 .args(["load", "-q", "-i", &f])
