@@ -122,12 +122,18 @@ impl Blobs {
         })
     }
 
-    /// Moves staged blobs into place and syncs the directory. Blobs are immutable, so a blob that
-    /// is already there is kept and the staged copy dropped.
+    /// Syncs the staged blobs a commit needs, moves them into place and syncs the directory.
+    /// Staged blobs are synced here rather than as they stream, so that entries no image
+    /// references (docker-archive bookkeeping, junk) never cost an fsync; writeback of the large
+    /// ones started while they streamed. Blobs are immutable, so a blob that is already there is
+    /// kept and the staged copy dropped.
     pub(crate) fn publish(&self, staging: &Staging, digests: &[Digest]) -> Result<()> {
         for d in digests {
             if staging.staged.contains_key(d) && !self.exists(d) {
                 let from = staging.dir.join(d.hex());
+                fs::File::open(&from)
+                    .and_then(|f| f.sync_all())
+                    .context(|| format!("syncing {}", from.display()))?;
                 let to = self.path(d);
                 fs::rename(&from, &to).context(|| format!("publishing {}", to.display()))?;
             }
@@ -241,7 +247,7 @@ impl Staging {
         self.next_tmp += 1;
         let tmp = self.dir.join(format!("tmp-{}", self.next_tmp));
         let file = std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
-        let (digest, len, compression) = hash_copy(reader, Some(file), what, &tmp).await?;
+        let (digest, len, compression) = hash_copy(reader, size, Some(file), what, &tmp).await?;
         if len != size {
             return Err(Error::invalid(format!(
                 "{what}: expected {size} bytes, got {len}"
@@ -285,9 +291,10 @@ impl Drop for Staging {
 /// Reads and hashes `reader` to its end without keeping it: for blobs the store already holds.
 pub(crate) async fn drain<R: AsyncRead + Unpin>(
     reader: &mut R,
+    size_hint: u64,
     what: &str,
 ) -> Result<(Digest, u64, Compression)> {
-    hash_copy(reader, None, what, Path::new("(not written)")).await
+    hash_copy(reader, size_hint, None, what, Path::new("(not written)")).await
 }
 
 /// Bytes handed from the reading task to the hashing thread at a time.
@@ -303,6 +310,7 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 /// archive's fault and write errors the store's, so they come back as different variants.
 async fn hash_copy<R: AsyncRead + Unpin>(
     reader: &mut R,
+    size_hint: u64,
     file: Option<std::fs::File>,
     what: &str,
     dest: &Path,
@@ -333,17 +341,19 @@ async fn hash_copy<R: AsyncRead + Unpin>(
                 }
                 let _ = spare_tx.try_send(buf);
             }
-            if let Some(f) = &file {
-                f.sync_all()?;
-            }
             let len = hasher.len();
             Ok((hasher.finish(), len, Compression::sniff(&head)))
         });
     let read_result: Result<()> = async {
         loop {
-            let mut buf = spare_rx.try_recv().unwrap_or_default();
-            buf.resize(HANDOFF, 0);
-            let n = fill(reader, &mut buf)
+            // No larger than the entry can fill: small blobs are common and a zeroed megabyte each
+            // made archives of many small entries crawl.
+            let want = HANDOFF.min(size_hint.saturating_add(1).try_into().unwrap_or(HANDOFF));
+            let mut buf = match spare_rx.try_recv() {
+                Ok(spare) if spare.len() >= want => spare,
+                _ => vec![0u8; want],
+            };
+            let n = fill(reader, &mut buf[..want])
                 .await
                 .map_err(|e| Error::invalid(format!("reading {what}: {e}")))?;
             if n == 0 {

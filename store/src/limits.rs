@@ -4,8 +4,8 @@
 pub const MAX_JSON: u64 = 4 << 20;
 /// Deepest chain of nested image indexes followed.
 pub const MAX_INDEX_DEPTH: usize = 8;
-/// Most tar entries one archive may hold.
-pub const MAX_ENTRIES: usize = 100_000;
+/// Most tar entries (other than directories) one archive may hold: room for thousands of layers.
+pub const MAX_ENTRIES: usize = 10_000;
 /// Most descriptors (images, manifests, layers) one archive may name in total.
 pub const MAX_DESCRIPTORS: usize = 100_000;
 /// Most symlinks followed when resolving one docker-archive path.

@@ -412,3 +412,25 @@ async fn decompression_bombs_are_refused() {
     assert!(archive.len() < 1 << 20);
     refused(archive, "100:1").await;
 }
+
+#[tokio::test]
+async fn a_gzip_layer_bomb_in_a_docker_archive_is_refused() {
+    // The diff_id check decompresses the layer: 80 MiB of zeros from about 80 KiB.
+    let raw = tar(&[Entry::file("zeros", &vec![0u8; 80 << 20])]).await;
+    let img = Image::from_layers(vec![raw.clone()], "layer-bomb", "amd64", Comp::None).await;
+    let entries = vec![
+        Entry::file("cfg.json", &img.config),
+        Entry::file("aaa/layer.tar", &gzip(&raw).await),
+        Entry::file("manifest.json", &serde_json::to_vec(&json!([{"Config": "cfg.json", "RepoTags": ["bomb:1"], "Layers": ["aaa/layer.tar"]}])).unwrap()),
+    ];
+    refused(tar(&entries).await, "100:1").await;
+}
+
+#[tokio::test]
+async fn more_entries_than_the_limit_are_refused() {
+    let mut entries = oci_entries(&[(&plain().await, &[])]);
+    for i in 0..store::limits::MAX_ENTRIES {
+        entries.push(Entry::file(&format!("junk/{i}"), b"x"));
+    }
+    refused(tar(&entries).await, "more than 10000 entries").await;
+}

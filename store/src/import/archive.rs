@@ -330,7 +330,7 @@ async fn take_blob<R: AsyncRead + Unpin>(
 ) -> Result<BlobInfo> {
     let what = format!("entry {path:?}");
     let info = if out.lease.pin(&out.blobs, digest) {
-        let (actual, len, compression) = blob::drain(reader, &what).await?;
+        let (actual, len, compression) = blob::drain(reader, size, &what).await?;
         if len != size {
             return Err(Error::invalid(format!(
                 "{what}: expected {size} bytes, got {len}"

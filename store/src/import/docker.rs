@@ -187,6 +187,6 @@ async fn uncompressed_digest(
         source: e,
     })?;
     let mut reader = crate::decompress::decoder(BufReader::with_capacity(CHUNK, file), compression);
-    let (d, _, _) = blob::drain(&mut reader, &format!("layer {digest}")).await?;
+    let (d, _, _) = blob::drain(&mut reader, u64::MAX, &format!("layer {digest}")).await?;
     Ok(d)
 }
