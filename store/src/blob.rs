@@ -122,18 +122,12 @@ impl Blobs {
         })
     }
 
-    /// Syncs the staged blobs a commit needs, moves them into place and syncs the directory.
-    /// Staged blobs are synced here rather than as they stream, so that entries no image
-    /// references (docker-archive bookkeeping, junk) never cost an fsync; writeback of the large
-    /// ones started while they streamed. Blobs are immutable, so a blob that is already there is
-    /// kept and the staged copy dropped.
+    /// Moves synced staged blobs into place and syncs the directory. Blobs are immutable, so a
+    /// blob that is already there is kept and the staged copy dropped.
     pub(crate) fn publish(&self, staging: &Staging, digests: &[Digest]) -> Result<()> {
         for d in digests {
             if staging.staged.contains_key(d) && !self.exists(d) {
                 let from = staging.dir.join(d.hex());
-                fs::File::open(&from)
-                    .and_then(|f| f.sync_all())
-                    .context(|| format!("syncing {}", from.display()))?;
                 let to = self.path(d);
                 fs::rename(&from, &to).context(|| format!("publishing {}", to.display()))?;
             }
@@ -273,6 +267,28 @@ impl Staging {
 
     pub(crate) fn get(&self, digest: &Digest) -> Option<&BlobInfo> {
         self.staged.get(digest)
+    }
+
+    /// Syncs the staged blobs among `digests`, before a commit publishes them. Staged blobs are
+    /// synced here rather than as they stream, so that entries no image references
+    /// (docker-archive bookkeeping, junk) never cost an fsync; writeback of the large ones
+    /// started while they streamed. Runs outside the commit lock: the staging area is private.
+    pub(crate) async fn sync(&self, digests: &[Digest]) -> Result<()> {
+        let paths: Vec<PathBuf> = digests
+            .iter()
+            .filter(|d| self.staged.contains_key(d))
+            .map(|d| self.path(d))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            for path in paths {
+                fs::File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .context(|| format!("syncing {}", path.display()))?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("sync thread panicked")
     }
 
     pub(crate) fn path(&self, digest: &Digest) -> PathBuf {

@@ -182,11 +182,12 @@ impl Store {
         let named = import::assign(candidates, map)?;
         let images: Vec<(ImageRecord, Vec<ImageName>)> =
             named.into_iter().map(|(c, n)| (c.record, n)).collect();
-        let guard = self.inner.commit.lock().await;
         let needed: Vec<Digest> = images
             .iter()
             .flat_map(|(r, _)| r.blobs.iter().cloned())
             .collect();
+        ingested.staging.sync(&needed).await?;
+        let guard = self.inner.commit.lock().await;
         self.inner.blobs.publish(&ingested.staging, &needed)?;
         let changes = ops::plan_load(&self.inner.meta.snapshot()?, &images);
         self.inner.meta.apply(&changes)?;

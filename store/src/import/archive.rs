@@ -42,10 +42,7 @@ impl Ingested {
                 info.size
             )));
         }
-        let path = match self.staging.get(digest) {
-            Some(_) => self.staging.path(digest),
-            None => self.blobs.path(digest),
-        };
+        let path = self.blob_path(digest);
         std::fs::read(&path).map_err(|e| Error::Io {
             context: format!("reading {}", path.display()),
             source: e,
