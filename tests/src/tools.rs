@@ -127,3 +127,74 @@ pub fn podman_images(dir: &Path) -> Vec<(String, String)> {
     v.sort();
     v
 }
+
+/// A private containerd (own root, state and socket under `dir`), stopped on drop. Images are
+/// imported with `--no-unpack`: only the content store is used, so no snapshotter is needed.
+pub struct Containerd {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Containerd {
+    pub fn start(dir: &Path) -> Containerd {
+        std::fs::create_dir_all(dir).unwrap();
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = {:?}\nstate = {:?}\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = {:?}\n[ttrpc]\n  address = {:?}\n",
+                dir.join("root"),
+                dir.join("state"),
+                socket,
+                dir.join("containerd.sock.ttrpc"),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting containerd (scripts/test installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "containerd did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Containerd { child, socket }
+    }
+
+    /// Runs `ctr` against this containerd and returns its stdout.
+    pub fn ctr(&self, args: &[&str]) -> String {
+        sh(Command::new("ctr").arg("-a").arg(&self.socket).args(args))
+    }
+
+    /// (name, target digest) of each image, sorted.
+    pub fn images(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .ctr(&["images", "ls"])
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                (cols[0].to_owned(), cols[2].to_owned())
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
