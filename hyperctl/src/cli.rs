@@ -137,3 +137,48 @@ pub(crate) fn split_mapping(s: &str, what: &str) -> anyhow::Result<(String, Stri
         _ => anyhow::bail!("invalid -r {s:?}: expected {what}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The README's CLI reference is written by hand; this keeps it to what clap knows.
+    #[test]
+    fn the_readme_documents_every_command_and_flag() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("## CLI reference")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("README has a CLI reference section");
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            let row = section
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!("| `{} ", sub.get_name()))
+                        || l.starts_with(&format!("| `{}`", sub.get_name()))
+                })
+                .unwrap_or_else(|| panic!("README's CLI reference lacks `{}`", sub.get_name()));
+            for arg in sub
+                .get_arguments()
+                .filter(|a| !a.is_positional() && !a.is_global_set())
+            {
+                let documented = arg
+                    .get_short()
+                    .is_some_and(|s| row.contains(&format!("-{s}")))
+                    || arg
+                        .get_long()
+                        .is_some_and(|l| row.contains(&format!("--{l}")));
+                assert!(
+                    documented,
+                    "README's row for `{}` lacks {:?}",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+}
