@@ -7,6 +7,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::reference::ImageName;
 use crate::{Error, Result};
 
 /// Full image name (`docker.io/library/busybox:latest`) -> top-level manifest or index digest.
@@ -43,11 +44,12 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) fn tags_of(&self, digest: &Digest) -> Vec<String> {
+    /// The names pointing at the image `digest`, in name order.
+    pub(crate) fn names_of(&self, digest: &Digest) -> Vec<ImageName> {
         self.tags
             .iter()
             .filter(|(_, d)| *d == digest)
-            .map(|(t, _)| t.clone())
+            .filter_map(|(t, _)| t.parse().ok())
             .collect()
     }
 }

@@ -62,23 +62,17 @@ pub(crate) fn plan_remove(
 ) -> Result<(Changes, Vec<Removed>)> {
     let mut changes = Changes::default();
     let mut removed = Vec::new();
-    let tags = |d: &Digest| -> Vec<ImageName> {
-        snap.tags_of(d)
-            .iter()
-            .filter_map(|t| t.parse().ok())
-            .collect()
-    };
     let digest = match lookup(snap, arg)? {
         Target::Tag(name, digest) => {
             changes.delete_tags.push(name.full());
             removed.push(Removed::Untagged(name.clone()));
-            if tags(&digest).iter().any(|t| *t != name) {
+            if snap.names_of(&digest).iter().any(|t| *t != name) {
                 return Ok((changes, removed));
             }
             digest
         }
         Target::Image(digest) => {
-            let names = tags(&digest);
+            let names = snap.names_of(&digest);
             if names.len() > 1 && !force {
                 let id = &snap.images[&digest].id;
                 return Err(Error::Conflict(format!(

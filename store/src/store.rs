@@ -253,7 +253,7 @@ impl Store {
         for item in items {
             let (name, digest) = match ops::lookup(&snap, &item.image)? {
                 Target::Tag(n, d) => (Some(n), d),
-                Target::Image(d) => (snap.tags_of(&d).first().and_then(|t| t.parse().ok()), d),
+                Target::Image(d) => (snap.names_of(&d).into_iter().next(), d),
             };
             let record = snap.images[&digest].clone();
             for b in &record.blobs {
@@ -282,12 +282,8 @@ impl Store {
         let snap = self.inner.meta.snapshot()?;
         let mut out = Vec::new();
         for rec in snap.images.values() {
-            let mut names: Vec<Option<ImageName>> = snap
-                .tags_of(&rec.digest)
-                .iter()
-                .filter_map(|t| t.parse().ok())
-                .map(Some)
-                .collect();
+            let mut names: Vec<Option<ImageName>> =
+                snap.names_of(&rec.digest).into_iter().map(Some).collect();
             if names.is_empty() {
                 names.push(None);
             }
@@ -315,11 +311,7 @@ impl Store {
         let record = snap.images[&digest].clone();
         let cap = crate::limits::MAX_JSON;
         Ok(Inspection {
-            names: snap
-                .tags_of(&digest)
-                .iter()
-                .filter_map(|t| t.parse().ok())
-                .collect(),
+            names: snap.names_of(&digest),
             manifest: self.inner.blobs.read_small(&record.digest, cap).await?,
             config: self.inner.blobs.read_small(&record.id, cap).await?,
             record,
