@@ -317,8 +317,8 @@ pub(crate) async fn drain<R: AsyncRead + Unpin>(
 const HANDOFF: usize = 1 << 20;
 /// Buffers in flight between them: bounds a copy's memory to a few MiB.
 const HANDOFF_DEPTH: usize = 4;
-/// Dirty bytes after which writeback of a blob is started, so that its final fsync finds little
-/// left to do instead of the whole blob.
+/// Dirty bytes after which writeback of a blob is started, so that the fsync when a commit
+/// publishes it finds little left to do instead of the whole blob.
 const WRITEBACK_STEP: u64 = 8 << 20;
 
 /// Copies `reader` into `file` (or nowhere), hashing on the way. The async side only reads; a
@@ -360,11 +360,11 @@ async fn hash_copy<R: AsyncRead + Unpin>(
             let len = hasher.len();
             Ok((hasher.finish(), len, Compression::sniff(&head)))
         });
+    // No larger than the entry can fill: small blobs are common and a zeroed megabyte each made
+    // archives of many small entries crawl.
+    let want = HANDOFF.min(size_hint.saturating_add(1).try_into().unwrap_or(HANDOFF));
     let read_result: Result<()> = async {
         loop {
-            // No larger than the entry can fill: small blobs are common and a zeroed megabyte each
-            // made archives of many small entries crawl.
-            let want = HANDOFF.min(size_hint.saturating_add(1).try_into().unwrap_or(HANDOFF));
             let mut buf = match spare_rx.try_recv() {
                 Ok(spare) if spare.len() >= want => spare,
                 _ => vec![0u8; want],
@@ -390,7 +390,10 @@ async fn hash_copy<R: AsyncRead + Unpin>(
 }
 
 /// Reads until `buf` is full or the input ends.
-async fn fill<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) async fn fill<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match reader.read(&mut buf[n..]).await? {

@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 
 use oci_spec::image::{ImageIndex, ImageManifest};
-use tokio::io::{AsyncReadExt, AsyncWrite, BufReader};
+use tokio::io::{AsyncWrite, BufReader};
 
 use super::{Item, TarWriter, blob_path};
-use crate::blob::{Blobs, CHUNK, Compression};
+use crate::blob::{self, Blobs, CHUNK, Compression};
 use crate::decompress::decoder;
 use crate::digest::Digest;
 use crate::import::oci::{ConfigSummary, host_platform, is_index};
@@ -148,7 +148,9 @@ async fn write_layer<W: AsyncWrite + Unpin + Send>(
     // Trust the bytes, not the media type: some tools label plain tar as gzip.
     let mut head = [0u8; 4];
     let mut file = blobs.open_blob(digest).await?;
-    let n = read_head(&mut file, &mut head).await?;
+    let n = blob::fill(&mut file, &mut head)
+        .await
+        .map_err(|e| io_err(blobs, digest, e))?;
     let compression = Compression::sniff(&head[..n]);
     let file = blobs.open_blob(digest).await?;
     if compression == Compression::None {
@@ -166,21 +168,6 @@ async fn write_layer<W: AsyncWrite + Unpin + Send>(
     let file = blobs.open_blob(digest).await?;
     let reader = decoder(BufReader::with_capacity(CHUNK, file), compression);
     tar.file(path, size, reader).await
-}
-
-async fn read_head(file: &mut tokio::fs::File, head: &mut [u8]) -> Result<usize> {
-    let mut n = 0;
-    while n < head.len() {
-        let k = file.read(&mut head[n..]).await.map_err(|e| Error::Io {
-            context: "reading blob".into(),
-            source: e,
-        })?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-    }
-    Ok(n)
 }
 
 fn io_err(blobs: &Blobs, digest: &Digest, e: std::io::Error) -> Error {
