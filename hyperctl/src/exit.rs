@@ -1,8 +1,6 @@
 //! Exit codes and error lines. Scripts tell failures apart by the code:
 //! 1 any other failure, 2 usage (clap), 3 not found, 4 hyperd unreachable.
 
-use std::process::ExitCode;
-
 use hyperd_proto::tonic::{Code, Status};
 
 pub(crate) const FAILURE: u8 = 1;
@@ -17,11 +15,13 @@ pub(crate) struct Unreachable {
     pub(crate) cause: String,
 }
 
-pub(crate) fn code(e: &anyhow::Error) -> ExitCode {
-    ExitCode::from(raw_code(e))
+/// Prints the one error line for `e` and returns the exit code it maps to.
+pub(crate) fn report(e: &anyhow::Error) -> u8 {
+    eprintln!("Error: {}", describe(e));
+    raw_code(e)
 }
 
-pub(crate) fn raw_code(e: &anyhow::Error) -> u8 {
+fn raw_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<Unreachable>().is_some() {
         return UNREACHABLE;
     }
@@ -33,7 +33,7 @@ pub(crate) fn raw_code(e: &anyhow::Error) -> u8 {
 }
 
 /// One line: the daemon's own message for a status, else the context chain.
-pub(crate) fn describe(e: &anyhow::Error) -> String {
+fn describe(e: &anyhow::Error) -> String {
     let mut out = Vec::new();
     for cause in e.chain() {
         match cause.downcast_ref::<Status>() {

@@ -22,9 +22,6 @@ async fn run(cli: cli::Cli) -> ExitCode {
     let socket = cli.socket.unwrap_or_else(hyperd_proto::default_socket);
     match cmd::run(cli.command, &socket).await {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("Error: {}", exit::describe(&e));
-            exit::code(&e)
-        }
+        Err(e) => ExitCode::from(exit::report(&e)),
     }
 }

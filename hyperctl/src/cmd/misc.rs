@@ -51,9 +51,7 @@ pub(crate) async fn inspect(mut client: Client, args: InspectArgs) -> anyhow::Re
                 }));
             }
             Err(status) => {
-                let e = anyhow::Error::new(status);
-                eprintln!("Error: {}", exit::describe(&e));
-                worst.get_or_insert(exit::raw_code(&e));
+                worst.get_or_insert(exit::report(&status.into()));
             }
         }
     }

@@ -26,9 +26,7 @@ pub(crate) async fn run(mut client: Client, args: RmiArgs) -> anyhow::Result<Exi
                 }
             }
             Err(status) => {
-                let e = anyhow::Error::new(status);
-                eprintln!("Error: {}", exit::describe(&e));
-                worst.get_or_insert(exit::raw_code(&e));
+                worst.get_or_insert(exit::report(&status.into()));
             }
         }
     }
