@@ -4,6 +4,8 @@ use hyperd_proto::v1;
 use store::{ImageName, ImageSummary};
 use tonic::Status;
 
+use crate::status::to_status;
+
 pub(crate) fn image(s: &ImageSummary) -> v1::Image {
     v1::Image {
         repository: s
@@ -43,10 +45,16 @@ pub(crate) fn ref_map(refs: Vec<v1::RefMapping>) -> Result<Vec<(ImageName, Strin
         .collect()
 }
 
-pub(crate) fn format(f: i32) -> Result<store::Format, Status> {
+/// The format and the options it takes; `platform` only means something for docker-archive.
+pub(crate) fn format(f: i32, platform: String) -> Result<store::Format, Status> {
     match v1::ArchiveFormat::try_from(f) {
         Ok(v1::ArchiveFormat::Unspecified | v1::ArchiveFormat::Oci) => Ok(store::Format::Oci),
-        Ok(v1::ArchiveFormat::Docker) => Ok(store::Format::Docker),
+        Ok(v1::ArchiveFormat::Docker) => Ok(store::Format::Docker {
+            platform: non_empty(platform)
+                .map(|p| p.parse())
+                .transpose()
+                .map_err(to_status)?,
+        }),
         Err(_) => Err(Status::invalid_argument(format!(
             "unknown archive format {f}"
         ))),

@@ -114,7 +114,7 @@ impl ImageService for Images {
     async fn save(&self, req: Request<v1::SaveRequest>) -> Result<Response<SaveStream>, Status> {
         let uid = peer_uid(&req);
         let req = req.into_inner();
-        let format = convert::format(req.format)?;
+        let format = convert::format(req.format, req.platform)?;
         if req.images.is_empty() {
             return Err(Status::invalid_argument("name at least one image to save"));
         }
@@ -126,12 +126,11 @@ impl ImageService for Images {
                 ref_name: convert::non_empty(i.ref_name),
             })
             .collect();
-        let platform = convert::non_empty(req.platform);
         let images: Vec<&str> = items.iter().map(|i| i.image.as_str()).collect();
         tracing::info!(uid, images = ?images, ?format, "save started");
         let job = self
             .store
-            .prepare_save(&items, format, platform.as_deref())
+            .prepare_save(&items, format)
             .await
             .map_err(to_status)?;
         // The export writes into one end of a pipe and the response streams from the other: a
@@ -209,14 +208,7 @@ impl ImageService for Images {
             .inspect(&req.into_inner().image)
             .await
             .map_err(to_status)?;
-        let summary = store::ImageSummary {
-            name: i.names.first().cloned(),
-            id: i.record.id.clone(),
-            digest: i.record.digest.clone(),
-            created: i.record.created.clone(),
-            size: i.record.total_size,
-            platforms: i.record.platforms.clone(),
-        };
+        let summary = store::ImageSummary::new(&i.record, i.names.first().cloned());
         Ok(Response::new(v1::InspectResponse {
             image: Some(convert::image(&summary)),
             names: i.names.iter().map(ToString::to_string).collect(),

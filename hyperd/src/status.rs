@@ -6,8 +6,7 @@ pub(crate) fn to_status(e: store::Error) -> Status {
     use store::Error as E;
     match e {
         E::NotFound(m) => Status::not_found(m),
-        E::AlreadyExists(m) => Status::already_exists(m),
-        e @ (E::InvalidReference { .. } | E::InvalidArchive(_)) => {
+        e @ (E::InvalidReference { .. } | E::InvalidPlatform(_) | E::InvalidArchive(_)) => {
             Status::invalid_argument(e.to_string())
         }
         e @ E::DigestMismatch { .. } => Status::data_loss(e.to_string()),

@@ -8,8 +8,26 @@ use std::task::{Context, Poll};
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 
-use crate::blob::Compression;
 use crate::limits::{BOMB_GRACE, MAX_EXPANSION};
+
+/// How a blob or archive is compressed, told by its first bytes rather than by any label: some
+/// tools label plain tar as gzip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub(crate) fn sniff(head: &[u8]) -> Self {
+        match head {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+}
 
 /// `reader` decompressed as `compression` says, failing with InvalidData once the output outgrows
 /// the input by more than [`MAX_EXPANSION`] (past [`BOMB_GRACE`]).

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A sha256 content digest, `sha256:<64 lowercase hex>`. The only algorithm the store keeps.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,6 +67,19 @@ impl From<&Digest> for oci_spec::image::Digest {
     fn from(d: &Digest) -> Self {
         // A Digest is always valid sha256, which oci-spec accepts.
         d.to_string().parse().expect("sha256 digest is valid")
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

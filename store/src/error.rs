@@ -6,9 +6,6 @@ pub enum Error {
     /// No image, tag or blob by that name.
     #[error("{0}")]
     NotFound(String),
-    /// The operation would overwrite something that must be kept.
-    #[error("{0}")]
-    AlreadyExists(String),
     /// A name that is not a valid image reference.
     #[error("invalid reference {reference:?}: {reason}")]
     InvalidReference {
@@ -17,6 +14,9 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A platform that is not `os/architecture[/variant]`.
+    #[error("invalid platform {0:?}: want os/architecture[/variant]")]
+    InvalidPlatform(String),
     /// The archive is malformed, hostile, or does not hold what it claims.
     #[error("invalid archive: {0}")]
     InvalidArchive(String),

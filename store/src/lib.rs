@@ -15,6 +15,7 @@ mod decompress;
 mod digest;
 mod error;
 mod export;
+mod image;
 mod import;
 pub mod limits;
 mod meta;
@@ -24,7 +25,7 @@ mod store;
 
 pub use digest::Digest;
 pub use error::{Error, Result};
-pub use meta::ImageRecord;
+pub use image::{ImageRecord, Platform};
 pub use oci_spec;
 pub use ops::Removed;
 pub use reference::ImageName;

@@ -4,37 +4,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::ImageRecord;
 use crate::reference::ImageName;
-use crate::{Error, Result};
 
 /// Full image name (`docker.io/library/busybox:latest`) -> top-level manifest or index digest.
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 /// Top-level digest -> JSON [`ImageRecord`].
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
-
-/// What the store remembers of one image, keyed by its top-level manifest or index digest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageRecord {
-    /// Digest of the top-level manifest or index.
-    pub digest: Digest,
-    /// Media type of the top-level blob.
-    pub media_type: String,
-    /// Size of the top-level blob.
-    pub size: u64,
-    /// The image ID: the config digest (of the host platform's manifest for an index).
-    pub id: Digest,
-    /// `created` from the config, as written there.
-    pub created: Option<String>,
-    /// Bytes of all blobs the image references.
-    pub total_size: u64,
-    /// `os/architecture[/variant]` of each manifest.
-    pub platforms: Vec<String>,
-    /// Every blob the image references, top-level first, each once, in the order saves write them.
-    pub blobs: Vec<Digest>,
-}
 
 /// A consistent view of all images and tags.
 #[derive(Clone, Debug, Default)]
@@ -118,18 +97,5 @@ impl Meta {
         }
         tx.commit()?;
         Ok(())
-    }
-}
-
-impl Serialize for Digest {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Digest {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }

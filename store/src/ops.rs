@@ -2,9 +2,10 @@
 //! result in one transaction.
 
 use crate::digest::Digest;
-use crate::meta::{Changes, ImageRecord, Snapshot};
+use crate::error::{Error, Result};
+use crate::image::ImageRecord;
+use crate::meta::{Changes, Snapshot};
 use crate::reference::ImageName;
-use crate::{Error, Result};
 
 /// What `remove` did, in the order docker reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use oci_spec::distribution::Reference;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A tagged image name, normalised: `busybox` is `docker.io/library/busybox:latest`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

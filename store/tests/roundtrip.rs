@@ -5,6 +5,14 @@ mod common;
 use common::*;
 use store::Format;
 
+const DOCKER: Format = Format::Docker { platform: None };
+
+fn docker_for(platform: &str) -> Format {
+    Format::Docker {
+        platform: Some(platform.parse().unwrap()),
+    }
+}
+
 #[tokio::test]
 async fn seed_workflow_keeps_image_ids_across_save_rmi_load() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,7 +106,7 @@ async fn docker_archive_round_trip_keeps_ids_and_manifest_digests() {
         vec![("app:1".into(), img.id()), ("app:2".into(), img.id())]
     );
 
-    let saved = save(&store, &[("app:1", None)], Format::Docker).await;
+    let saved = save(&store, &[("app:1", None)], DOCKER).await;
     let files = untar(&saved).await;
     let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     assert_eq!(
@@ -129,7 +137,7 @@ async fn oci_image_with_gzip_layers_saves_as_docker_with_uncompressed_layers() {
         )
         .await
         .unwrap();
-    let saved = save(&store, &[("x:1", None)], Format::Docker).await;
+    let saved = save(&store, &[("x:1", None)], DOCKER).await;
     let files = untar(&saved).await;
     for (_, raw) in &img.layers {
         let path = format!("blobs/sha256/{}", hex_of(&sha(raw)));
@@ -160,9 +168,9 @@ async fn saving_twice_gives_identical_bytes() {
     ])
     .await;
     store.load(reader(archive), &[]).await.unwrap();
-    for format in [Format::Oci, Format::Docker] {
-        let one = save(&store, &[("a:1", Some("x")), ("b:1", None)], format).await;
-        let two = save(&store, &[("a:1", Some("x")), ("b:1", None)], format).await;
+    for format in [Format::Oci, DOCKER] {
+        let one = save(&store, &[("a:1", Some("x")), ("b:1", None)], format.clone()).await;
+        let two = save(&store, &[("a:1", Some("x")), ("b:1", None)], format.clone()).await;
         assert_eq!(one, two, "{format:?}");
     }
 }
@@ -290,7 +298,7 @@ async fn docker_save_of_a_multi_platform_image_picks_one_platform() {
         ref_name: None,
     }];
     let saved = store
-        .save(&items, Format::Docker, Some("linux/arm64"), Vec::new())
+        .save(&items, docker_for("linux/arm64"), Vec::new())
         .await
         .unwrap();
     let files = untar(&saved).await;
@@ -300,7 +308,7 @@ async fn docker_save_of_a_multi_platform_image_picks_one_platform() {
         format!("blobs/sha256/{}", hex_of(&arm.id()))
     );
     let err = store
-        .save(&items, Format::Docker, Some("linux/s390x"), Vec::new())
+        .save(&items, docker_for("linux/s390x"), Vec::new())
         .await
         .unwrap_err();
     assert!(
@@ -389,7 +397,7 @@ async fn a_layer_labelled_gzip_that_is_plain_tar_loads_and_saves_as_docker() {
         )
         .await
         .unwrap();
-    let saved = untar(&save(&store, &[("liar:1", None)], Format::Docker).await).await;
+    let saved = untar(&save(&store, &[("liar:1", None)], DOCKER).await).await;
     let raw = &img.layers[0].1;
     assert_eq!(saved[&format!("blobs/sha256/{}", hex_of(&sha(raw)))], *raw);
 }
@@ -438,7 +446,7 @@ async fn ctr_export_shape_with_docker_media_types_loads() {
     assert_eq!(loaded[0].digest.to_string(), sha(&list));
     assert_eq!(rows(&store), vec![("ctr:1".into(), img.id())]);
     // Saved back as docker: the list resolves to the host platform and the layer is decompressed.
-    let saved = untar(&save(&store, &[("ctr:1", None)], Format::Docker).await).await;
+    let saved = untar(&save(&store, &[("ctr:1", None)], DOCKER).await).await;
     assert_eq!(
         saved[&format!("blobs/sha256/{}", hex_of(&sha(&img.layers[0].1)))],
         img.layers[0].1

@@ -8,12 +8,13 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use tokio::io::{AsyncWrite, BufReader};
 
 use super::{Item, TarWriter, blob_path};
-use crate::blob::{self, Blobs, CHUNK, Compression};
-use crate::decompress::decoder;
+use crate::blob::{self, Blobs, CHUNK};
+use crate::decompress::{Compression, decoder};
 use crate::digest::Digest;
-use crate::import::oci::{ConfigSummary, host_platform, is_index};
+use crate::error::{Error, Result};
+use crate::image::{ConfigSummary, Platform, is_index};
 use crate::limits::{MAX_INDEX_DEPTH, MAX_JSON};
-use crate::{Error, ImageName, Result};
+use crate::reference::ImageName;
 
 #[derive(serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -26,10 +27,9 @@ struct Entry {
 pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
     blobs: &Blobs,
     items: &[Item],
-    platform: Option<&str>,
+    platform: &Platform,
     writer: W,
 ) -> Result<W> {
-    let platform = platform.map_or_else(host_platform, str::to_owned);
     let mut tar = TarWriter::new(writer);
     let mut written = HashSet::new();
     let mut entries = Vec::new();
@@ -38,7 +38,7 @@ pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
             blobs,
             &item.record.digest,
             &item.record.media_type,
-            &platform,
+            platform,
             0,
         )
         .await?;
@@ -94,7 +94,7 @@ async fn pick_manifest(
     blobs: &Blobs,
     digest: &Digest,
     media_type: &str,
-    platform: &str,
+    platform: &Platform,
     depth: usize,
 ) -> Result<Digest> {
     if !is_index(media_type) {
@@ -123,14 +123,11 @@ async fn pick_manifest(
             continue;
         }
         if let Some(p) = m.platform() {
-            let mut name = format!("{}/{}", p.os(), p.architecture());
-            if let Some(v) = p.variant() {
-                name = format!("{name}/{v}");
-            }
-            if name == platform || name.starts_with(&format!("{platform}/")) {
+            let offer = Platform::from_oci(p);
+            if offer.satisfies(platform) {
                 return Ok(child);
             }
-            offered.push(name);
+            offered.push(offer.to_string());
         }
     }
     Err(Error::NotFound(format!(

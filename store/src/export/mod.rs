@@ -7,18 +7,20 @@ pub(crate) mod oci;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_tar::{Builder, EntryType, Header};
 
-use crate::Result;
-use crate::error::IoContext;
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::image::ImageRecord;
+use crate::reference::ImageName;
 
 /// One image to write and what to call it in the archive.
 #[derive(Clone, Debug)]
 pub(crate) struct Item {
-    pub(crate) record: crate::meta::ImageRecord,
+    pub(crate) record: ImageRecord,
     /// The name the archive gives it: `org.opencontainers.image.ref.name` for OCI, a RepoTag for
     /// docker.
     pub(crate) ref_name: Option<String>,
     /// The image's own full name, when it has one.
-    pub(crate) name: Option<crate::ImageName>,
+    pub(crate) name: Option<ImageName>,
 }
 
 const COPY_BUFFER: usize = 1 << 20;
@@ -75,7 +77,7 @@ impl<W: AsyncWrite + Unpin + Send> TarWriter<W> {
             .await
             .context(|| format!("writing {path}"))?;
         if copied != size {
-            return Err(crate::Error::Io {
+            return Err(Error::Io {
                 context: format!("writing {path}"),
                 source: std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
@@ -104,6 +106,6 @@ impl<W: AsyncWrite + Unpin + Send> TarWriter<W> {
     }
 }
 
-pub(crate) fn blob_path(digest: &crate::Digest) -> String {
+pub(crate) fn blob_path(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
 }

@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use oci_spec::image::{DescriptorBuilder, ImageIndexBuilder, MediaType, Platform, PlatformBuilder};
+use oci_spec::image::{DescriptorBuilder, ImageIndexBuilder, MediaType};
 use tokio::io::AsyncWrite;
 
 use super::{Item, TarWriter, blob_path};
-use crate::Result;
 use crate::blob::Blobs;
-use crate::import::oci::{CONTAINERD_NAME, REF_NAME, is_manifest};
+use crate::error::{Error, Result};
+use crate::image::{CONTAINERD_NAME, Platform, REF_NAME, is_manifest};
 
 pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
     blobs: &Blobs,
@@ -28,7 +28,7 @@ pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
                 continue;
             }
             let file = blobs.open_blob(digest).await?;
-            let size = file.metadata().await.map_err(|e| crate::Error::Io {
+            let size = file.metadata().await.map_err(|e| Error::Io {
                 context: format!("reading {}", blobs.path(digest).display()),
                 source: e,
             })?;
@@ -61,7 +61,7 @@ fn index_json(items: &[Item]) -> Vec<u8> {
                 );
             }
             if is_manifest(&item.record.media_type)
-                && let Some(p) = item.record.platforms.first().and_then(|p| platform(p))
+                && let Some(p) = item.record.platforms.first().and_then(|p| oci_platform(p))
             {
                 d = d.platform(p);
             }
@@ -80,13 +80,7 @@ fn index_json(items: &[Item]) -> Vec<u8> {
     serde_json::to_vec(&value).expect("index serialises")
 }
 
-fn platform(p: &str) -> Option<Platform> {
-    let mut parts = p.split('/');
-    let os = parts.next()?;
-    let arch = parts.next()?;
-    let mut b = PlatformBuilder::default().os(os).architecture(arch);
-    if let Some(v) = parts.next() {
-        b = b.variant(v.to_owned());
-    }
-    b.build().ok()
+/// The descriptor's platform, from the form the record keeps.
+fn oci_platform(p: &str) -> Option<oci_spec::image::Platform> {
+    p.parse::<Platform>().ok()?.to_oci()
 }

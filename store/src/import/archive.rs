@@ -1,18 +1,19 @@
 //! One pass over an archive's tar stream: every entry is classified, blobs are hashed into the
 //! staging area as they stream by, small JSON documents are kept, and nothing is extracted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 
 use futures_util::StreamExt;
 use oci_spec::image::{ImageIndex, ImageManifest};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
-use tokio_tar::EntryType;
 
-use crate::blob::{self, BlobInfo, Blobs, CHUNK, Compression, Lease, Staging};
+use super::entry::{self, Kind, Shape};
+use crate::blob::{self, BlobInfo, Blobs, CHUNK, Lease, Staging};
+use crate::decompress::{self, Compression};
 use crate::digest::Digest;
+use crate::error::{Error, Result};
 use crate::limits::{MAX_ENTRIES, MAX_JSON};
-use crate::{Error, Result};
 
 /// What one pass over an archive found. Blobs named here are either staged or pinned.
 pub(crate) struct Ingested {
@@ -30,12 +31,29 @@ pub(crate) struct Ingested {
 }
 
 impl Ingested {
+    fn new(blobs: &Blobs) -> Result<Self> {
+        Ok(Ingested {
+            staging: blobs.staging()?,
+            lease: blobs.lease(),
+            blobs: blobs.clone(),
+            present: HashMap::new(),
+            files: HashMap::new(),
+            links: HashMap::new(),
+            index_json: None,
+            manifest_json: None,
+        })
+    }
+
+    /// What the archive held of `digest`, or an error naming it as missing.
+    pub(crate) fn info(&self, digest: &Digest) -> Result<&BlobInfo> {
+        self.present
+            .get(digest)
+            .ok_or_else(|| Error::invalid(format!("blob {digest} is not in the archive")))
+    }
+
     /// Reads a small blob the archive held, from staging or from the store.
     pub(crate) fn read_json(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let info = self
-            .present
-            .get(digest)
-            .ok_or_else(|| Error::invalid(format!("blob {digest} is not in the archive")))?;
+        let info = self.info(digest)?;
         if info.size > MAX_JSON {
             return Err(Error::invalid(format!(
                 "blob {digest} is {} bytes, over the {MAX_JSON}-byte limit for JSON documents",
@@ -51,98 +69,12 @@ impl Ingested {
 
     /// Path of a blob's bytes, staged or stored.
     pub(crate) fn blob_path(&self, digest: &Digest) -> std::path::PathBuf {
-        match self.staging.get(digest) {
-            Some(_) => self.staging.path(digest),
-            None => self.blobs.path(digest),
+        if self.staging.contains(digest) {
+            self.staging.path(digest)
+        } else {
+            self.blobs.path(digest)
         }
     }
-}
-
-/// What an entry's name says it is.
-#[derive(Debug, PartialEq, Eq)]
-enum Kind {
-    LayoutFile,
-    IndexJson,
-    ManifestJson,
-    Blob(Digest),
-    /// Small bookkeeping files of docker-archive that the store has no use for.
-    Ignored,
-    /// Anything else: a docker-archive config or layer, found later by path.
-    Other,
-}
-
-fn classify(path: &str) -> Result<Kind> {
-    Ok(match path {
-        "oci-layout" => Kind::LayoutFile,
-        "index.json" => Kind::IndexJson,
-        "manifest.json" => Kind::ManifestJson,
-        "repositories" | "VERSION" => Kind::Ignored,
-        p if p.ends_with("/VERSION") || p.ends_with("/json") => Kind::Ignored,
-        p => match p.strip_prefix("blobs/") {
-            Some(rest) => match rest.split_once('/') {
-                Some(("sha256", hex)) => Kind::Blob(Digest::from_hex(hex).map_err(|_| {
-                    Error::invalid(format!(
-                        "entry {path:?}: blob name is not a sha256 hex digest"
-                    ))
-                })?),
-                _ => {
-                    return Err(Error::invalid(format!(
-                        "entry {path:?}: only sha256 blobs are supported"
-                    )));
-                }
-            },
-            None => Kind::Other,
-        },
-    })
-}
-
-/// Normalises an entry name: drops `./` and empty components, refuses absolute names and `..`.
-pub(crate) fn normalize(raw: &[u8]) -> Result<String> {
-    let name = std::str::from_utf8(raw)
-        .map_err(|_| Error::invalid(format!("entry name {raw:?} is not UTF-8")))?;
-    if name.starts_with('/') {
-        return Err(Error::invalid(format!(
-            "entry {name:?} has an absolute path"
-        )));
-    }
-    let mut parts = Vec::new();
-    for part in name.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                return Err(Error::invalid(format!(
-                    "entry {name:?} leaves the archive with '..'"
-                )));
-            }
-            p => parts.push(p),
-        }
-    }
-    Ok(parts.join("/"))
-}
-
-/// Resolves a symlink target relative to the link's own directory, staying inside the archive.
-fn link_target(link: &str, target: &str) -> Result<String> {
-    if target.starts_with('/') {
-        return Err(Error::invalid(format!(
-            "link {link:?} points outside the archive to {target:?}"
-        )));
-    }
-    let mut parts: Vec<&str> = link.split('/').collect();
-    parts.pop();
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.pop().is_none() {
-                    return Err(Error::invalid(format!(
-                        "link {link:?} points outside the archive to {target:?}"
-                    )));
-                }
-            }
-            p => parts.push(p),
-        }
-    }
-    Ok(parts.join("/"))
 }
 
 /// Unwraps a gzip- or zstd-compressed whole archive, told apart by its magic bytes.
@@ -155,7 +87,7 @@ async fn decompressed<R: AsyncRead + Unpin + Send + 'static>(
         .await
         .map_err(|e| Error::invalid(format!("reading archive: {e}")))?;
     let compression = Compression::sniff(head);
-    Ok(crate::decompress::decoder(buf, compression))
+    Ok(decompress::decoder(buf, compression))
 }
 
 /// Sizes that index.json or an already-seen manifest promised, to refuse a lying entry before
@@ -164,7 +96,7 @@ async fn decompressed<R: AsyncRead + Unpin + Send + 'static>(
 struct Expected {
     sizes: HashMap<Digest, u64>,
     /// Digests known to be manifests or indexes, whose children become expected in turn.
-    parents: HashMap<Digest, bool>,
+    parents: HashSet<Digest>,
 }
 
 impl Expected {
@@ -172,7 +104,7 @@ impl Expected {
         for d in index.manifests() {
             if let Ok(digest) = Digest::try_from(d.digest()) {
                 self.sizes.insert(digest.clone(), d.size());
-                self.parents.insert(digest, true);
+                self.parents.insert(digest);
             }
         }
     }
@@ -189,32 +121,57 @@ impl Expected {
             }
         }
     }
+
+    fn check(&self, digest: &Digest, size: u64, path: &str) -> Result<()> {
+        match self.sizes.get(digest) {
+            Some(&want) if want != size => Err(Error::invalid(format!(
+                "entry {path:?} is {size} bytes but its descriptor says {want}"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
+
+/// The state of one pass.
+struct Pass {
+    out: Ingested,
+    expected: Expected,
+    seen_paths: HashSet<String>,
+}
+
+type Entry = tokio_tar::Entry<tokio_tar::Archive<Pin<Box<dyn AsyncRead + Send>>>>;
 
 /// Reads the whole archive once. On error the staging area and pins are dropped with it.
 pub(crate) async fn ingest<R: AsyncRead + Unpin + Send + 'static>(
     blobs: &Blobs,
     reader: R,
 ) -> Result<Ingested> {
-    let mut out = Ingested {
-        staging: blobs.staging()?,
-        lease: blobs.lease(),
-        blobs: blobs.clone(),
-        present: HashMap::new(),
-        files: HashMap::new(),
-        links: HashMap::new(),
-        index_json: None,
-        manifest_json: None,
+    let mut pass = Pass {
+        out: Ingested::new(blobs)?,
+        expected: Expected::default(),
+        seen_paths: HashSet::new(),
     };
-    let mut expected = Expected::default();
-    let mut seen_paths = std::collections::HashSet::new();
+    let tar_error = |e: std::io::Error| Error::invalid(format!("reading tar: {e}"));
     let mut archive = tokio_tar::Archive::new(decompressed(reader).await?);
-    let mut entries = archive
-        .entries()
-        .map_err(|e| Error::invalid(format!("reading tar: {e}")))?;
+    let mut entries = archive.entries().map_err(tar_error)?;
     while let Some(entry) = entries.next().await {
-        let mut entry = entry.map_err(|e| Error::invalid(format!("reading tar: {e}")))?;
-        if seen_paths.len() >= MAX_ENTRIES {
+        let mut entry = entry.map_err(tar_error)?;
+        let Some((path, kind)) = pass.admit(&entry)? else {
+            continue;
+        };
+        match entry::shape(&path, &kind, entry.header().entry_type())? {
+            Shape::Link => pass.link(&entry, path)?,
+            Shape::File => pass.file(&mut entry, path, kind).await?,
+        }
+    }
+    Ok(pass.out)
+}
+
+impl Pass {
+    /// The entry's normalised name and kind, or `None` for entries that carry nothing (directories,
+    /// global PAX headers). Refuses what the header alone shows to be wrong.
+    fn admit(&mut self, entry: &Entry) -> Result<Option<(String, Kind)>> {
+        if self.seen_paths.len() >= MAX_ENTRIES {
             return Err(Error::invalid(format!(
                 "archive holds more than {MAX_ENTRIES} entries"
             )));
@@ -222,131 +179,88 @@ pub(crate) async fn ingest<R: AsyncRead + Unpin + Send + 'static>(
         let raw_path = entry
             .path_bytes()
             .map_err(|e| Error::invalid(format!("reading tar entry name: {e}")))?;
-        let path = normalize(&raw_path)?;
+        let path = entry::normalize(&raw_path)?;
         let entry_type = entry.header().entry_type();
-        if entry_type.is_pax_global_extensions() || (entry_type.is_dir() && !path.is_empty()) {
-            continue;
+        if entry_type.is_pax_global_extensions() || entry_type.is_dir() || path.is_empty() {
+            return Ok(None);
         }
-        if path.is_empty() {
-            continue;
-        }
-        if !seen_paths.insert(path.clone()) {
+        if !self.seen_paths.insert(path.clone()) {
             return Err(Error::invalid(format!(
                 "entry {path:?} appears more than once"
             )));
         }
-        check_pax_size(&entry, &path)?;
-        let kind = classify(&path)?;
-        match entry_type {
-            EntryType::Regular | EntryType::Continuous => {}
-            EntryType::Symlink | EntryType::Link => {
-                if matches!(
-                    kind,
-                    Kind::Blob(_) | Kind::IndexJson | Kind::ManifestJson | Kind::LayoutFile
-                ) {
-                    return Err(Error::invalid(format!(
-                        "entry {path:?} is a link; it must be a regular file"
-                    )));
-                }
-                let target = entry
-                    .link_name_bytes()
-                    .map_err(|e| Error::invalid(format!("link {path:?}: {e}")))?
-                    .ok_or_else(|| Error::invalid(format!("link {path:?} has no target")))?;
-                let target = std::str::from_utf8(&target)
-                    .map_err(|_| Error::invalid(format!("link {path:?} target is not UTF-8")))?
-                    .to_owned();
-                let resolved = if entry_type == EntryType::Symlink {
-                    link_target(&path, &target)?
-                } else {
-                    normalize(target.as_bytes())?
-                };
-                out.links.insert(path, resolved);
-                continue;
-            }
-            other => {
-                return Err(Error::invalid(format!(
-                    "entry {path:?} is a {other:?}; only regular files, directories and links are accepted"
-                )));
-            }
-        }
+        entry::check_pax_size(entry, &path)?;
+        let kind = entry::classify(&path)?;
+        Ok(Some((path, kind)))
+    }
+
+    fn link(&mut self, entry: &Entry, path: String) -> Result<()> {
+        let target = entry
+            .link_name_bytes()
+            .map_err(|e| Error::invalid(format!("link {path:?}: {e}")))?
+            .ok_or_else(|| Error::invalid(format!("link {path:?} has no target")))?;
+        let symbolic = entry.header().entry_type() == tokio_tar::EntryType::Symlink;
+        let resolved = entry::link_target(&path, &target, symbolic)?;
+        self.out.links.insert(path, resolved);
+        Ok(())
+    }
+
+    async fn file(&mut self, entry: &mut Entry, path: String, kind: Kind) -> Result<()> {
         let size = entry.effective_size();
         match kind {
-            Kind::LayoutFile => {
-                let doc = read_doc(&mut entry, size, &path).await?;
-                check_layout(&doc)?;
-            }
+            Kind::LayoutFile => entry::check_layout(&read_doc(entry, size, &path).await?)?,
             Kind::IndexJson => {
-                let doc = read_doc(&mut entry, size, &path).await?;
+                let doc = read_doc(entry, size, &path).await?;
                 if let Ok(index) = serde_json::from_slice::<ImageIndex>(&doc) {
-                    expected.learn_index(&index);
+                    self.expected.learn_index(&index);
                 }
-                out.index_json = Some(doc);
+                self.out.index_json = Some(doc);
             }
             Kind::ManifestJson => {
-                out.manifest_json = Some(read_doc(&mut entry, size, &path).await?)
+                self.out.manifest_json = Some(read_doc(entry, size, &path).await?)
             }
-            Kind::Ignored => {
-                read_doc(&mut entry, size, &path).await?;
-            }
+            Kind::Ignored => drop(read_doc(entry, size, &path).await?),
             Kind::Blob(digest) => {
-                if let Some(&want) = expected.sizes.get(&digest)
-                    && want != size
-                {
-                    return Err(Error::invalid(format!(
-                        "entry {path:?} is {size} bytes but its descriptor says {want}"
-                    )));
+                self.expected.check(&digest, size, &path)?;
+                let info = self.take_blob(entry, size, &digest, &path).await?;
+                if self.expected.parents.contains(&digest) && info.size <= MAX_JSON {
+                    self.expected.learn_blob(&self.out.read_json(&digest)?);
                 }
-                let info = take_blob(&mut out, &mut entry, size, &digest, &path).await?;
-                if expected.parents.contains_key(&digest) && info.size <= MAX_JSON {
-                    expected.learn_blob(&out.read_json(&digest)?);
-                }
-                out.files.insert(path, digest);
+                self.out.files.insert(path, digest);
             }
             Kind::Other => {
-                let digest = out
-                    .staging
-                    .write(&mut entry, size, None, &format!("entry {path:?}"))
-                    .await?;
-                let info = out.staging.get(&digest).expect("just staged").clone();
-                out.present.insert(digest.clone(), info);
-                out.files.insert(path, digest);
+                let what = format!("entry {path:?}");
+                let staged = self.out.staging.write_unnamed(entry, size, &what).await?;
+                self.out.present.insert(staged.digest.clone(), staged.info);
+                self.out.files.insert(path, staged.digest);
             }
         }
+        Ok(())
     }
-    Ok(out)
-}
 
-/// Stages a blob named by digest, or, when the store already has it, pins it and only verifies
-/// the archive's bytes.
-async fn take_blob<R: AsyncRead + Unpin>(
-    out: &mut Ingested,
-    reader: &mut R,
-    size: u64,
-    digest: &Digest,
-    path: &str,
-) -> Result<BlobInfo> {
-    let what = format!("entry {path:?}");
-    let info = if out.lease.pin(&out.blobs, digest) {
-        let (actual, len, compression) = blob::drain(reader, size, &what).await?;
-        if len != size {
-            return Err(Error::invalid(format!(
-                "{what}: expected {size} bytes, got {len}"
-            )));
-        }
-        if actual != *digest {
-            return Err(Error::DigestMismatch {
-                what,
-                expected: digest.to_string(),
-                actual: actual.to_string(),
-            });
-        }
-        BlobInfo { size, compression }
-    } else {
-        out.staging.write(reader, size, Some(digest), &what).await?;
-        out.staging.get(digest).expect("just staged").clone()
-    };
-    out.present.insert(digest.clone(), info.clone());
-    Ok(info)
+    /// Stages a blob named by digest, or, when the store already has it, pins it and only
+    /// verifies the archive's bytes.
+    async fn take_blob(
+        &mut self,
+        reader: &mut Entry,
+        size: u64,
+        digest: &Digest,
+        path: &str,
+    ) -> Result<BlobInfo> {
+        let what = format!("entry {path:?}");
+        let out = &mut self.out;
+        let info = if out.lease.pin(&out.blobs, digest) {
+            let hashed = blob::drain(reader, size, &what).await?;
+            hashed.verify(size, digest, &what)?;
+            hashed.info()
+        } else {
+            out.staging
+                .write_verified(reader, size, digest, &what)
+                .await?
+        };
+        out.present.insert(digest.clone(), info.clone());
+        Ok(info)
+    }
 }
 
 async fn read_doc<R: AsyncRead + Unpin>(reader: &mut R, size: u64, path: &str) -> Result<Vec<u8>> {
@@ -361,74 +275,4 @@ async fn read_doc<R: AsyncRead + Unpin>(reader: &mut R, size: u64, path: &str) -
         .await
         .map_err(|e| Error::invalid(format!("reading entry {path:?}: {e}")))?;
     Ok(doc)
-}
-
-fn check_layout(doc: &[u8]) -> Result<()> {
-    #[derive(serde::Deserialize)]
-    struct Layout {
-        #[serde(rename = "imageLayoutVersion")]
-        version: String,
-    }
-    let layout: Layout = serde_json::from_slice(doc)
-        .map_err(|e| Error::invalid(format!("oci-layout is not valid: {e}")))?;
-    if layout.version != "1.0.0" {
-        return Err(Error::invalid(format!(
-            "oci-layout version {:?} is not supported (want 1.0.0)",
-            layout.version
-        )));
-    }
-    Ok(())
-}
-
-/// Refuses an entry whose PAX `size` disagrees with its ustar header (CVE-2025-62518): readers
-/// that trust different fields see different archives.
-fn check_pax_size<R: AsyncRead + Unpin>(entry: &tokio_tar::Entry<R>, path: &str) -> Result<()> {
-    let ustar = entry.header().raw_entry_size().ok();
-    let effective = entry.effective_size();
-    // A PAX size is legitimate where the ustar field cannot hold it (over 8 GiB) and is left 0.
-    match ustar {
-        Some(n) if n != effective && n != 0 => Err(Error::invalid(format!(
-            "entry {path:?}: PAX size {effective} disagrees with header size {n}"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalize_strips_dot_and_refuses_escapes() {
-        assert_eq!(normalize(b"./blobs/sha256/ab").unwrap(), "blobs/sha256/ab");
-        assert_eq!(normalize(b"././index.json").unwrap(), "index.json");
-        assert_eq!(normalize(b"./").unwrap(), "");
-        assert!(normalize(b"/etc/passwd").is_err());
-        assert!(normalize(b"blobs/../../x").is_err());
-        assert!(normalize(b"..").is_err());
-    }
-
-    #[test]
-    fn symlink_targets_stay_inside() {
-        assert_eq!(
-            link_target("a/layer.tar", "../b/layer.tar").unwrap(),
-            "b/layer.tar"
-        );
-        assert!(link_target("a/layer.tar", "../../etc/passwd").is_err());
-        assert!(link_target("a/layer.tar", "/etc/passwd").is_err());
-    }
-
-    #[test]
-    fn classify_entries() {
-        let hex = "a".repeat(64);
-        assert_eq!(classify("index.json").unwrap(), Kind::IndexJson);
-        assert_eq!(
-            classify(&format!("blobs/sha256/{hex}")).unwrap(),
-            Kind::Blob(Digest::from_hex(&hex).unwrap())
-        );
-        assert!(classify("blobs/sha512/abc").is_err());
-        assert!(classify("blobs/sha256/xyz").is_err());
-        assert_eq!(classify("abc/layer.tar").unwrap(), Kind::Other);
-        assert_eq!(classify("abc/json").unwrap(), Kind::Ignored);
-    }
 }

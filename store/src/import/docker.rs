@@ -7,12 +7,13 @@ use tokio::io::BufReader;
 
 use super::Candidate;
 use super::archive::Ingested;
-use super::oci::ConfigSummary;
-use crate::blob::{self, CHUNK, Compression};
+use super::entry::normalize;
+use crate::blob::{self, BlobInfo, CHUNK};
+use crate::decompress::{self, Compression};
 use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::{ConfigSummary, ImageRecord};
 use crate::limits::MAX_LINK_HOPS;
-use crate::meta::ImageRecord;
-use crate::{Error, Result};
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -51,7 +52,7 @@ fn parse(manifest_json: &[u8]) -> Result<Vec<Entry>> {
 
 /// Finds the blob behind an archive path, following links inside the archive.
 fn lookup(ingested: &Ingested, path: &str) -> Result<Digest> {
-    let mut path = super::archive::normalize(path.as_bytes())?;
+    let mut path = normalize(path.as_bytes())?;
     for _ in 0..=MAX_LINK_HOPS {
         if let Some(d) = ingested.files.get(&path) {
             return Ok(d.clone());
@@ -78,59 +79,8 @@ pub(crate) async fn resolve(
     for entry in parse(manifest_json)? {
         let config_digest = lookup(ingested, &entry.config)?;
         let config = ConfigSummary::parse(&config_digest, &ingested.read_json(&config_digest)?)?;
-        if config.rootfs.diff_ids.len() != entry.layers.len() {
-            return Err(Error::invalid(format!(
-                "config {config_digest} lists {} diff_ids but manifest.json lists {} layers",
-                config.rootfs.diff_ids.len(),
-                entry.layers.len()
-            )));
-        }
-        let mut layers = Vec::new();
-        for (path, diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
-            let digest = lookup(ingested, path)?;
-            let info = ingested.present[&digest].clone();
-            let actual = match info.compression {
-                Compression::None => digest.clone(),
-                c => uncompressed_digest(ingested, &digest, c).await?,
-            };
-            if actual.to_string() != *diff_id {
-                return Err(Error::DigestMismatch {
-                    what: format!("layer {path:?} against the config's diff_id"),
-                    expected: diff_id.clone(),
-                    actual: actual.to_string(),
-                });
-            }
-            layers.push((digest, info));
-        }
-        let config_size = ingested.present[&config_digest].size;
-        let manifest = synthesized_manifest(&config_digest, config_size, &layers);
-        let manifest_digest = ingested
-            .staging
-            .write(
-                &mut manifest.as_slice(),
-                manifest.len() as u64,
-                None,
-                "generated manifest",
-            )
-            .await?;
-        let mut blobs = vec![manifest_digest.clone(), config_digest.clone()];
-        let mut total = manifest.len() as u64 + config_size;
-        for (d, info) in &layers {
-            if !blobs.contains(d) {
-                blobs.push(d.clone());
-                total += info.size;
-            }
-        }
-        let record = ImageRecord {
-            digest: manifest_digest,
-            media_type: MediaType::ImageManifest.to_string(),
-            size: manifest.len() as u64,
-            id: config_digest,
-            created: config.created.clone(),
-            total_size: total,
-            platforms: vec![config.platform()],
-            blobs,
-        };
+        let layers = checked_layers(ingested, &entry, &config, &config_digest).await?;
+        let record = stage_manifest(ingested, config_digest, &config, &layers).await?;
         out.push(Candidate {
             record,
             ref_names: Vec::new(),
@@ -141,10 +91,82 @@ pub(crate) async fn resolve(
     Ok(out)
 }
 
+/// The entry's layers, each checked against the config's diff_id for it.
+async fn checked_layers(
+    ingested: &Ingested,
+    entry: &Entry,
+    config: &ConfigSummary,
+    config_digest: &Digest,
+) -> Result<Vec<(Digest, BlobInfo)>> {
+    let diff_ids = &config.rootfs.diff_ids;
+    if diff_ids.len() != entry.layers.len() {
+        return Err(Error::invalid(format!(
+            "config {config_digest} lists {} diff_ids but manifest.json lists {} layers",
+            diff_ids.len(),
+            entry.layers.len()
+        )));
+    }
+    let mut layers = Vec::new();
+    for (path, diff_id) in entry.layers.iter().zip(diff_ids) {
+        let digest = lookup(ingested, path)?;
+        let info = ingested.info(&digest)?.clone();
+        let actual = match info.compression {
+            Compression::None => digest.clone(),
+            c => uncompressed_digest(ingested, &digest, c).await?,
+        };
+        if actual.to_string() != *diff_id {
+            return Err(Error::DigestMismatch {
+                what: format!("layer {path:?} against the config's diff_id"),
+                expected: diff_id.clone(),
+                actual: actual.to_string(),
+            });
+        }
+        layers.push((digest, info));
+    }
+    Ok(layers)
+}
+
+/// Stages the OCI manifest the image gets and returns its record.
+async fn stage_manifest(
+    ingested: &mut Ingested,
+    config_digest: Digest,
+    config: &ConfigSummary,
+    layers: &[(Digest, BlobInfo)],
+) -> Result<ImageRecord> {
+    let config_size = ingested.info(&config_digest)?.size;
+    let manifest = synthesized_manifest(&config_digest, config_size, layers);
+    let staged = ingested
+        .staging
+        .write_unnamed(
+            &mut manifest.as_slice(),
+            manifest.len() as u64,
+            "generated manifest",
+        )
+        .await?;
+    let mut blobs = vec![staged.digest.clone(), config_digest.clone()];
+    let mut total = staged.info.size + config_size;
+    for (d, info) in layers {
+        if !blobs.contains(d) {
+            blobs.push(d.clone());
+            total += info.size;
+        }
+    }
+    Ok(ImageRecord {
+        digest: staged.digest,
+        media_type: MediaType::ImageManifest.to_string(),
+        size: staged.info.size,
+        id: config_digest,
+        created: config.created.clone(),
+        total_size: total,
+        platforms: vec![config.platform().to_string()],
+        blobs,
+    })
+}
+
 fn synthesized_manifest(
     config: &Digest,
     config_size: u64,
-    layers: &[(Digest, blob::BlobInfo)],
+    layers: &[(Digest, BlobInfo)],
 ) -> Vec<u8> {
     let descriptor = |media_type: MediaType, digest: &Digest, size: u64| {
         DescriptorBuilder::default()
@@ -186,7 +208,7 @@ async fn uncompressed_digest(
         context: format!("opening {}", path.display()),
         source: e,
     })?;
-    let mut reader = crate::decompress::decoder(BufReader::with_capacity(CHUNK, file), compression);
-    let (d, _, _) = blob::drain(&mut reader, u64::MAX, &format!("layer {digest}")).await?;
-    Ok(d)
+    let mut reader = decompress::decoder(BufReader::with_capacity(CHUNK, file), compression);
+    let hashed = blob::drain(&mut reader, u64::MAX, &format!("layer {digest}")).await?;
+    Ok(hashed.digest)
 }

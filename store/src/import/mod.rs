@@ -3,14 +3,15 @@
 
 mod archive;
 mod docker;
+mod entry;
 mod naming;
-pub(crate) mod oci;
+mod oci;
 
 pub(crate) use archive::{Ingested, ingest};
 pub(crate) use naming::assign;
 
-use crate::meta::ImageRecord;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::image::ImageRecord;
 
 /// An image found in an archive, with every name the archive gave it.
 #[derive(Clone, Debug)]

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use super::Candidate;
 use crate::digest::Digest;
+use crate::error::{Error, Result};
 use crate::reference::{ImageName, is_full_reference};
-use crate::{Error, Result};
 
 /// Names for each image to commit. Without a map, every image in the archive is kept, named by
 /// `io.containerd.image.name`, else a ref.name that is a full reference, else RepoTags, else not
@@ -127,7 +127,7 @@ fn available(by_digest: &BTreeMap<Digest, (Candidate, Vec<ImageName>)>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::ImageRecord;
+    use crate::image::ImageRecord;
 
     fn cand(n: u8, ref_names: &[&str], containerd: Option<&str>, repo_tags: &[&str]) -> Candidate {
         let digest = Digest::of(&[n]);

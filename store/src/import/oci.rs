@@ -7,92 +7,31 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::Candidate;
 use super::archive::Ingested;
+use crate::blob::BlobInfo;
 use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::{
+    CONTAINERD_NAME, ConfigSummary, ImageRecord, Platform, REF_NAME, REF_NAME_OLD, is_index,
+    is_manifest,
+};
 use crate::limits::{MAX_DESCRIPTORS, MAX_INDEX_DEPTH};
-use crate::meta::ImageRecord;
-use crate::{Error, Result};
-
-pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// The pre-1.0 key, which the seed document and early tools wrote.
-pub(crate) const REF_NAME_OLD: &str = "org.opencontainers.ref.name";
-pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
-
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-const MANIFEST_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
-
-pub(crate) fn is_index(media_type: &str) -> bool {
-    INDEX_TYPES.contains(&media_type)
-}
-
-pub(crate) fn is_manifest(media_type: &str) -> bool {
-    MANIFEST_TYPES.contains(&media_type)
-}
-
-/// The few config fields the store uses; docker and OCI configs both carry them.
-#[derive(serde::Deserialize, Default)]
-pub(crate) struct ConfigSummary {
-    pub(crate) created: Option<String>,
-    #[serde(default)]
-    pub(crate) os: String,
-    #[serde(default)]
-    pub(crate) architecture: String,
-    pub(crate) variant: Option<String>,
-    #[serde(default)]
-    pub(crate) rootfs: RootFs,
-}
-
-#[derive(serde::Deserialize, Default)]
-pub(crate) struct RootFs {
-    #[serde(default)]
-    pub(crate) diff_ids: Vec<String>,
-}
-
-impl ConfigSummary {
-    pub(crate) fn parse(digest: &Digest, json: &[u8]) -> Result<Self> {
-        serde_json::from_slice(json).map_err(|e| {
-            Error::invalid(format!("config {digest} is not a valid image config: {e}"))
-        })
-    }
-
-    pub(crate) fn platform(&self) -> String {
-        match &self.variant {
-            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
-            None => format!("{}/{}", self.os, self.architecture),
-        }
-    }
-}
-
-/// The platform docker would pick on this host, as `os/architecture`.
-pub(crate) fn host_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    format!("linux/{arch}")
-}
 
 struct ManifestSeen {
-    platform: String,
+    platform: Platform,
     config: Digest,
     created: Option<String>,
 }
 
+/// What following one top-level descriptor found.
 #[derive(Default)]
 struct Walk {
     blobs: Vec<Digest>,
     seen: HashSet<Digest>,
+    /// The indexes being visited, outermost first: a cycle shows up here.
     stack: Vec<Digest>,
     manifests: Vec<ManifestSeen>,
     total: u64,
+    /// Counted across the whole archive, not reset per image.
     descriptors: usize,
 }
 
@@ -118,11 +57,11 @@ pub(crate) fn resolve(ingested: &Ingested, index_json: &[u8]) -> Result<Vec<Cand
 
 fn candidate(desc: &Descriptor, walk: Walk) -> Result<Candidate> {
     let digest = Digest::try_from(desc.digest())?;
-    let host = host_platform();
+    let host = Platform::host();
     let chosen = walk
         .manifests
         .iter()
-        .find(|m| m.platform == host || m.platform.starts_with(&format!("{host}/")))
+        .find(|m| m.platform.satisfies(&host))
         .or_else(|| walk.manifests.first())
         .ok_or_else(|| Error::invalid(format!("{digest} holds no image manifest")))?;
     let annotations = desc.annotations().clone().unwrap_or_default();
@@ -140,8 +79,8 @@ fn candidate(desc: &Descriptor, walk: Walk) -> Result<Candidate> {
         platforms: walk
             .manifests
             .iter()
-            .map(|m| m.platform.clone())
-            .filter(|p| p != "unknown/unknown")
+            .filter(|m| !m.platform.is_unknown())
+            .map(|m| m.platform.to_string())
             .collect(),
         blobs: walk.blobs,
     };
@@ -153,6 +92,8 @@ fn candidate(desc: &Descriptor, walk: Walk) -> Result<Candidate> {
     })
 }
 
+/// Checks one descriptor against what the archive holds, records its blob, and descends into it
+/// when it is an index or a manifest.
 fn visit(
     ingested: &Ingested,
     desc: &Descriptor,
@@ -168,7 +109,32 @@ fn visit(
     }
     let digest = Digest::try_from(desc.digest())?;
     let media_type = desc.media_type().to_string();
-    let Some(info) = ingested.present.get(&digest) else {
+    let info = present(ingested, desc, &digest, parent)?;
+    if walk.stack.contains(&digest) {
+        return Err(Error::invalid(format!("index {digest} refers to itself")));
+    }
+    if walk.seen.insert(digest.clone()) {
+        walk.blobs.push(digest.clone());
+        walk.total += info.size;
+    }
+    if is_index(&media_type) {
+        visit_index(ingested, &digest, &media_type, depth, walk)
+    } else if is_manifest(&media_type) {
+        visit_manifest(ingested, &digest, &media_type, depth, walk)
+    } else {
+        Ok(())
+    }
+}
+
+/// The archive's copy of a descriptor's blob, which must be there with the promised size.
+fn present<'a>(
+    ingested: &'a Ingested,
+    desc: &Descriptor,
+    digest: &Digest,
+    parent: &str,
+) -> Result<&'a BlobInfo> {
+    let media_type = desc.media_type();
+    let Some(info) = ingested.present.get(digest) else {
         if desc.urls().as_ref().is_some_and(|u| !u.is_empty()) {
             return Err(Error::invalid(format!(
                 "{media_type} {digest} in {parent} is a foreign layer that is not in the archive; \
@@ -186,67 +152,72 @@ fn visit(
             info.size
         )));
     }
-    if walk.stack.contains(&digest) {
-        return Err(Error::invalid(format!("index {digest} refers to itself")));
+    Ok(info)
+}
+
+fn visit_index(
+    ingested: &Ingested,
+    digest: &Digest,
+    media_type: &str,
+    depth: usize,
+    walk: &mut Walk,
+) -> Result<()> {
+    if depth >= MAX_INDEX_DEPTH {
+        return Err(Error::invalid(format!(
+            "index {digest} is nested more than {MAX_INDEX_DEPTH} deep"
+        )));
     }
-    if walk.seen.insert(digest.clone()) {
-        walk.blobs.push(digest.clone());
-        walk.total += info.size;
+    let index: ImageIndex = parse_declared(ingested, digest, "an image index")?;
+    check_own_type(digest, media_type, index.media_type().as_ref())?;
+    walk.stack.push(digest.clone());
+    let name = format!("index {digest}");
+    for child in index.manifests() {
+        visit(ingested, child, &name, depth + 1, walk)?;
     }
-    if is_index(&media_type) {
-        if depth >= MAX_INDEX_DEPTH {
-            return Err(Error::invalid(format!(
-                "index {digest} is nested more than {MAX_INDEX_DEPTH} deep"
-            )));
-        }
-        let json = ingested.read_json(&digest)?;
-        let index: ImageIndex = serde_json::from_slice(&json).map_err(|e| {
-            Error::invalid(format!(
-                "{digest} is declared an image index but is not one: {e}"
-            ))
-        })?;
-        check_own_type(
-            &digest,
-            &media_type,
-            index.media_type().as_ref().map(|m| m.to_string()),
-        )?;
-        walk.stack.push(digest.clone());
-        let name = format!("index {digest}");
-        for child in index.manifests() {
-            visit(ingested, child, &name, depth + 1, walk)?;
-        }
-        walk.stack.pop();
-    } else if is_manifest(&media_type) {
-        let json = ingested.read_json(&digest)?;
-        let manifest: ImageManifest = serde_json::from_slice(&json).map_err(|e| {
-            Error::invalid(format!(
-                "{digest} is declared an image manifest but is not one: {e}"
-            ))
-        })?;
-        check_own_type(
-            &digest,
-            &media_type,
-            manifest.media_type().as_ref().map(|m| m.to_string()),
-        )?;
-        let name = format!("manifest {digest}");
-        visit(ingested, manifest.config(), &name, depth + 1, walk)?;
-        let config_digest = Digest::try_from(manifest.config().digest())?;
-        let config = ConfigSummary::parse(&config_digest, &ingested.read_json(&config_digest)?)?;
-        for layer in manifest.layers() {
-            visit(ingested, layer, &name, depth + 1, walk)?;
-        }
-        walk.manifests.push(ManifestSeen {
-            platform: config.platform(),
-            config: config_digest,
-            created: config.created,
-        });
-    }
+    walk.stack.pop();
     Ok(())
 }
 
+fn visit_manifest(
+    ingested: &Ingested,
+    digest: &Digest,
+    media_type: &str,
+    depth: usize,
+    walk: &mut Walk,
+) -> Result<()> {
+    let manifest: ImageManifest = parse_declared(ingested, digest, "an image manifest")?;
+    check_own_type(digest, media_type, manifest.media_type().as_ref())?;
+    let name = format!("manifest {digest}");
+    visit(ingested, manifest.config(), &name, depth + 1, walk)?;
+    let config_digest = Digest::try_from(manifest.config().digest())?;
+    let config = ConfigSummary::parse(&config_digest, &ingested.read_json(&config_digest)?)?;
+    for layer in manifest.layers() {
+        visit(ingested, layer, &name, depth + 1, walk)?;
+    }
+    walk.manifests.push(ManifestSeen {
+        platform: config.platform(),
+        config: config_digest,
+        created: config.created,
+    });
+    Ok(())
+}
+
+fn parse_declared<T: serde::de::DeserializeOwned>(
+    ingested: &Ingested,
+    digest: &Digest,
+    what: &str,
+) -> Result<T> {
+    serde_json::from_slice(&ingested.read_json(digest)?)
+        .map_err(|e| Error::invalid(format!("{digest} is declared {what} but is not one: {e}")))
+}
+
 /// A blob that names its own media type must agree with the descriptor that led to it.
-fn check_own_type(digest: &Digest, declared: &str, own: Option<String>) -> Result<()> {
-    match own {
+fn check_own_type(
+    digest: &Digest,
+    declared: &str,
+    own: Option<&oci_spec::image::MediaType>,
+) -> Result<()> {
+    match own.map(ToString::to_string) {
         Some(own) if own != declared => Err(Error::invalid(format!(
             "{digest} is declared {declared} but says it is {own}"
         ))),

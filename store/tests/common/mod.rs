@@ -38,7 +38,7 @@ pub async fn save(
             ref_name: r.map(str::to_owned),
         })
         .collect();
-    store.save(&items, format, None, Vec::new()).await.unwrap()
+    store.save(&items, format, Vec::new()).await.unwrap()
 }
 
 /// (tag or `<none>`, image ID) rows, sorted.

@@ -1,20 +1,28 @@
 //! The [`Store`] facade: one root directory, its blobs and its metadata.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::io::{AsyncRead, AsyncWrite};
+mod check;
+mod save;
+
+use tokio::io::AsyncRead;
 use tokio::sync::Mutex;
 
-use crate::blob::{Blobs, Lease};
+pub use check::CheckReport;
+pub use save::{Format, SaveItem, SaveJob};
+
+use crate::blob::Blobs;
 use crate::digest::Digest;
-use crate::export::{self, Item};
-use crate::meta::{ImageRecord, Meta, Snapshot};
+use crate::error::{Error, Result};
+use crate::image::ImageRecord;
+use crate::import;
+use crate::limits::MAX_JSON;
+use crate::meta::{Meta, Snapshot};
 use crate::ops::{self, Removed, Target};
 use crate::reference::ImageName;
-use crate::{Error, Result, import};
 
 /// An image store rooted at one directory. Cheap to clone; all clones share the same state.
 #[derive(Clone)]
@@ -23,7 +31,6 @@ pub struct Store {
 }
 
 struct Inner {
-    root: PathBuf,
     blobs: Blobs,
     meta: Meta,
     /// Serialises metadata writes and collection, so a collection never sees half a commit.
@@ -50,6 +57,20 @@ pub struct ImageSummary {
     pub platforms: Vec<String>,
 }
 
+impl ImageSummary {
+    /// The row for `record` under `name`.
+    pub fn new(record: &ImageRecord, name: Option<ImageName>) -> Self {
+        ImageSummary {
+            name,
+            id: record.id.clone(),
+            digest: record.digest.clone(),
+            created: record.created.clone(),
+            size: record.total_size,
+            platforms: record.platforms.clone(),
+        }
+    }
+}
+
 /// An image that a load committed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadedImage {
@@ -59,24 +80,6 @@ pub struct LoadedImage {
     pub id: Digest,
     /// Top-level manifest or index digest.
     pub digest: Digest,
-}
-
-/// What to save and under which name.
-#[derive(Clone, Debug)]
-pub struct SaveItem {
-    /// A name, ID or ID prefix.
-    pub image: String,
-    /// The name the archive gives it (`-r IMAGE=REFNAME`).
-    pub ref_name: Option<String>,
-}
-
-/// Archive format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// OCI image layout.
-    Oci,
-    /// docker-archive (`docker save`).
-    Docker,
 }
 
 /// An image's manifest and config, as stored.
@@ -92,43 +95,6 @@ pub struct Inspection {
     pub config: Vec<u8>,
 }
 
-/// What `check` found.
-#[derive(Clone, Debug, Default)]
-pub struct CheckReport {
-    /// Blobs re-hashed.
-    pub blobs_checked: usize,
-    /// Blobs no image references (collected by the next `gc`).
-    pub unreferenced: usize,
-    /// Everything wrong, one line each; empty when the store is sound.
-    pub problems: Vec<String>,
-}
-
-/// A save whose images are resolved and whose blobs are pinned until it is dropped.
-pub struct SaveJob {
-    store: Store,
-    items: Vec<Item>,
-    format: Format,
-    platform: Option<String>,
-    _lease: Lease,
-}
-
-impl SaveJob {
-    /// Streams the archive to `writer`.
-    pub async fn write<W: AsyncWrite + Unpin + Send>(self, writer: W) -> Result<W> {
-        let blobs = &self.store.inner.blobs;
-        let result = match self.format {
-            Format::Oci => export::oci::write(blobs, &self.items, writer).await,
-            Format::Docker => {
-                export::docker::write(blobs, &self.items, self.platform.as_deref(), writer).await
-            }
-        };
-        let store = self.store.clone();
-        drop(self);
-        store.collect_deferred().await?;
-        result
-    }
-}
-
 impl Store {
     /// Opens (creating if needed) the store at `root`, takes its lock, drops what a crash left
     /// behind and collects unreferenced blobs.
@@ -140,7 +106,6 @@ impl Store {
         let blobs = Blobs::open(&root)?;
         let store = Store {
             inner: Arc::new(Inner {
-                root,
                 blobs,
                 meta,
                 commit: Mutex::new(()),
@@ -149,11 +114,6 @@ impl Store {
         };
         store.gc().await?;
         Ok(store)
-    }
-
-    /// The root directory.
-    pub fn root(&self) -> &Path {
-        &self.inner.root
     }
 
     /// Imports an OCI image layout or docker-archive tar stream (optionally gzip or zstd
@@ -209,74 +169,6 @@ impl Store {
             .collect())
     }
 
-    /// Resolves the images to save and pins their blobs, so that what is missing is reported
-    /// before a byte is written and nothing is collected while the archive streams.
-    pub async fn prepare_save(
-        &self,
-        items: &[SaveItem],
-        format: Format,
-        platform: Option<&str>,
-    ) -> Result<SaveJob> {
-        let (items, lease) = self.pin_for_save(items).await?;
-        Ok(SaveJob {
-            store: self.clone(),
-            items,
-            format,
-            platform: platform.map(str::to_owned),
-            _lease: lease,
-        })
-    }
-
-    /// Writes the images to `writer` as one archive: [`Store::prepare_save`], then
-    /// [`SaveJob::write`].
-    pub async fn save<W>(
-        &self,
-        items: &[SaveItem],
-        format: Format,
-        platform: Option<&str>,
-        writer: W,
-    ) -> Result<W>
-    where
-        W: AsyncWrite + Unpin + Send,
-    {
-        self.prepare_save(items, format, platform)
-            .await?
-            .write(writer)
-            .await
-    }
-
-    async fn pin_for_save(&self, items: &[SaveItem]) -> Result<(Vec<Item>, Lease)> {
-        let _guard = self.inner.commit.lock().await;
-        let snap = self.inner.meta.snapshot()?;
-        let mut lease = self.inner.blobs.lease();
-        let mut out = Vec::new();
-        for item in items {
-            let (name, digest) = match ops::lookup(&snap, &item.image)? {
-                Target::Tag(n, d) => (Some(n), d),
-                Target::Image(d) => (snap.names_of(&d).into_iter().next(), d),
-            };
-            let record = snap.images[&digest].clone();
-            for b in &record.blobs {
-                if !lease.pin(&self.inner.blobs, b) {
-                    return Err(Error::NotFound(format!(
-                        "blob {b} of {} is missing from the store",
-                        item.image
-                    )));
-                }
-            }
-            let ref_name = item
-                .ref_name
-                .clone()
-                .or_else(|| name.as_ref().map(ToString::to_string));
-            out.push(Item {
-                record,
-                ref_name,
-                name,
-            });
-        }
-        Ok((out, lease))
-    }
-
     /// All images, one entry per tag and one per untagged image, newest first.
     pub fn list(&self) -> Result<Vec<ImageSummary>> {
         let snap = self.inner.meta.snapshot()?;
@@ -287,16 +179,7 @@ impl Store {
             if names.is_empty() {
                 names.push(None);
             }
-            for name in names {
-                out.push(ImageSummary {
-                    name,
-                    id: rec.id.clone(),
-                    digest: rec.digest.clone(),
-                    created: rec.created.clone(),
-                    size: rec.total_size,
-                    platforms: rec.platforms.clone(),
-                });
-            }
+            out.extend(names.into_iter().map(|name| ImageSummary::new(rec, name)));
         }
         out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
         Ok(out)
@@ -309,11 +192,14 @@ impl Store {
             Target::Tag(_, d) | Target::Image(d) => d,
         };
         let record = snap.images[&digest].clone();
-        let cap = crate::limits::MAX_JSON;
         Ok(Inspection {
             names: snap.names_of(&digest),
-            manifest: self.inner.blobs.read_small(&record.digest, cap).await?,
-            config: self.inner.blobs.read_small(&record.id, cap).await?,
+            manifest: self
+                .inner
+                .blobs
+                .read_small(&record.digest, MAX_JSON)
+                .await?,
+            config: self.inner.blobs.read_small(&record.id, MAX_JSON).await?,
             record,
         })
     }
@@ -365,44 +251,6 @@ impl Store {
             self.gc().await?;
         }
         Ok(())
-    }
-
-    /// Re-hashes every blob and checks that every tag and image has what it references.
-    pub async fn check(&self) -> Result<CheckReport> {
-        let snap = self.inner.meta.snapshot()?;
-        let mut report = CheckReport::default();
-        for (tag, digest) in &snap.tags {
-            if !snap.images.contains_key(digest) {
-                report
-                    .problems
-                    .push(format!("tag {tag} points at missing image {digest}"));
-            }
-        }
-        let keep = reachable(&snap);
-        for rec in snap.images.values() {
-            for b in &rec.blobs {
-                if !self.inner.blobs.exists(b) {
-                    report
-                        .problems
-                        .push(format!("image {} lacks blob {b}", rec.digest));
-                }
-            }
-        }
-        for digest in self.inner.blobs.all()? {
-            let mut file = self.inner.blobs.open_blob(&digest).await?;
-            let (actual, _, _) =
-                crate::blob::drain(&mut file, u64::MAX, &format!("blob {digest}")).await?;
-            report.blobs_checked += 1;
-            if actual != digest {
-                report.problems.push(format!(
-                    "blob {digest} is corrupt: its bytes hash to {actual}"
-                ));
-            }
-            if !keep.contains(&digest) {
-                report.unreferenced += 1;
-            }
-        }
-        Ok(report)
     }
 }
 

@@ -1,0 +1,180 @@
+//! Content-addressed blob files: `blobs/sha256/<hex>`, written only through a [`Staging`] area and
+//! made visible by rename once their digest has been checked.
+
+mod copy;
+mod lease;
+mod staging;
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::AsyncReadExt;
+
+pub(crate) use copy::{CHUNK, drain, fill};
+pub(crate) use lease::Lease;
+pub(crate) use staging::Staging;
+
+use crate::decompress::Compression;
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+
+/// The blob directory plus the set of digests that in-flight loads and saves still need.
+#[derive(Clone)]
+pub(crate) struct Blobs {
+    dir: PathBuf,
+    ingest: PathBuf,
+    pins: lease::Pins,
+}
+
+/// A blob the current load holds: staged by it, or already in the store and pinned.
+#[derive(Clone, Debug)]
+pub(crate) struct BlobInfo {
+    pub(crate) size: u64,
+    pub(crate) compression: Compression,
+}
+
+impl Blobs {
+    pub(crate) fn open(root: &Path) -> Result<Self> {
+        let dir = root.join("blobs").join("sha256");
+        let ingest = root.join("ingest");
+        // Whatever a killed load left in ingest/ was never visible: drop it all.
+        if ingest.exists() {
+            fs::remove_dir_all(&ingest).context(|| format!("cleaning {}", ingest.display()))?;
+        }
+        for d in [&dir, &ingest] {
+            fs::create_dir_all(d).context(|| format!("creating {}", d.display()))?;
+        }
+        Ok(Blobs {
+            dir,
+            ingest,
+            pins: lease::Pins::default(),
+        })
+    }
+
+    pub(crate) fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(digest.hex())
+    }
+
+    pub(crate) fn exists(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
+    }
+
+    pub(crate) async fn open_blob(&self, digest: &Digest) -> Result<tokio::fs::File> {
+        let path = self.path(digest);
+        tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Error::NotFound(format!("blob {digest} is missing"))
+                }
+                _ => Error::Io {
+                    context: format!("opening {}", path.display()),
+                    source: e,
+                },
+            })
+    }
+
+    /// Reads a small blob whole, refusing one larger than `cap`.
+    pub(crate) async fn read_small(&self, digest: &Digest, cap: u64) -> Result<Vec<u8>> {
+        read_capped(&self.path(digest), cap).await
+    }
+
+    /// A new, empty set of pins, released when it drops.
+    pub(crate) fn lease(&self) -> Lease {
+        Lease::new(self.pins.clone())
+    }
+
+    pub(crate) fn staging(&self) -> Result<Staging> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        Staging::create(self.ingest.join(name))
+    }
+
+    /// Moves synced staged blobs into place and syncs the directory. Blobs are immutable, so a
+    /// blob that is already there is kept and the staged copy dropped.
+    pub(crate) fn publish(&self, staging: &Staging, digests: &[Digest]) -> Result<()> {
+        for d in digests {
+            if staging.contains(d) && !self.exists(d) {
+                let to = self.path(d);
+                fs::rename(staging.path(d), &to)
+                    .context(|| format!("publishing {}", to.display()))?;
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Deletes every blob that is neither in `keep` nor pinned, and counts the unreferenced ones
+    /// a pin saved for now. The caller holds the commit lock.
+    pub(crate) fn collect(&self, keep: &HashSet<Digest>) -> Result<(Vec<Digest>, usize)> {
+        let pins = self.pins.lock().expect("pin lock poisoned");
+        let mut removed = Vec::new();
+        let mut deferred = 0;
+        for digest in self.all()? {
+            if keep.contains(&digest) {
+                continue;
+            }
+            if pins.contains_key(&digest) {
+                deferred += 1;
+                continue;
+            }
+            let path = self.path(&digest);
+            fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
+            removed.push(digest);
+        }
+        drop(pins);
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok((removed, deferred))
+    }
+
+    /// Every stored blob, in digest order. Files not named by a digest are not ours to judge and
+    /// never blobs: they are left out (and left alone).
+    pub(crate) fn all(&self) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for entry in
+            fs::read_dir(&self.dir).context(|| format!("listing {}", self.dir.display()))?
+        {
+            let entry = entry.context(|| format!("listing {}", self.dir.display()))?;
+            if let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            {
+                out.push(d);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+async fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut out)
+        .await
+        .context(|| format!("reading {}", path.display()))?;
+    if out.len() as u64 > cap {
+        return Err(Error::invalid(format!(
+            "{} is larger than the {cap}-byte limit for JSON documents",
+            path.display()
+        )));
+    }
+    Ok(out)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .context(|| format!("syncing {}", dir.display()))
+}

@@ -1,0 +1,124 @@
+//! A load's private staging directory under `ingest/`: blobs land here, hashed as they stream,
+//! and move into `blobs/sha256/` only when the load commits.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::PathBuf;
+
+use tokio::io::AsyncRead;
+
+use super::BlobInfo;
+use super::copy::{Hashed, Writeback, hash_copy};
+use crate::digest::Digest;
+use crate::error::{IoContext, Result};
+
+/// A blob staged under the digest its bytes hash to.
+pub(crate) struct Staged {
+    pub(crate) digest: Digest,
+    pub(crate) info: BlobInfo,
+}
+
+/// A private directory under `ingest/` where one load writes its blobs; removed on drop.
+pub(crate) struct Staging {
+    dir: PathBuf,
+    staged: HashMap<Digest, BlobInfo>,
+    next_tmp: u64,
+}
+
+impl Staging {
+    pub(super) fn create(dir: PathBuf) -> Result<Self> {
+        fs::create_dir(&dir).context(|| format!("creating {}", dir.display()))?;
+        Ok(Staging {
+            dir,
+            staged: HashMap::new(),
+            next_tmp: 0,
+        })
+    }
+
+    /// Stages exactly `size` bytes that their name promised hash to `digest`; refused otherwise.
+    pub(crate) async fn write_verified<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        size: u64,
+        digest: &Digest,
+        what: &str,
+    ) -> Result<BlobInfo> {
+        let staged = self
+            .stage(reader, size, what, |h| h.verify(size, digest, what))
+            .await?;
+        Ok(staged.info)
+    }
+
+    /// Stages exactly `size` bytes that promise no digest (docker-archive paths, a generated
+    /// manifest), named by what they hash to.
+    pub(crate) async fn write_unnamed<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        size: u64,
+        what: &str,
+    ) -> Result<Staged> {
+        self.stage(reader, size, what, |h| h.check_size(size, what))
+            .await
+    }
+
+    async fn stage<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        size: u64,
+        what: &str,
+        check: impl FnOnce(&Hashed) -> Result<()>,
+    ) -> Result<Staged> {
+        self.next_tmp += 1;
+        let tmp = self.dir.join(format!("tmp-{}", self.next_tmp));
+        let hashed = hash_copy(reader, size, Writeback::create(tmp.clone())?, what).await?;
+        check(&hashed)?;
+        let dest = self.path(&hashed.digest);
+        tokio::fs::rename(&tmp, &dest)
+            .await
+            .context(|| format!("renaming {}", tmp.display()))?;
+        let info = hashed.info();
+        self.staged.insert(hashed.digest.clone(), info.clone());
+        Ok(Staged {
+            digest: hashed.digest,
+            info,
+        })
+    }
+
+    pub(crate) fn contains(&self, digest: &Digest) -> bool {
+        self.staged.contains_key(digest)
+    }
+
+    /// Syncs the staged blobs among `digests`, before a commit publishes them. Staged blobs are
+    /// synced here rather than as they stream, so that entries no image references
+    /// (docker-archive bookkeeping, junk) never cost an fsync; writeback of the large ones
+    /// started while they streamed. Runs outside the commit lock: the staging area is private.
+    pub(crate) async fn sync(&self, digests: &[Digest]) -> Result<()> {
+        let paths: Vec<PathBuf> = digests
+            .iter()
+            .filter(|d| self.contains(d))
+            .map(|d| self.path(d))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            for path in paths {
+                fs::File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .context(|| format!("syncing {}", path.display()))?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("sync thread panicked")
+    }
+
+    pub(crate) fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(digest.hex())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove staging directory");
+        }
+    }
+}

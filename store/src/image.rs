@@ -1,0 +1,196 @@
+//! The vocabulary import, export and the store share: what a stored image is, the media types
+//! and annotation keys of OCI and docker, the config fields the store reads, and platforms.
+//! Pure: no I/O.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// What the store remembers of one image, keyed by its top-level manifest or index digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Digest of the top-level manifest or index.
+    pub digest: Digest,
+    /// Media type of the top-level blob.
+    pub media_type: String,
+    /// Size of the top-level blob.
+    pub size: u64,
+    /// The image ID: the config digest (of the host platform's manifest for an index).
+    pub id: Digest,
+    /// `created` from the config, as written there.
+    pub created: Option<String>,
+    /// Bytes of all blobs the image references.
+    pub total_size: u64,
+    /// `os/architecture[/variant]` of each manifest, as [`Platform`] formats it.
+    pub platforms: Vec<String>,
+    /// Every blob the image references, top-level first, each once, in the order saves write them.
+    pub blobs: Vec<Digest>,
+}
+
+/// `org.opencontainers.image.ref.name`: the name an OCI layout gives a descriptor in index.json.
+pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The pre-1.0 key, which the seed document and early tools wrote.
+pub(crate) const REF_NAME_OLD: &str = "org.opencontainers.ref.name";
+/// containerd's key for the full image name, beside the ref name.
+pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+const INDEX_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+const MANIFEST_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// An OCI image index or a docker manifest list.
+pub(crate) fn is_index(media_type: &str) -> bool {
+    INDEX_TYPES.contains(&media_type)
+}
+
+/// An OCI image manifest or a docker v2 manifest.
+pub(crate) fn is_manifest(media_type: &str) -> bool {
+    MANIFEST_TYPES.contains(&media_type)
+}
+
+/// The few config fields the store uses; docker and OCI configs both carry them.
+#[derive(Deserialize, Default)]
+pub(crate) struct ConfigSummary {
+    pub(crate) created: Option<String>,
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    variant: Option<String>,
+    #[serde(default)]
+    pub(crate) rootfs: RootFs,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct RootFs {
+    #[serde(default)]
+    pub(crate) diff_ids: Vec<String>,
+}
+
+impl ConfigSummary {
+    pub(crate) fn parse(digest: &Digest, json: &[u8]) -> Result<Self> {
+        serde_json::from_slice(json).map_err(|e| {
+            Error::invalid(format!("config {digest} is not a valid image config: {e}"))
+        })
+    }
+
+    pub(crate) fn platform(&self) -> Platform {
+        Platform {
+            os: self.os.clone(),
+            architecture: self.architecture.clone(),
+            variant: self.variant.clone(),
+        }
+    }
+}
+
+/// A platform, `os/architecture[/variant]`, parsed and formatted here and nowhere else.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Platform {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
+
+impl Platform {
+    /// The platform docker would pick on this host: `linux/<GOARCH name of this CPU>`.
+    pub fn host() -> Self {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        };
+        Platform {
+            os: "linux".to_owned(),
+            architecture: architecture.to_owned(),
+            variant: None,
+        }
+    }
+
+    /// Whether an image for this platform answers a request for `wanted`: the same platform, or
+    /// any variant of it when `wanted` names none (`linux/arm64` takes `linux/arm64/v8`).
+    pub(crate) fn satisfies(&self, wanted: &Platform) -> bool {
+        self.os == wanted.os
+            && self.architecture == wanted.architecture
+            && (wanted.variant.is_none() || self.variant == wanted.variant)
+    }
+
+    /// `unknown/unknown`: what buildx gives attestation manifests, which are not images.
+    pub(crate) fn is_unknown(&self) -> bool {
+        self.os == "unknown" && self.architecture == "unknown"
+    }
+
+    pub(crate) fn from_oci(p: &oci_spec::image::Platform) -> Self {
+        Platform {
+            os: p.os().to_string(),
+            architecture: p.architecture().to_string(),
+            variant: p.variant().clone(),
+        }
+    }
+
+    pub(crate) fn to_oci(&self) -> Option<oci_spec::image::Platform> {
+        let mut b = oci_spec::image::PlatformBuilder::default()
+            .os(self.os.as_str())
+            .architecture(self.architecture.as_str());
+        if let Some(v) = &self.variant {
+            b = b.variant(v.clone());
+        }
+        b.build().ok()
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        match &self.variant {
+            Some(v) => write!(f, "/{v}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FromStr for Platform {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [os, arch, rest @ ..] if rest.len() <= 1 && !parts.iter().any(|p| p.is_empty()) => {
+                Ok(Platform {
+                    os: (*os).to_owned(),
+                    architecture: (*arch).to_owned(),
+                    variant: rest.first().map(|v| (*v).to_owned()),
+                })
+            }
+            _ => Err(Error::InvalidPlatform(s.to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_parse_format_and_match() {
+        let arm: Platform = "linux/arm64/v8".parse().unwrap();
+        assert_eq!(arm.to_string(), "linux/arm64/v8");
+        assert!(arm.satisfies(&"linux/arm64".parse().unwrap()));
+        assert!(!arm.satisfies(&"linux/arm64/v9".parse().unwrap()));
+        assert!(!"linux/arm64".parse::<Platform>().unwrap().satisfies(&arm));
+        for bad in ["linux", "linux/", "/amd64", "a/b/c/d", ""] {
+            assert!(bad.parse::<Platform>().is_err(), "{bad}");
+        }
+        let oci = arm.to_oci().unwrap();
+        assert_eq!(Platform::from_oci(&oci), arm);
+    }
+}

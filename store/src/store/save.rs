@@ -1,0 +1,112 @@
+//! Saves: resolve the images, pin their blobs, then stream the archive.
+
+use tokio::io::AsyncWrite;
+
+use super::Store;
+use crate::blob::Lease;
+use crate::error::{Error, Result};
+use crate::export::{self, Item};
+use crate::image::Platform;
+use crate::ops::{self, Target};
+
+/// What to save and under which name.
+#[derive(Clone, Debug)]
+pub struct SaveItem {
+    /// A name, ID or ID prefix.
+    pub image: String,
+    /// The name the archive gives it (`-r IMAGE=REFNAME`).
+    pub ref_name: Option<String>,
+}
+
+/// Archive format, with the options that format takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OCI image layout: every image whole, a multi-platform index with all its platforms.
+    Oci,
+    /// docker-archive (`docker save`): one manifest per image.
+    Docker {
+        /// Which manifest of a multi-platform image to write; `None`: the host's.
+        platform: Option<Platform>,
+    },
+}
+
+/// A save whose images are resolved and whose blobs are pinned until it is dropped.
+pub struct SaveJob {
+    store: Store,
+    items: Vec<Item>,
+    format: Format,
+    _lease: Lease,
+}
+
+impl SaveJob {
+    /// Streams the archive to `writer`.
+    pub async fn write<W: AsyncWrite + Unpin + Send>(self, writer: W) -> Result<W> {
+        let blobs = &self.store.inner.blobs;
+        let result = match &self.format {
+            Format::Oci => export::oci::write(blobs, &self.items, writer).await,
+            Format::Docker { platform } => {
+                let platform = platform.clone().unwrap_or_else(Platform::host);
+                export::docker::write(blobs, &self.items, &platform, writer).await
+            }
+        };
+        let store = self.store.clone();
+        drop(self);
+        store.collect_deferred().await?;
+        result
+    }
+}
+
+impl Store {
+    /// Resolves the images to save and pins their blobs, so that what is missing is reported
+    /// before a byte is written and nothing is collected while the archive streams.
+    pub async fn prepare_save(&self, items: &[SaveItem], format: Format) -> Result<SaveJob> {
+        let (items, lease) = self.pin_for_save(items).await?;
+        Ok(SaveJob {
+            store: self.clone(),
+            items,
+            format,
+            _lease: lease,
+        })
+    }
+
+    /// Writes the images to `writer` as one archive: [`Store::prepare_save`], then
+    /// [`SaveJob::write`].
+    pub async fn save<W>(&self, items: &[SaveItem], format: Format, writer: W) -> Result<W>
+    where
+        W: AsyncWrite + Unpin + Send,
+    {
+        self.prepare_save(items, format).await?.write(writer).await
+    }
+
+    async fn pin_for_save(&self, items: &[SaveItem]) -> Result<(Vec<Item>, Lease)> {
+        let _guard = self.inner.commit.lock().await;
+        let snap = self.inner.meta.snapshot()?;
+        let mut lease = self.inner.blobs.lease();
+        let mut out = Vec::new();
+        for item in items {
+            let (name, digest) = match ops::lookup(&snap, &item.image)? {
+                Target::Tag(n, d) => (Some(n), d),
+                Target::Image(d) => (snap.names_of(&d).into_iter().next(), d),
+            };
+            let record = snap.images[&digest].clone();
+            for b in &record.blobs {
+                if !lease.pin(&self.inner.blobs, b) {
+                    return Err(Error::NotFound(format!(
+                        "blob {b} of {} is missing from the store",
+                        item.image
+                    )));
+                }
+            }
+            let ref_name = item
+                .ref_name
+                .clone()
+                .or_else(|| name.as_ref().map(ToString::to_string));
+            out.push(Item {
+                record,
+                ref_name,
+                name,
+            });
+        }
+        Ok((out, lease))
+    }
+}
