@@ -1,10 +1,14 @@
 //! One module per subcommand; each returns the process exit code.
 
+mod check;
+mod completion;
 mod images;
+mod inspect;
 mod load;
-mod misc;
 mod rmi;
 mod save;
+mod tag;
+mod version;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,10 +23,10 @@ pub(crate) type Client = ImageServiceClient<Channel>;
 
 pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitCode> {
     if let Command::Completion(args) = command {
-        return misc::completion(args);
+        return completion::run(args);
     }
     if let Command::Version = command {
-        return misc::version(socket).await;
+        return version::run(socket).await;
     }
     let client = connect(socket).await?;
     match command {
@@ -30,9 +34,9 @@ pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitC
         Command::Save(a) => save::run(client, a).await,
         Command::Load(a) => load::run(client, a).await,
         Command::Rmi(a) => rmi::run(client, a).await,
-        Command::Tag(a) => misc::tag(client, a).await,
-        Command::Inspect(a) => misc::inspect(client, a).await,
-        Command::Check => misc::check(client).await,
+        Command::Tag(a) => tag::run(client, a).await,
+        Command::Inspect(a) => inspect::run(client, a).await,
+        Command::Check => check::run(client).await,
         Command::Version | Command::Completion(_) => unreachable!("handled above"),
     }
 }
