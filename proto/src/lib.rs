@@ -18,12 +18,12 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/hyperd_descriptor.bin"));
 
-/// Archive bytes travel in chunks of this size: under the 4 MiB message limit, and the fastest
-/// size measured (FACTS.md).
+/// Archive bytes travel in chunks of this size: under gRPC's default 4 MiB message limit (a
+/// 4 MiB payload plus framing fails it), and the fastest size measured.
 pub const CHUNK_SIZE: usize = 1 << 20;
 
-/// HTTP/2 flow-control windows for both sides; the defaults cap a stream near 1.1 GB/s
-/// (FACTS.md).
+/// HTTP/2 flow-control windows for both sides; with the defaults (16 KiB frames, small windows)
+/// a stream measured 1.1-1.2 GB/s, with these 2.2-3.0 GB/s.
 pub const STREAM_WINDOW: u32 = 8 << 20;
 /// See [`STREAM_WINDOW`].
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
