@@ -5,14 +5,6 @@ mod common;
 use common::*;
 use store::Format;
 
-const DOCKER: Format = Format::Docker { platform: None };
-
-fn docker_for(platform: &str) -> Format {
-    Format::Docker {
-        platform: Some(platform.parse().unwrap()),
-    }
-}
-
 #[tokio::test]
 async fn seed_workflow_keeps_image_ids_across_save_rmi_load() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::TestDaemon;
+
 /// Runs `cmd`, failing the test with its stderr if it does not succeed; returns stdout.
 pub fn sh(cmd: &mut Command) -> String {
     let out = cmd
@@ -197,4 +199,35 @@ impl Drop for Containerd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A two-layer umoci layout tagged `v1` in the daemon's directory.
+pub fn two_layer_layout(d: &TestDaemon) -> PathBuf {
+    umoci_image(
+        d.dir.path(),
+        "v1",
+        &[
+            &[("etc/hello", "hello\n")],
+            &[("usr/bin/tool", "#!/bin/sh\necho tool\n")],
+        ],
+    )
+}
+
+/// A umoci image copied by skopeo into an oci-archive as `busybox:1.35` and loaded into hyperd:
+/// the umoci layout, and the image's manifest and config digests.
+pub fn load_skopeo_image(d: &TestDaemon) -> (PathBuf, String, String) {
+    let layout = two_layer_layout(d);
+    let (manifest, config) = skopeo_digests(&format!("oci:{}:v1", p(&layout)));
+    let seed = d.path("seed.tar");
+    skopeo_copy(
+        &format!("oci:{}:v1", p(&layout)),
+        &format!("oci-archive:{}:busybox:1.35", p(&seed)),
+    );
+    d.ok(&["load", "-i", p(&seed)]);
+    (layout, manifest, config)
+}
+
+/// A path as the `&str` command lines take.
+pub fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
 }

@@ -7,6 +7,16 @@ use std::path::Path;
 pub use integration::fixtures::*;
 use store::{ImageName, Store};
 
+/// docker-archive of the host's platform.
+pub const DOCKER: store::Format = store::Format::Docker { platform: None };
+
+/// docker-archive of `platform` (`os/arch[/variant]`).
+pub fn docker_for(platform: &str) -> store::Format {
+    store::Format::Docker {
+        platform: Some(platform.parse().unwrap()),
+    }
+}
+
 pub fn reader(bytes: Vec<u8>) -> Cursor<Vec<u8>> {
     Cursor::new(bytes)
 }

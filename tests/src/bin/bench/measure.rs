@@ -1,0 +1,91 @@
+//! Measuring: a child's wall time and peak RSS, the daemon's peak RSS, medians.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A finished child: wall time and peak RSS (KiB), from wait4.
+pub(crate) struct Run {
+    pub(crate) secs: f64,
+    pub(crate) max_rss_kib: u64,
+}
+
+// The child is reaped by wait4, which std's Child does not offer and which alone reports its
+// peak RSS.
+#[allow(clippy::zombie_processes)]
+pub(crate) fn run(cmd: &mut Command) -> Run {
+    // A spawned child starts as a copy of this process, and Linux carries the old address space's
+    // peak RSS into the child's ru_maxrss across exec: forget ours (the layers built earlier) first.
+    std::fs::write("/proc/self/clear_refs", "5").expect("resetting own VmHWM");
+    let start = Instant::now();
+    let child = cmd
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills; the pid is our own child, waited once.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let secs = start.elapsed().as_secs_f64();
+    assert!(
+        pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed ({status})"
+    );
+    Run {
+        secs,
+        max_rss_kib: usage.ru_maxrss as u64,
+    }
+}
+
+pub(crate) fn sync() {
+    run(&mut Command::new("sync"));
+}
+
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub(crate) struct Daemon {
+    child: std::process::Child,
+    pub(crate) socket: PathBuf,
+}
+
+impl Daemon {
+    pub(crate) fn start(bin_dir: &Path, dir: &Path) -> Daemon {
+        let socket = dir.join("bench.sock");
+        let child = Command::new(bin_dir.join("hyperd"))
+            .arg("--root")
+            .arg(dir.join("root"))
+            .arg("--socket")
+            .arg(&socket)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("starting hyperd");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "hyperd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon { child, socket }
+    }
+
+    /// Forgets the peak RSS so far, so the next reading is the next operation's own.
+    pub(crate) fn reset_peak(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .expect("resetting VmHWM");
+    }
+
+    pub(crate) fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
