@@ -9,7 +9,10 @@ pub(crate) fn to_status(e: store::Error) -> Status {
         e @ (E::InvalidReference { .. } | E::InvalidPlatform(_) | E::InvalidArchive(_)) => {
             Status::invalid_argument(e.to_string())
         }
-        e @ E::DigestMismatch { .. } => Status::data_loss(e.to_string()),
+        e @ (E::DigestMismatch { .. } | E::Corrupt(_)) => {
+            tracing::error!(error = %e, "damaged data");
+            Status::data_loss(e.to_string())
+        }
         E::Conflict(m) => Status::failed_precondition(m),
         e @ E::Locked(_) => Status::failed_precondition(e.to_string()),
         e @ (E::Database(_) | E::Io { .. }) => {

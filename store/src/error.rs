@@ -30,6 +30,10 @@ pub enum Error {
         /// The digest of the bytes that came.
         actual: String,
     },
+    /// The store's own data is damaged: a record a tag points at is missing, or a stored blob
+    /// no longer parses, no longer matches its digest, or disagrees with what references it.
+    #[error("damaged store: {0}")]
+    Corrupt(String),
     /// The request conflicts with the store's state (e.g. removing an image that other tags still use).
     #[error("{0}")]
     Conflict(String),

@@ -47,6 +47,14 @@ const MANIFEST_TYPES: [&str; 2] = [
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
 
+const CONFIG_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
+/// Longest ref name accepted: docker's limit on a whole image name.
+pub(crate) const MAX_REF_NAME: usize = 255;
+
 /// An OCI image index or a docker manifest list.
 pub(crate) fn is_index(media_type: &str) -> bool {
     INDEX_TYPES.contains(&media_type)
@@ -55,6 +63,63 @@ pub(crate) fn is_index(media_type: &str) -> bool {
 /// An OCI image manifest or a docker v2 manifest.
 pub(crate) fn is_manifest(media_type: &str) -> bool {
     MANIFEST_TYPES.contains(&media_type)
+}
+
+/// An image config, as opposed to an artifact's config (`application/vnd.oci.empty.v1+json`, …).
+pub(crate) fn is_image_config(media_type: &str) -> bool {
+    CONFIG_TYPES.contains(&media_type)
+}
+
+/// A media type as RFC 6838 spells one: `type/subtype`, each a restricted name (a letter or
+/// digit, then up to 126 of letters, digits and `!#$&-^_.+`), optionally followed by
+/// `; name=value` parameters.
+pub(crate) fn is_valid_media_type(s: &str) -> bool {
+    let restricted = |name: &str| {
+        let mut bytes = name.bytes();
+        bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && name.len() <= 127
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    let mut parts = s.split(';');
+    let essence = parts.next().unwrap_or_default();
+    let type_ok = essence
+        .split_once('/')
+        .is_some_and(|(t, sub)| restricted(t) && restricted(sub));
+    type_ok
+        && parts.all(|p| {
+            p.trim().split_once('=').is_some_and(|(k, v)| {
+                restricted(k) && !v.is_empty() && !v.bytes().any(|b| b.is_ascii_control())
+            })
+        })
+}
+
+/// A ref name as the image-spec's grammar allows it (`component ("/" component)*`, a component
+/// being alphanumerics joined by one of `-._:@+` or by `--`), and no longer than
+/// [`MAX_REF_NAME`].
+pub(crate) fn is_valid_ref_name(s: &str) -> bool {
+    let component = |c: &str| {
+        let b = c.as_bytes();
+        let sep = |x: u8| b"-._:@+".contains(&x);
+        let mut i = 0;
+        while i < b.len() {
+            if !b[i].is_ascii_alphanumeric() {
+                return false;
+            }
+            while i < b.len() && b[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            if i == b.len() {
+                return true;
+            }
+            match &b[i..] {
+                [b'-', b'-', ..] => i += 2,
+                [x, ..] if sep(*x) => i += 1,
+                _ => return false,
+            }
+        }
+        false
+    };
+    !s.is_empty() && s.len() <= MAX_REF_NAME && s.split('/').all(component)
 }
 
 /// The few config fields the store uses; docker and OCI configs both carry them.
@@ -179,6 +244,56 @@ impl FromStr for Platform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ref_names_follow_the_image_spec_grammar() {
+        for ok in [
+            "v1",
+            "1.35",
+            "busybox:1.35",
+            "docker.io/library/busybox:1.35",
+            "a--b",
+            "x@sha256:ab",
+        ] {
+            assert!(is_valid_ref_name(ok), "{ok}");
+        }
+        let long = "a".repeat(MAX_REF_NAME + 1);
+        for bad in [
+            "",
+            "has space",
+            "../../x:v1",
+            "a/",
+            "-a",
+            "a-",
+            "a---b",
+            "a//b",
+            long.as_str(),
+        ] {
+            assert!(!is_valid_ref_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn media_types_follow_rfc_6838() {
+        for ok in [
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "text/plain; charset=utf-8",
+        ] {
+            assert!(is_valid_media_type(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "json",
+            "application/",
+            "/json",
+            "application/vnd oci",
+            "a/b/c",
+            "text/plain; charset",
+        ] {
+            assert!(!is_valid_media_type(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn platforms_parse_format_and_match() {

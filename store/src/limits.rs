@@ -2,10 +2,17 @@
 
 /// Largest JSON document read into memory: index.json, manifest.json, manifests, indexes, configs.
 pub const MAX_JSON: u64 = 4 << 20;
-/// Deepest chain of nested image indexes followed.
+/// Deepest chain of nested image indexes followed: an index at depth `MAX_INDEX_DEPTH` (the
+/// top-level one is at depth 0) is refused, on import and on export alike.
 pub const MAX_INDEX_DEPTH: usize = 8;
-/// Most tar entries (other than directories) one archive may hold: room for thousands of layers.
-pub const MAX_ENTRIES: usize = 10_000;
+/// Most tar entries (other than directories) one archive may hold: far above real archives
+/// (thousands of layers, or an air-gap bundle of a whole host), with per-entry bookkeeping of a
+/// few hundred bytes.
+pub const MAX_ENTRIES: usize = 250_000;
+/// Most bytes of tar header metadata one entry may carry (header blocks, PAX extended headers,
+/// GNU long names and link names), which the tar reader holds in memory whole. Go's archive/tar
+/// has the same 1 MiB bound on PAX headers.
+pub const MAX_TAR_METADATA: u64 = 1 << 20;
 /// Most descriptors (images, manifests, layers) one archive may name in total.
 pub const MAX_DESCRIPTORS: usize = 100_000;
 /// Most symlinks followed when resolving one docker-archive path.

@@ -23,6 +23,16 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
+    /// The record of the image `digest`, which a tag or lookup named. Its absence means the
+    /// database is damaged (`hyperctl check` reports it), never a panic.
+    pub(crate) fn record(&self, digest: &Digest) -> Result<&ImageRecord> {
+        self.images.get(digest).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "image {digest} has no record; its tags point nowhere (remove them with rmi)"
+            ))
+        })
+    }
+
     /// The names pointing at the image `digest`, in name order.
     pub(crate) fn names_of(&self, digest: &Digest) -> Vec<ImageName> {
         self.tags

@@ -67,7 +67,10 @@ pub(crate) fn plan_remove(
         Target::Tag(name, digest) => {
             changes.delete_tags.push(name.full());
             removed.push(Removed::Untagged(name.clone()));
-            if snap.names_of(&digest).iter().any(|t| *t != name) {
+            // Untagging is all there is to do while other names remain, and it repairs a tag
+            // whose record is missing.
+            let still_named = snap.names_of(&digest).iter().any(|t| *t != name);
+            if still_named || !snap.images.contains_key(&digest) {
                 return Ok((changes, removed));
             }
             digest
@@ -75,7 +78,7 @@ pub(crate) fn plan_remove(
         Target::Image(digest) => {
             let names = snap.names_of(&digest);
             if names.len() > 1 && !force {
-                let id = &snap.images[&digest].id;
+                let id = &snap.record(&digest)?.id;
                 return Err(Error::Conflict(format!(
                     "unable to delete {} (must be forced) - image is referenced in multiple repositories",
                     &id.hex()[..12]
@@ -88,7 +91,7 @@ pub(crate) fn plan_remove(
             digest
         }
     };
-    removed.push(Removed::Deleted(snap.images[&digest].id.clone()));
+    removed.push(Removed::Deleted(snap.record(&digest)?.id.clone()));
     changes.delete_images.push(digest);
     Ok((changes, removed))
 }
@@ -97,6 +100,7 @@ pub(crate) fn plan_tag(snap: &Snapshot, source: &str, target: &ImageName) -> Res
     let digest = match lookup(snap, source)? {
         Target::Tag(_, d) | Target::Image(d) => d,
     };
+    snap.record(&digest)?;
     Ok(Changes {
         put_tags: vec![(target.full(), digest)],
         ..Changes::default()
@@ -227,6 +231,19 @@ mod tests {
         let s = snap(std::slice::from_ref(&old), &[("a:1", 1), ("b:1", 1)]);
         let changes = plan_load(&s, &[(same_id, vec!["a:1".parse().unwrap()])]);
         assert!(changes.delete_images.is_empty());
+    }
+
+    #[test]
+    fn a_tag_without_its_record_is_damage_to_report_and_removing_it_repairs() {
+        let s = snap(&[], &[("a:1", 1)]);
+        assert!(matches!(
+            plan_tag(&s, "a:1", &"b:1".parse().unwrap()),
+            Err(Error::Corrupt(m)) if m.contains(&Digest::of(&[1]).to_string())
+        ));
+        let (changes, removed) = plan_remove(&s, "a:1", false).unwrap();
+        assert_eq!(changes.delete_tags, vec!["docker.io/library/a:1"]);
+        assert!(changes.delete_images.is_empty());
+        assert_eq!(removed, vec![Removed::Untagged("a:1".parse().unwrap())]);
     }
 
     #[test]

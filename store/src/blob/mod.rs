@@ -19,6 +19,7 @@ pub(crate) use staging::Staging;
 use crate::decompress::Compression;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::limits::MAX_JSON;
 
 /// The blob directory plus the set of digests that in-flight loads and saves still need.
 #[derive(Clone)]
@@ -67,7 +68,7 @@ impl Blobs {
             .await
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => {
-                    Error::NotFound(format!("blob {digest} is missing"))
+                    Error::Corrupt(format!("blob {digest} is missing from the store"))
                 }
                 _ => Error::Io {
                     context: format!("opening {}", path.display()),
@@ -76,9 +77,28 @@ impl Blobs {
             })
     }
 
-    /// Reads a small blob whole, refusing one larger than `cap`.
-    pub(crate) async fn read_small(&self, digest: &Digest, cap: u64) -> Result<Vec<u8>> {
-        read_capped(&self.path(digest), cap).await
+    /// Reads a stored JSON document (manifest, index, config) whole and checks it is still what
+    /// its digest names: a blob damaged on disk is reported, never parsed.
+    pub(crate) async fn read_json(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let path = self.path(digest);
+        let file = self.open_blob(digest).await?;
+        let mut out = Vec::new();
+        file.take(MAX_JSON + 1)
+            .read_to_end(&mut out)
+            .await
+            .context(|| format!("reading {}", path.display()))?;
+        if out.len() as u64 > MAX_JSON {
+            return Err(Error::Corrupt(format!(
+                "stored blob {digest} is read as JSON but is over the {MAX_JSON}-byte limit"
+            )));
+        }
+        let actual = Digest::of(&out);
+        if actual != *digest {
+            return Err(Error::Corrupt(format!(
+                "stored blob {digest} no longer matches its digest (its bytes hash to {actual})"
+            )));
+        }
+        Ok(out)
     }
 
     /// A new, empty set of pins, released when it drops.
@@ -153,24 +173,6 @@ impl Blobs {
         out.sort();
         Ok(out)
     }
-}
-
-async fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .context(|| format!("opening {}", path.display()))?;
-    let mut out = Vec::new();
-    file.take(cap + 1)
-        .read_to_end(&mut out)
-        .await
-        .context(|| format!("reading {}", path.display()))?;
-    if out.len() as u64 > cap {
-        return Err(Error::invalid(format!(
-            "{} is larger than the {cap}-byte limit for JSON documents",
-            path.display()
-        )));
-    }
-    Ok(out)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

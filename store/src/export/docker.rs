@@ -12,8 +12,8 @@ use crate::blob::{self, Blobs, CHUNK};
 use crate::decompress::{Compression, decoder};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{ConfigSummary, Platform, is_index};
-use crate::limits::{MAX_INDEX_DEPTH, MAX_JSON};
+use crate::image::{ConfigSummary, Platform, is_image_config, is_index};
+use crate::limits::MAX_INDEX_DEPTH;
 use crate::reference::ImageName;
 
 #[derive(serde::Serialize)]
@@ -44,17 +44,28 @@ pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
         .await?;
         let manifest: ImageManifest = parse(blobs, &manifest_digest).await?;
         let config_digest = Digest::try_from(manifest.config().digest())?;
-        let config = ConfigSummary::parse(
-            &config_digest,
-            &blobs.read_small(&config_digest, MAX_JSON).await?,
-        )?;
+        let config_type = manifest.config().media_type().to_string();
+        if !is_image_config(&config_type) {
+            return Err(Error::Conflict(format!(
+                "{manifest_digest} is not an image (its config is {config_type}); docker-archive holds images only"
+            )));
+        }
+        let config: ConfigSummary = parse(blobs, &config_digest).await?;
         if written.insert(config_digest.clone()) {
             let file = blobs.open_blob(&config_digest).await?;
             tar.file(&blob_path(&config_digest), manifest.config().size(), file)
                 .await?;
         }
         let mut layers = Vec::new();
-        for (layer, diff_id) in manifest.layers().iter().zip(&config.rootfs.diff_ids) {
+        let diff_ids = &config.rootfs.diff_ids;
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(Error::Corrupt(format!(
+                "manifest {manifest_digest} has {} layers but its config {config_digest} lists {} diff_ids",
+                manifest.layers().len(),
+                diff_ids.len()
+            )));
+        }
+        for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
             let diff_id: Digest = diff_id.parse()?;
             let path = blob_path(&diff_id);
             if written.insert(diff_id.clone()) {
@@ -84,9 +95,9 @@ pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
 }
 
 async fn parse<T: serde::de::DeserializeOwned>(blobs: &Blobs, digest: &Digest) -> Result<T> {
-    let json = blobs.read_small(digest, MAX_JSON).await?;
+    let json = blobs.read_json(digest).await?;
     serde_json::from_slice(&json)
-        .map_err(|e| Error::Database(format!("stored blob {digest} does not parse: {e}")))
+        .map_err(|e| Error::Corrupt(format!("stored blob {digest} does not parse: {e}")))
 }
 
 /// The manifest for `platform`: the image itself, or the matching entry of its index.
@@ -100,8 +111,10 @@ async fn pick_manifest(
     if !is_index(media_type) {
         return Ok(digest.clone());
     }
-    if depth > MAX_INDEX_DEPTH {
-        return Err(Error::invalid(format!("index {digest} is nested too deep")));
+    if depth >= MAX_INDEX_DEPTH {
+        return Err(Error::Corrupt(format!(
+            "stored index {digest} is nested more than {MAX_INDEX_DEPTH} deep"
+        )));
     }
     let index: ImageIndex = parse(blobs, digest).await?;
     let mut offered = Vec::new();

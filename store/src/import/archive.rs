@@ -9,6 +9,7 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
 use super::entry::{self, Kind, Shape};
+use super::gate::{Gate, Gated};
 use crate::blob::{self, BlobInfo, Blobs, CHUNK, Lease, Staging};
 use crate::decompress::{self, Compression};
 use crate::digest::Digest;
@@ -28,6 +29,8 @@ pub(crate) struct Ingested {
     pub(crate) links: HashMap<String, String>,
     pub(crate) index_json: Option<Vec<u8>>,
     pub(crate) manifest_json: Option<Vec<u8>>,
+    /// `oci-layout` was there (and said 1.0.0).
+    pub(crate) has_layout_file: bool,
 }
 
 impl Ingested {
@@ -41,6 +44,7 @@ impl Ingested {
             links: HashMap::new(),
             index_json: None,
             manifest_json: None,
+            has_layout_file: false,
         })
     }
 
@@ -139,7 +143,7 @@ struct Pass {
     seen_paths: HashSet<String>,
 }
 
-type Entry = tokio_tar::Entry<tokio_tar::Archive<Pin<Box<dyn AsyncRead + Send>>>>;
+type Entry = tokio_tar::Entry<tokio_tar::Archive<Gated<Pin<Box<dyn AsyncRead + Send>>>>>;
 
 /// Reads the whole archive once. On error the staging area and pins are dropped with it.
 pub(crate) async fn ingest<R: AsyncRead + Unpin + Send + 'static>(
@@ -152,9 +156,15 @@ pub(crate) async fn ingest<R: AsyncRead + Unpin + Send + 'static>(
         seen_paths: HashSet::new(),
     };
     let tar_error = |e: std::io::Error| Error::invalid(format!("reading tar: {e}"));
-    let mut archive = tokio_tar::Archive::new(decompressed(reader).await?);
+    let gate = Gate::default();
+    let mut archive = tokio_tar::Archive::new(gate.wrap(decompressed(reader).await?));
     let mut entries = archive.entries().map_err(tar_error)?;
-    while let Some(entry) = entries.next().await {
+    loop {
+        gate.limit();
+        let Some(entry) = entries.next().await else {
+            break;
+        };
+        gate.open();
         let mut entry = entry.map_err(tar_error)?;
         let Some((path, kind)) = pass.admit(&entry)? else {
             continue;
@@ -208,7 +218,10 @@ impl Pass {
     async fn file(&mut self, entry: &mut Entry, path: String, kind: Kind) -> Result<()> {
         let size = entry.effective_size();
         match kind {
-            Kind::LayoutFile => entry::check_layout(&read_doc(entry, size, &path).await?)?,
+            Kind::LayoutFile => {
+                entry::check_layout(&read_doc(entry, size, &path).await?)?;
+                self.out.has_layout_file = true;
+            }
             Kind::IndexJson => {
                 let doc = read_doc(entry, size, &path).await?;
                 if let Ok(index) = serde_json::from_slice::<ImageIndex>(&doc) {

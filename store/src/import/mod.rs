@@ -4,6 +4,7 @@
 mod archive;
 mod docker;
 mod entry;
+mod gate;
 mod naming;
 mod oci;
 
@@ -29,6 +30,9 @@ pub(crate) struct Candidate {
 /// docker-archive's `manifest.json`.
 pub(crate) async fn resolve(ingested: &mut Ingested) -> Result<Vec<Candidate>> {
     match (ingested.index_json.take(), ingested.manifest_json.take()) {
+        (Some(_), None) if !ingested.has_layout_file => Err(Error::invalid(
+            "archive has index.json but no oci-layout file, which an OCI image layout must have",
+        )),
         (Some(index), manifest) => {
             let mut found = oci::resolve(ingested, &index)?;
             if let Some(manifest) = manifest {

@@ -1,7 +1,7 @@
 //! Follows an OCI `index.json` through nested indexes to manifests, configs and layers, checking
 //! that every descriptor's blob came in the archive with the size it promised.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
@@ -11,8 +11,8 @@ use crate::blob::BlobInfo;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{
-    CONTAINERD_NAME, ConfigSummary, ImageRecord, Platform, REF_NAME, REF_NAME_OLD, is_index,
-    is_manifest,
+    CONTAINERD_NAME, ConfigSummary, ImageRecord, MAX_REF_NAME, Platform, REF_NAME, REF_NAME_OLD,
+    is_image_config, is_index, is_manifest, is_valid_media_type, is_valid_ref_name,
 };
 use crate::limits::{MAX_DESCRIPTORS, MAX_INDEX_DEPTH};
 
@@ -52,7 +52,27 @@ pub(crate) fn resolve(ingested: &Ingested, index_json: &[u8]) -> Result<Vec<Cand
         descriptors = walk.descriptors;
         out.push(candidate(desc, walk)?);
     }
+    check_one_image_per_ref_name(&out)?;
     Ok(out)
+}
+
+/// A ref name that index.json gives two different images would load as either: refused.
+fn check_one_image_per_ref_name(candidates: &[Candidate]) -> Result<()> {
+    let mut named: HashMap<&str, &Digest> = HashMap::new();
+    for c in candidates {
+        for r in &c.ref_names {
+            match named.insert(r, &c.record.digest) {
+                Some(other) if *other != c.record.digest => {
+                    return Err(Error::invalid(format!(
+                        "index.json gives ref name {r:?} to two different images, {other} and {}",
+                        c.record.digest
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn candidate(desc: &Descriptor, walk: Walk) -> Result<Candidate> {
@@ -65,10 +85,17 @@ fn candidate(desc: &Descriptor, walk: Walk) -> Result<Candidate> {
         .or_else(|| walk.manifests.first())
         .ok_or_else(|| Error::invalid(format!("{digest} holds no image manifest")))?;
     let annotations = desc.annotations().clone().unwrap_or_default();
-    let ref_names = [REF_NAME, REF_NAME_OLD]
+    let ref_names: Vec<String> = [REF_NAME, REF_NAME_OLD]
         .iter()
         .filter_map(|k| annotations.get(*k).cloned())
         .collect();
+    if let Some(bad) = ref_names.iter().find(|r| !is_valid_ref_name(r)) {
+        return Err(Error::invalid(format!(
+            "index.json names {digest} {bad:?}, which is not a valid ref name (letters and digits \
+             joined by one of -._:@+ or --, in /-separated components, at most {MAX_REF_NAME} \
+             characters)"
+        )));
+    }
     let record = ImageRecord {
         digest,
         media_type: desc.media_type().to_string(),
@@ -109,6 +136,11 @@ fn visit(
     }
     let digest = Digest::try_from(desc.digest())?;
     let media_type = desc.media_type().to_string();
+    if !is_valid_media_type(&media_type) {
+        return Err(Error::invalid(format!(
+            "{digest} in {parent} has media type {media_type:?}, which is not a media type"
+        )));
+    }
     let info = present(ingested, desc, &digest, parent)?;
     if walk.stack.contains(&digest) {
         return Err(Error::invalid(format!("index {digest} refers to itself")));
@@ -193,6 +225,15 @@ fn visit_manifest(
     let config = ConfigSummary::parse(&config_digest, &ingested.read_json(&config_digest)?)?;
     for layer in manifest.layers() {
         visit(ingested, layer, &name, depth + 1, walk)?;
+    }
+    let diff_ids = config.rootfs.diff_ids.len();
+    if is_image_config(manifest.config().media_type().as_ref())
+        && diff_ids != manifest.layers().len()
+    {
+        return Err(Error::invalid(format!(
+            "manifest {digest} has {} layers but its config {config_digest} lists {diff_ids} diff_ids",
+            manifest.layers().len()
+        )));
     }
     walk.manifests.push(ManifestSeen {
         platform: config.platform(),

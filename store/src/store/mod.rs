@@ -19,7 +19,6 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
 use crate::import;
-use crate::limits::MAX_JSON;
 use crate::meta::{Meta, Snapshot};
 use crate::ops::{self, Removed, Target};
 use crate::reference::ImageName;
@@ -191,15 +190,11 @@ impl Store {
         let digest = match ops::lookup(&snap, image)? {
             Target::Tag(_, d) | Target::Image(d) => d,
         };
-        let record = snap.images[&digest].clone();
+        let record = snap.record(&digest)?.clone();
         Ok(Inspection {
             names: snap.names_of(&digest),
-            manifest: self
-                .inner
-                .blobs
-                .read_small(&record.digest, MAX_JSON)
-                .await?,
-            config: self.inner.blobs.read_small(&record.id, MAX_JSON).await?,
+            manifest: self.inner.blobs.read_json(&record.digest).await?,
+            config: self.inner.blobs.read_json(&record.id).await?,
             record,
         })
     }

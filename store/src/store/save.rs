@@ -88,10 +88,10 @@ impl Store {
                 Target::Tag(n, d) => (Some(n), d),
                 Target::Image(d) => (snap.names_of(&d).into_iter().next(), d),
             };
-            let record = snap.images[&digest].clone();
+            let record = snap.record(&digest)?.clone();
             for b in &record.blobs {
                 if !lease.pin(&self.inner.blobs, b) {
-                    return Err(Error::NotFound(format!(
+                    return Err(Error::Corrupt(format!(
                         "blob {b} of {} is missing from the store",
                         item.image
                     )));

@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 pub use integration::fixtures::*;
-use store::{ImageName, Store};
+use store::{Error, ImageName, Store};
 
 /// docker-archive of the host's platform.
 pub const DOCKER: store::Format = store::Format::Docker { platform: None };
@@ -106,4 +106,61 @@ pub async fn load_two_sharing_a_layer(store: &Store, shared: &str) -> (Image, Im
     .await;
     store.load(reader(archive), &[]).await.unwrap();
     (a, b)
+}
+
+/// Loads `archive` into a store that already holds one image, and checks the refusal left that
+/// store as it was.
+pub async fn refused(archive: Vec<u8>, expect: &str) -> Error {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let keep = Image::new(&["keep"], "amd64", Comp::None).await;
+    store
+        .load(
+            reader(oci_archive(&[(&keep, &[("io.containerd.image.name", "keep:1")])]).await),
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows_before = rows(&store);
+    let blobs_before = blob_files(dir.path());
+    let err = store.load(reader(archive), &[]).await.unwrap_err();
+    assert!(
+        err.to_string().contains(expect),
+        "error {err:?} does not mention {expect:?}"
+    );
+    assert_eq!(rows(&store), rows_before, "tags changed");
+    assert_eq!(blob_files(dir.path()), blobs_before, "blobs changed");
+    assert_eq!(ingest_files(dir.path()), 0, "temp files left behind");
+    let outside = dir.path().parent().unwrap().join("escaped");
+    assert!(!outside.exists(), "wrote outside the root");
+    assert!(store.check().await.unwrap().problems.is_empty());
+    err
+}
+
+pub async fn plain() -> Image {
+    Image::new(&["bad"], "amd64", Comp::None).await
+}
+
+pub fn with_index(img: &Image, descriptors: Vec<serde_json::Value>) -> Vec<Entry> {
+    let mut e = vec![
+        Entry::file("oci-layout", LAYOUT),
+        Entry::file("index.json", &index_json(descriptors)),
+    ];
+    e.extend(img.blob_entries());
+    e
+}
+
+/// (index, byte offset) of each header in an uncompressed tar.
+pub fn tar_offsets(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 512 <= bytes.len() && bytes[pos] != 0 {
+        let size_field = std::str::from_utf8(&bytes[pos + 124..pos + 136])
+            .unwrap()
+            .trim_matches(|c| c == '\0' || c == ' ');
+        let size = usize::from_str_radix(size_field, 8).unwrap();
+        out.push((out.len(), pos));
+        pos += 512 + size.div_ceil(512) * 512;
+    }
+    out
 }

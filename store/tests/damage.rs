@@ -1,0 +1,109 @@
+//! Damage to the store's own data (a record missing behind a tag, a blob changed or gone on
+//! disk) is reported as such, naming what is damaged, and never panics; removing a tag whose
+//! record is gone repairs the store.
+
+mod common;
+
+use common::*;
+use store::{Error, Format, SaveItem, Store};
+
+async fn store_with_one_image(dir: &std::path::Path) -> (Store, Image) {
+    let store = open(dir).await;
+    let img = Image::new(&["damage"], "amd64", Comp::None).await;
+    let archive = oci_archive(&[(&img, &[("io.containerd.image.name", "app:1")])]).await;
+    store.load(reader(archive), &[]).await.unwrap();
+    (store, img)
+}
+
+fn item(image: &str) -> Vec<SaveItem> {
+    vec![SaveItem {
+        image: image.to_owned(),
+        ref_name: None,
+    }]
+}
+
+fn assert_corrupt<T: std::fmt::Debug>(result: store::Result<T>, naming: &str) {
+    match result {
+        Err(Error::Corrupt(m)) => assert!(m.contains(naming), "{m} does not name {naming}"),
+        other => panic!("expected damage naming {naming}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stored_blob_changed_on_disk_is_damage_naming_its_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, img) = store_with_one_image(dir.path()).await;
+    let config = dir.path().join("blobs/sha256").join(hex_of(&img.id()));
+    std::fs::write(&config, b"{\"not\": \"the config\"}").unwrap();
+    assert_corrupt(store.inspect("app:1").await, &img.id());
+    assert_corrupt(
+        store.save(&item("app:1"), DOCKER, Vec::new()).await,
+        &img.id(),
+    );
+}
+
+#[tokio::test]
+async fn a_stored_blob_gone_from_disk_is_damage_naming_its_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, img) = store_with_one_image(dir.path()).await;
+    let layer = img.blob_entries().last().unwrap().path.clone();
+    std::fs::remove_file(dir.path().join(&layer)).unwrap();
+    let hex = layer.rsplit('/').next().unwrap();
+    assert_corrupt(
+        store.save(&item("app:1"), Format::Oci, Vec::new()).await,
+        hex,
+    );
+}
+
+/// Drops the image record a tag points at, behind the store's back.
+fn drop_record(root: &std::path::Path, tag: &str) {
+    use redb::ReadableTable;
+    let db = redb::Database::open(root.join("meta.redb")).unwrap();
+    let tags: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("tags");
+    let images: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("images");
+    let tx = db.begin_write().unwrap();
+    {
+        let digest = tx
+            .open_table(tags)
+            .unwrap()
+            .get(tag)
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_owned();
+        tx.open_table(images)
+            .unwrap()
+            .remove(digest.as_str())
+            .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+#[tokio::test]
+async fn a_tag_whose_record_is_missing_is_damage_and_rmi_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, img) = store_with_one_image(dir.path()).await;
+    assert_eq!(rows(&store).len(), 1);
+    drop(store);
+    drop_record(dir.path(), "docker.io/library/app:1");
+    let store = open(dir.path()).await;
+
+    assert!(store.list().unwrap().is_empty());
+    assert_corrupt(store.inspect("app:1").await, "has no record");
+    assert_corrupt(
+        store.save(&item("app:1"), Format::Oci, Vec::new()).await,
+        "has no record",
+    );
+    assert_corrupt(store.tag("app:1", &name("b:1")).await, "has no record");
+    let report = store.check().await.unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(report.problems[0].contains("app:1"));
+
+    let removed = store.remove("app:1", false).await.unwrap();
+    assert_eq!(removed, vec![store::Removed::Untagged(name("app:1"))]);
+    assert!(store.check().await.unwrap().problems.is_empty());
+    // The image's blobs went with the record: loading it again stores it whole.
+    let archive = oci_archive(&[(&img, &[("io.containerd.image.name", "app:1")])]).await;
+    store.load(reader(archive), &[]).await.unwrap();
+    assert!(store.inspect("app:1").await.is_ok());
+}
