@@ -8,24 +8,27 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 
 /// A sha256 content digest, `sha256:<64 lowercase hex>`. The only algorithm the store keeps.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(String);
+/// Held as its 32 bytes: an archive of many entries keeps several per entry, and the bytes
+/// order as the hex does.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest([u8; 32]);
 
 impl Digest {
-    /// The 64 hex digits, which name the blob file.
-    pub fn hex(&self) -> &str {
-        &self.0
+    /// The 64 lowercase hex digits, which name the blob file.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
     }
 
-    /// Parses the bare hex form used in file names (`blobs/sha256/<hex>`).
+    /// Parses the bare hex form used in file names (`blobs/sha256/<hex>`): lowercase only, so
+    /// that one digest has one file name.
     pub fn from_hex(hex: &str) -> Result<Self> {
-        let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if ok {
-            Ok(Digest(hex.to_owned()))
-        } else {
-            Err(Error::invalid(format!(
+        let lowercase = hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let mut bytes = [0u8; 32];
+        match hex::decode_to_slice(hex, &mut bytes) {
+            Ok(()) if lowercase => Ok(Digest(bytes)),
+            _ => Err(Error::invalid(format!(
                 "{hex:?} is not a sha256 hex digest"
-            )))
+            ))),
         }
     }
 
@@ -39,7 +42,13 @@ impl Digest {
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.0)
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({self})")
     }
 }
 
@@ -104,7 +113,7 @@ impl Hasher {
 
     /// The digest of everything fed.
     pub(crate) fn finish(self) -> Digest {
-        Digest(hex::encode(self.inner.finalize()))
+        Digest(self.inner.finalize().into())
     }
 }
 

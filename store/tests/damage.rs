@@ -55,37 +55,13 @@ async fn a_stored_blob_gone_from_disk_is_damage_naming_its_digest() {
     );
 }
 
-/// Drops the image record a tag points at, behind the store's back.
-fn drop_record(root: &std::path::Path, tag: &str) {
-    use redb::ReadableTable;
-    let db = redb::Database::open(root.join("meta.redb")).unwrap();
-    let tags: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("tags");
-    let images: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("images");
-    let tx = db.begin_write().unwrap();
-    {
-        let digest = tx
-            .open_table(tags)
-            .unwrap()
-            .get(tag)
-            .unwrap()
-            .unwrap()
-            .value()
-            .to_owned();
-        tx.open_table(images)
-            .unwrap()
-            .remove(digest.as_str())
-            .unwrap();
-    }
-    tx.commit().unwrap();
-}
-
 #[tokio::test]
 async fn a_tag_whose_record_is_missing_is_damage_and_rmi_repairs_it() {
     let dir = tempfile::tempdir().unwrap();
     let (store, img) = store_with_one_image(dir.path()).await;
     assert_eq!(rows(&store).len(), 1);
     drop(store);
-    drop_record(dir.path(), "docker.io/library/app:1");
+    integration::damage::drop_record(dir.path(), "docker.io/library/app:1");
     let store = open(dir.path()).await;
 
     assert!(store.list().unwrap().is_empty());

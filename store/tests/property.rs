@@ -87,12 +87,12 @@ fn mutated_archives_commit_whole_images_or_nothing() {
                     // Whatever was committed saves whole.
                     for image in loaded {
                         let items = [store::SaveItem {
-                            image: image.id.hex().to_owned(),
+                            image: image.id.hex(),
                             ref_name: None,
                         }];
                         let saved = rt.block_on(store.save(&items, store::Format::Oci, Vec::new()));
                         prop_assert!(saved.is_ok(), "{:?}", saved.err());
-                        rt.block_on(store.remove(image.id.hex(), true)).unwrap();
+                        rt.block_on(store.remove(&image.id.hex(), true)).unwrap();
                     }
                 }
                 Err(_) => {

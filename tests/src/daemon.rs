@@ -151,6 +151,24 @@ impl TestDaemon {
         self.child.as_ref().expect("daemon is running").id()
     }
 
+    /// hyperd's peak resident memory so far, in MiB (VmHWM).
+    pub fn peak_rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading the daemon's status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM in /proc/PID/status");
+        kib / 1024
+    }
+
+    /// Forgets the peak so far, so that the next reading is of what follows alone.
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").expect("resetting VmHWM");
+    }
+
     /// A hyperctl command aimed at this daemon.
     pub fn ctl(&self) -> Command {
         let mut c = Command::new(bin("hyperctl"));

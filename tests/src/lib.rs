@@ -1,6 +1,7 @@
 //! Test support: archive fixtures, and a real `hyperd` on a temporary socket and root.
 
 pub mod daemon;
+pub mod damage;
 pub mod fixtures;
 pub mod tools;
 

@@ -113,3 +113,48 @@ async fn a_load_map_naming_an_absent_ref_is_not_found() {
         stderr(&out)
     );
 }
+
+#[tokio::test]
+async fn every_call_answers_a_store_whose_tag_points_at_a_missing_record() {
+    let mut d = TestDaemon::start();
+    let img = Image::new(&["dangling"], "amd64", Comp::None).await;
+    let f = d.path("a.tar");
+    std::fs::write(&f, docker_archive(&[(&img, &["a:1"])]).await).unwrap();
+    d.ok(&["load", "-i", f.to_str().unwrap()]);
+    d.kill();
+    integration::damage::drop_record(&d.root, "docker.io/library/a:1");
+    d.restart();
+    let pid = d.pid();
+
+    assert_eq!(d.ok(&["images", "-q"]), "");
+    for args in [
+        &["inspect", "a:1"][..],
+        &["save", "-o", d.path("out.tar").to_str().unwrap(), "a:1"],
+        &["tag", "a:1", "b:1"],
+    ] {
+        let out = d.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains("damaged store") && stderr(&out).contains("has no record"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let check = d.run(&["check"]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&check.stdout)
+            .contains("tag docker.io/library/a:1 points at missing image")
+    );
+    assert!(d.ok(&["version"]).contains("Server: hyperd"));
+    let other = Image::new(&["other"], "amd64", Comp::None).await;
+    let g = d.path("b.tar");
+    std::fs::write(&g, docker_archive(&[(&other, &["c:1"])]).await).unwrap();
+    d.ok(&["load", "-i", g.to_str().unwrap()]);
+
+    // Removing the tag repairs the store.
+    assert_eq!(d.ok(&["rmi", "a:1"]), "Untagged: a:1\n");
+    assert!(d.ok(&["check"]).contains("0 problems"));
+    assert_eq!(d.pid(), pid, "hyperd restarted");
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}

@@ -23,8 +23,12 @@ pub(crate) struct Ingested {
     pub(crate) blobs: Blobs,
     /// Every blob the archive held, by digest.
     pub(crate) present: HashMap<Digest, BlobInfo>,
-    /// Regular files by normalised path, to resolve docker-archive's `manifest.json` paths.
+    /// Regular files outside `blobs/` by normalised path, to resolve docker-archive's
+    /// `manifest.json` paths.
     pub(crate) files: HashMap<String, Digest>,
+    /// The `blobs/sha256/<hex>` entries, by digest: their path is their digest, so they need no
+    /// entry in `files` (an archive may hold a great many of them).
+    pub(crate) blob_entries: HashSet<Digest>,
     /// Symlinks and hardlinks by path, with their target as an archive path.
     pub(crate) links: HashMap<String, String>,
     pub(crate) index_json: Option<Vec<u8>>,
@@ -41,11 +45,20 @@ impl Ingested {
             blobs: blobs.clone(),
             present: HashMap::new(),
             files: HashMap::new(),
+            blob_entries: HashSet::new(),
             links: HashMap::new(),
             index_json: None,
             manifest_json: None,
             has_layout_file: false,
         })
+    }
+
+    /// The regular file at `path`, if the archive held one there.
+    pub(crate) fn file(&self, path: &str) -> Option<Digest> {
+        match entry::classify(path) {
+            Ok(Kind::Blob(d)) => self.blob_entries.contains(&d).then_some(d),
+            _ => self.files.get(path).cloned(),
+        }
     }
 
     /// What the archive held of `digest`, or an error naming it as missing.
@@ -140,7 +153,9 @@ impl Expected {
 struct Pass {
     out: Ingested,
     expected: Expected,
+    /// Entries outside `blobs/` seen so far; blob entries are known by digest instead.
     seen_paths: HashSet<String>,
+    entries: usize,
 }
 
 type Entry = tokio_tar::Entry<tokio_tar::Archive<Gated<Pin<Box<dyn AsyncRead + Send>>>>>;
@@ -154,6 +169,7 @@ pub(crate) async fn ingest<R: AsyncRead + Unpin + Send + 'static>(
         out: Ingested::new(blobs)?,
         expected: Expected::default(),
         seen_paths: HashSet::new(),
+        entries: 0,
     };
     let tar_error = |e: std::io::Error| Error::invalid(format!("reading tar: {e}"));
     let gate = Gate::default();
@@ -181,11 +197,6 @@ impl Pass {
     /// The entry's normalised name and kind, or `None` for entries that carry nothing (directories,
     /// global PAX headers). Refuses what the header alone shows to be wrong.
     fn admit(&mut self, entry: &Entry) -> Result<Option<(String, Kind)>> {
-        if self.seen_paths.len() >= MAX_ENTRIES {
-            return Err(Error::invalid(format!(
-                "archive holds more than {MAX_ENTRIES} entries"
-            )));
-        }
         let raw_path = entry
             .path_bytes()
             .map_err(|e| Error::invalid(format!("reading tar entry name: {e}")))?;
@@ -194,13 +205,23 @@ impl Pass {
         if entry_type.is_pax_global_extensions() || entry_type.is_dir() || path.is_empty() {
             return Ok(None);
         }
-        if !self.seen_paths.insert(path.clone()) {
+        self.entries += 1;
+        if self.entries > MAX_ENTRIES {
+            return Err(Error::invalid(format!(
+                "archive holds more than {MAX_ENTRIES} entries"
+            )));
+        }
+        let kind = entry::classify(&path)?;
+        let first = match &kind {
+            Kind::Blob(digest) => self.out.blob_entries.insert(digest.clone()),
+            _ => self.seen_paths.insert(path.clone()),
+        };
+        if !first {
             return Err(Error::invalid(format!(
                 "entry {path:?} appears more than once"
             )));
         }
         entry::check_pax_size(entry, &path)?;
-        let kind = entry::classify(&path)?;
         Ok(Some((path, kind)))
     }
 
@@ -239,7 +260,6 @@ impl Pass {
                 if self.expected.parents.contains(&digest) && info.size <= MAX_JSON {
                     self.expected.learn_blob(&self.out.read_json(&digest)?);
                 }
-                self.out.files.insert(path, digest);
             }
             Kind::Other => {
                 let what = format!("entry {path:?}");

@@ -54,8 +54,8 @@ fn parse(manifest_json: &[u8]) -> Result<Vec<Entry>> {
 fn lookup(ingested: &Ingested, path: &str) -> Result<Digest> {
     let mut path = normalize(path.as_bytes())?;
     for _ in 0..=MAX_LINK_HOPS {
-        if let Some(d) = ingested.files.get(&path) {
-            return Ok(d.clone());
+        if let Some(d) = ingested.file(&path) {
+            return Ok(d);
         }
         match ingested.links.get(&path) {
             Some(target) => path = target.clone(),
