@@ -1,5 +1,6 @@
 //! hyperd: the image store served as gRPC on a Unix socket.
 
+mod authority;
 mod convert;
 mod service;
 mod socket;
@@ -7,6 +8,7 @@ mod status;
 
 use std::future::Future;
 
+use futures_util::TryStreamExt;
 use hyperd_proto::v1::image_service_server::ImageServiceServer;
 use hyperd_proto::{CONNECTION_WINDOW, FILE_DESCRIPTOR_SET, MAX_FRAME};
 use store::Store;
@@ -38,6 +40,11 @@ pub async fn run(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    // grpcio-reflection (Python) still asks the v1alpha service only.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
     let images = ImageServiceServer::new(service::Images::new(store, cancel.clone()));
     let stop = async move {
         shutdown.await;
@@ -53,8 +60,12 @@ pub async fn run(
         .max_frame_size(MAX_FRAME)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(images)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener).map_ok(authority::AnyAuthority::new),
+            stop,
+        )
         .await?;
     Ok(())
 }
