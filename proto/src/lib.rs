@@ -59,8 +59,9 @@ pub fn default_socket() -> PathBuf {
 /// Opens a channel to hyperd's Unix socket at `path`.
 pub async fn connect(path: impl Into<PathBuf>) -> Result<Channel, tonic::transport::Error> {
     let path = path.into();
-    // The URI is required by the builder but unused: the connector below ignores it.
-    Endpoint::from_static("http://hyperd.sock")
+    // The connector below ignores the URI; its authority becomes the HTTP/2 `:authority`, and
+    // `localhost` is what grpc-go and Kubernetes send over Unix sockets.
+    Endpoint::from_static("http://localhost")
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME)
