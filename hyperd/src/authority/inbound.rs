@@ -98,6 +98,10 @@ impl Inbound {
     /// Stops before a frame header that is incomplete or starts a header block: the caller hands
     /// the rest to [`Inbound::hold`].
     pub(crate) fn passable(&mut self, bytes: &[u8]) -> usize {
+        // Inside a header block only CONTINUATION may follow, and that is held anyway.
+        if self.block.is_some() {
+            return 0;
+        }
         passable(&mut self.passing, bytes)
     }
 

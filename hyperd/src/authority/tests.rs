@@ -243,11 +243,16 @@ async fn a_large_block_leaves_in_frames_of_16_kib() {
     );
 }
 
+/// The error the connection ends with, the same wherever the reads split the bytes.
 async fn refused(tail: Vec<u8>) -> io::Error {
     let mut sent = PREFACE.to_vec();
     sent.extend(tail);
     let e = through(&sent, &[1 << 20], 1 << 20).await.unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    for at in (1..sent.len()).step_by(sent.len() / 200 + 1) {
+        let split = through(&sent, &[at, 1 << 20], 1 << 20).await.unwrap_err();
+        assert_eq!(split.to_string(), e.to_string(), "split at {at}");
+    }
     e
 }
 
