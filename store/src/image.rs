@@ -94,9 +94,22 @@ pub(crate) fn is_valid_media_type(s: &str) -> bool {
 }
 
 /// A ref name as the image-spec's grammar allows it (`component ("/" component)*`, a component
-/// being alphanumerics joined by one of `-._:@+` or by `--`), and no longer than
-/// [`MAX_REF_NAME`].
+/// being alphanumerics joined by one of `-._:@+` or by `--`), or a docker tag
+/// (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`, which `docker save` writes there and which the
+/// image-spec grammar does not always take, e.g. `v1-`); no longer than [`MAX_REF_NAME`].
 pub(crate) fn is_valid_ref_name(s: &str) -> bool {
+    s.len() <= MAX_REF_NAME && (is_docker_tag(s) || is_spec_ref_name(s))
+}
+
+fn is_docker_tag(s: &str) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut bytes = s.bytes();
+    s.len() <= 128
+        && bytes.next().is_some_and(word)
+        && bytes.all(|b| word(b) || b == b'.' || b == b'-')
+}
+
+fn is_spec_ref_name(s: &str) -> bool {
     let component = |c: &str| {
         let b = c.as_bytes();
         let sep = |x: u8| b"-._:@+".contains(&x);
@@ -119,7 +132,7 @@ pub(crate) fn is_valid_ref_name(s: &str) -> bool {
         }
         false
     };
-    !s.is_empty() && s.len() <= MAX_REF_NAME && s.split('/').all(component)
+    !s.is_empty() && s.split('/').all(component)
 }
 
 /// The few config fields the store uses; docker and OCI configs both carry them.
@@ -254,6 +267,9 @@ mod tests {
             "docker.io/library/busybox:1.35",
             "a--b",
             "x@sha256:ab",
+            "v1-",
+            "1.0_",
+            "_tmp",
         ] {
             assert!(is_valid_ref_name(ok), "{ok}");
         }
@@ -264,8 +280,8 @@ mod tests {
             "../../x:v1",
             "a/",
             "-a",
-            "a-",
-            "a---b",
+            "-a:b",
+            "a-:b",
             "a//b",
             long.as_str(),
         ] {

@@ -9,6 +9,9 @@ pub const MAX_INDEX_DEPTH: usize = 8;
 /// (thousands of layers, or an air-gap bundle of a whole host), with per-entry bookkeeping of a
 /// few hundred bytes.
 pub const MAX_ENTRIES: usize = 250_000;
+/// Longest entry name or link target kept, in bytes: Linux's PATH_MAX. Names are kept for the
+/// whole load, so this, not the metadata limit below, bounds what each entry costs.
+pub const MAX_ENTRY_NAME: usize = 4096;
 /// Most bytes of tar header metadata one entry may carry (header blocks, PAX extended headers,
 /// GNU long names and link names), which the tar reader holds in memory whole. Go's archive/tar
 /// has the same 1 MiB bound on PAX headers.

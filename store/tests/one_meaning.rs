@@ -24,8 +24,8 @@ fn extension(entry_type: EntryType, path: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// One PAX record, `LEN key=value\n`, whose length counts its own digits.
-fn pax_record(key: &str, value_len: usize) -> Vec<u8> {
-    let rest = format!(" {key}={}\n", "v".repeat(value_len));
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let rest = format!(" {key}={value}\n");
     let mut len = rest.len() + 1;
     while format!("{len}").len() + rest.len() > len {
         len += 1;
@@ -46,18 +46,78 @@ const OVER: usize = MAX_TAR_METADATA as usize + 4096;
 
 #[tokio::test]
 async fn a_pax_header_over_the_limit_is_refused() {
-    let block = extension(EntryType::XHeader, "pax", &pax_record("comment", OVER));
+    let block = extension(
+        EntryType::XHeader,
+        "pax",
+        &pax_record("comment", &"v".repeat(OVER)),
+    );
     refused(with_before_last(block).await, "byte limit").await;
 }
 
+/// The tar reader hands global headers over as entries of their own instead of buffering them,
+/// so a large one is skipped like any body the importer has no use for.
 #[tokio::test]
-async fn a_global_pax_header_over_the_limit_is_refused() {
-    let block = extension(
-        EntryType::XGlobalHeader,
-        "global",
-        &pax_record("comment", OVER),
-    );
-    refused(with_before_last(block).await, "byte limit").await;
+async fn a_large_global_pax_header_is_skipped_not_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let record = pax_record("comment", &"v".repeat(OVER));
+    let block = extension(EntryType::XGlobalHeader, "global", &record);
+    store
+        .load(reader(with_before_last(block).await), &[])
+        .await
+        .unwrap();
+    assert_eq!(rows(&store).len(), 1);
+}
+
+#[tokio::test]
+async fn entry_names_and_link_targets_over_path_max_are_refused() {
+    let long = format!("junk/{}", "n".repeat(5000));
+    let mut named = extension(EntryType::XHeader, "pax", &pax_record("path", &long));
+    named.extend(extension(EntryType::Regular, "short", b"x"));
+    refused(with_before_last(named).await, "over the 4096-byte limit").await;
+    let mut linked = extension(EntryType::XHeader, "pax", &pax_record("linkpath", &long));
+    let mut h = Header::new_ustar();
+    h.set_entry_type(EntryType::Symlink);
+    h.set_path("junk/link").unwrap();
+    h.set_link_name("short").unwrap();
+    h.set_size(0);
+    h.set_cksum();
+    linked.extend_from_slice(h.as_bytes());
+    refused(with_before_last(linked).await, "over the 4096-byte limit").await;
+}
+
+/// A hard link may carry data (POSIX allows it): the body is skipped as data, not counted as
+/// the next entry's metadata.
+#[tokio::test]
+async fn a_link_that_carries_data_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let mut h = Header::new_ustar();
+    h.set_entry_type(EntryType::Link);
+    h.set_path("extra/hardlink").unwrap();
+    h.set_link_name("oci-layout").unwrap();
+    let body = vec![7u8; 3 << 20];
+    h.set_size(body.len() as u64);
+    h.set_cksum();
+    let mut block = h.as_bytes().to_vec();
+    block.extend_from_slice(&body);
+    store
+        .load(reader(with_before_last(block).await), &[])
+        .await
+        .unwrap();
+    assert_eq!(rows(&store).len(), 1);
+}
+
+/// Only a `blobs/sha256/<hex>` entry is a layout's blob: other readers of layouts would not find
+/// a config kept elsewhere, so hyperd does not either.
+#[tokio::test]
+async fn a_blob_held_only_outside_blobs_is_missing() {
+    let img = plain().await;
+    let mut e = with_index(&img, vec![img.descriptor(&[])]);
+    let config = format!("blobs/sha256/{}", hex_of(&img.id()));
+    let at = e.iter().position(|x| x.path == config).unwrap();
+    e[at].path = "elsewhere/config.json".to_owned();
+    refused(tar(&e).await, "is not in the archive").await;
 }
 
 #[tokio::test]
@@ -73,7 +133,11 @@ async fn gnu_long_names_and_link_names_over_the_limit_are_refused() {
 async fn metadata_within_the_limit_still_loads() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
-    let block = extension(EntryType::XHeader, "pax", &pax_record("comment", 512 << 10));
+    let block = extension(
+        EntryType::XHeader,
+        "pax",
+        &pax_record("comment", &"v".repeat(512 << 10)),
+    );
     store
         .load(reader(with_before_last(block).await), &[])
         .await

@@ -14,7 +14,7 @@ use crate::blob::{self, BlobInfo, Blobs, CHUNK, Lease, Staging};
 use crate::decompress::{self, Compression};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::limits::{MAX_ENTRIES, MAX_JSON};
+use crate::limits::{MAX_ENTRIES, MAX_ENTRY_NAME, MAX_JSON};
 
 /// What one pass over an archive found. Blobs named here are either staged or pinned.
 pub(crate) struct Ingested {
@@ -182,13 +182,17 @@ pub(crate) async fn ingest<R: AsyncRead + Unpin + Send + 'static>(
         };
         gate.open();
         let mut entry = entry.map_err(tar_error)?;
-        let Some((path, kind)) = pass.admit(&entry)? else {
-            continue;
-        };
-        match entry::shape(&path, &kind, entry.header().entry_type())? {
-            Shape::Link => pass.link(&entry, path)?,
-            Shape::File => pass.file(&mut entry, path, kind).await?,
+        if let Some((path, kind)) = pass.admit(&entry)? {
+            match entry::shape(&path, &kind, entry.header().entry_type())? {
+                Shape::Link => pass.link(&entry, path)?,
+                Shape::File => pass.file(&mut entry, path, kind).await?,
+            }
         }
+        // A body the importer had no use for (a directory's, a link's, a global header's) is
+        // skipped here, with the gate open: it is data, not the next entry's metadata.
+        tokio::io::copy(&mut entry, &mut tokio::io::sink())
+            .await
+            .map_err(tar_error)?;
     }
     Ok(pass.out)
 }
@@ -200,6 +204,12 @@ impl Pass {
         let raw_path = entry
             .path_bytes()
             .map_err(|e| Error::invalid(format!("reading tar entry name: {e}")))?;
+        if raw_path.len() > MAX_ENTRY_NAME {
+            return Err(Error::invalid(format!(
+                "an entry name is {} bytes, over the {MAX_ENTRY_NAME}-byte limit",
+                raw_path.len()
+            )));
+        }
         let path = entry::normalize(&raw_path)?;
         let entry_type = entry.header().entry_type();
         if entry_type.is_pax_global_extensions() || entry_type.is_dir() || path.is_empty() {
@@ -230,6 +240,12 @@ impl Pass {
             .link_name_bytes()
             .map_err(|e| Error::invalid(format!("link {path:?}: {e}")))?
             .ok_or_else(|| Error::invalid(format!("link {path:?} has no target")))?;
+        if target.len() > MAX_ENTRY_NAME {
+            return Err(Error::invalid(format!(
+                "link {path:?}: its target is {} bytes, over the {MAX_ENTRY_NAME}-byte limit",
+                target.len()
+            )));
+        }
         let symbolic = entry.header().entry_type() == tokio_tar::EntryType::Symlink;
         let resolved = entry::link_target(&path, &target, symbolic)?;
         self.out.links.insert(path, resolved);

@@ -79,10 +79,17 @@ impl<R: AsyncRead + Unpin> AsyncRead for Gated<R> {
             .remaining()
             .min(usize::try_from(allowed).unwrap_or(usize::MAX));
         let mut limited = buf.take(room);
+        let start = limited.filled().as_ptr();
         ready!(Pin::new(&mut self.inner).poll_read(cx, &mut limited))?;
+        // A reader may swap in a ReadBuf of its own; then nothing of ours was initialised.
+        assert_eq!(
+            limited.filled().as_ptr(),
+            start,
+            "reader replaced the read buffer"
+        );
         let n = limited.filled().len();
-        // SAFETY: `limited` was carved from `buf`'s unfilled part and the reader initialised
-        // its first `n` bytes.
+        // SAFETY: `limited` was carved from `buf`'s unfilled part, is still that memory (checked
+        // above), and the reader initialised its first `n` bytes.
         unsafe { buf.assume_init(n) };
         buf.advance(n);
         self.state.consumed.fetch_add(n as u64, Ordering::Relaxed);

@@ -91,9 +91,9 @@ fn candidate(desc: &Descriptor, walk: Walk) -> Result<Candidate> {
         .collect();
     if let Some(bad) = ref_names.iter().find(|r| !is_valid_ref_name(r)) {
         return Err(Error::invalid(format!(
-            "index.json names {digest} {bad:?}, which is not a valid ref name (letters and digits \
-             joined by one of -._:@+ or --, in /-separated components, at most {MAX_REF_NAME} \
-             characters)"
+            "index.json names {digest} {bad:?}, which is not a valid ref name (a docker tag, or \
+             letters and digits joined by one of -._:@+ or --, in /-separated components; at \
+             most {MAX_REF_NAME} characters)"
         )));
     }
     let record = ImageRecord {
@@ -166,7 +166,10 @@ fn present<'a>(
     parent: &str,
 ) -> Result<&'a BlobInfo> {
     let media_type = desc.media_type();
-    let Some(info) = ingested.present.get(digest) else {
+    // Only a `blobs/sha256/<hex>` entry is a layout's blob, as every other reader of layouts
+    // sees it; a file elsewhere with the same bytes does not count.
+    let held = ingested.blob_entries.contains(digest);
+    let Some(info) = ingested.present.get(digest).filter(|_| held) else {
         if desc.urls().as_ref().is_some_and(|u| !u.is_empty()) {
             return Err(Error::invalid(format!(
                 "{media_type} {digest} in {parent} is a foreign layer that is not in the archive; \
