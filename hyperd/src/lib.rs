@@ -10,7 +10,7 @@ use std::future::Future;
 
 use futures_util::TryStreamExt;
 use hyperd_proto::v1::image_service_server::ImageServiceServer;
-use hyperd_proto::{CONNECTION_WINDOW, FILE_DESCRIPTOR_SET, MAX_FRAME};
+use hyperd_proto::{FILE_DESCRIPTOR_SET, MAX_FRAME};
 use store::Store;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -23,12 +23,26 @@ pub use socket::{activated_listener, bind, default_root, group_id};
 /// window) while every load waiting for a slot holds at most this much.
 const LOAD_WINDOW: u32 = 2 << 20;
 
+/// Streams a client may have open on one connection. The connection window below is this many
+/// stream windows, so that loads waiting for a slot can never use up the window that the loads
+/// holding slots on the same connection need.
+const MAX_STREAMS: u32 = 16;
+const CONNECTION_WINDOW: u32 = MAX_STREAMS * LOAD_WINDOW;
+
+/// What an operator may tune.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// A load that holds a slot and receives nothing for this long is ended.
+    pub load_idle_timeout: std::time::Duration,
+}
+
 /// Serves `store` on `listener` until `shutdown` completes. Then it stops accepting, ends
 /// in-flight loads and saves with UNAVAILABLE (a load's staged blobs are dropped), and returns
 /// once every connection has closed.
 pub async fn run(
     store: Store,
     listener: UnixListener,
+    settings: Settings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
@@ -45,7 +59,11 @@ pub async fn run(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let images = ImageServiceServer::new(service::Images::new(store, cancel.clone()));
+    let images = ImageServiceServer::new(service::Images::new(
+        store,
+        cancel.clone(),
+        settings.load_idle_timeout,
+    ));
     let stop = async move {
         shutdown.await;
         tracing::info!("shutting down");
@@ -57,6 +75,7 @@ pub async fn run(
     tonic::transport::Server::builder()
         .initial_stream_window_size(LOAD_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(MAX_STREAMS)
         .max_frame_size(MAX_FRAME)
         .add_service(health_service)
         .add_service(reflection)

@@ -20,6 +20,15 @@ struct Args {
     /// Group (name or ID) that owns the socket (mode 0660), so that its members may use hyperd
     #[arg(long, env = "HYPERD_GROUP")]
     group: Option<String>,
+    /// End a load whose client sends nothing for this many seconds while it holds one of the
+    /// four load slots, so that a stalled client cannot keep other loads waiting
+    #[arg(
+        long,
+        env = "HYPERD_LOAD_IDLE_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 120
+    )]
+    load_idle_timeout: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,7 +61,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
     // Outside systemd there is no NOTIFY_SOCKET and this does nothing.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let result = hyperd::run(store, listener, stop_signal()).await;
+    let settings = hyperd::Settings {
+        load_idle_timeout: std::time::Duration::from_secs(args.load_idle_timeout),
+    };
+    let result = hyperd::run(store, listener, settings, stop_signal()).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // A socket systemd passed belongs to systemd, which keeps listening on it.
     if owns_socket && let Err(e) = std::fs::remove_file(&socket) {

@@ -2,6 +2,8 @@
 
 use std::pin::Pin;
 
+use std::time::Duration;
+
 use futures_util::{Stream, StreamExt};
 use hyperd_proto::CHUNK_SIZE;
 use hyperd_proto::v1::{self, image_service_server::ImageService, load_request::Part};
@@ -25,14 +27,20 @@ pub(crate) struct Images {
     /// Cancelled at shutdown: in-flight loads and saves end with UNAVAILABLE.
     shutdown: CancellationToken,
     load_slots: Semaphore,
+    load_idle_timeout: Duration,
 }
 
 impl Images {
-    pub(crate) fn new(store: Store, shutdown: CancellationToken) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        shutdown: CancellationToken,
+        load_idle_timeout: Duration,
+    ) -> Self {
         Images {
             store,
             shutdown,
             load_slots: Semaphore::new(LOAD_SLOTS),
+            load_idle_timeout,
         }
     }
 
@@ -75,7 +83,8 @@ impl ImageService for Images {
     ) -> Result<Response<v1::LoadResponse>, Status> {
         let uid = peer_uid(&req);
         let mut stream = req.into_inner();
-        let options = match stream.message().await? {
+        let first = self.or_shutdown(async { stream.message().await }).await?;
+        let options = match first {
             Some(v1::LoadRequest {
                 part: Some(Part::Options(o)),
             }) => o,
@@ -98,17 +107,25 @@ impl ImageService for Images {
             })
             .await?;
         tracing::info!(uid, refs = map.len(), "load started");
-        let bytes = stream.map(|m| match m {
-            Ok(v1::LoadRequest {
+        let idle = self.load_idle_timeout;
+        let bytes = tokio_stream::StreamExt::timeout(stream, idle).map(move |m| match m {
+            Ok(Ok(v1::LoadRequest {
                 part: Some(Part::Chunk(b)),
-            }) => Ok(b),
-            Ok(_) => Err(std::io::Error::other(
+            })) => Ok(b),
+            Ok(Ok(_)) => Err(std::io::Error::other(
                 "only the first message of a Load stream may hold options",
             )),
-            Err(status) => Err(std::io::Error::other(format!(
+            Ok(Err(status)) => Err(std::io::Error::other(format!(
                 "client stream: {}",
                 status.message()
             ))),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the client sent nothing for {}s while holding a load slot",
+                    idle.as_secs()
+                ),
+            )),
         });
         let reader = StreamReader::new(Box::pin(bytes));
         let loaded = self

@@ -28,22 +28,29 @@ pub struct TestDaemon {
     pub socket: PathBuf,
     /// When set, the root lives on a private tmpfs of this many MiB (a disk that fills up).
     tmpfs_mib: Option<u32>,
+    /// Further hyperd flags.
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 impl TestDaemon {
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, &[])
+    }
+
+    /// A daemon started with these further flags.
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_with(None, args)
     }
 
     /// A daemon whose root is a tmpfs of `mib` MiB, mounted in a private user and mount namespace
     /// (`unshare -Urm`), so a full disk needs neither root nor a host mount. The root is only
     /// visible to hyperd; inspect it through the API.
     pub fn start_on_small_disk(mib: u32) -> Self {
-        Self::start_with(Some(mib))
+        Self::start_with(Some(mib), &[])
     }
 
-    fn start_with(tmpfs_mib: Option<u32>) -> Self {
+    fn start_with(tmpfs_mib: Option<u32>, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
         let socket = dir.path().join("hyperd.sock");
@@ -52,6 +59,7 @@ impl TestDaemon {
             root,
             socket,
             tmpfs_mib,
+            args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         d.child = Some(d.spawn());
@@ -81,6 +89,7 @@ impl TestDaemon {
         if self.tmpfs_mib.is_none() {
             cmd.arg("--socket").arg(&self.socket);
         }
+        cmd.args(&self.args);
         // A file, not a pipe: a pipe nobody drains fills up and blocks the daemon mid-log.
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -1,0 +1,130 @@
+//! Load slots: four loads stream at once and the rest wait. Waiting loads on one connection must
+//! not starve the ones holding slots there, and a client that stalls gives its slot up.
+
+use std::time::Duration;
+
+use hyperd_proto::tonic::transport::Channel;
+use hyperd_proto::v1::image_service_client::ImageServiceClient;
+use hyperd_proto::v1::{self, load_request::Part};
+use integration::TestDaemon;
+use integration::fixtures::*;
+
+type Client = ImageServiceClient<Channel>;
+
+fn messages(archive: &bytes::Bytes) -> Vec<v1::LoadRequest> {
+    let mut msgs = vec![v1::LoadRequest {
+        part: Some(Part::Options(v1::LoadOptions::default())),
+    }];
+    msgs.extend(
+        archive
+            .chunks(hyperd_proto::CHUNK_SIZE)
+            .map(|chunk| v1::LoadRequest {
+                part: Some(Part::Chunk(archive.slice_ref(chunk))),
+            }),
+    );
+    msgs
+}
+
+async fn archive_of(label: &str, kib: usize) -> (bytes::Bytes, String) {
+    let img = noise_image(label, 1, kib, None).await;
+    let name = format!("{label}:1");
+    let tar = oci_archive(&[(&img, &[("io.containerd.image.name", name.as_str())])]).await;
+    (bytes::Bytes::from(tar), img.id())
+}
+
+/// Four loads take the slots and pause after their first chunk; twelve more on the same
+/// connection send everything their windows allow while they wait. When the four go on, the
+/// connection must still have room for their data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn loads_waiting_on_one_connection_leave_room_for_the_slot_holders() {
+    let d = TestDaemon::start();
+    let client = Client::new(hyperd_proto::connect(&d.socket).await.unwrap());
+    let mut tasks = Vec::new();
+    let mut resume = Vec::new();
+    for i in 0..16 {
+        // More than a stream window each, so that waiting loads fill theirs.
+        let (archive, id) = archive_of(&format!("conn{i}"), 6 << 10).await;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let mut msgs = messages(&archive).into_iter();
+        if i < 4 {
+            for m in msgs.by_ref().take(2) {
+                tx.send(m).await.unwrap();
+            }
+            resume.push((tx, msgs.collect::<Vec<_>>()));
+        } else {
+            for m in msgs {
+                tx.send(m).await.unwrap();
+            }
+            drop(tx);
+        }
+        let mut c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let loaded = c
+                .load(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await;
+            (loaded.map(|r| r.into_inner().images[0].id.clone()), id)
+        }));
+        if i == 3 {
+            // Let the four take the slots before the others arrive.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (tx, rest) in resume {
+        for m in rest {
+            tx.send(m).await.unwrap();
+        }
+    }
+    let all = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures_util::future::join_all(tasks),
+    )
+    .await
+    .expect("loads waiting on the connection starved the ones holding slots");
+    for result in all {
+        let (loaded, id) = result.unwrap();
+        assert_eq!(loaded.unwrap(), id);
+    }
+    assert_eq!(d.ok(&["images", "-q"]).lines().count(), 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_clients_give_their_slots_up() {
+    let d = TestDaemon::start_with_args(&["--load-idle-timeout", "1"]);
+    let (archive, id) = archive_of("after-stall", 3 << 10).await;
+    // Four clients take every slot, send half an archive and stop without hanging up.
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let mut c = Client::new(hyperd_proto::connect(&d.socket).await.unwrap());
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut msgs = messages(&archive);
+        msgs.truncate(2);
+        for m in msgs {
+            tx.send(m).await.unwrap();
+        }
+        stalled.push(tokio::spawn(async move {
+            let answer = c
+                .load(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await;
+            drop(tx);
+            answer
+        }));
+    }
+    // A fifth client waits for a slot, gets one when the stalled loads time out, and loads.
+    let mut c = Client::new(hyperd_proto::connect(&d.socket).await.unwrap());
+    let loaded = tokio::time::timeout(
+        Duration::from_secs(60),
+        c.load(tokio_stream::iter(messages(&archive))),
+    )
+    .await
+    .expect("the stalled loads kept their slots")
+    .unwrap();
+    assert_eq!(loaded.into_inner().images[0].id, id);
+    for s in stalled {
+        let status = s.await.unwrap().unwrap_err();
+        assert!(
+            status.message().contains("sent nothing for 1s"),
+            "{status:?}"
+        );
+    }
+}
