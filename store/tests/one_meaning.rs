@@ -42,6 +42,17 @@ async fn with_before_last(block: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
+/// Loads a valid image with `block` spliced in, and checks the image is there.
+async fn loads_whole(block: Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    store
+        .load(reader(with_before_last(block).await), &[])
+        .await
+        .unwrap();
+    assert_eq!(rows(&store).len(), 1);
+}
+
 const OVER: usize = MAX_TAR_METADATA as usize + 4096;
 
 #[tokio::test]
@@ -58,15 +69,9 @@ async fn a_pax_header_over_the_limit_is_refused() {
 /// so a large one is skipped like any body the importer has no use for.
 #[tokio::test]
 async fn a_large_global_pax_header_is_skipped_not_buffered() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
     let record = pax_record("comment", &"v".repeat(OVER));
     let block = extension(EntryType::XGlobalHeader, "global", &record);
-    store
-        .load(reader(with_before_last(block).await), &[])
-        .await
-        .unwrap();
-    assert_eq!(rows(&store).len(), 1);
+    loads_whole(block).await;
 }
 
 #[tokio::test]
@@ -90,8 +95,6 @@ async fn entry_names_and_link_targets_over_path_max_are_refused() {
 /// the next entry's metadata.
 #[tokio::test]
 async fn a_link_that_carries_data_loads() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
     let mut h = Header::new_ustar();
     h.set_entry_type(EntryType::Link);
     h.set_path("extra/hardlink").unwrap();
@@ -101,11 +104,7 @@ async fn a_link_that_carries_data_loads() {
     h.set_cksum();
     let mut block = h.as_bytes().to_vec();
     block.extend_from_slice(&body);
-    store
-        .load(reader(with_before_last(block).await), &[])
-        .await
-        .unwrap();
-    assert_eq!(rows(&store).len(), 1);
+    loads_whole(block).await;
 }
 
 /// Only a `blobs/sha256/<hex>` entry is a layout's blob: other readers of layouts would not find
@@ -131,18 +130,12 @@ async fn gnu_long_names_and_link_names_over_the_limit_are_refused() {
 
 #[tokio::test]
 async fn metadata_within_the_limit_still_loads() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
     let block = extension(
         EntryType::XHeader,
         "pax",
         &pax_record("comment", &"v".repeat(512 << 10)),
     );
-    store
-        .load(reader(with_before_last(block).await), &[])
-        .await
-        .unwrap();
-    assert_eq!(rows(&store).len(), 1);
+    loads_whole(block).await;
 }
 
 #[tokio::test]
