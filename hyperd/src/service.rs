@@ -8,7 +8,7 @@ use futures_util::{Stream, StreamExt};
 use hyperd_proto::CHUNK_SIZE;
 use hyperd_proto::v1::{self, image_service_server::ImageService, load_request::Part};
 use store::{Removed, SaveItem, Store};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::io::{ReaderStream, StreamReader};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -44,6 +44,17 @@ impl Images {
         }
     }
 
+    /// Waits for one of the load slots; held until the returned permit drops.
+    async fn load_slot(&self, uid: Option<u32>) -> Result<SemaphorePermit<'_>, Status> {
+        if self.load_slots.available_permits() == 0 {
+            tracing::info!(uid, "load waiting for a free slot");
+        }
+        self.load_slots
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("hyperd is shutting down"))
+    }
+
     async fn or_shutdown<T>(
         &self,
         work: impl Future<Output = Result<T, Status>>,
@@ -61,6 +72,33 @@ fn peer_uid<T>(req: &Request<T>) -> Option<u32> {
         .get::<tonic::transport::server::UdsConnectInfo>()
         .and_then(|i| i.peer_cred)
         .map(|c| c.uid())
+}
+
+/// The archive bytes of a Load stream after its options message, ending with an error when the
+/// client sends anything else or nothing for `idle`.
+fn archive_chunks(
+    stream: Streaming<v1::LoadRequest>,
+    idle: Duration,
+) -> impl Stream<Item = std::io::Result<bytes::Bytes>> {
+    tokio_stream::StreamExt::timeout(stream, idle).map(move |m| match m {
+        Ok(Ok(v1::LoadRequest {
+            part: Some(Part::Chunk(b)),
+        })) => Ok(b),
+        Ok(Ok(_)) => Err(std::io::Error::other(
+            "only the first message of a Load stream may hold options",
+        )),
+        Ok(Err(status)) => Err(std::io::Error::other(format!(
+            "client stream: {}",
+            status.message()
+        ))),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the client sent nothing for {}s while holding a load slot",
+                idle.as_secs()
+            ),
+        )),
+    })
 }
 
 type SaveStream = Pin<Box<dyn Stream<Item = Result<v1::SaveResponse, Status>> + Send>>;
@@ -95,38 +133,9 @@ impl ImageService for Images {
             }
         };
         let map = convert::ref_map(options.refs)?;
-        let _slot = self
-            .or_shutdown(async {
-                if self.load_slots.available_permits() == 0 {
-                    tracing::info!(uid, "load waiting for a free slot");
-                }
-                self.load_slots
-                    .acquire()
-                    .await
-                    .map_err(|_| Status::unavailable("hyperd is shutting down"))
-            })
-            .await?;
+        let _slot = self.or_shutdown(self.load_slot(uid)).await?;
         tracing::info!(uid, refs = map.len(), "load started");
-        let idle = self.load_idle_timeout;
-        let bytes = tokio_stream::StreamExt::timeout(stream, idle).map(move |m| match m {
-            Ok(Ok(v1::LoadRequest {
-                part: Some(Part::Chunk(b)),
-            })) => Ok(b),
-            Ok(Ok(_)) => Err(std::io::Error::other(
-                "only the first message of a Load stream may hold options",
-            )),
-            Ok(Err(status)) => Err(std::io::Error::other(format!(
-                "client stream: {}",
-                status.message()
-            ))),
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "the client sent nothing for {}s while holding a load slot",
-                    idle.as_secs()
-                ),
-            )),
-        });
+        let bytes = archive_chunks(stream, self.load_idle_timeout);
         let reader = StreamReader::new(Box::pin(bytes));
         let loaded = self
             .or_shutdown(async { self.store.load(reader, &map).await.map_err(to_status) })
