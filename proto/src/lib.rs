@@ -22,11 +22,12 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// 4 MiB payload plus framing fails it), and the fastest size measured.
 pub const CHUNK_SIZE: usize = 1 << 20;
 
-/// HTTP/2 flow-control windows for both sides; with the defaults (16 KiB frames, small windows)
-/// a stream measured 1.1-1.2 GB/s, with these 2.2-3.0 GB/s.
-pub const STREAM_WINDOW: u32 = 8 << 20;
+/// The client's HTTP/2 receive windows, which bound a save's throughput: with the defaults (16 KiB
+/// frames, small windows) a stream measured 1.1-1.2 GB/s, with these 2.2-3.0 GB/s. hyperd sets
+/// its own, smaller per-stream window for loads.
+const STREAM_WINDOW: u32 = 8 << 20;
 /// See [`STREAM_WINDOW`].
-pub const CONNECTION_WINDOW: u32 = 16 << 20;
+const CONNECTION_WINDOW: u32 = 16 << 20;
 /// Largest HTTP/2 frame either side sends: one 1 MiB chunk per frame (the default is 16 KiB).
 pub const MAX_FRAME: u32 = (1 << 20) - 1;
 
