@@ -7,9 +7,9 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use hyperd_proto::CHUNK_SIZE;
 use hyperd_proto::v1::{self, image_service_server::ImageService, load_request::Part};
-use store::{Removed, SaveItem, Store};
+use store::{Piece, Removed, SaveItem, Store};
 use tokio::sync::{Semaphore, SemaphorePermit};
-use tokio_util::io::{ReaderStream, StreamReader};
+use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -74,16 +74,19 @@ fn peer_uid<T>(req: &Request<T>) -> Option<u32> {
         .map(|c| c.uid())
 }
 
-/// The archive bytes of a Load stream after its options message, ending with an error when the
+/// The archive pieces of a Load stream after its options message, ending with an error when the
 /// client sends anything else or nothing for `idle`.
-fn archive_chunks(
+fn archive_pieces(
     stream: Streaming<v1::LoadRequest>,
     idle: Duration,
-) -> impl Stream<Item = std::io::Result<bytes::Bytes>> {
+) -> impl Stream<Item = std::io::Result<Piece>> {
     tokio_stream::StreamExt::timeout(stream, idle).map(move |m| match m {
         Ok(Ok(v1::LoadRequest {
             part: Some(Part::Chunk(b)),
-        })) => Ok(b),
+        })) => Ok(Piece::Bytes(b)),
+        Ok(Ok(v1::LoadRequest {
+            part: Some(Part::Elided(n)),
+        })) => Ok(Piece::Elided(n)),
         Ok(Ok(_)) => Err(std::io::Error::other(
             "only the first message of a Load stream may hold options",
         )),
@@ -135,10 +138,14 @@ impl ImageService for Images {
         let map = convert::ref_map(options.refs)?;
         let _slot = self.or_shutdown(self.load_slot(uid)).await?;
         tracing::info!(uid, refs = map.len(), "load started");
-        let bytes = archive_chunks(stream, self.load_idle_timeout);
-        let reader = StreamReader::new(Box::pin(bytes));
+        let pieces = Box::pin(archive_pieces(stream, self.load_idle_timeout));
         let loaded = self
-            .or_shutdown(async { self.store.load(reader, &map).await.map_err(to_status) })
+            .or_shutdown(async {
+                self.store
+                    .load_pieces(pieces, &map)
+                    .await
+                    .map_err(to_status)
+            })
             .await
             .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "load refused"))?;
         let names: Vec<String> = loaded

@@ -26,6 +26,7 @@ mod store;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use image::{ImageRecord, Platform};
+pub use import::Piece;
 pub use oci_spec;
 pub use ops::Removed;
 pub use reference::ImageName;

@@ -77,6 +77,24 @@ impl Blobs {
             })
     }
 
+    /// Size and compression of a stored blob, from its file's length and first bytes.
+    pub(crate) fn stored_info(&self, digest: &Digest) -> Result<BlobInfo> {
+        use std::io::Read;
+        let path = self.path(digest);
+        let mut head = Vec::with_capacity(4);
+        let size = fs::File::open(&path)
+            .and_then(|f| {
+                let size = f.metadata()?.len();
+                f.take(4).read_to_end(&mut head)?;
+                Ok(size)
+            })
+            .context(|| format!("reading {}", path.display()))?;
+        Ok(BlobInfo {
+            size,
+            compression: Compression::sniff(&head),
+        })
+    }
+
     /// Reads a stored JSON document (manifest, index, config) whole and checks it is still what
     /// its digest names: a blob damaged on disk is reported, never parsed.
     pub(crate) async fn read_json(&self, digest: &Digest) -> Result<Vec<u8>> {

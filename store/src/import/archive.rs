@@ -1,15 +1,16 @@
 //! One pass over an archive's tar stream: every entry is classified, blobs are hashed into the
 //! staging area as they stream by, small JSON documents are kept, and nothing is extracted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 
 use futures_util::StreamExt;
 use oci_spec::image::{ImageIndex, ImageManifest};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
 use super::entry::{self, Kind, Shape};
 use super::gate::{Gate, Gated};
+use super::input::{Holes, Input};
 use crate::blob::{self, BlobInfo, Blobs, CHUNK, Lease, Staging};
 use crate::decompress::{self, Compression};
 use crate::digest::Digest;
@@ -94,17 +95,27 @@ impl Ingested {
     }
 }
 
-/// Unwraps a gzip- or zstd-compressed whole archive, told apart by its magic bytes.
-async fn decompressed<R: AsyncRead + Unpin + Send + 'static>(
-    reader: R,
+/// Unwraps a gzip- or zstd-compressed whole archive, told apart by its magic bytes. A plain tar
+/// is passed on unbuffered, so that offsets in it are the tar reader's (holes are checked by
+/// offset) and holes pass through without a copy.
+async fn decompressed(
+    mut reader: Pin<Box<dyn AsyncRead + Send>>,
+    holes: &Holes,
 ) -> Result<Pin<Box<dyn AsyncRead + Send>>> {
-    let mut buf = BufReader::with_capacity(CHUNK, reader);
-    let head = buf
-        .fill_buf()
+    let mut head = [0u8; 4];
+    let n = blob::fill(&mut reader, &mut head)
         .await
         .map_err(|e| Error::invalid(format!("reading archive: {e}")))?;
-    let compression = Compression::sniff(head);
-    Ok(decompress::decoder(buf, compression))
+    let compression = Compression::sniff(&head[..n]);
+    let whole = std::io::Cursor::new(head[..n].to_vec()).chain(reader);
+    if compression == Compression::None {
+        return Ok(Box::pin(whole));
+    }
+    holes.forbid();
+    Ok(decompress::decoder(
+        BufReader::with_capacity(CHUNK, whole),
+        compression,
+    ))
 }
 
 /// Sizes that index.json or an already-seen manifest promised, to refuse a lying entry before
@@ -156,48 +167,97 @@ struct Pass {
     /// Entries outside `blobs/` seen so far; blob entries are known by digest instead.
     seen_paths: HashSet<String>,
     entries: usize,
+    /// Where the client may have left bytes out: bodies of stored blobs, `(offset, length)`.
+    skippable: VecDeque<(u64, u64)>,
+    /// The last blob entry the store did not hold, to name it if its body was left out.
+    unstored: Option<(u64, u64, Digest)>,
+    holes: Holes,
 }
 
 type Entry = tokio_tar::Entry<tokio_tar::Archive<Gated<Pin<Box<dyn AsyncRead + Send>>>>>;
 
 /// Reads the whole archive once. On error the staging area and pins are dropped with it.
-pub(crate) async fn ingest<R: AsyncRead + Unpin + Send + 'static>(
-    blobs: &Blobs,
-    reader: R,
-) -> Result<Ingested> {
+pub(crate) async fn ingest(blobs: &Blobs, input: Input) -> Result<Ingested> {
     let mut pass = Pass {
         out: Ingested::new(blobs)?,
         expected: Expected::default(),
         seen_paths: HashSet::new(),
         entries: 0,
+        skippable: VecDeque::new(),
+        unstored: None,
+        holes: input.holes.clone(),
     };
     let tar_error = |e: std::io::Error| Error::invalid(format!("reading tar: {e}"));
     let gate = Gate::default();
-    let mut archive = tokio_tar::Archive::new(gate.wrap(decompressed(reader).await?));
+    let reader = decompressed(input.reader, &input.holes).await?;
+    let mut archive = tokio_tar::Archive::new(gate.wrap(reader));
     let mut entries = archive.entries().map_err(tar_error)?;
+    let mut unread = 0;
     loop {
-        gate.limit();
-        let Some(entry) = entries.next().await else {
+        gate.limit(unread);
+        let next = entries.next().await;
+        pass.check_holes()?;
+        let Some(entry) = next else {
             break;
         };
         gate.open();
         let mut entry = entry.map_err(tar_error)?;
-        if let Some((path, kind)) = pass.admit(&entry)? {
-            match entry::shape(&path, &kind, entry.header().entry_type())? {
-                Shape::Link => pass.link(&entry, path)?,
-                Shape::File => pass.file(&mut entry, path, kind).await?,
+        unread = match pass.entry(&mut entry).await {
+            Ok(unread) => unread,
+            Err(e) => {
+                // Bytes left out where they may not be explain any error they caused.
+                pass.check_holes()?;
+                return Err(e);
             }
+        };
+        if unread == 0 {
+            // A body the importer had no use for (a directory's, a link's, a global header's)
+            // is skipped here, with the gate open: it is data, not the next entry's metadata.
+            tokio::io::copy(&mut entry, &mut tokio::io::sink())
+                .await
+                .map_err(tar_error)?;
         }
-        // A body the importer had no use for (a directory's, a link's, a global header's) is
-        // skipped here, with the gate open: it is data, not the next entry's metadata.
-        tokio::io::copy(&mut entry, &mut tokio::io::sink())
-            .await
-            .map_err(tar_error)?;
     }
     Ok(pass.out)
 }
 
 impl Pass {
+    /// Takes in one entry; returns how much of its body is left for the tar reader to skip.
+    async fn entry(&mut self, entry: &mut Entry) -> Result<u64> {
+        let Some((path, kind)) = self.admit(entry)? else {
+            return Ok(0);
+        };
+        match entry::shape(&path, &kind, entry.header().entry_type())? {
+            Shape::Link => self.link(entry, path).map(|()| 0),
+            Shape::File => self.file(entry, path, kind).await,
+        }
+    }
+
+    /// Every hole the reader passed must be the body of a stored blob, skipped unread.
+    fn check_holes(&mut self) -> Result<()> {
+        for hole in self.holes.take_passed() {
+            while self.skippable.front().is_some_and(|s| s.0 < hole.0) {
+                self.skippable.pop_front();
+            }
+            if self.skippable.front() == Some(&hole) {
+                self.skippable.pop_front();
+                continue;
+            }
+            return Err(match &self.unstored {
+                Some((at, len, digest)) if (*at, *len) == hole => Error::Conflict(format!(
+                    "blob {digest} was left out of the archive as stored, but the store does \
+                     not hold it (removed since?); send the whole archive"
+                )),
+                _ => Error::invalid(format!(
+                    "the client left out {} bytes at offset {} that are not the body of a blob \
+                     the store holds",
+                    hole.1, hole.0
+                )),
+            });
+        }
+        Ok(())
+    }
+
     /// The entry's normalised name and kind, or `None` for entries that carry nothing (directories,
     /// global PAX headers). Refuses what the header alone shows to be wrong.
     fn admit(&mut self, entry: &Entry) -> Result<Option<(String, Kind)>> {
@@ -252,7 +312,7 @@ impl Pass {
         Ok(())
     }
 
-    async fn file(&mut self, entry: &mut Entry, path: String, kind: Kind) -> Result<()> {
+    async fn file(&mut self, entry: &mut Entry, path: String, kind: Kind) -> Result<u64> {
         let size = entry.effective_size();
         match kind {
             Kind::LayoutFile => {
@@ -272,10 +332,11 @@ impl Pass {
             Kind::Ignored => drop(read_doc(entry, size, &path).await?),
             Kind::Blob(digest) => {
                 self.expected.check(&digest, size, &path)?;
-                let info = self.take_blob(entry, size, &digest, &path).await?;
+                let (info, unread) = self.take_blob(entry, size, &digest, &path).await?;
                 if self.expected.parents.contains(&digest) && info.size <= MAX_JSON {
                     self.expected.learn_blob(&self.out.read_json(&digest)?);
                 }
+                return Ok(unread);
             }
             Kind::Other => {
                 let what = format!("entry {path:?}");
@@ -284,31 +345,43 @@ impl Pass {
                 self.out.files.insert(path, staged.digest);
             }
         }
-        Ok(())
+        Ok(0)
     }
 
-    /// Stages a blob named by digest, or, when the store already has it, pins it and only
-    /// verifies the archive's bytes.
+    /// Stages a blob named by digest. A blob the store already holds is pinned and its body
+    /// left unread for the tar reader to skip (returned as unread): nothing of those bytes would
+    /// be kept, the image uses the store's verified copy, so they need no hashing, and a client
+    /// may leave them out altogether.
     async fn take_blob(
         &mut self,
-        reader: &mut Entry,
+        entry: &mut Entry,
         size: u64,
         digest: &Digest,
         path: &str,
-    ) -> Result<BlobInfo> {
+    ) -> Result<(BlobInfo, u64)> {
         let what = format!("entry {path:?}");
+        let body = (entry.raw_file_position(), size);
         let out = &mut self.out;
-        let info = if out.lease.pin(&out.blobs, digest) {
-            let hashed = blob::drain(reader, size, &what).await?;
-            hashed.verify(size, digest, &what)?;
-            hashed.info()
+        let (info, unread) = if out.lease.pin(&out.blobs, digest) {
+            let info = out.blobs.stored_info(digest)?;
+            if info.size != size {
+                return Err(Error::invalid(format!(
+                    "{what} is {size} bytes, but the stored blob {digest} is {}",
+                    info.size
+                )));
+            }
+            self.skippable.push_back(body);
+            (info, size)
         } else {
-            out.staging
-                .write_verified(reader, size, digest, &what)
-                .await?
+            self.unstored = Some((body.0, body.1, digest.clone()));
+            let info = out
+                .staging
+                .write_verified(entry, size, digest, &what)
+                .await?;
+            (info, 0)
         };
         out.present.insert(digest.clone(), info.clone());
-        Ok(info)
+        Ok((info, unread))
     }
 }
 

@@ -28,12 +28,16 @@ struct State {
 }
 
 impl Gate {
-    /// From here until [`Gate::open`], the reader may consume at most [`MAX_TAR_METADATA`] bytes.
-    pub(super) fn limit(&self) {
+    /// From here until [`Gate::open`], the reader may consume the `unread` bytes left of the
+    /// current entry's body (the tar reader skips them) and then at most [`MAX_TAR_METADATA`].
+    pub(super) fn limit(&self, unread: u64) {
         let consumed = self.state.consumed.load(Ordering::Relaxed);
-        self.state
-            .until
-            .store(consumed + MAX_TAR_METADATA, Ordering::Relaxed);
+        self.state.until.store(
+            consumed
+                .saturating_add(unread)
+                .saturating_add(MAX_TAR_METADATA),
+            Ordering::Relaxed,
+        );
     }
 
     pub(super) fn open(&self) {
@@ -78,20 +82,32 @@ impl<R: AsyncRead + Unpin> AsyncRead for Gated<R> {
         let room = buf
             .remaining()
             .min(usize::try_from(allowed).unwrap_or(usize::MAX));
-        let mut limited = buf.take(room);
-        let start = limited.filled().as_ptr();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut limited))?;
-        // A reader may swap in a ReadBuf of its own; then nothing of ours was initialised.
-        assert_eq!(
-            limited.filled().as_ptr(),
-            start,
-            "reader replaced the read buffer"
-        );
-        let n = limited.filled().len();
-        // SAFETY: `limited` was carved from `buf`'s unfilled part, is still that memory (checked
-        // above), and the reader initialised its first `n` bytes.
-        unsafe { buf.assume_init(n) };
-        buf.advance(n);
+        let n = if buf.initialized().len() - buf.filled().len() >= room {
+            // Passed on as initialised memory, so that a reader may skip instead of writing
+            // (a hole a client left out of the archive costs nothing to pass over).
+            let filled = buf.filled().len();
+            let mut limited = ReadBuf::new(&mut buf.initialized_mut()[filled..filled + room]);
+            ready!(Pin::new(&mut self.inner).poll_read(cx, &mut limited))?;
+            let n = limited.filled().len();
+            buf.advance(n);
+            n
+        } else {
+            let mut limited = buf.take(room);
+            let start = limited.filled().as_ptr();
+            ready!(Pin::new(&mut self.inner).poll_read(cx, &mut limited))?;
+            // A reader may swap in a ReadBuf of its own; then nothing of ours was initialised.
+            assert_eq!(
+                limited.filled().as_ptr(),
+                start,
+                "reader replaced the read buffer"
+            );
+            let n = limited.filled().len();
+            // SAFETY: `limited` was carved from `buf`'s unfilled part, is still that memory
+            // (checked above), and the reader initialised its first `n` bytes.
+            unsafe { buf.assume_init(n) };
+            buf.advance(n);
+            n
+        };
         self.state.consumed.fetch_add(n as u64, Ordering::Relaxed);
         Poll::Ready(Ok(()))
     }
@@ -110,7 +126,7 @@ mod tests {
         let mut reader = gate.wrap(data.as_slice());
         let mut body = vec![0u8; (MAX_TAR_METADATA * 2) as usize];
         reader.read_exact(&mut body).await.unwrap();
-        gate.limit();
+        gate.limit(0);
         let mut rest = Vec::new();
         let err = reader.read_to_end(&mut rest).await.unwrap_err();
         assert_eq!(rest.len() as u64, MAX_TAR_METADATA);

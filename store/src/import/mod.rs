@@ -5,10 +5,13 @@ mod archive;
 mod docker;
 mod entry;
 mod gate;
+mod input;
 mod naming;
 mod oci;
 
 pub(crate) use archive::{Ingested, ingest};
+pub(crate) use input::Input;
+pub use input::Piece;
 pub(crate) use naming::assign;
 
 use crate::error::{Error, Result};

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 mod check;
 mod save;
 
+use futures_util::Stream;
 use tokio::io::AsyncRead;
 use tokio::sync::Mutex;
 
@@ -18,7 +19,7 @@ use crate::blob::Blobs;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
-use crate::import;
+use crate::import::{self, Input, Piece};
 use crate::meta::{Meta, Snapshot};
 use crate::ops::{self, Removed, Target};
 use crate::reference::ImageName;
@@ -120,23 +121,36 @@ impl Store {
     /// load's images and tags are committed together, or none.
     pub async fn load<R>(&self, reader: R, map: &[(ImageName, String)]) -> Result<Vec<LoadedImage>>
     where
-        R: AsyncRead + Unpin + Send + 'static,
+        R: AsyncRead + Send + 'static,
     {
-        let result = self.load_pinned(reader, map).await;
+        let result = self.load_pinned(Input::plain(reader), map).await;
+        self.collect_deferred().await?;
+        result
+    }
+
+    /// [`Store::load`] from pieces, in which the client may have left out the bodies of
+    /// `blobs/sha256/<hex>` entries the store holds. A left-out body anywhere else refuses the
+    /// load; one whose blob is no longer stored is [`Error::Conflict`].
+    pub async fn load_pieces<S>(
+        &self,
+        pieces: S,
+        map: &[(ImageName, String)],
+    ) -> Result<Vec<LoadedImage>>
+    where
+        S: Stream<Item = std::io::Result<Piece>> + Send + Unpin + 'static,
+    {
+        let result = self.load_pinned(Input::pieces(pieces), map).await;
         self.collect_deferred().await?;
         result
     }
 
     /// The load proper; its pins are released when it returns.
-    async fn load_pinned<R>(
+    async fn load_pinned(
         &self,
-        reader: R,
+        input: Input,
         map: &[(ImageName, String)],
-    ) -> Result<Vec<LoadedImage>>
-    where
-        R: AsyncRead + Unpin + Send + 'static,
-    {
-        let mut ingested = import::ingest(&self.inner.blobs, reader).await?;
+    ) -> Result<Vec<LoadedImage>> {
+        let mut ingested = import::ingest(&self.inner.blobs, input).await?;
         let candidates = import::resolve(&mut ingested).await?;
         let named = import::assign(candidates, map)?;
         let images: Vec<(ImageRecord, Vec<ImageName>)> =
