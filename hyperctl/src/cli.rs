@@ -97,6 +97,9 @@ pub(crate) struct LoadArgs {
     /// Suppress progress and the list of loaded images
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// Send the whole archive, also the blobs hyperd already holds
+    #[arg(long)]
+    pub(crate) send_all: bool,
 }
 
 #[derive(clap::Args)]

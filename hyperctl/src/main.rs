@@ -2,6 +2,7 @@
 
 mod cli;
 mod cmd;
+mod elide;
 mod exit;
 mod progress;
 

@@ -112,7 +112,7 @@ fn created(rfc3339: &str, now: SystemTime) -> String {
 }
 
 /// Decimal units with three significant digits, as docker prints sizes.
-fn size(bytes: u64) -> String {
+pub(super) fn size(bytes: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB"];
     let mut v = bytes as f64;
     let mut u = 0;

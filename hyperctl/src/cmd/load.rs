@@ -1,19 +1,31 @@
-//! `hyperctl load`: stream a file or stdin to hyperd in 1 MiB chunks.
+//! `hyperctl load`: send an archive to hyperd, leaving out the blobs it already holds.
+//!
+//! A plain tar from a file (or stdin redirected from one) is walked twice: once over its headers
+//! only, seeking past bodies, to ask hyperd in one call which blobs it holds; then to send it
+//! with those bodies left out. A plain tar from a pipe is walked once, asking about each blob as
+//! its header passes. A whole-compressed archive is sent as it is.
 
+use std::collections::HashSet;
+use std::io::SeekFrom;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use hyperd_proto::CHUNK_SIZE;
-use hyperd_proto::v1::{LoadOptions, LoadRequest, RefMapping, load_request::Part};
-use tokio::io::AsyncRead;
-use tokio_util::io::ReaderStream;
+use hyperd_proto::tonic::Code;
+use hyperd_proto::v1::{InfoRequest, LoadOptions, LoadRequest, RefMapping, load_request::Part};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_stream::wrappers::ReceiverStream;
 
-use super::Client;
+use super::{Clients, ContentClient, images::size};
 use crate::cli::{LoadArgs, split_mapping};
+use crate::elide::{self, Piece, Source, Walked};
 use crate::progress;
 
-pub(crate) async fn run(mut client: Client, args: LoadArgs) -> anyhow::Result<ExitCode> {
+/// Digests per Info call: hyperd answers at most 10,000 at once.
+const INFO_BATCH: usize = 10_000;
+
+pub(crate) async fn run(clients: Clients, args: LoadArgs) -> anyhow::Result<ExitCode> {
     let refs = args
         .refs
         .iter()
@@ -22,56 +34,161 @@ pub(crate) async fn run(mut client: Client, args: LoadArgs) -> anyhow::Result<Ex
                 .map(|(name, ref_name)| RefMapping { name, ref_name })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (input, total): (Box<dyn AsyncRead + Send + Unpin>, Option<u64>) = match &args.input {
-        Some(p) if p.as_os_str() != "-" => {
-            let f = tokio::fs::File::open(p)
-                .await
-                .with_context(|| format!("opening {}", p.display()))?;
-            let len = f.metadata().await.ok().map(|m| m.len());
-            (Box::new(f), len)
-        }
-        _ => (Box::new(tokio::io::stdin()), None),
-    };
-    let bar = progress::bar(total, args.quiet, "loading");
-    // A read error must abort the call, not end the stream: an archive cut short at an entry
-    // boundary could otherwise look complete.
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<std::io::Error>();
-    let mut failed_tx = Some(failed_tx);
+    let (source, len, plain) = open(&args).await.context("reading the archive")?;
+    let bar = progress::bar(len, args.quiet, "loading");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(4);
     let progress = bar.clone();
-    let reader = ReaderStream::with_capacity(input, CHUNK_SIZE);
-    let chunks = tokio_stream::StreamExt::map_while(reader, move |r| match r {
-        Ok(chunk) => {
-            progress.inc(chunk.len() as u64);
-            Some(LoadRequest {
-                part: Some(Part::Chunk(chunk)),
-            })
-        }
-        Err(e) => {
-            if let Some(tx) = failed_tx.take() {
-                let _ = tx.send(e);
+    let pieces = ReceiverStream::new(rx).map(move |p| LoadRequest {
+        part: Some(match p {
+            Piece::Bytes(b) => {
+                progress.inc(b.len() as u64);
+                Part::Chunk(b)
             }
-            None
-        }
+            Piece::Elided(n) => {
+                progress.inc(n);
+                Part::Elided(n)
+            }
+        }),
     });
     let first = LoadRequest {
         part: Some(Part::Options(LoadOptions { refs })),
     };
-    let body = futures_util::stream::once(async { first }).chain(chunks);
-    let response = tokio::select! {
-        biased;
-        Ok(e) = failed_rx => return Err(anyhow::Error::new(e).context("reading the archive")),
-        r = client.load(body) => r?.into_inner(),
+    let body = futures_util::stream::once(async { first }).chain(pieces);
+    let feed = feed(source, plain && !args.send_all, clients.content, tx);
+    let mut images = clients.images;
+    let call = images.load(body);
+    tokio::pin!(feed, call);
+    // A read error must abort the call, not end the stream: an archive cut short at an entry
+    // boundary could otherwise look complete.
+    let walked = tokio::select! {
+        walked = &mut feed => walked.context("reading the archive")?,
+        r = &mut call => { r?; anyhow::bail!("hyperd answered before the archive was sent") }
     };
+    let response = call.await?.into_inner();
     bar.finish_and_clear();
     if !args.quiet {
+        let mut lines: Vec<String> = Vec::new();
         for image in &response.images {
             if image.names.is_empty() {
-                println!("Loaded image ID: {}", image.id);
+                lines.push(format!("Loaded image ID: {}", image.id));
             }
-            for name in &image.names {
-                println!("Loaded image: {name}");
-            }
+            lines.extend(image.names.iter().map(|n| format!("Loaded image: {n}")));
         }
+        if let (Some(last), true) = (lines.last_mut(), walked.elided > 0) {
+            last.push_str(&format!(
+                " ({} of {} blobs already stored, {} not sent)",
+                walked.elided,
+                walked.blobs.len(),
+                size(walked.elided_bytes)
+            ));
+        }
+        lines.iter().for_each(|l| println!("{l}"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The input, its length when known, and whether it is a plain tar (not whole-compressed).
+async fn open(args: &LoadArgs) -> anyhow::Result<(Source, Option<u64>, bool)> {
+    let file = match &args.input {
+        Some(p) if p.as_os_str() != "-" => Some(
+            tokio::fs::File::open(p)
+                .await
+                .with_context(|| format!("opening {}", p.display()))?,
+        ),
+        // stdin redirected from a file can seek like one.
+        _ => std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::fs::File::from)
+            .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
+            .map(tokio::fs::File::from_std),
+    };
+    let mut head = Vec::with_capacity(4);
+    match file {
+        Some(mut f) => {
+            let start = f.stream_position().await?;
+            let len = f.metadata().await?.len().saturating_sub(start);
+            (&mut f).take(4).read_to_end(&mut head).await?;
+            f.seek(SeekFrom::Start(start)).await?;
+            Ok((Source::File(f, len), Some(len), is_plain(&head)))
+        }
+        None => {
+            let mut stdin = tokio::io::stdin();
+            (&mut stdin).take(4).read_to_end(&mut head).await?;
+            let plain = is_plain(&head);
+            let whole = std::io::Cursor::new(head).chain(stdin);
+            Ok((Source::Pipe(Box::pin(whole)), None, plain))
+        }
+    }
+}
+
+/// Not gzip or zstd, by the magic bytes hyperd tells them apart by.
+fn is_plain(head: &[u8]) -> bool {
+    !matches!(head, [0x1f, 0x8b, ..] | [0x28, 0xb5, 0x2f, 0xfd, ..])
+}
+
+/// Sends the archive, leaving out what hyperd holds when `skip` allows.
+async fn feed(
+    source: Source,
+    skip: bool,
+    content: ContentClient,
+    tx: tokio::sync::mpsc::Sender<Piece>,
+) -> anyhow::Result<Walked> {
+    match source {
+        Source::File(mut f, len) if skip => {
+            let start = f.stream_position().await?;
+            let (plan, source) =
+                elide::walk(Source::File(f, len), |_| async { Ok(true) }, None).await?;
+            let digests: Vec<String> = plan.blobs.into_iter().map(|(d, _)| d).collect();
+            let stored = stored(content, digests).await?;
+            let Source::File(mut f, len) = source else {
+                unreachable!("a walk gives back the source it took")
+            };
+            f.seek(SeekFrom::Start(start)).await?;
+            let stored = &stored;
+            let contains = |d: String| std::future::ready(Ok(stored.contains(&d)));
+            Ok(elide::walk(Source::File(f, len), contains, Some(&tx))
+                .await?
+                .0)
+        }
+        source if skip => {
+            let ask = |d: String| {
+                let content = content.clone();
+                async move { Ok(stored(content, vec![d.clone()]).await?.contains(&d)) }
+            };
+            Ok(elide::walk(source, ask, Some(&tx)).await?.0)
+        }
+        mut source => {
+            elide::send_all(&mut source, &tx).await?;
+            Ok(Walked::default())
+        }
+    }
+}
+
+/// Which of `digests` hyperd holds. A hyperd without the content API holds nothing we know of.
+async fn stored(
+    mut content: ContentClient,
+    digests: Vec<String>,
+) -> anyhow::Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for batch in digests.chunks(INFO_BATCH) {
+        let answer = content
+            .info(InfoRequest {
+                digests: batch.to_vec(),
+            })
+            .await;
+        match answer {
+            Ok(r) => out.extend(
+                r.into_inner()
+                    .blobs
+                    .into_iter()
+                    .filter(|b| b.stored)
+                    .map(|b| b.digest),
+            ),
+            Err(s) if s.code() == Code::Unimplemented => return Ok(HashSet::new()),
+            Err(s) => return Err(s.into()),
+        }
+    }
+    Ok(out)
 }

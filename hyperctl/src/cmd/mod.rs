@@ -14,12 +14,20 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use hyperd_proto::tonic::transport::Channel;
+use hyperd_proto::v1::content_service_client::ContentServiceClient;
 use hyperd_proto::v1::image_service_client::ImageServiceClient;
 
 use crate::cli::Command;
 use crate::exit::Unreachable;
 
 pub(crate) type Client = ImageServiceClient<Channel>;
+pub(crate) type ContentClient = ContentServiceClient<Channel>;
+
+/// Both services on one connection.
+pub(crate) struct Clients {
+    pub(crate) images: Client,
+    pub(crate) content: ContentClient,
+}
 
 pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitCode> {
     if let Command::Completion(args) = command {
@@ -28,11 +36,22 @@ pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitC
     if let Command::Version = command {
         return version::run(socket).await;
     }
-    let client = connect(socket).await?;
+    let channel = channel(socket).await?;
+    let client = images(channel.clone());
     match command {
         Command::Images(a) => images::run(client, a).await,
         Command::Save(a) => save::run(client, a).await,
-        Command::Load(a) => load::run(client, a).await,
+        Command::Load(a) => {
+            let content = ContentServiceClient::new(channel);
+            load::run(
+                Clients {
+                    images: client,
+                    content,
+                },
+                a,
+            )
+            .await
+        }
         Command::Rmi(a) => rmi::run(client, a).await,
         Command::Tag(a) => tag::run(client, a).await,
         Command::Inspect(a) => inspect::run(client, a).await,
@@ -42,15 +61,22 @@ pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitC
 }
 
 pub(crate) async fn connect(socket: &Path) -> anyhow::Result<Client> {
-    let channel = hyperd_proto::connect(socket)
+    Ok(images(channel(socket).await?))
+}
+
+async fn channel(socket: &Path) -> anyhow::Result<Channel> {
+    Ok(hyperd_proto::connect(socket)
         .await
         .map_err(|e| Unreachable {
             socket: socket.display().to_string(),
             cause: error_chain(&e),
-        })?;
-    Ok(ImageServiceClient::new(channel)
+        })?)
+}
+
+fn images(channel: Channel) -> Client {
+    ImageServiceClient::new(channel)
         .max_decoding_message_size(hyperd_proto::CHUNK_SIZE * 2)
-        .max_encoding_message_size(hyperd_proto::CHUNK_SIZE * 2))
+        .max_encoding_message_size(hyperd_proto::CHUNK_SIZE * 2)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

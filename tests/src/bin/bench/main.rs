@@ -2,18 +2,24 @@
 //! to floors measured in the same run. Run it with `scripts/bench` (release binaries).
 //!
 //! Cases: a first load, a load of an image the store already holds, a save, and an image of many
-//! small files; skopeo's figures beside them where it is installed. Medians of `--runs` runs.
+//! small files; skopeo's figures beside them where it is installed. Then re-loads as speed-ups over
+//! the first load: from the file, from a pipe, from a pipe sending every byte, and an image that
+//! adds one 1 MiB layer to the stored one. Medians of `--runs` runs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use integration::fixtures::*;
-use tokio::io::AsyncWriteExt;
 
+mod archive;
 mod measure;
+mod reload;
+
+use archive::{make_layer, write_archive};
 
 use measure::{Daemon, median, run, sync};
+use reload::Reloads;
 
 struct Args {
     runs: usize,
@@ -50,78 +56,6 @@ fn parse_args() -> Args {
         }
     }
     a
-}
-
-/// Writes an OCI archive of `layers` (each an uncompressed layer tar in a file) without holding
-/// them in memory; returns the image's ref name.
-async fn write_archive(path: &Path, layers: &[(PathBuf, String, u64)], name: &str) {
-    let diff_ids: Vec<&String> = layers.iter().map(|(_, d, _)| d).collect();
-    let config = serde_json::to_vec(&serde_json::json!({
-        "created": "2024-01-01T00:00:00Z", "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }))
-    .unwrap();
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len()},
-        "layers": layers.iter().map(|(_, d, size)| serde_json::json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": size,
-        })).collect::<Vec<_>>(),
-    }))
-    .unwrap();
-    let index = index_json(vec![serde_json::json!({
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(&manifest), "size": manifest.len(),
-        "annotations": {"org.opencontainers.image.ref.name": name},
-    })]);
-    let file = tokio::fs::File::create(path).await.unwrap();
-    let mut b =
-        tokio_tar::Builder::new_non_terminated(tokio::io::BufWriter::with_capacity(1 << 20, file));
-    let add = async |b: &mut tokio_tar::Builder<_>,
-                     p: &str,
-                     size: u64,
-                     data: &mut (dyn tokio::io::AsyncRead + Unpin + Send)| {
-        let mut h = tokio_tar::Header::new_ustar();
-        h.set_size(size);
-        h.set_mode(0o644);
-        b.append_data(&mut h, p, data).await.unwrap();
-    };
-    add(&mut b, "oci-layout", LAYOUT.len() as u64, &mut &LAYOUT[..]).await;
-    add(
-        &mut b,
-        "index.json",
-        index.len() as u64,
-        &mut index.as_slice(),
-    )
-    .await;
-    for doc in [&manifest, &config] {
-        add(
-            &mut b,
-            &format!("blobs/sha256/{}", hex_of(&sha(doc))),
-            doc.len() as u64,
-            &mut doc.as_slice(),
-        )
-        .await;
-    }
-    for (file, digest, size) in layers {
-        let mut f = tokio::fs::File::open(file).await.unwrap();
-        add(
-            &mut b,
-            &format!("blobs/sha256/{}", hex_of(digest)),
-            *size,
-            &mut f,
-        )
-        .await;
-    }
-    let mut w = b.into_inner().await.unwrap();
-    w.flush().await.unwrap();
-}
-
-async fn make_layer(dir: &Path, tar_bytes: Vec<u8>, n: usize) -> (PathBuf, String, u64) {
-    let path = dir.join(format!("layer-{n}.tar"));
-    let digest = sha(&tar_bytes);
-    tokio::fs::write(&path, &tar_bytes).await.unwrap();
-    (path, digest, tar_bytes.len() as u64)
 }
 
 struct Case {
@@ -204,6 +138,11 @@ async fn main() {
     if args.make_archive.is_some() {
         return;
     }
+    let mut plus_one = layers.clone();
+    plus_one.push(make_layer(w, big_layer_tar("bench-new", 1 << 20).await, args.layers).await);
+    let next = w.join("next.tar");
+    write_archive(&next, &plus_one, "next:1").await;
+    std::fs::remove_file(&plus_one[args.layers].0).unwrap();
     for (p, _, _) in &layers {
         std::fs::remove_file(p).unwrap();
     }
@@ -224,7 +163,9 @@ async fn main() {
 
     let daemon = Daemon::start(&bin_dir, w);
     let mut floors = Vec::new();
+    let mut reloads = Reloads::default();
     let (mut first, mut again, mut save, mut small_load) = (vec![], vec![], vec![], vec![]);
+    let mut first_secs = vec![];
     let (mut skopeo_big, mut skopeo_small) = (vec![], vec![]);
     let mut peaks = [0u64; 4];
     let mut client_peaks = [0u64; 4];
@@ -253,12 +194,14 @@ async fn main() {
             big_mb,
             &["load", "-q", "-i", big.to_str().unwrap()],
         );
+        first_secs.push(big_mb / first.last().unwrap());
         measure(
             1,
             &mut again,
             big_mb,
             &["load", "-q", "-i", big.to_str().unwrap()],
         );
+        reloads.measure(&bin_dir.join("hyperctl"), &daemon.socket, &big, &next);
         let out = w.join("saved.tar");
         measure(
             2,
@@ -368,4 +311,5 @@ async fn main() {
         args.runs, args.layers, args.layer_mib
     );
     print(&cases);
+    reloads.print(median(first_secs));
 }

@@ -1,0 +1,153 @@
+//! `hyperctl load` leaves out the blobs hyperd holds, and what it loads is exactly what sending
+//! the whole archive loads: names, IDs, digests, refusals.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use integration::TestDaemon;
+use integration::fixtures::*;
+
+/// Runs `hyperctl load` with `stdin` as its standard input and `args` after `load`.
+fn load_from(d: &TestDaemon, stdin: Stdio, args: &[&str]) -> Output {
+    d.ctl()
+        .arg("load")
+        .args(args)
+        .stdin(stdin)
+        .output()
+        .expect("running hyperctl")
+}
+
+/// `hyperctl load` reading `bytes` from a pipe.
+fn load_piped(d: &TestDaemon, bytes: &[u8], args: &[&str]) -> Output {
+    let mut child = d
+        .ctl()
+        .arg("load")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(bytes).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn write(d: &TestDaemon, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = d.path(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `base` and `next` share their first layer; `next`'s archive names it `next:1`.
+async fn shared_pair() -> (Image, Image, Vec<u8>, Vec<u8>) {
+    let base = Image::new(&["shared", "base"], "amd64", Comp::None).await;
+    let next = Image::new(&["shared", "next"], "amd64", Comp::None).await;
+    let base_tar = oci_archive(&[(&base, &[("io.containerd.image.name", "base:1")])]).await;
+    let next_tar = oci_archive(&[(&next, &[("io.containerd.image.name", "next:1")])]).await;
+    (base, next, base_tar, next_tar)
+}
+
+#[tokio::test]
+async fn an_incremental_load_gives_what_a_full_load_gives() {
+    let (_, next, base_tar, next_tar) = shared_pair().await;
+    let (a, b) = (TestDaemon::start(), TestDaemon::start());
+    for d in [&a, &b] {
+        d.ok(&["load", "-q", "-i", s(&write(d, "base.tar", &base_tar))]);
+    }
+    let incremental = a.ok(&["load", "-i", s(&write(&a, "next.tar", &next_tar))]);
+    let full = b.ok(&[
+        "load",
+        "--send-all",
+        "-i",
+        s(&write(&b, "next.tar", &next_tar)),
+    ]);
+    assert_eq!(full, "Loaded image: next:1\n");
+    assert!(
+        incremental.starts_with("Loaded image: next:1 (1 of 4 blobs already stored, "),
+        "{incremental}"
+    );
+    assert!(incremental.ends_with(" not sent)\n"), "{incremental}");
+    for args in [
+        &["inspect", "next:1"][..],
+        &["inspect", "base:1"],
+        &["images", "--format", "json"],
+    ] {
+        assert_eq!(a.ok(args), b.ok(args), "{args:?}");
+    }
+    assert!(a.ok(&["check"]).contains(" 0 problems"));
+}
+
+#[tokio::test]
+async fn a_reload_from_a_file_a_redirect_or_a_pipe_sends_no_blob() {
+    let (base, _, base_tar, _) = shared_pair().await;
+    let d = TestDaemon::start();
+    let path = write(&d, "base.tar", &base_tar);
+    d.ok(&["load", "-q", "-i", s(&path)]);
+    let again = d.ok(&["load", "-i", s(&path)]);
+    assert!(
+        again.starts_with("Loaded image: base:1 (4 of 4 blobs already stored, "),
+        "{again}"
+    );
+    let redirected = stdout(&load_from(
+        &d,
+        std::fs::File::open(&path).unwrap().into(),
+        &[],
+    ));
+    assert_eq!(redirected, again);
+    let piped = stdout(&load_piped(&d, &base_tar, &[]));
+    assert_eq!(piped, again);
+    assert_eq!(stdout(&load_piped(&d, &base_tar, &["-q"])), "");
+    assert!(d.ok(&["images", "--format", "json"]).contains(&base.id()));
+}
+
+#[tokio::test]
+async fn compressed_and_legacy_archives_are_sent_whole_and_load_the_same() {
+    let (base, _, base_tar, _) = shared_pair().await;
+    let d = TestDaemon::start();
+    d.ok(&["load", "-q", "-i", s(&write(&d, "base.tar", &base_tar))]);
+    let gz = write(&d, "base.tar.gz", &gzip(&base_tar).await);
+    assert_eq!(d.ok(&["load", "-i", s(&gz)]), "Loaded image: base:1\n");
+    let legacy = docker_archive(&[(&base, &["legacy:1"])]).await;
+    let path = write(&d, "legacy.tar", &legacy);
+    assert_eq!(d.ok(&["load", "-i", s(&path)]), "Loaded image: legacy:1\n");
+    assert!(d.ok(&["check"]).contains(" 0 problems"));
+}
+
+#[tokio::test]
+async fn a_bad_blob_beside_a_left_out_one_is_refused_as_in_a_full_load() {
+    let (_, next, base_tar, _) = shared_pair().await;
+    let mut entries = oci_entries(&[(&next, &[("io.containerd.image.name", "next:1")])]);
+    let layer = entries.last_mut().unwrap();
+    layer.data[700] ^= 1;
+    let bad = tar(&entries).await;
+    let d = TestDaemon::start();
+    d.ok(&["load", "-q", "-i", s(&write(&d, "base.tar", &base_tar))]);
+    let path = write(&d, "bad.tar", &bad);
+    let incremental = d.run(&["load", "-i", s(&path)]);
+    let full = d.run(&["load", "--send-all", "-i", s(&path)]);
+    assert!(!incremental.status.success());
+    assert_eq!(incremental.status.code(), full.status.code());
+    assert_eq!(incremental.stderr, full.stderr);
+    assert!(
+        String::from_utf8_lossy(&full.stderr).contains("digest"),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
+    assert!(!d.ok(&["images"]).contains("next"));
+}
