@@ -65,7 +65,7 @@ async fn shared_pair() -> (Image, Image, Vec<u8>, Vec<u8>) {
 
 #[tokio::test]
 async fn an_incremental_load_gives_what_a_full_load_gives() {
-    let (_, next, base_tar, next_tar) = shared_pair().await;
+    let (_, _, base_tar, next_tar) = shared_pair().await;
     let (a, b) = (TestDaemon::start(), TestDaemon::start());
     for d in [&a, &b] {
         d.ok(&["load", "-q", "-i", s(&write(d, "base.tar", &base_tar))]);
