@@ -40,7 +40,19 @@ impl Source {
                 .await?;
                 Ok(n)
             }
-            Source::Pipe(p) => tokio::io::copy(&mut p.take(n), &mut tokio::io::sink()).await,
+            Source::Pipe(p) => {
+                // In large reads: tokio's copy reads 8 KiB at a time.
+                let mut buf = vec![0u8; CHUNK_SIZE];
+                let mut left = n;
+                while left > 0 {
+                    let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    match p.read(&mut buf[..want]).await? {
+                        0 => break,
+                        k => left -= k as u64,
+                    }
+                }
+                Ok(n - left)
+            }
         }
     }
 
