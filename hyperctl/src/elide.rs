@@ -94,6 +94,15 @@ pub(crate) struct Walked {
     pub(crate) elided_bytes: u64,
 }
 
+/// hyperd refuses an entry whose header metadata (PAX records, GNU long names) is larger; the
+/// walk stops there instead of holding it, and the rest goes as it is for hyperd to refuse.
+const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// The channel to hyperd closed: the call has ended, and its status says why.
+#[derive(Debug, thiserror::Error)]
+#[error("hyperd stopped reading the archive")]
+pub(crate) struct Stopped;
+
 /// The tar reader's input. Header bytes are read from the source and kept to be sent; `passed`
 /// bytes are body bytes that went around the reader, which it now skips without reading.
 struct Tap(Arc<Mutex<Shared>>);
@@ -101,6 +110,7 @@ struct Tap(Arc<Mutex<Shared>>);
 struct Shared {
     source: Option<Source>,
     header_bytes: Vec<u8>,
+    scratch: Vec<u8>,
     passed: u64,
 }
 
@@ -122,17 +132,29 @@ impl AsyncRead for Tap {
             shared.passed -= n as u64;
             return Poll::Ready(Ok(()));
         }
-        let before = buf.filled().len();
-        let source = shared
-            .source
+        let room = MAX_HEADER_BYTES.saturating_sub(shared.header_bytes.len());
+        if room == 0 {
+            return Poll::Ready(Err(std::io::Error::other("tar header metadata over 1 MiB")));
+        }
+        // Read through a small buffer of our own, so no read takes more than the room left.
+        let Shared {
+            source, scratch, ..
+        } = &mut *shared;
+        scratch.resize(room.min(buf.remaining()).min(64 << 10), 0);
+        let mut into = ReadBuf::new(scratch);
+        let source = source
             .as_mut()
             .expect("the source is back while the tar reader reads");
-        let polled = Pin::new(source).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            let read = buf.filled()[before..].to_vec();
-            shared.header_bytes.extend_from_slice(&read);
-        }
-        polled
+        std::task::ready!(Pin::new(source).poll_read(cx, &mut into))?;
+        let n = into.filled().len();
+        buf.put_slice(&shared.scratch[..n]);
+        let Shared {
+            header_bytes,
+            scratch,
+            ..
+        } = &mut *shared;
+        header_bytes.extend_from_slice(&scratch[..n]);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -150,17 +172,19 @@ where
     let shared = Arc::new(Mutex::new(Shared {
         source: Some(source),
         header_bytes: Vec::new(),
+        scratch: Vec::new(),
         passed: 0,
     }));
     let mut archive = tokio_tar::Archive::new(Tap(shared.clone()));
     let mut entries = archive.entries()?;
     let mut walked = Walked::default();
+    let mut outbox = Outbox::new(out);
     let mut at = 0u64;
     loop {
         let next = entries.next().await;
         let header_bytes = std::mem::take(&mut shared.lock().expect("tap lock").header_bytes);
         at += header_bytes.len() as u64;
-        send(out, Piece::Bytes(header_bytes.into())).await?;
+        outbox.bytes(&header_bytes).await?;
         // An entry the tar reader cannot make sense of ends the walk: the rest goes as it is
         // and hyperd gives the error a full load would.
         let Some(Ok(entry)) = next else { break };
@@ -186,10 +210,10 @@ where
             let skipped = source.skip(size).await?;
             walked.elided += 1;
             walked.elided_bytes += skipped;
-            send(out, Piece::Elided(skipped)).await?;
+            outbox.elided(skipped).await?;
             skipped
         } else {
-            copy(&mut source, size, out).await?
+            copy(&mut source, size, &mut outbox).await?
         };
         at += moved;
         let mut s = shared.lock().expect("tap lock");
@@ -202,15 +226,75 @@ where
     drop(entries);
     drop(archive);
     let mut source = take_source(&shared);
-    if let Some(out) = out {
-        send_all(&mut source, out).await?;
+    if out.is_some() {
+        copy(&mut source, u64::MAX, &mut outbox).await?;
     }
+    outbox.flush().await?;
     Ok((walked, source))
 }
 
 /// Sends the rest of `source` as it is.
 pub(crate) async fn send_all(source: &mut Source, out: &Sender<Piece>) -> anyhow::Result<()> {
-    copy(source, u64::MAX, Some(out)).await.map(drop)
+    let mut outbox = Outbox::new(Some(out));
+    copy(source, u64::MAX, &mut outbox).await?;
+    outbox.flush().await
+}
+
+/// Gathers archive bytes into messages of up to 1 MiB: an archive of many small entries would
+/// otherwise cost a message per header. With no channel, it only looks.
+struct Outbox<'a> {
+    out: Option<&'a Sender<Piece>>,
+    pending: BytesMut,
+}
+
+impl<'a> Outbox<'a> {
+    fn new(out: Option<&'a Sender<Piece>>) -> Self {
+        Outbox {
+            out,
+            pending: BytesMut::new(),
+        }
+    }
+
+    async fn bytes(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        if self.out.is_none() {
+            return Ok(());
+        }
+        for part in data.chunks(CHUNK_SIZE) {
+            if self.pending.len() + part.len() > CHUNK_SIZE {
+                self.flush().await?;
+            }
+            self.pending.extend_from_slice(part);
+        }
+        Ok(())
+    }
+
+    /// A body's chunk: sent as it is when nothing is pending, without a copy.
+    async fn chunk(&mut self, chunk: Bytes) -> anyhow::Result<()> {
+        if self.pending.is_empty() && chunk.len() == CHUNK_SIZE {
+            return self.send(Piece::Bytes(chunk)).await;
+        }
+        self.bytes(&chunk).await
+    }
+
+    async fn elided(&mut self, n: u64) -> anyhow::Result<()> {
+        self.flush().await?;
+        self.send(Piece::Elided(n)).await
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let bytes = self.pending.split().freeze();
+        self.send(Piece::Bytes(bytes)).await
+    }
+
+    async fn send(&self, piece: Piece) -> anyhow::Result<()> {
+        if let Some(out) = self.out {
+            out.send(piece).await.map_err(|_| Stopped)?;
+        }
+        Ok(())
+    }
 }
 
 fn take_source(shared: &Mutex<Shared>) -> Source {
@@ -237,36 +321,26 @@ fn blob_digest<R: AsyncRead + Unpin>(entry: &tokio_tar::Entry<R>) -> Option<Stri
     is_hex.then(|| format!("sha256:{hex}"))
 }
 
-/// Sends up to `n` bytes of `source` in 1 MiB pieces; returns how many there were.
-async fn copy(source: &mut Source, n: u64, out: Option<&Sender<Piece>>) -> anyhow::Result<u64> {
+/// Sends up to `n` bytes of `source` in 1 MiB pieces (only skips them, when only looking);
+/// returns how many there were.
+async fn copy(source: &mut Source, n: u64, outbox: &mut Outbox<'_>) -> anyhow::Result<u64> {
     let mut left = n;
     while left > 0 {
         let want = usize::try_from(left).unwrap_or(usize::MAX).min(CHUNK_SIZE);
-        let chunk = match out {
-            Some(_) => source.read_up_to(want).await?,
-            None => {
-                let skipped = source.skip(want as u64).await?;
-                left -= skipped;
-                continue;
-            }
+        let moved = if outbox.out.is_some() {
+            let chunk = source.read_up_to(want).await?;
+            let len = chunk.len() as u64;
+            outbox.chunk(chunk).await?;
+            len
+        } else {
+            source.skip(want as u64).await?
         };
-        if chunk.is_empty() {
+        if moved == 0 {
             break;
         }
-        left -= chunk.len() as u64;
-        send(out, Piece::Bytes(chunk)).await?;
+        left -= moved;
     }
     Ok(n - left)
-}
-
-async fn send(out: Option<&Sender<Piece>>, piece: Piece) -> anyhow::Result<()> {
-    let empty = matches!(&piece, Piece::Bytes(b) if b.is_empty());
-    if let (Some(out), false) = (out, empty) {
-        out.send(piece)
-            .await
-            .map_err(|_| anyhow::anyhow!("hyperd stopped reading the archive"))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -424,5 +498,28 @@ mod tests {
         let source = Source::Pipe(Box::pin(std::io::Cursor::new(junk.clone())));
         let (_, pieces) = collect(walk(source, |_| async { Ok(true) }, Some(&tx)), &mut rx).await;
         assert_eq!(layout(&pieces), (junk, vec![]));
+    }
+
+    #[tokio::test]
+    async fn huge_header_metadata_ends_the_walk_and_goes_as_it_is() {
+        let (tail, _) = archive().await;
+        let len = 3 << 20;
+        let mut h = tokio_tar::Header::new_ustar();
+        h.set_entry_type(tokio_tar::EntryType::XHeader);
+        h.set_size(len as u64);
+        h.set_cksum();
+        let mut bytes = h.as_bytes().to_vec();
+        let record = format!("{len} comment=");
+        bytes.extend_from_slice(record.as_bytes());
+        bytes.resize(512 + len - 1, b'v');
+        bytes.push(b'\n');
+        bytes.resize(512 + len.div_ceil(512) * 512, 0);
+        bytes.extend_from_slice(&tail);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 10);
+        let source = Source::Pipe(Box::pin(std::io::Cursor::new(bytes.clone())));
+        let (walked, pieces) =
+            collect(walk(source, |_| async { Ok(true) }, Some(&tx)), &mut rx).await;
+        assert_eq!(layout(&pieces), (bytes, vec![]));
+        assert!(walked.blobs.is_empty());
     }
 }

@@ -19,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Clients, ContentClient, images::size};
 use crate::cli::{LoadArgs, split_mapping};
-use crate::elide::{self, Piece, Source, Walked};
+use crate::elide::{self, Piece, Source, Stopped, Walked};
 use crate::progress;
 
 /// Digests per Info call: hyperd answers at most 10,000 at once.
@@ -61,7 +61,11 @@ pub(crate) async fn run(clients: Clients, args: LoadArgs) -> anyhow::Result<Exit
     // A read error must abort the call, not end the stream: an archive cut short at an entry
     // boundary could otherwise look complete.
     let walked = tokio::select! {
-        walked = &mut feed => walked.context("reading the archive")?,
+        walked = &mut feed => match walked {
+            // hyperd refused the archive part way: its status says why.
+            Err(e) if e.is::<Stopped>() => { call.await?; return Err(e) }
+            walked => walked.context("reading the archive")?,
+        },
         r = &mut call => { r?; anyhow::bail!("hyperd answered before the archive was sent") }
     };
     let response = call.await?.into_inner();
