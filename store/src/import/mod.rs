@@ -10,6 +10,7 @@ mod oci;
 
 pub(crate) use archive::{Ingested, ingest};
 pub(crate) use naming::assign;
+pub(crate) use oci::{Source, image};
 
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
