@@ -29,6 +29,14 @@ struct Args {
         default_value_t = 120
     )]
     load_idle_timeout: u64,
+    /// Drop a content write (ContentService.Write) that receives nothing for this many seconds
+    #[arg(
+        long,
+        env = "HYPERD_CONTENT_WRITE_EXPIRY",
+        value_name = "SECS",
+        default_value_t = 3600
+    )]
+    content_write_expiry: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +71,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let settings = hyperd::Settings {
         load_idle_timeout: std::time::Duration::from_secs(args.load_idle_timeout),
+        content_write_expiry: std::time::Duration::from_secs(args.content_write_expiry),
     };
     let result = hyperd::run(store, listener, settings, stop_signal()).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
