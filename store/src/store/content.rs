@@ -142,6 +142,7 @@ impl ContentWrite {
     /// it is never visible unverified, and never collectable once visible.
     async fn commit(&mut self) -> Result<Written> {
         let mut checkout = self.checkout.take().expect("a write holds its checkout");
+        let total = checkout.offset();
         let (checkout, verified) = tokio::task::spawn_blocking(move || {
             let v = checkout.finish();
             (checkout, v)
@@ -158,7 +159,6 @@ impl ContentWrite {
                 .publish_file(verified.path(), &verified.digest)?;
         }
         tracing::info!(digest = %verified.digest, reference = checkout.reference(), "blob written");
-        let total = checkout.offset();
         drop(verified);
         drop(checkout);
         Ok(Written {
@@ -243,6 +243,8 @@ impl Store {
             start.offset,
             now(),
         )?;
+        // The janitor may be asleep until later than this write could expire.
+        self.inner.content.wake.notify_one();
         let mut write = ContentWrite {
             store: self.clone(),
             checkout: Some(checkout),
@@ -325,7 +327,7 @@ impl Store {
         Some(std::time::Duration::from_secs(secs))
     }
 
-    /// Resolves when a lease that expires before all others was created.
+    /// Resolves when a lease that expires before all others was created, or a write began.
     pub async fn expiry_changed(&self) {
         self.inner.content.wake.notified().await
     }
