@@ -67,7 +67,7 @@ async fn an_image_created_from_written_blobs_lists_saves_and_loads_in_skopeo() {
     // The image holds its blobs now, without the lease.
     let del = v1::DeleteLeaseRequest { id: l.id.clone() };
     c.delete_lease(del).await.unwrap();
-    assert_eq!(info(&mut c, &sha(&img.manifest)).await.0, true);
+    assert!(info(&mut c, &sha(&img.manifest)).await.0);
 
     let saved = d.path("created.tar");
     d.ok(&["save", "-f", "oci", "-o", p(&saved), "created:1"]);
