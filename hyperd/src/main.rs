@@ -55,6 +55,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let store = store::Store::open(&root)
         .await
         .with_context(|| format!("opening store {}", root.display()))?;
+    // Before the socket exists: a client may send SIGTERM as soon as it can connect.
+    let stop = stop_signal();
     let (listener, owns_socket) = match hyperd::activated_listener()? {
         Some(l) => (l, false),
         None => {
@@ -73,7 +75,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         load_idle_timeout: std::time::Duration::from_secs(args.load_idle_timeout),
         content_write_expiry: std::time::Duration::from_secs(args.content_write_expiry),
     };
-    let result = hyperd::run(store, listener, settings, stop_signal()).await;
+    let result = hyperd::run(store, listener, settings, stop).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // A socket systemd passed belongs to systemd, which keeps listening on it.
     if owns_socket && let Err(e) = std::fs::remove_file(&socket) {
@@ -83,12 +85,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     result
 }
 
-async fn stop_signal() {
+/// Installs the handlers now; the future completes at SIGINT or SIGTERM.
+fn stop_signal() -> impl Future<Output = ()> {
     let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
 
