@@ -112,7 +112,8 @@ impl ContentWrite {
     }
 
     /// Appends `data`; commits when the write reaches its total. Bytes past the total, a digest
-    /// mismatch or any failure drop the write.
+    /// mismatch, a lease deleted or expired meanwhile, or any other failure drop the write: after
+    /// an error, drop this too.
     pub async fn write<D>(&mut self, data: D) -> Result<Option<Written>>
     where
         D: AsRef<[u8]> + Send + 'static,
