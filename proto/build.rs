@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = ["hyperd/v1/images.proto", "hyperd/v1/content.proto"];
-    for p in protos {
-        println!("cargo:rerun-if-changed={p}");
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
     }
     let fds = protox::compile(protos, ["."])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

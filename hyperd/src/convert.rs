@@ -1,7 +1,7 @@
 //! Store types <-> API messages.
 
 use hyperd_proto::v1;
-use store::{ImageName, ImageSummary};
+use store::{Digest, ImageName, ImageSummary};
 use tonic::Status;
 
 use crate::status::to_status;
@@ -63,4 +63,13 @@ pub(crate) fn format(f: i32, platform: String) -> Result<store::Format, Status> 
 
 pub(crate) fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
+}
+
+/// A digest as the API spells it, `sha256:<64 lowercase hex>`.
+pub(crate) fn digest(s: &str) -> Result<Digest, Status> {
+    s.parse().map_err(|_| {
+        Status::invalid_argument(format!(
+            "{s:?} is not a digest: want sha256:<64 lowercase hex digits>"
+        ))
+    })
 }

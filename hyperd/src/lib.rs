@@ -1,7 +1,9 @@
 //! hyperd: the image store served as gRPC on a Unix socket.
 
 mod authority;
+mod content;
 mod convert;
+mod janitor;
 mod service;
 mod socket;
 mod status;
@@ -9,6 +11,7 @@ mod status;
 use std::future::Future;
 
 use futures_util::TryStreamExt;
+use hyperd_proto::v1::content_service_server::ContentServiceServer;
 use hyperd_proto::v1::image_service_server::ImageServiceServer;
 use hyperd_proto::{FILE_DESCRIPTOR_SET, MAX_FRAME};
 use store::Store;
@@ -34,10 +37,13 @@ const CONNECTION_WINDOW: u32 = MAX_STREAMS * LOAD_WINDOW;
 pub struct Settings {
     /// A load that holds a slot and receives nothing for this long is ended.
     pub load_idle_timeout: std::time::Duration,
+    /// A content write that receives nothing for this long is dropped.
+    pub content_write_expiry: std::time::Duration,
 }
 
-/// Serves `store` on `listener` until `shutdown` completes. Then it stops accepting, ends
-/// in-flight loads and saves with UNAVAILABLE (a load's staged blobs are dropped), and returns
+/// Serves `store` on `listener` until `shutdown` completes, with a janitor that drops expired
+/// leases and content writes. Then it stops accepting, ends in-flight loads, saves, reads and
+/// writes with UNAVAILABLE (a load's staged blobs are dropped), and returns
 /// once every connection has closed.
 pub async fn run(
     store: Store,
@@ -50,6 +56,9 @@ pub async fn run(
     health
         .set_serving::<ImageServiceServer<service::Images>>()
         .await;
+    health
+        .set_serving::<ContentServiceServer<content::Content>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -59,6 +68,12 @@ pub async fn run(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let content = ContentServiceServer::new(content::Content::new(store.clone(), cancel.clone()));
+    let janitor = tokio::spawn(janitor::run(
+        store.clone(),
+        settings.content_write_expiry,
+        cancel.clone(),
+    ));
     let images = ImageServiceServer::new(service::Images::new(
         store,
         cancel.clone(),
@@ -69,6 +84,9 @@ pub async fn run(
         tracing::info!("shutting down");
         health
             .set_not_serving::<ImageServiceServer<service::Images>>()
+            .await;
+        health
+            .set_not_serving::<ContentServiceServer<content::Content>>()
             .await;
         cancel.cancel();
     };
@@ -81,10 +99,12 @@ pub async fn run(
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(images)
+        .add_service(content)
         .serve_with_incoming_shutdown(
             UnixListenerStream::new(listener).map_ok(authority::AnyAuthority::new),
             stop,
         )
         .await?;
+    janitor.await?;
     Ok(())
 }

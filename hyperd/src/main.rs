@@ -29,6 +29,14 @@ struct Args {
         default_value_t = 120
     )]
     load_idle_timeout: u64,
+    /// Drop a content write (ContentService.Write) that receives nothing for this many seconds
+    #[arg(
+        long,
+        env = "HYPERD_CONTENT_WRITE_EXPIRY",
+        value_name = "SECS",
+        default_value_t = 3600
+    )]
+    content_write_expiry: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +55,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let store = store::Store::open(&root)
         .await
         .with_context(|| format!("opening store {}", root.display()))?;
+    // Before the socket exists: a client may send SIGTERM as soon as it can connect.
+    let stop = stop_signal();
     let (listener, owns_socket) = match hyperd::activated_listener()? {
         Some(l) => (l, false),
         None => {
@@ -63,8 +73,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let settings = hyperd::Settings {
         load_idle_timeout: std::time::Duration::from_secs(args.load_idle_timeout),
+        content_write_expiry: std::time::Duration::from_secs(args.content_write_expiry),
     };
-    let result = hyperd::run(store, listener, settings, stop_signal()).await;
+    let result = hyperd::run(store, listener, settings, stop).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // A socket systemd passed belongs to systemd, which keeps listening on it.
     if owns_socket && let Err(e) = std::fs::remove_file(&socket) {
@@ -74,12 +85,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     result
 }
 
-async fn stop_signal() {
+/// Installs the handlers now; the future completes at SIGINT or SIGTERM.
+fn stop_signal() -> impl Future<Output = ()> {
     let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
 

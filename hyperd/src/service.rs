@@ -67,7 +67,7 @@ impl Images {
 }
 
 /// The peer's uid, for the log line of each call that changes the store.
-fn peer_uid<T>(req: &Request<T>) -> Option<u32> {
+pub(crate) fn peer_uid<T>(req: &Request<T>) -> Option<u32> {
     req.extensions()
         .get::<tonic::transport::server::UdsConnectInfo>()
         .and_then(|i| i.peer_cred)
@@ -283,6 +283,35 @@ impl ImageService for Images {
             blobs_checked: report.blobs_checked as u64,
             unreferenced: report.unreferenced as u64,
             problems: report.problems,
+        }))
+    }
+
+    async fn create_image(
+        &self,
+        req: Request<v1::CreateImageRequest>,
+    ) -> Result<Response<v1::CreateImageResponse>, Status> {
+        let uid = peer_uid(&req);
+        let req = req.into_inner();
+        let digest = convert::digest(&req.digest)?;
+        let names = req
+            .names
+            .iter()
+            .map(|n| n.parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(to_status)?;
+        let media_type = convert::non_empty(req.media_type);
+        let image = self
+            .store
+            .create_image(&digest, media_type.as_deref(), &names)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(uid, digest = %image.digest, names = ?req.names, "image created");
+        Ok(Response::new(v1::CreateImageResponse {
+            image: Some(v1::LoadedImage {
+                names: image.names.iter().map(ToString::to_string).collect(),
+                id: image.id.to_string(),
+                digest: image.digest.to_string(),
+            }),
         }))
     }
 

@@ -13,6 +13,10 @@ pub(crate) fn to_status(e: store::Error) -> Status {
             tracing::error!(error = %e, "damaged data");
             Status::data_loss(e.to_string())
         }
+        E::InvalidArgument(m) => Status::invalid_argument(m),
+        E::OutOfRange(m) => Status::out_of_range(m),
+        E::ResourceExhausted(m) => Status::resource_exhausted(m),
+        E::Aborted(m) => Status::aborted(m),
         E::Conflict(m) => Status::failed_precondition(m),
         e @ E::Locked(_) => Status::failed_precondition(e.to_string()),
         e @ (E::Database(_) | E::Io { .. }) => {

@@ -37,6 +37,19 @@ pub enum Error {
     /// The request conflicts with the store's state (e.g. removing an image that other tags still use).
     #[error("{0}")]
     Conflict(String),
+    /// A request the content API refuses as malformed (a digest, a ref, bytes past a write's
+    /// total, a media type), named in the message.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// An offset outside a blob, or not the one a write is at.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A bound on open writes, leases or a lease's blobs was reached.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The write was aborted or expired while a client was writing it.
+    #[error("{0}")]
+    Aborted(String),
     /// Another process holds the store root.
     #[error("store root {0} is in use by another hyperd")]
     Locked(String),

@@ -4,6 +4,7 @@
 //! <root>/meta.redb          tags and image records (redb: one write transaction per change)
 //! <root>/blobs/sha256/<hex> immutable blobs, visible only once their digest was checked
 //! <root>/ingest/<load>/     a load's staged blobs; moved into blobs/ when the load commits
+//! <root>/ingest/content/    content writes in progress; moved into blobs/ once verified
 //! ```
 //!
 //! Imports read OCI image layouts and docker-archives as one tar stream and extract nothing;
@@ -11,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod blob;
+mod content;
 mod decompress;
 mod digest;
 mod error;
@@ -23,6 +25,7 @@ mod ops;
 mod reference;
 mod store;
 
+pub use content::WriteStatus;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use image::{ImageRecord, Platform};
@@ -31,5 +34,6 @@ pub use oci_spec;
 pub use ops::Removed;
 pub use reference::ImageName;
 pub use store::{
-    CheckReport, Format, ImageSummary, Inspection, LoadedImage, SaveItem, SaveJob, Store,
+    Began, CheckReport, ContentWrite, Format, ImageSummary, Inspection, LoadedImage, SaveItem,
+    SaveJob, Store, WriteStart, Written,
 };

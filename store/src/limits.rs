@@ -1,4 +1,4 @@
-//! Limits on what an archive may ask of the store. Each is checked before the work it bounds.
+//! Limits on what an archive or a content request may ask of the store. Each is checked before the work it bounds.
 
 /// Largest JSON document read into memory: index.json, manifest.json, manifests, indexes, configs.
 pub const MAX_JSON: u64 = 4 << 20;
@@ -25,3 +25,21 @@ pub const MAX_LINK_HOPS: usize = 8;
 pub const MAX_EXPANSION: u64 = 100;
 /// Decompressed bytes always accepted, whatever the ratio.
 pub const BOMB_GRACE: u64 = 64 << 20;
+
+/// Most digests one content `Info` request may ask about.
+pub const MAX_INFO_DIGESTS: usize = 10_000;
+/// Longest write ref, in bytes.
+pub const MAX_WRITE_REF: usize = 256;
+/// Most content writes open at once (streaming or waiting to be resumed): each holds a partial
+/// file and a hash state in memory.
+pub const MAX_OPEN_WRITES: usize = 1_024;
+/// Largest blob a content write may announce: 1 TiB, far above any real layer.
+pub const MAX_WRITE_TOTAL: u64 = 1 << 40;
+/// Lease lifetime when a request names none, and of the lease a write without one gets.
+pub const DEFAULT_LEASE_TTL: u64 = 3_600;
+/// Longest lease lifetime a client may ask for: 7 days.
+pub const MAX_LEASE_TTL: u64 = 7 * 24 * 3_600;
+/// Most leases at once (each write without a lease holds one of its own for an hour).
+pub const MAX_LEASES: usize = 4_096;
+/// Most blobs one lease may hold: room for a multi-platform image of many layers.
+pub const MAX_LEASE_DIGESTS: usize = 10_000;

@@ -1,6 +1,6 @@
 //! Image and tag metadata in redb: a snapshot to read, one write transaction to change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -8,12 +8,22 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
+use crate::limits::MAX_LEASE_DIGESTS;
 use crate::reference::ImageName;
 
 /// Full image name (`docker.io/library/busybox:latest`) -> top-level manifest or index digest.
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 /// Top-level digest -> JSON [`ImageRecord`].
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+/// Lease ID -> JSON [`LeaseRecord`]: blobs kept from collection until the lease expires.
+const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+
+/// What a lease holds, and until when (unix seconds).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct LeaseRecord {
+    pub(crate) expires_at: i64,
+    pub(crate) digests: Vec<Digest>,
+}
 
 /// A consistent view of all images and tags.
 #[derive(Clone, Debug, Default)]
@@ -65,6 +75,7 @@ impl Meta {
         let tx = db.begin_write()?;
         tx.open_table(TAGS)?;
         tx.open_table(IMAGES)?;
+        tx.open_table(LEASES)?;
         tx.commit()?;
         Ok(Meta { db })
     }
@@ -108,4 +119,83 @@ impl Meta {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Leases: one small write transaction each, apart from the image metadata.
+impl Meta {
+    /// Every lease's expiry, by ID.
+    pub(crate) fn lease_expiries(&self) -> Result<BTreeMap<String, i64>> {
+        let tx = self.db.begin_read()?;
+        let mut out = BTreeMap::new();
+        for row in tx.open_table(LEASES)?.iter()? {
+            let (k, v) = row?;
+            out.insert(k.value().to_owned(), parse_lease(v.value())?.expires_at);
+        }
+        Ok(out)
+    }
+
+    /// Every digest some lease holds: roots for collection.
+    pub(crate) fn leased(&self) -> Result<HashSet<Digest>> {
+        let tx = self.db.begin_read()?;
+        let mut out = HashSet::new();
+        for row in tx.open_table(LEASES)?.iter()? {
+            out.extend(parse_lease(row?.1.value())?.digests);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn put_lease(&self, id: &str, lease: &LeaseRecord) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        let json = serde_json::to_vec(lease).expect("lease record serialises");
+        tx.open_table(LEASES)?.insert(id, json.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes the leases `ids`; says which of them existed.
+    pub(crate) fn delete_leases(&self, ids: &[String]) -> Result<Vec<String>> {
+        let tx = self.db.begin_write()?;
+        let mut gone = Vec::new();
+        {
+            let mut leases = tx.open_table(LEASES)?;
+            for id in ids {
+                if leases.remove(id.as_str())?.is_some() {
+                    gone.push(id.clone());
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(gone)
+    }
+
+    /// Adds `digest` to the lease `id`, which must exist and not have expired at `now`.
+    pub(crate) fn add_to_lease(&self, id: &str, digest: &Digest, now: i64) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut leases = tx.open_table(LEASES)?;
+            let mut lease = match leases.get(id)? {
+                Some(v) => parse_lease(v.value())?,
+                None => return Err(Error::NotFound(format!("no lease {id:?}"))),
+            };
+            if lease.expires_at <= now {
+                return Err(Error::NotFound(format!("lease {id:?} has expired")));
+            }
+            if !lease.digests.contains(digest) {
+                if lease.digests.len() >= MAX_LEASE_DIGESTS {
+                    return Err(Error::ResourceExhausted(format!(
+                        "lease {id:?} already holds {MAX_LEASE_DIGESTS} blobs"
+                    )));
+                }
+                lease.digests.push(digest.clone());
+                let json = serde_json::to_vec(&lease).expect("lease record serialises");
+                leases.insert(id, json.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn parse_lease(bytes: &[u8]) -> Result<LeaseRecord> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Database(format!("corrupt lease record: {e}")))
 }

@@ -66,6 +66,14 @@ fn import_depends_neither_on_export_nor_on_the_database() {
     assert_never_names("import", "meta");
 }
 
+/// Content writes stand beside import: the facade adds leases and metadata.
+#[test]
+fn content_depends_neither_on_import_export_nor_the_database() {
+    assert_never_names("content", "import");
+    assert_never_names("content", "export");
+    assert_never_names("content", "meta");
+}
+
 #[test]
 fn the_store_depends_on_no_grpc_crate() {
     let manifest =

@@ -101,6 +101,15 @@ impl Writeback {
     }
 }
 
+impl Writeback {
+    /// Waits until the file's bytes are on disk.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file
+            .sync_all()
+            .context(|| format!("syncing {}", self.path.display()))
+    }
+}
+
 impl Sink for Writeback {
     fn put(&mut self, buf: &[u8]) -> std::io::Result<()> {
         self.file.write_all(buf)?;
@@ -113,6 +122,53 @@ impl Sink for Writeback {
     }
     fn describe(&self) -> String {
         format!("writing {}", self.path.display())
+    }
+}
+
+/// The hashing side of a copy: hashes what it is given and puts it in its sink. It lives as long
+/// as the blob is being written, so a write that arrives in pieces over several streams keeps
+/// its hash state instead of re-reading what it has.
+pub(crate) struct Copier<S> {
+    hasher: Hasher,
+    head: Vec<u8>,
+    sink: S,
+}
+
+impl<S: Sink> Copier<S> {
+    pub(crate) fn new(sink: S) -> Self {
+        Copier {
+            hasher: Hasher::default(),
+            head: Vec::with_capacity(4),
+            sink,
+        }
+    }
+
+    /// Hashes and stores the next bytes. Blocks on the sink: call it off the async threads.
+    pub(crate) fn put(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if self.head.len() < 4 {
+            let want = 4 - self.head.len();
+            self.head.extend(buf.iter().take(want));
+        }
+        for slice in buf.chunks(CHUNK) {
+            self.hasher.update(slice);
+        }
+        self.sink.put(buf)
+    }
+
+    /// Bytes put so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.hasher.len()
+    }
+
+    /// What was hashed, and the sink.
+    pub(crate) fn finish(self) -> (Hashed, S) {
+        let len = self.hasher.len();
+        let hashed = Hashed {
+            digest: self.hasher.finish(),
+            len,
+            compression: Compression::sniff(&self.head),
+        };
+        (hashed, self.sink)
     }
 }
 
@@ -139,25 +195,12 @@ pub(crate) async fn hash_copy<R: AsyncRead + Unpin, S: Sink>(
     let (spare_tx, mut spare_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(HANDOFF_DEPTH + 2);
     let describe = sink.describe();
     let worker = tokio::task::spawn_blocking(move || -> std::io::Result<Hashed> {
-        let mut sink = sink;
-        let mut hasher = Hasher::default();
-        let mut head = Vec::with_capacity(4);
+        let mut copier = Copier::new(sink);
         while let Some(buf) = rx.blocking_recv() {
-            if head.len() < 4 {
-                head.extend(buf.iter().take(4 - head.len()));
-            }
-            for slice in buf.chunks(CHUNK) {
-                hasher.update(slice);
-            }
-            sink.put(&buf)?;
+            copier.put(&buf)?;
             let _ = spare_tx.try_send(buf);
         }
-        let len = hasher.len();
-        Ok(Hashed {
-            digest: hasher.finish(),
-            len,
-            compression: Compression::sniff(&head),
-        })
+        Ok(copier.finish().0)
     });
     // No larger than the entry can fill: small blobs are common and a zeroed megabyte each made
     // archives of many small entries crawl.

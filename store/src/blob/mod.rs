@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::AsyncReadExt;
 
-pub(crate) use copy::{CHUNK, drain, fill};
+pub(crate) use copy::{CHUNK, Copier, Writeback, drain, fill};
 pub(crate) use lease::Lease;
 pub(crate) use staging::Staging;
 
@@ -105,18 +105,26 @@ impl Blobs {
             .read_to_end(&mut out)
             .await
             .context(|| format!("reading {}", path.display()))?;
-        if out.len() as u64 > MAX_JSON {
-            return Err(Error::Corrupt(format!(
-                "stored blob {digest} is read as JSON but is over the {MAX_JSON}-byte limit"
-            )));
-        }
-        let actual = Digest::of(&out);
-        if actual != *digest {
-            return Err(Error::Corrupt(format!(
-                "stored blob {digest} no longer matches its digest (its bytes hash to {actual})"
-            )));
-        }
-        Ok(out)
+        checked_json(digest, out)
+    }
+
+    /// [`Blobs::read_json`] for callers off the async threads or reading small documents.
+    pub(crate) fn read_json_now(&self, digest: &Digest) -> Result<Vec<u8>> {
+        use std::io::Read;
+        let path = self.path(digest);
+        let mut out = Vec::new();
+        fs::File::open(&path)
+            .and_then(|f| f.take(MAX_JSON + 1).read_to_end(&mut out))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Error::Corrupt(format!("blob {digest} is missing from the store"))
+                }
+                _ => Error::Io {
+                    context: format!("reading {}", path.display()),
+                    source: e,
+                },
+            })?;
+        checked_json(digest, out)
     }
 
     /// A new, empty set of pins, released when it drops.
@@ -138,13 +146,46 @@ impl Blobs {
     /// blob that is already there is kept and the staged copy dropped.
     pub(crate) fn publish(&self, staging: &Staging, digests: &[Digest]) -> Result<()> {
         for d in digests {
-            if staging.contains(d) && !self.exists(d) {
-                let to = self.path(d);
-                fs::rename(staging.path(d), &to)
-                    .context(|| format!("publishing {}", to.display()))?;
+            if staging.contains(d) {
+                self.place(&staging.path(d), d)?;
             }
         }
         sync_dir(&self.dir)
+    }
+
+    /// Moves one synced file whose bytes hash to `digest` into place and syncs the directory;
+    /// as for [`Blobs::publish`], a blob already there is kept and `from` left to its owner.
+    pub(crate) fn publish_file(&self, from: &Path, digest: &Digest) -> Result<()> {
+        self.place(from, digest)?;
+        sync_dir(&self.dir)
+    }
+
+    fn place(&self, from: &Path, digest: &Digest) -> Result<()> {
+        if !self.exists(digest) {
+            let to = self.path(digest);
+            fs::rename(from, &to).context(|| format!("publishing {}", to.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The size of a stored blob, or `None` when the store does not hold it.
+    pub(crate) fn size(&self, digest: &Digest) -> Result<Option<u64>> {
+        let path = self.path(digest);
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Io {
+                context: format!("looking at {}", path.display()),
+                source: e,
+            }),
+        }
+    }
+
+    /// The directory where content writes keep their partial files: under `ingest/`, so that
+    /// start-up drops what a killed hyperd left.
+    pub(crate) fn content_ingest(&self) -> PathBuf {
+        self.ingest.join("content")
     }
 
     /// Deletes every blob that is neither in `keep` nor pinned, and counts the unreferenced ones
@@ -191,6 +232,22 @@ impl Blobs {
         out.sort();
         Ok(out)
     }
+}
+
+/// A stored JSON document, checked to be under the size limit and still what its digest names.
+fn checked_json(digest: &Digest, out: Vec<u8>) -> Result<Vec<u8>> {
+    if out.len() as u64 > MAX_JSON {
+        return Err(Error::Corrupt(format!(
+            "stored blob {digest} is read as JSON but is over the {MAX_JSON}-byte limit"
+        )));
+    }
+    let actual = Digest::of(&out);
+    if actual != *digest {
+        return Err(Error::Corrupt(format!(
+            "stored blob {digest} no longer matches its digest (its bytes hash to {actual})"
+        )));
+    }
+    Ok(out)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -13,6 +13,7 @@ pub(crate) use archive::{Ingested, ingest};
 pub(crate) use input::Input;
 pub use input::Piece;
 pub(crate) use naming::assign;
+pub(crate) use oci::{Source, image};
 
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;

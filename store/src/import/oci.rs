@@ -1,5 +1,6 @@
 //! Follows an OCI `index.json` through nested indexes to manifests, configs and layers, checking
-//! that every descriptor's blob came in the archive with the size it promised.
+//! that every descriptor's blob came in the archive with the size it promised. The same walk
+//! checks an image made from blobs the store holds, through [`Source`].
 
 use std::collections::{HashMap, HashSet};
 
@@ -7,7 +8,6 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::Candidate;
 use super::archive::Ingested;
-use crate::blob::BlobInfo;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{
@@ -15,6 +15,31 @@ use crate::image::{
     is_image_config, is_index, is_manifest, is_valid_media_type, is_valid_ref_name,
 };
 use crate::limits::{MAX_DESCRIPTORS, MAX_INDEX_DEPTH};
+
+/// Where the blobs a walk visits come from: what exists with which size, and small JSON blobs.
+pub(crate) trait Source {
+    /// Where the blobs are, as error messages say it: "in the archive", "stored".
+    const WHERE: &'static str;
+    /// The size of `digest` if the source holds it. A source backed by the store pins it first.
+    fn size(&mut self, digest: &Digest) -> Result<Option<u64>>;
+    /// A blob held, read whole, at most [`crate::limits::MAX_JSON`] bytes.
+    fn read_json(&self, digest: &Digest) -> Result<Vec<u8>>;
+}
+
+impl Source for Ingested {
+    const WHERE: &'static str = "in the archive";
+
+    fn size(&mut self, digest: &Digest) -> Result<Option<u64>> {
+        // Only a `blobs/sha256/<hex>` entry is a layout's blob, as every other reader of layouts
+        // sees it; a file elsewhere with the same bytes does not count.
+        let held = self.blob_entries.contains(digest);
+        Ok(self.present.get(digest).filter(|_| held).map(|i| i.size))
+    }
+
+    fn read_json(&self, digest: &Digest) -> Result<Vec<u8>> {
+        Ingested::read_json(self, digest)
+    }
+}
 
 struct ManifestSeen {
     platform: Platform,
@@ -35,7 +60,7 @@ struct Walk {
     descriptors: usize,
 }
 
-pub(crate) fn resolve(ingested: &Ingested, index_json: &[u8]) -> Result<Vec<Candidate>> {
+pub(crate) fn resolve(ingested: &mut Ingested, index_json: &[u8]) -> Result<Vec<Candidate>> {
     let index: ImageIndex = serde_json::from_slice(index_json)
         .map_err(|e| Error::invalid(format!("index.json is not a valid image index: {e}")))?;
     if index.manifests().is_empty() {
@@ -54,6 +79,13 @@ pub(crate) fn resolve(ingested: &Ingested, index_json: &[u8]) -> Result<Vec<Cand
     }
     check_one_image_per_ref_name(&out)?;
     Ok(out)
+}
+
+/// The image whose top-level manifest or index `desc` describes, checked as a load checks it.
+pub(crate) fn image<S: Source>(source: &mut S, desc: &Descriptor) -> Result<Candidate> {
+    let mut walk = Walk::default();
+    visit(source, desc, "the request", 0, &mut walk)?;
+    candidate(desc, walk)
 }
 
 /// A ref name that index.json gives two different images would load as either: refused.
@@ -121,8 +153,8 @@ fn candidate(desc: &Descriptor, walk: Walk) -> Result<Candidate> {
 
 /// Checks one descriptor against what the archive holds, records its blob, and descends into it
 /// when it is an index or a manifest.
-fn visit(
-    ingested: &Ingested,
+fn visit<S: Source>(
+    source: &mut S,
     desc: &Descriptor,
     parent: &str,
     depth: usize,
@@ -141,57 +173,54 @@ fn visit(
             "{digest} in {parent} has media type {media_type:?}, which is not a media type"
         )));
     }
-    let info = present(ingested, desc, &digest, parent)?;
+    let size = present(source, desc, &digest, parent)?;
     if walk.stack.contains(&digest) {
         return Err(Error::invalid(format!("index {digest} refers to itself")));
     }
     if walk.seen.insert(digest.clone()) {
         walk.blobs.push(digest.clone());
-        walk.total += info.size;
+        walk.total += size;
     }
     if is_index(&media_type) {
-        visit_index(ingested, &digest, &media_type, depth, walk)
+        visit_index(source, &digest, &media_type, depth, walk)
     } else if is_manifest(&media_type) {
-        visit_manifest(ingested, &digest, &media_type, depth, walk)
+        visit_manifest(source, &digest, &media_type, depth, walk)
     } else {
         Ok(())
     }
 }
 
-/// The archive's copy of a descriptor's blob, which must be there with the promised size.
-fn present<'a>(
-    ingested: &'a Ingested,
+/// The size of the source's copy of a descriptor's blob, which must be there as promised.
+fn present<S: Source>(
+    source: &mut S,
     desc: &Descriptor,
     digest: &Digest,
     parent: &str,
-) -> Result<&'a BlobInfo> {
+) -> Result<u64> {
     let media_type = desc.media_type();
-    // Only a `blobs/sha256/<hex>` entry is a layout's blob, as every other reader of layouts
-    // sees it; a file elsewhere with the same bytes does not count.
-    let held = ingested.blob_entries.contains(digest);
-    let Some(info) = ingested.present.get(digest).filter(|_| held) else {
+    let held = S::WHERE;
+    let Some(size) = source.size(digest)? else {
         if desc.urls().as_ref().is_some_and(|u| !u.is_empty()) {
             return Err(Error::invalid(format!(
-                "{media_type} {digest} in {parent} is a foreign layer that is not in the archive; \
+                "{media_type} {digest} in {parent} is a foreign layer that is not {held}; \
                  hyperd never fetches from URLs"
             )));
         }
         return Err(Error::invalid(format!(
-            "{media_type} {digest} named in {parent} is not in the archive"
+            "{media_type} {digest} named in {parent} is not {held}"
         )));
     };
-    if info.size != desc.size() {
+    if size != desc.size() {
         return Err(Error::invalid(format!(
-            "{digest} in {parent}: descriptor says {} bytes, the archive holds {}",
-            desc.size(),
-            info.size
+            "{digest} in {parent}: descriptor says {} bytes, but {size} are {held}",
+            desc.size()
         )));
     }
-    Ok(info)
+    Ok(size)
 }
 
-fn visit_index(
-    ingested: &Ingested,
+fn visit_index<S: Source>(
+    source: &mut S,
     digest: &Digest,
     media_type: &str,
     depth: usize,
@@ -202,32 +231,32 @@ fn visit_index(
             "index {digest} is nested more than {MAX_INDEX_DEPTH} deep"
         )));
     }
-    let index: ImageIndex = parse_declared(ingested, digest, "an image index")?;
+    let index: ImageIndex = parse_declared(source, digest, "an image index")?;
     check_own_type(digest, media_type, index.media_type().as_ref())?;
     walk.stack.push(digest.clone());
     let name = format!("index {digest}");
     for child in index.manifests() {
-        visit(ingested, child, &name, depth + 1, walk)?;
+        visit(source, child, &name, depth + 1, walk)?;
     }
     walk.stack.pop();
     Ok(())
 }
 
-fn visit_manifest(
-    ingested: &Ingested,
+fn visit_manifest<S: Source>(
+    source: &mut S,
     digest: &Digest,
     media_type: &str,
     depth: usize,
     walk: &mut Walk,
 ) -> Result<()> {
-    let manifest: ImageManifest = parse_declared(ingested, digest, "an image manifest")?;
+    let manifest: ImageManifest = parse_declared(source, digest, "an image manifest")?;
     check_own_type(digest, media_type, manifest.media_type().as_ref())?;
     let name = format!("manifest {digest}");
-    visit(ingested, manifest.config(), &name, depth + 1, walk)?;
+    visit(source, manifest.config(), &name, depth + 1, walk)?;
     let config_digest = Digest::try_from(manifest.config().digest())?;
-    let config = ConfigSummary::parse(&config_digest, &ingested.read_json(&config_digest)?)?;
+    let config = ConfigSummary::parse(&config_digest, &source.read_json(&config_digest)?)?;
     for layer in manifest.layers() {
-        visit(ingested, layer, &name, depth + 1, walk)?;
+        visit(source, layer, &name, depth + 1, walk)?;
     }
     let diff_ids = config.rootfs.diff_ids.len();
     if is_image_config(manifest.config().media_type().as_ref())
@@ -246,12 +275,12 @@ fn visit_manifest(
     Ok(())
 }
 
-fn parse_declared<T: serde::de::DeserializeOwned>(
-    ingested: &Ingested,
+fn parse_declared<T: serde::de::DeserializeOwned, S: Source>(
+    source: &S,
     digest: &Digest,
     what: &str,
 ) -> Result<T> {
-    serde_json::from_slice(&ingested.read_json(digest)?)
+    serde_json::from_slice(&source.read_json(digest)?)
         .map_err(|e| Error::invalid(format!("{digest} is declared {what} but is not one: {e}")))
 }
 

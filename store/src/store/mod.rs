@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 mod check;
+mod content;
+mod create;
 mod save;
 
 use futures_util::Stream;
@@ -13,6 +15,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::Mutex;
 
 pub use check::CheckReport;
+pub use content::{Began, ContentWrite, WriteStart, Written};
 pub use save::{Format, SaveItem, SaveJob};
 
 use crate::blob::Blobs;
@@ -38,6 +41,7 @@ struct Inner {
     /// A collection left unreferenced blobs because a load or save had them pinned; the next
     /// load or save to finish collects again.
     gc_deferred: AtomicBool,
+    content: content::Content,
 }
 
 /// An image as `images` lists it: one row per tag, or one `<none>` row for an untagged image.
@@ -104,12 +108,14 @@ impl Store {
         // The database lock comes first: only its holder may clean ingest/.
         let meta = Meta::open(&root.join("meta.redb"))?;
         let blobs = Blobs::open(&root)?;
+        let content = content::Content::open(&blobs, &meta)?;
         let store = Store {
             inner: Arc::new(Inner {
                 blobs,
                 meta,
                 commit: Mutex::new(()),
                 gc_deferred: AtomicBool::new(false),
+                content,
             }),
         };
         store.gc().await?;
@@ -236,11 +242,13 @@ impl Store {
         Ok(removed)
     }
 
-    /// Deletes every blob no image references and no load or save in flight has pinned.
+    /// Deletes every blob no image references, no lease holds and no load or save in flight has
+    /// pinned.
     pub async fn gc(&self) -> Result<Vec<Digest>> {
         let _guard = self.inner.commit.lock().await;
         let snap = self.inner.meta.snapshot()?;
-        let keep = reachable(&snap);
+        let mut keep = reachable(&snap);
+        keep.extend(self.inner.meta.leased()?);
         let (removed, deferred) = self.inner.blobs.collect(&keep)?;
         if deferred > 0 {
             self.inner.gc_deferred.store(true, Ordering::SeqCst);

@@ -1,0 +1,216 @@
+//! `hyperd.v1.ContentService`: blobs by digest, writes in pieces, leases.
+
+use std::pin::Pin;
+
+use futures_util::{Stream, StreamExt};
+use hyperd_proto::CHUNK_SIZE;
+use hyperd_proto::v1::{self, content_service_server::ContentService};
+use store::limits::MAX_INFO_DIGESTS;
+use store::{Began, Store, WriteStart, Written};
+use tokio::io::AsyncReadExt;
+use tokio_util::io::ReaderStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert;
+use crate::service::peer_uid;
+use crate::status::to_status;
+
+pub(crate) struct Content {
+    store: Store,
+    /// Cancelled at shutdown: reads and writes in flight end with UNAVAILABLE.
+    shutdown: CancellationToken,
+}
+
+impl Content {
+    pub(crate) fn new(store: Store, shutdown: CancellationToken) -> Self {
+        Content { store, shutdown }
+    }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("hyperd is shutting down")
+}
+
+type ReadStream = Pin<Box<dyn Stream<Item = Result<v1::ReadResponse, Status>> + Send>>;
+
+/// Reads one Write stream to its end. Runs as a task of its own, so that when the client goes
+/// away mid-stream the write is handed back whole, for a later stream to resume.
+async fn write_stream(
+    store: Store,
+    mut stream: Streaming<v1::WriteRequest>,
+    shutdown: CancellationToken,
+) -> Result<Written, Status> {
+    let first = tokio::select! {
+        m = stream.message() => m?,
+        () = shutdown.cancelled() => return Err(shutting_down()),
+    }
+    .ok_or_else(|| {
+        Status::invalid_argument("a Write stream starts with a message naming the write")
+    })?;
+    let start = WriteStart {
+        reference: first.r#ref,
+        expected: convert::digest(&first.expected)?,
+        total: first.total,
+        lease: convert::non_empty(first.lease),
+        offset: first.offset,
+    };
+    let mut write = match store.begin_write(start).await.map_err(to_status)? {
+        Began::Done(written) => return Ok(written),
+        Began::Open(write) => write,
+    };
+    let mut data = first.data;
+    loop {
+        if !data.is_empty()
+            && let Some(written) = write.write(data).await.map_err(to_status)?
+        {
+            return Ok(written);
+        }
+        data = tokio::select! {
+            m = stream.message() => match m? {
+                Some(m) => m.data,
+                None => return Ok(write.pending()),
+            },
+            () = write.aborted() => {
+                return Err(Status::aborted("the write was aborted or expired"));
+            }
+            () = shutdown.cancelled() => return Err(shutting_down()),
+        };
+    }
+}
+
+#[tonic::async_trait]
+impl ContentService for Content {
+    async fn info(
+        &self,
+        req: Request<v1::InfoRequest>,
+    ) -> Result<Response<v1::InfoResponse>, Status> {
+        let digests = req.into_inner().digests;
+        if digests.len() > MAX_INFO_DIGESTS {
+            return Err(Status::invalid_argument(format!(
+                "{} digests asked about; at most {MAX_INFO_DIGESTS} per request",
+                digests.len()
+            )));
+        }
+        let parsed = digests
+            .iter()
+            .map(|d| convert::digest(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sizes = self.store.blob_sizes(&parsed).map_err(to_status)?;
+        let blobs = digests
+            .into_iter()
+            .zip(sizes)
+            .map(|(digest, size)| v1::BlobInfo {
+                digest,
+                stored: size.is_some(),
+                size: size.unwrap_or(0),
+            })
+            .collect();
+        Ok(Response::new(v1::InfoResponse { blobs }))
+    }
+
+    type ReadStream = ReadStream;
+
+    async fn read(&self, req: Request<v1::ReadRequest>) -> Result<Response<ReadStream>, Status> {
+        let req = req.into_inner();
+        let digest = convert::digest(&req.digest)?;
+        let (file, len) = self
+            .store
+            .read_blob(&digest, req.offset, req.length)
+            .await
+            .map_err(to_status)?;
+        let mut at = req.offset;
+        let chunks = ReaderStream::with_capacity(file.take(len), CHUNK_SIZE).map(move |r| {
+            let data = r.map_err(|e| Status::internal(format!("reading {digest}: {e}")))?;
+            let offset = at;
+            at += data.len() as u64;
+            Ok(v1::ReadResponse { offset, data })
+        });
+        let shutdown = self.shutdown.clone();
+        let stream = futures_util::stream::unfold(Some(Box::pin(chunks)), move |chunks| {
+            let shutdown = shutdown.clone();
+            async move {
+                let mut chunks = chunks?;
+                tokio::select! {
+                    item = chunks.next() => item.map(|i| (i, Some(chunks))),
+                    () = shutdown.cancelled() => Some((Err(shutting_down()), None)),
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn write(
+        &self,
+        req: Request<Streaming<v1::WriteRequest>>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        let uid = peer_uid(&req);
+        let task = write_stream(self.store.clone(), req.into_inner(), self.shutdown.clone());
+        let written = tokio::spawn(task)
+            .await
+            .map_err(|e| Status::internal(format!("write task failed: {e}")))?
+            .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "write refused"))?;
+        if written.committed && !written.already_stored {
+            tracing::info!(uid, digest = %written.digest, size = written.offset, "blob written");
+        }
+        Ok(Response::new(v1::WriteResponse {
+            digest: written.digest.to_string(),
+            offset: written.offset,
+            committed: written.committed,
+            already_stored: written.already_stored,
+        }))
+    }
+
+    async fn status(
+        &self,
+        req: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::StatusResponse>, Status> {
+        let s = self
+            .store
+            .write_status(&req.into_inner().r#ref)
+            .map_err(to_status)?;
+        Ok(Response::new(v1::StatusResponse {
+            r#ref: s.reference,
+            offset: s.offset,
+            total: s.total,
+            expected: s.expected.to_string(),
+            started_at: s.started_at,
+            updated_at: s.updated_at,
+        }))
+    }
+
+    async fn abort(
+        &self,
+        req: Request<v1::AbortRequest>,
+    ) -> Result<Response<v1::AbortResponse>, Status> {
+        self.store
+            .abort_write(&req.into_inner().r#ref)
+            .map_err(to_status)?;
+        Ok(Response::new(v1::AbortResponse {}))
+    }
+
+    async fn create_lease(
+        &self,
+        req: Request<v1::CreateLeaseRequest>,
+    ) -> Result<Response<v1::Lease>, Status> {
+        let uid = peer_uid(&req);
+        let (id, expires_at) = self
+            .store
+            .create_lease(req.into_inner().ttl_seconds)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(uid, lease = %id, expires_at, "lease created");
+        Ok(Response::new(v1::Lease { id, expires_at }))
+    }
+
+    async fn delete_lease(
+        &self,
+        req: Request<v1::DeleteLeaseRequest>,
+    ) -> Result<Response<v1::DeleteLeaseResponse>, Status> {
+        self.store
+            .delete_lease(&req.into_inner().id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(v1::DeleteLeaseResponse {}))
+    }
+}

@@ -1,0 +1,260 @@
+//! The open content writes, by ref. A stream checks a write out to append to it and hands it back
+//! when it ends, so a second stream on the same ref meanwhile is refused. Abort and expiry take
+//! a write out of the table, which ends a stream holding it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use super::rules::{self, Start};
+use super::{Verified, Writer, expiry};
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::limits::MAX_OPEN_WRITES;
+
+/// Where an open write stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteStatus {
+    /// The ref the client named it by.
+    pub reference: String,
+    /// The digest its bytes must hash to.
+    pub expected: Digest,
+    /// Its size when complete.
+    pub total: u64,
+    /// Bytes received so far.
+    pub offset: u64,
+    /// When it was started, unix seconds.
+    pub started_at: i64,
+    /// When it last received bytes or a stream, unix seconds.
+    pub updated_at: i64,
+}
+
+pub(crate) struct Writes {
+    dir: PathBuf,
+    open: Mutex<HashMap<String, Slot>>,
+    next_id: AtomicU64,
+}
+
+struct Slot {
+    /// Tells a checkout whether the slot it came from is still the one under its ref.
+    id: u64,
+    status: WriteStatus,
+    /// `None` while a stream has it checked out.
+    writer: Option<Writer>,
+    abort: watch::Sender<bool>,
+}
+
+impl Slot {
+    /// Ends the stream holding this write, if any; the writer (and so the file) goes with the
+    /// slot, or with the checkout when it drops.
+    fn abort(self) {
+        let _ = self.abort.send(true);
+    }
+}
+
+impl Writes {
+    /// The writes kept in `dir`, which the first write creates: an idle store's `ingest/` stays
+    /// empty.
+    pub(crate) fn new(dir: PathBuf) -> Arc<Self> {
+        Arc::new(Writes {
+            dir,
+            open: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.open.lock().expect("content writes lock poisoned")
+    }
+
+    /// Takes the write under `reference` for one stream: a new one, the open one restarted, or
+    /// the open one resumed, as [`rules::start`] decides.
+    pub(crate) fn checkout(
+        self: &Arc<Self>,
+        reference: &str,
+        expected: &Digest,
+        total: u64,
+        offset: u64,
+        now: i64,
+    ) -> Result<Checkout> {
+        rules::check_ref(reference)?;
+        let mut table = self.table();
+        let open = table.get_mut(reference);
+        if open.as_ref().is_some_and(|s| s.writer.is_none()) {
+            return Err(Error::Conflict(format!(
+                "ref {reference:?} is being written by another client"
+            )));
+        }
+        let start = rules::start(open.as_ref().map(|s| &s.status), expected, total, offset)?;
+        if let (Start::Resume, Some(slot)) = (&start, open) {
+            slot.status.updated_at = now;
+            return Ok(Checkout {
+                writes: self.clone(),
+                reference: reference.to_owned(),
+                id: slot.id,
+                writer: slot.writer.take(),
+                aborted: slot.abort.subscribe(),
+            });
+        }
+        if start == Start::New && table.len() >= MAX_OPEN_WRITES {
+            return Err(Error::ResourceExhausted(format!(
+                "{MAX_OPEN_WRITES} writes are open; finish or abort some first"
+            )));
+        }
+        if let Some(replaced) = table.remove(reference) {
+            replaced.abort();
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Named by a hash of the ref, which may hold any character, and by the slot: a stream
+        // still holding an aborted write under the same ref removes its own file, not this one.
+        let name = format!("{}-{id}", Digest::of(reference.as_bytes()).hex());
+        std::fs::create_dir_all(&self.dir)
+            .context(|| format!("creating {}", self.dir.display()))?;
+        let writer = Writer::create(self.dir.join(name), expected.clone(), total)?;
+        let (abort, aborted) = watch::channel(false);
+        table.insert(
+            reference.to_owned(),
+            Slot {
+                id,
+                status: WriteStatus {
+                    reference: reference.to_owned(),
+                    expected: expected.clone(),
+                    total,
+                    offset: 0,
+                    started_at: now,
+                    updated_at: now,
+                },
+                writer: None,
+                abort,
+            },
+        );
+        Ok(Checkout {
+            writes: self.clone(),
+            reference: reference.to_owned(),
+            id,
+            writer: Some(writer),
+            aborted,
+        })
+    }
+
+    pub(crate) fn status(&self, reference: &str) -> Option<WriteStatus> {
+        self.table().get(reference).map(|s| s.status.clone())
+    }
+
+    /// Drops the write under `reference`; a stream writing it ends with ABORTED. False when
+    /// there was none.
+    pub(crate) fn abort(&self, reference: &str) -> bool {
+        self.table().remove(reference).map(Slot::abort).is_some()
+    }
+
+    /// Drops every write idle for `idle` seconds at `now`, and names them.
+    pub(crate) fn drop_expired(&self, idle: u64, now: i64) -> Vec<String> {
+        let mut table = self.table();
+        let expired: Vec<String> = table
+            .values()
+            .filter(|s| expiry::write_expired(s.status.updated_at, idle, now))
+            .map(|s| s.status.reference.clone())
+            .collect();
+        for slot in expired.iter().filter_map(|r| table.remove(r)) {
+            slot.abort();
+        }
+        expired
+    }
+
+    /// When each open write was last touched.
+    pub(crate) fn updated(&self) -> Vec<i64> {
+        self.table().values().map(|s| s.status.updated_at).collect()
+    }
+}
+
+/// One stream's hold on a write. Dropped before the write is complete, it hands the write back
+/// for a later stream to resume; finished or discarded, the write is gone.
+pub(crate) struct Checkout {
+    writes: Arc<Writes>,
+    reference: String,
+    id: u64,
+    writer: Option<Writer>,
+    aborted: watch::Receiver<bool>,
+}
+
+impl Checkout {
+    fn writer(&self) -> &Writer {
+        self.writer
+            .as_ref()
+            .expect("a checkout holds its writer until it finishes")
+    }
+
+    pub(crate) fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    pub(crate) fn offset(&self) -> u64 {
+        self.writer().offset()
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.writer().is_complete()
+    }
+
+    fn check_live(&self) -> Result<()> {
+        if *self.aborted.borrow() {
+            return Err(Error::Aborted(format!(
+                "write {:?} was aborted or expired",
+                self.reference
+            )));
+        }
+        Ok(())
+    }
+
+    /// Appends `data`, blocking on the file. Any failure drops the write.
+    pub(crate) fn put(&mut self, data: &[u8], now: i64) -> Result<()> {
+        self.check_live()?;
+        let writer = self.writer.as_mut().expect("a checkout holds its writer");
+        if let Err(e) = writer.put(data) {
+            self.writer = None;
+            return Err(e);
+        }
+        let offset = writer.offset();
+        if let Some(slot) = self.writes.table().get_mut(&self.reference)
+            && slot.id == self.id
+        {
+            slot.status.offset = offset;
+            slot.status.updated_at = now;
+        }
+        Ok(())
+    }
+
+    /// Verifies and syncs the complete write, blocking; on failure the write is dropped. The
+    /// write stays under its ref (so no other stream can take it) until this checkout drops:
+    /// publish the result first.
+    pub(crate) fn finish(&mut self) -> Result<Verified> {
+        self.check_live()?;
+        let writer = self.writer.take().expect("a checkout holds its writer");
+        writer.finish(&format!("write {:?}", self.reference))
+    }
+
+    /// Resolves once the write is aborted or expires.
+    pub(crate) async fn aborted(&self) {
+        let mut aborted = self.aborted.clone();
+        let _ = aborted.wait_for(|a| *a).await;
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        let mut table = self.writes.table();
+        // Aborted or expired meanwhile, the slot is gone: the writer and its file go with this
+        // checkout.
+        if let Some(slot) = table.get_mut(&self.reference)
+            && slot.id == self.id
+        {
+            match self.writer.take() {
+                Some(writer) => slot.writer = Some(writer),
+                None => drop(table.remove(&self.reference)),
+            }
+        }
+    }
+}
