@@ -271,17 +271,26 @@ async fn a_write_cut_off_mid_stream_resumes_where_it_stopped() {
         .into_inner();
     assert_eq!((pending.committed, pending.offset), (false, 2 * MIB as u64));
 
-    // While one stream writes a ref, another is refused.
+    // While one stream writes a ref, another is refused. The first has the write once its
+    // bytes show in the offset; it holds it until its stream ends.
     let (tx, task) = open_write(&c);
-    tx.send(first("r", &blob, "", 2 * MIB as u64, &[]))
-        .await
-        .unwrap();
-    eventually(10, "the second stream taking the write", async || {
-        let r = write_from(&mut c, "r", &blob, "", 2 * MIB).await;
-        r.is_err_and(|s| s.message().contains("being written by another client"))
-    })
-    .await;
-    tx.send(more(&blob[2 * MIB..])).await.unwrap();
+    tx.send(first(
+        "r",
+        &blob,
+        "",
+        2 * MIB as u64,
+        &blob[2 * MIB..3 * MIB],
+    ))
+    .await
+    .unwrap();
+    wait_offset(&mut c, "r", 3 * MIB as u64).await;
+    let probe = vec![first("r", &blob, "", 3 * MIB as u64, &[])];
+    refused(
+        c.write(tokio_stream::iter(probe)).await,
+        Code::FailedPrecondition,
+        "being written by another client",
+    );
+    tx.send(more(&blob[3 * MIB..])).await.unwrap();
     let done = task.await.unwrap().unwrap();
     assert!(
         done.committed && done.offset == blob.len() as u64,
