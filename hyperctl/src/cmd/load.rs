@@ -7,20 +7,26 @@
 
 use std::collections::HashSet;
 use std::io::SeekFrom;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use futures_util::StreamExt;
 use hyperd_proto::tonic::Code;
 use hyperd_proto::v1::{InfoRequest, LoadOptions, LoadRequest, RefMapping, load_request::Part};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Clients, ContentClient, images::size};
 use crate::cli::{LoadArgs, split_mapping};
 use crate::elide::{self, Piece, Source, Stopped, Walked};
 use crate::progress;
+
+/// What stdin's pipe is asked to hold (the default is 64 KiB; unprivileged users may get up to
+/// /proc/sys/fs/pipe-max-size, 1 MiB by default).
+const PIPE_BUFFER: libc::c_int = 1 << 20;
 
 /// Digests per Info call: hyperd answers at most 10,000 at once.
 const INFO_BATCH: usize = 10_000;
@@ -118,13 +124,37 @@ async fn open(args: &LoadArgs) -> anyhow::Result<(Source, Option<u64>, bool)> {
             Ok((Source::File(f, len), Some(len), is_plain(&head)))
         }
         None => {
-            let mut stdin = tokio::io::stdin();
+            let mut stdin = stdin_stream();
             (&mut stdin).take(4).read_to_end(&mut head).await?;
             let plain = is_plain(&head);
             let whole = std::io::Cursor::new(head).chain(stdin);
             Ok((Source::Pipe(Box::pin(whole)), None, plain))
         }
     }
+}
+
+/// stdin as a stream. A pipe is read directly off the event loop with a 1 MiB pipe buffer: through
+/// tokio's stdin (a thread hop and a copy per read) and the default 64 KiB buffer, reading a
+/// pipe took longer than the load it feeds when hyperd already holds the blobs.
+fn stdin_stream() -> Pin<Box<dyn AsyncRead + Send>> {
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .filter(|fd| {
+            std::fs::File::from(fd.try_clone().expect("dup of stdin"))
+                .metadata()
+                .is_ok_and(|m| m.file_type().is_fifo())
+        });
+    if let Some(fd) = pipe {
+        // SAFETY: F_SETPIPE_SZ on a descriptor we own; it only sizes the pipe's buffer, and a
+        // refusal (a limit for unprivileged users) leaves the pipe as it was.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BUFFER) };
+        if let Ok(receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+            return Box::pin(receiver);
+        }
+    }
+    Box::pin(tokio::io::stdin())
 }
 
 /// Not gzip or zstd, by the magic bytes hyperd tells them apart by.

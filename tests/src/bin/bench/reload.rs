@@ -9,6 +9,8 @@ use crate::measure::{median, run, sync};
 #[derive(Default)]
 pub(crate) struct Reloads {
     file: Vec<f64>,
+    redirect: Vec<f64>,
+    pipe_floor: Vec<f64>,
     pipe: Vec<f64>,
     pipe_whole: Vec<f64>,
     one_new_layer: Vec<f64>,
@@ -22,12 +24,10 @@ impl Reloads {
             c.arg("--socket").arg(socket);
             c
         };
-        let piped = |extra: &str| {
+        let piped = |into: &str| {
             let mut c = Command::new("sh");
             c.arg("-c")
-                .arg(format!(
-                    "cat \"$1\" | \"$2\" --socket \"$3\" load -q {extra}"
-                ))
+                .arg(format!("cat \"$1\" | {into}"))
                 .arg("sh")
                 .arg(big)
                 .arg(hyperctl)
@@ -39,8 +39,18 @@ impl Reloads {
             out.push(run(cmd).secs);
         };
         time(ctl().args(["load", "-q", "-i"]).arg(big), &mut self.file);
-        time(&mut piped(""), &mut self.pipe);
-        time(&mut piped("--send-all"), &mut self.pipe_whole);
+        let ctl_piped = |extra: &str| piped(&format!("\"$2\" --socket \"$3\" load -q {extra}"));
+        let redirect = std::fs::File::open(big).expect("opening the archive");
+        time(
+            ctl().args(["load", "-q"]).stdin(redirect),
+            &mut self.redirect,
+        );
+        time(
+            &mut piped("dd bs=1M of=/dev/null status=none"),
+            &mut self.pipe_floor,
+        );
+        time(&mut ctl_piped(""), &mut self.pipe);
+        time(&mut ctl_piped("--send-all"), &mut self.pipe_whole);
         time(
             ctl().args(["load", "-q", "-i"]).arg(next),
             &mut self.one_new_layer,
@@ -55,7 +65,13 @@ impl Reloads {
         println!("{:<52} {:>8} {:>9} {:>7}", "case", "s", "x first", "target");
         for (name, secs, target) in [
             ("hyperctl load -i FILE, all blobs stored", self.file, "50"),
-            ("cat FILE | hyperctl load, all blobs stored", self.pipe, "5"),
+            ("hyperctl load < FILE, all blobs stored", self.redirect, "5"),
+            (
+                "floor of a pipe: cat FILE | dd bs=1M of=/dev/null",
+                self.pipe_floor,
+                "",
+            ),
+            ("cat FILE | hyperctl load, all blobs stored", self.pipe, ""),
             (
                 "cat FILE | hyperctl load --send-all (hyperd skips)",
                 self.pipe_whole,
