@@ -187,3 +187,21 @@ async fn holes_in_a_compressed_archive_are_refused() {
     let gz = gzip(&archive).await;
     refused(&base, with_holes(&gz, &[(100, 10)]), "compressed").await;
 }
+
+#[tokio::test]
+async fn a_hole_over_a_body_the_store_lacks_is_refused_before_a_byte_of_it_is_read() {
+    // A terabyte the client never sends: were its bytes staged, this would fill the disk.
+    let base = Image::new(&["lacks"], "amd64", Comp::None).await;
+    let mut header = tokio_tar::Header::new_gnu();
+    let path = format!("blobs/sha256/{}", "ab".repeat(32));
+    header.set_path(&path).unwrap();
+    header.set_size(1 << 40);
+    header.set_entry_type(tokio_tar::EntryType::Regular);
+    header.set_cksum();
+    let pieces = vec![
+        Piece::Bytes(Bytes::copy_from_slice(header.as_bytes())),
+        Piece::Elided(1 << 40),
+    ];
+    let err = refused(&base, pieces, "does not hold").await;
+    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+}

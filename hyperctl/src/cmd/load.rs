@@ -65,16 +65,17 @@ pub(crate) async fn run(clients: Clients, args: LoadArgs) -> anyhow::Result<Exit
     let call = images.load(body);
     tokio::pin!(feed, call);
     // A read error must abort the call, not end the stream: an archive cut short at an entry
-    // boundary could otherwise look complete.
-    let walked = tokio::select! {
+    // boundary could otherwise look complete. hyperd may answer before all was sent (it stops
+    // at the end-of-archive marker): then its answer stands.
+    let (walked, response) = tokio::select! {
         walked = &mut feed => match walked {
-            // hyperd refused the archive part way: its status says why.
-            Err(e) if e.is::<Stopped>() => { call.await?; return Err(e) }
-            walked => walked.context("reading the archive")?,
+            Ok(walked) => (walked, call.await?),
+            Err(e) if e.is::<Stopped>() => (Walked::default(), call.await?),
+            Err(e) => return Err(e.context("reading the archive")),
         },
-        r = &mut call => { r?; anyhow::bail!("hyperd answered before the archive was sent") }
+        answer = &mut call => (Walked::default(), answer?),
     };
-    let response = call.await?.into_inner();
+    let response = response.into_inner();
     bar.finish_and_clear();
     if !args.quiet {
         let mut lines: Vec<String> = Vec::new();

@@ -172,7 +172,7 @@ impl<S: Sink> Copier<S> {
     }
 }
 
-/// Reads and hashes `reader` to its end without keeping it: for blobs the store already holds.
+/// Reads and hashes `reader` to its end without keeping it: to check bytes kept elsewhere.
 pub(crate) async fn drain<R: AsyncRead + Unpin>(
     reader: &mut R,
     size_hint: u64,

@@ -1,7 +1,7 @@
 //! One pass over an archive's tar stream: every entry is classified, blobs are hashed into the
 //! staging area as they stream by, small JSON documents are kept, and nothing is extracted.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 
 use futures_util::StreamExt;
@@ -167,8 +167,8 @@ struct Pass {
     /// Entries outside `blobs/` seen so far; blob entries are known by digest instead.
     seen_paths: HashSet<String>,
     entries: usize,
-    /// Where the client may have left bytes out: bodies of stored blobs, `(offset, length)`.
-    skippable: VecDeque<(u64, u64)>,
+    /// The body of the stored blob last skipped, `(offset, length)`: where a hole may be.
+    skippable: Option<(u64, u64)>,
     /// The last blob entry the store did not hold, to name it if its body was left out.
     unstored: Option<(u64, u64, Digest)>,
     holes: Holes,
@@ -183,7 +183,7 @@ pub(crate) async fn ingest(blobs: &Blobs, input: Input) -> Result<Ingested> {
         expected: Expected::default(),
         seen_paths: HashSet::new(),
         entries: 0,
-        skippable: VecDeque::new(),
+        skippable: None,
         unstored: None,
         holes: input.holes.clone(),
     };
@@ -196,6 +196,7 @@ pub(crate) async fn ingest(blobs: &Blobs, input: Input) -> Result<Ingested> {
     loop {
         gate.limit(unread);
         let next = entries.next().await;
+        pass.holes.disallow();
         pass.check_holes()?;
         let Some(entry) = next else {
             break;
@@ -233,14 +234,12 @@ impl Pass {
         }
     }
 
-    /// Every hole the reader passed must be the body of a stored blob, skipped unread.
+    /// Every hole the reader passed must be exactly the body of the stored blob it skipped last.
+    /// Runs once that body is behind the reader, and on every error.
     fn check_holes(&mut self) -> Result<()> {
+        let skipped = self.skippable.take();
         for hole in self.holes.take_passed() {
-            while self.skippable.front().is_some_and(|s| s.0 < hole.0) {
-                self.skippable.pop_front();
-            }
-            if self.skippable.front() == Some(&hole) {
-                self.skippable.pop_front();
+            if Some(hole) == skipped {
                 continue;
             }
             return Err(match &self.unstored {
@@ -365,12 +364,16 @@ impl Pass {
         let (info, unread) = if out.lease.pin(&out.blobs, digest) {
             let info = out.blobs.stored_info(digest)?;
             if info.size != size {
-                return Err(Error::invalid(format!(
-                    "{what} is {size} bytes, but the stored blob {digest} is {}",
+                // Either the entry is not that blob or the stored copy is damaged: which one,
+                // only hashing can tell, and DATA_LOSS is the answer to both.
+                return Err(Error::Corrupt(format!(
+                    "{what} is {size} bytes, but the stored blob {digest} is {}: the entry is \
+                     not that blob, or the stored copy is damaged (hyperctl check tells which)",
                     info.size
                 )));
             }
-            self.skippable.push_back(body);
+            self.skippable = Some(body);
+            self.holes.allow(body.0, body.1);
             (info, size)
         } else {
             self.unstored = Some((body.0, body.1, digest.clone()));

@@ -52,14 +52,19 @@ impl Input {
 /// Holes that can be outstanding between two checks: one body, maybe sent as several pieces.
 const MAX_OPEN_HOLES: usize = 16;
 
-/// The holes the reader has passed, as `(offset, length)` in the archive, and whether holes are
-/// allowed at all (not in a whole-compressed archive, whose offsets are not the tar's).
+/// The holes the reader has passed, as `(offset, length)` in the archive, and where a hole may
+/// fall right now: inside the body of the stored blob the importer is skipping, nowhere else.
+/// A hole elsewhere fails the read the moment the reader reaches it, before any of its bytes are
+/// hashed, staged or parsed; it is still recorded, so the importer can say what it was.
 #[derive(Clone, Default)]
 pub(crate) struct Holes(Arc<Mutex<HoleState>>);
 
 #[derive(Default)]
 struct HoleState {
     passed: VecDeque<(u64, u64)>,
+    /// `(offset, length)` of the stored body being skipped.
+    allowed: Option<(u64, u64)>,
+    /// A whole-compressed archive, whose offsets are not the tar's.
     forbidden: bool,
 }
 
@@ -71,6 +76,16 @@ impl Holes {
 
     pub(crate) fn forbid(&self) {
         self.0.lock().expect("hole lock poisoned").forbidden = true;
+    }
+
+    /// Holes may fall inside `len` bytes at `offset`, a stored blob's body the importer skips.
+    pub(crate) fn allow(&self, offset: u64, len: u64) {
+        self.0.lock().expect("hole lock poisoned").allowed = Some((offset, len));
+    }
+
+    /// Holes may fall nowhere.
+    pub(crate) fn disallow(&self) {
+        self.0.lock().expect("hole lock poisoned").allowed = None;
     }
 
     fn record(&self, offset: u64, len: u64) -> std::io::Result<()> {
@@ -93,6 +108,18 @@ impl Holes {
             ));
         } else {
             state.passed.push_back((offset, len));
+        }
+        let end = offset.checked_add(len);
+        let inside = state
+            .allowed
+            .is_some_and(|(at, n)| offset >= at && end.is_some_and(|e| e <= at + n));
+        if !inside {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the client left out {len} bytes at offset {offset}, not a stored blob's body"
+                ),
+            ));
         }
         Ok(())
     }
@@ -169,6 +196,7 @@ mod tests {
 
     fn pieces(parts: Vec<Piece>) -> (Pieces<impl Stream<Item = std::io::Result<Piece>>>, Holes) {
         let holes = Holes::default();
+        holes.allow(0, u64::MAX);
         let s = stream::iter(parts.into_iter().map(Ok));
         (Pieces::new(s, holes.clone()), holes)
     }
@@ -208,5 +236,26 @@ mod tests {
         }
         let (mut r, _) = pieces(parts);
         assert!(r.read_to_end(&mut Vec::new()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_hole_outside_the_allowed_body_fails_the_read_at_once() {
+        let (mut r, holes) = pieces(vec![
+            Piece::Bytes(Bytes::from_static(b"head")),
+            Piece::Elided(10),
+            Piece::Elided(1 << 40),
+        ]);
+        holes.allow(4, 10);
+        let mut out = vec![0u8; 14];
+        r.read_exact(&mut out).await.unwrap();
+        let err = r.read(&mut out).await.unwrap_err();
+        assert!(
+            err.to_string().contains("not a stored blob's body"),
+            "{err}"
+        );
+        assert_eq!(Vec::from(holes.take_passed()), vec![(4, 10 + (1 << 40))]);
+        holes.disallow();
+        let (mut r, _) = pieces(vec![Piece::Elided(1)]);
+        r.read(&mut out).await.unwrap();
     }
 }
