@@ -14,8 +14,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use hyperd_proto::tonic::Code;
-use hyperd_proto::v1::{InfoRequest, LoadOptions, LoadRequest, RefMapping, load_request::Part};
+use hyperd_proto::tonic::{Code, Status};
+use hyperd_proto::v1::{
+    InfoRequest, LoadOptions, LoadRequest, LoadResponse, RefMapping, load_request::Part,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -40,43 +42,14 @@ pub(crate) async fn run(clients: Clients, args: LoadArgs) -> anyhow::Result<Exit
                 .map(|(name, ref_name)| RefMapping { name, ref_name })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (source, len, plain) = open(&args).await.context("reading the archive")?;
-    let bar = progress::bar(len, args.quiet, "loading");
-    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(4);
-    let progress = bar.clone();
-    let pieces = ReceiverStream::new(rx).map(move |p| LoadRequest {
-        part: Some(match p {
-            Piece::Bytes(b) => {
-                progress.inc(b.len() as u64);
-                Part::Chunk(b)
-            }
-            Piece::Elided(n) => {
-                progress.inc(n);
-                Part::Elided(n)
-            }
-        }),
-    });
-    let first = LoadRequest {
-        part: Some(Part::Options(LoadOptions { refs })),
+    let (walked, response) = match send(&clients, &args, refs.clone(), args.send_all).await {
+        // A blob hyperd said it held was removed before the load reached it: a file can be
+        // sent again, whole.
+        Err(e) if removed_since(&e) && args.input.as_ref().is_some_and(|p| p != "-") => {
+            send(&clients, &args, refs, true).await?
+        }
+        sent => sent?,
     };
-    let body = futures_util::stream::once(async { first }).chain(pieces);
-    let feed = feed(source, plain && !args.send_all, clients.content, tx);
-    let mut images = clients.images;
-    let call = images.load(body);
-    tokio::pin!(feed, call);
-    // A read error must abort the call, not end the stream: an archive cut short at an entry
-    // boundary could otherwise look complete. hyperd may answer before all was sent (it stops
-    // at the end-of-archive marker): then its answer stands.
-    let (walked, response) = tokio::select! {
-        walked = &mut feed => match walked {
-            Ok(walked) => (walked, call.await?),
-            Err(e) if e.is::<Stopped>() => (Walked::default(), call.await?),
-            Err(e) => return Err(e.context("reading the archive")),
-        },
-        answer = &mut call => (Walked::default(), answer?),
-    };
-    let response = response.into_inner();
-    bar.finish_and_clear();
     if !args.quiet {
         let mut lines: Vec<String> = Vec::new();
         for image in &response.images {
@@ -96,6 +69,57 @@ pub(crate) async fn run(clients: Clients, args: LoadArgs) -> anyhow::Result<Exit
         lines.iter().for_each(|l| println!("{l}"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn removed_since(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Status>()
+        .is_some_and(|s| s.code() == Code::FailedPrecondition && s.message().contains("left out"))
+}
+
+/// One Load call: the archive, leaving out what hyperd holds unless `send_all`.
+async fn send(
+    clients: &Clients,
+    args: &LoadArgs,
+    refs: Vec<RefMapping>,
+    send_all: bool,
+) -> anyhow::Result<(Walked, LoadResponse)> {
+    let (source, len, plain) = open(args).await.context("reading the archive")?;
+    let bar = progress::bar(len, args.quiet, "loading");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(4);
+    let progress = bar.clone();
+    let pieces = ReceiverStream::new(rx).map(move |p| LoadRequest {
+        part: Some(match p {
+            Piece::Bytes(b) => {
+                progress.inc(b.len() as u64);
+                Part::Chunk(b)
+            }
+            Piece::Elided(n) => {
+                progress.inc(n);
+                Part::Elided(n)
+            }
+        }),
+    });
+    let first = LoadRequest {
+        part: Some(Part::Options(LoadOptions { refs })),
+    };
+    let body = futures_util::stream::once(async { first }).chain(pieces);
+    let feed = feed(source, plain && !send_all, clients.content.clone(), tx);
+    let mut images = clients.images.clone();
+    let call = images.load(body);
+    tokio::pin!(feed, call);
+    // A read error must abort the call, not end the stream: an archive cut short at an entry
+    // boundary could otherwise look complete. hyperd may answer before all was sent (it stops
+    // at the end-of-archive marker): then its answer stands.
+    let (walked, response) = tokio::select! {
+        walked = &mut feed => match walked {
+            Ok(walked) => (walked, call.await?),
+            Err(e) if e.is::<Stopped>() => (Walked::default(), call.await?),
+            Err(e) => return Err(e.context("reading the archive")),
+        },
+        answer = &mut call => (Walked::default(), answer?),
+    };
+    bar.finish_and_clear();
+    Ok((walked, response.into_inner()))
 }
 
 /// The input, its length when known, and whether it is a plain tar (not whole-compressed).
