@@ -20,6 +20,7 @@ mod import;
 pub mod limits;
 mod meta;
 mod ops;
+mod progress;
 mod reference;
 mod store;
 
@@ -29,6 +30,7 @@ pub use image::{ImageRecord, Platform};
 pub use import::Piece;
 pub use oci_spec;
 pub use ops::Removed;
+pub use progress::Progress;
 pub use reference::ImageName;
 pub use store::{
     CheckReport, Format, ImageSummary, Inspection, LoadedImage, SaveItem, SaveJob, Store,
