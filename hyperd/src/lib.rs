@@ -2,11 +2,13 @@
 
 mod authority;
 mod convert;
+mod handoff;
 mod service;
 mod socket;
 mod status;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use hyperd_proto::v1::image_service_server::ImageServiceServer;
@@ -16,7 +18,7 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
-pub use socket::{activated_listener, bind, default_root, group_id};
+pub use socket::{activated_listeners, bind, default_root, group_id};
 
 /// How far ahead of hyperd a client may send on one stream: two 1 MiB chunks, which keeps a load
 /// as fast as the 8 MiB window hyperctl uses for saves (loads are bound by hashing, not by the
@@ -36,12 +38,14 @@ pub struct Settings {
     pub load_idle_timeout: std::time::Duration,
 }
 
-/// Serves `store` on `listener` until `shutdown` completes. Then it stops accepting, ends
-/// in-flight loads and saves with UNAVAILABLE (a load's staged blobs are dropped), and returns
-/// once every connection has closed.
+/// Serves `store` on `listener`, and takes handed-over files on `fd_listener` (the companion
+/// socket) when given one, until `shutdown` completes. Then it stops accepting, ends in-flight
+/// loads and saves with UNAVAILABLE (a load's staged blobs are dropped), and returns once every
+/// connection has closed.
 pub async fn run(
     store: Store,
     listener: UnixListener,
+    fd_listener: Option<UnixListener>,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
@@ -59,10 +63,15 @@ pub async fn run(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let tokens = Arc::new(handoff::Tokens::default());
+    if let Some(l) = fd_listener {
+        tokio::spawn(handoff::serve(l, tokens.clone(), cancel.clone()));
+    }
     let images = ImageServiceServer::new(service::Images::new(
         store,
         cancel.clone(),
         settings.load_idle_timeout,
+        tokens,
     ));
     let stop = async move {
         shutdown.await;
