@@ -82,7 +82,7 @@ pub(crate) struct SaveArgs {
     #[arg(short, long)]
     pub(crate) quiet: bool,
     /// Stream the archive over the socket instead of handing hyperd the open output file
-    #[arg(long, env = "HYPERCTL_NO_FD")]
+    #[arg(long, env = "HYPERCTL_NO_FD", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) no_fd: bool,
     /// Images to save: names or IDs
     #[arg(required = true, value_name = "IMAGE")]
@@ -104,7 +104,7 @@ pub(crate) struct LoadArgs {
     #[arg(long)]
     pub(crate) send_all: bool,
     /// Stream the archive over the socket instead of handing hyperd the open file
-    #[arg(long, env = "HYPERCTL_NO_FD")]
+    #[arg(long, env = "HYPERCTL_NO_FD", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) no_fd: bool,
 }
 
