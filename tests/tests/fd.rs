@@ -180,10 +180,13 @@ async fn the_companion_socket_takes_only_regular_files() {
     assert!(hand_over(&d, &fifo).starts_with("error: the descriptor is a FIFO or pipe"));
     let (a, _b) = UnixStream::pair().unwrap();
     assert!(hand_over(&d, &a).starts_with("error: the descriptor is a socket"));
-    let file = std::fs::File::open(d.path("hyperd.log")).unwrap();
-    let token = hand_over(&d, &file);
-    assert_eq!(token.trim_end().len(), 32, "{token}");
     assert_eq!(open_files(&d), Vec::<String>::new());
+    // A file is held open for its token (until its call, or 30 s), and nothing else is.
+    let waiting = d.path("waiting");
+    std::fs::write(&waiting, b"").unwrap();
+    let token = hand_over(&d, std::fs::File::open(&waiting).unwrap());
+    assert_eq!(token.trim_end().len(), 32, "{token}");
+    assert_eq!(open_files(&d), vec![waiting.display().to_string()]);
 }
 
 #[tokio::test]
