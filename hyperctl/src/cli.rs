@@ -81,6 +81,9 @@ pub(crate) struct SaveArgs {
     /// Do not show progress
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// Stream the archive over the socket instead of handing hyperd the open output file
+    #[arg(long, env = "HYPERCTL_NO_FD", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) no_fd: bool,
     /// Images to save: names or IDs
     #[arg(required = true, value_name = "IMAGE")]
     pub(crate) images: Vec<String>,
@@ -100,6 +103,9 @@ pub(crate) struct LoadArgs {
     /// Send the whole archive, also the blobs hyperd already holds
     #[arg(long)]
     pub(crate) send_all: bool,
+    /// Stream the archive over the socket instead of handing hyperd the open file
+    #[arg(long, env = "HYPERCTL_NO_FD", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) no_fd: bool,
 }
 
 #[derive(clap::Args)]

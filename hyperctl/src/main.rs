@@ -4,6 +4,7 @@ mod cli;
 mod cmd;
 mod elide;
 mod exit;
+mod handoff;
 mod progress;
 
 use std::process::ExitCode;

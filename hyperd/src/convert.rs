@@ -1,7 +1,7 @@
 //! Store types <-> API messages.
 
 use hyperd_proto::v1;
-use store::{Digest, ImageName, ImageSummary};
+use store::{Digest, ImageName, ImageSummary, LoadedImage, SaveItem};
 use tonic::Status;
 
 use crate::status::to_status;
@@ -72,4 +72,40 @@ pub(crate) fn digest(s: &str) -> Result<Digest, Status> {
             "{s:?} is not a digest: want sha256:<64 lowercase hex digits>"
         ))
     })
+}
+
+/// What a load committed, logged and as the answer.
+pub(crate) fn loaded(uid: Option<u32>, loaded: Vec<LoadedImage>) -> v1::LoadResponse {
+    let names: Vec<String> = loaded
+        .iter()
+        .flat_map(|l| l.names.iter().map(ToString::to_string))
+        .collect();
+    tracing::info!(uid, images = loaded.len(), names = ?names, "loaded");
+    v1::LoadResponse {
+        images: loaded
+            .into_iter()
+            .map(|l| v1::LoadedImage {
+                names: l.names.iter().map(ToString::to_string).collect(),
+                id: l.id.to_string(),
+                digest: l.digest.to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// The images a save names, and its format.
+pub(crate) fn save(req: v1::SaveRequest) -> Result<(Vec<SaveItem>, store::Format), Status> {
+    let format = format(req.format, req.platform)?;
+    if req.images.is_empty() {
+        return Err(Status::invalid_argument("name at least one image to save"));
+    }
+    let items = req
+        .images
+        .into_iter()
+        .map(|i| SaveItem {
+            image: i.image,
+            ref_name: non_empty(i.ref_name),
+        })
+        .collect();
+    Ok((items, format))
 }

@@ -4,11 +4,13 @@ mod authority;
 mod content;
 mod convert;
 mod janitor;
+mod handoff;
 mod service;
 mod socket;
 mod status;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use hyperd_proto::v1::content_service_server::ContentServiceServer;
@@ -19,7 +21,7 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
-pub use socket::{activated_listener, bind, default_root, group_id};
+pub use socket::{activated_listeners, bind, default_root, group_id};
 
 /// How far ahead of hyperd a client may send on one stream: two 1 MiB chunks, which keeps a load
 /// as fast as the 8 MiB window hyperctl uses for saves (loads are bound by hashing, not by the
@@ -41,13 +43,15 @@ pub struct Settings {
     pub content_write_expiry: std::time::Duration,
 }
 
-/// Serves `store` on `listener` until `shutdown` completes, with a janitor that drops expired
-/// leases and content writes. Then it stops accepting, ends in-flight loads, saves, reads and
-/// writes with UNAVAILABLE (a load's staged blobs are dropped), and returns
-/// once every connection has closed.
+/// Serves `store` on `listener`, and takes handed-over files on `fd_listener` (the companion
+/// socket) when given one, until `shutdown` completes, with a janitor that drops expired leases
+/// and content writes. Then it stops accepting, ends in-flight loads, saves, reads and writes
+/// with UNAVAILABLE (a load's staged blobs are dropped), and returns once every connection has
+/// closed.
 pub async fn run(
     store: Store,
     listener: UnixListener,
+    fd_listener: Option<UnixListener>,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
@@ -74,10 +78,15 @@ pub async fn run(
         settings.content_write_expiry,
         cancel.clone(),
     ));
+    let tokens = Arc::new(handoff::Tokens::default());
+    if let Some(l) = fd_listener {
+        tokio::spawn(handoff::serve(l, tokens.clone(), cancel.clone()));
+    }
     let images = ImageServiceServer::new(service::Images::new(
         store,
         cancel.clone(),
         settings.load_idle_timeout,
+        tokens,
     ));
     let stop = async move {
         shutdown.await;

@@ -57,11 +57,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("opening store {}", root.display()))?;
     // Before the socket exists: a client may send SIGTERM as soon as it can connect.
     let stop = stop_signal();
-    let (listener, owns_socket) = match hyperd::activated_listener()? {
-        Some(l) => (l, false),
+    let fd_socket = hyperd_proto::fd_socket(&socket);
+    let (listener, fd_listener, owns_socket) = match hyperd::activated_listeners()? {
+        Some((l, fd)) => (l, fd, false),
         None => {
             let gid = args.group.as_deref().map(hyperd::group_id).transpose()?;
-            (hyperd::bind(&socket, gid)?, true)
+            let listener = hyperd::bind(&socket, gid)?;
+            (listener, Some(hyperd::bind(&fd_socket, gid)?), true)
         }
     };
     if owns_socket {
@@ -75,11 +77,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         load_idle_timeout: std::time::Duration::from_secs(args.load_idle_timeout),
         content_write_expiry: std::time::Duration::from_secs(args.content_write_expiry),
     };
-    let result = hyperd::run(store, listener, settings, stop).await;
+    let result = hyperd::run(store, listener, fd_listener, settings, stop).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // A socket systemd passed belongs to systemd, which keeps listening on it.
-    if owns_socket && let Err(e) = std::fs::remove_file(&socket) {
-        tracing::warn!(socket = %socket.display(), error = %e, "could not remove socket");
+    for path in [&socket, &fd_socket].into_iter().filter(|_| owns_socket) {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(socket = %path.display(), error = %e, "could not remove socket");
+        }
     }
     tracing::info!("stopped");
     result

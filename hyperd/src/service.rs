@@ -1,20 +1,23 @@
 //! `hyperd.v1.ImageService`: decode the request, call the store, encode the answer.
 
 use std::pin::Pin;
-
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use hyperd_proto::CHUNK_SIZE;
 use hyperd_proto::v1::{self, image_service_server::ImageService, load_request::Part};
-use store::{Piece, Removed, SaveItem, Store};
+use store::{Piece, Removed, Store};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert;
+use crate::handoff::Tokens;
 use crate::status::to_status;
+
+mod files;
 
 /// Loads that stream at once; the rest wait for a slot before hyperd reads their data. Loads
 /// are bound by hashing on the host's cores, so more at once only adds buffers: 32 concurrent
@@ -26,8 +29,10 @@ pub(crate) struct Images {
     store: Store,
     /// Cancelled at shutdown: in-flight loads and saves end with UNAVAILABLE.
     shutdown: CancellationToken,
-    load_slots: Semaphore,
+    load_slots: Arc<Semaphore>,
     load_idle_timeout: Duration,
+    /// Files handed over on the companion socket, for LoadFile and SaveFile.
+    tokens: Arc<Tokens>,
 }
 
 impl Images {
@@ -35,12 +40,14 @@ impl Images {
         store: Store,
         shutdown: CancellationToken,
         load_idle_timeout: Duration,
+        tokens: Arc<Tokens>,
     ) -> Self {
         Images {
             store,
             shutdown,
-            load_slots: Semaphore::new(LOAD_SLOTS),
+            load_slots: Arc::new(Semaphore::new(LOAD_SLOTS)),
             load_idle_timeout,
+            tokens,
         }
     }
 
@@ -148,40 +155,14 @@ impl ImageService for Images {
             })
             .await
             .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "load refused"))?;
-        let names: Vec<String> = loaded
-            .iter()
-            .flat_map(|l| l.names.iter().map(ToString::to_string))
-            .collect();
-        tracing::info!(uid, images = loaded.len(), names = ?names, "loaded");
-        Ok(Response::new(v1::LoadResponse {
-            images: loaded
-                .into_iter()
-                .map(|l| v1::LoadedImage {
-                    names: l.names.iter().map(ToString::to_string).collect(),
-                    id: l.id.to_string(),
-                    digest: l.digest.to_string(),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(convert::loaded(uid, loaded)))
     }
 
     type SaveStream = SaveStream;
 
     async fn save(&self, req: Request<v1::SaveRequest>) -> Result<Response<SaveStream>, Status> {
         let uid = peer_uid(&req);
-        let req = req.into_inner();
-        let format = convert::format(req.format, req.platform)?;
-        if req.images.is_empty() {
-            return Err(Status::invalid_argument("name at least one image to save"));
-        }
-        let items: Vec<SaveItem> = req
-            .images
-            .into_iter()
-            .map(|i| SaveItem {
-                image: i.image,
-                ref_name: convert::non_empty(i.ref_name),
-            })
-            .collect();
+        let (items, format) = convert::save(req.into_inner())?;
         let images: Vec<&str> = items.iter().map(|i| i.image.as_str()).collect();
         tracing::info!(uid, images = ?images, ?format, "save started");
         let job = self
@@ -219,6 +200,24 @@ impl ImageService for Images {
         })
         .filter_map(std::future::ready);
         Ok(Response::new(Box::pin(chunks.chain(outcome))))
+    }
+
+    type LoadFileStream = files::Answers<v1::LoadFileResponse>;
+
+    async fn load_file(
+        &self,
+        req: Request<v1::LoadFileRequest>,
+    ) -> Result<Response<Self::LoadFileStream>, Status> {
+        files::load(self, req).await
+    }
+
+    type SaveFileStream = files::Answers<v1::SaveFileResponse>;
+
+    async fn save_file(
+        &self,
+        req: Request<v1::SaveFileRequest>,
+    ) -> Result<Response<Self::SaveFileStream>, Status> {
+        files::save(self, req).await
     }
 
     async fn remove(

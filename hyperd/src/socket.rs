@@ -45,24 +45,35 @@ pub fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// The listening socket systemd passed (socket activation), if it passed one.
-pub fn activated_listener() -> anyhow::Result<Option<UnixListener>> {
+/// The listening sockets systemd passed (socket activation), if it passed any: hyperd's socket,
+/// and the companion socket for handed-over files when one of them is named `*.fd`.
+pub fn activated_listeners() -> anyhow::Result<Option<(UnixListener, Option<UnixListener>)>> {
     use std::os::fd::FromRawFd;
-    let Some(fd) = sd_notify::listen_fds()
-        .context("reading LISTEN_FDS")?
-        .next()
-    else {
-        return Ok(None);
-    };
-    // SAFETY: LISTEN_PID named this process, so fd 3 was handed to it alone by the socket
-    // activation protocol and nothing else in the process owns it.
-    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
-    std_listener
-        .set_nonblocking(true)
-        .context("setting the passed socket non-blocking")?;
-    Ok(Some(
-        UnixListener::from_std(std_listener).context("adopting the passed socket")?,
-    ))
+    let (mut main, mut companion) = (None, None);
+    for fd in sd_notify::listen_fds().context("reading LISTEN_FDS")? {
+        // SAFETY: LISTEN_PID named this process, so the passed descriptors were handed to it
+        // alone by the socket activation protocol and nothing else in the process owns them.
+        let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+        std_listener
+            .set_nonblocking(true)
+            .context("setting the passed socket non-blocking")?;
+        let is_fd = std_listener
+            .local_addr()
+            .ok()
+            .and_then(|a| {
+                a.as_pathname()
+                    .map(|p| p.extension() == Some("fd".as_ref()))
+            })
+            .unwrap_or(false);
+        let listener =
+            UnixListener::from_std(std_listener).context("adopting the passed socket")?;
+        if is_fd {
+            companion = Some(listener);
+        } else {
+            main = Some(listener);
+        }
+    }
+    Ok(main.map(|m| (m, companion)))
 }
 
 /// A group given by name or number.

@@ -57,6 +57,14 @@ pub fn default_socket() -> PathBuf {
     }
 }
 
+/// The companion socket next to hyperd's socket `socket`, on which a client hands hyperd an open
+/// file for LoadFile and SaveFile: `<socket>.fd`.
+pub fn fd_socket(socket: &std::path::Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".fd");
+    PathBuf::from(name)
+}
+
 /// Opens a channel to hyperd's Unix socket at `path`.
 pub async fn connect(path: impl Into<PathBuf>) -> Result<Channel, tonic::transport::Error> {
     let path = path.into();

@@ -22,6 +22,7 @@ mod import;
 pub mod limits;
 mod meta;
 mod ops;
+mod progress;
 mod reference;
 mod store;
 
@@ -32,6 +33,7 @@ pub use image::{ImageRecord, Platform};
 pub use import::Piece;
 pub use oci_spec;
 pub use ops::Removed;
+pub use progress::Progress;
 pub use reference::ImageName;
 pub use store::{
     Began, CheckReport, ContentWrite, Format, ImageSummary, Inspection, LoadedImage, SaveItem,

@@ -24,7 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{Clients, ContentClient, images::size};
 use crate::cli::{LoadArgs, split_mapping};
 use crate::elide::{self, Piece, Source, Stopped, Walked};
-use crate::progress;
+use crate::{handoff, progress};
 
 /// What stdin's pipe is asked to hold (the default is 64 KiB; unprivileged users may get up to
 /// /proc/sys/fs/pipe-max-size, 1 MiB by default).
@@ -33,7 +33,7 @@ const PIPE_BUFFER: libc::c_int = 1 << 20;
 /// Digests per Info call: hyperd answers at most 10,000 at once.
 const INFO_BATCH: usize = 10_000;
 
-pub(crate) async fn run(clients: Clients, args: LoadArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(mut clients: Clients, args: LoadArgs) -> anyhow::Result<ExitCode> {
     let refs = args
         .refs
         .iter()
@@ -42,14 +42,31 @@ pub(crate) async fn run(clients: Clients, args: LoadArgs) -> anyhow::Result<Exit
                 .map(|(name, ref_name)| RefMapping { name, ref_name })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if !args.no_fd
+        && let Some((file, start, len)) = regular_file(&args).context("reading the archive")?
+    {
+        let bar = progress::bar(Some(len), args.quiet, "loading");
+        let options = LoadOptions { refs: refs.clone() };
+        let (images, socket) = (&mut clients.images, &clients.socket);
+        if let Some(response) = handoff::load(images, socket, &file, start, options, &bar).await? {
+            bar.finish_and_clear();
+            print_loaded(&args, &response, &Walked::default());
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let (walked, response) = match send(&clients, &args, refs.clone(), args.send_all).await {
         // A blob hyperd said it held was removed before the load reached it: a file can be
         // sent again, whole.
-        Err(e) if removed_since(&e) && args.input.as_ref().is_some_and(|p| p != "-") => {
+        Err(e) if removed_since(&e) && args.input.as_ref().is_some_and(|p| p.is_file()) => {
             send(&clients, &args, refs, true).await?
         }
         sent => sent?,
     };
+    print_loaded(&args, &response, &walked);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_loaded(args: &LoadArgs, response: &LoadResponse, walked: &Walked) {
     if !args.quiet {
         let mut lines: Vec<String> = Vec::new();
         for image in &response.images {
@@ -68,7 +85,31 @@ pub(crate) async fn run(clients: Clients, args: LoadArgs) -> anyhow::Result<Exit
         }
         lines.iter().for_each(|l| println!("{l}"));
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// The input as a regular file that hyperd can be handed, where the archive starts in it, and
+/// the archive's length; `None` for a pipe, a terminal or anything else that must be streamed.
+fn regular_file(args: &LoadArgs) -> anyhow::Result<Option<(std::fs::File, u64, u64)>> {
+    use std::io::Seek;
+    let file = match &args.input {
+        // Looked at before opening: opening a FIFO would wait for its writer.
+        Some(p) if p.as_os_str() != "-" => match std::fs::metadata(p) {
+            Ok(m) if m.is_file() => {
+                std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?
+            }
+            _ => return Ok(None),
+        },
+        _ => match std::io::stdin().as_fd().try_clone_to_owned() {
+            Ok(fd) => std::fs::File::from(fd),
+            Err(_) => return Ok(None),
+        },
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let start = (&file).stream_position()?;
+    Ok(Some((file, start, meta.len().saturating_sub(start))))
 }
 
 fn removed_since(e: &anyhow::Error) -> bool {
@@ -141,6 +182,14 @@ async fn open(args: &LoadArgs) -> anyhow::Result<(Source, Option<u64>, bool)> {
     };
     let mut head = Vec::with_capacity(4);
     match file {
+        // A FIFO named with -i reads like a pipe: it cannot seek.
+        Some(f) if !f.metadata().await?.is_file() => {
+            let mut f = f;
+            (&mut f).take(4).read_to_end(&mut head).await?;
+            let plain = is_plain(&head);
+            let whole = std::io::Cursor::new(head).chain(f);
+            Ok((Source::Pipe(Box::pin(whole)), None, plain))
+        }
         Some(mut f) => {
             let start = f.stream_position().await?;
             let len = f.metadata().await?.len().saturating_sub(start);

@@ -10,7 +10,7 @@ mod save;
 mod tag;
 mod version;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use hyperd_proto::tonic::transport::Channel;
@@ -27,6 +27,8 @@ pub(crate) type ContentClient = ContentServiceClient<Channel>;
 pub(crate) struct Clients {
     pub(crate) images: Client,
     pub(crate) content: ContentClient,
+    /// hyperd's socket, beside which files are handed over.
+    pub(crate) socket: PathBuf,
 }
 
 pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitCode> {
@@ -40,13 +42,14 @@ pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitC
     let client = images(channel.clone());
     match command {
         Command::Images(a) => images::run(client, a).await,
-        Command::Save(a) => save::run(client, a).await,
+        Command::Save(a) => save::run(client, socket, a).await,
         Command::Load(a) => {
             let content = ContentServiceClient::new(channel);
             load::run(
                 Clients {
                     images: client,
                     content,
+                    socket: socket.to_path_buf(),
                 },
                 a,
             )

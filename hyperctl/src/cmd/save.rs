@@ -1,6 +1,8 @@
-//! `hyperctl save`: stream the archive to a file (written aside, renamed when complete) or stdout.
+//! `hyperctl save`: the archive into a file (written aside, renamed when complete; hyperd is
+//! handed the open file where it can take it, else it is streamed) or streamed to stdout.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -10,25 +12,32 @@ use tokio::io::AsyncWriteExt;
 
 use super::Client;
 use crate::cli::{ArchiveFormat, SaveArgs, split_mapping};
-use crate::progress;
+use crate::{handoff, progress};
 
-pub(crate) async fn run(mut client: Client, args: SaveArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    mut client: Client,
+    socket: &Path,
+    args: SaveArgs,
+) -> anyhow::Result<ExitCode> {
     let request = request(&args)?;
     if args.output.is_none() && std::io::stdout().is_terminal() {
         bail!("refusing to write an archive to a terminal; use -o FILE or redirect stdout");
+    }
+    if let (Some(path), false) = (&args.output, args.no_fd) {
+        let tmp = temp_beside(path)?;
+        let bar = progress::bar(None, args.quiet, "saving");
+        if handoff::save(&mut client, socket, tmp.as_file(), request.clone(), &bar).await? {
+            tmp.persist(path)
+                .with_context(|| format!("renaming into {}", path.display()))?;
+            bar.finish_and_clear();
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     let mut stream = client.save(request).await?.into_inner();
     let bar = progress::bar(None, args.quiet, "saving");
     match &args.output {
         Some(path) => {
-            let dir = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => std::path::Path::new("."),
-            };
-            let tmp = tempfile::Builder::new()
-                .prefix(".hyperctl-save-")
-                .tempfile_in(dir)
-                .with_context(|| format!("creating a file in {}", dir.display()))?;
+            let tmp = temp_beside(path)?;
             let mut file = tokio::fs::File::from_std(tmp.reopen()?);
             let (mut written, mut synced) = (0u64, 0u64);
             while let Some(msg) = stream.next().await {
@@ -61,6 +70,18 @@ pub(crate) async fn run(mut client: Client, args: SaveArgs) -> anyhow::Result<Ex
     }
     bar.finish_and_clear();
     Ok(ExitCode::SUCCESS)
+}
+
+/// A new file in `path`'s directory, to be renamed to `path` once the archive is whole.
+fn temp_beside(path: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".hyperctl-save-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))
 }
 
 /// Dirty bytes after which writeback is started, so the final fsync finds little left to do.

@@ -248,7 +248,7 @@ pub(crate) async fn fill<R: AsyncRead + Unpin>(
 
 /// Asks the kernel to start writing back a range now, without waiting for it. Advisory: a
 /// failure only means the final fsync does more of the work.
-fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+pub(super) fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: a plain syscall on an open descriptor we own; it reads no memory of ours.
     unsafe {

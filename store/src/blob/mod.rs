@@ -2,6 +2,7 @@
 //! made visible by rename once their digest has been checked.
 
 mod copy;
+mod kernel;
 mod lease;
 mod staging;
 
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncReadExt;
 
 pub(crate) use copy::{CHUNK, Copier, Writeback, drain, fill};
+pub(crate) use kernel::{Body, Failed, copy_range};
 pub(crate) use lease::Lease;
 pub(crate) use staging::Staging;
 

@@ -9,6 +9,7 @@ use tokio::io::AsyncRead;
 
 use super::BlobInfo;
 use super::copy::{Hashed, Writeback, hash_copy};
+use super::kernel::{Body, copy_hashed};
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
 
@@ -61,6 +62,31 @@ impl Staging {
             .await
     }
 
+    /// [`Staging::write_verified`] for a body in a file the client handed over, copied by the
+    /// kernel.
+    pub(crate) async fn copy_verified(
+        &mut self,
+        body: Body,
+        digest: &Digest,
+        what: &str,
+    ) -> Result<BlobInfo> {
+        let size = body.len;
+        let tmp = self.next_tmp();
+        let hashed = copy_blocking(body, tmp.clone(), what).await?;
+        let staged = self
+            .keep(tmp, hashed, |h| h.verify(size, digest, what))
+            .await?;
+        Ok(staged.info)
+    }
+
+    /// [`Staging::write_unnamed`] for a body in a file the client handed over.
+    pub(crate) async fn copy_unnamed(&mut self, body: Body, what: &str) -> Result<Staged> {
+        let size = body.len;
+        let tmp = self.next_tmp();
+        let hashed = copy_blocking(body, tmp.clone(), what).await?;
+        self.keep(tmp, hashed, |h| h.check_size(size, what)).await
+    }
+
     async fn stage<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut R,
@@ -68,9 +94,23 @@ impl Staging {
         what: &str,
         check: impl FnOnce(&Hashed) -> Result<()>,
     ) -> Result<Staged> {
-        self.next_tmp += 1;
-        let tmp = self.dir.join(format!("tmp-{}", self.next_tmp));
+        let tmp = self.next_tmp();
         let hashed = hash_copy(reader, size, Writeback::create(tmp.clone())?, what).await?;
+        self.keep(tmp, hashed, check).await
+    }
+
+    fn next_tmp(&mut self) -> PathBuf {
+        self.next_tmp += 1;
+        self.dir.join(format!("tmp-{}", self.next_tmp))
+    }
+
+    /// Names a hashed temporary file by its digest once `check` passes.
+    async fn keep(
+        &mut self,
+        tmp: PathBuf,
+        hashed: Hashed,
+        check: impl FnOnce(&Hashed) -> Result<()>,
+    ) -> Result<Staged> {
         check(&hashed)?;
         let dest = self.path(&hashed.digest);
         tokio::fs::rename(&tmp, &dest)
@@ -113,6 +153,13 @@ impl Staging {
     pub(crate) fn path(&self, digest: &Digest) -> PathBuf {
         self.dir.join(digest.hex())
     }
+}
+
+async fn copy_blocking(body: Body, tmp: PathBuf, what: &str) -> Result<Hashed> {
+    let what = what.to_owned();
+    tokio::task::spawn_blocking(move || copy_hashed(&body, &tmp, &what))
+        .await
+        .expect("copy thread panicked")
 }
 
 impl Drop for Staging {

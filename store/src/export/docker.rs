@@ -5,9 +5,9 @@
 use std::collections::HashSet;
 
 use oci_spec::image::{ImageIndex, ImageManifest};
-use tokio::io::{AsyncWrite, BufReader};
+use tokio::io::BufReader;
 
-use super::{Item, TarWriter, blob_path};
+use super::{Item, Out, TarWriter, blob_path};
 use crate::blob::{self, Blobs, CHUNK};
 use crate::decompress::{Compression, decoder};
 use crate::digest::Digest;
@@ -24,7 +24,7 @@ struct Entry {
     layers: Vec<String>,
 }
 
-pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
+pub(crate) async fn write<W: Out>(
     blobs: &Blobs,
     items: &[Item],
     platform: &Platform,
@@ -53,7 +53,7 @@ pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
         let config: ConfigSummary = parse(blobs, &config_digest).await?;
         if written.insert(config_digest.clone()) {
             let file = blobs.open_blob(&config_digest).await?;
-            tar.file(&blob_path(&config_digest), manifest.config().size(), file)
+            tar.blob(&blob_path(&config_digest), manifest.config().size(), file)
                 .await?;
         }
         let mut layers = Vec::new();
@@ -149,7 +149,7 @@ async fn pick_manifest(
     )))
 }
 
-async fn write_layer<W: AsyncWrite + Unpin + Send>(
+async fn write_layer<W: Out>(
     blobs: &Blobs,
     tar: &mut TarWriter<W>,
     digest: &Digest,
@@ -169,7 +169,7 @@ async fn write_layer<W: AsyncWrite + Unpin + Send>(
             .await
             .map_err(|e| io_err(blobs, digest, e))?
             .len();
-        return tar.file(path, size, file).await;
+        return tar.blob(path, size, file).await;
     }
     let mut counter = decoder(BufReader::with_capacity(CHUNK, file), compression);
     let size = tokio::io::copy(&mut counter, &mut tokio::io::sink())

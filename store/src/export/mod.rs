@@ -3,8 +3,11 @@
 
 pub(crate) mod docker;
 pub(crate) mod oci;
+mod out;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+pub(crate) use out::{Direct, Out, Streamed};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_tar::{Builder, EntryType, Header};
 
 use crate::digest::Digest;
@@ -25,11 +28,11 @@ pub(crate) struct Item {
 
 const COPY_BUFFER: usize = 1 << 20;
 
-pub(crate) struct TarWriter<W: AsyncWrite + Unpin + Send> {
+pub(crate) struct TarWriter<W: Out> {
     builder: Builder<W>,
 }
 
-impl<W: AsyncWrite + Unpin + Send> TarWriter<W> {
+impl<W: Out> TarWriter<W> {
     pub(crate) fn new(writer: W) -> Self {
         // Not `Builder::new`: it writes the end-of-archive marker on drop, which would make a
         // save that failed halfway look like a complete archive.
@@ -65,17 +68,43 @@ impl<W: AsyncWrite + Unpin + Send> TarWriter<W> {
         size: u64,
         data: R,
     ) -> Result<()> {
+        self.start_file(path, size).await?;
+        let mut body = BufReader::with_capacity(COPY_BUFFER, data.take(size));
+        let copied = tokio::io::copy_buf(&mut body, self.builder.get_mut())
+            .await
+            .context(|| format!("writing {path}"))?;
+        self.end_file(path, size, copied).await
+    }
+
+    /// Appends a blob's file whole, as the destination copies files best.
+    pub(crate) async fn blob(
+        &mut self,
+        path: &str,
+        size: u64,
+        blob: tokio::fs::File,
+    ) -> Result<()> {
+        self.start_file(path, size).await?;
+        let copied = self
+            .builder
+            .get_mut()
+            .append_file(blob, size)
+            .await
+            .context(|| format!("writing {path}"))?;
+        self.end_file(path, size, copied).await
+    }
+
+    async fn start_file(&mut self, path: &str, size: u64) -> Result<()> {
         let mut h = Self::header(size, 0o644, EntryType::Regular);
         h.set_path(path).context(|| format!("naming {path}"))?;
         h.set_cksum();
-        let out = self.builder.get_mut();
-        out.write_all(h.as_bytes())
+        self.builder
+            .get_mut()
+            .write_all(h.as_bytes())
             .await
-            .context(|| format!("writing {path}"))?;
-        let mut body = BufReader::with_capacity(COPY_BUFFER, data.take(size));
-        let copied = tokio::io::copy_buf(&mut body, out)
-            .await
-            .context(|| format!("writing {path}"))?;
+            .context(|| format!("writing {path}"))
+    }
+
+    async fn end_file(&mut self, path: &str, size: u64, copied: u64) -> Result<()> {
         if copied != size {
             return Err(Error::Io {
                 context: format!("writing {path}"),
@@ -86,7 +115,9 @@ impl<W: AsyncWrite + Unpin + Send> TarWriter<W> {
             });
         }
         let padding = (512 - size % 512) % 512;
-        out.write_all(&[0u8; 512][..padding as usize])
+        self.builder
+            .get_mut()
+            .write_all(&[0u8; 512][..padding as usize])
             .await
             .context(|| format!("writing {path}"))
     }

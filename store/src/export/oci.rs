@@ -2,19 +2,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use oci_spec::image::{DescriptorBuilder, ImageIndexBuilder, MediaType};
-use tokio::io::AsyncWrite;
-
-use super::{Item, TarWriter, blob_path};
+use super::{Item, Out, TarWriter, blob_path};
 use crate::blob::Blobs;
 use crate::error::{Error, Result};
 use crate::image::{CONTAINERD_NAME, Platform, REF_NAME, is_manifest};
+use oci_spec::image::{DescriptorBuilder, ImageIndexBuilder, MediaType};
 
-pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
-    blobs: &Blobs,
-    items: &[Item],
-    writer: W,
-) -> Result<W> {
+pub(crate) async fn write<W: Out>(blobs: &Blobs, items: &[Item], writer: W) -> Result<W> {
     let mut tar = TarWriter::new(writer);
     tar.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
         .await?;
@@ -32,7 +26,7 @@ pub(crate) async fn write<W: AsyncWrite + Unpin + Send>(
                 context: format!("reading {}", blobs.path(digest).display()),
                 source: e,
             })?;
-            tar.file(&blob_path(digest), size.len(), file).await?;
+            tar.blob(&blob_path(digest), size.len(), file).await?;
         }
     }
     tar.finish().await

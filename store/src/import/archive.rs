@@ -9,6 +9,7 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
 use super::entry::{self, Kind, Shape};
+use super::file::Direct;
 use super::gate::{Gate, Gated};
 use super::input::{Holes, Input};
 use crate::blob::{self, BlobInfo, Blobs, CHUNK, Lease, Staging};
@@ -97,10 +98,12 @@ impl Ingested {
 
 /// Unwraps a gzip- or zstd-compressed whole archive, told apart by its magic bytes. A plain tar
 /// is passed on unbuffered, so that offsets in it are the tar reader's (holes are checked by
-/// offset) and holes pass through without a copy.
+/// offset, a handed-over file's bodies are copied by offset) and holes pass through without a
+/// copy. A compressed one has no such offsets, so it may have no holes and no direct copies.
 async fn decompressed(
     mut reader: Pin<Box<dyn AsyncRead + Send>>,
     holes: &Holes,
+    direct: &mut Option<Direct>,
 ) -> Result<Pin<Box<dyn AsyncRead + Send>>> {
     let mut head = [0u8; 4];
     let n = blob::fill(&mut reader, &mut head)
@@ -112,6 +115,7 @@ async fn decompressed(
         return Ok(Box::pin(whole));
     }
     holes.forbid();
+    *direct = None;
     Ok(decompress::decoder(
         BufReader::with_capacity(CHUNK, whole),
         compression,
@@ -172,12 +176,15 @@ struct Pass {
     /// The last blob entry the store did not hold, to name it if its body was left out.
     unstored: Option<(u64, u64, Digest)>,
     holes: Holes,
+    /// The file whose bodies the kernel copies, when the input is one.
+    direct: Option<Direct>,
 }
 
 type Entry = tokio_tar::Entry<tokio_tar::Archive<Gated<Pin<Box<dyn AsyncRead + Send>>>>>;
 
 /// Reads the whole archive once. On error the staging area and pins are dropped with it.
-pub(crate) async fn ingest(blobs: &Blobs, input: Input) -> Result<Ingested> {
+pub(crate) async fn ingest(blobs: &Blobs, mut input: Input) -> Result<Ingested> {
+    let reader = decompressed(input.reader, &input.holes, &mut input.direct).await?;
     let mut pass = Pass {
         out: Ingested::new(blobs)?,
         expected: Expected::default(),
@@ -186,10 +193,10 @@ pub(crate) async fn ingest(blobs: &Blobs, input: Input) -> Result<Ingested> {
         skippable: None,
         unstored: None,
         holes: input.holes.clone(),
+        direct: input.direct,
     };
     let tar_error = |e: std::io::Error| Error::invalid(format!("reading tar: {e}"));
     let gate = Gate::default();
-    let reader = decompressed(input.reader, &input.holes).await?;
     let mut archive = tokio_tar::Archive::new(gate.wrap(reader));
     let mut entries = archive.entries().map_err(tar_error)?;
     let mut unread = 0;
@@ -211,6 +218,10 @@ pub(crate) async fn ingest(blobs: &Blobs, input: Input) -> Result<Ingested> {
                 return Err(e);
             }
         };
+        if let Some(direct) = &pass.direct {
+            // A body left unread was not read at all: it ends `unread` bytes past its start.
+            direct.pass_over(entry.raw_file_position() + unread);
+        }
         if unread == 0 {
             // A body the importer had no use for (a directory's, a link's, a global header's)
             // is skipped here, with the gate open: it is data, not the next entry's metadata.
@@ -339,9 +350,17 @@ impl Pass {
             }
             Kind::Other => {
                 let what = format!("entry {path:?}");
-                let staged = self.out.staging.write_unnamed(entry, size, &what).await?;
+                let staging = &mut self.out.staging;
+                let (staged, unread) = match &self.direct {
+                    Some(d) => {
+                        let body = d.body(entry.raw_file_position(), size);
+                        (staging.copy_unnamed(body, &what).await?, size)
+                    }
+                    None => (staging.write_unnamed(entry, size, &what).await?, 0),
+                };
                 self.out.present.insert(staged.digest.clone(), staged.info);
                 self.out.files.insert(path, staged.digest);
+                return Ok(unread);
             }
         }
         Ok(0)
@@ -350,7 +369,8 @@ impl Pass {
     /// Stages a blob named by digest. A blob the store already holds is pinned and its body
     /// left unread for the tar reader to skip (returned as unread): nothing of those bytes would
     /// be kept, the image uses the store's verified copy, so they need no hashing, and a client
-    /// may leave them out altogether.
+    /// may leave them out altogether. From a handed-over file, the kernel copies a blob's body
+    /// and it too is left unread.
     async fn take_blob(
         &mut self,
         entry: &mut Entry,
@@ -377,11 +397,19 @@ impl Pass {
             (info, size)
         } else {
             self.unstored = Some((body.0, body.1, digest.clone()));
-            let info = out
-                .staging
-                .write_verified(entry, size, digest, &what)
-                .await?;
-            (info, 0)
+            match &self.direct {
+                Some(d) => {
+                    let body = d.body(body.0, size);
+                    (out.staging.copy_verified(body, digest, &what).await?, size)
+                }
+                None => {
+                    let info = out
+                        .staging
+                        .write_verified(entry, size, digest, &what)
+                        .await?;
+                    (info, 0)
+                }
+            }
         };
         out.present.insert(digest.clone(), info.clone());
         Ok((info, unread))

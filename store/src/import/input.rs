@@ -12,6 +12,10 @@ use bytes::{Buf, Bytes};
 use futures_util::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::file::Direct;
+use crate::error::Result;
+use crate::progress::Progress;
+
 /// One piece of a load's input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Piece {
@@ -26,6 +30,8 @@ pub enum Piece {
 pub(crate) struct Input {
     pub(crate) reader: Pin<Box<dyn AsyncRead + Send>>,
     pub(crate) holes: Holes,
+    /// Set when the archive is a file the client handed over, whose bodies the kernel copies.
+    pub(crate) direct: Option<Direct>,
 }
 
 impl Input {
@@ -34,7 +40,18 @@ impl Input {
         Input {
             reader: Box::pin(reader),
             holes: Holes::default(),
+            direct: None,
         }
+    }
+
+    /// An archive in a file the client handed over, starting at byte `start`.
+    pub(crate) fn file(file: std::fs::File, start: u64, progress: Progress) -> Result<Self> {
+        let (direct, reader) = Direct::open(file, start, progress)?;
+        Ok(Input {
+            reader: Box::pin(reader),
+            holes: Holes::default(),
+            direct: Some(direct),
+        })
     }
 
     /// An archive sent as pieces, which may leave stored blobs' bodies out.
@@ -45,6 +62,7 @@ impl Input {
         Input {
             reader: Box::pin(Pieces::new(stream, holes.clone())),
             holes,
+            direct: None,
         }
     }
 }

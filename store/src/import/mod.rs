@@ -4,6 +4,7 @@
 mod archive;
 mod docker;
 mod entry;
+mod file;
 mod gate;
 mod input;
 mod naming;

@@ -25,6 +25,7 @@ use crate::image::ImageRecord;
 use crate::import::{self, Input, Piece};
 use crate::meta::{Meta, Snapshot};
 use crate::ops::{self, Removed, Target};
+use crate::progress::Progress;
 use crate::reference::ImageName;
 
 /// An image store rooted at one directory. Cheap to clone; all clones share the same state.
@@ -146,6 +147,23 @@ impl Store {
         S: Stream<Item = std::io::Result<Piece>> + Send + Unpin + 'static,
     {
         let result = self.load_pinned(Input::pieces(pieces), map).await;
+        self.collect_deferred().await?;
+        result
+    }
+
+    /// [`Store::load`] from a file a client handed over, the archive starting at byte `start`:
+    /// the same import, with each kept body copied by the kernel from the file and hashed from
+    /// the copy. `progress` counts the archive's bytes as they are done. Only a regular file
+    /// open for reading is accepted; its offset is left alone.
+    pub async fn load_file(
+        &self,
+        file: std::fs::File,
+        start: u64,
+        map: &[(ImageName, String)],
+        progress: &Progress,
+    ) -> Result<Vec<LoadedImage>> {
+        let input = Input::file(file, start, progress.clone())?;
+        let result = self.load_pinned(input, map).await;
         self.collect_deferred().await?;
         result
     }

@@ -5,9 +5,10 @@ use tokio::io::AsyncWrite;
 use super::Store;
 use crate::blob::Lease;
 use crate::error::{Error, Result};
-use crate::export::{self, Item};
+use crate::export::{self, Direct, Item, Out, Streamed};
 use crate::image::Platform;
 use crate::ops::{self, Target};
+use crate::progress::Progress;
 
 /// What to save and under which name.
 #[derive(Clone, Debug)]
@@ -41,6 +42,19 @@ pub struct SaveJob {
 impl SaveJob {
     /// Streams the archive to `writer`.
     pub async fn write<W: AsyncWrite + Unpin + Send>(self, writer: W) -> Result<W> {
+        self.write_to(Streamed(writer)).await.map(|s| s.0)
+    }
+
+    /// Writes the archive into a file a client handed over, from offset 0: blob bodies are
+    /// copied file to file by the kernel, the file is cut to the archive's length and synced
+    /// once. The bytes are those [`SaveJob::write`] streams. `progress` counts the bytes written.
+    /// Only a regular file open for writing, not for appending, is accepted.
+    pub async fn write_file(self, file: std::fs::File, progress: &Progress) -> Result<u64> {
+        let out = Direct::open(file, progress.clone())?;
+        self.write_to(out).await?.finish().await
+    }
+
+    async fn write_to<W: Out>(self, writer: W) -> Result<W> {
         let blobs = &self.store.inner.blobs;
         let result = match &self.format {
             Format::Oci => export::oci::write(blobs, &self.items, writer).await,

@@ -13,6 +13,7 @@ use std::time::Instant;
 use integration::fixtures::*;
 
 mod archive;
+mod local;
 mod measure;
 mod reload;
 
@@ -104,7 +105,8 @@ async fn main() {
     let w = work.path();
     let ctl = |d: &Daemon| {
         let mut c = Command::new(bin_dir.join("hyperctl"));
-        c.arg("--socket").arg(&d.socket);
+        // These cases stream; local.rs measures the handed-over file beside streaming.
+        c.arg("--socket").arg(&d.socket).env("HYPERCTL_NO_FD", "1");
         c
     };
     let has_skopeo = Command::new("skopeo")
@@ -164,6 +166,7 @@ async fn main() {
     let daemon = Daemon::start(&bin_dir, w);
     let mut floors = Vec::new();
     let mut reloads = Reloads::default();
+    let mut locals = local::Locals::default();
     let (mut first, mut again, mut save, mut small_load) = (vec![], vec![], vec![], vec![]);
     let mut first_secs = vec![];
     let (mut skopeo_big, mut skopeo_small) = (vec![], vec![]);
@@ -226,6 +229,7 @@ async fn main() {
             &["load", "-q", "-i", small.to_str().unwrap()],
         );
         run(ctl(&daemon).args(["rmi", "small:1"]));
+        locals.measure(&bin_dir.join("hyperctl"), &daemon, &big, w);
 
         if has_skopeo {
             for (archive, mb, out, rss) in [
@@ -312,4 +316,5 @@ async fn main() {
     );
     print(&cases);
     reloads.print(median(first_secs));
+    locals.print(w);
 }

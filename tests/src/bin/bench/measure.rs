@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub(crate) struct Run {
     pub(crate) secs: f64,
     pub(crate) max_rss_kib: u64,
+    /// User and system CPU seconds.
+    pub(crate) cpu_secs: f64,
 }
 
 // The child is reaped by wait4, which std's Child does not offer and which alone reports its
@@ -31,9 +33,11 @@ pub(crate) fn run(cmd: &mut Command) -> Run {
         pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "{cmd:?} failed ({status})"
     );
+    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Run {
         secs,
         max_rss_kib: usage.ru_maxrss as u64,
+        cpu_secs: cpu(usage.ru_utime) + cpu(usage.ru_stime),
     }
 }
 
@@ -74,6 +78,21 @@ impl Daemon {
     pub(crate) fn reset_peak(&self) {
         std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
             .expect("resetting VmHWM");
+    }
+
+    /// User and system CPU seconds hyperd has used so far (/proc/PID/stat, fields 14 and 15).
+    pub(crate) fn cpu_secs(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // The command name, in parentheses, may hold spaces: count fields after it.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf reads a constant of the system.
+        ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
     }
 
     pub(crate) fn peak_rss_kib(&self) -> u64 {
