@@ -13,13 +13,14 @@ use crate::blob::Blobs;
 use crate::content::{Checkout, WriteStatus, Writes, expiry, rules};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::limits::{DEFAULT_LEASE_TTL, MAX_LEASES};
-use crate::meta::{LeaseRecord, Meta};
+use crate::limits::MAX_LEASES;
+use crate::meta::Meta;
 
 /// The content side of the store's state.
 pub(super) struct Content {
     writes: Arc<Writes>,
-    /// Each lease's expiry, by ID: the database holds the leases, this says when to look.
+    /// Each lease's expiry, by ID, the shared ones included: the database holds the leases,
+    /// this says when to look.
     leases: Mutex<BTreeMap<String, i64>>,
     /// Told when a lease that expires sooner than the others is created.
     wake: Notify,
@@ -48,8 +49,8 @@ pub struct WriteStart {
     pub expected: Digest,
     /// The blob's size.
     pub total: u64,
-    /// The lease to add the blob to; without one the blob gets a lease of its own for
-    /// [`DEFAULT_LEASE_TTL`] seconds.
+    /// The lease to add the blob to. Without one the blob joins the shared lease of the hour
+    /// (held one to two hours), unless an image uses it already.
     pub lease: Option<String>,
     /// 0 to start (or restart), or the offset an open write under the ref is at, to resume it.
     pub offset: u64,
@@ -280,11 +281,14 @@ impl Store {
     pub async fn create_lease(&self, ttl: u64) -> Result<(String, i64)> {
         let ttl = rules::lease_ttl(ttl)?;
         let _guard = self.inner.commit.lock().await;
-        self.new_lease(ttl, Vec::new())
+        self.new_lease(ttl)
     }
 
     /// Deletes a lease; the blobs only it held are collected.
     pub async fn delete_lease(&self, id: &str) -> Result<()> {
+        if rules::is_shared_lease(id) {
+            return Err(Error::NotFound(format!("no lease {id:?}")));
+        }
         {
             let _guard = self.inner.commit.lock().await;
             let gone = self.inner.meta.delete_leases(&[id.to_owned()])?;
@@ -334,6 +338,9 @@ impl Store {
     }
 
     fn check_lease(&self, id: &str) -> Result<()> {
+        if rules::is_shared_lease(id) {
+            return Err(Error::NotFound(format!("no lease {id:?}")));
+        }
         match self.inner.content.leases().get(id) {
             Some(at) if *at > now() => Ok(()),
             Some(_) => Err(Error::NotFound(format!("lease {id:?} has expired"))),
@@ -341,21 +348,37 @@ impl Store {
         }
     }
 
-    /// Keeps `digest` from collection: in `lease`, or in a lease of its own for the default
-    /// time. The caller holds the commit lock.
+    /// Keeps `digest` from collection: in `lease`, or without one in the shared lease of the
+    /// hour, unless an image record lists it (a root already). The caller holds the commit
+    /// lock, so no image can go between the look and the hold.
     fn hold(&self, lease: Option<&str>, digest: &Digest) -> Result<()> {
-        match lease {
-            Some(id) => self.inner.meta.add_to_lease(id, digest, now()),
-            None => self
-                .new_lease(DEFAULT_LEASE_TTL, vec![digest.clone()])
-                .map(drop),
-        }
+        let now = now();
+        let id = match lease {
+            Some(id) => id.to_owned(),
+            None if self.inner.meta.is_referenced(digest) => return Ok(()),
+            None => {
+                let (id, expires_at) = rules::shared_lease(now);
+                if !self.inner.content.leases().contains_key(&id) {
+                    self.inner.meta.put_lease(&id, expires_at)?;
+                    self.track_lease(&id, expires_at);
+                }
+                id
+            }
+        };
+        self.inner.meta.add_to_lease(&id, digest, now)
     }
 
     /// The caller holds the commit lock.
-    fn new_lease(&self, ttl: u64, digests: Vec<Digest>) -> Result<(String, i64)> {
+    fn new_lease(&self, ttl: u64) -> Result<(String, i64)> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        if self.inner.content.leases().len() >= MAX_LEASES {
+        let held = self
+            .inner
+            .content
+            .leases()
+            .keys()
+            .filter(|id| !rules::is_shared_lease(id))
+            .count();
+        if held >= MAX_LEASES {
             return Err(Error::ResourceExhausted(format!(
                 "{MAX_LEASES} leases exist; delete some first"
             )));
@@ -370,18 +393,19 @@ impl Store {
         );
         let id = Digest::of(seed.as_bytes()).hex()[..32].to_owned();
         let expires_at = now().saturating_add_unsigned(ttl);
-        let record = LeaseRecord {
-            expires_at,
-            digests,
-        };
-        self.inner.meta.put_lease(&id, &record)?;
+        self.inner.meta.put_lease(&id, expires_at)?;
+        self.track_lease(&id, expires_at);
+        Ok((id, expires_at))
+    }
+
+    /// Tells the janitor about a lease just stored, waking it if this one expires first.
+    fn track_lease(&self, id: &str, expires_at: i64) {
         let mut leases = self.inner.content.leases();
         let sooner = leases.values().all(|at| *at > expires_at);
-        leases.insert(id.clone(), expires_at);
+        leases.insert(id.to_owned(), expires_at);
         drop(leases);
         if sooner {
             self.inner.content.wake.notify_one();
         }
-        Ok((id, expires_at))
     }
 }
