@@ -87,9 +87,14 @@ pub struct ContentWrite {
 }
 
 pub(crate) fn now() -> i64 {
+    now_ms().div_euclid(1000)
+}
+
+/// Writes are timed in milliseconds, so that a short write expiry is not a second early.
+fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl ContentWrite {
@@ -120,7 +125,7 @@ impl ContentWrite {
         D: AsRef<[u8]> + Send + 'static,
     {
         let mut checkout = self.checkout.take().expect("a write holds its checkout");
-        let now = now();
+        let now = now_ms();
         let (checkout, result) = tokio::task::spawn_blocking(move || {
             let r = checkout.put(data.as_ref(), now);
             (checkout, r)
@@ -211,8 +216,8 @@ impl Store {
     }
 
     /// Starts, restarts or resumes a write as its first message asks. A blob the store holds
-    /// already is answered at once (and added to the lease); the write open under the ref, if
-    /// any, is dropped.
+    /// already is answered at once (and added to the lease); a write left open under the ref is
+    /// dropped, but never one another stream is writing.
     pub async fn begin_write(&self, start: WriteStart) -> Result<Began> {
         rules::check_ref(&start.reference)?;
         rules::check_total(start.total)?;
@@ -229,7 +234,7 @@ impl Store {
                     )));
                 }
                 self.hold(start.lease.as_deref(), &start.expected)?;
-                self.inner.content.writes.abort(&start.reference);
+                self.inner.content.writes.drop_idle(&start.reference);
                 return Ok(Began::Done(Written {
                     digest: start.expected,
                     offset: size,
@@ -243,7 +248,7 @@ impl Store {
             &start.expected,
             start.total,
             start.offset,
-            now(),
+            now_ms(),
         )?;
         // The janitor may be asleep until later than this write could expire.
         self.inner.content.wake.notify_one();
@@ -304,11 +309,15 @@ impl Store {
     /// Drops the leases expired now and the writes idle for `write_expiry` seconds, then
     /// collects what only those leases held.
     pub async fn expire(&self, write_expiry: u64) -> Result<()> {
-        let now = now();
-        for reference in self.inner.content.writes.drop_expired(write_expiry, now) {
+        for reference in self
+            .inner
+            .content
+            .writes
+            .drop_expired(write_expiry, now_ms())
+        {
             tracing::info!(reference, "idle write expired");
         }
-        let expired = expiry::leases(&self.inner.content.leases(), now);
+        let expired = expiry::leases(&self.inner.content.leases(), now());
         if expired.is_empty() {
             return Ok(());
         }
@@ -326,10 +335,10 @@ impl Store {
 
     /// How long until the next lease or idle write expires (zero when one is due).
     pub fn next_expiry(&self, write_expiry: u64) -> Option<std::time::Duration> {
-        let writes = self.inner.content.writes.updated();
-        let at = expiry::next(&self.inner.content.leases(), writes, write_expiry)?;
-        let secs = at.saturating_sub(now()).max(0) as u64;
-        Some(std::time::Duration::from_secs(secs))
+        let writes = self.inner.content.writes.touched_ms();
+        let at = expiry::next_ms(&self.inner.content.leases(), writes, write_expiry)?;
+        let ms = at.saturating_sub(now_ms()).max(0) as u64;
+        Some(std::time::Duration::from_millis(ms))
     }
 
     /// Resolves when a lease that expires before all others was created, or a write began.
