@@ -96,7 +96,7 @@ impl ContentService for Content {
             .iter()
             .map(|d| convert::digest(d))
             .collect::<Result<Vec<_>, _>>()?;
-        let sizes = self.store.blob_sizes(&parsed).map_err(to_status)?;
+        let sizes = self.store.blob_sizes(parsed).await.map_err(to_status)?;
         let blobs = digests
             .into_iter()
             .zip(sizes)
