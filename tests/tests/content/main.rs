@@ -2,6 +2,7 @@
 //! client cut off mid-stream, leases that keep blobs from collection until they expire, nothing
 //! visible before it was verified (also across a kill -9), and images created from written blobs.
 
+mod bounds;
 mod client;
 mod create;
 
