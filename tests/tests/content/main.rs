@@ -186,6 +186,10 @@ async fn mismatched_or_overlong_bytes_are_refused_and_nothing_is_visible() {
     ];
     let r = c.write(tokio_stream::iter(msgs)).await;
     refused(r, Code::DataLoss, &sha(&blob));
+    // The client's mistake, refused; not damage to the store.
+    let log = d.log();
+    assert!(log.contains("write refused"), "{log}");
+    assert!(!log.contains("damaged data"), "{log}");
     assert_eq!(info(&mut c, &sha(&blob)).await, (false, 0));
     assert_eq!(info(&mut c, &sha(&other)).await, (false, 0));
     assert!(!blob_file(&d, &sha(&blob)).exists());
