@@ -1,6 +1,8 @@
 //! `hyperd.v1.ContentService`: blobs by digest, writes in pieces, leases.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use hyperd_proto::CHUNK_SIZE;
@@ -8,6 +10,7 @@ use hyperd_proto::v1::{self, content_service_server::ContentService};
 use store::limits::MAX_INFO_DIGESTS;
 use store::{Began, Store, WriteStart, Written};
 use tokio::io::AsyncReadExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -16,15 +19,48 @@ use crate::convert;
 use crate::service::peer_uid;
 use crate::status::to_status;
 
+/// Largest message hyperd decodes on ContentService: two 1 MiB chunks, and room for a first
+/// Write message's fields or an Info of 10,000 digests (~750 KiB). A larger one is refused
+/// (OUT_OF_RANGE) rather than buffered.
+pub(crate) const MAX_MESSAGE: usize = 2 * CHUNK_SIZE;
+
+/// Write streams that hyperd reads at once; the rest wait for a slot before hyperd reads their
+/// data. A stream holding one holds at most a decoded message and its 2 MiB HTTP/2 window,
+/// so writes hold at most 16 × 4 MiB, whatever the number of clients; a waiting stream, its
+/// window alone. Writes are bound by hashing and disk, like loads, so more would only queue.
+const WRITE_SLOTS: usize = 16;
+
 pub(crate) struct Content {
     store: Store,
     /// Cancelled at shutdown: reads and writes in flight end with UNAVAILABLE.
     shutdown: CancellationToken,
+    write_slots: Arc<Semaphore>,
+    /// A Write stream holding a slot that receives nothing for this long is ended; its write
+    /// stays open to resume.
+    idle_timeout: Duration,
 }
 
 impl Content {
-    pub(crate) fn new(store: Store, shutdown: CancellationToken) -> Self {
-        Content { store, shutdown }
+    pub(crate) fn new(store: Store, shutdown: CancellationToken, idle_timeout: Duration) -> Self {
+        Content {
+            store,
+            shutdown,
+            write_slots: Arc::new(Semaphore::new(WRITE_SLOTS)),
+            idle_timeout,
+        }
+    }
+
+    /// Waits for one of the write slots; held until the returned permit drops.
+    async fn write_slot(&self, uid: Option<u32>) -> Result<OwnedSemaphorePermit, Status> {
+        if self.write_slots.available_permits() == 0 {
+            tracing::info!(uid, "write waiting for a free slot");
+        }
+        tokio::select! {
+            permit = self.write_slots.clone().acquire_owned() => {
+                permit.map_err(|_| shutting_down())
+            }
+            () = self.shutdown.cancelled() => Err(shutting_down()),
+        }
     }
 }
 
@@ -32,17 +68,36 @@ fn shutting_down() -> Status {
     Status::unavailable("hyperd is shutting down")
 }
 
+/// The next message of a Write stream, or an error once the client sent nothing for `idle`.
+async fn next_message(
+    stream: &mut Streaming<v1::WriteRequest>,
+    idle: Duration,
+) -> Result<Option<v1::WriteRequest>, Status> {
+    tokio::time::timeout(idle, stream.message())
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "the client sent nothing for {}s while holding a write slot; the write stays \
+                 open to resume",
+                idle.as_secs()
+            ))
+        })?
+}
+
 type ReadStream = Pin<Box<dyn Stream<Item = Result<v1::ReadResponse, Status>> + Send>>;
 
-/// Reads one Write stream to its end. Runs as a task of its own, so that when the client goes
-/// away mid-stream the write is handed back whole, for a later stream to resume.
+/// Reads one Write stream to its end, holding its write slot. Runs as a task of its own, so
+/// that when the client goes away mid-stream the write is handed back whole, for a later stream
+/// to resume.
 async fn write_stream(
     store: Store,
     mut stream: Streaming<v1::WriteRequest>,
     shutdown: CancellationToken,
+    idle: Duration,
+    _slot: OwnedSemaphorePermit,
 ) -> Result<Written, Status> {
     let first = tokio::select! {
-        m = stream.message() => m?,
+        m = next_message(&mut stream, idle) => m?,
         () = shutdown.cancelled() => return Err(shutting_down()),
     }
     .ok_or_else(|| {
@@ -67,7 +122,7 @@ async fn write_stream(
             return Ok(written);
         }
         data = tokio::select! {
-            m = stream.message() => match m? {
+            m = next_message(&mut stream, idle) => match m? {
                 Some(m) => m.data,
                 None => return Ok(write.pending()),
             },
@@ -96,7 +151,7 @@ impl ContentService for Content {
             .iter()
             .map(|d| convert::digest(d))
             .collect::<Result<Vec<_>, _>>()?;
-        let sizes = self.store.blob_sizes(&parsed).map_err(to_status)?;
+        let sizes = self.store.blob_sizes(parsed).await.map_err(to_status)?;
         let blobs = digests
             .into_iter()
             .zip(sizes)
@@ -145,7 +200,14 @@ impl ContentService for Content {
         req: Request<Streaming<v1::WriteRequest>>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
         let uid = peer_uid(&req);
-        let task = write_stream(self.store.clone(), req.into_inner(), self.shutdown.clone());
+        let slot = self.write_slot(uid).await?;
+        let task = write_stream(
+            self.store.clone(),
+            req.into_inner(),
+            self.shutdown.clone(),
+            self.idle_timeout,
+            slot,
+        );
         let written = tokio::spawn(task)
             .await
             .map_err(|e| Status::internal(format!("write task failed: {e}")))?

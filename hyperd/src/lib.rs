@@ -3,8 +3,8 @@
 mod authority;
 mod content;
 mod convert;
-mod janitor;
 mod handoff;
+mod janitor;
 mod service;
 mod socket;
 mod status;
@@ -37,7 +37,8 @@ const CONNECTION_WINDOW: u32 = MAX_STREAMS * LOAD_WINDOW;
 /// What an operator may tune.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// A load that holds a slot and receives nothing for this long is ended.
+    /// A load or content Write stream that holds a slot and receives nothing for this long is
+    /// ended (a content write stays open to resume).
     pub load_idle_timeout: std::time::Duration,
     /// A content write that receives nothing for this long is dropped.
     pub content_write_expiry: std::time::Duration,
@@ -72,7 +73,12 @@ pub async fn run(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let content = ContentServiceServer::new(content::Content::new(store.clone(), cancel.clone()));
+    let content = ContentServiceServer::new(content::Content::new(
+        store.clone(),
+        cancel.clone(),
+        settings.load_idle_timeout,
+    ))
+    .max_decoding_message_size(content::MAX_MESSAGE);
     let janitor = tokio::spawn(janitor::run(
         store.clone(),
         settings.content_write_expiry,

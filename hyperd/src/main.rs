@@ -20,8 +20,9 @@ struct Args {
     /// Group (name or ID) that owns the socket (mode 0660), so that its members may use hyperd
     #[arg(long, env = "HYPERD_GROUP")]
     group: Option<String>,
-    /// End a load whose client sends nothing for this many seconds while it holds one of the
-    /// four load slots, so that a stalled client cannot keep other loads waiting
+    /// End a load, or a content Write stream, whose client sends nothing for this many seconds
+    /// while it holds one of the four load slots or sixteen write slots, so that a stalled
+    /// client cannot keep others waiting (the content write stays open to resume)
     #[arg(
         long,
         env = "HYPERD_LOAD_IDLE_TIMEOUT",

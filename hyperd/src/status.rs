@@ -9,7 +9,10 @@ pub(crate) fn to_status(e: store::Error) -> Status {
         e @ (E::InvalidReference { .. } | E::InvalidPlatform(_) | E::InvalidArchive(_)) => {
             Status::invalid_argument(e.to_string())
         }
-        e @ (E::DigestMismatch { .. } | E::Corrupt(_)) => {
+        // Bytes a client sent that are not what it promised: its mistake, logged where the
+        // request is refused.
+        e @ E::DigestMismatch { .. } => Status::data_loss(e.to_string()),
+        e @ E::Corrupt(_) => {
             tracing::error!(error = %e, "damaged data");
             Status::data_loss(e.to_string())
         }

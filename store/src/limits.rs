@@ -35,11 +35,14 @@ pub const MAX_WRITE_REF: usize = 256;
 pub const MAX_OPEN_WRITES: usize = 1_024;
 /// Largest blob a content write may announce: 1 TiB, far above any real layer.
 pub const MAX_WRITE_TOTAL: u64 = 1 << 40;
-/// Lease lifetime when a request names none, and of the lease a write without one gets.
+/// Lease lifetime when a request names none; also the span of the shared lease that holds the
+/// blobs of writes without one (each blob from one to two such spans).
 pub const DEFAULT_LEASE_TTL: u64 = 3_600;
 /// Longest lease lifetime a client may ask for: 7 days.
 pub const MAX_LEASE_TTL: u64 = 7 * 24 * 3_600;
-/// Most leases at once (each write without a lease holds one of its own for an hour).
+/// Most leases clients may hold at once (the shared leases of writes without one do not count).
 pub const MAX_LEASES: usize = 4_096;
-/// Most blobs one lease may hold: room for a multi-platform image of many layers.
-pub const MAX_LEASE_DIGESTS: usize = 10_000;
+/// Most (lease, blob) pairs across all leases, the shared ones included: room for ten
+/// multi-platform images of 10,000 blobs in flight at once. Each costs one key of ~100 bytes in
+/// the database, and collection keeps the set of leased digests in memory.
+pub const MAX_LEASED_BLOBS: u64 = 100_000;

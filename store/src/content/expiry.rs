@@ -1,5 +1,6 @@
 //! What has expired at a given time, and when the next thing will. Pure: the janitor in hyperd
-//! sleeps on [`next`] and the store drops what [`leases`] and [`write_expired`] name.
+//! sleeps on [`next_ms`] and the store drops what [`leases`] and [`write_expired`] name. Leases
+//! expire at whole unix seconds, writes are timed in milliseconds.
 
 use std::collections::BTreeMap;
 
@@ -12,19 +13,25 @@ pub(crate) fn leases(expiries: &BTreeMap<String, i64>, now: i64) -> Vec<String> 
         .collect()
 }
 
-/// Whether a write last touched at `updated_at` has been idle for `idle` seconds at `now`.
-pub(crate) fn write_expired(updated_at: i64, idle: u64, now: i64) -> bool {
-    updated_at.saturating_add_unsigned(idle) <= now
+/// Whether a write last touched at `touched_ms` has been idle for `idle` seconds at `now_ms`.
+pub(crate) fn write_expired(touched_ms: i64, idle: u64, now_ms: i64) -> bool {
+    expires_ms(touched_ms, idle) <= now_ms
 }
 
-/// The earliest time a lease or a write (by when it was last touched) expires.
-pub(crate) fn next(
+fn expires_ms(touched_ms: i64, idle: u64) -> i64 {
+    touched_ms.saturating_add_unsigned(idle.saturating_mul(1000))
+}
+
+/// The earliest time, unix milliseconds, a lease or a write (by when it was last touched, in
+/// milliseconds) expires.
+pub(crate) fn next_ms(
     leases: &BTreeMap<String, i64>,
-    writes: impl IntoIterator<Item = i64>,
+    writes_ms: impl IntoIterator<Item = i64>,
     idle: u64,
 ) -> Option<i64> {
-    let writes = writes.into_iter().map(|t| t.saturating_add_unsigned(idle));
-    leases.values().copied().chain(writes).min()
+    let writes = writes_ms.into_iter().map(|t| expires_ms(t, idle));
+    let leases = leases.values().map(|at| at.saturating_mul(1000));
+    leases.chain(writes).min()
 }
 
 #[cfg(test)]
@@ -44,17 +51,18 @@ mod tests {
     }
 
     #[test]
-    fn a_write_expires_when_idle_for_the_expiry() {
-        assert!(!write_expired(100, 60, 159));
-        assert!(write_expired(100, 60, 160));
+    fn a_write_expires_when_idle_for_the_expiry_to_the_millisecond() {
+        assert!(!write_expired(100_990, 1, 101_000));
+        assert!(!write_expired(100_990, 1, 101_989));
+        assert!(write_expired(100_990, 1, 101_990));
         assert!(!write_expired(i64::MAX, u64::MAX, i64::MAX - 1));
     }
 
     #[test]
     fn the_next_expiry_is_the_earliest_lease_or_idle_write() {
         let l = expiries(&[("a", 500)]);
-        assert_eq!(next(&l, [100], 60), Some(160));
-        assert_eq!(next(&l, [1000], 60), Some(500));
-        assert_eq!(next(&BTreeMap::new(), [], 60), None);
+        assert_eq!(next_ms(&l, [100_250], 60), Some(160_250));
+        assert_eq!(next_ms(&l, [1_000_000], 60), Some(500_000));
+        assert_eq!(next_ms(&BTreeMap::new(), [], 60), None);
     }
 }

@@ -79,6 +79,25 @@ pub(crate) fn read_len(digest: &Digest, size: u64, offset: u64, length: u64) -> 
     }
 }
 
+/// What the shared leases' IDs start with; a client's lease ID is hex, so never does.
+const SHARED_LEASE: &str = "shared-";
+
+/// The shared lease that holds, at `now`, the blob of a write without a lease, and when it
+/// expires. There is one per span of [`DEFAULT_LEASE_TTL`] seconds, expiring one span after
+/// its own ends, so each such blob is held one to two spans and at most two shared leases are
+/// live at once. A single lease pushed forward on each add would keep every lease-less blob as
+/// long as anyone kept writing; a lease per write would let such writes fill the lease table.
+pub(crate) fn shared_lease(now: i64) -> (String, i64) {
+    let span = DEFAULT_LEASE_TTL as i64;
+    let start = now.div_euclid(span) * span;
+    (format!("{SHARED_LEASE}{start}"), start + 2 * span)
+}
+
+/// Whether `id` names a shared lease, which clients can neither name in a write nor delete.
+pub(crate) fn is_shared_lease(id: &str) -> bool {
+    id.starts_with(SHARED_LEASE)
+}
+
 /// A lease's lifetime in seconds: 0 means the default, and more than the cap is refused.
 pub(crate) fn lease_ttl(ttl: u64) -> Result<u64> {
     match ttl {
@@ -163,6 +182,24 @@ mod tests {
                 Err(Error::OutOfRange(_))
             ));
         }
+    }
+
+    #[test]
+    fn a_lease_less_blob_is_held_one_to_two_spans_by_its_span_s_lease() {
+        let span = DEFAULT_LEASE_TTL as i64;
+        let start = 1_700_000_000 / span * span;
+        let (id, at) = shared_lease(start);
+        assert!(is_shared_lease(&id));
+        assert_eq!(at, start + 2 * span);
+        assert_eq!(shared_lease(start + span - 1), (id.clone(), at));
+        let (next, next_at) = shared_lease(start + span);
+        assert_ne!(next, id);
+        assert_eq!(next_at, at + span);
+        for now in [start, start + 1, start + span - 1] {
+            let held = shared_lease(now).1 - now;
+            assert!(held > span && held <= 2 * span, "{held}");
+        }
+        assert!(!is_shared_lease("0123456789abcdef0123456789abcdef"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The open content writes, by ref. A stream checks a write out to append to it and hands it back
 //! when it ends, so a second stream on the same ref meanwhile is refused. Abort and expiry take
-//! a write out of the table, which ends a stream holding it.
+//! a write out of the table, which ends a stream holding it. The table's lock is held for map
+//! updates only: files are created and removed outside it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,6 +43,9 @@ struct Slot {
     /// Tells a checkout whether the slot it came from is still the one under its ref.
     id: u64,
     status: WriteStatus,
+    /// When it last received bytes or a stream, unix milliseconds: whole seconds would let a
+    /// write touched late in a second expire up to a second early.
+    touched_ms: i64,
     /// `None` while a stream has it checked out.
     writer: Option<Writer>,
     abort: watch::Sender<bool>,
@@ -49,9 +53,15 @@ struct Slot {
 
 impl Slot {
     /// Ends the stream holding this write, if any; the writer (and so the file) goes with the
-    /// slot, or with the checkout when it drops.
+    /// slot, or with the checkout when it drops. Call it with the table unlocked: it may remove
+    /// the file.
     fn abort(self) {
         let _ = self.abort.send(true);
+    }
+
+    fn touch(&mut self, now_ms: i64) {
+        self.touched_ms = now_ms;
+        self.status.updated_at = now_ms.div_euclid(1000);
     }
 }
 
@@ -71,14 +81,14 @@ impl Writes {
     }
 
     /// Takes the write under `reference` for one stream: a new one, the open one restarted, or
-    /// the open one resumed, as [`rules::start`] decides.
+    /// the open one resumed, as [`rules::start`] decides. `now_ms` is unix milliseconds.
     pub(crate) fn checkout(
         self: &Arc<Self>,
         reference: &str,
         expected: &Digest,
         total: u64,
         offset: u64,
-        now: i64,
+        now_ms: i64,
     ) -> Result<Checkout> {
         rules::check_ref(reference)?;
         let mut table = self.table();
@@ -90,7 +100,7 @@ impl Writes {
         }
         let start = rules::start(open.as_ref().map(|s| &s.status), expected, total, offset)?;
         if let (Start::Resume, Some(slot)) = (&start, open) {
-            slot.status.updated_at = now;
+            slot.touch(now_ms);
             return Ok(Checkout {
                 writes: self.clone(),
                 reference: reference.to_owned(),
@@ -104,17 +114,11 @@ impl Writes {
                 "{MAX_OPEN_WRITES} writes are open; finish or abort some first"
             )));
         }
-        if let Some(replaced) = table.remove(reference) {
-            replaced.abort();
-        }
+        let replaced = table.remove(reference);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        // Named by a hash of the ref, which may hold any character, and by the slot: a stream
-        // still holding an aborted write under the same ref removes its own file, not this one.
-        let name = format!("{}-{id}", Digest::of(reference.as_bytes()).hex());
-        std::fs::create_dir_all(&self.dir)
-            .context(|| format!("creating {}", self.dir.display()))?;
-        let writer = Writer::create(self.dir.join(name), expected.clone(), total)?;
         let (abort, aborted) = watch::channel(false);
+        // The slot is reserved checked out, so that no other stream takes the ref while this
+        // one creates the file.
         table.insert(
             reference.to_owned(),
             Slot {
@@ -124,20 +128,38 @@ impl Writes {
                     expected: expected.clone(),
                     total,
                     offset: 0,
-                    started_at: now,
-                    updated_at: now,
+                    started_at: now_ms.div_euclid(1000),
+                    updated_at: now_ms.div_euclid(1000),
                 },
+                touched_ms: now_ms,
                 writer: None,
                 abort,
             },
         );
-        Ok(Checkout {
+        drop(table);
+        if let Some(replaced) = replaced {
+            replaced.abort();
+        }
+        // Without a writer, a checkout that drops gives its slot up: a failure below leaves
+        // nothing under the ref.
+        let mut checkout = Checkout {
             writes: self.clone(),
             reference: reference.to_owned(),
             id,
-            writer: Some(writer),
+            writer: None,
             aborted,
-        })
+        };
+        // Named by a hash of the ref, which may hold any character, and by the slot: a stream
+        // still holding an aborted write under the same ref removes its own file, not this one.
+        let name = format!("{}-{id}", Digest::of(reference.as_bytes()).hex());
+        std::fs::create_dir_all(&self.dir)
+            .context(|| format!("creating {}", self.dir.display()))?;
+        checkout.writer = Some(Writer::create(
+            self.dir.join(name),
+            expected.clone(),
+            total,
+        )?);
+        Ok(checkout)
     }
 
     pub(crate) fn status(&self, reference: &str) -> Option<WriteStatus> {
@@ -147,26 +169,40 @@ impl Writes {
     /// Drops the write under `reference`; a stream writing it ends with ABORTED. False when
     /// there was none.
     pub(crate) fn abort(&self, reference: &str) -> bool {
-        self.table().remove(reference).map(Slot::abort).is_some()
+        let slot = self.table().remove(reference);
+        slot.map(Slot::abort).is_some()
     }
 
-    /// Drops every write idle for `idle` seconds at `now`, and names them.
-    pub(crate) fn drop_expired(&self, idle: u64, now: i64) -> Vec<String> {
+    /// Drops the write under `reference` if it is open and no stream is writing it.
+    pub(crate) fn drop_idle(&self, reference: &str) {
+        let mut table = self.table();
+        let slot = match table.get(reference) {
+            Some(s) if s.writer.is_some() => table.remove(reference),
+            _ => None,
+        };
+        drop(table);
+        if let Some(slot) = slot {
+            slot.abort();
+        }
+    }
+
+    /// Drops every write idle for `idle` seconds at `now_ms`, and names them.
+    pub(crate) fn drop_expired(&self, idle: u64, now_ms: i64) -> Vec<String> {
         let mut table = self.table();
         let expired: Vec<String> = table
             .values()
-            .filter(|s| expiry::write_expired(s.status.updated_at, idle, now))
+            .filter(|s| expiry::write_expired(s.touched_ms, idle, now_ms))
             .map(|s| s.status.reference.clone())
             .collect();
-        for slot in expired.iter().filter_map(|r| table.remove(r)) {
-            slot.abort();
-        }
+        let slots: Vec<Slot> = expired.iter().filter_map(|r| table.remove(r)).collect();
+        drop(table);
+        slots.into_iter().for_each(Slot::abort);
         expired
     }
 
-    /// When each open write was last touched.
-    pub(crate) fn updated(&self) -> Vec<i64> {
-        self.table().values().map(|s| s.status.updated_at).collect()
+    /// When each open write was last touched, unix milliseconds.
+    pub(crate) fn touched_ms(&self) -> Vec<i64> {
+        self.table().values().map(|s| s.touched_ms).collect()
     }
 }
 
@@ -210,7 +246,7 @@ impl Checkout {
     }
 
     /// Appends `data`, blocking on the file. Any failure drops the write.
-    pub(crate) fn put(&mut self, data: &[u8], now: i64) -> Result<()> {
+    pub(crate) fn put(&mut self, data: &[u8], now_ms: i64) -> Result<()> {
         self.check_live()?;
         let writer = self.writer.as_mut().expect("a checkout holds its writer");
         if let Err(e) = writer.put(data) {
@@ -222,7 +258,7 @@ impl Checkout {
             && slot.id == self.id
         {
             slot.status.offset = offset;
-            slot.status.updated_at = now;
+            slot.touch(now_ms);
         }
         Ok(())
     }

@@ -13,13 +13,14 @@ use crate::blob::Blobs;
 use crate::content::{Checkout, WriteStatus, Writes, expiry, rules};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::limits::{DEFAULT_LEASE_TTL, MAX_LEASES};
-use crate::meta::{LeaseRecord, Meta};
+use crate::limits::MAX_LEASES;
+use crate::meta::Meta;
 
 /// The content side of the store's state.
 pub(super) struct Content {
     writes: Arc<Writes>,
-    /// Each lease's expiry, by ID: the database holds the leases, this says when to look.
+    /// Each lease's expiry, by ID, the shared ones included: the database holds the leases,
+    /// this says when to look.
     leases: Mutex<BTreeMap<String, i64>>,
     /// Told when a lease that expires sooner than the others is created.
     wake: Notify,
@@ -48,8 +49,8 @@ pub struct WriteStart {
     pub expected: Digest,
     /// The blob's size.
     pub total: u64,
-    /// The lease to add the blob to; without one the blob gets a lease of its own for
-    /// [`DEFAULT_LEASE_TTL`] seconds.
+    /// The lease to add the blob to. Without one the blob joins the shared lease of the hour
+    /// (held one to two hours), unless an image uses it already.
     pub lease: Option<String>,
     /// 0 to start (or restart), or the offset an open write under the ref is at, to resume it.
     pub offset: u64,
@@ -86,9 +87,14 @@ pub struct ContentWrite {
 }
 
 pub(crate) fn now() -> i64 {
+    now_ms().div_euclid(1000)
+}
+
+/// Writes are timed in milliseconds, so that a short write expiry is not a second early.
+fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl ContentWrite {
@@ -119,7 +125,7 @@ impl ContentWrite {
         D: AsRef<[u8]> + Send + 'static,
     {
         let mut checkout = self.checkout.take().expect("a write holds its checkout");
-        let now = now();
+        let now = now_ms();
         let (checkout, result) = tokio::task::spawn_blocking(move || {
             let r = checkout.put(data.as_ref(), now);
             (checkout, r)
@@ -173,8 +179,12 @@ impl ContentWrite {
 
 impl Store {
     /// The size of each blob the store holds, `None` for the others, in the order asked.
-    pub fn blob_sizes(&self, digests: &[Digest]) -> Result<Vec<Option<u64>>> {
-        digests.iter().map(|d| self.inner.blobs.size(d)).collect()
+    pub async fn blob_sizes(&self, digests: Vec<Digest>) -> Result<Vec<Option<u64>>> {
+        // Up to one stat per digest, 10,000 for one Info: off the async threads.
+        let blobs = self.inner.blobs.clone();
+        tokio::task::spawn_blocking(move || digests.iter().map(|d| blobs.size(d)).collect())
+            .await
+            .expect("blob size thread panicked")
     }
 
     /// The blob `digest`, positioned at `offset`, and how many bytes from there to read
@@ -210,8 +220,8 @@ impl Store {
     }
 
     /// Starts, restarts or resumes a write as its first message asks. A blob the store holds
-    /// already is answered at once (and added to the lease); the write open under the ref, if
-    /// any, is dropped.
+    /// already is answered at once (and added to the lease); a write left open under the ref is
+    /// dropped, but never one another stream is writing.
     pub async fn begin_write(&self, start: WriteStart) -> Result<Began> {
         rules::check_ref(&start.reference)?;
         rules::check_total(start.total)?;
@@ -228,7 +238,7 @@ impl Store {
                     )));
                 }
                 self.hold(start.lease.as_deref(), &start.expected)?;
-                self.inner.content.writes.abort(&start.reference);
+                self.inner.content.writes.drop_idle(&start.reference);
                 return Ok(Began::Done(Written {
                     digest: start.expected,
                     offset: size,
@@ -242,7 +252,7 @@ impl Store {
             &start.expected,
             start.total,
             start.offset,
-            now(),
+            now_ms(),
         )?;
         // The janitor may be asleep until later than this write could expire.
         self.inner.content.wake.notify_one();
@@ -280,11 +290,14 @@ impl Store {
     pub async fn create_lease(&self, ttl: u64) -> Result<(String, i64)> {
         let ttl = rules::lease_ttl(ttl)?;
         let _guard = self.inner.commit.lock().await;
-        self.new_lease(ttl, Vec::new())
+        self.new_lease(ttl)
     }
 
     /// Deletes a lease; the blobs only it held are collected.
     pub async fn delete_lease(&self, id: &str) -> Result<()> {
+        if rules::is_shared_lease(id) {
+            return Err(Error::NotFound(format!("no lease {id:?}")));
+        }
         {
             let _guard = self.inner.commit.lock().await;
             let gone = self.inner.meta.delete_leases(&[id.to_owned()])?;
@@ -300,11 +313,15 @@ impl Store {
     /// Drops the leases expired now and the writes idle for `write_expiry` seconds, then
     /// collects what only those leases held.
     pub async fn expire(&self, write_expiry: u64) -> Result<()> {
-        let now = now();
-        for reference in self.inner.content.writes.drop_expired(write_expiry, now) {
+        for reference in self
+            .inner
+            .content
+            .writes
+            .drop_expired(write_expiry, now_ms())
+        {
             tracing::info!(reference, "idle write expired");
         }
-        let expired = expiry::leases(&self.inner.content.leases(), now);
+        let expired = expiry::leases(&self.inner.content.leases(), now());
         if expired.is_empty() {
             return Ok(());
         }
@@ -322,10 +339,10 @@ impl Store {
 
     /// How long until the next lease or idle write expires (zero when one is due).
     pub fn next_expiry(&self, write_expiry: u64) -> Option<std::time::Duration> {
-        let writes = self.inner.content.writes.updated();
-        let at = expiry::next(&self.inner.content.leases(), writes, write_expiry)?;
-        let secs = at.saturating_sub(now()).max(0) as u64;
-        Some(std::time::Duration::from_secs(secs))
+        let writes = self.inner.content.writes.touched_ms();
+        let at = expiry::next_ms(&self.inner.content.leases(), writes, write_expiry)?;
+        let ms = at.saturating_sub(now_ms()).max(0) as u64;
+        Some(std::time::Duration::from_millis(ms))
     }
 
     /// Resolves when a lease that expires before all others was created, or a write began.
@@ -334,6 +351,9 @@ impl Store {
     }
 
     fn check_lease(&self, id: &str) -> Result<()> {
+        if rules::is_shared_lease(id) {
+            return Err(Error::NotFound(format!("no lease {id:?}")));
+        }
         match self.inner.content.leases().get(id) {
             Some(at) if *at > now() => Ok(()),
             Some(_) => Err(Error::NotFound(format!("lease {id:?} has expired"))),
@@ -341,21 +361,37 @@ impl Store {
         }
     }
 
-    /// Keeps `digest` from collection: in `lease`, or in a lease of its own for the default
-    /// time. The caller holds the commit lock.
+    /// Keeps `digest` from collection: in `lease`, or without one in the shared lease of the
+    /// hour, unless an image record lists it (a root already). The caller holds the commit
+    /// lock, so no image can go between the look and the hold.
     fn hold(&self, lease: Option<&str>, digest: &Digest) -> Result<()> {
-        match lease {
-            Some(id) => self.inner.meta.add_to_lease(id, digest, now()),
-            None => self
-                .new_lease(DEFAULT_LEASE_TTL, vec![digest.clone()])
-                .map(drop),
-        }
+        let now = now();
+        let id = match lease {
+            Some(id) => id.to_owned(),
+            None if self.inner.meta.is_referenced(digest) => return Ok(()),
+            None => {
+                let (id, expires_at) = rules::shared_lease(now);
+                if !self.inner.content.leases().contains_key(&id) {
+                    self.inner.meta.put_lease(&id, expires_at)?;
+                    self.track_lease(&id, expires_at);
+                }
+                id
+            }
+        };
+        self.inner.meta.add_to_lease(&id, digest, now)
     }
 
     /// The caller holds the commit lock.
-    fn new_lease(&self, ttl: u64, digests: Vec<Digest>) -> Result<(String, i64)> {
+    fn new_lease(&self, ttl: u64) -> Result<(String, i64)> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        if self.inner.content.leases().len() >= MAX_LEASES {
+        let held = self
+            .inner
+            .content
+            .leases()
+            .keys()
+            .filter(|id| !rules::is_shared_lease(id))
+            .count();
+        if held >= MAX_LEASES {
             return Err(Error::ResourceExhausted(format!(
                 "{MAX_LEASES} leases exist; delete some first"
             )));
@@ -370,18 +406,19 @@ impl Store {
         );
         let id = Digest::of(seed.as_bytes()).hex()[..32].to_owned();
         let expires_at = now().saturating_add_unsigned(ttl);
-        let record = LeaseRecord {
-            expires_at,
-            digests,
-        };
-        self.inner.meta.put_lease(&id, &record)?;
+        self.inner.meta.put_lease(&id, expires_at)?;
+        self.track_lease(&id, expires_at);
+        Ok((id, expires_at))
+    }
+
+    /// Tells the janitor about a lease just stored, waking it if this one expires first.
+    fn track_lease(&self, id: &str, expires_at: i64) {
         let mut leases = self.inner.content.leases();
         let sooner = leases.values().all(|at| *at > expires_at);
-        leases.insert(id.clone(), expires_at);
+        leases.insert(id.to_owned(), expires_at);
         drop(leases);
         if sooner {
             self.inner.content.wake.notify_one();
         }
-        Ok((id, expires_at))
     }
 }

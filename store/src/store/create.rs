@@ -7,24 +7,25 @@ use super::{LoadedImage, Store};
 use crate::blob::{Blobs, Lease};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{is_index, is_manifest};
+use crate::image::{ImageRecord, is_index, is_manifest};
 use crate::import::{self, Source};
 use crate::limits::MAX_JSON;
 use crate::ops;
 use crate::reference::ImageName;
 
 /// The store's blobs as a walk sees them. Each blob is pinned first and looked at second, and
-/// stays pinned until the image is committed, so no collection can slip in between.
-struct Stored<'a> {
-    blobs: &'a Blobs,
+/// stays pinned until the image is committed, so no collection can slip in between. Its methods
+/// block on files: the walk runs off the async threads.
+struct Stored {
+    blobs: Blobs,
     lease: Lease,
 }
 
-impl Source for Stored<'_> {
+impl Source for Stored {
     const WHERE: &'static str = "stored";
 
     fn size(&mut self, digest: &Digest) -> Result<Option<u64>> {
-        if !self.lease.pin(self.blobs, digest) {
+        if !self.lease.pin(&self.blobs, digest) {
             return Ok(None);
         }
         self.blobs.size(digest)
@@ -75,28 +76,18 @@ impl Store {
         names: &[ImageName],
     ) -> Result<LoadedImage> {
         let mut source = Stored {
-            blobs: &self.inner.blobs,
+            blobs: self.inner.blobs.clone(),
             lease: self.inner.blobs.lease(),
         };
-        let size = source
-            .size(digest)?
-            .ok_or_else(|| Error::InvalidArgument(format!("{digest} is not stored")))?;
-        let media_type = match media_type {
-            Some(m) => m.to_owned(),
-            None => own_media_type(&source, digest)?,
-        };
-        if !is_index(&media_type) && !is_manifest(&media_type) {
-            return Err(Error::InvalidArgument(format!(
-                "media type {media_type:?} is neither an image manifest nor an image index"
-            )));
-        }
-        let desc = DescriptorBuilder::default()
-            .media_type(MediaType::from(media_type.as_str()))
-            .digest(oci_spec::image::Digest::from(digest))
-            .size(size)
-            .build()
-            .map_err(|e| Error::InvalidArgument(format!("descriptor of {digest}: {e}")))?;
-        let record = import::image(&mut source, &desc)?.record;
+        // The walk reads up to 4 MiB per JSON document and looks at every blob of the graph.
+        let (top, media_type) = (digest.clone(), media_type.map(str::to_owned));
+        let (source, record) = tokio::task::spawn_blocking(move || {
+            let record = walk(&mut source, &top, media_type);
+            (source, record)
+        })
+        .await
+        .expect("image walk thread panicked");
+        let record = record?;
         let images = [(record, names.to_vec())];
         let changes = {
             let _guard = self.inner.commit.lock().await;
@@ -119,7 +110,30 @@ impl Store {
     }
 }
 
-fn own_media_type(source: &Stored<'_>, digest: &Digest) -> Result<String> {
+/// Checks the graph under `digest` as a load checks an archive's, pinning every blob in it.
+fn walk(source: &mut Stored, digest: &Digest, media_type: Option<String>) -> Result<ImageRecord> {
+    let size = source
+        .size(digest)?
+        .ok_or_else(|| Error::InvalidArgument(format!("{digest} is not stored")))?;
+    let media_type = match media_type {
+        Some(m) => m,
+        None => own_media_type(source, digest)?,
+    };
+    if !is_index(&media_type) && !is_manifest(&media_type) {
+        return Err(Error::InvalidArgument(format!(
+            "media type {media_type:?} is neither an image manifest nor an image index"
+        )));
+    }
+    let desc = DescriptorBuilder::default()
+        .media_type(MediaType::from(media_type.as_str()))
+        .digest(oci_spec::image::Digest::from(digest))
+        .size(size)
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("descriptor of {digest}: {e}")))?;
+    Ok(import::image(source, &desc)?.record)
+}
+
+fn own_media_type(source: &Stored, digest: &Digest) -> Result<String> {
     let own: OwnType = serde_json::from_slice(&source.read_json(digest)?)
         .map_err(|e| Error::InvalidArgument(format!("{digest} is not a JSON document: {e}")))?;
     own.media_type.ok_or_else(|| {
