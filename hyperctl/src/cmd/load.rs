@@ -1,9 +1,11 @@
-//! `hyperctl load`: send an archive to hyperd, leaving out the blobs it already holds.
+//! `hyperctl load`: hand hyperd the archive's file, or send it, leaving out the blobs hyperd
+//! already holds.
 //!
-//! A plain tar from a file (or stdin redirected from one) is walked twice: once over its headers
-//! only, seeking past bodies, to ask hyperd in one call which blobs it holds; then to send it
-//! with those bodies left out. A plain tar from a pipe is walked once, asking about each blob as
-//! its header passes. A whole-compressed archive is sent as it is.
+//! A regular file (`-i FILE`, or stdin redirected from one) is handed over open when hyperd takes
+//! it (`handoff`), and hyperd reads it itself. Streamed, a plain tar from a file is walked twice:
+//! once over its headers only, seeking past bodies, to ask hyperd in one call which blobs it
+//! holds; then to send it with those bodies left out. A plain tar from a pipe is walked once,
+//! asking about each blob as its header passes. A whole-compressed archive is sent as it is.
 
 use std::collections::HashSet;
 use std::io::SeekFrom;
