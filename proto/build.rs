@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["hyperd/v1/images.proto", "hyperd/v1/content.proto"];
+    let protos = [
+        "hyperd/v1/images.proto",
+        "hyperd/v1/content.proto",
+        "hyperd/v1/registry.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

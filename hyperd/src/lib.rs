@@ -5,6 +5,8 @@ mod content;
 mod convert;
 mod handoff;
 mod janitor;
+mod pulls;
+mod registry;
 mod service;
 mod socket;
 mod status;
@@ -15,12 +17,14 @@ use std::sync::Arc;
 use futures_util::TryStreamExt;
 use hyperd_proto::v1::content_service_server::ContentServiceServer;
 use hyperd_proto::v1::image_service_server::ImageServiceServer;
+use hyperd_proto::v1::registry_service_server::RegistryServiceServer;
 use hyperd_proto::{FILE_DESCRIPTOR_SET, MAX_FRAME};
 use store::Store;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
+pub use registry::Config as RegistryConfig;
 pub use socket::{activated_listeners, bind, default_root, group_id};
 
 /// How far ahead of hyperd a client may send on one stream: two 1 MiB chunks, which keeps a load
@@ -42,6 +46,8 @@ pub struct Settings {
     pub load_idle_timeout: std::time::Duration,
     /// A content write that receives nothing for this long is dropped.
     pub content_write_expiry: std::time::Duration,
+    /// How registries are reached.
+    pub registry: RegistryConfig,
 }
 
 /// Serves `store` on `listener`, and takes handed-over files on `fd_listener` (the companion
@@ -56,6 +62,8 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    // rustls needs one process-wide crypto provider; reqwest is built without its default one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cancel = CancellationToken::new();
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -63,6 +71,9 @@ pub async fn run(
         .await;
     health
         .set_serving::<ContentServiceServer<content::Content>>()
+        .await;
+    health
+        .set_serving::<RegistryServiceServer<pulls::Registries>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -88,6 +99,11 @@ pub async fn run(
     if let Some(l) = fd_listener {
         tokio::spawn(handoff::serve(l, tokens.clone(), cancel.clone()));
     }
+    let registries = RegistryServiceServer::new(pulls::Registries::new(
+        store.clone(),
+        settings.registry,
+        cancel.clone(),
+    ));
     let images = ImageServiceServer::new(service::Images::new(
         store,
         cancel.clone(),
@@ -103,6 +119,9 @@ pub async fn run(
         health
             .set_not_serving::<ContentServiceServer<content::Content>>()
             .await;
+        health
+            .set_not_serving::<RegistryServiceServer<pulls::Registries>>()
+            .await;
         cancel.cancel();
     };
     tonic::transport::Server::builder()
@@ -115,6 +134,7 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(images)
         .add_service(content)
+        .add_service(registries)
         .serve_with_incoming_shutdown(
             UnixListenerStream::new(listener).map_ok(authority::AnyAuthority::new),
             stop,

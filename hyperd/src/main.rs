@@ -38,6 +38,27 @@ struct Args {
         default_value_t = 3600
     )]
     content_write_expiry: u64,
+    /// CAs to trust per registry, in docker's layout: DIR/HOST[:PORT]/*.crt
+    #[arg(
+        long,
+        env = "HYPERD_CERTS_DIR",
+        value_name = "DIR",
+        default_value = "/etc/hyperd/certs.d"
+    )]
+    certs_dir: PathBuf,
+    /// A registry (HOST[:PORT]) that may be reached over plain HTTP when it does not answer
+    /// HTTPS, beside those on loopback addresses; repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+    /// Give up on a registry that accepts no connection, or sends nothing, for this many
+    /// seconds (retried twice when transient)
+    #[arg(
+        long,
+        env = "HYPERD_REGISTRY_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 60
+    )]
+    registry_timeout: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,6 +98,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let settings = hyperd::Settings {
         load_idle_timeout: std::time::Duration::from_secs(args.load_idle_timeout),
         content_write_expiry: std::time::Duration::from_secs(args.content_write_expiry),
+        registry: hyperd::RegistryConfig {
+            certs_dir: args.certs_dir,
+            insecure: args.insecure_registries,
+            timeout: std::time::Duration::from_secs(args.registry_timeout),
+        },
     };
     let result = hyperd::run(store, listener, fd_listener, settings, stop).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);

@@ -19,6 +19,8 @@ use crate::status::to_status;
 
 mod files;
 
+pub(crate) use files::Answers;
+
 /// Loads that stream at once; the rest wait for a slot before hyperd reads their data. Loads
 /// are bound by hashing on the host's cores, so more at once only adds buffers: 32 concurrent
 /// loads of 64 MiB peaked at 253 MiB without slots. A waiting load holds no more than what its

@@ -28,3 +28,18 @@ pub(crate) fn to_status(e: store::Error) -> Status {
         }
     }
 }
+
+/// A registry transfer's failure; the store's own errors map as above.
+pub(crate) fn registry_status(e: crate::registry::Error) -> Status {
+    use crate::registry::Error as E;
+    match e {
+        E::NotFound(m) => Status::not_found(m),
+        E::InvalidArgument(m) => Status::invalid_argument(m),
+        E::Unauthenticated(m) => Status::unauthenticated(m),
+        E::Denied(m) => Status::permission_denied(m),
+        E::NoPlatform(m) => Status::failed_precondition(m),
+        E::BadRemote(m) => Status::data_loss(m),
+        E::Unavailable { message, .. } => Status::unavailable(message),
+        E::Store(e) => to_status(e),
+    }
+}

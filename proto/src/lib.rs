@@ -1,5 +1,5 @@
-//! hyperd's gRPC API, `hyperd.v1`, generated from `hyperd/v1/images.proto` and
-//! `hyperd/v1/content.proto`, and a connector for hyperd's Unix socket.
+//! hyperd's gRPC API, `hyperd.v1`, generated from `hyperd/v1/images.proto`,
+//! `hyperd/v1/content.proto` and `hyperd/v1/registry.proto`, and a connector for hyperd's Unix socket.
 
 use std::path::PathBuf;
 
@@ -8,7 +8,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 pub use tonic;
 
-/// Generated messages and the `ImageService` and `ContentService` clients and servers.
+/// Generated messages and the `ImageService`, `ContentService` and `RegistryService` clients and
+/// servers.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("hyperd.v1");

@@ -56,12 +56,12 @@ const CONFIG_TYPES: [&str; 2] = [
 pub(crate) const MAX_REF_NAME: usize = 255;
 
 /// An OCI image index or a docker manifest list.
-pub(crate) fn is_index(media_type: &str) -> bool {
+pub fn is_index(media_type: &str) -> bool {
     INDEX_TYPES.contains(&media_type)
 }
 
 /// An OCI image manifest or a docker v2 manifest.
-pub(crate) fn is_manifest(media_type: &str) -> bool {
+pub fn is_manifest(media_type: &str) -> bool {
     MANIFEST_TYPES.contains(&media_type)
 }
 
@@ -197,14 +197,14 @@ impl Platform {
 
     /// Whether an image for this platform answers a request for `wanted`: the same platform, or
     /// any variant of it when `wanted` names none (`linux/arm64` takes `linux/arm64/v8`).
-    pub(crate) fn satisfies(&self, wanted: &Platform) -> bool {
+    pub fn satisfies(&self, wanted: &Platform) -> bool {
         self.os == wanted.os
             && self.architecture == wanted.architecture
             && (wanted.variant.is_none() || self.variant == wanted.variant)
     }
 
     /// `unknown/unknown`: what buildx gives attestation manifests, which are not images.
-    pub(crate) fn is_unknown(&self) -> bool {
+    pub fn is_unknown(&self) -> bool {
         self.os == "unknown" && self.architecture == "unknown"
     }
 

@@ -1,0 +1,223 @@
+//! `hyperd.v1.RegistryService`: Pull, Push and Login mapped onto `registry`, their progress
+//! streamed back as it happens.
+
+use std::sync::Arc;
+
+use hyperd_proto::v1::{self, registry_service_server::RegistryService};
+use store::Store;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::registry::{self, BlobState, Event, Events};
+use crate::service::Answers;
+use crate::status::registry_status;
+
+pub(crate) struct Registries {
+    store: Store,
+    config: Arc<registry::Config>,
+    shutdown: CancellationToken,
+}
+
+impl Registries {
+    pub(crate) fn new(store: Store, config: registry::Config, shutdown: CancellationToken) -> Self {
+        Registries {
+            store,
+            config: Arc::new(config),
+            shutdown,
+        }
+    }
+}
+
+fn credential(c: Option<v1::Credential>) -> registry::Credential {
+    let c = c.unwrap_or_default();
+    registry::Credential {
+        username: c.username,
+        password: c.password,
+        token: c.token,
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+#[tonic::async_trait]
+impl RegistryService for Registries {
+    type PullStream = Answers<v1::PullEvent>;
+    type PushStream = Answers<v1::PushEvent>;
+
+    async fn pull(
+        &self,
+        req: Request<v1::PullRequest>,
+    ) -> Result<Response<Self::PullStream>, Status> {
+        use v1::pull_event::Event as E;
+        let req = req.into_inner();
+        tracing::info!(
+            reference = req.reference,
+            all_platforms = req.all_platforms,
+            "pull started"
+        );
+        let opts = registry::PullOptions {
+            reference: req.reference,
+            credential: credential(req.credential),
+            platform: non_empty(req.platform),
+            all_platforms: req.all_platforms,
+        };
+        let (store, config) = (self.store.clone(), self.config.clone());
+        let work = move |events: Events| async move {
+            let p = registry::pull(&store, &config, opts, &events).await?;
+            Ok(v1::PullResult {
+                name: p.name.map(|n| n.to_string()).unwrap_or_default(),
+                digest: p.digest.to_string(),
+                id: p.id.to_string(),
+                downloaded: p.downloaded,
+                present: p.present,
+                downloaded_bytes: p.downloaded_bytes,
+            })
+        };
+        let event = |e: Event| match e {
+            Event::Resolved {
+                digest,
+                media_type,
+                blobs,
+            } => E::Resolved(v1::Resolved {
+                digest: digest.to_string(),
+                media_type,
+                blobs: blobs
+                    .into_iter()
+                    .map(|(digest, size)| v1::BlobRef {
+                        digest: digest.to_string(),
+                        size,
+                    })
+                    .collect(),
+            }),
+            Event::Blob { .. } => E::Blob(blob(e)),
+        };
+        Ok(Response::new(answer(
+            work,
+            self.shutdown.clone(),
+            move |e| v1::PullEvent {
+                event: Some(event(e)),
+            },
+            |r| v1::PullEvent {
+                event: Some(E::Done(r)),
+            },
+        )))
+    }
+
+    async fn push(
+        &self,
+        req: Request<v1::PushRequest>,
+    ) -> Result<Response<Self::PushStream>, Status> {
+        use v1::push_event::Event as E;
+        let req = req.into_inner();
+        tracing::info!(name = req.name, "push started");
+        let (store, config) = (self.store.clone(), self.config.clone());
+        let credential = credential(req.credential);
+        let work = move |events: Events| async move {
+            let p = registry::push(&store, &config, &req.name, &credential, &events).await?;
+            Ok(v1::PushResult {
+                name: p.name.to_string(),
+                digest: p.digest.to_string(),
+                size: p.size,
+                uploaded: p.uploaded,
+                mounted: p.mounted,
+                present: p.present,
+            })
+        };
+        Ok(Response::new(answer(
+            work,
+            self.shutdown.clone(),
+            |e| v1::PushEvent {
+                event: Some(E::Blob(blob(e))),
+            },
+            |r| v1::PushEvent {
+                event: Some(E::Done(r)),
+            },
+        )))
+    }
+
+    async fn login(
+        &self,
+        req: Request<v1::LoginRequest>,
+    ) -> Result<Response<v1::LoginResponse>, Status> {
+        let req = req.into_inner();
+        let host = non_empty(req.registry).unwrap_or_else(|| "index.docker.io".to_owned());
+        let endpoint = registry::login(&self.config, &host, &credential(req.credential))
+            .await
+            .map_err(registry_status)?;
+        tracing::info!(registry = host, "login checked");
+        Ok(Response::new(v1::LoginResponse { endpoint }))
+    }
+}
+
+fn blob(e: Event) -> v1::BlobProgress {
+    let Event::Blob {
+        digest,
+        state,
+        done,
+        total,
+        from,
+    } = e
+    else {
+        unreachable!("only blob events here")
+    };
+    let state = match state {
+        BlobState::Waiting => v1::BlobState::Waiting,
+        BlobState::Moving => v1::BlobState::Moving,
+        BlobState::Done => v1::BlobState::Done,
+        BlobState::Present => v1::BlobState::Present,
+        BlobState::Mounted => v1::BlobState::Mounted,
+    };
+    v1::BlobProgress {
+        digest: digest.to_string(),
+        state: state.into(),
+        done,
+        total,
+        from: from.unwrap_or_default(),
+    }
+}
+
+/// Runs a transfer on its own task, forwarding its events, then its result. A client that
+/// hangs up drops the transfer (a pull's lease goes with it); shutdown ends it with UNAVAILABLE.
+fn answer<T, R, W, F>(
+    work: W,
+    shutdown: CancellationToken,
+    event: impl Fn(Event) -> T + Send + 'static,
+    done: fn(R) -> T,
+) -> Answers<T>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    W: FnOnce(Events) -> F + Send + 'static,
+    F: Future<Output = Result<R, registry::Error>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(16);
+    let (events_tx, mut events_rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let work = work(Events::new(events_tx));
+        tokio::pin!(work);
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break r.map_err(registry_status),
+                () = shutdown.cancelled() => break Err(Status::unavailable("hyperd is shutting down")),
+                () = tx.closed() => return,
+                Some(e) = events_rx.recv() => {
+                    if tx.send(Ok(event(e))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        while let Ok(e) = events_rx.try_recv() {
+            let _ = tx.send(Ok(event(e))).await;
+        }
+        if let Err(s) = &result {
+            tracing::warn!(error = %s.message(), "transfer failed");
+        }
+        let _ = tx.send(result.map(done)).await;
+    });
+    Box::pin(ReceiverStream::new(rx))
+}

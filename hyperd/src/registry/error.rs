@@ -1,0 +1,136 @@
+//! What can go wrong talking to a registry, and how a failure of the HTTP client or of
+//! `oci-client` is told apart: the registry's answer decides, not the library's wording.
+
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// The registry has no such repository, tag, manifest or blob.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request itself is malformed (a reference, a platform).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The registry refused the credential, or wanted one and got none.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The credential was accepted but the operation refused.
+    #[error("{0}")]
+    Denied(String),
+    /// The index has no manifest for the platform asked for.
+    #[error("{0}")]
+    NoPlatform(String),
+    /// The registry sent something other than what it promised.
+    #[error("{0}")]
+    BadRemote(String),
+    /// The registry could not be reached or kept failing; `transient` failures are retried.
+    #[error("{message}")]
+    Unavailable { message: String, transient: bool },
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(super) fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable {
+                transient: true,
+                ..
+            }
+        )
+    }
+
+    pub(super) fn unavailable(message: String) -> Self {
+        Error::Unavailable {
+            message,
+            transient: true,
+        }
+    }
+
+    /// A failure of an HTTP request to `host`, for `what` the request was about.
+    pub(super) fn http(host: &str, what: &str, e: &reqwest::Error) -> Self {
+        let cause = chain(e);
+        if e.is_redirect() {
+            return Error::Unavailable {
+                message: format!("{what} at {host}: {cause}"),
+                transient: false,
+            };
+        }
+        if e.is_timeout() {
+            return Error::unavailable(format!("{what} at {host}: the registry stalled ({cause})"));
+        }
+        if let Some(status) = e.status() {
+            return Self::status(host, what, status.as_u16(), &cause);
+        }
+        Error::unavailable(format!("{what} at {host}: {cause}"))
+    }
+
+    /// A registry's answer with an error status.
+    pub(super) fn status(host: &str, what: &str, code: u16, detail: &str) -> Self {
+        let message = format!("{what} at {host}: {code} {detail}");
+        match code {
+            401 => Error::Unauthenticated(format!(
+                "{what}: {host} refused the credential, or needs one (hyperctl login {host})"
+            )),
+            403 => Error::Denied(message),
+            404 => Error::NotFound(message),
+            408 | 429 | 500..=599 => Error::unavailable(message),
+            _ => Error::BadRemote(message),
+        }
+    }
+
+    /// A failure reported by `oci-client`.
+    pub(super) fn oci(host: &str, what: &str, e: OciDistributionError) -> Self {
+        use OciDistributionError as O;
+        match e {
+            O::RequestError(e) => Self::http(host, what, &e),
+            O::UnauthorizedError { .. } | O::AuthenticationFailure(_) => {
+                Self::status(host, what, 401, "")
+            }
+            O::ServerError { code, message, .. } => Self::status(
+                host,
+                what,
+                code,
+                message.chars().take(200).collect::<String>().trim(),
+            ),
+            O::RegistryError { envelope, .. } => {
+                let first = envelope.errors.first();
+                let detail = first.map(|e| e.message.clone()).unwrap_or_default();
+                let code = match first.map(|e| &e.code) {
+                    Some(OciErrorCode::Unauthorized) => 401,
+                    Some(OciErrorCode::Denied) => 403,
+                    Some(
+                        OciErrorCode::BlobUnknown
+                        | OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::NotFound,
+                    ) => 404,
+                    Some(OciErrorCode::Toomanyrequests) => 429,
+                    _ => 400,
+                };
+                Self::status(host, what, code, &detail)
+            }
+            O::DigestError(e) => Error::BadRemote(format!("{what} at {host}: {e}")),
+            O::IoError(e) => Error::unavailable(format!("{what} at {host}: {}", chain(&e))),
+            e => Error::BadRemote(format!("{what} at {host}: {}", chain(&e))),
+        }
+    }
+}
+
+/// An error and its causes on one line: reqwest's own message leaves out why a request failed.
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}

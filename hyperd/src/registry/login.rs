@@ -1,0 +1,56 @@
+//! `docker login`'s check: does the registry accept this credential? Nothing is kept.
+
+use oci_client::{Reference, RegistryOperation};
+
+use super::endpoint::{Config, Endpoint};
+use super::error::{Error, Result};
+use super::{Credential, remote};
+
+/// Checks `credential` against `registry` (`host[:port]`) and returns the address reached.
+pub(crate) async fn login(
+    config: &Config,
+    registry: &str,
+    credential: &Credential,
+) -> Result<String> {
+    let endpoint = Endpoint::connect(config, registry).await?;
+    if endpoint.challenge.is_none() {
+        // The registry asks no one for credentials; docker's login succeeds too.
+        return Ok(endpoint.base);
+    }
+    if credential.username.is_empty() && credential.token.is_empty() {
+        return Err(Error::Unauthenticated(format!(
+            "{registry} needs a username and password"
+        )));
+    }
+    // oci-client turns a bearer challenge into a token request with the credential, and a
+    // basic one into the credential itself; either way a `/v2/` request with the result tells.
+    let probe = Reference::with_tag(
+        registry.to_owned(),
+        "library/login".to_owned(),
+        "latest".to_owned(),
+    );
+    let auth = credential.to_auth();
+    let token = endpoint
+        .oci
+        .auth(&probe, &auth, RegistryOperation::Pull)
+        .await
+        .map_err(|e| Error::oci(registry, "logging in", e))?;
+    let mut req = endpoint.http.get(format!("{}/v2/", endpoint.base));
+    req = match (token, &auth) {
+        (Some(t), _) => req.bearer_auth(t),
+        (None, oci_client::secrets::RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
+        (None, _) => req,
+    };
+    let resp = remote::retry(|| async {
+        req.try_clone()
+            .expect("a body-less request clones")
+            .send()
+            .await
+            .map_err(|e| Error::http(registry, "logging in", &e))
+    })
+    .await?;
+    match resp.status().as_u16() {
+        200 => Ok(endpoint.base),
+        code => Err(Error::status(registry, "logging in", code, "")),
+    }
+}

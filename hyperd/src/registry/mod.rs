@@ -1,0 +1,123 @@
+//! Pull and push against OCI registries (the distribution spec), above the store and beside
+//! the gRPC services: nothing here knows gRPC. Progress goes out as plain [`Event`]s; the
+//! credential comes with each request and lives only as long as it.
+
+mod endpoint;
+mod error;
+mod login;
+mod plan;
+mod pull;
+mod push;
+mod remote;
+
+use oci_client::secrets::RegistryAuth;
+use store::Digest;
+use tokio::sync::mpsc;
+
+pub use endpoint::Config;
+pub(crate) use error::Error;
+pub(crate) use login::login;
+pub(crate) use pull::{PullOptions, pull};
+pub(crate) use push::push;
+
+/// How many blobs one pull or push moves at once.
+const PARALLEL_BLOBS: usize = 3;
+
+/// The credential for the one registry a request names. Its `Debug` shows no secret.
+#[derive(Clone, Default)]
+pub(crate) struct Credential {
+    pub(crate) username: String,
+    pub(crate) password: String,
+    pub(crate) token: String,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credential {
+    fn to_auth(&self) -> RegistryAuth {
+        if !self.token.is_empty() {
+            RegistryAuth::Bearer(self.token.clone())
+        } else if !self.username.is_empty() {
+            RegistryAuth::Basic(self.username.clone(), self.password.clone())
+        } else {
+            RegistryAuth::Anonymous
+        }
+    }
+}
+
+/// Where a blob's transfer stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BlobState {
+    Waiting,
+    Moving,
+    Done,
+    /// The destination holds it already.
+    Present,
+    /// Mounted from another repository.
+    Mounted,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Event {
+    /// What a pull's reference named, and the blobs it will store.
+    Resolved {
+        digest: Digest,
+        media_type: String,
+        blobs: Vec<(Digest, u64)>,
+    },
+    Blob {
+        digest: Digest,
+        state: BlobState,
+        done: u64,
+        total: u64,
+        /// The repository a mounted blob came from.
+        from: Option<String>,
+    },
+}
+
+/// Where a transfer reports. A client slow to read misses byte counts, never a state change.
+#[derive(Clone)]
+pub(crate) struct Events(mpsc::Sender<Event>);
+
+impl Events {
+    pub(crate) fn new(tx: mpsc::Sender<Event>) -> Self {
+        Events(tx)
+    }
+
+    async fn send(&self, event: Event) {
+        let _ = self.0.send(event).await;
+    }
+
+    async fn blob(&self, digest: &Digest, state: BlobState, done: u64, total: u64) {
+        self.send(Event::Blob {
+            digest: digest.clone(),
+            state,
+            done,
+            total,
+            from: None,
+        })
+        .await;
+    }
+
+    fn bytes(&self, digest: &Digest, done: u64, total: u64) {
+        let _ = self.0.try_send(Event::Blob {
+            digest: digest.clone(),
+            state: BlobState::Moving,
+            done,
+            total,
+            from: None,
+        });
+    }
+}
+
+/// Parses a docker-style reference (`busybox`, `host:5000/a/b:1`, `x/y@sha256:…`).
+fn parse_reference(s: &str) -> Result<oci_client::Reference, Error> {
+    s.parse()
+        .map_err(|e| Error::InvalidArgument(format!("invalid reference {s:?}: {e}")))
+}

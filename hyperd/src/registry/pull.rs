@@ -1,0 +1,383 @@
+//! A pull: resolve the reference, choose what to store, write each missing blob through the
+//! store's verified writer under a lease, then name the image in one transaction. A pull that
+//! fails drops its lease, so whatever it wrote is collected.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, TryStreamExt};
+use oci_client::{Reference, RegistryOperation};
+use store::{Began, Digest, ImageName, Platform, Store, WriteStart};
+
+use super::endpoint::Config;
+use super::error::{Error, Result, chain};
+use super::plan::{self, BlobRef, Document};
+use super::remote::{Fetched, Remote, retry};
+use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, parse_reference};
+
+/// Bytes gathered from the registry before they are handed to the writer in one piece.
+const PIECE: usize = 1 << 20;
+/// A pull's lease outlives any pull; it is deleted when the pull ends (or, after a crash,
+/// expires).
+const LEASE_TTL: u64 = 24 * 3600;
+
+pub(crate) struct PullOptions {
+    pub(crate) reference: String,
+    pub(crate) credential: Credential,
+    pub(crate) platform: Option<String>,
+    pub(crate) all_platforms: bool,
+}
+
+pub(crate) struct Pulled {
+    pub(crate) name: Option<ImageName>,
+    pub(crate) digest: Digest,
+    pub(crate) id: Digest,
+    pub(crate) downloaded: u32,
+    pub(crate) present: u32,
+    pub(crate) downloaded_bytes: u64,
+}
+
+/// What a pull stores: the documents (manifests, index) it has in memory, the blobs they point
+/// at, and which document is the image.
+struct Wanted {
+    top: (Digest, String),
+    documents: Vec<Fetched>,
+    blobs: Vec<BlobRef>,
+}
+
+pub(crate) async fn pull(
+    store: &Store,
+    config: &Config,
+    opts: PullOptions,
+    events: &Events,
+) -> Result<Pulled> {
+    let reference = parse_reference(&opts.reference)?;
+    let name = match (reference.digest(), reference.tag()) {
+        (None, Some(tag)) => Some(
+            format!("{}/{}:{tag}", reference.registry(), reference.repository())
+                .parse::<ImageName>()?,
+        ),
+        _ => None,
+    };
+    let wanted = match &opts.platform {
+        Some(p) => p.parse::<Platform>()?,
+        None => Platform::host(),
+    };
+    let remote = Remote::connect(
+        config,
+        &reference,
+        &opts.credential,
+        RegistryOperation::Pull,
+    )
+    .await?;
+    let plan = resolve(&remote, &reference, &wanted, opts.all_platforms).await?;
+    events
+        .send(Event::Resolved {
+            digest: plan.top.0.clone(),
+            media_type: plan.top.1.clone(),
+            blobs: plan
+                .documents
+                .iter()
+                .map(|d| (d.digest.clone(), d.bytes.len() as u64))
+                .chain(plan.blobs.iter().map(|b| (b.digest.clone(), b.size)))
+                .collect(),
+        })
+        .await;
+    let (lease, _) = store.create_lease(LEASE_TTL).await?;
+    let lease = Lease(Some((store.clone(), lease)));
+    let result = store_all(store, &remote, &reference, &plan, lease.id(), events).await;
+    let result = match result {
+        Ok(counts) => {
+            let names: Vec<ImageName> = name.iter().cloned().collect();
+            let image = store
+                .create_image(&plan.top.0, Some(&plan.top.1), &names)
+                .await;
+            image.map(|image| (image, counts)).map_err(Error::from)
+        }
+        Err(e) => Err(e),
+    };
+    lease.release().await;
+    let (image, (downloaded, present, downloaded_bytes)) = result?;
+    tracing::info!(reference = %reference.whole(), digest = %image.digest, downloaded, present, "pulled");
+    Ok(Pulled {
+        name,
+        digest: image.digest,
+        id: image.id,
+        downloaded,
+        present,
+        downloaded_bytes,
+    })
+}
+
+/// Reads the reference's manifest or index and, for an index, the manifests it needs.
+async fn resolve(
+    remote: &Remote,
+    reference: &Reference,
+    wanted: &Platform,
+    all: bool,
+) -> Result<Wanted> {
+    let top = remote.manifest(reference).await?;
+    let by_digest = |d: &Digest| {
+        Reference::with_digest(
+            reference.registry().to_owned(),
+            reference.repository().to_owned(),
+            d.to_string(),
+        )
+    };
+    match read(remote, &top)? {
+        Document::Manifest(blobs) => Ok(Wanted {
+            top: (top.digest.clone(), top.media_type.clone()),
+            documents: vec![top],
+            blobs,
+        }),
+        Document::Index(children) if !all => {
+            let child = plan::choose(&children, wanted).ok_or_else(|| {
+                let offered: Vec<String> = children
+                    .iter()
+                    .filter_map(|c| c.platform.as_ref().map(ToString::to_string))
+                    .collect();
+                Error::NoPlatform(format!(
+                    "{} has no image for {wanted} (it has {}); pull another with --platform, \
+                     or all with --all-platforms",
+                    reference.whole(),
+                    offered.join(", ")
+                ))
+            })?;
+            let manifest = remote.manifest(&by_digest(&child.blob.digest)).await?;
+            let Document::Manifest(blobs) = read(remote, &manifest)? else {
+                return Err(bad(
+                    remote,
+                    &manifest,
+                    "an index where the index promised a manifest",
+                ));
+            };
+            Ok(Wanted {
+                top: (manifest.digest.clone(), manifest.media_type.clone()),
+                documents: vec![manifest],
+                blobs,
+            })
+        }
+        Document::Index(children) => {
+            let mut blobs = Vec::new();
+            let mut documents = vec![];
+            for child in &children {
+                let manifest = remote.manifest(&by_digest(&child.blob.digest)).await?;
+                match read(remote, &manifest)? {
+                    Document::Manifest(b) => blobs.extend(b),
+                    Document::Index(_) => {
+                        return Err(bad(
+                            remote,
+                            &manifest,
+                            "an index inside an index, which pulls do not follow",
+                        ));
+                    }
+                }
+                documents.push(manifest);
+            }
+            let top_id = (top.digest.clone(), top.media_type.clone());
+            documents.insert(0, top);
+            Ok(Wanted {
+                top: top_id,
+                documents,
+                blobs: plan::unique(blobs),
+            })
+        }
+    }
+}
+
+fn read(remote: &Remote, doc: &Fetched) -> Result<Document> {
+    plan::parse(&doc.media_type, &doc.bytes).map_err(|why| bad(remote, doc, &why))
+}
+
+fn bad(remote: &Remote, doc: &Fetched, why: &str) -> Error {
+    Error::BadRemote(format!(
+        "manifest {} from {}: {why}",
+        doc.digest,
+        remote.host()
+    ))
+}
+
+/// Writes every document and blob the store lacks; returns (downloaded, present, bytes).
+async fn store_all(
+    store: &Store,
+    remote: &Remote,
+    repo: &Reference,
+    plan: &Wanted,
+    lease: &str,
+    events: &Events,
+) -> Result<(u32, u32, u64)> {
+    for doc in &plan.documents {
+        let blob = BlobRef {
+            digest: doc.digest.clone(),
+            size: doc.bytes.len() as u64,
+        };
+        if let Some(mut write) = begin(store, remote, &blob, lease).await? {
+            write.write(doc.bytes.clone()).await?;
+        }
+    }
+    for b in &plan.blobs {
+        events.blob(&b.digest, BlobState::Waiting, 0, b.size).await;
+    }
+    let results: Vec<Option<u64>> = futures_util::stream::iter(plan.blobs.iter().cloned())
+        .map(|b| fetch(store, remote, repo, b, lease, events))
+        .buffer_unordered(PARALLEL_BLOBS)
+        .try_collect()
+        .await?;
+    let downloaded = results.iter().flatten().count() as u32;
+    let bytes = results.iter().flatten().sum();
+    Ok((downloaded, results.len() as u32 - downloaded, bytes))
+}
+
+fn write_ref(lease: &str, digest: &Digest) -> String {
+    format!("pull-{lease}-{}", digest.hex())
+}
+
+/// Opens a write of `blob` under the lease; `None` when the store holds it already (it is then
+/// on the lease too, so nothing can collect it before the image is named).
+async fn begin(
+    store: &Store,
+    remote: &Remote,
+    blob: &BlobRef,
+    lease: &str,
+) -> Result<Option<Box<store::ContentWrite>>> {
+    let start = WriteStart {
+        reference: write_ref(lease, &blob.digest),
+        expected: blob.digest.clone(),
+        total: blob.size,
+        lease: Some(lease.to_owned()),
+        offset: 0,
+    };
+    match store.begin_write(start).await {
+        Ok(Began::Done(_)) => Ok(None),
+        Ok(Began::Open(w)) => Ok(Some(w)),
+        // The one request here a registry decides: a size that is not the stored blob's.
+        Err(store::Error::InvalidArgument(m)) => {
+            Err(Error::BadRemote(format!("{} says: {m}", remote.host())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Downloads one blob unless the store has it; returns the bytes downloaded, `None` if present.
+async fn fetch(
+    store: &Store,
+    remote: &Remote,
+    repo: &Reference,
+    blob: BlobRef,
+    lease: &str,
+    events: &Events,
+) -> Result<Option<u64>> {
+    let blob = &blob;
+    let downloaded = retry(|| async {
+        let Some(mut write) = begin(store, remote, blob, lease).await? else {
+            return Ok(None);
+        };
+        let result = fill(&mut write, remote, repo, blob, events).await;
+        if result.is_err() {
+            let _ = store.abort_write(&write_ref(lease, &blob.digest));
+        }
+        result.map(Some)
+    })
+    .await?;
+    let state = if downloaded.is_some() {
+        BlobState::Done
+    } else {
+        BlobState::Present
+    };
+    events.blob(&blob.digest, state, blob.size, blob.size).await;
+    Ok(downloaded)
+}
+
+/// Streams the blob's body into the write in 1 MiB pieces; the write verifies and commits it.
+async fn fill(
+    write: &mut store::ContentWrite,
+    remote: &Remote,
+    repo: &Reference,
+    blob: &BlobRef,
+    events: &Events,
+) -> Result<u64> {
+    let (digest, size, host) = (&blob.digest, blob.size, remote.host());
+    let mut body = remote.blob(repo, digest, size).await?;
+    events.blob(digest, BlobState::Moving, 0, size).await;
+    let mut piece = BytesMut::with_capacity(PIECE);
+    let mut received = 0u64;
+    let mut put = async |piece: Bytes, received: u64| -> Result<()> {
+        write
+            .write(piece)
+            .await
+            .map_err(|e| from_write(host, digest, e))?;
+        events.bytes(digest, received, size);
+        Ok(())
+    };
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| read_error(host, digest, &e))?;
+        received += chunk.len() as u64;
+        if received > size {
+            return Err(Error::BadRemote(format!(
+                "blob {digest} from {host}: more than the {size} bytes the manifest gives"
+            )));
+        }
+        piece.extend_from_slice(&chunk);
+        if piece.len() >= PIECE {
+            put(piece.split().freeze(), received).await?;
+        }
+    }
+    if received < size {
+        return Err(Error::BadRemote(format!(
+            "blob {digest} from {host}: {received} of its {size} bytes, then the body ended"
+        )));
+    }
+    if !piece.is_empty() {
+        put(piece.freeze(), received).await?;
+    }
+    Ok(received)
+}
+
+fn from_write(host: &str, digest: &Digest, e: store::Error) -> Error {
+    match e {
+        e @ store::Error::DigestMismatch { .. } => Error::BadRemote(format!(
+            "blob {digest} from {host} is not what its digest says: {e}"
+        )),
+        e => e.into(),
+    }
+}
+
+fn read_error(host: &str, digest: &Digest, e: &std::io::Error) -> Error {
+    let is_digest = e
+        .get_ref()
+        .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>());
+    let message = format!("blob {digest} from {host}: {}", chain(e));
+    if is_digest {
+        Error::BadRemote(message)
+    } else {
+        Error::unavailable(message)
+    }
+}
+
+/// The pull's lease, deleted when the pull ends; if the pull is dropped midway (its client hung
+/// up, hyperd is stopping), deleted on another task.
+struct Lease(Option<(Store, String)>);
+
+impl Lease {
+    fn id(&self) -> &str {
+        &self.0.as_ref().expect("a live lease").1
+    }
+
+    async fn release(mut self) {
+        if let Some((store, id)) = self.0.take() {
+            delete(store, id).await;
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some((store, id)) = self.0.take() {
+            tokio::spawn(delete(store, id));
+        }
+    }
+}
+
+async fn delete(store: Store, id: String) {
+    if let Err(e) = store.delete_lease(&id).await {
+        tracing::warn!(lease = id, error = %e, "could not drop a pull's lease");
+    }
+}

@@ -1,0 +1,330 @@
+//! Requests to one registry with one credential: manifests (read with a size limit, their
+//! digest checked), blobs, uploads and mounts. Transient failures are retried here.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Reference, RegistryOperation};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use store::Digest;
+use store::limits::MAX_JSON;
+
+use super::Credential;
+use super::endpoint::{Config, Endpoint};
+use super::error::{Error, Result, chain};
+
+/// Every manifest type a pull understands.
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
+     application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, \
+     application/vnd.docker.distribution.manifest.v2+json";
+
+/// Attempts of a request that failed transiently, and the pause before the second.
+const ATTEMPTS: u32 = 3;
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+
+/// A manifest or index as the registry sent it, its digest checked.
+pub(super) struct Fetched {
+    pub(super) bytes: Bytes,
+    pub(super) digest: Digest,
+    pub(super) media_type: String,
+}
+
+pub(super) struct Remote {
+    endpoint: Endpoint,
+    auth: RegistryAuth,
+    /// The bearer token for this operation's scope, when the registry uses tokens.
+    bearer: Option<String>,
+}
+
+impl Remote {
+    /// Reaches the registry of `reference` and authorises `op` on its repository.
+    pub(super) async fn connect(
+        config: &Config,
+        reference: &Reference,
+        credential: &Credential,
+        op: RegistryOperation,
+    ) -> Result<Remote> {
+        let endpoint = Endpoint::connect(config, reference.resolve_registry()).await?;
+        let auth = credential.to_auth();
+        let bearer = endpoint
+            .oci
+            .auth(reference, &auth, op)
+            .await
+            .map_err(|e| Error::oci(&endpoint.host, "authorising", e))?;
+        Ok(Remote {
+            endpoint,
+            auth,
+            bearer,
+        })
+    }
+
+    pub(super) fn host(&self) -> &str {
+        &self.endpoint.host
+    }
+
+    /// What `Authorization` the requests made here (not by oci-client) carry.
+    fn authorization(&self) -> Option<HeaderValue> {
+        let value = match (&self.bearer, &self.auth) {
+            (Some(token), _) => format!("Bearer {token}"),
+            (None, RegistryAuth::Basic(user, password)) => {
+                use base64::Engine;
+                let pair =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                format!("Basic {pair}")
+            }
+            (None, _) => return None,
+        };
+        let mut v = HeaderValue::from_str(&value).ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    }
+
+    /// The manifest or index `reference` names, at most [`MAX_JSON`] bytes, its digest checked
+    /// against the reference's digest and the registry's `Docker-Content-Digest`.
+    pub(super) async fn manifest(&self, reference: &Reference) -> Result<Fetched> {
+        retry(|| self.manifest_once(reference)).await
+    }
+
+    async fn manifest_once(&self, reference: &Reference) -> Result<Fetched> {
+        let what = format!("manifest {}", reference.whole());
+        let host = self.host();
+        let tail = reference.digest().or(reference.tag()).unwrap_or("latest");
+        let url = format!(
+            "{}/v2/{}/manifests/{tail}",
+            self.endpoint.base,
+            reference.repository()
+        );
+        let mut req = self.endpoint.http.get(&url).header(ACCEPT, MANIFEST_TYPES);
+        if let Some(a) = self.authorization() {
+            req = req.header(AUTHORIZATION, a);
+        }
+        let mut resp = req.send().await.map_err(|e| Error::http(host, &what, &e))?;
+        let status = resp.status();
+        if status.is_redirection() {
+            return Err(Error::BadRemote(format!(
+                "{what} at {host}: redirected ({status}); manifests are read from the registry itself"
+            )));
+        }
+        if !status.is_success() {
+            let body = read_limited(&mut resp, 4096, host, &what)
+                .await
+                .unwrap_or_default();
+            return Err(Error::status(
+                host,
+                &what,
+                status.as_u16(),
+                String::from_utf8_lossy(&body).trim(),
+            ));
+        }
+        let header_digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let header_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        let bytes = read_limited(&mut resp, MAX_JSON, host, &what).await?;
+        let digest = Digest::of(&bytes);
+        for (promised, by) in [
+            (reference.digest(), "the reference"),
+            (header_digest.as_deref(), "its Docker-Content-Digest"),
+        ] {
+            if let Some(p) = promised
+                && p != digest.to_string()
+            {
+                return Err(Error::BadRemote(format!(
+                    "{what} at {host}: the bytes sent hash to {digest}, not {p} as {by} says"
+                )));
+            }
+        }
+        let media_type = super::plan::media_type(&bytes)
+            .or(header_type)
+            .ok_or_else(|| Error::BadRemote(format!("{what} at {host}: no media type")))?;
+        Ok(Fetched {
+            bytes: Bytes::from(bytes),
+            digest,
+            media_type,
+        })
+    }
+
+    /// The body of blob `digest` of `size` bytes, as the registry streams it (not yet checked).
+    pub(super) async fn blob(
+        &self,
+        repo: &Reference,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>> {
+        let what = format!("blob {digest}");
+        let desc = descriptor(digest, size);
+        // From offset 0 the registry answers 206 and oci-client does not hash the body a second
+        // time: the store's writer checks it.
+        let resp = self
+            .endpoint
+            .oci
+            .pull_blob_stream_partial(repo, &desc, 0, None)
+            .await
+            .map_err(|e| Error::oci(self.host(), &what, e))?;
+        let stream = match resp {
+            oci_client::client::BlobResponse::Full(s)
+            | oci_client::client::BlobResponse::Partial(s) => s,
+        };
+        if let Some(len) = stream.content_length
+            && len > size
+        {
+            return Err(Error::BadRemote(format!(
+                "{what} at {}: the registry sends {len} bytes, but the manifest gives {size}",
+                self.host()
+            )));
+        }
+        Ok(stream.stream)
+    }
+
+    /// Whether the registry holds `digest` in `repo`.
+    pub(super) async fn has_blob(&self, repo: &Reference, digest: &Digest) -> Result<bool> {
+        let what = format!("looking for blob {digest}");
+        retry(|| async {
+            self.endpoint
+                .oci
+                .blob_exists(repo, &digest.to_string())
+                .await
+                .map_err(|e| Error::oci(self.host(), &what, e))
+        })
+        .await
+    }
+
+    /// Asks the registry to link `digest` from repository `from` into `repo`; false when it
+    /// would not (it then expects an upload, which follows).
+    pub(super) async fn mount(&self, repo: &Reference, from: &str, digest: &Digest) -> bool {
+        let source = Reference::with_tag(
+            repo.registry().to_owned(),
+            from.to_owned(),
+            "latest".to_owned(),
+        );
+        match self
+            .endpoint
+            .oci
+            .mount_blob(repo, &source, &digest.to_string())
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(%digest, from, error = %chain(&e), "mount refused; uploading");
+                false
+            }
+        }
+    }
+
+    /// Uploads blob `digest` of `size` bytes from the stream `body` makes (made again for each
+    /// attempt).
+    pub(super) async fn push_blob<S, F>(
+        &self,
+        repo: &Reference,
+        digest: &Digest,
+        size: u64,
+        body: F,
+    ) -> Result<()>
+    where
+        F: Fn() -> S,
+        S: Stream<Item = oci_client::errors::Result<Bytes>> + Send + 'static,
+    {
+        let what = format!("uploading blob {digest}");
+        retry(|| async {
+            self.endpoint
+                .oci
+                .push_blob_stream(repo, body(), &digest.to_string(), Some(size))
+                .await
+                .map(drop)
+                .map_err(|e| Error::oci(self.host(), &what, e))
+        })
+        .await
+    }
+
+    /// Puts a manifest or index under `reference` (a tag or its digest).
+    pub(super) async fn push_manifest(
+        &self,
+        reference: &Reference,
+        bytes: Bytes,
+        media_type: &str,
+    ) -> Result<()> {
+        let what = format!("pushing manifest {}", reference.whole());
+        let content_type = HeaderValue::from_str(media_type)
+            .map_err(|_| Error::InvalidArgument(format!("media type {media_type:?}")))?;
+        retry(|| async {
+            self.endpoint
+                .oci
+                .push_manifest_raw(reference, bytes.clone(), content_type.clone())
+                .await
+                .map(drop)
+                .map_err(|e| Error::oci(self.host(), &what, e))
+        })
+        .await
+    }
+}
+
+fn descriptor(digest: &Digest, size: u64) -> oci_client::manifest::OciDescriptor {
+    // No `urls`: a blob is fetched from the registry named, never from hosts a manifest lists.
+    oci_client::manifest::OciDescriptor {
+        digest: digest.to_string(),
+        size: size as i64,
+        ..Default::default()
+    }
+}
+
+/// A response body of at most `limit` bytes; more is the registry's fault.
+async fn read_limited(
+    resp: &mut reqwest::Response,
+    limit: u64,
+    host: &str,
+    what: &str,
+) -> Result<Vec<u8>> {
+    if let Some(len) = resp.content_length()
+        && len > limit
+    {
+        return Err(Error::BadRemote(format!(
+            "{what} at {host}: {len} bytes, over the {limit}-byte limit"
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| Error::http(host, what, &e))?
+    {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(Error::BadRemote(format!(
+                "{what} at {host}: over the {limit}-byte limit"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or has failed transiently [`ATTEMPTS`]
+/// times, pausing twice as long after each failure.
+pub(super) async fn retry<T, F, Fut>(attempt: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut pause = FIRST_PAUSE;
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e) if e.is_transient() && tries < ATTEMPTS => {
+                tracing::info!(error = %e, tries, "registry request failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                tries += 1;
+            }
+            r => return r,
+        }
+    }
+}
