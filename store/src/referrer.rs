@@ -230,7 +230,7 @@ mod tests {
             .into_iter()
             .map(|r| r.digest.clone())
             .collect();
-        let mut direct = vec![d(10), d(11)];
+        let mut direct = [d(10), d(11)];
         direct.sort();
         assert_eq!(got[..2], direct[..]);
         assert_eq!(got[2..], [d(13), d(12)]);

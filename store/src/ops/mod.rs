@@ -75,9 +75,14 @@ pub(crate) fn plan_remove(
             changes.delete_tags.push(name.full());
             removed.push(Removed::Untagged(name.clone()));
             // Untagging is all there is to do while other names remain, and it repairs a tag
-            // whose record is missing.
+            // whose record is missing (and the referrers of that record with it).
             let still_named = snap.names_of(&digest).iter().any(|t| *t != name);
             if still_named || !snap.images.contains_key(&digest) {
+                removed.extend(
+                    settle(snap, &mut changes)
+                        .into_iter()
+                        .map(Removed::Referrer),
+                );
                 return Ok((changes, removed));
             }
             digest
