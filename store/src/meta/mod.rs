@@ -147,13 +147,13 @@ impl Meta {
         let key = subject.to_string();
         let images = tx.open_table(IMAGES)?;
         let referrers = tx.open_table(REFERRERS)?;
-        let stored = images.get(key.as_str())?.is_some()
-            || referrers.get(key.as_str())?.is_some()
-            || images.iter()?.any(|row| {
-                row.ok()
-                    .and_then(|(_, v)| parse_image(v.value()).ok())
-                    .is_some_and(|r| r.subjects().contains(subject))
-            });
+        let mut stored =
+            images.get(key.as_str())?.is_some() || referrers.get(key.as_str())?.is_some();
+        // A manifest inside an image's index is found in the records that list it.
+        let mut rows = images.iter()?;
+        while !stored && let Some(row) = rows.next() {
+            stored = parse_image(row?.1.value())?.subjects().contains(subject);
+        }
         if !stored {
             return Ok(None);
         }

@@ -57,7 +57,9 @@ pub(super) fn keep_referrers(
     let mut kept = Vec::new();
     for r in arriving.referrers {
         if alive.contains(&r.digest) {
-            kept.push(r.clone());
+            if !kept.contains(r) {
+                kept.push(r.clone());
+            }
             continue;
         }
         let where_ = match arriving.archive {
