@@ -78,6 +78,9 @@ pub(crate) struct SaveArgs {
     /// Platform to write for a multi-platform image in docker format (os/arch[/variant])
     #[arg(long)]
     pub(crate) platform: Option<String>,
+    /// In OCI format, leave out the images' referrers (signatures, SBOMs, attestations)
+    #[arg(long)]
+    pub(crate) no_referrers: bool,
     /// Do not show progress
     #[arg(short, long)]
     pub(crate) quiet: bool,

@@ -1,7 +1,7 @@
 //! Store types <-> API messages.
 
 use hyperd_proto::v1;
-use store::{Digest, ImageName, ImageSummary, LoadedImage, SaveItem};
+use store::{Digest, ImageName, ImageSummary, LoadedImage, ReferrerRecord, SaveItem};
 use tonic::Status;
 
 use crate::status::to_status;
@@ -45,10 +45,17 @@ pub(crate) fn ref_map(refs: Vec<v1::RefMapping>) -> Result<Vec<(ImageName, Strin
         .collect()
 }
 
-/// The format and the options it takes; `platform` only means something for docker-archive.
-pub(crate) fn format(f: i32, platform: String) -> Result<store::Format, Status> {
+/// The format and the options it takes; `platform` only means something for docker-archive,
+/// `no_referrers` only for OCI.
+pub(crate) fn format(
+    f: i32,
+    platform: String,
+    no_referrers: bool,
+) -> Result<store::Format, Status> {
     match v1::ArchiveFormat::try_from(f) {
-        Ok(v1::ArchiveFormat::Unspecified | v1::ArchiveFormat::Oci) => Ok(store::Format::Oci),
+        Ok(v1::ArchiveFormat::Unspecified | v1::ArchiveFormat::Oci) => Ok(store::Format::Oci {
+            referrers: !no_referrers,
+        }),
         Ok(v1::ArchiveFormat::Docker) => Ok(store::Format::Docker {
             platform: non_empty(platform)
                 .map(|p| p.parse())
@@ -74,6 +81,25 @@ pub(crate) fn digest(s: &str) -> Result<Digest, Status> {
     })
 }
 
+pub(crate) fn referrer(r: &ReferrerRecord) -> v1::Referrer {
+    v1::Referrer {
+        digest: r.digest.to_string(),
+        media_type: r.media_type.clone(),
+        artifact_type: r.artifact_type.clone().unwrap_or_default(),
+        size: r.size,
+        annotations: r.annotations.clone().into_iter().collect(),
+        subject: r.subject.to_string(),
+    }
+}
+
+pub(crate) fn loaded_image(l: &LoadedImage) -> v1::LoadedImage {
+    v1::LoadedImage {
+        names: l.names.iter().map(ToString::to_string).collect(),
+        id: l.id.to_string(),
+        digest: l.digest.to_string(),
+    }
+}
+
 /// What a load committed, logged and as the answer.
 pub(crate) fn loaded(uid: Option<u32>, loaded: Vec<LoadedImage>) -> v1::LoadResponse {
     let names: Vec<String> = loaded
@@ -82,20 +108,13 @@ pub(crate) fn loaded(uid: Option<u32>, loaded: Vec<LoadedImage>) -> v1::LoadResp
         .collect();
     tracing::info!(uid, images = loaded.len(), names = ?names, "loaded");
     v1::LoadResponse {
-        images: loaded
-            .into_iter()
-            .map(|l| v1::LoadedImage {
-                names: l.names.iter().map(ToString::to_string).collect(),
-                id: l.id.to_string(),
-                digest: l.digest.to_string(),
-            })
-            .collect(),
+        images: loaded.iter().map(loaded_image).collect(),
     }
 }
 
 /// The images a save names, and its format.
 pub(crate) fn save(req: v1::SaveRequest) -> Result<(Vec<SaveItem>, store::Format), Status> {
-    let format = format(req.format, req.platform)?;
+    let format = format(req.format, req.platform, req.no_referrers)?;
     if req.images.is_empty() {
         return Err(Status::invalid_argument("name at least one image to save"));
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use hyperd_proto::CHUNK_SIZE;
 use hyperd_proto::v1::{self, image_service_server::ImageService, load_request::Part};
-use store::{Piece, Removed, Store};
+use store::{Created, Piece, Removed, Store};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
@@ -239,6 +239,7 @@ impl ImageService for Images {
             match r {
                 Removed::Untagged(n) => resp.untagged.push(n.to_string()),
                 Removed::Deleted(id) => resp.deleted.push(id.to_string()),
+                Removed::Referrer(d) => resp.deleted_referrers.push(d.to_string()),
             }
         }
         Ok(Response::new(resp))
@@ -272,6 +273,7 @@ impl ImageService for Images {
             media_type: i.record.media_type,
             manifest: String::from_utf8_lossy(&i.manifest).into_owned(),
             config: String::from_utf8_lossy(&i.config).into_owned(),
+            referrers: i.referrers.iter().map(convert::referrer).collect(),
         }))
     }
 
@@ -301,18 +303,43 @@ impl ImageService for Images {
             .collect::<Result<Vec<_>, _>>()
             .map_err(to_status)?;
         let media_type = convert::non_empty(req.media_type);
-        let image = self
+        let created = self
             .store
             .create_image(&digest, media_type.as_deref(), &names)
             .await
             .map_err(to_status)?;
-        tracing::info!(uid, digest = %image.digest, names = ?req.names, "image created");
-        Ok(Response::new(v1::CreateImageResponse {
-            image: Some(v1::LoadedImage {
-                names: image.names.iter().map(ToString::to_string).collect(),
-                id: image.id.to_string(),
-                digest: image.digest.to_string(),
-            }),
+        let response = match created {
+            Created::Image(image) => {
+                tracing::info!(uid, digest = %image.digest, names = ?req.names, "image created");
+                v1::CreateImageResponse {
+                    image: Some(convert::loaded_image(&image)),
+                    referrer: None,
+                }
+            }
+            Created::Referrer(r) => {
+                tracing::info!(uid, digest = %r.digest, subject = %r.subject, "referrer created");
+                v1::CreateImageResponse {
+                    image: None,
+                    referrer: Some(convert::referrer(&r)),
+                }
+            }
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn referrers(
+        &self,
+        req: Request<v1::ReferrersRequest>,
+    ) -> Result<Response<v1::ReferrersResponse>, Status> {
+        let req = req.into_inner();
+        let digest = convert::digest(&req.digest)?;
+        let artifact_type = convert::non_empty(req.artifact_type);
+        let index = self
+            .store
+            .referrers_index(&digest, artifact_type.as_deref())
+            .map_err(to_status)?;
+        Ok(Response::new(v1::ReferrersResponse {
+            index: index.into(),
         }))
     }
 

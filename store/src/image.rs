@@ -29,6 +29,26 @@ pub struct ImageRecord {
     pub platforms: Vec<String>,
     /// Every blob the image references, top-level first, each once, in the order saves write them.
     pub blobs: Vec<Digest>,
+    /// The manifests and indexes among `blobs`, top-level first: what a referrer may name as its
+    /// subject. Empty in records written before referrers existed, where the top-level one counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<Digest>,
+    /// An artifact (an `artifactType`, a config that is not an image config, or an index of no
+    /// image), kept because a name picked it. Its ID is then its own digest: artifacts share
+    /// their (empty) config, which would give them all one ID.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub artifact: bool,
+}
+
+impl ImageRecord {
+    /// The digests a referrer of this image may name as its subject.
+    pub fn subjects(&self) -> &[Digest] {
+        if self.manifests.is_empty() {
+            std::slice::from_ref(&self.digest)
+        } else {
+            &self.manifests
+        }
+    }
 }
 
 /// `org.opencontainers.image.ref.name`: the name an OCI layout gives a descriptor in index.json.
@@ -37,6 +57,8 @@ pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub(crate) const REF_NAME_OLD: &str = "org.opencontainers.ref.name";
 /// containerd's key for the full image name, beside the ref name.
 pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
+/// The media type of an OCI image index, which the referrers API answers with.
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 const INDEX_TYPES: [&str; 2] = [
     "application/vnd.oci.image.index.v1+json",

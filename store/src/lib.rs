@@ -1,7 +1,7 @@
 //! A content-addressed OCI image store over one root directory.
 //!
 //! ```text
-//! <root>/meta.redb          tags and image records (redb: one write transaction per change)
+//! <root>/meta.redb          tags, image and referrer records, leases (redb)
 //! <root>/blobs/sha256/<hex> immutable blobs, visible only once their digest was checked
 //! <root>/ingest/<load>/     a load's staged blobs; moved into blobs/ when the load commits
 //! <root>/ingest/content/    content writes in progress; moved into blobs/ once verified
@@ -24,6 +24,7 @@ mod meta;
 mod ops;
 mod progress;
 mod reference;
+mod referrer;
 mod store;
 
 pub use content::WriteStatus;
@@ -35,7 +36,8 @@ pub use oci_spec;
 pub use ops::Removed;
 pub use progress::Progress;
 pub use reference::ImageName;
+pub use referrer::ReferrerRecord;
 pub use store::{
-    Began, CheckReport, ContentWrite, Format, ImageSummary, Inspection, LoadedImage, SaveItem,
-    SaveJob, Store, WriteStart, Written,
+    Began, CheckReport, ContentWrite, Created, Format, ImageSummary, Inspection, LoadedImage,
+    SaveItem, SaveJob, Store, WriteStart, Written,
 };

@@ -50,7 +50,9 @@ async fn a_stored_blob_gone_from_disk_is_damage_naming_its_digest() {
     std::fs::remove_file(dir.path().join(&layer)).unwrap();
     let hex = layer.rsplit('/').next().unwrap();
     assert_corrupt(
-        store.save(&item("app:1"), Format::Oci, Vec::new()).await,
+        store
+            .save(&item("app:1"), Format::Oci { referrers: true }, Vec::new())
+            .await,
         hex,
     );
 }
@@ -67,7 +69,9 @@ async fn a_tag_whose_record_is_missing_is_damage_and_rmi_repairs_it() {
     assert!(store.list().unwrap().is_empty());
     assert_corrupt(store.inspect("app:1").await, "has no record");
     assert_corrupt(
-        store.save(&item("app:1"), Format::Oci, Vec::new()).await,
+        store
+            .save(&item("app:1"), Format::Oci { referrers: true }, Vec::new())
+            .await,
         "has no record",
     );
     assert_corrupt(store.tag("app:1", &name("b:1")).await, "has no record");

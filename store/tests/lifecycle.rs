@@ -246,7 +246,10 @@ async fn a_save_in_flight_keeps_its_blobs_through_a_remove() {
             image: "big:1".into(),
             ref_name: None,
         }];
-        saver.save(&items, Format::Oci, tx).await.map(drop)
+        saver
+            .save(&items, Format::Oci { referrers: true }, tx)
+            .await
+            .map(drop)
     });
     let mut first = [0u8; 512];
     rx.read_exact(&mut first).await.unwrap();

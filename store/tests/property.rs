@@ -90,7 +90,11 @@ fn mutated_archives_commit_whole_images_or_nothing() {
                             image: image.id.hex(),
                             ref_name: None,
                         }];
-                        let saved = rt.block_on(store.save(&items, store::Format::Oci, Vec::new()));
+                        let saved = rt.block_on(store.save(
+                            &items,
+                            store::Format::Oci { referrers: true },
+                            Vec::new(),
+                        ));
                         prop_assert!(saved.is_ok(), "{:?}", saved.err());
                         rt.block_on(store.remove(&image.id.hex(), true)).unwrap();
                     }

@@ -38,7 +38,7 @@ async fn seed_workflow_keeps_image_ids_across_save_rmi_load() {
             ("centos:7", Some("hello")),
             ("busybox:latest", Some("world")),
         ],
-        Format::Oci,
+        Format::Oci { referrers: true },
     )
     .await;
     let files = untar(&saved).await;
@@ -160,7 +160,7 @@ async fn saving_twice_gives_identical_bytes() {
     ])
     .await;
     store.load(reader(archive), &[]).await.unwrap();
-    for format in [Format::Oci, DOCKER] {
+    for format in [Format::Oci { referrers: true }, DOCKER] {
         let one = save(&store, &[("a:1", Some("x")), ("b:1", None)], format.clone()).await;
         let two = save(&store, &[("a:1", Some("x")), ("b:1", None)], format.clone()).await;
         assert_eq!(one, two, "{format:?}");
@@ -172,7 +172,12 @@ async fn shared_blobs_are_written_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let (a, _b) = load_two_sharing_a_layer(&store, "shared").await;
-    let saved = save(&store, &[("a:1", None), ("b:1", None)], Format::Oci).await;
+    let saved = save(
+        &store,
+        &[("a:1", None), ("b:1", None)],
+        Format::Oci { referrers: true },
+    )
+    .await;
     let shared = format!("blobs/sha256/{}", hex_of(&sha(&a.layers[0].0)));
     let count = untar_paths(&saved)
         .await
@@ -269,7 +274,15 @@ async fn multi_platform_index_is_one_image_and_saves_whole() {
             "the ID is the host platform's config"
         );
     }
-    let saved = untar(&save(&store, &[("multi:1", None)], Format::Oci).await).await;
+    let saved = untar(
+        &save(
+            &store,
+            &[("multi:1", None)],
+            Format::Oci { referrers: true },
+        )
+        .await,
+    )
+    .await;
     for img in [&amd, &arm] {
         for e in img.blob_entries() {
             assert_eq!(saved[&e.path], e.data);

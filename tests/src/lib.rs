@@ -1,5 +1,6 @@
 //! Test support: archive fixtures, and a real `hyperd` on a temporary socket and root.
 
+pub mod artifacts;
 pub mod daemon;
 pub mod damage;
 pub mod fixtures;

@@ -195,7 +195,7 @@ async fn save(client: &mut Client, image: &str) -> Result<Vec<u8>, hyperd_proto:
             ref_name: String::new(),
         }],
         format: v1::ArchiveFormat::Oci as i32,
-        platform: String::new(),
+        ..v1::SaveRequest::default()
     };
     let mut stream = client.save(req).await?.into_inner();
     let mut out = Vec::new();

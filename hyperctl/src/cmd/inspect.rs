@@ -1,9 +1,11 @@
-//! `hyperctl inspect IMAGE…`: one JSON array, docker's field names.
+//! `hyperctl inspect IMAGE…`: one JSON array, docker's field names, and the referrers that
+//! travel with each image.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hyperd_proto::v1::InspectRequest;
+use hyperd_proto::v1::{InspectRequest, Referrer};
 
 use super::Client;
 use crate::cli::InspectArgs;
@@ -36,6 +38,7 @@ pub(crate) async fn run(mut client: Client, args: InspectArgs) -> anyhow::Result
                     "Platforms": i.platforms,
                     "Manifest": parse("manifest", &r.manifest)?,
                     "Config": parse("config", &r.config)?,
+                    "Referrers": r.referrers.iter().map(referrer).collect::<Vec<_>>(),
                 }));
             }
             Err(status) => {
@@ -45,4 +48,16 @@ pub(crate) async fn run(mut client: Client, args: InspectArgs) -> anyhow::Result
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(worst.map_or(ExitCode::SUCCESS, ExitCode::from))
+}
+
+fn referrer(r: &Referrer) -> serde_json::Value {
+    let annotations: BTreeMap<&String, &String> = r.annotations.iter().collect();
+    serde_json::json!({
+        "Digest": r.digest,
+        "ArtifactType": r.artifact_type,
+        "MediaType": r.media_type,
+        "Size": r.size,
+        "Annotations": annotations,
+        "Subject": r.subject,
+    })
 }

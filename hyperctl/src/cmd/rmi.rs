@@ -24,6 +24,9 @@ pub(crate) async fn run(mut client: Client, args: RmiArgs) -> anyhow::Result<Exi
                 for id in &r.deleted {
                     println!("Deleted: {id}");
                 }
+                for digest in &r.deleted_referrers {
+                    println!("Deleted referrer: {digest}");
+                }
             }
             Err(status) => {
                 worst.get_or_insert(exit::report(&status.into()));

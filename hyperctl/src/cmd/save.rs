@@ -1,5 +1,6 @@
 //! `hyperctl save`: the archive into a file (written aside, renamed when complete; hyperd is
-//! handed the open file where it can take it, else it is streamed) or streamed to stdout.
+//! handed the open file where it can take it, else it is streamed) or streamed to stdout. A
+//! docker-format save says on stderr when it leaves referrers behind.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
-use hyperd_proto::v1::{ArchiveFormat as Wire, SaveImage, SaveRequest};
+use hyperd_proto::v1::{ArchiveFormat as Wire, InspectRequest, SaveImage, SaveRequest};
 use tokio::io::AsyncWriteExt;
 
 use super::Client;
@@ -22,6 +23,9 @@ pub(crate) async fn run(
     let request = request(&args)?;
     if args.output.is_none() && std::io::stdout().is_terminal() {
         bail!("refusing to write an archive to a terminal; use -o FILE or redirect stdout");
+    }
+    if args.format == ArchiveFormat::Docker && !args.no_referrers {
+        note_referrers_left_out(&mut client, &args.images).await;
     }
     if let (Some(path), false) = (&args.output, args.no_fd) {
         let tmp = temp_beside(path)?;
@@ -102,6 +106,32 @@ fn start_writeback(file: &tokio::fs::File, offset: u64, len: u64) {
     }
 }
 
+/// docker-archive has no place for referrers: one line on stderr names the images whose
+/// referrers stay behind. Asked of Inspect, whose failures the save itself reports.
+async fn note_referrers_left_out(client: &mut Client, images: &[String]) {
+    let mut count = 0;
+    let mut with = Vec::new();
+    for image in images {
+        let request = InspectRequest {
+            image: image.clone(),
+        };
+        if let Ok(r) = client.inspect(request).await {
+            let n = r.into_inner().referrers.len();
+            if n > 0 {
+                count += n;
+                with.push(image.as_str());
+            }
+        }
+    }
+    if count > 0 {
+        let s = if count == 1 { "" } else { "s" };
+        eprintln!(
+            "note: docker format cannot carry referrers: {count} referrer{s} of {} left out (-f oci keeps them)",
+            with.join(", ")
+        );
+    }
+}
+
 fn request(args: &SaveArgs) -> anyhow::Result<SaveRequest> {
     let mut refs = std::collections::HashMap::new();
     for r in &args.refs {
@@ -125,5 +155,6 @@ fn request(args: &SaveArgs) -> anyhow::Result<SaveRequest> {
             ArchiveFormat::Docker => Wire::Docker,
         } as i32,
         platform: args.platform.clone().unwrap_or_default(),
+        no_referrers: args.no_referrers,
     })
 }

@@ -137,6 +137,10 @@ async fn pick_manifest(
         }
         if let Some(p) = m.platform() {
             let offer = Platform::from_oci(p);
+            // A buildx attestation (unknown/unknown) describes an image and is none.
+            if offer.is_unknown() {
+                continue;
+            }
             if offer.satisfies(platform) {
                 return Ok(child);
             }

@@ -1,38 +1,46 @@
-//! OCI image layout: `oci-layout`, `index.json` with one descriptor per image, then each blob once.
+//! OCI image layout: `oci-layout`, `index.json` with one descriptor per image, then one per
+//! referrer (with its `artifactType` and no name, as oras and docker lay them out), then each
+//! blob once.
 
 use std::collections::{BTreeMap, HashSet};
 
 use super::{Item, Out, TarWriter, blob_path};
 use crate::blob::Blobs;
 use crate::error::{Error, Result};
-use crate::image::{CONTAINERD_NAME, Platform, REF_NAME, is_manifest};
+use crate::image::{CONTAINERD_NAME, Platform, REF_NAME, REF_NAME_OLD, is_manifest};
+use crate::referrer::ReferrerRecord;
 use oci_spec::image::{DescriptorBuilder, ImageIndexBuilder, MediaType};
 
-pub(crate) async fn write<W: Out>(blobs: &Blobs, items: &[Item], writer: W) -> Result<W> {
+pub(crate) async fn write<W: Out>(
+    blobs: &Blobs,
+    items: &[Item],
+    referrers: &[ReferrerRecord],
+    writer: W,
+) -> Result<W> {
     let mut tar = TarWriter::new(writer);
     tar.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
         .await?;
-    tar.bytes("index.json", &index_json(items)).await?;
+    tar.bytes("index.json", &index_json(items, referrers))
+        .await?;
     tar.dir("blobs/").await?;
     tar.dir("blobs/sha256/").await?;
     let mut written = HashSet::new();
-    for item in items {
-        for digest in &item.record.blobs {
-            if !written.insert(digest.clone()) {
-                continue;
-            }
-            let file = blobs.open_blob(digest).await?;
-            let size = file.metadata().await.map_err(|e| Error::Io {
-                context: format!("reading {}", blobs.path(digest).display()),
-                source: e,
-            })?;
-            tar.blob(&blob_path(digest), size.len(), file).await?;
+    let image_blobs = items.iter().flat_map(|i| &i.record.blobs);
+    for digest in image_blobs.chain(referrers.iter().flat_map(|r| &r.blobs)) {
+        if !written.insert(digest.clone()) {
+            continue;
         }
+        let file = blobs.open_blob(digest).await?;
+        let size = file.metadata().await.map_err(|e| Error::Io {
+            context: format!("reading {}", blobs.path(digest).display()),
+            source: e,
+        })?;
+        tar.blob(&blob_path(digest), size.len(), file).await?;
     }
     tar.finish().await
 }
 
-fn index_json(items: &[Item]) -> Vec<u8> {
+fn index_json(items: &[Item], referrers: &[ReferrerRecord]) -> Vec<u8> {
     let manifests = items
         .iter()
         .map(|item| {
@@ -70,8 +78,29 @@ fn index_json(items: &[Item]) -> Vec<u8> {
         .expect("index has all required fields");
     // serde_json writes a HashMap in its iteration order; go through Value, whose maps are sorted,
     // so that the same images always give the same bytes.
-    let value = serde_json::to_value(&index).expect("index serialises");
+    let mut value = serde_json::to_value(&index).expect("index serialises");
+    let listed = value["manifests"]
+        .as_array_mut()
+        .expect("an index lists manifests");
+    listed.extend(referrers.iter().map(unnamed_descriptor));
     serde_json::to_vec(&value).expect("index serialises")
+}
+
+/// A referrer's descriptor without the name keys its own annotations might carry: a name there
+/// would make other tools take it for an image.
+fn unnamed_descriptor(r: &ReferrerRecord) -> serde_json::Value {
+    let mut d = r.descriptor();
+    if let Some(a) = d.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+        for key in [REF_NAME, REF_NAME_OLD, CONTAINERD_NAME] {
+            a.remove(key);
+        }
+        if a.is_empty() {
+            d.as_object_mut()
+                .expect("a descriptor is an object")
+                .remove("annotations");
+        }
+    }
+    d
 }
 
 /// The descriptor's platform, from the form the record keeps.

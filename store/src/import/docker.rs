@@ -152,6 +152,8 @@ async fn stage_manifest(
         }
     }
     Ok(ImageRecord {
+        manifests: vec![staged.digest.clone()],
+        artifact: false,
         digest: staged.digest,
         media_type: MediaType::ImageManifest.to_string(),
         size: staged.info.size,

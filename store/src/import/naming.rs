@@ -1,4 +1,5 @@
 //! Which names an imported image gets. Pure: candidates and the user's map in, names out.
+//! Referrers take none: they come with their subject.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,8 @@ use crate::reference::{ImageName, is_full_reference};
 
 /// Names for each image to commit. Without a map, every image in the archive is kept, named by
 /// `io.containerd.image.name`, else a ref.name that is a full reference, else RepoTags, else not
-/// at all. With a map (`NAME:TAG=REFNAME`), only the images it picks are kept.
+/// at all; an artifact is kept only under a name, so an unnamed one is refused. With a map
+/// (`NAME:TAG=REFNAME`), only the images it picks are kept.
 pub(crate) fn assign(
     candidates: Vec<Candidate>,
     map: &[(ImageName, String)],
@@ -32,6 +34,14 @@ pub(crate) fn assign(
     if map.is_empty() {
         for (c, names) in by_digest.values_mut() {
             *names = default_names(c)?;
+            if c.record.artifact && names.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "the archive holds artifact {}, which describes no image (it has no subject) \
+                     and has no name; give it one with -r NAME:TAG=REFNAME, or pick the images to \
+                     load with -r",
+                    c.record.digest
+                )));
+            }
         }
     } else {
         for (target, refname) in map {
@@ -66,6 +76,26 @@ pub(crate) fn assign(
         .into_iter()
         .filter_map(|d| by_digest.remove(&d))
         .collect())
+}
+
+/// A map may not pick a referrer: it has no name of its own and comes with its subject.
+pub(crate) fn refuse_naming_referrers(
+    images: &[Candidate],
+    referrer_names: &[(String, Digest)],
+    map: &[(ImageName, String)],
+) -> Result<()> {
+    for (_, refname) in map {
+        if images.iter().any(|c| answers_to(c, refname)) {
+            continue;
+        }
+        if let Some((_, d)) = referrer_names.iter().find(|(r, _)| r == refname) {
+            return Err(Error::InvalidArgument(format!(
+                "ref name {refname:?} names {d}, which is a referrer, not an image: referrers \
+                 take no name and load with the image they describe"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn default_names(c: &Candidate) -> Result<Vec<ImageName>> {
@@ -136,11 +166,13 @@ mod tests {
                 digest: digest.clone(),
                 media_type: String::new(),
                 size: 0,
-                id: digest,
+                id: digest.clone(),
                 created: None,
                 total_size: 0,
                 platforms: vec![],
                 blobs: vec![],
+                manifests: vec![digest],
+                artifact: false,
             },
             ref_names: ref_names.iter().map(|s| s.to_string()).collect(),
             containerd_name: containerd.map(str::to_owned),
@@ -234,6 +266,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(names(&out), vec![vec!["a:1", "a:2"]]);
+    }
+
+    #[test]
+    fn an_artifact_is_kept_only_under_a_name_and_a_referrer_never_takes_one() {
+        let mut unnamed = cand(1, &["v1"], None, &[]);
+        unnamed.record.artifact = true;
+        let e = assign(vec![unnamed.clone()], &[]).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument(m) if m.contains("no name")),
+            "{e}"
+        );
+        let out = assign(vec![unnamed.clone()], &[(name("chart:1"), "v1".into())]).unwrap();
+        assert_eq!(names(&out), vec![vec!["chart:1"]]);
+        let mut named = cand(2, &["charts/x:1"], None, &[]);
+        named.record.artifact = true;
+        assert_eq!(
+            names(&assign(vec![named], &[]).unwrap()),
+            vec![vec!["charts/x:1"]]
+        );
+
+        let referrers = [("sig".to_owned(), Digest::of(&[9]))];
+        let e = refuse_naming_referrers(
+            &[unnamed.clone()],
+            &referrers,
+            &[(name("s:1"), "sig".into())],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument(m) if m.contains("is a referrer")),
+            "{e}"
+        );
+        refuse_naming_referrers(&[unnamed], &referrers, &[(name("a:1"), "v1".into())]).unwrap();
     }
 
     #[test]

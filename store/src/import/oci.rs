@@ -1,13 +1,14 @@
 //! Follows an OCI `index.json` through nested indexes to manifests, configs and layers, checking
-//! that every descriptor's blob came in the archive with the size it promised. The same walk
+//! that every descriptor's blob came in the archive with the size it promised, and tells images
+//! from artifacts and referrers by what each top-level document says of itself. The same walk
 //! checks an image made from blobs the store holds, through [`Source`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
-use super::Candidate;
 use super::archive::Ingested;
+use super::{Candidate, Found, Resolved};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{
@@ -15,6 +16,7 @@ use crate::image::{
     is_image_config, is_index, is_manifest, is_valid_media_type, is_valid_ref_name,
 };
 use crate::limits::{MAX_DESCRIPTORS, MAX_INDEX_DEPTH};
+use crate::referrer::{Kind, ReferrerRecord, Top};
 
 /// Where the blobs a walk visits come from: what exists with which size, and small JSON blobs.
 pub(crate) trait Source {
@@ -54,20 +56,25 @@ struct Walk {
     seen: HashSet<Digest>,
     /// The indexes being visited, outermost first: a cycle shows up here.
     stack: Vec<Digest>,
+    /// Manifests with an image config, in the order visited.
     manifests: Vec<ManifestSeen>,
+    /// Every manifest and index visited, top-level first: what referrers may name as subject.
+    documents: Vec<Digest>,
+    /// What the top-level document says of itself.
+    top: Top,
     total: u64,
     /// Counted across the whole archive, not reset per image.
     descriptors: usize,
 }
 
-pub(crate) fn resolve(ingested: &mut Ingested, index_json: &[u8]) -> Result<Vec<Candidate>> {
+pub(crate) fn resolve(ingested: &mut Ingested, index_json: &[u8]) -> Result<Resolved> {
     let index: ImageIndex = serde_json::from_slice(index_json)
         .map_err(|e| Error::invalid(format!("index.json is not a valid image index: {e}")))?;
     if index.manifests().is_empty() {
         return Err(Error::invalid("index.json lists no images"));
     }
     let mut descriptors = 0;
-    let mut out = Vec::new();
+    let mut out = Resolved::default();
     for desc in index.manifests() {
         let mut walk = Walk {
             descriptors,
@@ -75,17 +82,25 @@ pub(crate) fn resolve(ingested: &mut Ingested, index_json: &[u8]) -> Result<Vec<
         };
         visit(ingested, desc, "index.json", 0, &mut walk)?;
         descriptors = walk.descriptors;
-        out.push(candidate(desc, walk)?);
+        out.documents.extend(walk.documents.iter().cloned());
+        match found(desc, walk)? {
+            Found::Image(c) => out.images.push(c),
+            Found::Referrer(r, names) => {
+                out.referrer_names
+                    .extend(names.into_iter().map(|n| (n, r.digest.clone())));
+                out.referrers.push(r);
+            }
+        }
     }
-    check_one_image_per_ref_name(&out)?;
+    check_one_image_per_ref_name(&out.images)?;
     Ok(out)
 }
 
-/// The image whose top-level manifest or index `desc` describes, checked as a load checks it.
-pub(crate) fn image<S: Source>(source: &mut S, desc: &Descriptor) -> Result<Candidate> {
+/// What the top-level manifest or index `desc` describes is, checked as a load checks it.
+pub(crate) fn image<S: Source>(source: &mut S, desc: &Descriptor) -> Result<Found> {
     let mut walk = Walk::default();
     visit(source, desc, "the request", 0, &mut walk)?;
-    candidate(desc, walk)
+    found(desc, walk)
 }
 
 /// A ref name that index.json gives two different images would load as either: refused.
@@ -107,15 +122,21 @@ fn check_one_image_per_ref_name(candidates: &[Candidate]) -> Result<()> {
     Ok(())
 }
 
-fn candidate(desc: &Descriptor, walk: Walk) -> Result<Candidate> {
+/// An image, an artifact (a candidate too, which only a name keeps) or a referrer. The image ID
+/// is the config of the host's manifest, else of the first manifest of a known platform: never
+/// of a buildx attestation (`unknown/unknown`), which describes an image and is none.
+fn found(desc: &Descriptor, walk: Walk) -> Result<Found> {
     let digest = Digest::try_from(desc.digest())?;
     let host = Platform::host();
-    let chosen = walk
+    let images: Vec<&ManifestSeen> = walk
         .manifests
         .iter()
+        .filter(|m| !m.platform.is_unknown())
+        .collect();
+    let chosen = images
+        .iter()
         .find(|m| m.platform.satisfies(&host))
-        .or_else(|| walk.manifests.first())
-        .ok_or_else(|| Error::invalid(format!("{digest} holds no image manifest")))?;
+        .or_else(|| images.first());
     let annotations = desc.annotations().clone().unwrap_or_default();
     let ref_names: Vec<String> = [REF_NAME, REF_NAME_OLD]
         .iter()
@@ -128,27 +149,41 @@ fn candidate(desc: &Descriptor, walk: Walk) -> Result<Candidate> {
              most {MAX_REF_NAME} characters)"
         )));
     }
+    let kind = walk.top.kind(chosen.is_some());
+    if let Kind::Referrer(subject) = kind {
+        let record = ReferrerRecord {
+            digest,
+            media_type: desc.media_type().to_string(),
+            size: desc.size(),
+            artifact_type: walk.top.reported_type(),
+            annotations: walk.top.annotations,
+            subject,
+            blobs: walk.blobs,
+        };
+        return Ok(Found::Referrer(record, ref_names));
+    }
+    let artifact = kind == Kind::Artifact;
     let record = ImageRecord {
+        id: match chosen {
+            Some(m) if !artifact => m.config.clone(),
+            _ => digest.clone(),
+        },
         digest,
         media_type: desc.media_type().to_string(),
         size: desc.size(),
-        id: chosen.config.clone(),
-        created: chosen.created.clone(),
+        created: chosen.and_then(|m| m.created.clone()),
         total_size: walk.total,
-        platforms: walk
-            .manifests
-            .iter()
-            .filter(|m| !m.platform.is_unknown())
-            .map(|m| m.platform.to_string())
-            .collect(),
+        platforms: images.iter().map(|m| m.platform.to_string()).collect(),
         blobs: walk.blobs,
+        manifests: walk.documents,
+        artifact,
     };
-    Ok(Candidate {
+    Ok(Found::Image(Candidate {
         record,
         ref_names,
         containerd_name: annotations.get(CONTAINERD_NAME).cloned(),
         repo_tags: Vec::new(),
-    })
+    }))
 }
 
 /// Checks one descriptor against what the archive holds, records its blob, and descends into it
@@ -180,6 +215,9 @@ fn visit<S: Source>(
     if walk.seen.insert(digest.clone()) {
         walk.blobs.push(digest.clone());
         walk.total += size;
+        if is_index(&media_type) || is_manifest(&media_type) {
+            walk.documents.push(digest.clone());
+        }
     }
     if is_index(&media_type) {
         visit_index(source, &digest, &media_type, depth, walk)
@@ -233,6 +271,14 @@ fn visit_index<S: Source>(
     }
     let index: ImageIndex = parse_declared(source, digest, "an image index")?;
     check_own_type(digest, media_type, index.media_type().as_ref())?;
+    if depth == 0 {
+        walk.top = Top {
+            artifact_type: index.artifact_type().as_ref().map(ToString::to_string),
+            config_type: None,
+            subject: subject(digest, index.subject().as_ref())?,
+            annotations: sorted(index.annotations()),
+        };
+    }
     walk.stack.push(digest.clone());
     let name = format!("index {digest}");
     for child in index.manifests() {
@@ -251,17 +297,28 @@ fn visit_manifest<S: Source>(
 ) -> Result<()> {
     let manifest: ImageManifest = parse_declared(source, digest, "an image manifest")?;
     check_own_type(digest, media_type, manifest.media_type().as_ref())?;
+    let config_type = manifest.config().media_type().to_string();
+    if depth == 0 {
+        walk.top = Top {
+            artifact_type: manifest.artifact_type().as_ref().map(ToString::to_string),
+            config_type: Some(config_type.clone()),
+            subject: subject(digest, manifest.subject().as_ref())?,
+            annotations: sorted(manifest.annotations()),
+        };
+    }
     let name = format!("manifest {digest}");
     visit(source, manifest.config(), &name, depth + 1, walk)?;
-    let config_digest = Digest::try_from(manifest.config().digest())?;
-    let config = ConfigSummary::parse(&config_digest, &source.read_json(&config_digest)?)?;
     for layer in manifest.layers() {
         visit(source, layer, &name, depth + 1, walk)?;
     }
+    // An artifact's config is whatever its type says (often `{}`): only an image's is read.
+    if !is_image_config(&config_type) {
+        return Ok(());
+    }
+    let config_digest = Digest::try_from(manifest.config().digest())?;
+    let config = ConfigSummary::parse(&config_digest, &source.read_json(&config_digest)?)?;
     let diff_ids = config.rootfs.diff_ids.len();
-    if is_image_config(manifest.config().media_type().as_ref())
-        && diff_ids != manifest.layers().len()
-    {
+    if diff_ids != manifest.layers().len() {
         return Err(Error::invalid(format!(
             "manifest {digest} has {} layers but its config {config_digest} lists {diff_ids} diff_ids",
             manifest.layers().len()
@@ -273,6 +330,25 @@ fn visit_manifest<S: Source>(
         created: config.created,
     });
     Ok(())
+}
+
+/// The digest a document's `subject` names, which must be a sha256 digest like any other.
+fn subject(digest: &Digest, subject: Option<&Descriptor>) -> Result<Option<Digest>> {
+    subject
+        .map(|s| {
+            Digest::try_from(s.digest()).map_err(|e| {
+                Error::invalid(format!("{digest} names a subject that is not usable: {e}"))
+            })
+        })
+        .transpose()
+}
+
+fn sorted(annotations: &Option<HashMap<String, String>>) -> BTreeMap<String, String> {
+    annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
 }
 
 fn parse_declared<T: serde::de::DeserializeOwned, S: Source>(

@@ -1,7 +1,10 @@
 //! `check`: re-hash every blob and verify every reference.
 
+use std::collections::HashSet;
+
 use super::{Store, reachable};
 use crate::blob;
+use crate::digest::Digest;
 use crate::error::Result;
 
 /// What `check` found.
@@ -9,14 +12,15 @@ use crate::error::Result;
 pub struct CheckReport {
     /// Blobs re-hashed.
     pub blobs_checked: usize,
-    /// Blobs no image references (collected by the next `gc`).
+    /// Blobs no image or referrer references (collected by the next `gc`).
     pub unreferenced: usize,
     /// Everything wrong, one line each; empty when the store is sound.
     pub problems: Vec<String>,
 }
 
 impl Store {
-    /// Re-hashes every blob and checks that every tag and image has what it references.
+    /// Re-hashes every blob and checks that every tag, image and referrer has what it
+    /// references, a referrer its subject too.
     pub async fn check(&self) -> Result<CheckReport> {
         let snap = self.inner.meta.snapshot()?;
         let mut report = CheckReport::default();
@@ -34,6 +38,27 @@ impl Store {
                     report
                         .problems
                         .push(format!("image {} lacks blob {b}", rec.digest));
+                }
+            }
+        }
+        let subjects: HashSet<&Digest> = snap
+            .images
+            .values()
+            .flat_map(|r| r.subjects())
+            .chain(snap.referrers.keys())
+            .collect();
+        for rec in snap.referrers.values() {
+            if !subjects.contains(&rec.subject) {
+                report.problems.push(format!(
+                    "referrer {} describes {}, which is no longer stored",
+                    rec.digest, rec.subject
+                ));
+            }
+            for b in &rec.blobs {
+                if !self.inner.blobs.exists(b) {
+                    report
+                        .problems
+                        .push(format!("referrer {} lacks blob {b}", rec.digest));
                 }
             }
         }

@@ -1,5 +1,6 @@
-//! Images made from blobs the store already holds (written through the content API): the graph
-//! is walked and checked exactly as a load checks an archive's, then named in one transaction.
+//! Images and referrers made from blobs the store already holds (written through the content
+//! API, as registry pulls write them): the graph is walked and checked exactly as a load checks
+//! an archive's, then committed in one transaction.
 
 use oci_spec::image::{DescriptorBuilder, MediaType};
 
@@ -7,11 +8,21 @@ use super::{LoadedImage, Store};
 use crate::blob::{Blobs, Lease};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{ImageRecord, is_index, is_manifest};
-use crate::import::{self, Source};
+use crate::image::{is_index, is_manifest};
+use crate::import::{self, Found, Source};
 use crate::limits::MAX_JSON;
-use crate::ops;
+use crate::ops::{self, Arriving};
 use crate::reference::ImageName;
+use crate::referrer::ReferrerRecord;
+
+/// What [`Store::create_image`] made of a manifest or index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// An image, or an artifact kept under the names given.
+    Image(LoadedImage),
+    /// A referrer (its manifest has a `subject`) of a manifest the store holds.
+    Referrer(ReferrerRecord),
+}
 
 /// The store's blobs as a walk sees them. Each blob is pinned first and looked at second, and
 /// stays pinned until the image is committed, so no collection can slip in between. Its methods
@@ -54,13 +65,44 @@ impl Store {
     /// with its whole graph, checked as a load checks an archive. `media_type` `None` takes the
     /// blob's own `mediaType`. Names move from wherever they pointed, as on load; no names leave
     /// the image untagged. All of it is one metadata transaction, or nothing.
+    ///
+    /// A manifest with a `subject` becomes a referrer of it, as [`Store::create_referrer`]
+    /// makes one; it takes no names. An artifact that describes nothing is kept only under a name.
     pub async fn create_image(
         &self,
         digest: &Digest,
         media_type: Option<&str>,
         names: &[ImageName],
-    ) -> Result<LoadedImage> {
-        let result = self.create_pinned(digest, media_type, names).await;
+    ) -> Result<Created> {
+        self.create(digest, media_type, names, false).await
+    }
+
+    /// Stores the referrer whose manifest (or index) `digest` the store holds with every blob it
+    /// references, as a registry pull of a signature or an SBOM does after writing its blobs
+    /// through the content API. Its subject must be stored ([`Error::Conflict`] otherwise); a
+    /// manifest without a `subject` is [`Error::InvalidArgument`]. The referrer then lives, and
+    /// travels in saves, with its subject.
+    pub async fn create_referrer(
+        &self,
+        digest: &Digest,
+        media_type: Option<&str>,
+    ) -> Result<ReferrerRecord> {
+        match self.create(digest, media_type, &[], true).await? {
+            Created::Referrer(r) => Ok(r),
+            Created::Image(_) => unreachable!("create refuses an image when a referrer is wanted"),
+        }
+    }
+
+    async fn create(
+        &self,
+        digest: &Digest,
+        media_type: Option<&str>,
+        names: &[ImageName],
+        referrer_only: bool,
+    ) -> Result<Created> {
+        let result = self
+            .create_pinned(digest, media_type, names, referrer_only)
+            .await;
         self.collect_deferred().await?;
         result.map_err(|e| match e {
             // The walk speaks of archives; here the client's request is what is wrong.
@@ -74,44 +116,72 @@ impl Store {
         digest: &Digest,
         media_type: Option<&str>,
         names: &[ImageName],
-    ) -> Result<LoadedImage> {
+        referrer_only: bool,
+    ) -> Result<Created> {
         let mut source = Stored {
             blobs: self.inner.blobs.clone(),
             lease: self.inner.blobs.lease(),
         };
         // The walk reads up to 4 MiB per JSON document and looks at every blob of the graph.
         let (top, media_type) = (digest.clone(), media_type.map(str::to_owned));
-        let (source, record) = tokio::task::spawn_blocking(move || {
-            let record = walk(&mut source, &top, media_type);
-            (source, record)
+        let (source, found) = tokio::task::spawn_blocking(move || {
+            let found = walk(&mut source, &top, media_type);
+            (source, found)
         })
         .await
         .expect("image walk thread panicked");
-        let record = record?;
-        let images = [(record, names.to_vec())];
+        let (images, referrers) = match found? {
+            Found::Referrer(r, _) if !names.is_empty() => {
+                return Err(Error::InvalidArgument(format!(
+                    "{digest} is a referrer of {}: it takes no names and lives with its subject",
+                    r.subject
+                )));
+            }
+            Found::Referrer(r, _) => (vec![], vec![r]),
+            Found::Image(_) if referrer_only => {
+                return Err(Error::InvalidArgument(format!(
+                    "{digest} has no subject: it is not a referrer"
+                )));
+            }
+            Found::Image(c) if c.record.artifact && names.is_empty() => {
+                return Err(Error::InvalidArgument(format!(
+                    "{digest} is an artifact that describes no image (it has no subject): it is \
+                     kept only under a name"
+                )));
+            }
+            Found::Image(c) => (vec![(c.record, names.to_vec())], vec![]),
+        };
+        let arriving = Arriving {
+            referrers: &referrers,
+            archive: None,
+        };
         let changes = {
             let _guard = self.inner.commit.lock().await;
-            let changes = ops::plan_load(&self.inner.meta.snapshot()?, &images);
+            let changes = ops::plan_load(&self.inner.meta.snapshot()?, &images, arriving)?;
             self.inner.meta.apply(&changes)?;
             changes
         };
         drop(source);
-        if !changes.delete_images.is_empty() {
+        if !changes.delete_images.is_empty() || !changes.delete_referrers.is_empty() {
             self.gc().await?;
         }
-        let [(record, names)] = images;
+        if let Some(r) = referrers.into_iter().next() {
+            tracing::info!(digest = %r.digest, subject = %r.subject, "created referrer");
+            return Ok(Created::Referrer(r));
+        }
+        let (record, names) = images.into_iter().next().expect("one image was created");
         let shown: Vec<String> = names.iter().map(ToString::to_string).collect();
         tracing::info!(digest = %record.digest, id = %record.id, names = ?shown, "created image");
-        Ok(LoadedImage {
+        Ok(Created::Image(LoadedImage {
             names,
             id: record.id,
             digest: record.digest,
-        })
+        }))
     }
 }
 
 /// Checks the graph under `digest` as a load checks an archive's, pinning every blob in it.
-fn walk(source: &mut Stored, digest: &Digest, media_type: Option<String>) -> Result<ImageRecord> {
+fn walk(source: &mut Stored, digest: &Digest, media_type: Option<String>) -> Result<Found> {
     let size = source
         .size(digest)?
         .ok_or_else(|| Error::InvalidArgument(format!("{digest} is not stored")))?;
@@ -130,7 +200,7 @@ fn walk(source: &mut Stored, digest: &Digest, media_type: Option<String>) -> Res
         .size(size)
         .build()
         .map_err(|e| Error::InvalidArgument(format!("descriptor of {digest}: {e}")))?;
-    Ok(import::image(source, &desc)?.record)
+    import::image(source, &desc)
 }
 
 fn own_media_type(source: &Stored, digest: &Digest) -> Result<String> {

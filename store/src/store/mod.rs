@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 mod check;
 mod content;
 mod create;
+mod referrers;
 mod save;
 
 use futures_util::Stream;
@@ -16,6 +17,7 @@ use tokio::sync::Mutex;
 
 pub use check::CheckReport;
 pub use content::{Began, ContentWrite, WriteStart, Written};
+pub use create::Created;
 pub use save::{Format, SaveItem, SaveJob};
 
 use crate::blob::Blobs;
@@ -24,9 +26,10 @@ use crate::error::{Error, Result};
 use crate::image::ImageRecord;
 use crate::import::{self, Input, Piece};
 use crate::meta::{Meta, Snapshot};
-use crate::ops::{self, Removed, Target};
+use crate::ops::{self, Arriving, Removed, Target};
 use crate::progress::Progress;
 use crate::reference::ImageName;
+use crate::referrer::ReferrerRecord;
 
 /// An image store rooted at one directory. Cheap to clone; all clones share the same state.
 #[derive(Clone)]
@@ -96,8 +99,11 @@ pub struct Inspection {
     pub names: Vec<ImageName>,
     /// The top-level manifest or index bytes.
     pub manifest: Vec<u8>,
-    /// The config bytes (of the image ID).
+    /// The config bytes (of the image ID; of its manifest's config for an artifact, `null` for
+    /// an artifact index).
     pub config: Vec<u8>,
+    /// Every referrer that travels with it: of its manifests, and of those referrers, in turn.
+    pub referrers: Vec<ReferrerRecord>,
 }
 
 impl Store {
@@ -175,26 +181,42 @@ impl Store {
         map: &[(ImageName, String)],
     ) -> Result<Vec<LoadedImage>> {
         let mut ingested = import::ingest(&self.inner.blobs, input).await?;
-        let candidates = import::resolve(&mut ingested).await?;
-        let named = import::assign(candidates, map)?;
+        let found = import::resolve(&mut ingested).await?;
+        import::refuse_naming_referrers(&found.images, &found.referrer_names, map)?;
+        let named = import::assign(found.images, map)?;
         let images: Vec<(ImageRecord, Vec<ImageName>)> =
             named.into_iter().map(|(c, n)| (c.record, n)).collect();
+        let blobs_of_images = images.iter().flat_map(|(r, _)| r.blobs.iter());
+        // Every referrer's blobs are synced; only those of the referrers kept are published.
+        let synced: Vec<Digest> = blobs_of_images
+            .chain(found.referrers.iter().flat_map(|r| r.blobs.iter()))
+            .cloned()
+            .collect();
+        ingested.staging.sync(&synced).await?;
+        let arriving = Arriving {
+            referrers: &found.referrers,
+            archive: Some(&found.documents),
+        };
+        let guard = self.inner.commit.lock().await;
+        let changes = ops::plan_load(&self.inner.meta.snapshot()?, &images, arriving)?;
         let needed: Vec<Digest> = images
             .iter()
-            .flat_map(|(r, _)| r.blobs.iter().cloned())
+            .flat_map(|(r, _)| r.blobs.iter())
+            .chain(changes.put_referrers.iter().flat_map(|r| r.blobs.iter()))
+            .cloned()
             .collect();
-        ingested.staging.sync(&needed).await?;
-        let guard = self.inner.commit.lock().await;
         self.inner.blobs.publish(&ingested.staging, &needed)?;
-        let changes = ops::plan_load(&self.inner.meta.snapshot()?, &images);
         self.inner.meta.apply(&changes)?;
         drop(guard);
-        if !changes.delete_images.is_empty() {
+        if !changes.delete_images.is_empty() || !changes.delete_referrers.is_empty() {
             self.gc().await?;
         }
         for (rec, names) in &images {
             let names: Vec<String> = names.iter().map(ToString::to_string).collect();
             tracing::info!(digest = %rec.digest, id = %rec.id, names = ?names, "loaded image");
+        }
+        for r in &changes.put_referrers {
+            tracing::info!(digest = %r.digest, subject = %r.subject, "loaded referrer");
         }
         Ok(images
             .into_iter()
@@ -229,10 +251,16 @@ impl Store {
             Target::Tag(_, d) | Target::Image(d) => d,
         };
         let record = snap.record(&digest)?.clone();
+        let manifest = self.inner.blobs.read_json(&record.digest).await?;
+        let config = match record.artifact {
+            false => self.inner.blobs.read_json(&record.id).await?,
+            true => self.artifact_config(&record.digest, &manifest).await?,
+        };
         Ok(Inspection {
             names: snap.names_of(&digest),
-            manifest: self.inner.blobs.read_json(&record.digest).await?,
-            config: self.inner.blobs.read_json(&record.id).await?,
+            referrers: referrers::of_image(&snap, &record),
+            manifest,
+            config,
             record,
         })
     }
@@ -247,7 +275,8 @@ impl Store {
     }
 
     /// Removes a tag, deleting the image with its last tag; by ID with `force`, all its tags.
-    /// Frees the blobs no other image uses.
+    /// Deletes, in the same transaction, the referrers left without a subject. Frees the blobs
+    /// nothing else uses.
     pub async fn remove(&self, image: &str, force: bool) -> Result<Vec<Removed>> {
         let removed = {
             let _guard = self.inner.commit.lock().await;
@@ -290,10 +319,9 @@ impl Store {
 }
 
 fn reachable(snap: &Snapshot) -> HashSet<Digest> {
-    snap.images
-        .values()
-        .flat_map(|r| r.blobs.iter().cloned())
-        .collect()
+    let images = snap.images.values().flat_map(|r| r.blobs.iter());
+    let referrers = snap.referrers.values().flat_map(|r| r.blobs.iter());
+    images.chain(referrers).cloned().collect()
 }
 
 fn create_private_dir(root: &Path) -> Result<()> {

@@ -2,13 +2,14 @@
 
 use tokio::io::AsyncWrite;
 
-use super::Store;
+use super::{Store, referrers};
 use crate::blob::Lease;
 use crate::error::{Error, Result};
 use crate::export::{self, Direct, Item, Out, Streamed};
 use crate::image::Platform;
 use crate::ops::{self, Target};
 use crate::progress::Progress;
+use crate::referrer::ReferrerRecord;
 
 /// What to save and under which name.
 #[derive(Clone, Debug)]
@@ -23,7 +24,11 @@ pub struct SaveItem {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Format {
     /// OCI image layout: every image whole, a multi-platform index with all its platforms.
-    Oci,
+    Oci {
+        /// Also every referrer of the images (signatures, SBOMs, …), transitively, listed in
+        /// index.json without a name.
+        referrers: bool,
+    },
     /// docker-archive (`docker save`): one manifest per image.
     Docker {
         /// Which manifest of a multi-platform image to write; `None`: the host's.
@@ -35,6 +40,7 @@ pub enum Format {
 pub struct SaveJob {
     store: Store,
     items: Vec<Item>,
+    referrers: Vec<ReferrerRecord>,
     format: Format,
     _lease: Lease,
 }
@@ -57,7 +63,9 @@ impl SaveJob {
     async fn write_to<W: Out>(self, writer: W) -> Result<W> {
         let blobs = &self.store.inner.blobs;
         let result = match &self.format {
-            Format::Oci => export::oci::write(blobs, &self.items, writer).await,
+            Format::Oci { .. } => {
+                export::oci::write(blobs, &self.items, &self.referrers, writer).await
+            }
             Format::Docker { platform } => {
                 let platform = platform.clone().unwrap_or_else(Platform::host);
                 export::docker::write(blobs, &self.items, &platform, writer).await
@@ -74,10 +82,12 @@ impl Store {
     /// Resolves the images to save and pins their blobs, so that what is missing is reported
     /// before a byte is written and nothing is collected while the archive streams.
     pub async fn prepare_save(&self, items: &[SaveItem], format: Format) -> Result<SaveJob> {
-        let (items, lease) = self.pin_for_save(items).await?;
+        let with_referrers = format == Format::Oci { referrers: true };
+        let (items, referrers, lease) = self.pin_for_save(items, with_referrers).await?;
         Ok(SaveJob {
             store: self.clone(),
             items,
+            referrers,
             format,
             _lease: lease,
         })
@@ -92,18 +102,32 @@ impl Store {
         self.prepare_save(items, format).await?.write(writer).await
     }
 
-    async fn pin_for_save(&self, items: &[SaveItem]) -> Result<(Vec<Item>, Lease)> {
+    async fn pin_for_save(
+        &self,
+        items: &[SaveItem],
+        with_referrers: bool,
+    ) -> Result<(Vec<Item>, Vec<ReferrerRecord>, Lease)> {
         let _guard = self.inner.commit.lock().await;
         let snap = self.inner.meta.snapshot()?;
         let mut lease = self.inner.blobs.lease();
         let mut out = Vec::new();
+        let mut travelling: Vec<ReferrerRecord> = Vec::new();
         for item in items {
             let (name, digest) = match ops::lookup(&snap, &item.image)? {
                 Target::Tag(n, d) => (Some(n), d),
                 Target::Image(d) => (snap.names_of(&d).into_iter().next(), d),
             };
             let record = snap.record(&digest)?.clone();
-            for b in &record.blobs {
+            let mut with = Vec::new();
+            if with_referrers {
+                with = referrers::of_image(&snap, &record);
+                with.retain(|r| !travelling.iter().any(|t| t.digest == r.digest));
+            }
+            for b in record
+                .blobs
+                .iter()
+                .chain(with.iter().flat_map(|r| &r.blobs))
+            {
                 if !lease.pin(&self.inner.blobs, b) {
                     return Err(Error::Corrupt(format!(
                         "blob {b} of {} is missing from the store",
@@ -111,6 +135,7 @@ impl Store {
                     )));
                 }
             }
+            travelling.extend(with);
             let ref_name = item
                 .ref_name
                 .clone()
@@ -121,6 +146,6 @@ impl Store {
                 name,
             });
         }
-        Ok((out, lease))
+        Ok((out, travelling, lease))
     }
 }

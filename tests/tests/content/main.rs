@@ -5,6 +5,7 @@
 mod bounds;
 mod client;
 mod create;
+mod referrers;
 
 use std::time::{Duration, Instant};
 

@@ -1,21 +1,28 @@
-//! Image and tag metadata in redb: a snapshot to read, one write transaction to change.
+//! Image, tag and referrer metadata in redb: a snapshot to read, one write transaction to
+//! change. Leases are in `lease.rs`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod lease;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
-use crate::limits::MAX_LEASED_BLOBS;
 use crate::reference::ImageName;
+use crate::referrer::ReferrerRecord;
 
 /// Full image name (`docker.io/library/busybox:latest`) -> top-level manifest or index digest.
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 /// Top-level digest -> JSON [`ImageRecord`].
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+/// Referrer digest -> JSON [`ReferrerRecord`].
+const REFERRERS: TableDefinition<&str, &[u8]> = TableDefinition::new("referrers");
+/// `<subject hex>/<referrer hex>` -> nothing: the referrers of a subject are one range of keys.
+const BY_SUBJECT: TableDefinition<&str, ()> = TableDefinition::new("referrers_by_subject");
 /// Lease ID -> when it expires, unix seconds.
 const LEASE_EXPIRY: TableDefinition<&str, i64> = TableDefinition::new("lease_expiry");
 /// `<lease ID>/<digest hex>` -> nothing: the blobs a lease keeps from collection. One key per
@@ -25,11 +32,12 @@ const LEASE_BLOBS: TableDefinition<&str, ()> = TableDefinition::new("lease_blobs
 /// a store that still has the table drops it at open (and with it what it leased).
 const OLD_LEASES: &str = "leases";
 
-/// A consistent view of all images and tags.
+/// A consistent view of all images, tags and referrers.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Snapshot {
     pub(crate) images: BTreeMap<Digest, ImageRecord>,
     pub(crate) tags: BTreeMap<String, Digest>,
+    pub(crate) referrers: BTreeMap<Digest, ReferrerRecord>,
 }
 
 impl Snapshot {
@@ -60,11 +68,13 @@ pub(crate) struct Changes {
     pub(crate) delete_images: Vec<Digest>,
     pub(crate) put_tags: Vec<(String, Digest)>,
     pub(crate) delete_tags: Vec<String>,
+    pub(crate) put_referrers: Vec<ReferrerRecord>,
+    pub(crate) delete_referrers: Vec<Digest>,
 }
 
 pub(crate) struct Meta {
     db: Database,
-    /// How many image records list each blob: the roots the records make, kept in step with
+    /// How many image and referrer records list each blob: the roots the records make, kept in step with
     /// every committed change so that a write can ask in O(1) whether a blob is one.
     referenced: Mutex<HashMap<Digest, u32>>,
 }
@@ -78,6 +88,8 @@ impl Meta {
         let tx = db.begin_write()?;
         tx.open_table(TAGS)?;
         tx.open_table(IMAGES)?;
+        tx.open_table(REFERRERS)?;
+        tx.open_table(BY_SUBJECT)?;
         tx.open_table(LEASE_EXPIRY)?;
         tx.open_table(LEASE_BLOBS)?;
         tx.delete_table(TableDefinition::<&str, &[u8]>::new(OLD_LEASES))?;
@@ -87,7 +99,11 @@ impl Meta {
             referenced: Mutex::new(HashMap::new()),
         };
         let mut referenced = HashMap::new();
-        for rec in meta.snapshot()?.images.values() {
+        let snap = meta.snapshot()?;
+        for rec in snap.images.values() {
+            count(&mut referenced, &rec.blobs, 1);
+        }
+        for rec in snap.referrers.values() {
             count(&mut referenced, &rec.blobs, 1);
         }
         *meta.referenced() = referenced;
@@ -100,7 +116,7 @@ impl Meta {
             .expect("referenced blobs lock poisoned")
     }
 
-    /// Whether some image record lists `digest`, as of the last committed change.
+    /// Whether some image or referrer record lists `digest`, as of the last committed change.
     pub(crate) fn is_referenced(&self, digest: &Digest) -> bool {
         self.referenced().contains_key(digest)
     }
@@ -117,7 +133,48 @@ impl Meta {
             let digest = v.value().parse()?;
             snap.tags.insert(k.value().to_owned(), digest);
         }
+        for row in tx.open_table(REFERRERS)?.iter()? {
+            let rec: ReferrerRecord = parse(row?.1.value(), "referrer")?;
+            snap.referrers.insert(rec.digest.clone(), rec);
+        }
         Ok(snap)
+    }
+
+    /// The referrers of `subject`, by digest, or `None` when no stored image or referrer has that
+    /// manifest. One read transaction: a range of the subject index, then each record.
+    pub(crate) fn referrers_of(&self, subject: &Digest) -> Result<Option<Vec<ReferrerRecord>>> {
+        let tx = self.db.begin_read()?;
+        let key = subject.to_string();
+        let images = tx.open_table(IMAGES)?;
+        let referrers = tx.open_table(REFERRERS)?;
+        let mut stored =
+            images.get(key.as_str())?.is_some() || referrers.get(key.as_str())?.is_some();
+        // A manifest inside an image's index is found in the records that list it.
+        let mut rows = images.iter()?;
+        while !stored && let Some(row) = rows.next() {
+            stored = parse_image(row?.1.value())?.subjects().contains(subject);
+        }
+        if !stored {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        // '0' follows '/': the range is exactly the keys `<subject hex>/…`.
+        let (from, to) = (format!("{}/", subject.hex()), format!("{}0", subject.hex()));
+        for row in tx
+            .open_table(BY_SUBJECT)?
+            .range(from.as_str()..to.as_str())?
+        {
+            let key = row?.0;
+            let hex = key.value().rsplit_once('/').map_or("", |(_, hex)| hex);
+            let digest = Digest::from_hex(hex).map_err(|e| {
+                Error::Database(format!("corrupt referrer key {:?}: {e}", key.value()))
+            })?;
+            let rec = referrers.get(digest.to_string().as_str())?.ok_or_else(|| {
+                Error::Corrupt(format!("referrer {digest} of {subject} has no record"))
+            })?;
+            out.push(parse(rec.value(), "referrer")?);
+        }
+        Ok(Some(out))
     }
 
     pub(crate) fn apply(&self, changes: &Changes) -> Result<()> {
@@ -147,16 +204,49 @@ impl Meta {
                 tags.insert(t.as_str(), d.to_string().as_str())?;
             }
         }
+        let gone_referrers = apply_referrers(&tx, changes)?;
         tx.commit()?;
         let mut referenced = self.referenced();
         for rec in &changes.put_images {
             count(&mut referenced, &rec.blobs, 1);
         }
+        for rec in &changes.put_referrers {
+            count(&mut referenced, &rec.blobs, 1);
+        }
         for rec in &gone {
+            count(&mut referenced, &rec.blobs, -1);
+        }
+        for rec in &gone_referrers {
             count(&mut referenced, &rec.blobs, -1);
         }
         Ok(())
     }
+}
+
+/// The referrer part of a change, with the subject index kept in step; returns the records it
+/// replaced or deleted.
+fn apply_referrers(tx: &redb::WriteTransaction, changes: &Changes) -> Result<Vec<ReferrerRecord>> {
+    let mut gone = Vec::new();
+    let mut records = tx.open_table(REFERRERS)?;
+    let mut by_subject = tx.open_table(BY_SUBJECT)?;
+    let index_key = |r: &ReferrerRecord| format!("{}/{}", r.subject.hex(), r.digest.hex());
+    for d in &changes.delete_referrers {
+        if let Some(old) = records.remove(d.to_string().as_str())? {
+            let old: ReferrerRecord = parse(old.value(), "referrer")?;
+            by_subject.remove(index_key(&old).as_str())?;
+            gone.push(old);
+        }
+    }
+    for rec in &changes.put_referrers {
+        let json = serde_json::to_vec(rec).expect("referrer record serialises");
+        if let Some(old) = records.insert(rec.digest.to_string().as_str(), json.as_slice())? {
+            let old: ReferrerRecord = parse(old.value(), "referrer")?;
+            by_subject.remove(index_key(&old).as_str())?;
+            gone.push(old);
+        }
+        by_subject.insert(index_key(rec).as_str(), ())?;
+    }
+    Ok(gone)
 }
 
 /// Adds `by` to the count of each of `blobs`, forgetting a blob whose count reaches zero.
@@ -171,96 +261,18 @@ fn count(referenced: &mut HashMap<Digest, u32>, blobs: &[Digest], by: i32) {
 }
 
 fn parse_image(bytes: &[u8]) -> Result<ImageRecord> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Database(format!("corrupt image record: {e}")))
+    parse(bytes, "image")
 }
 
-/// Leases: one small write transaction each, apart from the image metadata.
-impl Meta {
-    /// Every lease's expiry, by ID.
-    pub(crate) fn lease_expiries(&self) -> Result<BTreeMap<String, i64>> {
-        let tx = self.db.begin_read()?;
-        let mut out = BTreeMap::new();
-        for row in tx.open_table(LEASE_EXPIRY)?.iter()? {
-            let (k, v) = row?;
-            out.insert(k.value().to_owned(), v.value());
-        }
-        Ok(out)
-    }
-
-    /// Every digest some lease holds: roots for collection.
-    pub(crate) fn leased(&self) -> Result<HashSet<Digest>> {
-        let tx = self.db.begin_read()?;
-        let mut out = HashSet::new();
-        for row in tx.open_table(LEASE_BLOBS)?.iter()? {
-            let key = row?.0;
-            let hex = key.value().rsplit_once('/').map_or("", |(_, hex)| hex);
-            let digest = Digest::from_hex(hex).map_err(|e| {
-                Error::Database(format!("corrupt lease entry {:?}: {e}", key.value()))
-            })?;
-            out.insert(digest);
-        }
-        Ok(out)
-    }
-
-    pub(crate) fn put_lease(&self, id: &str, expires_at: i64) -> Result<()> {
-        let tx = self.db.begin_write()?;
-        tx.open_table(LEASE_EXPIRY)?.insert(id, expires_at)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Removes the leases `ids` and what they hold; says which of them existed.
-    pub(crate) fn delete_leases(&self, ids: &[String]) -> Result<Vec<String>> {
-        let tx = self.db.begin_write()?;
-        let mut gone = Vec::new();
-        {
-            let mut leases = tx.open_table(LEASE_EXPIRY)?;
-            let mut blobs = tx.open_table(LEASE_BLOBS)?;
-            for id in ids {
-                if leases.remove(id.as_str())?.is_some() {
-                    gone.push(id.clone());
-                }
-                // '0' follows '/': the range is exactly the keys `<id>/…`.
-                let (from, to) = (format!("{id}/"), format!("{id}0"));
-                blobs.retain_in(from.as_str()..to.as_str(), |_, ()| false)?;
-            }
-        }
-        tx.commit()?;
-        Ok(gone)
-    }
-
-    /// Adds `digest` to the lease `id`, which must exist and not have expired at `now`. At most
-    /// [`MAX_LEASED_BLOBS`] (lease, blob) pairs exist across all leases.
-    pub(crate) fn add_to_lease(&self, id: &str, digest: &Digest, now: i64) -> Result<()> {
-        let tx = self.db.begin_write()?;
-        match tx.open_table(LEASE_EXPIRY)?.get(id)?.map(|v| v.value()) {
-            None => return Err(Error::NotFound(format!("no lease {id:?}"))),
-            Some(at) if at <= now => {
-                return Err(Error::NotFound(format!("lease {id:?} has expired")));
-            }
-            Some(_) => {}
-        }
-        {
-            let mut blobs = tx.open_table(LEASE_BLOBS)?;
-            let key = format!("{id}/{}", digest.hex());
-            if blobs.get(key.as_str())?.is_some() {
-                // Held already: nothing to commit (the dropped transaction aborts).
-                return Ok(());
-            }
-            if blobs.len()? >= MAX_LEASED_BLOBS {
-                return Err(Error::ResourceExhausted(format!(
-                    "leases hold {MAX_LEASED_BLOBS} blobs in all; delete some leases first"
-                )));
-            }
-            blobs.insert(key.as_str(), ())?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Database(format!("corrupt {what} record: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
+    use redb::ReadableTableMetadata;
+
     use super::*;
 
     fn open() -> (tempfile::TempDir, Meta) {
@@ -271,79 +283,6 @@ mod tests {
 
     fn d(n: u8) -> Digest {
         Digest::of(&[n])
-    }
-
-    #[test]
-    fn a_lease_holds_each_blob_once_and_deleting_it_frees_only_its_own() {
-        let (_dir, meta) = open();
-        // "ab" is a prefix of "abc": deleting one must leave the other's keys.
-        for id in ["ab", "abc"] {
-            meta.put_lease(id, 100).unwrap();
-        }
-        meta.add_to_lease("ab", &d(1), 50).unwrap();
-        meta.add_to_lease("ab", &d(1), 50).unwrap();
-        meta.add_to_lease("ab", &d(2), 50).unwrap();
-        meta.add_to_lease("abc", &d(3), 50).unwrap();
-        assert_eq!(meta.leased().unwrap(), HashSet::from([d(1), d(2), d(3)]));
-        let tx = meta.db.begin_read().unwrap();
-        assert_eq!(tx.open_table(LEASE_BLOBS).unwrap().len().unwrap(), 3);
-        drop(tx);
-
-        assert!(matches!(
-            meta.add_to_lease("ab", &d(4), 100),
-            Err(Error::NotFound(m)) if m.contains("expired")
-        ));
-        assert!(matches!(
-            meta.add_to_lease("nope", &d(4), 0),
-            Err(Error::NotFound(_))
-        ));
-        assert_eq!(
-            meta.delete_leases(&["ab".into(), "x".into()]).unwrap(),
-            ["ab"]
-        );
-        assert_eq!(meta.leased().unwrap(), HashSet::from([d(3)]));
-        assert_eq!(
-            meta.lease_expiries().unwrap(),
-            BTreeMap::from([("abc".into(), 100)])
-        );
-    }
-
-    #[test]
-    fn all_leases_together_hold_at_most_the_cap() {
-        let (_dir, meta) = open();
-        meta.put_lease("full", 100).unwrap();
-        let tx = meta.db.begin_write().unwrap();
-        {
-            let mut blobs = tx.open_table(LEASE_BLOBS).unwrap();
-            for n in 0..MAX_LEASED_BLOBS {
-                blobs
-                    .insert(format!("other/{n:064x}").as_str(), ())
-                    .unwrap();
-            }
-        }
-        tx.commit().unwrap();
-        let e = meta.add_to_lease("full", &d(1), 0).unwrap_err();
-        assert!(matches!(e, Error::ResourceExhausted(_)), "{e}");
-    }
-
-    #[test]
-    fn a_store_with_the_old_lease_table_opens_without_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.redb");
-        let db = Database::create(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        let old: TableDefinition<&str, &[u8]> = TableDefinition::new(OLD_LEASES);
-        let json = br#"{"expires_at":1,"digests":[]}"#;
-        tx.open_table(old)
-            .unwrap()
-            .insert("id", json.as_slice())
-            .unwrap();
-        tx.commit().unwrap();
-        drop(db);
-        let meta = Meta::open(&path).unwrap();
-        assert!(meta.lease_expiries().unwrap().is_empty());
-        let tx = meta.db.begin_read().unwrap();
-        assert!(tx.open_table(old).is_err());
     }
 
     #[test]
@@ -358,6 +297,8 @@ mod tests {
             total_size: 0,
             platforms: vec![],
             blobs: blobs.iter().map(|b| d(*b)).collect(),
+            manifests: vec![d(n)],
+            artifact: false,
         };
         let put = |recs: Vec<ImageRecord>| Changes {
             put_images: recs,
@@ -379,5 +320,58 @@ mod tests {
         drop(meta);
         let meta = Meta::open(&dir.path().join("meta.redb")).unwrap();
         assert!(meta.is_referenced(&d(2)) && !meta.is_referenced(&d(3)));
+    }
+
+    #[test]
+    fn referrers_are_found_by_subject_and_their_blobs_counted() {
+        let (_dir, meta) = open();
+        let image = ImageRecord {
+            digest: d(1),
+            media_type: String::new(),
+            size: 0,
+            id: d(1),
+            created: None,
+            total_size: 0,
+            platforms: vec![],
+            blobs: vec![d(1), d(2)],
+            manifests: vec![d(1), d(2)],
+            artifact: false,
+        };
+        let referrer = |n: u8, subject: u8| ReferrerRecord {
+            digest: d(n),
+            media_type: String::new(),
+            size: 0,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+            subject: d(subject),
+            blobs: vec![d(n), d(50)],
+        };
+        meta.apply(&Changes {
+            put_images: vec![image],
+            put_referrers: vec![referrer(10, 1), referrer(11, 2), referrer(12, 10)],
+            ..Changes::default()
+        })
+        .unwrap();
+        let of = |n: u8| -> Option<Vec<Digest>> {
+            let found = meta.referrers_of(&d(n)).unwrap();
+            found.map(|v| v.into_iter().map(|r| r.digest).collect())
+        };
+        assert_eq!(of(1), Some(vec![d(10)]));
+        // A manifest inside the image, and a referrer, are subjects too.
+        assert_eq!(of(2), Some(vec![d(11)]));
+        assert_eq!(of(10), Some(vec![d(12)]));
+        assert_eq!(of(12), Some(vec![]));
+        assert_eq!(of(3), None);
+        assert!(meta.is_referenced(&d(50)));
+        meta.apply(&Changes {
+            delete_referrers: vec![d(10), d(11), d(12)],
+            ..Changes::default()
+        })
+        .unwrap();
+        assert_eq!(of(1), Some(vec![]));
+        assert!(meta.snapshot().unwrap().referrers.is_empty());
+        assert!(!meta.is_referenced(&d(50)));
+        let tx = meta.db.begin_read().unwrap();
+        assert!(tx.open_table(BY_SUBJECT).unwrap().is_empty().unwrap());
     }
 }

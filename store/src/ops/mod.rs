@@ -1,5 +1,10 @@
 //! What each metadata operation changes, decided from a snapshot. Pure: the store applies the
-//! result in one transaction.
+//! result in one transaction. What a change does to referrers is in `referrers.rs`.
+
+mod referrers;
+
+pub(crate) use referrers::Arriving;
+use referrers::{keep_referrers, settle};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -14,6 +19,8 @@ pub enum Removed {
     Untagged(ImageName),
     /// An image was deleted (its ID).
     Deleted(Digest),
+    /// A referrer was deleted with its subject (its digest).
+    Referrer(Digest),
 }
 
 /// How a user's IMAGE argument matched.
@@ -68,9 +75,14 @@ pub(crate) fn plan_remove(
             changes.delete_tags.push(name.full());
             removed.push(Removed::Untagged(name.clone()));
             // Untagging is all there is to do while other names remain, and it repairs a tag
-            // whose record is missing.
+            // whose record is missing (and the referrers of that record with it).
             let still_named = snap.names_of(&digest).iter().any(|t| *t != name);
             if still_named || !snap.images.contains_key(&digest) {
+                removed.extend(
+                    settle(snap, &mut changes)
+                        .into_iter()
+                        .map(Removed::Referrer),
+                );
                 return Ok((changes, removed));
             }
             digest
@@ -93,6 +105,11 @@ pub(crate) fn plan_remove(
     };
     removed.push(Removed::Deleted(snap.record(&digest)?.id.clone()));
     changes.delete_images.push(digest);
+    removed.extend(
+        settle(snap, &mut changes)
+            .into_iter()
+            .map(Removed::Referrer),
+    );
     Ok((changes, removed))
 }
 
@@ -110,8 +127,14 @@ pub(crate) fn plan_tag(snap: &Snapshot, source: &str, target: &ImageName) -> Res
 /// A load adds its images and points their names at them. A name that pointed elsewhere moves.
 /// An image it leaves without names stays, untagged, as docker leaves a dangling image; unless it
 /// has the same ID as the image the name moved to (the same image in another encoding, e.g. a
-/// docker-archive of an OCI image), which docker would not show twice: that record goes.
-pub(crate) fn plan_load(snap: &Snapshot, images: &[(ImageRecord, Vec<ImageName>)]) -> Changes {
+/// docker-archive of an OCI image), which docker would not show twice: that record goes, as does
+/// an artifact, which is kept only under a name. Referrers whose subject the store holds once
+/// the load commits are added; see [`keep_referrers`] for the others.
+pub(crate) fn plan_load(
+    snap: &Snapshot,
+    images: &[(ImageRecord, Vec<ImageName>)],
+    arriving: Arriving<'_>,
+) -> Result<Changes> {
     let mut changes = Changes::default();
     let mut tags = snap.tags.clone();
     for (rec, names) in images {
@@ -129,18 +152,21 @@ pub(crate) fn plan_load(snap: &Snapshot, images: &[(ImageRecord, Vec<ImageName>)
         let replaced = images
             .iter()
             .any(|(r, _)| r.id == old.id && r.digest != *old_digest);
-        if was_tagged && !still_tagged && replaced && !loaded.contains(old_digest) {
+        if was_tagged && !still_tagged && (replaced || old.artifact) && !loaded.contains(old_digest)
+        {
             changes.delete_images.push(old_digest.clone());
         }
     }
-    changes
+    keep_referrers(snap, &mut changes, arriving)?;
+    settle(snap, &mut changes);
+    Ok(changes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rec(n: u8, id: u8) -> ImageRecord {
+    pub(super) fn rec(n: u8, id: u8) -> ImageRecord {
         ImageRecord {
             digest: Digest::of(&[n]),
             media_type: String::new(),
@@ -150,10 +176,20 @@ mod tests {
             total_size: 0,
             platforms: vec![],
             blobs: vec![],
+            manifests: vec![Digest::of(&[n])],
+            artifact: false,
         }
     }
 
-    fn snap(images: &[ImageRecord], tags: &[(&str, u8)]) -> Snapshot {
+    pub(super) fn names(n: &str) -> Vec<ImageName> {
+        vec![n.parse().unwrap()]
+    }
+
+    pub(super) fn none() -> Arriving<'static> {
+        Arriving::default()
+    }
+
+    pub(super) fn snap(images: &[ImageRecord], tags: &[(&str, u8)]) -> Snapshot {
         let mut s = Snapshot::default();
         for r in images {
             s.images.insert(r.digest.clone(), r.clone());
@@ -222,14 +258,14 @@ mod tests {
         same_id.id = old.id.clone();
         let other_id = rec(3, 9);
         let s = snap(std::slice::from_ref(&old), &[("a:1", 1)]);
-        let changes = plan_load(&s, &[(same_id.clone(), vec!["a:1".parse().unwrap()])]);
+        let changes = plan_load(&s, &[(same_id.clone(), names("a:1"))], none()).unwrap();
         assert_eq!(changes.delete_images, vec![old.digest.clone()]);
         // A different image leaves the old one dangling, as docker does.
-        let changes = plan_load(&s, &[(other_id, vec!["a:1".parse().unwrap()])]);
+        let changes = plan_load(&s, &[(other_id, names("a:1"))], none()).unwrap();
         assert!(changes.delete_images.is_empty());
         // An old record that keeps another name stays.
         let s = snap(std::slice::from_ref(&old), &[("a:1", 1), ("b:1", 1)]);
-        let changes = plan_load(&s, &[(same_id, vec!["a:1".parse().unwrap()])]);
+        let changes = plan_load(&s, &[(same_id, names("a:1"))], none()).unwrap();
         assert!(changes.delete_images.is_empty());
     }
 

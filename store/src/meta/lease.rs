@@ -1,0 +1,185 @@
+//! Leases: each change one small write transaction, apart from the image metadata.
+
+use std::collections::{BTreeMap, HashSet};
+
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use super::{LEASE_BLOBS, LEASE_EXPIRY, Meta};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::limits::MAX_LEASED_BLOBS;
+
+impl Meta {
+    /// Every lease's expiry, by ID.
+    pub(crate) fn lease_expiries(&self) -> Result<BTreeMap<String, i64>> {
+        let tx = self.db.begin_read()?;
+        let mut out = BTreeMap::new();
+        for row in tx.open_table(LEASE_EXPIRY)?.iter()? {
+            let (k, v) = row?;
+            out.insert(k.value().to_owned(), v.value());
+        }
+        Ok(out)
+    }
+
+    /// Every digest some lease holds: roots for collection.
+    pub(crate) fn leased(&self) -> Result<HashSet<Digest>> {
+        let tx = self.db.begin_read()?;
+        let mut out = HashSet::new();
+        for row in tx.open_table(LEASE_BLOBS)?.iter()? {
+            let key = row?.0;
+            let hex = key.value().rsplit_once('/').map_or("", |(_, hex)| hex);
+            let digest = Digest::from_hex(hex).map_err(|e| {
+                Error::Database(format!("corrupt lease entry {:?}: {e}", key.value()))
+            })?;
+            out.insert(digest);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn put_lease(&self, id: &str, expires_at: i64) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(LEASE_EXPIRY)?.insert(id, expires_at)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes the leases `ids` and what they hold; says which of them existed.
+    pub(crate) fn delete_leases(&self, ids: &[String]) -> Result<Vec<String>> {
+        let tx = self.db.begin_write()?;
+        let mut gone = Vec::new();
+        {
+            let mut leases = tx.open_table(LEASE_EXPIRY)?;
+            let mut blobs = tx.open_table(LEASE_BLOBS)?;
+            for id in ids {
+                if leases.remove(id.as_str())?.is_some() {
+                    gone.push(id.clone());
+                }
+                // '0' follows '/': the range is exactly the keys `<id>/…`.
+                let (from, to) = (format!("{id}/"), format!("{id}0"));
+                blobs.retain_in(from.as_str()..to.as_str(), |_, ()| false)?;
+            }
+        }
+        tx.commit()?;
+        Ok(gone)
+    }
+
+    /// Adds `digest` to the lease `id`, which must exist and not have expired at `now`. At most
+    /// [`MAX_LEASED_BLOBS`] (lease, blob) pairs exist across all leases.
+    pub(crate) fn add_to_lease(&self, id: &str, digest: &Digest, now: i64) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        match tx.open_table(LEASE_EXPIRY)?.get(id)?.map(|v| v.value()) {
+            None => return Err(Error::NotFound(format!("no lease {id:?}"))),
+            Some(at) if at <= now => {
+                return Err(Error::NotFound(format!("lease {id:?} has expired")));
+            }
+            Some(_) => {}
+        }
+        {
+            let mut blobs = tx.open_table(LEASE_BLOBS)?;
+            let key = format!("{id}/{}", digest.hex());
+            if blobs.get(key.as_str())?.is_some() {
+                // Held already: nothing to commit (the dropped transaction aborts).
+                return Ok(());
+            }
+            if blobs.len()? >= MAX_LEASED_BLOBS {
+                return Err(Error::ResourceExhausted(format!(
+                    "leases hold {MAX_LEASED_BLOBS} blobs in all; delete some leases first"
+                )));
+            }
+            blobs.insert(key.as_str(), ())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::{Database, TableDefinition};
+
+    use super::*;
+    use crate::meta::OLD_LEASES;
+
+    fn open() -> (tempfile::TempDir, Meta) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(&dir.path().join("meta.redb")).unwrap();
+        (dir, meta)
+    }
+
+    fn d(n: u8) -> Digest {
+        Digest::of(&[n])
+    }
+
+    #[test]
+    fn a_lease_holds_each_blob_once_and_deleting_it_frees_only_its_own() {
+        let (_dir, meta) = open();
+        // "ab" is a prefix of "abc": deleting one must leave the other's keys.
+        for id in ["ab", "abc"] {
+            meta.put_lease(id, 100).unwrap();
+        }
+        meta.add_to_lease("ab", &d(1), 50).unwrap();
+        meta.add_to_lease("ab", &d(1), 50).unwrap();
+        meta.add_to_lease("ab", &d(2), 50).unwrap();
+        meta.add_to_lease("abc", &d(3), 50).unwrap();
+        assert_eq!(meta.leased().unwrap(), HashSet::from([d(1), d(2), d(3)]));
+        let tx = meta.db.begin_read().unwrap();
+        assert_eq!(tx.open_table(LEASE_BLOBS).unwrap().len().unwrap(), 3);
+        drop(tx);
+
+        assert!(matches!(
+            meta.add_to_lease("ab", &d(4), 100),
+            Err(Error::NotFound(m)) if m.contains("expired")
+        ));
+        assert!(matches!(
+            meta.add_to_lease("nope", &d(4), 0),
+            Err(Error::NotFound(_))
+        ));
+        assert_eq!(
+            meta.delete_leases(&["ab".into(), "x".into()]).unwrap(),
+            ["ab"]
+        );
+        assert_eq!(meta.leased().unwrap(), HashSet::from([d(3)]));
+        assert_eq!(
+            meta.lease_expiries().unwrap(),
+            BTreeMap::from([("abc".into(), 100)])
+        );
+    }
+
+    #[test]
+    fn all_leases_together_hold_at_most_the_cap() {
+        let (_dir, meta) = open();
+        meta.put_lease("full", 100).unwrap();
+        let tx = meta.db.begin_write().unwrap();
+        {
+            let mut blobs = tx.open_table(LEASE_BLOBS).unwrap();
+            for n in 0..MAX_LEASED_BLOBS {
+                blobs
+                    .insert(format!("other/{n:064x}").as_str(), ())
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        let e = meta.add_to_lease("full", &d(1), 0).unwrap_err();
+        assert!(matches!(e, Error::ResourceExhausted(_)), "{e}");
+    }
+
+    #[test]
+    fn a_store_with_the_old_lease_table_opens_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        let old: TableDefinition<&str, &[u8]> = TableDefinition::new(OLD_LEASES);
+        let json = br#"{"expires_at":1,"digests":[]}"#;
+        tx.open_table(old)
+            .unwrap()
+            .insert("id", json.as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+        drop(db);
+        let meta = Meta::open(&path).unwrap();
+        assert!(meta.lease_expiries().unwrap().is_empty());
+        let tx = meta.db.begin_read().unwrap();
+        assert!(tx.open_table(old).is_err());
+    }
+}
