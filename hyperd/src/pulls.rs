@@ -71,7 +71,7 @@ impl RegistryService for Registries {
             Ok(v1::PullResult {
                 name: p.name.map(|n| n.to_string()).unwrap_or_default(),
                 digest: p.digest.to_string(),
-                id: p.id.to_string(),
+                id: p.id.map(|id| id.to_string()).unwrap_or_default(),
                 downloaded: p.downloaded,
                 present: p.present,
                 downloaded_bytes: p.downloaded_bytes,

@@ -1,9 +1,11 @@
-//! Test support: archive fixtures, and a real `hyperd` on a temporary socket and root.
+//! Test support: archive fixtures, a real `hyperd` on a temporary socket and root, and a real
+//! registry on a free port.
 
 pub mod artifacts;
 pub mod daemon;
 pub mod damage;
 pub mod fixtures;
+pub mod registry;
 pub mod tools;
 
 pub use daemon::{TestDaemon, bin};

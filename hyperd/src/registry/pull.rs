@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt};
 use oci_client::{Reference, RegistryOperation};
-use store::{Began, Digest, ImageName, Platform, Store, WriteStart};
+use store::{Began, Created, Digest, ImageName, Platform, Store, WriteStart};
 
 use super::endpoint::Config;
 use super::error::{Error, Result, chain};
@@ -29,7 +29,8 @@ pub(crate) struct PullOptions {
 pub(crate) struct Pulled {
     pub(crate) name: Option<ImageName>,
     pub(crate) digest: Digest,
-    pub(crate) id: Digest,
+    /// The image ID; none for an artifact that refers to a stored image (a signature, say).
+    pub(crate) id: Option<Digest>,
     pub(crate) downloaded: u32,
     pub(crate) present: u32,
     pub(crate) downloaded_bytes: u64,
@@ -95,12 +96,16 @@ pub(crate) async fn pull(
         Err(e) => Err(e),
     };
     lease.release().await;
-    let (image, (downloaded, present, downloaded_bytes)) = result?;
-    tracing::info!(reference = %reference.whole(), digest = %image.digest, downloaded, present, "pulled");
+    let (created, (downloaded, present, downloaded_bytes)) = result?;
+    let (digest, id) = match created {
+        Created::Image(image) => (image.digest, Some(image.id)),
+        Created::Referrer(r) => (r.digest, None),
+    };
+    tracing::info!(reference = %reference.whole(), %digest, downloaded, present, "pulled");
     Ok(Pulled {
         name,
-        digest: image.digest,
-        id: image.id,
+        digest,
+        id,
         downloaded,
         present,
         downloaded_bytes,
