@@ -29,6 +29,14 @@ pub(crate) enum Command {
     Tag(TagArgs),
     /// Show images' manifest and config as JSON
     Inspect(InspectArgs),
+    /// Pull an image from a registry
+    Pull(PullArgs),
+    /// Push an image to the registry its name says
+    Push(PushArgs),
+    /// Check and store a registry credential (in docker's config.json)
+    Login(LoginArgs),
+    /// Remove a registry credential
+    Logout(LogoutArgs),
     /// Re-hash every stored blob and verify every reference
     Check,
     /// Show client and daemon versions
@@ -134,6 +142,51 @@ pub(crate) struct InspectArgs {
     /// Images: names or IDs
     #[arg(required = true, value_name = "IMAGE")]
     pub(crate) images: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PullArgs {
+    /// NAME[:TAG] or NAME@DIGEST
+    pub(crate) reference: String,
+    /// Platform to pull from a multi-platform image (os/arch[/variant]) [default: this host's]
+    #[arg(long)]
+    pub(crate) platform: Option<String>,
+    /// Pull the whole index, every platform's image
+    #[arg(short, long)]
+    pub(crate) all_platforms: bool,
+    /// Print only the image's name (or digest), no progress
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PushArgs {
+    /// NAME[:TAG] of a stored image; it goes to the registry and repository NAME says
+    pub(crate) name: String,
+    /// Do not show progress
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LoginArgs {
+    /// Registry (HOST[:PORT]) [default: docker.io]
+    pub(crate) server: Option<String>,
+    /// Username
+    #[arg(short, long)]
+    pub(crate) username: Option<String>,
+    /// Password (visible to other users in the process list: prefer --password-stdin)
+    #[arg(short, long)]
+    pub(crate) password: Option<String>,
+    /// Read the password from stdin
+    #[arg(long)]
+    pub(crate) password_stdin: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LogoutArgs {
+    /// Registry (HOST[:PORT]) [default: docker.io]
+    pub(crate) server: Option<String>,
 }
 
 #[derive(clap::Args)]

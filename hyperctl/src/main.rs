@@ -2,10 +2,12 @@
 
 mod cli;
 mod cmd;
+mod credentials;
 mod elide;
 mod exit;
 mod handoff;
 mod progress;
+mod transfer;
 
 use std::process::ExitCode;
 

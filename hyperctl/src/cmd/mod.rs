@@ -5,6 +5,9 @@ mod completion;
 mod images;
 mod inspect;
 mod load;
+mod login;
+mod pull;
+mod push;
 mod rmi;
 mod save;
 mod tag;
@@ -16,12 +19,14 @@ use std::process::ExitCode;
 use hyperd_proto::tonic::transport::Channel;
 use hyperd_proto::v1::content_service_client::ContentServiceClient;
 use hyperd_proto::v1::image_service_client::ImageServiceClient;
+use hyperd_proto::v1::registry_service_client::RegistryServiceClient;
 
 use crate::cli::Command;
 use crate::exit::Unreachable;
 
 pub(crate) type Client = ImageServiceClient<Channel>;
 pub(crate) type ContentClient = ContentServiceClient<Channel>;
+pub(crate) type RegistryClient = RegistryServiceClient<Channel>;
 
 /// Both services on one connection.
 pub(crate) struct Clients {
@@ -37,6 +42,9 @@ pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitC
     }
     if let Command::Version = command {
         return version::run(socket).await;
+    }
+    if let Command::Logout(args) = command {
+        return login::logout(args);
     }
     let channel = channel(socket).await?;
     let client = images(channel.clone());
@@ -58,8 +66,13 @@ pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitC
         Command::Rmi(a) => rmi::run(client, a).await,
         Command::Tag(a) => tag::run(client, a).await,
         Command::Inspect(a) => inspect::run(client, a).await,
+        Command::Pull(a) => pull::run(RegistryServiceClient::new(channel), a).await,
+        Command::Push(a) => push::run(RegistryServiceClient::new(channel), a).await,
+        Command::Login(a) => login::login(RegistryServiceClient::new(channel), a).await,
         Command::Check => check::run(client).await,
-        Command::Version | Command::Completion(_) => unreachable!("handled above"),
+        Command::Version | Command::Completion(_) | Command::Logout(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

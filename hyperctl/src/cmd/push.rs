@@ -1,0 +1,39 @@
+//! `hyperctl push NAME[:TAG]`: hyperd uploads, hyperctl shows the bars and the digest.
+
+use std::process::ExitCode;
+
+use hyperd_proto::v1::{PushRequest, push_event::Event};
+
+use super::RegistryClient;
+use crate::cli::PushArgs;
+use crate::credentials;
+use crate::exit::from_registry;
+use crate::transfer::Bars;
+
+pub(crate) async fn run(mut client: RegistryClient, args: PushArgs) -> anyhow::Result<ExitCode> {
+    let registry = credentials::registry_of(&args.name);
+    let request = PushRequest {
+        name: args.name.clone(),
+        credential: credentials::lookup(&registry),
+    };
+    let mut events = client
+        .push(request)
+        .await
+        .map_err(from_registry)?
+        .into_inner();
+    let mut bars = Bars::new(args.quiet, true);
+    let result = loop {
+        match events.message().await.map_err(from_registry)? {
+            Some(e) => match e.event {
+                Some(Event::Blob(p)) => bars.update(&p),
+                Some(Event::Done(r)) => break r,
+                None => {}
+            },
+            None => anyhow::bail!("hyperd ended the push without a result"),
+        }
+    };
+    bars.clear();
+    let tag = result.name.rsplit_once(':').map_or("latest", |(_, t)| t);
+    println!("{tag}: digest: {} size: {}", result.digest, result.size);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,215 @@
+//! `hyperctl pull` and `push` against a real registry (distribution 2.8 on loopback), with
+//! skopeo as the peer that checks digests both ways.
+
+use std::path::Path;
+use std::process::Output;
+
+use integration::TestDaemon;
+use integration::registry::{TestRegistry, write_certs_d, write_docker_config};
+use integration::tools::*;
+
+/// A two-layer umoci layout: its `oci:` reference and manifest digest.
+fn r(reg: &TestRegistry, repo_tag: &str) -> String {
+    format!("{}/{repo_tag}", reg.host())
+}
+
+fn image(dir: &Path) -> (String, String) {
+    let layout = umoci_image(
+        dir,
+        "v1",
+        &[
+            &[("etc/hello", "hello\n")],
+            &[("usr/bin/tool", "#!/bin/sh\necho tool\n")],
+        ],
+    );
+    let source = format!("oci:{}:v1", p(&layout));
+    let (manifest, _) = skopeo_digests(&source);
+    (source, manifest)
+}
+
+/// hyperctl with no credentials but those in `config` (an empty dir: none).
+fn ctl(d: &TestDaemon, config: &Path, args: &[&str]) -> Output {
+    d.ctl()
+        .env("DOCKER_CONFIG", config)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running hyperctl")
+}
+
+fn ok(d: &TestDaemon, config: &Path, args: &[&str]) -> String {
+    let out = ctl(d, config, args);
+    assert!(
+        out.status.success(),
+        "hyperctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn blob_files(d: &TestDaemon) -> usize {
+    std::fs::read_dir(d.root.join("blobs/sha256")).map_or(0, |r| r.count())
+}
+
+#[test]
+fn pull_push_round_trip_with_skopeo_keeps_every_digest() {
+    let reg = TestRegistry::plain();
+    let d = TestDaemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("docker");
+    let (source, manifest) = image(dir.path());
+    reg.skopeo_copy_to(&source, "src/app:v1");
+    let name = r(&reg, "src/app:v1");
+
+    let out = ok(&d, &creds, &["pull", &name]);
+    assert!(out.contains(&format!("Digest: {manifest}")), "{out}");
+    let listed = ok(&d, &creds, &["images", "--format", "json"]);
+    assert!(
+        listed.contains(&format!("{}/src/app", reg.host())),
+        "{listed}"
+    );
+
+    // A second pull of the same image, and one by digest, download no blob.
+    let mark = reg.mark();
+    ok(&d, &creds, &["pull", &name]);
+    let by_digest = format!("{}/src/app@{manifest}", reg.host());
+    let out = ok(&d, &creds, &["pull", "-q", &by_digest]);
+    assert_eq!(out.trim(), by_digest);
+    assert_eq!(
+        reg.count_since(mark, "GET", "/blobs/"),
+        0,
+        "{:#?}",
+        reg.requests()
+    );
+
+    // Push under another repository: every blob is mounted, none uploaded; skopeo sees the
+    // same manifest digest.
+    let target = r(&reg, "dst/app:v2");
+    ok(&d, &creds, &["tag", &name, &target]);
+    let mark = reg.mark();
+    let out = ok(&d, &creds, &["push", &target]);
+    assert!(out.contains(&format!("v2: digest: {manifest}")), "{out}");
+    let uploads = reg.count_since(mark, "PATCH", "/blobs/uploads/")
+        + reg.count_since(mark, "PUT", "/blobs/uploads/");
+    assert_eq!(uploads, 0, "{:#?}", reg.requests_since(mark));
+    let m: serde_json::Value = serde_json::from_str(&reg.skopeo_inspect_raw("src/app:v1")).unwrap();
+    let blobs = 1 + m["layers"].as_array().unwrap().len();
+    assert_eq!(
+        reg.count_since(mark, "POST", "mount="),
+        blobs,
+        "{:#?}",
+        reg.requests_since(mark)
+    );
+    assert_eq!(reg.skopeo_digest("dst/app:v2"), manifest);
+
+    // Pushed again: every blob is already there.
+    let mark = reg.mark();
+    ok(&d, &creds, &["push", &target]);
+    assert_eq!(reg.count_since(mark, "POST", "/blobs/uploads/"), 0);
+
+    // A fresh store pulls what hyperd pushed and gets the same image ID.
+    let id = ok(&d, &creds, &["images", "-q"]);
+    ok(&d, &creds, &["rmi", &name, &target]);
+    ok(&d, &creds, &["pull", &target]);
+    assert_eq!(ok(&d, &creds, &["images", "-q"]), id);
+}
+
+#[test]
+fn a_corrupted_blob_is_refused_and_nothing_is_stored() {
+    let reg = TestRegistry::plain();
+    let d = TestDaemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (source, _) = image(dir.path());
+    reg.skopeo_copy_to(&source, "bad/app:v1");
+    let raw = reg.skopeo_inspect_raw("bad/app:v1");
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap();
+    let path = reg.blob_data_path(layer);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    let out = ctl(&d, dir.path(), &["pull", &r(&reg, "bad/app:v1")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(layer) && err.contains("not what its digest says"),
+        "{err}"
+    );
+    assert_eq!(ok(&d, dir.path(), &["images", "-q"]).trim(), "");
+    // The pull's lease is gone, so what it wrote was collected.
+    let mut left = usize::MAX;
+    for _ in 0..50 {
+        left = blob_files(&d);
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn credentials_come_from_docker_config_and_login_writes_them() {
+    let reg = TestRegistry::with_auth("alice", "s3cret");
+    let d = TestDaemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (source, manifest) = image(dir.path());
+    reg.skopeo_copy_to(&source, "priv/app:v1");
+    let name = r(&reg, "priv/app:v1");
+
+    let none = dir.path().join("none");
+    let out = ctl(&d, &none, &["pull", &name]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let with = dir.path().join("with");
+    write_docker_config(&with, &reg.host(), "alice", "s3cret");
+    assert!(ok(&d, &with, &["pull", &name]).contains(&manifest));
+
+    // login checks the credential with the registry before writing it.
+    let fresh = dir.path().join("fresh");
+    let bad = ctl(
+        &d,
+        &fresh,
+        &["login", &reg.host(), "-u", "alice", "-p", "wrong"],
+    );
+    assert_eq!(bad.status.code(), Some(5));
+    assert!(!fresh.join("config.json").exists());
+    ok(
+        &d,
+        &fresh,
+        &["login", &reg.host(), "-u", "alice", "-p", "s3cret"],
+    );
+    let config = std::fs::read_to_string(fresh.join("config.json")).unwrap();
+    assert!(config.contains(&reg.host()), "{config}");
+    ok(&d, &fresh, &["rmi", &name]);
+    ok(&d, &fresh, &["pull", &name]);
+    ok(&d, &fresh, &["logout", &reg.host()]);
+    let out = ctl(&d, &fresh, &["pull", &name]);
+    assert_eq!(out.status.code(), Some(5));
+}
+
+#[test]
+fn tls_registries_need_their_ca_in_the_certs_dir() {
+    let reg = TestRegistry::with_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs.d");
+    let (source, manifest) = image(dir.path());
+    reg.skopeo_copy_to(&source, "tls/app:v1");
+    let name = r(&reg, "tls/app:v1");
+
+    let without = TestDaemon::start_with_args(&["--certs-dir", p(&certs)]);
+    let out = ctl(&without, dir.path(), &["pull", &name]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    write_certs_d(&certs, &reg.host(), reg.ca_pem());
+    let with = TestDaemon::start_with_args(&["--certs-dir", p(&certs)]);
+    assert!(ok(&with, dir.path(), &["pull", &name]).contains(&manifest));
+}
