@@ -154,6 +154,9 @@ pub(crate) struct PullArgs {
     /// Pull the whole index, every platform's image
     #[arg(short, long)]
     pub(crate) all_platforms: bool,
+    /// Also pull the image's referrers (signatures, SBOMs, attestations)
+    #[arg(long)]
+    pub(crate) referrers: bool,
     /// Print only the image's name (or digest), no progress
     #[arg(short, long)]
     pub(crate) quiet: bool,
@@ -163,6 +166,9 @@ pub(crate) struct PullArgs {
 pub(crate) struct PushArgs {
     /// NAME[:TAG] of a stored image; it goes to the registry and repository NAME says
     pub(crate) name: String,
+    /// Leave out the image's referrers (signatures, SBOMs), which are pushed by default
+    #[arg(long)]
+    pub(crate) no_referrers: bool,
     /// Do not show progress
     #[arg(short, long)]
     pub(crate) quiet: bool,

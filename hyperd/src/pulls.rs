@@ -64,6 +64,7 @@ impl RegistryService for Registries {
             credential: credential(req.credential),
             platform: non_empty(req.platform),
             all_platforms: req.all_platforms,
+            referrers: req.referrers,
         };
         let (store, config) = (self.store.clone(), self.config.clone());
         let work = move |events: Events| async move {
@@ -75,6 +76,7 @@ impl RegistryService for Registries {
                 downloaded: p.downloaded,
                 present: p.present,
                 downloaded_bytes: p.downloaded_bytes,
+                referrers: p.referrers,
             })
         };
         let event = |e: Event| match e {
@@ -117,7 +119,15 @@ impl RegistryService for Registries {
         let (store, config) = (self.store.clone(), self.config.clone());
         let credential = credential(req.credential);
         let work = move |events: Events| async move {
-            let p = registry::push(&store, &config, &req.name, &credential, &events).await?;
+            let p = registry::push(
+                &store,
+                &config,
+                &req.name,
+                &credential,
+                !req.no_referrers,
+                &events,
+            )
+            .await?;
             Ok(v1::PushResult {
                 name: p.name.to_string(),
                 digest: p.digest.to_string(),
@@ -125,6 +135,7 @@ impl RegistryService for Registries {
                 uploaded: p.uploaded,
                 mounted: p.mounted,
                 present: p.present,
+                referrers: p.referrers,
             })
         };
         Ok(Response::new(answer(

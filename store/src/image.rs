@@ -58,7 +58,7 @@ pub(crate) const REF_NAME_OLD: &str = "org.opencontainers.ref.name";
 /// containerd's key for the full image name, beside the ref name.
 pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// The media type of an OCI image index, which the referrers API answers with.
-pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 const INDEX_TYPES: [&str; 2] = [
     "application/vnd.oci.image.index.v1+json",

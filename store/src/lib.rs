@@ -30,7 +30,7 @@ mod store;
 pub use content::WriteStatus;
 pub use digest::Digest;
 pub use error::{Error, Result};
-pub use image::{ImageRecord, Platform, is_index, is_manifest};
+pub use image::{ImageRecord, OCI_INDEX, Platform, is_index, is_manifest};
 pub use import::Piece;
 pub use oci_spec;
 pub use ops::Removed;

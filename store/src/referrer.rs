@@ -34,7 +34,7 @@ pub struct ReferrerRecord {
 
 impl ReferrerRecord {
     /// Its descriptor as the referrers API and an OCI layout's index.json list it.
-    pub(crate) fn descriptor(&self) -> Value {
+    pub fn descriptor(&self) -> Value {
         let mut d = json!({
             "mediaType": self.media_type,
             "digest": self.digest.to_string(),

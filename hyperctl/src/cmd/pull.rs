@@ -17,6 +17,7 @@ pub(crate) async fn run(mut client: RegistryClient, args: PullArgs) -> anyhow::R
         credential: credentials::lookup(&registry),
         platform: args.platform.unwrap_or_default(),
         all_platforms: args.all_platforms,
+        referrers: args.referrers,
     };
     let mut events = client
         .pull(request)
@@ -50,6 +51,9 @@ pub(crate) async fn run(mut client: RegistryClient, args: PullArgs) -> anyhow::R
             println!("Status: Image is up to date for {shown}");
         } else {
             println!("Status: Downloaded newer image for {shown}");
+        }
+        if args.referrers {
+            println!("Referrers: {}", result.referrers);
         }
     }
     println!("{shown}");

@@ -15,6 +15,7 @@ pub(crate) async fn run(mut client: RegistryClient, args: PushArgs) -> anyhow::R
     let request = PushRequest {
         name: args.name.clone(),
         credential: credentials::lookup(&registry),
+        no_referrers: args.no_referrers,
     };
     let mut events = client
         .push(request)
@@ -33,6 +34,9 @@ pub(crate) async fn run(mut client: RegistryClient, args: PushArgs) -> anyhow::R
         }
     };
     bars.clear();
+    if result.referrers > 0 && !args.quiet {
+        println!("Pushed {} referrers", result.referrers);
+    }
     let tag = result.name.rsplit_once(':').map_or("latest", |(_, t)| t);
     println!("{tag}: digest: {} size: {}", result.digest, result.size);
     Ok(ExitCode::SUCCESS)

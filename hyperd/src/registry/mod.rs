@@ -8,6 +8,7 @@ mod login;
 mod plan;
 mod pull;
 mod push;
+mod referrers;
 mod remote;
 
 use oci_client::secrets::RegistryAuth;
@@ -120,4 +121,13 @@ impl Events {
 fn parse_reference(s: &str) -> Result<oci_client::Reference, Error> {
     s.parse()
         .map_err(|e| Error::InvalidArgument(format!("invalid reference {s:?}: {e}")))
+}
+
+/// The manifest `digest` in the repository of `reference`.
+fn by_digest(reference: &oci_client::Reference, digest: &Digest) -> oci_client::Reference {
+    oci_client::Reference::with_digest(
+        reference.registry().to_owned(),
+        reference.repository().to_owned(),
+        digest.to_string(),
+    )
 }

@@ -38,6 +38,7 @@ struct Json {
     layers: Vec<Desc>,
     #[serde(default)]
     manifests: Vec<Desc>,
+    subject: Option<Desc>,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +60,16 @@ struct Plat {
 /// The `mediaType` a manifest or index names itself with.
 pub(super) fn media_type(bytes: &[u8]) -> Option<String> {
     serde_json::from_slice::<Json>(bytes).ok()?.media_type
+}
+
+/// The manifest a referrer's `subject` names.
+pub(super) fn subject(bytes: &[u8]) -> Option<Digest> {
+    serde_json::from_slice::<Json>(bytes)
+        .ok()?
+        .subject?
+        .digest
+        .parse()
+        .ok()
 }
 
 /// Reads a manifest or index of `media_type`; the error says what is wrong with it.

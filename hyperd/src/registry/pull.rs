@@ -10,8 +10,9 @@ use store::{Began, Created, Digest, ImageName, Platform, Store, WriteStart};
 use super::endpoint::Config;
 use super::error::{Error, Result, chain};
 use super::plan::{self, BlobRef, Document};
+use super::referrers::{self, Found};
 use super::remote::{Fetched, Remote, retry};
-use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, parse_reference};
+use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, by_digest, parse_reference};
 
 /// Bytes gathered from the registry before they are handed to the writer in one piece.
 const PIECE: usize = 1 << 20;
@@ -24,6 +25,8 @@ pub(crate) struct PullOptions {
     pub(crate) credential: Credential,
     pub(crate) platform: Option<String>,
     pub(crate) all_platforms: bool,
+    /// Also store the referrers (signatures, SBOMs) the registry lists for what is pulled.
+    pub(crate) referrers: bool,
 }
 
 pub(crate) struct Pulled {
@@ -34,6 +37,7 @@ pub(crate) struct Pulled {
     pub(crate) downloaded: u32,
     pub(crate) present: u32,
     pub(crate) downloaded_bytes: u64,
+    pub(crate) referrers: u32,
 }
 
 /// What a pull stores: the documents (manifests, index) it has in memory, the blobs they point
@@ -69,7 +73,20 @@ pub(crate) async fn pull(
         RegistryOperation::Pull,
     )
     .await?;
-    let plan = resolve(&remote, &reference, &wanted, opts.all_platforms).await?;
+    let mut plan = resolve(&remote, &reference, &wanted, opts.all_platforms).await?;
+    let found = match opts.referrers {
+        true => {
+            let subjects: Vec<Digest> = plan.documents.iter().map(|d| d.digest.clone()).collect();
+            referrers::discover(&remote, &reference, &subjects).await?
+        }
+        false => Found::default(),
+    };
+    plan.documents.extend(found.documents);
+    plan.blobs = plan::unique(
+        std::mem::take(&mut plan.blobs)
+            .into_iter()
+            .chain(found.blobs),
+    );
     events
         .send(Event::Resolved {
             digest: plan.top.0.clone(),
@@ -88,15 +105,20 @@ pub(crate) async fn pull(
     let result = match result {
         Ok(counts) => {
             let names: Vec<ImageName> = name.iter().cloned().collect();
-            let image = store
+            match store
                 .create_image(&plan.top.0, Some(&plan.top.1), &names)
-                .await;
-            image.map(|image| (image, counts)).map_err(Error::from)
+                .await
+            {
+                Ok(image) => store_referrers(store, &found.referrers)
+                    .await
+                    .map(|stored| (image, counts, stored)),
+                Err(e) => Err(e.into()),
+            }
         }
         Err(e) => Err(e),
     };
     lease.release().await;
-    let (created, (downloaded, present, downloaded_bytes)) = result?;
+    let (created, (downloaded, present, downloaded_bytes), referrers) = result?;
     let (digest, id) = match created {
         Created::Image(image) => (image.digest, Some(image.id)),
         Created::Referrer(r) => (r.digest, None),
@@ -109,7 +131,16 @@ pub(crate) async fn pull(
         downloaded,
         present,
         downloaded_bytes,
+        referrers,
     })
+}
+
+/// Records each pulled referrer, subjects first; how many.
+async fn store_referrers(store: &Store, referrers: &[(Digest, String)]) -> Result<u32> {
+    for (digest, media_type) in referrers {
+        store.create_referrer(digest, Some(media_type)).await?;
+    }
+    Ok(referrers.len() as u32)
 }
 
 /// Reads the reference's manifest or index and, for an index, the manifests it needs.
@@ -119,76 +150,74 @@ async fn resolve(
     wanted: &Platform,
     all: bool,
 ) -> Result<Wanted> {
-    let top = remote.manifest(reference).await?;
-    let by_digest = |d: &Digest| {
-        Reference::with_digest(
-            reference.registry().to_owned(),
-            reference.repository().to_owned(),
-            d.to_string(),
-        )
+    let mut top = remote.manifest(reference).await?;
+    if let Document::Index(children) = read(remote, &top)?
+        && !all
+    {
+        let child = plan::choose(&children, wanted).ok_or_else(|| {
+            let offered: Vec<String> = children
+                .iter()
+                .filter_map(|c| c.platform.as_ref().map(ToString::to_string))
+                .collect();
+            Error::NoPlatform(format!(
+                "{} has no image for {wanted} (it has {}); pull another with --platform, \
+                 or all with --all-platforms",
+                reference.whole(),
+                offered.join(", ")
+            ))
+        })?;
+        top = remote
+            .manifest(&by_digest(reference, &child.blob.digest))
+            .await?;
+        if store::is_index(&top.media_type) {
+            return Err(bad(
+                remote,
+                &top,
+                "an index where the index promised a manifest",
+            ));
+        }
+    }
+    let top_id = (top.digest.clone(), top.media_type.clone());
+    let (documents, blobs) = graph(remote, reference, top).await?;
+    Ok(Wanted {
+        top: top_id,
+        documents,
+        blobs,
+    })
+}
+
+/// A manifest and its blobs, or an index, its manifests and all their blobs.
+pub(super) async fn graph(
+    remote: &Remote,
+    reference: &Reference,
+    top: Fetched,
+) -> Result<(Vec<Fetched>, Vec<BlobRef>)> {
+    let children = match read(remote, &top)? {
+        Document::Manifest(blobs) => return Ok((vec![top], blobs)),
+        Document::Index(children) => children,
     };
-    match read(remote, &top)? {
-        Document::Manifest(blobs) => Ok(Wanted {
-            top: (top.digest.clone(), top.media_type.clone()),
-            documents: vec![top],
-            blobs,
-        }),
-        Document::Index(children) if !all => {
-            let child = plan::choose(&children, wanted).ok_or_else(|| {
-                let offered: Vec<String> = children
-                    .iter()
-                    .filter_map(|c| c.platform.as_ref().map(ToString::to_string))
-                    .collect();
-                Error::NoPlatform(format!(
-                    "{} has no image for {wanted} (it has {}); pull another with --platform, \
-                     or all with --all-platforms",
-                    reference.whole(),
-                    offered.join(", ")
-                ))
-            })?;
-            let manifest = remote.manifest(&by_digest(&child.blob.digest)).await?;
-            let Document::Manifest(blobs) = read(remote, &manifest)? else {
+    let mut documents = vec![top];
+    let mut blobs = Vec::new();
+    for child in &children {
+        let manifest = remote
+            .manifest(&by_digest(reference, &child.blob.digest))
+            .await?;
+        match read(remote, &manifest)? {
+            Document::Manifest(b) => blobs.extend(b),
+            Document::Index(_) => {
                 return Err(bad(
                     remote,
                     &manifest,
-                    "an index where the index promised a manifest",
+                    "an index inside an index, which pulls do not follow",
                 ));
-            };
-            Ok(Wanted {
-                top: (manifest.digest.clone(), manifest.media_type.clone()),
-                documents: vec![manifest],
-                blobs,
-            })
-        }
-        Document::Index(children) => {
-            let mut blobs = Vec::new();
-            let mut documents = vec![];
-            for child in &children {
-                let manifest = remote.manifest(&by_digest(&child.blob.digest)).await?;
-                match read(remote, &manifest)? {
-                    Document::Manifest(b) => blobs.extend(b),
-                    Document::Index(_) => {
-                        return Err(bad(
-                            remote,
-                            &manifest,
-                            "an index inside an index, which pulls do not follow",
-                        ));
-                    }
-                }
-                documents.push(manifest);
             }
-            let top_id = (top.digest.clone(), top.media_type.clone());
-            documents.insert(0, top);
-            Ok(Wanted {
-                top: top_id,
-                documents,
-                blobs: plan::unique(blobs),
-            })
         }
+        documents.push(manifest);
     }
+    Ok((documents, plan::unique(blobs)))
 }
 
-fn read(remote: &Remote, doc: &Fetched) -> Result<Document> {
+pub(super) fn read(remote: &Remote, doc: &Fetched) -> Result<Document> {
     plan::parse(&doc.media_type, &doc.bytes).map_err(|why| bad(remote, doc, &why))
 }
 

@@ -1,5 +1,6 @@
 //! A push: the stored image exactly as stored (an index as an index, so every digest is the
-//! one the store holds), blobs first, up to three at once, then manifests, the tag last.
+//! one the store holds), blobs first, up to three at once, then manifests, the tag last; then
+//! the referrers that travel with it, as a save writes them.
 
 use std::collections::HashMap;
 
@@ -13,9 +14,10 @@ use tokio_util::io::ReaderStream;
 
 use super::endpoint::Config;
 use super::error::{Error, Result};
-use super::plan::{self, BlobRef, Document};
+use super::plan::{self, BlobRef, Child, Document};
+use super::referrers;
 use super::remote::Remote;
-use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, parse_reference};
+use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, by_digest, parse_reference};
 
 /// Repositories a blob is offered for mounting from, at most.
 const MOUNT_TRIES: usize = 3;
@@ -27,6 +29,7 @@ pub(crate) struct Pushed {
     pub(crate) uploaded: u32,
     pub(crate) mounted: u32,
     pub(crate) present: u32,
+    pub(crate) referrers: u32,
 }
 
 pub(crate) async fn push(
@@ -34,6 +37,7 @@ pub(crate) async fn push(
     config: &Config,
     name: &str,
     credential: &Credential,
+    with_referrers: bool,
     events: &Events,
 ) -> Result<Pushed> {
     let name: ImageName = name.parse()?;
@@ -41,26 +45,15 @@ pub(crate) async fn push(
     let reference = parse_reference(&name.full())?;
     let top_type = image.record.media_type.clone();
     let top = Bytes::from(image.manifest);
-    let mut children = Vec::new();
-    let blobs = match plan::parse(&top_type, &top).map_err(corrupt)? {
-        Document::Manifest(blobs) => blobs,
-        Document::Index(entries) => {
-            let mut blobs = Vec::new();
-            for entry in entries {
-                let bytes = read_json(store, &entry.blob.digest).await?;
-                match plan::parse(&entry.media_type, &bytes).map_err(corrupt)? {
-                    Document::Manifest(b) => blobs.extend(b),
-                    Document::Index(_) => {
-                        return Err(Error::InvalidArgument(format!(
-                            "{name} holds an index inside its index, which push does not send"
-                        )));
-                    }
-                }
-                children.push((entry, bytes));
-            }
-            plan::unique(blobs)
-        }
-    };
+    let (mut blobs, children) = graph(store, &name, &top_type, &top).await?;
+    let mut referrers = Vec::new();
+    for record in image.referrers.into_iter().filter(|_| with_referrers) {
+        let bytes = read_json(store, &record.digest).await?;
+        let (b, c) = graph(store, &name, &record.media_type, &bytes).await?;
+        blobs.extend(b);
+        referrers.push((record, bytes, c));
+    }
+    let blobs = plan::unique(blobs);
     let remote = Remote::connect(config, &reference, credential, RegistryOperation::Push).await?;
     let sources = mount_sources(store, &reference).await?;
     for b in &blobs {
@@ -74,19 +67,19 @@ pub(crate) async fn push(
         .buffer_unordered(PARALLEL_BLOBS)
         .try_collect()
         .await?;
-    for (entry, bytes) in children {
-        let by_digest = Reference::with_digest(
-            reference.registry().to_owned(),
-            reference.repository().to_owned(),
-            entry.blob.digest.to_string(),
-        );
-        remote
-            .push_manifest(&by_digest, bytes, &entry.media_type)
-            .await?;
-    }
+    push_manifests(&remote, &reference, children).await?;
     remote
         .push_manifest(&reference, top.clone(), &top_type)
         .await?;
+    // The image first: a registry may check that a referrer's subject is there.
+    let mut records = Vec::new();
+    for (record, bytes, children) in referrers {
+        push_manifests(&remote, &reference, children).await?;
+        let at = by_digest(&reference, &record.digest);
+        remote.push_manifest(&at, bytes, &record.media_type).await?;
+        records.push(record);
+    }
+    referrers::publish(&remote, &reference, &records).await?;
     let count = |s: BlobState| outcomes.iter().filter(|o| **o == s).count() as u32;
     tracing::info!(name = %name.full(), digest = %image.record.digest, "pushed");
     Ok(Pushed {
@@ -96,7 +89,49 @@ pub(crate) async fn push(
         uploaded: count(BlobState::Done),
         mounted: count(BlobState::Mounted),
         present: count(BlobState::Present),
+        referrers: records.len() as u32,
     })
+}
+
+/// The blobs of a stored manifest; of an index, its manifests and all their blobs.
+async fn graph(
+    store: &Store,
+    name: &ImageName,
+    media_type: &str,
+    bytes: &[u8],
+) -> Result<(Vec<BlobRef>, Vec<(Child, Bytes)>)> {
+    let entries = match plan::parse(media_type, bytes).map_err(corrupt)? {
+        Document::Manifest(blobs) => return Ok((blobs, Vec::new())),
+        Document::Index(entries) => entries,
+    };
+    let mut blobs = Vec::new();
+    let mut children = Vec::new();
+    for entry in entries {
+        let bytes = read_json(store, &entry.blob.digest).await?;
+        match plan::parse(&entry.media_type, &bytes).map_err(corrupt)? {
+            Document::Manifest(b) => blobs.extend(b),
+            Document::Index(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} holds an index inside its index, which push does not send"
+                )));
+            }
+        }
+        children.push((entry, bytes));
+    }
+    Ok((plan::unique(blobs), children))
+}
+
+/// An index's manifests, by digest, before the index that lists them.
+async fn push_manifests(
+    remote: &Remote,
+    reference: &Reference,
+    children: Vec<(Child, Bytes)>,
+) -> Result<()> {
+    for (entry, bytes) in children {
+        let at = by_digest(reference, &entry.blob.digest);
+        remote.push_manifest(&at, bytes, &entry.media_type).await?;
+    }
+    Ok(())
 }
 
 /// A stored manifest the record lists but that does not parse is damage to the store.

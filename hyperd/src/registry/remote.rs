@@ -15,6 +15,7 @@ use store::limits::MAX_JSON;
 use super::Credential;
 use super::endpoint::{Config, Endpoint};
 use super::error::{Error, Result, chain};
+use super::plan;
 
 /// Every manifest type a pull understands.
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
@@ -66,6 +67,11 @@ impl Remote {
         &self.endpoint.host
     }
 
+    /// The registry's URL: `https://host[:port]` (or `http://`).
+    pub(super) fn base(&self) -> &str {
+        &self.endpoint.base
+    }
+
     /// What `Authorization` the requests made here (not by oci-client) carry.
     fn authorization(&self) -> Option<HeaderValue> {
         let value = match (&self.bearer, &self.auth) {
@@ -98,11 +104,7 @@ impl Remote {
             self.endpoint.base,
             reference.repository()
         );
-        let mut req = self.endpoint.http.get(&url).header(ACCEPT, MANIFEST_TYPES);
-        if let Some(a) = self.authorization() {
-            req = req.header(AUTHORIZATION, a);
-        }
-        let mut resp = req.send().await.map_err(|e| Error::http(host, &what, &e))?;
+        let mut resp = self.get(&url, MANIFEST_TYPES, &what).await?;
         let status = resp.status();
         if status.is_redirection() {
             return Err(Error::BadRemote(format!(
@@ -144,7 +146,7 @@ impl Remote {
                 )));
             }
         }
-        let media_type = super::plan::media_type(&bytes)
+        let media_type = plan::media_type(&bytes)
             .or(header_type)
             .ok_or_else(|| Error::BadRemote(format!("{what} at {host}: no media type")))?;
         Ok(Fetched {
@@ -152,6 +154,22 @@ impl Remote {
             digest,
             media_type,
         })
+    }
+
+    /// A GET of `url` on the registry, with the operation's credential.
+    pub(super) async fn get(
+        &self,
+        url: &str,
+        accept: &str,
+        what: &str,
+    ) -> Result<reqwest::Response> {
+        let mut req = self.endpoint.http.get(url).header(ACCEPT, accept);
+        if let Some(a) = self.authorization() {
+            req = req.header(AUTHORIZATION, a);
+        }
+        req.send()
+            .await
+            .map_err(|e| Error::http(self.host(), what, &e))
     }
 
     /// The body of blob `digest` of `size` bytes, as the registry streams it (not yet checked).
@@ -278,7 +296,7 @@ fn descriptor(digest: &Digest, size: u64) -> oci_client::manifest::OciDescriptor
 }
 
 /// A response body of at most `limit` bytes; more is the registry's fault.
-async fn read_limited(
+pub(super) async fn read_limited(
     resp: &mut reqwest::Response,
     limit: u64,
     host: &str,

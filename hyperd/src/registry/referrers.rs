@@ -1,0 +1,275 @@
+//! Referrers (signatures, SBOMs, attestations: manifests whose `subject` is another manifest)
+//! over a registry. They are found through the referrers API, or where a registry lacks it (as
+//! distribution 2.8 does) through the tag schema: the tag `sha256-<hex>` of the subject names an
+//! index of its referrers' descriptors, which pushes keep up to date.
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+
+use bytes::Bytes;
+use oci_client::Reference;
+use reqwest::StatusCode;
+use reqwest::header::LINK;
+use serde_json::{Value, json};
+use store::limits::MAX_JSON;
+use store::{Digest, OCI_INDEX, ReferrerRecord};
+
+use super::by_digest;
+use super::error::{Error, Result};
+use super::plan::{self, BlobRef, Child, Document};
+use super::pull::graph;
+use super::remote::{Fetched, Remote, read_limited, retry};
+
+/// Referrers one pull follows, at most: a registry could list them without end.
+const MAX_REFERRERS: usize = 256;
+/// Pages of one referrers listing read, at most; each holds up to 4 MiB of descriptors.
+const MAX_PAGES: usize = 16;
+
+/// The referrers a pull stores, with what they need.
+#[derive(Default)]
+pub(super) struct Found {
+    pub(super) documents: Vec<Fetched>,
+    pub(super) blobs: Vec<BlobRef>,
+    /// Digest and media type of each, every subject before its referrers.
+    pub(super) referrers: Vec<(Digest, String)>,
+}
+
+/// The referrers of `subjects` at the registry, and theirs in turn (a signature of an SBOM).
+/// A listed manifest whose `subject` is another is left out: the listing is stale.
+pub(super) async fn discover(
+    remote: &Remote,
+    repo: &Reference,
+    subjects: &[Digest],
+) -> Result<Found> {
+    let mut found = Found::default();
+    let mut seen: HashSet<Digest> = subjects.iter().cloned().collect();
+    let mut queue: VecDeque<Digest> = subjects.iter().cloned().collect();
+    while let Some(subject) = queue.pop_front() {
+        for listed in listed(remote, repo, &subject).await? {
+            let digest = listed.blob.digest;
+            if !seen.insert(digest.clone()) {
+                continue;
+            }
+            if found.referrers.len() == MAX_REFERRERS {
+                tracing::warn!(%subject, "more than {MAX_REFERRERS} referrers; the rest are left");
+                return Ok(found);
+            }
+            let manifest = remote.manifest(&by_digest(repo, &digest)).await?;
+            if plan::subject(&manifest.bytes).as_ref() != Some(&subject) {
+                tracing::warn!(%subject, referrer = %digest, "listed, but refers to another");
+                continue;
+            }
+            found
+                .referrers
+                .push((digest.clone(), manifest.media_type.clone()));
+            let (documents, blobs) = graph(remote, repo, manifest).await?;
+            found.documents.extend(documents);
+            found.blobs.extend(blobs);
+            queue.push_back(digest);
+        }
+    }
+    found.blobs = plan::unique(std::mem::take(&mut found.blobs));
+    Ok(found)
+}
+
+/// What the registry lists as referrers of `subject`: its referrers API, else the tag schema.
+async fn listed(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<Vec<Child>> {
+    if let Some(listed) = api(remote, repo, subject).await? {
+        return Ok(listed);
+    }
+    match schema_index(remote, repo, subject).await? {
+        Some(index) => match plan::parse(&index.media_type, &index.bytes) {
+            Ok(Document::Index(children)) => Ok(children),
+            _ => Err(Error::BadRemote(format!(
+                "tag {} at {}: not an index of referrers",
+                schema_tag(subject),
+                remote.host()
+            ))),
+        },
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The tag schema's index for `subject`, if the registry has one.
+async fn schema_index(
+    remote: &Remote,
+    repo: &Reference,
+    subject: &Digest,
+) -> Result<Option<Fetched>> {
+    let tag = Reference::with_tag(
+        repo.registry().to_owned(),
+        repo.repository().to_owned(),
+        schema_tag(subject),
+    );
+    match remote.manifest(&tag).await {
+        Ok(index) => Ok(Some(index)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn schema_tag(subject: &Digest) -> String {
+    format!("sha256-{}", subject.hex())
+}
+
+/// After a push of `referrers` (their manifests are at the registry): where the registry has
+/// no referrers API, adds each to its subject's tag-schema index, keeping what others put there.
+pub(super) async fn publish(
+    remote: &Remote,
+    repo: &Reference,
+    referrers: &[ReferrerRecord],
+) -> Result<()> {
+    let subjects: BTreeSet<&Digest> = referrers.iter().map(|r| &r.subject).collect();
+    for subject in subjects {
+        if api(remote, repo, subject).await?.is_some() {
+            continue;
+        }
+        let mut index = match schema_index(remote, repo, subject).await? {
+            Some(held) => serde_json::from_slice(&held.bytes).map_err(|e| {
+                Error::BadRemote(format!(
+                    "tag {} at {}: {e}",
+                    schema_tag(subject),
+                    remote.host()
+                ))
+            })?,
+            None => json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
+        };
+        let mine = referrers.iter().filter(|r| &r.subject == subject);
+        if add_descriptors(&mut index, mine.map(ReferrerRecord::descriptor)) {
+            let tag = Reference::with_tag(
+                repo.registry().to_owned(),
+                repo.repository().to_owned(),
+                schema_tag(subject),
+            );
+            let bytes = serde_json::to_vec(&index).expect("JSON serialises");
+            remote
+                .push_manifest(&tag, Bytes::from(bytes), OCI_INDEX)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds to `index`'s manifests each descriptor whose digest it lacks; whether any was added.
+fn add_descriptors(index: &mut Value, descriptors: impl Iterator<Item = Value>) -> bool {
+    if !index["manifests"].is_array() {
+        index["manifests"] = json!([]);
+    }
+    let manifests = index["manifests"].as_array_mut().expect("an array");
+    let mut added = false;
+    for d in descriptors {
+        if !manifests.iter().any(|m| m["digest"] == d["digest"]) {
+            manifests.push(d);
+            added = true;
+        }
+    }
+    added
+}
+
+/// What the registry's referrers API lists for `subject`, every page of it; `None` when the
+/// registry has none (it answers 404, as registries before OCI 1.1 do).
+async fn api(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<Option<Vec<Child>>> {
+    let what = format!("referrers of {subject}");
+    let mut url = format!(
+        "{}/v2/{}/referrers/{subject}",
+        remote.base(),
+        repo.repository()
+    );
+    let mut listed = Vec::new();
+    for _ in 0..MAX_PAGES {
+        let Some((bytes, next)) = retry(|| page(remote, &url, &what)).await? else {
+            return Ok(None);
+        };
+        match plan::parse(OCI_INDEX, &bytes) {
+            Ok(Document::Index(children)) => listed.extend(children),
+            Ok(Document::Manifest(_)) => unreachable!("parsed as an index"),
+            Err(why) => {
+                return Err(Error::BadRemote(format!(
+                    "{what} at {}: {why}",
+                    remote.host()
+                )));
+            }
+        }
+        match next {
+            Some(next) => url = next,
+            None => return Ok(Some(listed)),
+        }
+    }
+    Err(Error::BadRemote(format!(
+        "{what} at {}: more than {MAX_PAGES} pages",
+        remote.host()
+    )))
+}
+
+/// One page of a referrers listing and the URL of the next; `None` for a 404.
+async fn page(remote: &Remote, url: &str, what: &str) -> Result<Option<(Vec<u8>, Option<String>)>> {
+    let host = remote.host();
+    let mut resp = remote.get(url, OCI_INDEX, what).await?;
+    let status = resp.status();
+    if status == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(Error::status(host, what, status.as_u16(), ""));
+    }
+    let next = match resp.headers().get(LINK).and_then(|v| v.to_str().ok()) {
+        Some(link) => Some(next_page(remote.base(), link).ok_or_else(|| {
+            Error::BadRemote(format!(
+                "{what} at {host}: the next page is not on the registry ({link})"
+            ))
+        })?),
+        None => None,
+    };
+    let bytes = read_limited(&mut resp, MAX_JSON, host, what).await?;
+    Ok(Some((bytes, next)))
+}
+
+/// The URL of a `Link: <…>; rel="next"` header, if it is on the registry at `base`.
+fn next_page(base: &str, link: &str) -> Option<String> {
+    let target = link.split(';').next()?.trim();
+    let target = target.strip_prefix('<')?.strip_suffix('>')?;
+    if target.starts_with('/') {
+        Some(format!("{base}{target}"))
+    } else {
+        target
+            .strip_prefix(base)
+            .filter(|rest| rest.starts_with('/'))
+            .map(|_| target.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_next_page_stays_on_the_registry() {
+        let base = "https://r.example:5000";
+        let next = |link: &str| next_page(base, link);
+        assert_eq!(
+            next(r#"</v2/a/referrers/sha256:1?n=2&last=x>; rel="next""#).as_deref(),
+            Some("https://r.example:5000/v2/a/referrers/sha256:1?n=2&last=x")
+        );
+        assert_eq!(
+            next(r#"<https://r.example:5000/v2/a/referrers/x>; rel="next""#).as_deref(),
+            Some("https://r.example:5000/v2/a/referrers/x")
+        );
+        assert_eq!(next(r#"<https://elsewhere/v2/a>; rel="next""#), None);
+        assert_eq!(next(r#"<https://r.example:50001/v2/a>; rel="next""#), None);
+        assert_eq!(next("no brackets"), None);
+    }
+
+    #[test]
+    fn descriptors_already_listed_are_not_added_twice() {
+        let mut index = json!({"schemaVersion": 2, "manifests": [{"digest": "sha256:a"}]});
+        let d = |x: &str| json!({"digest": x, "size": 1});
+        assert!(!add_descriptors(&mut index, [d("sha256:a")].into_iter()));
+        assert!(add_descriptors(
+            &mut index,
+            [d("sha256:a"), d("sha256:b")].into_iter()
+        ));
+        assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+        let mut empty = json!({"schemaVersion": 2});
+        assert!(add_descriptors(&mut empty, [d("sha256:c")].into_iter()));
+        assert_eq!(empty["manifests"][0]["digest"], "sha256:c");
+    }
+}

@@ -1,0 +1,133 @@
+//! Referrers over a registry: a signed image with an SBOM (and a signature of the SBOM) pushed
+//! by hyperd to distribution 2.8, which has no referrers API, so they go through the tag schema;
+//! a second hyperd pulls them back with `--referrers` with every digest unchanged.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use integration::TestDaemon;
+use integration::artifacts::*;
+use integration::fixtures::*;
+use integration::registry::TestRegistry;
+use integration::tools::p;
+use serde_json::Value;
+
+/// A stored image `REG/app:v1` with its signature, its SBOM and a signature of the SBOM;
+/// the digests of the three referrers.
+async fn signed_image(d: &TestDaemon, reg: &TestRegistry) -> (Image, BTreeSet<String>) {
+    let app = Image::new(&["registry referrers"], "amd64", Comp::Gzip).await;
+    let sig = cosign_signature(&app.manifest, MANIFEST, "registry referrers");
+    let sbom = spdx_sbom(&app.manifest, MANIFEST);
+    let sbom_sig = cosign_signature(&sbom.manifest, MANIFEST, "registry referrers sbom");
+    let name = format!("{}/team/app:v1", reg.host());
+    let entries = layout(&[(&app, &[(REF_NAME, &name)])], &[&sig, &sbom, &sbom_sig]);
+    let archive = d.path("signed.tar");
+    std::fs::write(&archive, tar(&entries).await).unwrap();
+    d.ok(&["load", "-i", p(&archive)]);
+    let digests = [&sig, &sbom, &sbom_sig].map(|a| a.digest()).into();
+    (app, digests)
+}
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+fn ctl(d: &TestDaemon, args: &[&str], no_creds: &Path) -> String {
+    let out = d
+        .ctl()
+        .env("DOCKER_CONFIG", no_creds)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hyperctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn referrers(d: &TestDaemon, image: &str) -> BTreeSet<String> {
+    let inspected: Value = serde_json::from_str(&d.ok(&["inspect", image])).unwrap();
+    inspected[0]["Referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The digests the tag schema's index for `subject` lists at the registry.
+fn schema_listing(reg: &TestRegistry, repo: &str, subject: &str) -> BTreeSet<String> {
+    let tag = format!("{repo}:sha256-{}", hex_of(subject));
+    let index: Value = serde_json::from_str(&reg.skopeo_inspect_raw(&tag)).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn referrers_travel_through_a_registry_without_the_referrers_api() {
+    let reg = TestRegistry::plain();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path();
+    let sender = TestDaemon::start();
+    let (app, sent) = signed_image(&sender, &reg).await;
+    let name = format!("{}/team/app:v1", reg.host());
+    assert_eq!(referrers(&sender, &name), sent);
+
+    let out = ctl(&sender, &["push", &name], creds);
+    assert!(out.contains("Pushed 3 referrers"), "{out}");
+    let app_digest = sha(&app.manifest);
+    let sbom = spdx_sbom(&app.manifest, MANIFEST);
+    let on_app = schema_listing(&reg, "team/app", &app_digest);
+    let on_sbom = schema_listing(&reg, "team/app", &sbom.digest());
+    assert_eq!(on_app.len(), 2, "{on_app:?}");
+    assert!(on_app.contains(&sbom.digest()), "{on_app:?}");
+    assert_eq!(on_sbom.len(), 1, "{on_sbom:?}");
+    assert_eq!(
+        on_app.union(&on_sbom).cloned().collect::<BTreeSet<_>>(),
+        sent
+    );
+    assert!(
+        reg.count("GET", "/referrers/") > 0,
+        "the referrers API was not asked first"
+    );
+
+    // A second push changes no tag-schema index: each lists its referrers already.
+    let mark = reg.mark();
+    ctl(&sender, &["push", &name], creds);
+    assert_eq!(reg.count_since(mark, "PUT", "/manifests/sha256-"), 0);
+
+    let receiver = TestDaemon::start();
+    let out = ctl(&receiver, &["pull", &name], creds);
+    assert!(!out.contains("Referrers"), "{out}");
+    assert!(referrers(&receiver, &name).is_empty());
+    let out = ctl(&receiver, &["pull", "--referrers", &name], creds);
+    assert!(out.contains("Referrers: 3"), "{out}");
+    assert_eq!(referrers(&receiver, &name), sent);
+    let listed = receiver.ok(&["images", "-q"]);
+    assert_eq!(listed.lines().count(), 1, "a referrer listed as an image: {listed}");
+
+    // They travel on from the receiver as from the sender: a save holds the same manifests.
+    let saved = receiver.path("saved.tar");
+    receiver.ok(&["save", "-o", p(&saved), "-f", "oci", &name]);
+    let files = untar(&std::fs::read(&saved).unwrap()).await;
+    for digest in &sent {
+        assert!(
+            files.contains_key(&format!("blobs/sha256/{}", hex_of(digest))),
+            "{digest} is not in the save"
+        );
+    }
+
+    // With --no-referrers a push to another repository leaves them out.
+    let elsewhere = format!("{}/other/app:v1", reg.host());
+    receiver.ok(&["tag", &name, &elsewhere]);
+    let mark = reg.mark();
+    let out = ctl(&receiver, &["push", "--no-referrers", &elsewhere], creds);
+    assert!(!out.contains("referrers"), "{out}");
+    assert_eq!(reg.count_since(mark, "PUT", "/manifests/sha256-"), 0);
+    assert_eq!(reg.count_since(mark, "PUT", "/manifests/"), 1);
+    assert_eq!(reg.count_since(mark, "GET", "/referrers/"), 0);
+}
