@@ -213,3 +213,32 @@ fn tls_registries_need_their_ca_in_the_certs_dir() {
     let with = TestDaemon::start_with_args(&["--certs-dir", p(&certs)]);
     assert!(ok(&with, dir.path(), &["pull", &name]).contains(&manifest));
 }
+
+#[test]
+fn containerd_pulls_what_hyperd_pushes_and_the_other_way_round() {
+    let reg = TestRegistry::plain();
+    let d = TestDaemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("docker");
+    let (source, manifest) = image(dir.path());
+    let archive = dir.path().join("app.tar");
+    skopeo_copy(&source, &format!("oci-archive:{}:app:v1", p(&archive)));
+    ok(&d, &creds, &["load", "-i", p(&archive)]);
+    let pushed = r(&reg, "hy/app:v1");
+    ok(&d, &creds, &["tag", "app:v1", &pushed]);
+    ok(&d, &creds, &["push", &pushed]);
+
+    let containerd = Containerd::start(&dir.path().join("containerd"));
+    containerd.ctr(&["content", "fetch", "--plain-http", &pushed]);
+    assert_eq!(containerd.images(), [(pushed.clone(), manifest.clone())]);
+
+    // containerd pushes it under another name; hyperd pulls it with the same digest and ID.
+    let from_ctr = r(&reg, "ctr/app:v2");
+    containerd.ctr(&["images", "tag", &pushed, &from_ctr]);
+    containerd.ctr(&["images", "push", "--plain-http", &from_ctr]);
+    let id = ok(&d, &creds, &["images", "-q"]);
+    ok(&d, &creds, &["rmi", "app:v1", &pushed]);
+    let out = ok(&d, &creds, &["pull", &from_ctr]);
+    assert!(out.contains(&format!("Digest: {manifest}")), "{out}");
+    assert_eq!(ok(&d, &creds, &["images", "-q"]), id);
+}
