@@ -268,3 +268,30 @@ async fn a_save_in_flight_keeps_its_blobs_through_a_remove() {
     // Once the save ended, collection was free to run; the re-load put everything back.
     assert!(store.check().await.unwrap().problems.is_empty());
 }
+
+#[tokio::test]
+async fn blobs_held_on_a_lease_outlive_the_removal_of_their_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let img = plain().await;
+    let archive = oci_archive(&[(&img, &[("io.containerd.image.name", "app:1")])]).await;
+    store.load(reader(archive), &[]).await.unwrap();
+    let stored = blob_files(dir.path());
+    let digests: Vec<store::Digest> = stored
+        .iter()
+        .map(|hex| format!("sha256:{hex}").parse().unwrap())
+        .collect();
+    let (lease, _) = store.create_lease(60).await.unwrap();
+    store.hold_blobs(&lease, &digests).await.unwrap();
+
+    store.remove("app:1", false).await.unwrap();
+    store.gc().await.unwrap();
+    assert_eq!(blob_files(dir.path()), stored);
+    store.delete_lease(&lease).await.unwrap();
+    store.gc().await.unwrap();
+    assert!(blob_files(dir.path()).is_empty());
+
+    let (lease, _) = store.create_lease(60).await.unwrap();
+    let e = store.hold_blobs(&lease, &digests[..1]).await.unwrap_err();
+    assert!(matches!(e, Error::NotFound(_)), "{e:?}");
+}

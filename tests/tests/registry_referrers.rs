@@ -108,7 +108,11 @@ async fn referrers_travel_through_a_registry_without_the_referrers_api() {
     assert!(out.contains("Referrers: 3"), "{out}");
     assert_eq!(referrers(&receiver, &name), sent);
     let listed = receiver.ok(&["images", "-q"]);
-    assert_eq!(listed.lines().count(), 1, "a referrer listed as an image: {listed}");
+    assert_eq!(
+        listed.lines().count(),
+        1,
+        "a referrer listed as an image: {listed}"
+    );
 
     // They travel on from the receiver as from the sender: a save holds the same manifests.
     let saved = receiver.path("saved.tar");

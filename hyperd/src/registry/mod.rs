@@ -4,6 +4,7 @@
 
 mod endpoint;
 mod error;
+mod lease;
 mod login;
 mod plan;
 mod pull;

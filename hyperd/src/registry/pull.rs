@@ -9,6 +9,7 @@ use store::{Began, Created, Digest, ImageName, Platform, Store, WriteStart};
 
 use super::endpoint::Config;
 use super::error::{Error, Result, chain};
+use super::lease::Lease;
 use super::plan::{self, BlobRef, Document};
 use super::referrers::{self, Found};
 use super::remote::{Fetched, Remote, retry};
@@ -16,9 +17,6 @@ use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, by_digest, par
 
 /// Bytes gathered from the registry before they are handed to the writer in one piece.
 const PIECE: usize = 1 << 20;
-/// A pull's lease outlives any pull; it is deleted when the pull ends (or, after a crash,
-/// expires).
-const LEASE_TTL: u64 = 24 * 3600;
 
 pub(crate) struct PullOptions {
     pub(crate) reference: String,
@@ -99,8 +97,7 @@ pub(crate) async fn pull(
                 .collect(),
         })
         .await;
-    let (lease, _) = store.create_lease(LEASE_TTL).await?;
-    let lease = Lease(Some((store.clone(), lease)));
+    let lease = Lease::create(store).await?;
     let result = store_all(store, &remote, &reference, &plan, lease.id(), events).await;
     let result = match result {
         Ok(counts) => {
@@ -383,35 +380,5 @@ fn read_error(host: &str, digest: &Digest, e: &std::io::Error) -> Error {
         Error::BadRemote(message)
     } else {
         Error::unavailable(message)
-    }
-}
-
-/// The pull's lease, deleted when the pull ends; if the pull is dropped midway (its client hung
-/// up, hyperd is stopping), deleted on another task.
-struct Lease(Option<(Store, String)>);
-
-impl Lease {
-    fn id(&self) -> &str {
-        &self.0.as_ref().expect("a live lease").1
-    }
-
-    async fn release(mut self) {
-        if let Some((store, id)) = self.0.take() {
-            delete(store, id).await;
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let Some((store, id)) = self.0.take() {
-            tokio::spawn(delete(store, id));
-        }
-    }
-}
-
-async fn delete(store: Store, id: String) {
-    if let Err(e) = store.delete_lease(&id).await {
-        tracing::warn!(lease = id, error = %e, "could not drop a pull's lease");
     }
 }

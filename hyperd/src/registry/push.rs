@@ -14,6 +14,7 @@ use tokio_util::io::ReaderStream;
 
 use super::endpoint::Config;
 use super::error::{Error, Result};
+use super::lease::Lease;
 use super::plan::{self, BlobRef, Child, Document};
 use super::referrers;
 use super::remote::Remote;
@@ -54,6 +55,18 @@ pub(crate) async fn push(
         referrers.push((record, bytes, c));
     }
     let blobs = plan::unique(blobs);
+    // What is read from the store stays in it until the push ends, whatever `rmi` runs.
+    let lease = Lease::create(store).await?;
+    let documents = std::iter::once(&image.record.digest)
+        .chain(children.iter().map(|(c, _)| &c.blob.digest))
+        .chain(referrers.iter().flat_map(|(r, _, c)| {
+            std::iter::once(&r.digest).chain(c.iter().map(|(c, _)| &c.blob.digest))
+        }));
+    let held: Vec<Digest> = documents
+        .chain(blobs.iter().map(|b| &b.digest))
+        .cloned()
+        .collect();
+    store.hold_blobs(lease.id(), &held).await?;
     let remote = Remote::connect(config, &reference, credential, RegistryOperation::Push).await?;
     let sources = mount_sources(store, &reference).await?;
     for b in &blobs {
@@ -80,6 +93,7 @@ pub(crate) async fn push(
         records.push(record);
     }
     referrers::publish(&remote, &reference, &records).await?;
+    lease.release().await;
     let count = |s: BlobState| outcomes.iter().filter(|o| **o == s).count() as u32;
     tracing::info!(name = %name.full(), digest = %image.record.digest, "pushed");
     Ok(Pushed {

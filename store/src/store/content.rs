@@ -293,6 +293,20 @@ impl Store {
         self.new_lease(ttl)
     }
 
+    /// Puts the stored blobs `digests` on lease `id`, so nothing collects them while it lives
+    /// (a push reading them while an `rmi` runs). [`Error::NotFound`] names one not stored.
+    pub async fn hold_blobs(&self, id: &str, digests: &[Digest]) -> Result<()> {
+        self.check_lease(id)?;
+        let _guard = self.inner.commit.lock().await;
+        for digest in digests {
+            if self.inner.blobs.size(digest)?.is_none() {
+                return Err(Error::NotFound(format!("blob {digest} is not stored")));
+            }
+            self.hold(Some(id), digest)?;
+        }
+        Ok(())
+    }
+
     /// Deletes a lease; the blobs only it held are collected.
     pub async fn delete_lease(&self, id: &str) -> Result<()> {
         if rules::is_shared_lease(id) {
