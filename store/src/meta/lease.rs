@@ -99,16 +99,7 @@ mod tests {
 
     use super::*;
     use crate::meta::OLD_LEASES;
-
-    fn open() -> (tempfile::TempDir, Meta) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Meta::open(&dir.path().join("meta.redb")).unwrap();
-        (dir, meta)
-    }
-
-    fn d(n: u8) -> Digest {
-        Digest::of(&[n])
-    }
+    use crate::meta::tests::{d, open};
 
     #[test]
     fn a_lease_holds_each_blob_once_and_deleting_it_frees_only_its_own() {

@@ -270,18 +270,18 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use redb::ReadableTableMetadata;
 
     use super::*;
 
-    fn open() -> (tempfile::TempDir, Meta) {
+    pub(super) fn open() -> (tempfile::TempDir, Meta) {
         let dir = tempfile::tempdir().unwrap();
         let meta = Meta::open(&dir.path().join("meta.redb")).unwrap();
         (dir, meta)
     }
 
-    fn d(n: u8) -> Digest {
+    pub(super) fn d(n: u8) -> Digest {
         Digest::of(&[n])
     }
 
