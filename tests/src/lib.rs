@@ -1,9 +1,10 @@
 //! Test support: archive fixtures, a real `hyperd` on a temporary socket and root, and a real
-//! registry on a free port.
+//! registry on a free port, and a fake one that misbehaves on demand.
 
 pub mod artifacts;
 pub mod daemon;
 pub mod damage;
+pub mod fake_registry;
 pub mod fixtures;
 pub mod registry;
 pub mod tools;

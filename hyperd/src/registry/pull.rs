@@ -241,7 +241,9 @@ async fn store_all(
             size: doc.bytes.len() as u64,
         };
         if let Some(mut write) = begin(store, remote, &blob, lease).await? {
+            let unfinished = Unfinished::new(store, lease, &blob.digest);
             write.write(doc.bytes.clone()).await?;
+            unfinished.finished();
         }
     }
     for b in &plan.blobs {
@@ -287,6 +289,33 @@ async fn begin(
     }
 }
 
+/// A pull's write of one blob, aborted unless it finished: when it fails, and also when the
+/// pull is dropped midway (another blob failed, the client hung up). A write merely dropped is
+/// kept for a resume, its partial file until idle writes expire, which a pull never resumes.
+struct Unfinished<'a> {
+    store: &'a Store,
+    reference: Option<String>,
+}
+
+impl<'a> Unfinished<'a> {
+    fn new(store: &'a Store, lease: &str, digest: &Digest) -> Self {
+        let reference = Some(write_ref(lease, digest));
+        Unfinished { store, reference }
+    }
+
+    fn finished(mut self) {
+        self.reference = None;
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if let Some(reference) = self.reference.take() {
+            let _ = self.store.abort_write(&reference);
+        }
+    }
+}
+
 /// Downloads one blob unless the store has it; returns the bytes downloaded, `None` if present.
 async fn fetch(
     store: &Store,
@@ -301,11 +330,10 @@ async fn fetch(
         let Some(mut write) = begin(store, remote, blob, lease).await? else {
             return Ok(None);
         };
-        let result = fill(&mut write, remote, repo, blob, events).await;
-        if result.is_err() {
-            let _ = store.abort_write(&write_ref(lease, &blob.digest));
-        }
-        result.map(Some)
+        let unfinished = Unfinished::new(store, lease, &blob.digest);
+        let filled = fill(&mut write, remote, repo, blob, events).await?;
+        unfinished.finished();
+        Ok(Some(filled))
     })
     .await?;
     let state = if downloaded.is_some() {
@@ -372,6 +400,10 @@ fn from_write(host: &str, digest: &Digest, e: store::Error) -> Error {
 }
 
 fn read_error(host: &str, digest: &Digest, e: &std::io::Error) -> Error {
+    // The body's own failure, told apart as a request's is: a stall then says so.
+    if let Some(e) = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
+        return Error::http(host, &format!("blob {digest}"), e);
+    }
     let is_digest = e
         .get_ref()
         .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>());
