@@ -19,6 +19,8 @@ use crate::fixtures::{Image, sha};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
 /// How one path misbehaves.
 #[derive(Clone, Debug)]
 pub enum Fault {
@@ -44,6 +46,8 @@ struct State {
     /// Path → (bytes, Content-Type).
     content: HashMap<String, (Bytes, String)>,
     faults: HashMap<String, Fault>,
+    /// Path → the `Link` header its answer carries (a referrers listing's next page).
+    links: HashMap<String, String>,
     /// (method, path) of every request, in order.
     requests: Vec<(String, String)>,
 }
@@ -130,6 +134,30 @@ impl FakeRegistry {
         self.state().content.insert(path, content);
     }
 
+    /// Serves the referrers API's listing of `subject` in `pages` (each a list of descriptors),
+    /// linked by `Link: <…>; rel="next"` headers as distribution's spec pages them.
+    pub fn put_referrers(&self, repo: &str, subject: &str, pages: &[Vec<serde_json::Value>]) {
+        let first = format!("/v2/{repo}/referrers/{subject}");
+        let path = |i: usize| match i {
+            0 => first.clone(),
+            i => format!("{first}?page={i}"),
+        };
+        let mut state = self.state();
+        for (i, manifests) in pages.iter().enumerate() {
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": manifests,
+            });
+            let content = (Bytes::from(index.to_string()), OCI_INDEX.to_owned());
+            state.content.insert(path(i), content);
+            if i + 1 < pages.len() {
+                let link = format!("<{}>; rel=\"next\"", path(i + 1));
+                state.links.insert(path(i), link);
+            }
+        }
+    }
+
     pub fn fault(&self, path: &str, fault: Fault) {
         self.state().faults.insert(path.to_owned(), fault);
     }
@@ -164,7 +192,11 @@ impl Drop for FakeRegistry {
 }
 
 fn answer(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Body> {
-    let path = req.uri().path().to_owned();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or(req.uri().path(), |p| p.as_str())
+        .to_owned();
     let mut state = state.lock().expect("fake registry state");
     state
         .requests
@@ -224,6 +256,9 @@ fn answer(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Body> {
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, media_type.parse().unwrap());
     headers.insert("docker-content-digest", digest.parse().unwrap());
+    if let Some(link) = state.links.get(&path) {
+        headers.insert(hyper::header::LINK, link.parse().unwrap());
+    }
     if let (true, Some(n)) = (ranged, length) {
         let range = format!("bytes 0-{}/{n}", n.saturating_sub(1));
         headers.insert(CONTENT_RANGE, range.parse().unwrap());

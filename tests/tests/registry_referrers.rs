@@ -7,6 +7,7 @@ use std::path::Path;
 
 use integration::TestDaemon;
 use integration::artifacts::*;
+use integration::fake_registry::FakeRegistry;
 use integration::fixtures::*;
 use integration::registry::TestRegistry;
 use integration::tools::p;
@@ -134,4 +135,45 @@ async fn referrers_travel_through_a_registry_without_the_referrers_api() {
     assert_eq!(reg.count_since(mark, "PUT", "/manifests/sha256-"), 0);
     assert_eq!(reg.count_since(mark, "PUT", "/manifests/"), 1);
     assert_eq!(reg.count_since(mark, "GET", "/referrers/"), 0);
+}
+
+/// A registry with the referrers API (a fake: distribution 2.8 has none) that pages its
+/// listing, and lists one manifest that refers to something else.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_follows_the_referrers_api_across_pages_and_skips_what_refers_elsewhere() {
+    // The fake runs a runtime of its own, which cannot start inside this one.
+    let reg = tokio::task::spawn_blocking(FakeRegistry::start)
+        .await
+        .unwrap();
+    let app = Image::new(&["referrers api"], "amd64", Comp::Gzip).await;
+    let sig = cosign_signature(&app.manifest, MANIFEST, "referrers api");
+    let sbom = spdx_sbom(&app.manifest, MANIFEST);
+    let elsewhere = cosign_signature(b"another manifest", MANIFEST, "stale");
+    reg.put_image("app", "v1", &app);
+    for a in [&sig, &sbom, &elsewhere] {
+        reg.put_manifest("app", &a.digest(), &a.manifest);
+        for blob in &a.blobs {
+            reg.put_blob("app", blob);
+        }
+    }
+    let app_digest = sha(&app.manifest);
+    let pages = [
+        vec![sig.descriptor()],
+        vec![elsewhere.descriptor(), sbom.descriptor()],
+    ];
+    reg.put_referrers("app", &app_digest, &pages);
+    for a in [&sig, &sbom] {
+        reg.put_referrers("app", &a.digest(), &[vec![]]);
+    }
+
+    let d = TestDaemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}/app:v1", reg.host());
+    let out = ctl(&d, &["pull", "--referrers", &name], dir.path());
+    assert!(out.contains("Referrers: 2"), "{out}");
+    assert_eq!(referrers(&d, &name), [sig.digest(), sbom.digest()].into());
+    let requests = reg.requests();
+    let asked = |what: &str| requests.iter().filter(|(_, p)| p.contains(what)).count();
+    assert_eq!(asked("?page=1"), 1, "{requests:#?}");
+    assert_eq!(asked("/manifests/sha256-"), 0, "the tag schema was asked");
 }

@@ -115,12 +115,7 @@ impl Remote {
             let body = read_limited(&mut resp, 4096, host, &what)
                 .await
                 .unwrap_or_default();
-            return Err(Error::status(
-                host,
-                &what,
-                status.as_u16(),
-                String::from_utf8_lossy(&body).trim(),
-            ));
+            return Err(Error::status(host, &what, status.as_u16(), &detail(&body)));
         }
         let header_digest = resp
             .headers()
@@ -295,6 +290,25 @@ fn descriptor(digest: &Digest, size: u64) -> oci_client::manifest::OciDescriptor
     }
 }
 
+/// What an error answer says: the messages of distribution's `{"errors": [...]}`, else its text.
+fn detail(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<Message>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Message {
+        message: String,
+    }
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(e) if !e.errors.is_empty() => {
+            let messages: Vec<String> = e.errors.into_iter().map(|m| m.message).collect();
+            messages.join("; ")
+        }
+        _ => String::from_utf8_lossy(body).trim().to_owned(),
+    }
+}
+
 /// A response body of at most `limit` bytes; more is the registry's fault.
 pub(super) async fn read_limited(
     resp: &mut reqwest::Response,
@@ -344,5 +358,19 @@ where
             }
             r => return r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::detail;
+
+    #[test]
+    fn an_error_answer_says_its_messages() {
+        let envelope =
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(detail(envelope), "manifest unknown");
+        assert_eq!(detail(b" 404 page not found\n"), "404 page not found");
+        assert_eq!(detail(br#"{"errors":[]}"#), r#"{"errors":[]}"#);
     }
 }
