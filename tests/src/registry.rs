@@ -55,22 +55,26 @@ pub struct Mark(usize);
 impl TestRegistry {
     /// Plain HTTP, anonymous pushes and pulls.
     pub fn plain() -> Self {
-        Self::start(None, false)
+        Self::start(temp_dir(), None, false)
+    }
+
+    /// Plain HTTP, storage and log under `parent`: a benchmark measures the disk it is given.
+    pub fn plain_in(parent: &Path) -> Self {
+        Self::start(tempfile::tempdir_in(parent).expect("temp dir"), None, false)
     }
 
     /// Plain HTTP, every request needing basic auth as `user:pass` (realm `test`).
     pub fn with_auth(user: &str, pass: &str) -> Self {
-        Self::start(Some((user.to_owned(), pass.to_owned())), false)
+        Self::start(temp_dir(), Some((user.to_owned(), pass.to_owned())), false)
     }
 
     /// HTTPS with a server certificate for IP 127.0.0.1 and DNS localhost, signed by a CA made
     /// for this registry (`ca_pem()`); clients trust it only when told to (`certs_d()`).
     pub fn with_tls() -> Self {
-        Self::start(None, true)
+        Self::start(temp_dir(), None, true)
     }
 
-    fn start(creds: Option<(String, String)>, tls: bool) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+    fn start(dir: tempfile::TempDir, creds: Option<(String, String)>, tls: bool) -> Self {
         let mut http_tls = String::new();
         let mut auth = String::new();
         if let Some((user, pass)) = &creds {
@@ -309,6 +313,10 @@ impl Drop for TestRegistry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
 }
 
 /// A port the kernel just had free. The listener is dropped before the registry binds, hence

@@ -4,7 +4,8 @@
 //! Cases: a first load, a load of an image the store already holds, a save, and an image of many
 //! small files; skopeo's figures beside them where it is installed. Then re-loads as speed-ups over
 //! the first load: from the file, from a pipe, from a pipe sending every byte, and an image that
-//! adds one 1 MiB layer to the stored one. Medians of `--runs` runs.
+//! adds one 1 MiB layer to the stored one. Then pulls and pushes through a registry on loopback
+//! (`registry.rs`; `--registry-only` measures those alone). Medians of `--runs` runs.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -15,6 +16,7 @@ use integration::fixtures::*;
 mod archive;
 mod local;
 mod measure;
+mod registry;
 mod reload;
 
 use archive::{make_layer, write_archive};
@@ -30,6 +32,7 @@ struct Args {
     dir: PathBuf,
     /// Only write the big archive here and stop: for measuring by hand.
     make_archive: Option<PathBuf>,
+    registry_only: bool,
 }
 
 fn parse_args() -> Args {
@@ -40,6 +43,7 @@ fn parse_args() -> Args {
         small_files: 2000,
         dir: std::env::temp_dir(),
         make_archive: None,
+        registry_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,8 +55,10 @@ fn parse_args() -> Args {
             "--small-files" => a.small_files = value().parse().expect("--small-files N"),
             "--dir" => a.dir = PathBuf::from(value()),
             "--make-archive" => a.make_archive = Some(PathBuf::from(value())),
+            "--registry-only" => a.registry_only = true,
             other => panic!(
-                "unknown flag {other}; flags: --runs --layers --layer-mib --small-files --dir --make-archive"
+                "unknown flag {other}; flags: --runs --layers --layer-mib --small-files --dir \
+                 --make-archive --registry-only"
             ),
         }
     }
@@ -138,6 +144,13 @@ async fn main() {
         .unwrap_or_else(|| w.join("big.tar"));
     write_archive(&big, &layers, "big:1").await;
     if args.make_archive.is_some() {
+        return;
+    }
+    if args.registry_only {
+        for (p, _, _) in &layers {
+            std::fs::remove_file(p).unwrap();
+        }
+        registry::bench(&bin_dir, &big, args.runs, w, has_skopeo);
         return;
     }
     let mut plus_one = layers.clone();
@@ -317,4 +330,5 @@ async fn main() {
     print(&cases);
     reloads.print(median(first_secs));
     locals.print(w);
+    registry::bench(&bin_dir, &big, args.runs, w, has_skopeo);
 }
