@@ -253,9 +253,11 @@ async fn main() {
                 sync();
                 let t = Instant::now();
                 let reference = if archive == &big { "big:1" } else { "small:1" };
+                // Without --preserve-digests skopeo gzips uncompressed layers: a copy, not that.
                 let r = run(Command::new("skopeo").args([
                     "copy",
                     "-q",
+                    "--preserve-digests",
                     &format!("oci-archive:{}:{reference}", archive.display()),
                     &format!("oci:{}:x", dir.display()),
                 ]));
