@@ -57,6 +57,15 @@ fn pull(d: &TestDaemon, reg: &FakeRegistry) -> Output {
 }
 
 /// A pull that must fail with `code`; its error line.
+fn pull_succeeds(d: &TestDaemon, reg: &FakeRegistry) {
+    let out = pull(d, reg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn pull_fails(d: &TestDaemon, reg: &FakeRegistry, code: i32) -> String {
     let out = pull(d, reg);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -205,12 +214,7 @@ fn a_blob_redirect_to_another_host_is_followed() {
     cdn.put_blob("app", &img.layers[0].0);
     reg.fault(&path, Fault::Redirect(format!("{}{path}", cdn.url())));
 
-    let out = pull(&d, &reg);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pull_succeeds(&d, &reg);
     assert_eq!(reg.count("GET", &path), 1);
     assert_eq!(cdn.requests(), vec![("GET".to_owned(), path.clone())]);
     assert_eq!(d.ok(&["images", "-q"]).trim(), &img.id()[7..19]);
@@ -251,12 +255,7 @@ fn unavailable_answers_are_retried_with_backoff() {
     let (digest, path) = layer(&img, 0);
     reg.fault(&path, Fault::Unavailable(ATTEMPTS - 1));
 
-    let out = pull(&d, &reg);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pull_succeeds(&d, &reg);
     assert_eq!(reg.count("GET", &path), ATTEMPTS);
 
     let (reg, d) = serve(&img, "2");
@@ -308,12 +307,7 @@ fn urls_in_a_layer_descriptor_are_never_fetched() {
     });
     let (reg, d) = serve(&img, "2");
     reg.put_manifest("app", "v1", &manifest);
-    let out = pull(&d, &reg);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pull_succeeds(&d, &reg);
     assert_eq!(reg.count("GET", &path), 1);
 
     let (reg, d) = serve(&img, "2");
