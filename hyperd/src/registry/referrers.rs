@@ -17,7 +17,7 @@ use super::by_digest;
 use super::error::{Error, Result};
 use super::plan::{self, BlobRef, Child, Document};
 use super::pull::graph;
-use super::remote::{Fetched, Remote, read_limited, retry};
+use super::remote::{Fetched, Remote, read_limited, refusal, retry};
 
 /// Referrers one pull follows, at most: a registry could list them without end.
 const MAX_REFERRERS: usize = 256;
@@ -28,6 +28,7 @@ const MAX_PAGES: usize = 16;
 #[derive(Default)]
 pub(super) struct Found {
     pub(super) documents: Vec<Fetched>,
+    /// Each referrer's blobs, not yet made unique (the pull unites them with the image's).
     pub(super) blobs: Vec<BlobRef>,
     /// Digest and media type of each, every subject before its referrers.
     pub(super) referrers: Vec<(Digest, String)>,
@@ -67,7 +68,6 @@ pub(super) async fn discover(
             queue.push_back(digest);
         }
     }
-    found.blobs = plan::unique(std::mem::take(&mut found.blobs));
     Ok(found)
 }
 
@@ -80,8 +80,8 @@ async fn listed(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<V
         Some(index) => match plan::parse(&index.media_type, &index.bytes) {
             Ok(Document::Index(children)) => Ok(children),
             _ => Err(Error::BadRemote(format!(
-                "tag {} at {}: not an index of referrers",
-                schema_tag(subject),
+                "{} at {}: not an index of referrers",
+                schema_tag(repo, subject).whole(),
                 remote.host()
             ))),
         },
@@ -95,20 +95,20 @@ async fn schema_index(
     repo: &Reference,
     subject: &Digest,
 ) -> Result<Option<Fetched>> {
-    let tag = Reference::with_tag(
-        repo.registry().to_owned(),
-        repo.repository().to_owned(),
-        schema_tag(subject),
-    );
-    match remote.manifest(&tag).await {
+    match remote.manifest(&schema_tag(repo, subject)).await {
         Ok(index) => Ok(Some(index)),
         Err(Error::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-fn schema_tag(subject: &Digest) -> String {
-    format!("sha256-{}", subject.hex())
+/// The tag schema's tag for `subject` in `repo`.
+fn schema_tag(repo: &Reference, subject: &Digest) -> Reference {
+    Reference::with_tag(
+        repo.registry().to_owned(),
+        repo.repository().to_owned(),
+        format!("sha256-{}", subject.hex()),
+    )
 }
 
 /// After a push of `referrers` (their manifests are at the registry): where the registry has
@@ -126,8 +126,8 @@ pub(super) async fn publish(
         let mut index = match schema_index(remote, repo, subject).await? {
             Some(held) => serde_json::from_slice(&held.bytes).map_err(|e| {
                 Error::BadRemote(format!(
-                    "tag {} at {}: {e}",
-                    schema_tag(subject),
+                    "{} at {}: {e}",
+                    schema_tag(repo, subject).whole(),
                     remote.host()
                 ))
             })?,
@@ -135,14 +135,9 @@ pub(super) async fn publish(
         };
         let mine = referrers.iter().filter(|r| &r.subject == subject);
         if add_descriptors(&mut index, mine.map(ReferrerRecord::descriptor)) {
-            let tag = Reference::with_tag(
-                repo.registry().to_owned(),
-                repo.repository().to_owned(),
-                schema_tag(subject),
-            );
             let bytes = serde_json::to_vec(&index).expect("JSON serialises");
             remote
-                .push_manifest(&tag, Bytes::from(bytes), OCI_INDEX)
+                .push_manifest(&schema_tag(repo, subject), Bytes::from(bytes), OCI_INDEX)
                 .await?;
         }
     }
@@ -209,7 +204,7 @@ async fn page(remote: &Remote, url: &str, what: &str) -> Result<Option<(Vec<u8>,
         return Ok(None);
     }
     if !status.is_success() {
-        return Err(Error::status(host, what, status.as_u16(), ""));
+        return Err(refusal(resp, host, what).await);
     }
     let next = match resp.headers().get(LINK).and_then(|v| v.to_str().ok()) {
         Some(link) => Some(next_page(remote.base(), link).ok_or_else(|| {

@@ -112,10 +112,7 @@ impl Remote {
             )));
         }
         if !status.is_success() {
-            let body = read_limited(&mut resp, 4096, host, &what)
-                .await
-                .unwrap_or_default();
-            return Err(Error::status(host, &what, status.as_u16(), &detail(&body)));
+            return Err(refusal(resp, host, &what).await);
         }
         let header_digest = resp
             .headers()
@@ -288,6 +285,15 @@ fn descriptor(digest: &Digest, size: u64) -> oci_client::manifest::OciDescriptor
         size: size as i64,
         ..Default::default()
     }
+}
+
+/// The error an answer with a failure status is: its status, and what its body says.
+pub(super) async fn refusal(mut resp: reqwest::Response, host: &str, what: &str) -> Error {
+    let status = resp.status().as_u16();
+    let body = read_limited(&mut resp, 4096, host, what)
+        .await
+        .unwrap_or_default();
+    Error::status(host, what, status, &detail(&body))
 }
 
 /// What an error answer says: the messages of distribution's `{"errors": [...]}`, else its text.
