@@ -1,9 +1,40 @@
 //! Lets every gRPC client in, whatever it sends as `:authority`.
 //!
-//! gRPC C-core (Python grpcio since 1.57), grpc-java and Bazel send the socket path as the HTTP/2
-//! `:authority` of a `unix:` target; h2 refuses it as malformed and resets the stream before tonic
-//! sees the request. [`AnyAuthority`] wraps each accepted connection and rewrites such an
-//! `:authority` to `localhost` on the way in; see ARCHITECTURE.md for why it is done this way.
+//! gRPC C-core (Python grpcio since 1.57), grpc-java and Bazel send the socket path, sometimes
+//! percent-encoded, as the HTTP/2 `:authority` of a `unix:` target. h2, under hyper and tonic,
+//! parses it as `http::uri::Authority`, fails, and resets the stream with PROTOCOL_ERROR before any
+//! service code runs. h2, hyper and tonic offer no option to accept it (h2 declined to relax the
+//! check, hyperium/h2 PR 487), and a fork of h2 is not something to carry. grpc-go servers accept
+//! such requests; so does hyperd.
+//!
+//! [`AnyAuthority`] wraps each accepted connection before tonic sees it. The server-to-client
+//! direction is the socket's own (vectored writes included). The client-to-server direction is
+//! read as HTTP/2 frames (`inbound.rs`): after the 24-byte preface, each 9-byte frame header says
+//! how many bytes follow. Frames other than HEADERS and CONTINUATION are only looked at: the socket
+//! reads straight into hyper's buffer and the wrapper scans frame headers there, so a 1 MiB DATA
+//! frame costs one length check and no copy. A read that ends inside a frame header, or reaches a
+//! HEADERS frame, is cut there and its rest kept aside (the only copy, bounded by one read).
+//!
+//! A header block (HEADERS plus CONTINUATIONs up to END_HEADERS; PADDED padding dropped, PRIORITY
+//! fields and END_STREAM kept) is decoded whole with `loona-hpack`. The decoder follows the
+//! client's encoder: h2's default SETTINGS_HEADER_TABLE_SIZE of 4096, which hyperd does not change;
+//! table size updates above it are refused as h2 would. An `:authority` that
+//! `http::uri::Authority` refuses, the exact test h2 applies, is replaced by `localhost` (grpc-go's
+//! and Kubernetes' choice); every other field and the field order stay as sent. The block is
+//! encoded again with every field a literal without indexing, so h2's dynamic table stays empty and
+//! cannot disagree with the client's, whatever the client indexed; it leaves as HEADERS and
+//! CONTINUATION frames of at most 16,384 bytes, the frame size every peer accepts. The cost is one
+//! decode and encode per request's headers, not per byte.
+//!
+//! Bounds: a block of more than 64 KiB, compressed or decoded (RFC 7541 sizes), closes the
+//! connection, as does a block that fails to decode or a frame out of place inside one. hyper
+//! advertises a max header list size of 16 KiB (h2's own default is 16 MiB) and h2 refuses streams
+//! past it, so this bound only cuts off clients that ignore that setting fourfold; and at 64 KiB
+//! the re-encoded block needs at most 4 frames, within the 5 CONTINUATION frames h2 accepts per
+//! block at hyperd's frame size.
+//!
+//! hyperctl sends `localhost` itself. hyperd also serves reflection v1alpha beside v1, because
+//! grpcio-reflection's `ProtoReflectionDescriptorDatabase` asks for that one only.
 
 mod inbound;
 #[cfg(test)]

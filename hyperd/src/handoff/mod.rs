@@ -1,10 +1,45 @@
-//! The companion socket, `<socket>.fd`: a local client sends hyperd one open file descriptor
-//! (SCM_RIGHTS) and gets back a token that a LoadFile or SaveFile call redeems. The client opens
-//! the file with its own permissions, so hyperd never opens a path on anyone's behalf. A second
-//! socket rather than the gRPC connection itself, because tonic and hyper read the connection
-//! as a byte stream and would drop ancillary data; rather than pidfd_getfd, because that needs
-//! ptrace rights over the client, which an unprivileged hyperd lacks under Yama and a root one
-//! should not use.
+//! The companion socket, `<socket>.fd`: a local client hands hyperd an open file instead of
+//! streaming its bytes, for LoadFile and SaveFile. This is the one description of the protocol and
+//! of why it is built this way; the wire contract is restated in `images.proto`.
+//!
+//! Why: a local load or save otherwise spends its time in copies that need not happen (hyperctl
+//! reads the file, gRPC frames it, the socket copies it, hyperd parses it, and only then is it
+//! hashed and written). Given the open file, hyperd reads headers with positioned reads and lets
+//! the kernel copy bodies (`store/src/import/file.rs`, `store/src/export/out.rs`).
+//!
+//! The protocol. hyperd binds `<socket>.fd` beside its socket with the same group and mode, or
+//! takes it from systemd as a second `ListenStream` whose name ends in `.fd`. A client connects and
+//! sends one message with at least one byte of data and exactly one descriptor as SCM_RIGHTS
+//! (Python: `socket.send_fds(sock, [b"F"], [fd])`). hyperd reads the sender's uid (SO_PEERCRED),
+//! checks with fstat that the descriptor is a regular file, and answers one line before it closes
+//! the connection: a token (128 random bits from getrandom, 32 hex digits), or `error: <reason>`
+//! (not a regular file, more or fewer than one descriptor, too many waiting, nothing sent for five
+//! seconds). LoadFile or SaveFile redeems the token: only a caller whose uid, from the gRPC
+//! connection's peer credentials, is the sender's; only once; within 30 s. hyperd closes the
+//! descriptor when that call ends, and an unredeemed one when it expires. At most 16 per uid wait
+//! at once: each is an open descriptor in hyperd, and descriptors are a limit all users share
+//! (`tokens.rs`). LoadFile needs the file open for reading; SaveFile open for writing and not for
+//! appending, and writes from offset 0, cuts the file to the archive's length and syncs it before
+//! it reports the result. Both are server-streaming: progress messages (bytes done), then the
+//! result.
+//!
+//! What it guarantees. The client opened the file, so the kernel checked permissions at its `open`
+//! and hyperd can reach nothing through it that the client could not; hyperd never opens a path on
+//! a client's behalf. The descriptor is used only with positioned reads and writes, so the client's
+//! file offset never moves. Nothing of a body passes through hyperd's heap on either path.
+//!
+//! Why not the alternatives. SCM_RIGHTS on the gRPC connection itself would need the bytes hyper
+//! reads to carry ancillary data, which hyper's and tonic's I/O traits cannot pass (and the
+//! `:authority` wrapper sits in that path too). `pidfd_getfd` needs ptrace rights over the client:
+//! an unprivileged hyperd lacks them under Yama's default scope, and a root hyperd should not reach
+//! into its clients. The companion socket is a few dozen lines, works the same for a root and an
+//! unprivileged hyperd, and any language with `sendmsg` can use it.
+//!
+//! Compatibility. LoadFile and SaveFile are RPCs of their own rather than a token field in Load,
+//! which would have changed Load's shape for old clients. An older hyperd has no companion socket
+//! and answers UNIMPLEMENTED; hyperctl (`hyperctl/src/handoff.rs`) then streams. For a save,
+//! hyperctl creates the file beside the target, hands it over, and renames it into place once
+//! SaveFile reports it complete.
 
 mod tokens;
 
