@@ -1,6 +1,15 @@
 //! Where an archive goes. A stream gets every byte through a buffer; a file a client handed over
 //! gets the headers and documents written at their offsets and each blob's body copied from the
 //! blob file by the kernel, and is synced once at the end. The bytes are the same either way.
+//!
+//! Streamed (Save), blob files go straight into the tar stream through a 1 MiB copy buffer, and
+//! hyperd relays the stream through a 1 MiB pipe into `Save` messages; hyperctl writes them with
+//! early writeback and renames the file into place once it is synced. Into a handed-over file
+//! (SaveFile, `hyperd/src/handoff/mod.rs`), headers, padding and documents are written at their
+//! offsets, each blob's body is copied from the blob file by the kernel, and the file is cut to the
+//! archive's length and synced once. Both go through the same `TarWriter`, so the bytes are those a
+//! streamed save writes (a test compares them). Only a regular file open for writing, and not for
+//! appending, is taken. A save pins every blob of its images before it writes a byte.
 
 use std::fs::File;
 use std::io;

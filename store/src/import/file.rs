@@ -1,7 +1,25 @@
-//! A load's input in a file the client handed over. The tar reader reads headers and small
-//! documents with positioned reads; the body of each regular entry the importer keeps is copied
-//! by the kernel straight from the file (`blob/kernel.rs`), and the tar reader then passes over
-//! it without a byte being read, as it does over the body of a blob the store holds.
+//! A load's input in a file the client handed over (`hyperd/src/handoff/mod.rs`), read through the
+//! one import path: the same gate, checks and refusals as a streamed load.
+//!
+//! The tar reader reads headers, padding and small documents with positioned reads. For the body of
+//! each regular entry the importer keeps (a blob the store lacks, or a docker-archive file such as
+//! `<id>/layer.tar`), it knows from the tar reader where the body starts in the file
+//! (`raw_file_position`) and how long it is; the kernel copies it into the staging file
+//! (`blob/kernel.rs`: `copy_file_range`, a page-cache copy on ext4, a shared extent on XFS or
+//! btrfs; across filesystems, where the kernel refuses, through a 1 MiB buffer), and a second
+//! thread hashes the staging file behind the copy, 8 MiB at a time, starting writeback of each
+//! step. The one size-and-digest check (`Hashed::verify`) then decides, as for a streamed body. The
+//! tar reader is told where the copied body ends and passes over it without a byte being read, as
+//! it passes over a stored blob's body, which is not read at all.
+//!
+//! The hash is of the copy, never of the client's file: the client can write its file while hyperd
+//! copies it, and the copy is what gets published. On XFS or btrfs the copy shares the source's
+//! extents and has no pages of its own in the page cache, so the hash reads it from disk: that is
+//! the price of hashing what is published (only ext4 and tmpfs were measured). A whole-compressed
+//! archive has no file offsets for its entries, so it is decompressed and hashed as a streamed one
+//! is. A file cut short while hyperd reads it ends the copy early and the load is refused. Nothing
+//! of a body passes through hyperd's heap: the hashing thread reads 1 MiB at a time from the page
+//! cache into one buffer.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
