@@ -2,6 +2,38 @@
 //! SBOM, an attestation) and artifacts, which are not images. Which document is which, the
 //! record the store keeps of a referrer, which referrers travel with an image, which a change
 //! leaves without a subject, and the image index the referrers API answers with. Pure: no I/O.
+//!
+//! Each top-level document of an archive (or of a `CreateImage`) is one of three things, decided
+//! from what it says of itself.
+//!
+//! A referrer has a `subject`, whatever else it is. It becomes a `ReferrerRecord` (digest, media
+//! type, size, artifactType: its own, else its config's media type, as the referrers API reports
+//! it; its manifest's annotations, subject digest and blobs), never an image: no ID, no name, never
+//! listed. A ref name index.json gives it names nothing, and `-r` naming it is refused.
+//!
+//! An artifact has no subject but an `artifactType`, a config that is not an image config
+//! (`application/vnd.oci.empty.v1+json`, a Helm chart's), or is an index of no image. It has
+//! nothing to hang on, so it is kept only when named, as images are named; it is then an image
+//! record marked `artifact`, listed under its names only, whose ID is its own digest (artifacts
+//! share the 2-byte empty config, which would give them all one ID), and which goes when it loses
+//! its last name. An unnamed one refuses the load, and `CreateImage` of one wants names.
+//!
+//! An image is everything else. Its ID is the config of the host's manifest, else of the first
+//! manifest of a known platform: a buildx attestation manifest (`unknown/unknown`, annotated
+//! `vnd.docker.reference.type: attestation-manifest`) is part of its index, saved with it, listed
+//! in no platform and never chosen, nor written by a docker-format save.
+//!
+//! A subject is a manifest or index the store holds: an image's top-level one, one inside an
+//! image's index (each `ImageRecord` lists them as `manifests`; records written before referrers
+//! existed list none, and only their top-level digest counts), or another referrer (a signature of
+//! an SBOM).
+//!
+//! Saves. An OCI save writes, after its images' descriptors, a descriptor of every referrer that
+//! travels with them (`travelling`: the referrers of each image's manifests, then of those, breadth
+//! first, each subject's in digest order, each once), with its `artifactType` and annotations but
+//! no name keys, as oras and docker lay them out, and their blobs; the bytes stay deterministic.
+//! `SaveRequest.no_referrers` leaves them out. A docker-archive has no place for them; hyperctl
+//! asks Inspect and says so in one line on stderr.
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -1,5 +1,22 @@
 //! Image, tag and referrer metadata in redb: a snapshot to read, one write transaction to
 //! change. Leases are in `lease.rs`.
+//!
+//! Tables: `tags` (full name to top-level digest), `images` (top-level digest to a JSON
+//! `ImageRecord`), `referrers` (referrer digest to a JSON `ReferrerRecord`) and
+//! `referrers_by_subject` (one empty-valued key `<subject hex>/<referrer hex>` per referrer); in
+//! `lease.rs`, `lease_expiry` (lease ID to expiry) and `lease_blobs` (`<lease ID>/<digest hex>` to
+//! nothing, so adding a blob is one insert and deleting a lease one key range). `apply` writes a
+//! change in one write transaction, the subject index with the referrer records, and once it
+//! commits updates the in-memory count of records listing each blob (the roots the records make);
+//! callers hold the store's commit lock. The snapshot carries every image, tag and referrer: the
+//! plans in `ops/` work on it.
+//!
+//! What the Referrers RPC reads (`referrers_of`), in one read transaction. First whether the
+//! subject is stored at all, to tell an absent subject (NOT_FOUND) from one without referrers: a
+//! point lookup in `images`, then in `referrers`, and when neither holds it, a scan of `images`
+//! that parses each record until one lists the subject among the manifests inside its index (a scan
+//! of every image for a subject that is not stored). Then the subject's key range of
+//! `referrers_by_subject`, and a point lookup in `referrers` for each key found.
 
 mod lease;
 

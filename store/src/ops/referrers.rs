@@ -1,5 +1,22 @@
 //! What a change does to referrers: which arriving ones a load keeps, refuses or leaves out,
 //! and which stored ones lose their subject and go in the same transaction. Pure.
+//!
+//! Where referrers come from. A load keeps each referrer whose chain of subjects reaches an image
+//! that is stored or arrives with it; one whose subject is in the archive but not loaded (`-r` left
+//! its image out) is left out too; one whose subject is neither stored nor in the archive is
+//! refused (FAILED_PRECONDITION naming both digests), and with it the whole load: nothing is
+//! published or committed. Kept instead, it would be a record nothing could list, save or remove
+//! with an image, and removing images would have to keep it or guess; refused, the user loads the
+//! subject first and the same archive then loads. `CreateImage` of a manifest with a subject stores
+//! a referrer the same way (`Store::create_referrer` is that path alone, for registry pulls); names
+//! are then INVALID_ARGUMENT.
+//!
+//! Collection. `plan_remove` and `plan_load` end with `settle`: over the records as they will stand
+//! after the change, every referrer not reached from a stored image's manifests through subjects is
+//! deleted in the same transaction (`rmi` prints each as `Deleted referrer:`). A referrer is a root
+//! for its own blobs only, never for its subject, so it cannot keep a deleted image alive.
+//! `hyperctl check` reports a referrer whose subject is gone (only damage makes one), and the next
+//! change to the store, such as `rmi` of the tag left pointing nowhere, deletes it.
 
 use std::collections::{BTreeMap, HashSet};
 
