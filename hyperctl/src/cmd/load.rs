@@ -2,10 +2,23 @@
 //! already holds.
 //!
 //! A regular file (`-i FILE`, or stdin redirected from one) is handed over open when hyperd takes
-//! it (`handoff`), and hyperd reads it itself. Streamed, a plain tar from a file is walked twice:
-//! once over its headers only, seeking past bodies, to ask hyperd in one call which blobs it
-//! holds; then to send it with those bodies left out. A plain tar from a pipe is walked once,
-//! asking about each blob as its header passes. A whole-compressed archive is sent as it is.
+//! it (`handoff`, `--no-fd` to stream), and hyperd reads it itself. Otherwise the archive is
+//! streamed, and a plain tar is sent with the bodies of stored blobs left out, unless `--send-all`.
+//!
+//! Leaving out what is stored. The walker (`elide`) reads the plain tar with the same tar reader
+//! hyperd uses, over a tap that keeps the header bytes it reads: header bytes and the bodies of
+//! blobs hyperd lacks are sent exactly as they are in the archive, and the body of a
+//! `blobs/sha256/<hex>` entry hyperd holds is sent as `elided: N`. From a file (or stdin redirected
+//! from one) it first walks the headers alone, seeking past bodies, and asks `ContentService.Info`
+//! about every blob at once, then walks again to send; from a pipe it asks about each blob as its
+//! header passes and reads the body it leaves out. A whole-compressed archive is sent whole.
+//!
+//! hyperd reads the result through the one import path, so names, IDs, digests and refusals are
+//! those of a full load: it uses its own verified copy of a stored blob, sent or not, and refuses a
+//! hole that is not such a blob's body. A blob removed between the question and the load fails the
+//! load with FAILED_PRECONDITION, nothing committed; from `-i FILE` hyperctl then sends the whole
+//! archive once more; otherwise the error stands and the next load sends the blob. What was left
+//! out is reported on the `Loaded image:` line.
 
 use std::collections::HashSet;
 use std::io::SeekFrom;
