@@ -8,7 +8,7 @@ use futures_util::{Stream, StreamExt};
 use hyperd_proto::CHUNK_SIZE;
 use hyperd_proto::v1::{self, content_service_server::ContentService};
 use store::limits::MAX_INFO_DIGESTS;
-use store::{Began, Store, WriteStart, Written};
+use store::{Began, BlobRead, Store, WriteOutcome, WriteStart, Written};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::io::ReaderStream;
@@ -110,7 +110,12 @@ async fn write_stream(
         lease: convert::non_empty(first.lease),
         offset: first.offset,
     };
-    let mut write = match store.begin_write(start).await.map_err(to_status)? {
+    let mut write = match store
+        .content()
+        .begin_write(start)
+        .await
+        .map_err(to_status)?
+    {
         Began::Done(written) => return Ok(written),
         Began::Open(write) => write,
     };
@@ -151,7 +156,12 @@ impl ContentService for Content {
             .iter()
             .map(|d| convert::digest(d))
             .collect::<Result<Vec<_>, _>>()?;
-        let sizes = self.store.blob_sizes(parsed).await.map_err(to_status)?;
+        let sizes = self
+            .store
+            .content()
+            .blob_sizes(parsed)
+            .await
+            .map_err(to_status)?;
         let blobs = digests
             .into_iter()
             .zip(sizes)
@@ -169,8 +179,9 @@ impl ContentService for Content {
     async fn read(&self, req: Request<v1::ReadRequest>) -> Result<Response<ReadStream>, Status> {
         let req = req.into_inner();
         let digest = convert::digest(&req.digest)?;
-        let (file, len) = self
+        let BlobRead { file, len } = self
             .store
+            .content()
             .read_blob(&digest, req.offset, req.length)
             .await
             .map_err(to_status)?;
@@ -212,14 +223,14 @@ impl ContentService for Content {
             .await
             .map_err(|e| Status::internal(format!("write task failed: {e}")))?
             .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "write refused"))?;
-        if written.committed && !written.already_stored {
+        if written.outcome == WriteOutcome::Committed {
             tracing::info!(uid, digest = %written.digest, size = written.offset, "blob written");
         }
         Ok(Response::new(v1::WriteResponse {
             digest: written.digest.to_string(),
             offset: written.offset,
-            committed: written.committed,
-            already_stored: written.already_stored,
+            committed: written.outcome != WriteOutcome::Pending,
+            already_stored: written.outcome == WriteOutcome::AlreadyStored,
         }))
     }
 
@@ -229,6 +240,7 @@ impl ContentService for Content {
     ) -> Result<Response<v1::StatusResponse>, Status> {
         let s = self
             .store
+            .content()
             .write_status(&req.into_inner().r#ref)
             .map_err(to_status)?;
         Ok(Response::new(v1::StatusResponse {
@@ -246,6 +258,7 @@ impl ContentService for Content {
         req: Request<v1::AbortRequest>,
     ) -> Result<Response<v1::AbortResponse>, Status> {
         self.store
+            .content()
             .abort_write(&req.into_inner().r#ref)
             .map_err(to_status)?;
         Ok(Response::new(v1::AbortResponse {}))
@@ -256,9 +269,10 @@ impl ContentService for Content {
         req: Request<v1::CreateLeaseRequest>,
     ) -> Result<Response<v1::Lease>, Status> {
         let uid = peer_uid(&req);
-        let (id, expires_at) = self
+        let store::Lease { id, expires_at } = self
             .store
-            .create_lease(req.into_inner().ttl_seconds)
+            .leases()
+            .create(req.into_inner().ttl_seconds)
             .await
             .map_err(to_status)?;
         tracing::info!(uid, lease = %id, expires_at, "lease created");
@@ -270,7 +284,8 @@ impl ContentService for Content {
         req: Request<v1::DeleteLeaseRequest>,
     ) -> Result<Response<v1::DeleteLeaseResponse>, Status> {
         self.store
-            .delete_lease(&req.into_inner().id)
+            .leases()
+            .delete(&req.into_inner().id)
             .await
             .map_err(to_status)?;
         Ok(Response::new(v1::DeleteLeaseResponse {}))

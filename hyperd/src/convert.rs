@@ -54,7 +54,10 @@ pub(crate) fn format(
 ) -> Result<store::Format, Status> {
     match v1::ArchiveFormat::try_from(f) {
         Ok(v1::ArchiveFormat::Unspecified | v1::ArchiveFormat::Oci) => Ok(store::Format::Oci {
-            referrers: !no_referrers,
+            referrers: match no_referrers {
+                true => store::Referrers::Omit,
+                false => store::Referrers::Include,
+            },
         }),
         Ok(v1::ArchiveFormat::Docker) => Ok(store::Format::Docker {
             platform: non_empty(platform)

@@ -13,14 +13,15 @@ pub(crate) async fn run(store: Store, write_expiry: Duration, shutdown: Cancella
     let idle = write_expiry.as_secs();
     loop {
         let wait = store
+            .leases()
             .next_expiry(idle)
             .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP));
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = store.expiry_changed() => continue,
+            () = store.leases().expiry_changed() => continue,
             () = shutdown.cancelled() => return,
         }
-        if let Err(e) = store.expire(idle).await {
+        if let Err(e) = store.leases().expire(idle).await {
             tracing::warn!(error = %e, "dropping expired leases and writes failed");
             // What failed is still due: try again later rather than at once.
             tokio::select! {

@@ -121,7 +121,7 @@ impl ImageService for Images {
         &self,
         _: Request<v1::ListRequest>,
     ) -> Result<Response<v1::ListResponse>, Status> {
-        let images = self.store.list().map_err(to_status)?;
+        let images = self.store.images().list().map_err(to_status)?;
         Ok(Response::new(v1::ListResponse {
             images: images.iter().map(convert::image).collect(),
         }))
@@ -151,6 +151,7 @@ impl ImageService for Images {
         let loaded = self
             .or_shutdown(async {
                 self.store
+                    .images()
                     .load_pieces(pieces, &map)
                     .await
                     .map_err(to_status)
@@ -169,6 +170,7 @@ impl ImageService for Images {
         tracing::info!(uid, images = ?images, ?format, "save started");
         let job = self
             .store
+            .images()
             .prepare_save(&items, format)
             .await
             .map_err(to_status)?;
@@ -230,6 +232,7 @@ impl ImageService for Images {
         let req = req.into_inner();
         let removed = self
             .store
+            .images()
             .remove(&req.image, req.force)
             .await
             .map_err(to_status)?;
@@ -250,6 +253,7 @@ impl ImageService for Images {
         let req = req.into_inner();
         let target = req.target.parse().map_err(to_status)?;
         self.store
+            .images()
             .tag(&req.source, &target)
             .await
             .map_err(to_status)?;
@@ -263,6 +267,7 @@ impl ImageService for Images {
     ) -> Result<Response<v1::InspectResponse>, Status> {
         let i = self
             .store
+            .images()
             .inspect(&req.into_inner().image)
             .await
             .map_err(to_status)?;
@@ -305,6 +310,7 @@ impl ImageService for Images {
         let media_type = convert::non_empty(req.media_type);
         let created = self
             .store
+            .images()
             .create_image(&digest, media_type.as_deref(), &names)
             .await
             .map_err(to_status)?;
@@ -336,6 +342,7 @@ impl ImageService for Images {
         let artifact_type = convert::non_empty(req.artifact_type);
         let index = self
             .store
+            .images()
             .referrers_index(&digest, artifact_type.as_deref())
             .map_err(to_status)?;
         Ok(Response::new(v1::ReferrersResponse {

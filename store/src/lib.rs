@@ -38,6 +38,7 @@ pub use progress::Progress;
 pub use reference::ImageName;
 pub use referrer::ReferrerRecord;
 pub use store::{
-    Began, CheckReport, ContentWrite, Created, Format, ImageSummary, Inspection, LoadedImage,
-    SaveItem, SaveJob, Store, WriteStart, Written,
+    Began, BlobRead, CheckReport, Content, ContentWrite, Created, Format, ImageGraph, ImageSummary,
+    Images, Inspection, Lease, Leases, LoadedImage, Referrers, SaveItem, SaveJob, Store,
+    WriteOutcome, WriteStart, Written,
 };

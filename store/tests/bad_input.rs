@@ -312,6 +312,7 @@ async fn a_map_naming_an_absent_ref() {
     let store = open(dir.path()).await;
     let img = plain().await;
     let err = store
+        .images()
         .load(
             reader(oci_archive(&[(&img, &[("org.opencontainers.image.ref.name", "hello")])]).await),
             &map(&[("a:1", "world")]),

@@ -11,7 +11,7 @@ async fn store_with_one_image(dir: &std::path::Path) -> (Store, Image) {
     let store = open(dir).await;
     let img = Image::new(&["damage"], "amd64", Comp::None).await;
     let archive = oci_archive(&[(&img, &[("io.containerd.image.name", "app:1")])]).await;
-    store.load(reader(archive), &[]).await.unwrap();
+    store.images().load(reader(archive), &[]).await.unwrap();
     (store, img)
 }
 
@@ -35,9 +35,12 @@ async fn a_stored_blob_changed_on_disk_is_damage_naming_its_digest() {
     let (store, img) = store_with_one_image(dir.path()).await;
     let config = dir.path().join("blobs/sha256").join(hex_of(&img.id()));
     std::fs::write(&config, b"{\"not\": \"the config\"}").unwrap();
-    assert_corrupt(store.inspect("app:1").await, &img.id());
+    assert_corrupt(store.images().inspect("app:1").await, &img.id());
     assert_corrupt(
-        store.save(&item("app:1"), DOCKER, Vec::new()).await,
+        store
+            .images()
+            .save(&item("app:1"), DOCKER, Vec::new())
+            .await,
         &img.id(),
     );
 }
@@ -51,7 +54,14 @@ async fn a_stored_blob_gone_from_disk_is_damage_naming_its_digest() {
     let hex = layer.rsplit('/').next().unwrap();
     assert_corrupt(
         store
-            .save(&item("app:1"), Format::Oci { referrers: true }, Vec::new())
+            .images()
+            .save(
+                &item("app:1"),
+                Format::Oci {
+                    referrers: store::Referrers::Include,
+                },
+                Vec::new(),
+            )
             .await,
         hex,
     );
@@ -66,24 +76,34 @@ async fn a_tag_whose_record_is_missing_is_damage_and_rmi_repairs_it() {
     integration::damage::drop_record(dir.path(), "docker.io/library/app:1");
     let store = open(dir.path()).await;
 
-    assert!(store.list().unwrap().is_empty());
-    assert_corrupt(store.inspect("app:1").await, "has no record");
+    assert!(store.images().list().unwrap().is_empty());
+    assert_corrupt(store.images().inspect("app:1").await, "has no record");
     assert_corrupt(
         store
-            .save(&item("app:1"), Format::Oci { referrers: true }, Vec::new())
+            .images()
+            .save(
+                &item("app:1"),
+                Format::Oci {
+                    referrers: store::Referrers::Include,
+                },
+                Vec::new(),
+            )
             .await,
         "has no record",
     );
-    assert_corrupt(store.tag("app:1", &name("b:1")).await, "has no record");
+    assert_corrupt(
+        store.images().tag("app:1", &name("b:1")).await,
+        "has no record",
+    );
     let report = store.check().await.unwrap();
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     assert!(report.problems[0].contains("app:1"));
 
-    let removed = store.remove("app:1", false).await.unwrap();
+    let removed = store.images().remove("app:1", false).await.unwrap();
     assert_eq!(removed, vec![store::Removed::Untagged(name("app:1"))]);
     assert!(store.check().await.unwrap().problems.is_empty());
     // The image's blobs went with the record: loading it again stores it whole.
     let archive = oci_archive(&[(&img, &[("io.containerd.image.name", "app:1")])]).await;
-    store.load(reader(archive), &[]).await.unwrap();
-    assert!(store.inspect("app:1").await.is_ok());
+    store.images().load(reader(archive), &[]).await.unwrap();
+    assert!(store.images().inspect("app:1").await.is_ok());
 }

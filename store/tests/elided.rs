@@ -56,7 +56,7 @@ fn stored_bodies(archive: &[u8], stored: &HashSet<String>) -> Vec<(usize, usize)
 
 async fn load_pieces(store: &Store, pieces: Vec<Piece>) -> store::Result<()> {
     let stream = futures_util::stream::iter(pieces.into_iter().map(Ok));
-    store.load_pieces(stream, &[]).await.map(drop)
+    store.images().load_pieces(stream, &[]).await.map(drop)
 }
 
 fn hexes(img: &Image) -> HashSet<String> {
@@ -72,7 +72,7 @@ async fn holding(base: &Image) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let archive = oci_archive(&[(base, &[("io.containerd.image.name", "base:1")])]).await;
-    store.load(reader(archive), &[]).await.unwrap();
+    store.images().load(reader(archive), &[]).await.unwrap();
     (dir, store)
 }
 
@@ -104,8 +104,12 @@ async fn a_stored_blobs_bytes_in_an_archive_are_never_read() {
     let blobs_before = blob_files(dir.path());
     let mut e = oci_entries(&[(&base, &[("io.containerd.image.name", "evil:1")])]);
     e.last_mut().unwrap().data[600] ^= 1;
-    store.load(reader(tar(&e).await), &[]).await.unwrap();
-    let evil = store.inspect("evil:1").await.unwrap();
+    store
+        .images()
+        .load(reader(tar(&e).await), &[])
+        .await
+        .unwrap();
+    let evil = store.images().inspect("evil:1").await.unwrap();
     assert_eq!(evil.record.id.to_string(), base.id());
     assert_eq!(blob_files(dir.path()), blobs_before);
     assert!(store.check().await.unwrap().problems.is_empty());
@@ -117,7 +121,11 @@ async fn leaving_out_stored_bodies_loads_what_the_whole_archive_loads() {
     let holes = stored_bodies(&archive, &hexes(&base));
     assert_eq!(holes.len(), 1, "the shared layer");
     let (dir_a, whole) = holding(&base).await;
-    whole.load(reader(archive.clone()), &[]).await.unwrap();
+    whole
+        .images()
+        .load(reader(archive.clone()), &[])
+        .await
+        .unwrap();
     let (dir_b, elided) = holding(&base).await;
     load_pieces(&elided, with_holes(&archive, &holes))
         .await
@@ -140,6 +148,7 @@ async fn a_reload_may_leave_out_every_blob() {
         .unwrap();
     assert_eq!(
         store
+            .images()
             .inspect("again:1")
             .await
             .unwrap()

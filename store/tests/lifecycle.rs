@@ -12,6 +12,7 @@ async fn seed_archive_with_pre_1_0_ref_name_key_loads_by_map() {
     let img = Image::new(&["p1"], "amd64", Comp::None).await;
     let archive = oci_archive(&[(&img, &[("org.opencontainers.ref.name", "hello")])]).await;
     store
+        .images()
         .load(reader(archive), &map(&[("centos:test", "hello")]))
         .await
         .unwrap();
@@ -24,6 +25,7 @@ async fn an_image_without_a_usable_name_is_kept_untagged() {
     let store = open(dir.path()).await;
     let img = Image::new(&["u1"], "amd64", Comp::None).await;
     let loaded = store
+        .images()
         .load(
             reader(
                 oci_archive(&[(&img, &[("org.opencontainers.image.ref.name", "latest")])]).await,
@@ -35,7 +37,11 @@ async fn an_image_without_a_usable_name_is_kept_untagged() {
     assert!(loaded[0].names.is_empty());
     assert_eq!(rows(&store), vec![("<none>".into(), img.id())]);
     // An untagged image is removed by its ID.
-    let removed = store.remove(&hex_of(&img.id())[..12], false).await.unwrap();
+    let removed = store
+        .images()
+        .remove(&hex_of(&img.id())[..12], false)
+        .await
+        .unwrap();
     assert_eq!(removed, vec![Removed::Deleted(img.id().parse().unwrap())]);
     assert!(blob_files(dir.path()).is_empty());
 }
@@ -46,6 +52,7 @@ async fn names_are_normalised_like_docker() {
     let store = open(dir.path()).await;
     let img = Image::new(&["n1"], "amd64", Comp::None).await;
     store
+        .images()
         .load(reader(docker_archive(&[(&img, &["busybox"])]).await), &[])
         .await
         .unwrap();
@@ -57,7 +64,7 @@ async fn names_are_normalised_like_docker() {
         "docker.io/library/busybox",
         "index.docker.io/library/busybox:latest",
     ] {
-        assert!(store.inspect(spelling).await.is_ok(), "{spelling}");
+        assert!(store.images().inspect(spelling).await.is_ok(), "{spelling}");
     }
 }
 
@@ -68,10 +75,12 @@ async fn a_tag_that_exists_moves_and_the_old_image_stays_dangling() {
     let old = Image::new(&["old"], "amd64", Comp::None).await;
     let new = Image::new(&["new"], "amd64", Comp::None).await;
     store
+        .images()
         .load(reader(docker_archive(&[(&old, &["app:1"])]).await), &[])
         .await
         .unwrap();
     store
+        .images()
         .load(reader(docker_archive(&[(&new, &["app:1"])]).await), &[])
         .await
         .unwrap();
@@ -86,7 +95,7 @@ async fn removing_one_image_keeps_the_blobs_another_still_uses() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let (_a, b) = load_two_sharing_a_layer(&store, "base").await;
-    store.remove("a:1", false).await.unwrap();
+    store.images().remove("a:1", false).await.unwrap();
     let left = blob_files(dir.path());
     let mut want: Vec<String> = b
         .blob_entries()
@@ -104,6 +113,7 @@ async fn rmi_by_id_with_several_tags_needs_force() {
     let store = open(dir.path()).await;
     let img = Image::new(&["f1"], "amd64", Comp::None).await;
     store
+        .images()
         .load(
             reader(docker_archive(&[(&img, &["x:1", "y:1"])]).await),
             &[],
@@ -113,15 +123,15 @@ async fn rmi_by_id_with_several_tags_needs_force() {
     let full_id = img.id();
     let id = &hex_of(&full_id)[..12];
     assert!(matches!(
-        store.remove(id, false).await,
+        store.images().remove(id, false).await,
         Err(Error::Conflict(_))
     ));
     assert_eq!(rows(&store).len(), 2);
-    let removed = store.remove(id, true).await.unwrap();
+    let removed = store.images().remove(id, true).await.unwrap();
     assert_eq!(removed.len(), 3);
     assert!(rows(&store).is_empty());
     assert!(matches!(
-        store.remove("x:1", false).await,
+        store.images().remove("x:1", false).await,
         Err(Error::NotFound(_))
     ));
 }
@@ -132,13 +142,18 @@ async fn tag_and_inspect() {
     let store = open(dir.path()).await;
     let img = Image::new(&["t1"], "amd64", Comp::None).await;
     store
+        .images()
         .load(
             reader(oci_archive(&[(&img, &[("io.containerd.image.name", "t:1")])]).await),
             &[],
         )
         .await
         .unwrap();
-    store.tag("t:1", &name("quay.io/me/t:2")).await.unwrap();
+    store
+        .images()
+        .tag("t:1", &name("quay.io/me/t:2"))
+        .await
+        .unwrap();
     assert_eq!(
         rows(&store),
         vec![
@@ -146,11 +161,11 @@ async fn tag_and_inspect() {
             ("t:1".into(), img.id())
         ]
     );
-    let inspected = store.inspect("quay.io/me/t:2").await.unwrap();
+    let inspected = store.images().inspect("quay.io/me/t:2").await.unwrap();
     assert_eq!(inspected.manifest, img.manifest);
     assert_eq!(inspected.config, img.config);
     assert!(matches!(
-        store.tag("missing:1", &name("a:b")).await,
+        store.images().tag("missing:1", &name("a:b")).await,
         Err(Error::NotFound(_))
     ));
 }
@@ -161,6 +176,7 @@ async fn check_finds_a_corrupted_blob() {
     let store = open(dir.path()).await;
     let img = Image::new(&["c1"], "amd64", Comp::None).await;
     store
+        .images()
         .load(
             reader(oci_archive(&[(&img, &[("io.containerd.image.name", "c:1")])]).await),
             &[],
@@ -201,6 +217,7 @@ async fn start_up_drops_crash_leftovers_and_unreferenced_blobs() {
     {
         let store = open(dir.path()).await;
         store
+            .images()
             .load(
                 reader(oci_archive(&[(&img, &[("io.containerd.image.name", "k:1")])]).await),
                 &[],
@@ -232,6 +249,7 @@ async fn a_save_in_flight_keeps_its_blobs_through_a_remove() {
     let store = open(dir.path()).await;
     let img = Image::new(&["big1", "big2", "big3"], "amd64", Comp::None).await;
     store
+        .images()
         .load(
             reader(oci_archive(&[(&img, &[("io.containerd.image.name", "big:1")])]).await),
             &[],
@@ -247,13 +265,20 @@ async fn a_save_in_flight_keeps_its_blobs_through_a_remove() {
             ref_name: None,
         }];
         saver
-            .save(&items, Format::Oci { referrers: true }, tx)
+            .images()
+            .save(
+                &items,
+                Format::Oci {
+                    referrers: store::Referrers::Include,
+                },
+                tx,
+            )
             .await
             .map(drop)
     });
     let mut first = [0u8; 512];
     rx.read_exact(&mut first).await.unwrap();
-    store.remove("big:1", false).await.unwrap();
+    store.images().remove("big:1", false).await.unwrap();
     let mut rest = Vec::new();
     rx.read_to_end(&mut rest).await.unwrap();
     save.await.unwrap().unwrap();
@@ -263,7 +288,7 @@ async fn a_save_in_flight_keeps_its_blobs_through_a_remove() {
     );
     let mut archive = first.to_vec();
     archive.extend(rest);
-    store.load(reader(archive), &[]).await.unwrap();
+    store.images().load(reader(archive), &[]).await.unwrap();
     assert_eq!(rows(&store), vec![("big:1".into(), img.id())]);
     // Once the save ended, collection was free to run; the re-load put everything back.
     assert!(store.check().await.unwrap().problems.is_empty());
@@ -275,23 +300,27 @@ async fn blobs_held_on_a_lease_outlive_the_removal_of_their_image() {
     let store = open(dir.path()).await;
     let img = plain().await;
     let archive = oci_archive(&[(&img, &[("io.containerd.image.name", "app:1")])]).await;
-    store.load(reader(archive), &[]).await.unwrap();
+    store.images().load(reader(archive), &[]).await.unwrap();
     let stored = blob_files(dir.path());
     let digests: Vec<store::Digest> = stored
         .iter()
         .map(|hex| format!("sha256:{hex}").parse().unwrap())
         .collect();
-    let (lease, _) = store.create_lease(60).await.unwrap();
-    store.hold_blobs(&lease, &digests).await.unwrap();
+    let lease = store.leases().create(60).await.unwrap().id;
+    store.leases().hold_blobs(&lease, &digests).await.unwrap();
 
-    store.remove("app:1", false).await.unwrap();
+    store.images().remove("app:1", false).await.unwrap();
     store.gc().await.unwrap();
     assert_eq!(blob_files(dir.path()), stored);
-    store.delete_lease(&lease).await.unwrap();
+    store.leases().delete(&lease).await.unwrap();
     store.gc().await.unwrap();
     assert!(blob_files(dir.path()).is_empty());
 
-    let (lease, _) = store.create_lease(60).await.unwrap();
-    let e = store.hold_blobs(&lease, &digests[..1]).await.unwrap_err();
+    let lease = store.leases().create(60).await.unwrap().id;
+    let e = store
+        .leases()
+        .hold_blobs(&lease, &digests[..1])
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::NotFound(_)), "{e:?}");
 }

@@ -47,6 +47,7 @@ async fn loads_whole(block: Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     store
+        .images()
         .load(reader(with_before_last(block).await), &[])
         .await
         .unwrap();

@@ -63,7 +63,7 @@ fn mutated_archives_commit_whole_images_or_nothing() {
     });
     let dir = tempfile::tempdir().unwrap();
     let store = rt.block_on(open(dir.path()));
-    rt.block_on(store.load(reader(keep), &[])).unwrap();
+    rt.block_on(store.images().load(reader(keep), &[])).unwrap();
 
     let config = Config {
         cases: 96,
@@ -77,7 +77,7 @@ fn mutated_archives_commit_whole_images_or_nothing() {
             let bytes = apply(source.clone(), &mutations);
             let before = rows(&store);
             let blobs_before = blob_files(dir.path());
-            let result = rt.block_on(store.load(reader(bytes), &[]));
+            let result = rt.block_on(store.images().load(reader(bytes), &[]));
             let report = rt.block_on(store.check()).unwrap();
             prop_assert!(report.problems.is_empty(), "{:?}", report.problems);
             prop_assert_eq!(report.unreferenced, 0);
@@ -90,13 +90,16 @@ fn mutated_archives_commit_whole_images_or_nothing() {
                             image: image.id.hex(),
                             ref_name: None,
                         }];
-                        let saved = rt.block_on(store.save(
+                        let saved = rt.block_on(store.images().save(
                             &items,
-                            store::Format::Oci { referrers: true },
+                            store::Format::Oci {
+                                referrers: store::Referrers::Include,
+                            },
                             Vec::new(),
                         ));
                         prop_assert!(saved.is_ok(), "{:?}", saved.err());
-                        rt.block_on(store.remove(&image.id.hex(), true)).unwrap();
+                        rt.block_on(store.images().remove(&image.id.hex(), true))
+                            .unwrap();
                     }
                 }
                 Err(_) => {

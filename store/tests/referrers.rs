@@ -7,7 +7,9 @@ use common::*;
 use integration::artifacts::*;
 use store::{Created, Digest, Error, Format, Store, WriteStart};
 
-const OCI: Format = Format::Oci { referrers: true };
+const OCI: Format = Format::Oci {
+    referrers: store::Referrers::Include,
+};
 
 /// Writes `blob` through the content API under `lease`, as a pull would.
 async fn put(store: &Store, lease: &str, blob: &[u8]) {
@@ -18,7 +20,7 @@ async fn put(store: &Store, lease: &str, blob: &[u8]) {
         lease: Some(lease.to_owned()),
         offset: 0,
     };
-    if let store::Began::Open(mut w) = store.begin_write(start).await.unwrap() {
+    if let store::Began::Open(mut w) = store.content().begin_write(start).await.unwrap() {
         w.write(blob.to_vec()).await.unwrap().unwrap();
     }
 }
@@ -46,10 +48,17 @@ async fn an_oci_save_with_referrers_is_the_same_bytes_every_time() {
     let sbom = spdx_sbom(&app.manifest, MANIFEST);
     let name = [("io.containerd.image.name", "app:1")];
     let archive = tar(&layout(&[(&app, &name)], &[&sbom, &sig])).await;
-    store.load(reader(archive), &[]).await.unwrap();
+    store.images().load(reader(archive), &[]).await.unwrap();
     let first = save(&store, &[("app:1", None)], OCI).await;
     assert_eq!(save(&store, &[("app:1", None)], OCI).await, first);
-    let bare = save(&store, &[("app:1", None)], Format::Oci { referrers: false }).await;
+    let bare = save(
+        &store,
+        &[("app:1", None)],
+        Format::Oci {
+            referrers: store::Referrers::Omit,
+        },
+    )
+    .await;
     assert!(bare.len() < first.len());
     assert_eq!(rows(&store), vec![("app:1".into(), app.id())]);
 }
@@ -60,7 +69,7 @@ async fn create_referrer_stores_a_pulled_signature_beside_its_stored_image() {
     let store = open(dir.path()).await;
     let app = Image::new(&["pulled"], "amd64", Comp::None).await;
     let sig = cosign_signature(&app.manifest, MANIFEST, "pulled");
-    let (lease, _) = store.create_lease(3600).await.unwrap();
+    let lease = store.leases().create(3600).await.unwrap().id;
     for b in [&app.manifest, &app.config, &app.layers[0].0, &sig.manifest]
         .into_iter()
         .chain(&sig.blobs)
@@ -69,40 +78,54 @@ async fn create_referrer_stores_a_pulled_signature_beside_its_stored_image() {
     }
     let (app_d, sig_d) = (digest(&app.manifest), digest(&sig.manifest));
 
-    let e = store.create_referrer(&sig_d, None).await.unwrap_err();
+    let e = store
+        .images()
+        .create_referrer(&sig_d, None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, Error::Conflict(m) if m.contains("is not stored")),
         "{e}"
     );
-    let e = store.create_referrer(&app_d, None).await.unwrap_err();
+    let e = store
+        .images()
+        .create_referrer(&app_d, None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, Error::InvalidArgument(m) if m.contains("not a referrer")),
         "{e}"
     );
-    let created = store.create_image(&app_d, None, &[name("app:1")]).await;
+    let created = store
+        .images()
+        .create_image(&app_d, None, &[name("app:1")])
+        .await;
     assert!(matches!(created, Ok(Created::Image(_))), "{created:?}");
 
-    let r = store.create_referrer(&sig_d, None).await.unwrap();
+    let r = store.images().create_referrer(&sig_d, None).await.unwrap();
     assert_eq!(
         (&r.subject, r.artifact_type.as_deref()),
         (&app_d, Some(EMPTY))
     );
     assert_eq!(r.blobs[0], sig_d);
-    let index = store.referrers_index(&app_d, None).unwrap();
+    let index = store.images().referrers_index(&app_d, None).unwrap();
     let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
     assert_eq!(index["manifests"][0]["digest"], sig.digest());
-    assert_eq!(store.inspect("app:1").await.unwrap().referrers, [r]);
+    assert_eq!(
+        store.images().inspect("app:1").await.unwrap().referrers,
+        [r]
+    );
     assert_eq!(rows(&store).len(), 1);
     // The referrer now holds its blobs, without the lease.
-    store.delete_lease(&lease).await.unwrap();
+    store.leases().delete(&lease).await.unwrap();
     store.gc().await.unwrap();
     assert!(blob_files(dir.path()).contains(&sig_d.hex()));
 
     // Collected with its image: the record goes in the removal's transaction, the blobs after.
-    let removed = store.remove("app:1", false).await.unwrap();
+    let removed = store.images().remove("app:1", false).await.unwrap();
     assert!(removed.contains(&store::Removed::Referrer(sig_d.clone())));
     assert!(matches!(
-        store.referrers_index(&app_d, None),
+        store.images().referrers_index(&app_d, None),
         Err(Error::NotFound(_))
     ));
     store.gc().await.unwrap();

@@ -22,7 +22,7 @@ async fn seed_workflow_keeps_image_ids_across_save_rmi_load() {
         ),
     ])
     .await;
-    store.load(reader(archive), &[]).await.unwrap();
+    store.images().load(reader(archive), &[]).await.unwrap();
     let before = rows(&store);
     assert_eq!(
         before,
@@ -38,7 +38,9 @@ async fn seed_workflow_keeps_image_ids_across_save_rmi_load() {
             ("centos:7", Some("hello")),
             ("busybox:latest", Some("world")),
         ],
-        Format::Oci { referrers: true },
+        Format::Oci {
+            referrers: store::Referrers::Include,
+        },
     )
     .await;
     let files = untar(&saved).await;
@@ -58,12 +60,17 @@ async fn seed_workflow_keeps_image_ids_across_save_rmi_load() {
     assert_eq!(index["manifests"][0]["platform"]["os"], "linux");
     assert_eq!(files["oci-layout"], LAYOUT);
 
-    store.remove("centos:7", false).await.unwrap();
-    store.remove("busybox:latest", false).await.unwrap();
+    store.images().remove("centos:7", false).await.unwrap();
+    store
+        .images()
+        .remove("busybox:latest", false)
+        .await
+        .unwrap();
     assert!(rows(&store).is_empty());
     assert!(blob_files(dir.path()).is_empty(), "rmi frees the blobs");
 
     store
+        .images()
         .load(
             reader(saved),
             &map(&[("centos:test", "hello"), ("busybox:test", "world")]),
@@ -85,6 +92,7 @@ async fn docker_archive_round_trip_keeps_ids_and_manifest_digests() {
     let store = open(dir.path()).await;
     let img = Image::new(&["d1", "d2", "d3"], "amd64", Comp::None).await;
     let loaded = store
+        .images()
         .load(
             reader(docker_archive(&[(&img, &["app:1", "app:2"])]).await),
             &[],
@@ -109,7 +117,7 @@ async fn docker_archive_round_trip_keeps_ids_and_manifest_digests() {
 
     let dir2 = tempfile::tempdir().unwrap();
     let other = open(dir2.path()).await;
-    let again = other.load(reader(saved), &[]).await.unwrap();
+    let again = other.images().load(reader(saved), &[]).await.unwrap();
     assert_eq!(again[0].id, loaded[0].id);
     assert_eq!(
         again[0].digest, loaded[0].digest,
@@ -123,6 +131,7 @@ async fn oci_image_with_gzip_layers_saves_as_docker_with_uncompressed_layers() {
     let store = open(dir.path()).await;
     let img = Image::new(&["g1", "g2"], "amd64", Comp::Gzip).await;
     store
+        .images()
         .load(
             reader(oci_archive(&[(&img, &[("org.opencontainers.image.ref.name", "x:1")])]).await),
             &[],
@@ -138,6 +147,7 @@ async fn oci_image_with_gzip_layers_saves_as_docker_with_uncompressed_layers() {
     let dir2 = tempfile::tempdir().unwrap();
     let loaded = open(dir2.path())
         .await
+        .images()
         .load(reader(saved), &[])
         .await
         .unwrap();
@@ -159,8 +169,13 @@ async fn saving_twice_gives_identical_bytes() {
         (&b, &[("io.containerd.image.name", "b:1")]),
     ])
     .await;
-    store.load(reader(archive), &[]).await.unwrap();
-    for format in [Format::Oci { referrers: true }, DOCKER] {
+    store.images().load(reader(archive), &[]).await.unwrap();
+    for format in [
+        Format::Oci {
+            referrers: store::Referrers::Include,
+        },
+        DOCKER,
+    ] {
         let one = save(&store, &[("a:1", Some("x")), ("b:1", None)], format.clone()).await;
         let two = save(&store, &[("a:1", Some("x")), ("b:1", None)], format.clone()).await;
         assert_eq!(one, two, "{format:?}");
@@ -175,7 +190,9 @@ async fn shared_blobs_are_written_once() {
     let saved = save(
         &store,
         &[("a:1", None), ("b:1", None)],
-        Format::Oci { referrers: true },
+        Format::Oci {
+            referrers: store::Referrers::Include,
+        },
     )
     .await;
     let shared = format!("blobs/sha256/{}", hex_of(&sha(&a.layers[0].0)));
@@ -214,7 +231,11 @@ async fn entry_order_and_dot_slash_prefixes_do_not_matter() {
     for entries in [base, reversed, dotted] {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
-        store.load(reader(tar(&entries).await), &[]).await.unwrap();
+        store
+            .images()
+            .load(reader(tar(&entries).await), &[])
+            .await
+            .unwrap();
         assert_eq!(rows(&store), vec![("o:1".into(), img.id())]);
     }
 }
@@ -226,7 +247,7 @@ async fn compressed_whole_archives_load() {
     for archive in [gzip(&plain).await, zstd(&plain).await] {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
-        store.load(reader(archive), &[]).await.unwrap();
+        store.images().load(reader(archive), &[]).await.unwrap();
         assert_eq!(rows(&store), vec![("z:1".into(), img.id())]);
     }
 }
@@ -238,6 +259,7 @@ async fn layers_are_stored_as_they_came() {
         let store = open(dir.path()).await;
         let img = Image::new(&["l1"], "amd64", comp).await;
         let loaded = store
+            .images()
             .load(reader(oci_archive(&[(&img, &[])]).await), &[])
             .await
             .unwrap();
@@ -255,7 +277,11 @@ async fn layers_are_stored_as_they_came() {
 async fn multi_platform_store(dir: &std::path::Path) -> (store::Store, Image, Image, Vec<u8>) {
     let store = open(dir).await;
     let (entries, amd, arm, inner) = multi_platform("docker.io/library/multi:1").await;
-    store.load(reader(tar(&entries).await), &[]).await.unwrap();
+    store
+        .images()
+        .load(reader(tar(&entries).await), &[])
+        .await
+        .unwrap();
     (store, amd, arm, inner)
 }
 
@@ -263,7 +289,7 @@ async fn multi_platform_store(dir: &std::path::Path) -> (store::Store, Image, Im
 async fn multi_platform_index_is_one_image_and_saves_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (store, amd, arm, inner) = multi_platform_store(dir.path()).await;
-    let list = store.list().unwrap();
+    let list = store.images().list().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].digest.to_string(), sha(&inner));
     assert_eq!(list[0].platforms, ["linux/amd64", "linux/arm64"]);
@@ -278,7 +304,9 @@ async fn multi_platform_index_is_one_image_and_saves_whole() {
         &save(
             &store,
             &[("multi:1", None)],
-            Format::Oci { referrers: true },
+            Format::Oci {
+                referrers: store::Referrers::Include,
+            },
         )
         .await,
     )
@@ -303,6 +331,7 @@ async fn docker_save_of_a_multi_platform_image_picks_one_platform() {
         ref_name: None,
     }];
     let saved = store
+        .images()
         .save(&items, docker_for("linux/arm64"), Vec::new())
         .await
         .unwrap();
@@ -313,6 +342,7 @@ async fn docker_save_of_a_multi_platform_image_picks_one_platform() {
         format!("blobs/sha256/{}", hex_of(&arm.id()))
     );
     let err = store
+        .images()
         .save(&items, docker_for("linux/s390x"), Vec::new())
         .await
         .unwrap_err();
@@ -340,7 +370,11 @@ async fn docker_25_archives_with_both_manifests_load_once() {
         "manifest.json",
         &serde_json::to_vec(&manifest).unwrap(),
     ));
-    let loaded = store.load(reader(tar(&entries).await), &[]).await.unwrap();
+    let loaded = store
+        .images()
+        .load(reader(tar(&entries).await), &[])
+        .await
+        .unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!(
         loaded[0].digest.to_string(),
@@ -365,7 +399,11 @@ async fn docker_layers_that_are_symlinks_to_other_layers_load() {
             &serde_json::to_vec(&serde_json::json!([{"Config": "cfg.json", "RepoTags": ["sym:1"], "Layers": ["aaa/layer.tar", "bbb/layer.tar"]}])).unwrap(),
         ),
     ];
-    store.load(reader(tar(&entries).await), &[]).await.unwrap();
+    store
+        .images()
+        .load(reader(tar(&entries).await), &[])
+        .await
+        .unwrap();
     assert_eq!(rows(&store), vec![("sym:1".into(), img.id())]);
 }
 
@@ -375,9 +413,14 @@ async fn loading_a_blob_the_store_has_verifies_it_and_reuses_it() {
     let store = open(dir.path()).await;
     let img = Image::new(&["r1"], "amd64", Comp::Gzip).await;
     let archive = oci_archive(&[(&img, &[("io.containerd.image.name", "r:1")])]).await;
-    store.load(reader(archive.clone()), &[]).await.unwrap();
+    store
+        .images()
+        .load(reader(archive.clone()), &[])
+        .await
+        .unwrap();
     let blobs = blob_files(dir.path());
     store
+        .images()
         .load(reader(archive), &map(&[("r:2", "r:1")]))
         .await
         .unwrap();
@@ -396,6 +439,7 @@ async fn a_layer_labelled_gzip_that_is_plain_tar_loads_and_saves_as_docker() {
     img.layer_types = vec!["application/vnd.oci.image.layer.v1.tar+gzip".into()];
     img.manifest = img.manifest_with(|_| {});
     store
+        .images()
         .load(
             reader(oci_archive(&[(&img, &[("io.containerd.image.name", "liar:1")])]).await),
             &[],
@@ -446,7 +490,11 @@ async fn ctr_export_shape_with_docker_media_types_loads() {
         "manifest.json",
         &serde_json::to_vec(&manifest).unwrap(),
     ));
-    let loaded = store.load(reader(tar(&entries).await), &[]).await.unwrap();
+    let loaded = store
+        .images()
+        .load(reader(tar(&entries).await), &[])
+        .await
+        .unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].digest.to_string(), sha(&list));
     assert_eq!(rows(&store), vec![("ctr:1".into(), img.id())]);

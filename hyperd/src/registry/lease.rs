@@ -14,7 +14,7 @@ pub(super) struct Lease(Option<(Store, String)>);
 
 impl Lease {
     pub(super) async fn create(store: &Store) -> Result<Lease> {
-        let (id, _) = store.create_lease(TTL).await?;
+        let id = store.leases().create(TTL).await?.id;
         Ok(Lease(Some((store.clone(), id))))
     }
 
@@ -38,7 +38,7 @@ impl Drop for Lease {
 }
 
 async fn delete(store: Store, id: String) {
-    if let Err(e) = store.delete_lease(&id).await {
+    if let Err(e) = store.leases().delete(&id).await {
         tracing::warn!(lease = id, error = %e, "could not drop a transfer's lease");
     }
 }

@@ -103,6 +103,7 @@ pub(crate) async fn pull(
         Ok(counts) => {
             let names: Vec<ImageName> = name.iter().cloned().collect();
             match store
+                .images()
                 .create_image(&plan.top.0, Some(&plan.top.1), &names)
                 .await
             {
@@ -135,7 +136,10 @@ pub(crate) async fn pull(
 /// Records each pulled referrer, subjects first; how many.
 async fn store_referrers(store: &Store, referrers: &[(Digest, String)]) -> Result<u32> {
     for (digest, media_type) in referrers {
-        store.create_referrer(digest, Some(media_type)).await?;
+        store
+            .images()
+            .create_referrer(digest, Some(media_type))
+            .await?;
     }
     Ok(referrers.len() as u32)
 }
@@ -278,7 +282,7 @@ async fn begin(
         lease: Some(lease.to_owned()),
         offset: 0,
     };
-    match store.begin_write(start).await {
+    match store.content().begin_write(start).await {
         Ok(Began::Done(_)) => Ok(None),
         Ok(Began::Open(w)) => Ok(Some(w)),
         // The one request here a registry decides: a size that is not the stored blob's.
@@ -311,7 +315,7 @@ impl<'a> Unfinished<'a> {
 impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
         if let Some(reference) = self.reference.take() {
-            let _ = self.store.abort_write(&reference);
+            let _ = self.store.content().abort_write(&reference);
         }
     }
 }

@@ -42,7 +42,7 @@ pub(crate) async fn push(
     events: &Events,
 ) -> Result<Pushed> {
     let name: ImageName = name.parse()?;
-    let image = store.inspect(&name.full()).await?;
+    let image = store.images().inspect(&name.full()).await?;
     let reference = parse_reference(&name.full())?;
     let top_type = image.record.media_type.clone();
     let top = Bytes::from(image.manifest);
@@ -66,7 +66,7 @@ pub(crate) async fn push(
         .chain(blobs.iter().map(|b| &b.digest))
         .cloned()
         .collect();
-    store.hold_blobs(lease.id(), &held).await?;
+    store.leases().hold_blobs(lease.id(), &held).await?;
     let remote = Remote::connect(config, &reference, credential, RegistryOperation::Push).await?;
     let sources = mount_sources(store, &reference).await?;
     for b in &blobs {
@@ -154,7 +154,7 @@ fn corrupt(why: String) -> Error {
 }
 
 async fn read_json(store: &Store, digest: &Digest) -> Result<Bytes> {
-    let (file, len) = store.read_blob(digest, 0, 0).await?;
+    let store::BlobRead { file, len } = store.content().read_blob(digest, 0, 0).await?;
     if len > MAX_JSON {
         return Err(corrupt(format!(
             "manifest {digest} is {len} bytes, over the {MAX_JSON}-byte limit"
@@ -176,7 +176,7 @@ async fn read_json(store: &Store, digest: &Digest) -> Result<Bytes> {
 /// there), so a mount can replace the upload.
 async fn mount_sources(store: &Store, target: &Reference) -> Result<HashMap<Digest, Vec<String>>> {
     let mut sources: HashMap<Digest, Vec<String>> = HashMap::new();
-    for image in store.list()? {
+    for image in store.images().list()? {
         let Some(name) = image.name else { continue };
         let Ok(r) = parse_reference(&name.full()) else {
             continue;
@@ -184,8 +184,7 @@ async fn mount_sources(store: &Store, target: &Reference) -> Result<HashMap<Dige
         if r.registry() != target.registry() || r.repository() == target.repository() {
             continue;
         }
-        let held = store.inspect(&name.full()).await?;
-        for digest in held.record.blobs {
+        for digest in store.images().blobs_of(&image.digest)? {
             let repos = sources.entry(digest).or_default();
             if !repos.iter().any(|x| x == r.repository()) {
                 repos.push(r.repository().to_owned());
@@ -241,12 +240,12 @@ fn body(
 ) -> impl futures_util::Stream<Item = oci_client::errors::Result<Bytes>> + Send + 'static {
     let open = {
         let digest = digest.clone();
-        async move { store.read_blob(&digest, 0, 0).await }
+        async move { store.content().read_blob(&digest, 0, 0).await }
     };
     let mut sent = 0u64;
     futures_util::stream::once(open)
         .map(|opened| match opened {
-            Ok((file, _)) => ReaderStream::with_capacity(file, 1 << 20)
+            Ok(read) => ReaderStream::with_capacity(read.file, 1 << 20)
                 .map_err(oci_client::errors::OciDistributionError::IoError)
                 .left_stream(),
             Err(e) => futures_util::stream::once(async move {

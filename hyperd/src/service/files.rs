@@ -49,6 +49,7 @@ pub(super) async fn load(
             "load from a handed-over file started"
         );
         let loaded = store
+            .images()
             .load_file(file, start, &map, &done)
             .await
             .map_err(to_status)
@@ -84,6 +85,7 @@ pub(super) async fn save(
     tracing::info!(uid, images = ?names, ?format, "save into a handed-over file started");
     let job = images
         .store
+        .images()
         .prepare_save(&items, format)
         .await
         .map_err(to_status)?;

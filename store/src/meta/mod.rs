@@ -1,5 +1,5 @@
 //! Image, tag and referrer metadata in redb: a snapshot to read, one write transaction to
-//! change. Leases are in `lease.rs`.
+//! change. Leases are in `lease.rs`, keyed lookups in one read transaction in `read.rs`.
 //!
 //! Tables: `tags` (full name to top-level digest), `images` (top-level digest to a JSON
 //! `ImageRecord`), `referrers` (referrer digest to a JSON `ReferrerRecord`) and
@@ -11,7 +11,7 @@
 //! callers hold the store's commit lock. The snapshot carries every image, tag and referrer: the
 //! plans in `ops/` work on it.
 //!
-//! What the Referrers RPC reads (`referrers_of`), in one read transaction. First whether the
+//! What the Referrers RPC reads (`referrers_of`, through `read.rs`), in one read transaction. First whether the
 //! subject is stored at all, to tell an absent subject (NOT_FOUND) from one without referrers: a
 //! point lookup in `images`, then in `referrers`, and when neither holds it, a scan of `images`
 //! that parses each record until one lists the subject among the manifests inside its index (a scan
@@ -19,6 +19,7 @@
 //! `referrers_by_subject`, and a point lookup in `referrers` for each key found.
 
 mod lease;
+mod read;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -61,11 +62,7 @@ impl Snapshot {
     /// The record of the image `digest`, which a tag or lookup named. Its absence means the
     /// database is damaged (`hyperctl check` reports it), never a panic.
     pub(crate) fn record(&self, digest: &Digest) -> Result<&ImageRecord> {
-        self.images.get(digest).ok_or_else(|| {
-            Error::Corrupt(format!(
-                "image {digest} has no record; its tags point nowhere (remove them with rmi)"
-            ))
-        })
+        self.images.get(digest).ok_or_else(|| no_record(digest))
     }
 
     /// The names pointing at the image `digest`, in name order.
@@ -76,6 +73,13 @@ impl Snapshot {
             .filter_map(|(t, _)| t.parse().ok())
             .collect()
     }
+}
+
+/// A tag or lookup named the image `digest`, which has no record: the database is damaged.
+pub(crate) fn no_record(digest: &Digest) -> Error {
+    Error::Corrupt(format!(
+        "image {digest} has no record; its tags point nowhere (remove them with rmi)"
+    ))
 }
 
 /// One atomic change to the metadata.
@@ -160,38 +164,11 @@ impl Meta {
     /// The referrers of `subject`, by digest, or `None` when no stored image or referrer has that
     /// manifest. One read transaction: a range of the subject index, then each record.
     pub(crate) fn referrers_of(&self, subject: &Digest) -> Result<Option<Vec<ReferrerRecord>>> {
-        let tx = self.db.begin_read()?;
-        let key = subject.to_string();
-        let images = tx.open_table(IMAGES)?;
-        let referrers = tx.open_table(REFERRERS)?;
-        let mut stored =
-            images.get(key.as_str())?.is_some() || referrers.get(key.as_str())?.is_some();
-        // A manifest inside an image's index is found in the records that list it.
-        let mut rows = images.iter()?;
-        while !stored && let Some(row) = rows.next() {
-            stored = parse_image(row?.1.value())?.subjects().contains(subject);
-        }
-        if !stored {
+        let read = self.read()?;
+        if !read.holds_manifest(subject)? {
             return Ok(None);
         }
-        let mut out = Vec::new();
-        // '0' follows '/': the range is exactly the keys `<subject hex>/…`.
-        let (from, to) = (format!("{}/", subject.hex()), format!("{}0", subject.hex()));
-        for row in tx
-            .open_table(BY_SUBJECT)?
-            .range(from.as_str()..to.as_str())?
-        {
-            let key = row?.0;
-            let hex = key.value().rsplit_once('/').map_or("", |(_, hex)| hex);
-            let digest = Digest::from_hex(hex).map_err(|e| {
-                Error::Database(format!("corrupt referrer key {:?}: {e}", key.value()))
-            })?;
-            let rec = referrers.get(digest.to_string().as_str())?.ok_or_else(|| {
-                Error::Corrupt(format!("referrer {digest} of {subject} has no record"))
-            })?;
-            out.push(parse(rec.value(), "referrer")?);
-        }
-        Ok(Some(out))
+        read.referrers_of(subject).map(Some)
     }
 
     pub(crate) fn apply(&self, changes: &Changes) -> Result<()> {

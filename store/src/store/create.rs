@@ -4,18 +4,19 @@
 
 use oci_spec::image::{DescriptorBuilder, MediaType};
 
-use super::{LoadedImage, Store};
+use super::Images;
+use super::load::LoadedImage;
 use crate::blob::{Blobs, Lease};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{is_index, is_manifest};
+use crate::image::{ImageRecord, is_index, is_manifest};
 use crate::import::{self, Found, Source};
 use crate::limits::MAX_JSON;
 use crate::ops::{self, Arriving};
 use crate::reference::ImageName;
 use crate::referrer::ReferrerRecord;
 
-/// What [`Store::create_image`] made of a manifest or index.
+/// What [`Images::create_image`] made of a manifest or index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Created {
     /// An image, or an artifact kept under the names given.
@@ -60,21 +61,50 @@ struct OwnType {
     media_type: Option<String>,
 }
 
-impl Store {
+impl Images<'_> {
     /// Creates, or names, the image whose top-level manifest or index `digest` the store holds
     /// with its whole graph, checked as a load checks an archive. `media_type` `None` takes the
     /// blob's own `mediaType`. Names move from wherever they pointed, as on load; no names leave
     /// the image untagged. All of it is one metadata transaction, or nothing.
     ///
-    /// A manifest with a `subject` becomes a referrer of it, as [`Store::create_referrer`]
+    /// A manifest with a `subject` becomes a referrer of it, as [`Images::create_referrer`]
     /// makes one; it takes no names. An artifact that describes nothing is kept only under a name.
     pub async fn create_image(
-        &self,
+        self,
         digest: &Digest,
         media_type: Option<&str>,
         names: &[ImageName],
     ) -> Result<Created> {
-        self.create(digest, media_type, names, false).await
+        self.creating(async {
+            let (found, pins) = self.walk_stored(digest, media_type).await?;
+            match found {
+                Found::Referrer(r, _) if !names.is_empty() => Err(Error::InvalidArgument(format!(
+                    "{digest} is a referrer of {}: it takes no names and lives with its subject",
+                    r.subject
+                ))),
+                Found::Referrer(r, _) => {
+                    self.commit(pins, &[], std::slice::from_ref(&r)).await?;
+                    Ok(Created::Referrer(r))
+                }
+                Found::Image(c) if c.record.artifact && names.is_empty() => {
+                    Err(Error::InvalidArgument(format!(
+                        "{digest} is an artifact that describes no image (it has no subject): \
+                         it is kept only under a name"
+                    )))
+                }
+                Found::Image(c) => {
+                    let image = [(c.record, names.to_vec())];
+                    self.commit(pins, &image, &[]).await?;
+                    let [(record, names)] = image;
+                    Ok(Created::Image(LoadedImage {
+                        names,
+                        id: record.id,
+                        digest: record.digest,
+                    }))
+                }
+            }
+        })
+        .await
     }
 
     /// Stores the referrer whose manifest (or index) `digest` the store holds with every blob it
@@ -83,27 +113,29 @@ impl Store {
     /// manifest without a `subject` is [`Error::InvalidArgument`]. The referrer then lives, and
     /// travels in saves, with its subject.
     pub async fn create_referrer(
-        &self,
+        self,
         digest: &Digest,
         media_type: Option<&str>,
     ) -> Result<ReferrerRecord> {
-        match self.create(digest, media_type, &[], true).await? {
-            Created::Referrer(r) => Ok(r),
-            Created::Image(_) => unreachable!("create refuses an image when a referrer is wanted"),
-        }
+        self.creating(async {
+            match self.walk_stored(digest, media_type).await? {
+                (Found::Referrer(r, _), pins) => {
+                    self.commit(pins, &[], std::slice::from_ref(&r)).await?;
+                    Ok(r)
+                }
+                (Found::Image(_), _) => Err(Error::InvalidArgument(format!(
+                    "{digest} has no subject: it is not a referrer"
+                ))),
+            }
+        })
+        .await
     }
 
-    async fn create(
-        &self,
-        digest: &Digest,
-        media_type: Option<&str>,
-        names: &[ImageName],
-        referrer_only: bool,
-    ) -> Result<Created> {
-        let result = self
-            .create_pinned(digest, media_type, names, referrer_only)
-            .await;
-        self.collect_deferred().await?;
+    /// Runs a create, whose pins are dropped by the time it ends, then the collection its pins
+    /// deferred.
+    async fn creating<T>(self, create: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let result = create.await;
+        self.0.collect_deferred().await?;
         result.map_err(|e| match e {
             // The walk speaks of archives; here the client's request is what is wrong.
             Error::InvalidArchive(m) => Error::InvalidArgument(m),
@@ -111,16 +143,16 @@ impl Store {
         })
     }
 
-    async fn create_pinned(
-        &self,
+    /// Walks and checks the graph under `digest`, returning what it found with every blob of it
+    /// pinned.
+    async fn walk_stored(
+        self,
         digest: &Digest,
         media_type: Option<&str>,
-        names: &[ImageName],
-        referrer_only: bool,
-    ) -> Result<Created> {
+    ) -> Result<(Found, Stored)> {
         let mut source = Stored {
-            blobs: self.inner.blobs.clone(),
-            lease: self.inner.blobs.lease(),
+            blobs: self.0.inner.blobs.clone(),
+            lease: self.0.inner.blobs.lease(),
         };
         // The walk reads up to 4 MiB per JSON document and looks at every blob of the graph.
         let (top, media_type) = (digest.clone(), media_type.map(str::to_owned));
@@ -130,53 +162,40 @@ impl Store {
         })
         .await
         .expect("image walk thread panicked");
-        let (images, referrers) = match found? {
-            Found::Referrer(r, _) if !names.is_empty() => {
-                return Err(Error::InvalidArgument(format!(
-                    "{digest} is a referrer of {}: it takes no names and lives with its subject",
-                    r.subject
-                )));
-            }
-            Found::Referrer(r, _) => (vec![], vec![r]),
-            Found::Image(_) if referrer_only => {
-                return Err(Error::InvalidArgument(format!(
-                    "{digest} has no subject: it is not a referrer"
-                )));
-            }
-            Found::Image(c) if c.record.artifact && names.is_empty() => {
-                return Err(Error::InvalidArgument(format!(
-                    "{digest} is an artifact that describes no image (it has no subject): it is \
-                     kept only under a name"
-                )));
-            }
-            Found::Image(c) => (vec![(c.record, names.to_vec())], vec![]),
-        };
+        Ok((found?, source))
+    }
+
+    /// Commits what a create found in one transaction, then drops its pins and collects what
+    /// the change left unreferenced.
+    async fn commit(
+        self,
+        pins: Stored,
+        images: &[(ImageRecord, Vec<ImageName>)],
+        referrers: &[ReferrerRecord],
+    ) -> Result<()> {
+        let inner = &self.0.inner;
         let arriving = Arriving {
-            referrers: &referrers,
+            referrers,
             archive: None,
         };
         let changes = {
-            let _guard = self.inner.commit.lock().await;
-            let changes = ops::plan_load(&self.inner.meta.snapshot()?, &images, arriving)?;
-            self.inner.meta.apply(&changes)?;
+            let _guard = inner.commit.lock().await;
+            let changes = ops::plan_load(&inner.meta.snapshot()?, images, arriving)?;
+            inner.meta.apply(&changes)?;
             changes
         };
-        drop(source);
+        drop(pins);
         if !changes.delete_images.is_empty() || !changes.delete_referrers.is_empty() {
-            self.gc().await?;
+            self.0.gc().await?;
         }
-        if let Some(r) = referrers.into_iter().next() {
+        for r in referrers {
             tracing::info!(digest = %r.digest, subject = %r.subject, "created referrer");
-            return Ok(Created::Referrer(r));
         }
-        let (record, names) = images.into_iter().next().expect("one image was created");
-        let shown: Vec<String> = names.iter().map(ToString::to_string).collect();
-        tracing::info!(digest = %record.digest, id = %record.id, names = ?shown, "created image");
-        Ok(Created::Image(LoadedImage {
-            names,
-            id: record.id,
-            digest: record.digest,
-        }))
+        for (record, names) in images {
+            let shown: Vec<String> = names.iter().map(ToString::to_string).collect();
+            tracing::info!(digest = %record.digest, id = %record.id, names = ?shown, "created image");
+        }
+        Ok(())
     }
 }
 

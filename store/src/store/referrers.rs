@@ -1,7 +1,8 @@
 //! Referrers as the API shows them: the distribution spec's referrers index of one subject, and
 //! those that travel with an image.
 
-use super::Store;
+use super::Images;
+use crate::blob::Blobs;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
@@ -23,40 +24,37 @@ pub(super) fn of_image(snap: &Snapshot, record: &ImageRecord) -> Vec<ReferrerRec
         .collect()
 }
 
-impl Store {
+impl Images<'_> {
     /// The referrers of the manifest or index `subject` (an image's, one inside an image's index,
     /// or a referrer's), as the distribution spec's referrers endpoint answers: the bytes of an
     /// OCI image index with a descriptor of each, those of `artifact_type` when one is given.
     /// [`Error::NotFound`] when the store holds no such manifest; an empty index when it has no
     /// referrers.
-    pub fn referrers_index(
-        &self,
-        subject: &Digest,
-        artifact_type: Option<&str>,
-    ) -> Result<Vec<u8>> {
+    pub fn referrers_index(self, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<u8>> {
         let referrers = self
+            .0
             .inner
             .meta
             .referrers_of(subject)?
             .ok_or_else(|| Error::NotFound(format!("no stored manifest {subject}")))?;
         Ok(index_json(&referrers, artifact_type))
     }
+}
 
-    /// An artifact's config is its manifest's, whatever its type (its ID is its own digest);
-    /// an index has none.
-    pub(super) async fn artifact_config(
-        &self,
-        digest: &Digest,
-        manifest: &[u8],
-    ) -> Result<Vec<u8>> {
-        let parsed: WithConfig = serde_json::from_slice(manifest)
-            .map_err(|e| Error::Corrupt(format!("stored manifest {digest} does not parse: {e}")))?;
-        match parsed.config {
-            Some(config) => {
-                let config = Digest::try_from(config.digest())?;
-                self.inner.blobs.read_json(&config).await
-            }
-            None => Ok(b"null".to_vec()),
+/// An artifact's config is its manifest's, whatever its type (its ID is its own digest);
+/// an index has none.
+pub(super) async fn artifact_config(
+    blobs: &Blobs,
+    digest: &Digest,
+    manifest: &[u8],
+) -> Result<Vec<u8>> {
+    let parsed: WithConfig = serde_json::from_slice(manifest)
+        .map_err(|e| Error::Corrupt(format!("stored manifest {digest} does not parse: {e}")))?;
+    match parsed.config {
+        Some(config) => {
+            let config = Digest::try_from(config.digest())?;
+            blobs.read_json(&config).await
         }
+        None => Ok(b"null".to_vec()),
     }
 }

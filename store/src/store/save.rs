@@ -2,11 +2,12 @@
 
 use tokio::io::AsyncWrite;
 
-use super::{Store, referrers};
+use super::{Images, Store, referrers};
 use crate::blob::Lease;
 use crate::error::{Error, Result};
 use crate::export::{self, Direct, Item, Out, Streamed};
 use crate::image::Platform;
+use crate::meta::Snapshot;
 use crate::ops::{self, Target};
 use crate::progress::Progress;
 use crate::referrer::ReferrerRecord;
@@ -25,9 +26,9 @@ pub struct SaveItem {
 pub enum Format {
     /// OCI image layout: every image whole, a multi-platform index with all its platforms.
     Oci {
-        /// Also every referrer of the images (signatures, SBOMs, …), transitively, listed in
-        /// index.json without a name.
-        referrers: bool,
+        /// Whether every referrer of the images (signatures, SBOMs, …) goes too, transitively,
+        /// listed in index.json without a name.
+        referrers: Referrers,
     },
     /// docker-archive (`docker save`): one manifest per image.
     Docker {
@@ -36,13 +37,22 @@ pub enum Format {
     },
 }
 
+/// Whether the referrers of what is saved go with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Referrers {
+    /// The images alone.
+    Omit,
+    /// The images and every referrer that travels with them.
+    Include,
+}
+
 /// A save whose images are resolved and whose blobs are pinned until it is dropped.
 pub struct SaveJob {
     store: Store,
     items: Vec<Item>,
     referrers: Vec<ReferrerRecord>,
     format: Format,
-    _lease: Lease,
+    lease: Lease,
 }
 
 impl SaveJob {
@@ -78,74 +88,77 @@ impl SaveJob {
     }
 }
 
-impl Store {
+impl Images<'_> {
     /// Resolves the images to save and pins their blobs, so that what is missing is reported
     /// before a byte is written and nothing is collected while the archive streams.
-    pub async fn prepare_save(&self, items: &[SaveItem], format: Format) -> Result<SaveJob> {
-        let with_referrers = format == Format::Oci { referrers: true };
-        let (items, referrers, lease) = self.pin_for_save(items, with_referrers).await?;
-        Ok(SaveJob {
-            store: self.clone(),
-            items,
-            referrers,
+    pub async fn prepare_save(self, items: &[SaveItem], format: Format) -> Result<SaveJob> {
+        let travel = match format {
+            Format::Oci { referrers } => referrers,
+            Format::Docker { .. } => Referrers::Omit,
+        };
+        let inner = &self.0.inner;
+        let _guard = inner.commit.lock().await;
+        let snap = inner.meta.snapshot()?;
+        let mut job = SaveJob {
+            store: self.0.clone(),
+            items: Vec::new(),
+            referrers: Vec::new(),
             format,
-            _lease: lease,
-        })
+            lease: inner.blobs.lease(),
+        };
+        for item in items {
+            job.pin(&snap, item, travel)?;
+        }
+        Ok(job)
     }
 
-    /// Writes the images to `writer` as one archive: [`Store::prepare_save`], then
+    /// Writes the images to `writer` as one archive: [`Images::prepare_save`], then
     /// [`SaveJob::write`].
-    pub async fn save<W>(&self, items: &[SaveItem], format: Format, writer: W) -> Result<W>
+    pub async fn save<W>(self, items: &[SaveItem], format: Format, writer: W) -> Result<W>
     where
         W: AsyncWrite + Unpin + Send,
     {
         self.prepare_save(items, format).await?.write(writer).await
     }
+}
 
-    async fn pin_for_save(
-        &self,
-        items: &[SaveItem],
-        with_referrers: bool,
-    ) -> Result<(Vec<Item>, Vec<ReferrerRecord>, Lease)> {
-        let _guard = self.inner.commit.lock().await;
-        let snap = self.inner.meta.snapshot()?;
-        let mut lease = self.inner.blobs.lease();
-        let mut out = Vec::new();
-        let mut travelling: Vec<ReferrerRecord> = Vec::new();
-        for item in items {
-            let (name, digest) = match ops::lookup(&snap, &item.image)? {
-                Target::Tag(n, d) => (Some(n), d),
-                Target::Image(d) => (snap.names_of(&d).into_iter().next(), d),
-            };
-            let record = snap.record(&digest)?.clone();
-            let mut with = Vec::new();
-            if with_referrers {
-                with = referrers::of_image(&snap, &record);
-                with.retain(|r| !travelling.iter().any(|t| t.digest == r.digest));
-            }
-            for b in record
-                .blobs
-                .iter()
-                .chain(with.iter().flat_map(|r| &r.blobs))
-            {
-                if !lease.pin(&self.inner.blobs, b) {
-                    return Err(Error::Corrupt(format!(
-                        "blob {b} of {} is missing from the store",
-                        item.image
-                    )));
-                }
-            }
-            travelling.extend(with);
-            let ref_name = item
-                .ref_name
-                .clone()
-                .or_else(|| name.as_ref().map(ToString::to_string));
-            out.push(Item {
-                record,
-                ref_name,
-                name,
-            });
+impl SaveJob {
+    /// Adds `item` to the save with its blobs pinned, and those of its referrers that no item
+    /// before it brought. The caller holds the commit lock.
+    fn pin(&mut self, snap: &Snapshot, item: &SaveItem, travel: Referrers) -> Result<()> {
+        let (name, digest) = match ops::lookup(snap, &item.image)? {
+            Target::Tag(n, d) => (Some(n), d),
+            Target::Image(d) => (snap.names_of(&d).into_iter().next(), d),
+        };
+        let record = snap.record(&digest)?.clone();
+        let mut with = Vec::new();
+        if travel == Referrers::Include {
+            with = referrers::of_image(snap, &record);
+            with.retain(|r| !self.referrers.iter().any(|t| t.digest == r.digest));
         }
-        Ok((out, travelling, lease))
+        let blobs = &self.store.inner.blobs;
+        for b in record
+            .blobs
+            .iter()
+            .chain(with.iter().flat_map(|r| &r.blobs))
+        {
+            if !self.lease.pin(blobs, b) {
+                return Err(Error::Corrupt(format!(
+                    "blob {b} of {} is missing from the store",
+                    item.image
+                )));
+            }
+        }
+        self.referrers.extend(with);
+        let ref_name = item
+            .ref_name
+            .clone()
+            .or_else(|| name.as_ref().map(ToString::to_string));
+        self.items.push(Item {
+            record,
+            ref_name,
+            name,
+        });
+        Ok(())
     }
 }

@@ -48,12 +48,17 @@ pub async fn save(
             ref_name: r.map(str::to_owned),
         })
         .collect();
-    store.save(&items, format, Vec::new()).await.unwrap()
+    store
+        .images()
+        .save(&items, format, Vec::new())
+        .await
+        .unwrap()
 }
 
 /// (tag or `<none>`, image ID) rows, sorted.
 pub fn rows(store: &Store) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = store
+        .images()
         .list()
         .unwrap()
         .into_iter()
@@ -104,7 +109,7 @@ pub async fn load_two_sharing_a_layer(store: &Store, shared: &str) -> (Image, Im
         (&b, &[("io.containerd.image.name", "b:1")]),
     ])
     .await;
-    store.load(reader(archive), &[]).await.unwrap();
+    store.images().load(reader(archive), &[]).await.unwrap();
     (a, b)
 }
 
@@ -115,6 +120,7 @@ pub async fn refused(archive: Vec<u8>, expect: &str) -> Error {
     let store = open(dir.path()).await;
     let keep = Image::new(&["keep"], "amd64", Comp::None).await;
     store
+        .images()
         .load(
             reader(oci_archive(&[(&keep, &[("io.containerd.image.name", "keep:1")])]).await),
             &[],
@@ -123,7 +129,7 @@ pub async fn refused(archive: Vec<u8>, expect: &str) -> Error {
         .unwrap();
     let rows_before = rows(&store);
     let blobs_before = blob_files(dir.path());
-    let err = store.load(reader(archive), &[]).await.unwrap_err();
+    let err = store.images().load(reader(archive), &[]).await.unwrap_err();
     assert!(
         err.to_string().contains(expect),
         "error {err:?} does not mention {expect:?}"

@@ -1,0 +1,178 @@
+//! Direct lookups in one read transaction: a tag, a record, the referrers of a subject. What
+//! answers one question about one image reads that image's keys, never the whole database.
+
+use std::collections::HashSet;
+
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+
+use super::{BY_SUBJECT, IMAGES, Meta, REFERRERS, TAGS, parse, parse_image};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::ImageRecord;
+use crate::referrer::ReferrerRecord;
+
+/// A consistent view for a few keyed reads.
+pub(crate) struct Reader(ReadTransaction);
+
+impl Meta {
+    pub(crate) fn read(&self) -> Result<Reader> {
+        Ok(Reader(self.db.begin_read()?))
+    }
+}
+
+impl Reader {
+    /// The image the full name `name` points at.
+    pub(crate) fn tag(&self, name: &str) -> Result<Option<Digest>> {
+        let tags = self.0.open_table(TAGS)?;
+        let digest = tags.get(name)?.map(|v| v.value().parse()).transpose()?;
+        Ok(digest)
+    }
+
+    /// The record of the image whose top-level digest is `digest`.
+    pub(crate) fn image(&self, digest: &Digest) -> Result<Option<ImageRecord>> {
+        let images = self.0.open_table(IMAGES)?;
+        let row = images.get(digest.to_string().as_str())?;
+        row.map(|v| parse_image(v.value())).transpose()
+    }
+
+    /// The record of the referrer `digest`.
+    pub(crate) fn referrer(&self, digest: &Digest) -> Result<Option<ReferrerRecord>> {
+        let referrers = self.0.open_table(REFERRERS)?;
+        let row = referrers.get(digest.to_string().as_str())?;
+        row.map(|v| parse(v.value(), "referrer")).transpose()
+    }
+
+    /// Whether `subject` is a manifest the store holds: an image's, one inside an image's
+    /// index, or a referrer's.
+    pub(crate) fn holds_manifest(&self, subject: &Digest) -> Result<bool> {
+        let key = subject.to_string();
+        let images = self.0.open_table(IMAGES)?;
+        if images.get(key.as_str())?.is_some()
+            || self.0.open_table(REFERRERS)?.get(key.as_str())?.is_some()
+        {
+            return Ok(true);
+        }
+        // A manifest inside an image's index is found in the records that list it.
+        for row in images.iter()? {
+            if parse_image(row?.1.value())?.subjects().contains(subject) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The referrers whose subject is `subject`, by digest: one range of the subject index.
+    pub(crate) fn referrers_of(&self, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
+        let mut out = Vec::new();
+        // '0' follows '/': the range is exactly the keys `<subject hex>/…`.
+        let (from, to) = (format!("{}/", subject.hex()), format!("{}0", subject.hex()));
+        for row in self
+            .0
+            .open_table(BY_SUBJECT)?
+            .range(from.as_str()..to.as_str())?
+        {
+            let key = row?.0;
+            let hex = key.value().rsplit_once('/').map_or("", |(_, hex)| hex);
+            let digest = Digest::from_hex(hex).map_err(|e| {
+                Error::Database(format!("corrupt referrer key {:?}: {e}", key.value()))
+            })?;
+            let rec = self.referrer(&digest)?.ok_or_else(|| {
+                Error::Corrupt(format!("referrer {digest} of {subject} has no record"))
+            })?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// The referrers of `roots`, of those referrers, and so on, breadth first: the order
+    /// `referrer::travelling` gives from all the records.
+    pub(crate) fn travelling(&self, roots: &[Digest]) -> Result<Vec<ReferrerRecord>> {
+        let mut seen: HashSet<Digest> = roots.iter().cloned().collect();
+        let mut subjects: Vec<Digest> = roots.to_vec();
+        let mut out: Vec<ReferrerRecord> = Vec::new();
+        let mut next = 0;
+        while let Some(subject) = subjects.get(next).cloned() {
+            next += 1;
+            for r in self.referrers_of(&subject)? {
+                if seen.insert(r.digest.clone()) {
+                    subjects.push(r.digest.clone());
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::meta::Changes;
+    use crate::meta::tests::{d, open};
+    use crate::referrer::travelling;
+
+    fn referrer(n: u8, subject: u8) -> ReferrerRecord {
+        ReferrerRecord {
+            digest: d(n),
+            media_type: String::new(),
+            size: 0,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+            subject: d(subject),
+            blobs: vec![d(n)],
+        }
+    }
+
+    #[test]
+    fn keyed_reads_answer_what_the_snapshot_does() {
+        let (_dir, meta) = open();
+        let image = ImageRecord {
+            digest: d(1),
+            media_type: String::new(),
+            size: 0,
+            id: d(1),
+            created: None,
+            total_size: 0,
+            platforms: vec![],
+            blobs: vec![d(1), d(2), d(3)],
+            manifests: vec![d(2), d(3)],
+            artifact: false,
+        };
+        // Referrers of both manifests, one of a referrer, and one of nothing stored.
+        let referrers = vec![
+            referrer(30, 3),
+            referrer(20, 2),
+            referrer(21, 2),
+            referrer(40, 20),
+            referrer(50, 99),
+        ];
+        meta.apply(&Changes {
+            put_images: vec![image.clone()],
+            put_tags: vec![("docker.io/library/a:1".into(), d(1))],
+            put_referrers: referrers,
+            ..Changes::default()
+        })
+        .unwrap();
+        let read = meta.read().unwrap();
+        assert_eq!(read.tag("docker.io/library/a:1").unwrap(), Some(d(1)));
+        assert_eq!(read.tag("docker.io/library/b:1").unwrap(), None);
+        assert_eq!(read.image(&d(1)).unwrap(), Some(image.clone()));
+        assert_eq!(read.image(&d(2)).unwrap(), None);
+        assert_eq!(read.referrer(&d(40)).unwrap().unwrap().subject, d(20));
+
+        let snap = meta.snapshot().unwrap();
+        let roots: Vec<&Digest> = image.subjects().iter().collect();
+        let expected: Vec<ReferrerRecord> = travelling(&snap.referrers, &roots)
+            .into_iter()
+            .cloned()
+            .collect();
+        assert_eq!(read.travelling(image.subjects()).unwrap(), expected);
+        // Breadth first: both manifests' referrers (by digest), then the referrer's.
+        let mut first = vec![d(20), d(21)];
+        first.sort();
+        let order: Vec<Digest> = expected.into_iter().map(|r| r.digest).collect();
+        assert_eq!(order, [first, vec![d(30), d(40)]].concat());
+    }
+}

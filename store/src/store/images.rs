@@ -1,0 +1,227 @@
+//! [`Images`]: the images and referrers the store holds, by name, ID or digest. Loads, creates
+//! and saves are in `load.rs`, `create.rs` and `save.rs`.
+
+use super::{Store, referrers};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::ImageRecord;
+use crate::meta::no_record;
+use crate::ops::{self, Removed, Target};
+use crate::reference::ImageName;
+use crate::referrer::ReferrerRecord;
+
+/// The store's images, from [`Store::images`].
+#[derive(Clone, Copy)]
+pub struct Images<'a>(pub(super) &'a Store);
+
+/// An image as `images` lists it: one row per tag, or one `<none>` row for an untagged image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// The tag, or `None` for an untagged image.
+    pub name: Option<ImageName>,
+    /// The image ID: config digest.
+    pub id: Digest,
+    /// Top-level manifest or index digest.
+    pub digest: Digest,
+    /// `created` from the config.
+    pub created: Option<String>,
+    /// Bytes of all blobs the image references.
+    pub size: u64,
+    /// `os/arch[/variant]` of each manifest.
+    pub platforms: Vec<String>,
+}
+
+impl ImageSummary {
+    /// The row for `record` under `name`.
+    pub fn new(record: &ImageRecord, name: Option<ImageName>) -> Self {
+        ImageSummary {
+            name,
+            id: record.id.clone(),
+            digest: record.digest.clone(),
+            created: record.created.clone(),
+            size: record.total_size,
+            platforms: record.platforms.clone(),
+        }
+    }
+}
+
+/// An image's manifest and config, as stored.
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    /// The stored record.
+    pub record: ImageRecord,
+    /// Tags pointing at it.
+    pub names: Vec<ImageName>,
+    /// The top-level manifest or index bytes.
+    pub manifest: Vec<u8>,
+    /// The config bytes (of the image ID; of its manifest's config for an artifact, `null` for
+    /// an artifact index).
+    pub config: Vec<u8>,
+    /// Every referrer that travels with it: of its manifests, and of those referrers, in turn.
+    pub referrers: Vec<ReferrerRecord>,
+}
+
+/// What walking a tagged image needs, from its metadata alone (no blob is read).
+#[derive(Clone, Debug)]
+pub struct ImageGraph {
+    /// Its record: top-level digest and media type, its manifests and every blob it lists.
+    pub record: ImageRecord,
+    /// Every referrer that travels with it, as [`Inspection::referrers`] lists them.
+    pub referrers: Vec<ReferrerRecord>,
+}
+
+impl Images<'_> {
+    /// All images, one entry per tag and one per untagged image, newest first.
+    pub fn list(self) -> Result<Vec<ImageSummary>> {
+        let snap = self.0.inner.meta.snapshot()?;
+        let mut out = Vec::new();
+        for rec in snap.images.values() {
+            let mut names: Vec<Option<ImageName>> =
+                snap.names_of(&rec.digest).into_iter().map(Some).collect();
+            if names.is_empty() {
+                names.push(None);
+            }
+            out.extend(names.into_iter().map(|name| ImageSummary::new(rec, name)));
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    /// The stored manifest and config of an image.
+    pub async fn inspect(self, image: &str) -> Result<Inspection> {
+        let inner = &self.0.inner;
+        let snap = inner.meta.snapshot()?;
+        let digest = match ops::lookup(&snap, image)? {
+            Target::Tag(_, d) | Target::Image(d) => d,
+        };
+        let record = snap.record(&digest)?.clone();
+        let manifest = inner.blobs.read_json(&record.digest).await?;
+        let config = match record.artifact {
+            false => inner.blobs.read_json(&record.id).await?,
+            true => referrers::artifact_config(&inner.blobs, &record.digest, &manifest).await?,
+        };
+        Ok(Inspection {
+            names: snap.names_of(&digest),
+            referrers: referrers::of_image(&snap, &record),
+            manifest,
+            config,
+            record,
+        })
+    }
+
+    /// Every blob the image or referrer whose top-level digest is `digest` lists: one keyed
+    /// read. [`Error::NotFound`] when no record has that digest.
+    pub fn blobs_of(self, digest: &Digest) -> Result<Vec<Digest>> {
+        let read = self.0.inner.meta.read()?;
+        if let Some(image) = read.image(digest)? {
+            return Ok(image.blobs);
+        }
+        match read.referrer(digest)? {
+            Some(referrer) => Ok(referrer.blobs),
+            None => Err(Error::NotFound(format!("no image or referrer {digest}"))),
+        }
+    }
+
+    /// The record of the image `name` points at and the referrers that travel with it, in one
+    /// read transaction of keyed reads: what a push or a registry endpoint walks.
+    pub fn graph(self, name: &ImageName) -> Result<ImageGraph> {
+        let read = self.0.inner.meta.read()?;
+        let full = name.full();
+        let digest = read
+            .tag(&full)?
+            .ok_or_else(|| Error::NotFound(format!("no such image: {full}")))?;
+        let record = read.image(&digest)?.ok_or_else(|| no_record(&digest))?;
+        let referrers = read.travelling(record.subjects())?;
+        Ok(ImageGraph { record, referrers })
+    }
+
+    /// Points `target` at the image `source` names.
+    pub async fn tag(self, source: &str, target: &ImageName) -> Result<()> {
+        let inner = &self.0.inner;
+        let _guard = inner.commit.lock().await;
+        let snap = inner.meta.snapshot()?;
+        inner.meta.apply(&ops::plan_tag(&snap, source, target)?)
+    }
+
+    /// Removes a tag, deleting the image with its last tag; by ID with `force`, all its tags.
+    /// Deletes, in the same transaction, the referrers left without a subject. Frees the blobs
+    /// nothing else uses.
+    pub async fn remove(self, image: &str, force: bool) -> Result<Vec<Removed>> {
+        let inner = &self.0.inner;
+        let removed = {
+            let _guard = inner.commit.lock().await;
+            let snap = inner.meta.snapshot()?;
+            let (changes, removed) = ops::plan_remove(&snap, image, force)?;
+            inner.meta.apply(&changes)?;
+            removed
+        };
+        self.0.gc().await?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::meta::Changes;
+
+    fn d(n: u8) -> Digest {
+        Digest::of(&[n])
+    }
+
+    #[tokio::test]
+    async fn blobs_of_and_graph_read_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let image = ImageRecord {
+            digest: d(1),
+            media_type: String::new(),
+            size: 0,
+            id: d(1),
+            created: None,
+            total_size: 0,
+            platforms: vec![],
+            blobs: vec![d(1), d(2)],
+            manifests: vec![],
+            artifact: false,
+        };
+        let referrer = |n: u8, subject: u8| ReferrerRecord {
+            digest: d(n),
+            media_type: String::new(),
+            size: 0,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+            subject: d(subject),
+            blobs: vec![d(n), d(50)],
+        };
+        let name: ImageName = "a:1".parse().unwrap();
+        let lost: ImageName = "lost:1".parse().unwrap();
+        let changes = Changes {
+            put_images: vec![image.clone()],
+            put_tags: vec![(name.full(), d(1)), (lost.full(), d(9))],
+            put_referrers: vec![referrer(10, 1), referrer(11, 10)],
+            ..Changes::default()
+        };
+        store.inner.meta.apply(&changes).unwrap();
+        let images = store.images();
+
+        assert_eq!(images.blobs_of(&d(1)).unwrap(), [d(1), d(2)]);
+        assert_eq!(images.blobs_of(&d(11)).unwrap(), [d(11), d(50)]);
+        assert!(matches!(images.blobs_of(&d(2)), Err(Error::NotFound(_))));
+
+        let graph = images.graph(&name).unwrap();
+        assert_eq!(graph.record, image);
+        let snap = store.inner.meta.snapshot().unwrap();
+        assert_eq!(graph.referrers, referrers::of_image(&snap, &image));
+        assert_eq!(graph.referrers, [referrer(10, 1), referrer(11, 10)]);
+        let e = images.graph(&"b:1".parse().unwrap()).unwrap_err();
+        assert!(matches!(e, Error::NotFound(m) if m == "no such image: docker.io/library/b:1"));
+        let e = images.graph(&lost).unwrap_err();
+        assert!(
+            matches!(&e, Error::Corrupt(m) if m.contains("has no record")),
+            "{e}"
+        );
+    }
+}

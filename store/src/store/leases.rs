@@ -1,0 +1,208 @@
+//! [`Leases`]: what keeps written blobs from collection until an image uses them, and the
+//! janitor's timing (expired leases and idle writes).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+
+use super::Store;
+use super::content::{now, now_ms};
+use crate::content::{expiry, rules};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::limits::MAX_LEASES;
+use crate::meta::Meta;
+
+/// The store's leases, from [`Store::leases`].
+#[derive(Clone, Copy)]
+pub struct Leases<'a>(pub(super) &'a Store);
+
+/// A lease just created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// Names it in later calls.
+    pub id: String,
+    /// When it expires, unix seconds.
+    pub expires_at: i64,
+}
+
+/// Each lease's expiry, by ID, the shared ones included: the database holds the leases, this
+/// says when to look.
+pub(super) struct Expiries {
+    leases: Mutex<BTreeMap<String, i64>>,
+    /// Told when a lease that expires sooner than the others is created, or a write began.
+    wake: Notify,
+}
+
+impl Expiries {
+    pub(super) fn open(meta: &Meta) -> Result<Self> {
+        Ok(Expiries {
+            leases: Mutex::new(meta.lease_expiries()?),
+            wake: Notify::new(),
+        })
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, i64>> {
+        self.leases.lock().expect("lease table lock poisoned")
+    }
+
+    /// The janitor may be asleep until later than something just begun could expire.
+    pub(super) fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+impl Leases<'_> {
+    fn expiries(&self) -> &Expiries {
+        &self.0.inner.expiries
+    }
+
+    /// A new lease of `ttl` seconds (0: the default).
+    pub async fn create(self, ttl: u64) -> Result<Lease> {
+        let ttl = rules::lease_ttl(ttl)?;
+        let _guard = self.0.inner.commit.lock().await;
+        self.new_lease(ttl)
+    }
+
+    /// Puts the stored blobs `digests` on lease `id`, so nothing collects them while it lives
+    /// (a push reading them while an `rmi` runs). [`Error::NotFound`] names one not stored.
+    pub async fn hold_blobs(self, id: &str, digests: &[Digest]) -> Result<()> {
+        self.check(id)?;
+        let _guard = self.0.inner.commit.lock().await;
+        for digest in digests {
+            if self.0.inner.blobs.size(digest)?.is_none() {
+                return Err(Error::NotFound(format!("blob {digest} is not stored")));
+            }
+            self.hold(Some(id), digest)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a lease; the blobs only it held are collected.
+    pub async fn delete(self, id: &str) -> Result<()> {
+        if rules::is_shared_lease(id) {
+            return Err(Error::NotFound(format!("no lease {id:?}")));
+        }
+        {
+            let _guard = self.0.inner.commit.lock().await;
+            let gone = self.0.inner.meta.delete_leases(&[id.to_owned()])?;
+            self.expiries().leases().remove(id);
+            if gone.is_empty() {
+                return Err(Error::NotFound(format!("no lease {id:?}")));
+            }
+        }
+        tracing::info!(lease = id, "lease deleted");
+        self.0.gc().await.map(drop)
+    }
+
+    /// Drops the leases expired now and the writes idle for `write_expiry` seconds, then
+    /// collects what only those leases held.
+    pub async fn expire(self, write_expiry: u64) -> Result<()> {
+        let inner = &self.0.inner;
+        for reference in inner.writes.drop_expired(write_expiry, now_ms()) {
+            tracing::info!(reference, "idle write expired");
+        }
+        let expired = expiry::leases(&self.expiries().leases(), now());
+        if expired.is_empty() {
+            return Ok(());
+        }
+        {
+            let _guard = inner.commit.lock().await;
+            inner.meta.delete_leases(&expired)?;
+            let mut leases = self.expiries().leases();
+            for id in &expired {
+                leases.remove(id);
+            }
+        }
+        tracing::info!(count = expired.len(), "leases expired");
+        self.0.gc().await.map(drop)
+    }
+
+    /// How long until the next lease or idle write expires (zero when one is due).
+    pub fn next_expiry(self, write_expiry: u64) -> Option<std::time::Duration> {
+        let writes = self.0.inner.writes.touched_ms();
+        let at = expiry::next_ms(&self.expiries().leases(), writes, write_expiry)?;
+        let ms = at.saturating_sub(now_ms()).max(0) as u64;
+        Some(std::time::Duration::from_millis(ms))
+    }
+
+    /// Resolves when a lease that expires before all others was created, or a write began.
+    pub async fn expiry_changed(self) {
+        self.expiries().wake.notified().await
+    }
+
+    /// [`Error::NotFound`] unless `id` is a live lease a client created.
+    pub(super) fn check(&self, id: &str) -> Result<()> {
+        if rules::is_shared_lease(id) {
+            return Err(Error::NotFound(format!("no lease {id:?}")));
+        }
+        match self.expiries().leases().get(id) {
+            Some(at) if *at > now() => Ok(()),
+            Some(_) => Err(Error::NotFound(format!("lease {id:?} has expired"))),
+            None => Err(Error::NotFound(format!("no lease {id:?}"))),
+        }
+    }
+
+    /// Keeps `digest` from collection: in `lease`, or without one in the shared lease of the
+    /// hour, unless an image record lists it (a root already). The caller holds the commit
+    /// lock, so no image can go between the look and the hold.
+    pub(super) fn hold(&self, lease: Option<&str>, digest: &Digest) -> Result<()> {
+        let now = now();
+        let meta = &self.0.inner.meta;
+        let id = match lease {
+            Some(id) => id.to_owned(),
+            None if meta.is_referenced(digest) => return Ok(()),
+            None => {
+                let (id, expires_at) = rules::shared_lease(now);
+                if !self.expiries().leases().contains_key(&id) {
+                    meta.put_lease(&id, expires_at)?;
+                    self.track(&id, expires_at);
+                }
+                id
+            }
+        };
+        meta.add_to_lease(&id, digest, now)
+    }
+
+    /// The caller holds the commit lock.
+    fn new_lease(&self, ttl: u64) -> Result<Lease> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let held = self
+            .expiries()
+            .leases()
+            .keys()
+            .filter(|id| !rules::is_shared_lease(id))
+            .count();
+        if held >= MAX_LEASES {
+            return Err(Error::ResourceExhausted(format!(
+                "{MAX_LEASES} leases exist; delete some first"
+            )));
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seed = format!(
+            "{}-{nanos}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let id = Digest::of(seed.as_bytes()).hex()[..32].to_owned();
+        let expires_at = now().saturating_add_unsigned(ttl);
+        self.0.inner.meta.put_lease(&id, expires_at)?;
+        self.track(&id, expires_at);
+        Ok(Lease { id, expires_at })
+    }
+
+    /// Tells the janitor about a lease just stored, waking it if this one expires first.
+    fn track(&self, id: &str, expires_at: i64) {
+        let mut leases = self.expiries().leases();
+        let sooner = leases.values().all(|at| *at > expires_at);
+        leases.insert(id.to_owned(), expires_at);
+        drop(leases);
+        if sooner {
+            self.expiries().wake();
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Loads: an archive's images and referrers, committed together or not at all.
+
+use futures_util::Stream;
+use tokio::io::AsyncRead;
+
+use super::Images;
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::image::ImageRecord;
+use crate::import::{self, Input, Piece};
+use crate::ops::{self, Arriving};
+use crate::progress::Progress;
+use crate::reference::ImageName;
+
+/// An image that a load committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadedImage {
+    /// The names it was given; empty when the archive gave it none.
+    pub names: Vec<ImageName>,
+    /// The image ID.
+    pub id: Digest,
+    /// Top-level manifest or index digest.
+    pub digest: Digest,
+}
+
+impl Images<'_> {
+    /// Imports an OCI image layout or docker-archive tar stream (optionally gzip or zstd
+    /// compressed). `map` picks images by ref name and names them (`NAME:TAG=REFNAME`). All of the
+    /// load's images and tags are committed together, or none.
+    pub async fn load<R>(self, reader: R, map: &[(ImageName, String)]) -> Result<Vec<LoadedImage>>
+    where
+        R: AsyncRead + Send + 'static,
+    {
+        let result = self.load_pinned(Input::plain(reader), map).await;
+        self.0.collect_deferred().await?;
+        result
+    }
+
+    /// [`Images::load`] from pieces, in which the client may have left out the bodies of
+    /// `blobs/sha256/<hex>` entries the store holds. A left-out body anywhere else refuses the
+    /// load; one whose blob is no longer stored is [`crate::Error::Conflict`].
+    pub async fn load_pieces<S>(
+        self,
+        pieces: S,
+        map: &[(ImageName, String)],
+    ) -> Result<Vec<LoadedImage>>
+    where
+        S: Stream<Item = std::io::Result<Piece>> + Send + Unpin + 'static,
+    {
+        let result = self.load_pinned(Input::pieces(pieces), map).await;
+        self.0.collect_deferred().await?;
+        result
+    }
+
+    /// [`Images::load`] from a file a client handed over, the archive starting at byte `start`:
+    /// the same import, with each kept body copied by the kernel from the file and hashed from
+    /// the copy. `progress` counts the archive's bytes as they are done. Only a regular file
+    /// open for reading is accepted; its offset is left alone.
+    pub async fn load_file(
+        self,
+        file: std::fs::File,
+        start: u64,
+        map: &[(ImageName, String)],
+        progress: &Progress,
+    ) -> Result<Vec<LoadedImage>> {
+        let input = Input::file(file, start, progress.clone())?;
+        let result = self.load_pinned(input, map).await;
+        self.0.collect_deferred().await?;
+        result
+    }
+
+    /// The load proper; its pins are released when it returns.
+    async fn load_pinned(
+        self,
+        input: Input,
+        map: &[(ImageName, String)],
+    ) -> Result<Vec<LoadedImage>> {
+        let inner = &self.0.inner;
+        let mut ingested = import::ingest(&inner.blobs, input).await?;
+        let found = import::resolve(&mut ingested).await?;
+        import::refuse_naming_referrers(&found.images, &found.referrer_names, map)?;
+        let named = import::assign(found.images, map)?;
+        let images: Vec<(ImageRecord, Vec<ImageName>)> =
+            named.into_iter().map(|(c, n)| (c.record, n)).collect();
+        let blobs_of_images = images.iter().flat_map(|(r, _)| r.blobs.iter());
+        // Every referrer's blobs are synced; only those of the referrers kept are published.
+        let synced: Vec<Digest> = blobs_of_images
+            .chain(found.referrers.iter().flat_map(|r| r.blobs.iter()))
+            .cloned()
+            .collect();
+        ingested.staging.sync(&synced).await?;
+        let arriving = Arriving {
+            referrers: &found.referrers,
+            archive: Some(&found.documents),
+        };
+        let guard = inner.commit.lock().await;
+        let changes = ops::plan_load(&inner.meta.snapshot()?, &images, arriving)?;
+        let needed: Vec<Digest> = images
+            .iter()
+            .flat_map(|(r, _)| r.blobs.iter())
+            .chain(changes.put_referrers.iter().flat_map(|r| r.blobs.iter()))
+            .cloned()
+            .collect();
+        inner.blobs.publish(&ingested.staging, &needed)?;
+        inner.meta.apply(&changes)?;
+        drop(guard);
+        if !changes.delete_images.is_empty() || !changes.delete_referrers.is_empty() {
+            self.0.gc().await?;
+        }
+        for (rec, names) in &images {
+            let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+            tracing::info!(digest = %rec.digest, id = %rec.id, names = ?names, "loaded image");
+        }
+        for r in &changes.put_referrers {
+            tracing::info!(digest = %r.digest, subject = %r.subject, "loaded referrer");
+        }
+        Ok(images
+            .into_iter()
+            .map(|(r, names)| LoadedImage {
+                names,
+                id: r.id,
+                digest: r.digest,
+            })
+            .collect())
+    }
+}
