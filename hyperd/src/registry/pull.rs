@@ -84,58 +84,41 @@ pub(crate) async fn pull(
     )
     .await?;
     let mut plan = resolve(&remote, &reference, &platforms).await?;
-    let found = match opts.referrers {
-        Referrers::Include => {
-            let subjects: Vec<Digest> = plan.documents.iter().map(|d| d.digest.clone()).collect();
-            referrers::discover(&remote, &reference, &subjects).await?
-        }
-        Referrers::Leave => Found::default(),
-    };
-    plan.documents.extend(found.documents);
-    plan.referrers = found.referrers;
-    plan.blobs = plan::unique(
-        std::mem::take(&mut plan.blobs)
-            .into_iter()
-            .chain(found.blobs),
-    );
-    events
-        .send(Event::Resolved {
-            digest: plan.top.clone(),
-            media_type: plan.media_type.clone(),
-            blobs: plan
-                .documents
-                .iter()
-                .map(|d| BlobRef {
-                    digest: d.digest.clone(),
-                    size: d.bytes.len() as u64,
-                })
-                .chain(plan.blobs.iter().cloned())
-                .collect(),
-        })
-        .await;
+    if opts.referrers == Referrers::Include {
+        let subjects: Vec<Digest> = plan.documents.iter().map(|d| d.digest.clone()).collect();
+        plan.add(referrers::discover(&remote, &reference, &subjects).await?);
+    }
+    events.send(plan.resolved()).await;
     let lease = Lease::create(store).await?;
-    let result = store_image(store, &remote, &reference, &plan, &name, &lease, events).await;
+    let result = store_image(store, &remote, &reference, &plan, name, &lease, events).await;
     lease.release().await;
-    let (created, counts, referrers) = result?;
-    let (digest, id) = match created {
-        Created::Image(image) => (image.digest, Some(image.id)),
-        Created::Referrer(r) => (r.digest, None),
-    };
-    let Counts {
-        downloaded,
-        present,
-        downloaded_bytes,
-    } = counts;
+    let pulled = result?;
+    let (digest, downloaded, present) = (&pulled.digest, pulled.downloaded, pulled.present);
     tracing::info!(reference = %reference.whole(), %digest, downloaded, present, "pulled");
-    Ok(Pulled {
-        name,
-        digest,
-        id,
-        downloaded,
-        present,
-        downloaded_bytes,
-        referrers,
-    })
+    Ok(pulled)
+}
+
+impl Wanted {
+    /// The referrers found, with what they need.
+    fn add(&mut self, found: Found) {
+        self.documents.extend(found.documents);
+        self.referrers = found.referrers;
+        let blobs = std::mem::take(&mut self.blobs);
+        self.blobs = plan::unique(blobs.into_iter().chain(found.blobs));
+    }
+
+    /// What the pull will store, as its first event tells.
+    fn resolved(&self) -> Event {
+        let documents = self.documents.iter().map(|d| BlobRef {
+            digest: d.digest.clone(),
+            size: d.bytes.len() as u64,
+        });
+        Event::Resolved {
+            digest: self.top.clone(),
+            media_type: self.media_type.clone(),
+            blobs: documents.chain(self.blobs.iter().cloned()).collect(),
+        }
+    }
 }
 
 /// Writes what the pull wants under its lease, then names the image and records its referrers.
@@ -144,17 +127,29 @@ async fn store_image(
     remote: &Remote,
     reference: &Reference,
     plan: &Wanted,
-    name: &Option<ImageName>,
+    name: Option<ImageName>,
     lease: &Lease,
     events: &Events,
-) -> Result<(Created, Counts, u32)> {
+) -> Result<Pulled> {
     let counts = store_all(store, remote, reference, plan, lease.id(), events).await?;
     let names: Vec<ImageName> = name.iter().cloned().collect();
-    let image = store
+    let created = store
         .create_image(&plan.top, Some(&plan.media_type), &names)
         .await?;
-    let stored = store_referrers(store, &plan.referrers).await?;
-    Ok((image, counts, stored))
+    let referrers = store_referrers(store, &plan.referrers).await?;
+    let (digest, id) = match created {
+        Created::Image(image) => (image.digest, Some(image.id)),
+        Created::Referrer(r) => (r.digest, None),
+    };
+    Ok(Pulled {
+        name,
+        digest,
+        id,
+        downloaded: counts.downloaded,
+        present: counts.present,
+        downloaded_bytes: counts.downloaded_bytes,
+        referrers,
+    })
 }
 
 /// Records each pulled referrer, subjects first; how many.
