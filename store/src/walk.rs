@@ -292,3 +292,132 @@ impl<'s, S: Source> Walker<'s, S> {
         Ok(size)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+    /// Blobs in memory; `sizes` overrides what a blob's size is said to be.
+    #[derive(Default)]
+    struct Memory {
+        blobs: HashMap<Digest, Bytes>,
+        sizes: HashMap<Digest, u64>,
+    }
+
+    impl Memory {
+        fn put(&mut self, bytes: &str) -> BlobRef {
+            let digest = Digest::of(bytes.as_bytes());
+            self.blobs
+                .insert(digest.clone(), Bytes::from(bytes.to_owned()));
+            BlobRef {
+                digest,
+                size: bytes.len() as u64,
+            }
+        }
+    }
+
+    impl Source for Memory {
+        type Error = Error;
+        const WHERE: &'static str = "in memory";
+
+        async fn size(&mut self, blob: &BlobRef) -> Result<Option<u64>, Error> {
+            let held = self.blobs.get(&blob.digest).map(|b| b.len() as u64);
+            Ok(self.sizes.get(&blob.digest).copied().or(held))
+        }
+
+        async fn json(&mut self, digest: &Digest) -> Result<Bytes, Error> {
+            Ok(self.blobs[digest].clone())
+        }
+    }
+
+    fn desc(media_type: &str, b: &BlobRef) -> String {
+        format!(
+            r#"{{"mediaType":"{media_type}","digest":"{}","size":{}}}"#,
+            b.digest, b.size
+        )
+    }
+
+    /// An index of one image manifest: the source, the index and the manifest.
+    fn image(source: &mut Memory) -> (BlobRef, BlobRef) {
+        let config = source.put(r#"{"rootfs":{"diff_ids":["x"]}}"#);
+        let layer = source.put("layer");
+        let manifest = source.put(&format!(
+            r#"{{"schemaVersion":2,"config":{},"layers":[{}]}}"#,
+            desc(CONFIG, &config),
+            desc("application/vnd.oci.image.layer.v1.tar", &layer)
+        ));
+        let index = source.put(&format!(
+            r#"{{"schemaVersion":2,"manifests":[{}]}}"#,
+            desc(MANIFEST, &manifest)
+        ));
+        (index, manifest)
+    }
+
+    #[tokio::test]
+    async fn a_walk_lists_documents_top_first_then_the_leaves() {
+        let mut source = Memory::default();
+        let (index, manifest) = image(&mut source);
+        let mut walker = Walker::new(&mut source);
+        let graph = walker.walk_document(&index, INDEX, "test").await.unwrap();
+        let documents: Vec<&Digest> = graph.documents.iter().map(|d| &d.digest).collect();
+        assert_eq!(documents, [&index.digest, &manifest.digest]);
+        assert_eq!(graph.blobs.len(), 4);
+        assert_eq!(graph.leaves().len(), 2);
+        assert!(graph.nested_index().is_none());
+        assert_eq!(graph.configs[0].manifest, manifest.digest);
+        assert_eq!(graph.configs[0].layers, 1);
+        assert!(graph.top.is_some_and(|t| t.is_index()));
+        let refused = walker.walk_document(&index, "text/plain", "test").await;
+        assert!(refused.unwrap_err().to_string().contains("neither"));
+    }
+
+    #[tokio::test]
+    async fn a_blob_of_another_size_or_an_absent_one_is_refused() {
+        let mut source = Memory::default();
+        let (index, manifest) = image(&mut source);
+        source.sizes.insert(manifest.digest.clone(), 1);
+        let e = Walker::new(&mut source)
+            .walk_document(&index, INDEX, "test")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("descriptor says"), "{e}");
+        source.blobs.remove(&manifest.digest);
+        source.sizes.clear();
+        let e = Walker::new(&mut source)
+            .walk_document(&index, INDEX, "test")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("is not in memory"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_index_inside_itself_is_refused() {
+        // Content addressing makes a cycle impossible to build honestly; a source can lie.
+        let mut source = Memory::default();
+        let fake = Digest::of(b"fake");
+        let listing = |size: usize| {
+            format!(
+                r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{INDEX}","digest":"{fake}","size":{size}}}]}}"#
+            )
+        };
+        let size = listing(0).len() + 2;
+        let own = listing(size);
+        assert_eq!(own.len(), size);
+        source.blobs.insert(fake.clone(), Bytes::from(own));
+        let top = BlobRef {
+            digest: fake,
+            size: size as u64,
+        };
+        let e = Walker::new(&mut source)
+            .walk_document(&top, INDEX, "test")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("refers to itself"), "{e}");
+    }
+}
