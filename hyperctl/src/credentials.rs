@@ -16,7 +16,10 @@ use serde_json::{Map, Value, json};
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 
 /// The registry a docker-style reference names: its first component when that looks like a
-/// host (has a `.` or `:`, or is `localhost`), else docker.io.
+/// host (has a `.` or `:`, or is `localhost`), else docker.io. This is distribution's domain
+/// rule, which hyperd's reference parser applies too; it is all hyperctl reads of a reference
+/// (to pick the one credential to send) and the one place it reads it: hyperd parses the whole
+/// reference and refuses a bad one.
 pub(crate) fn registry_of(reference: &str) -> String {
     match reference.split_once('/') {
         Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first.to_owned(),

@@ -64,7 +64,10 @@ impl RegistryService for Registries {
             credential: credential(req.credential),
             platform: non_empty(req.platform),
             all_platforms: req.all_platforms,
-            referrers: req.referrers,
+            referrers: match req.referrers {
+                true => registry::Referrers::Include,
+                false => registry::Referrers::Leave,
+            },
         };
         let (store, config) = (self.store.clone(), self.config.clone());
         let work = move |events: Events| async move {
@@ -89,9 +92,9 @@ impl RegistryService for Registries {
                 media_type,
                 blobs: blobs
                     .into_iter()
-                    .map(|(digest, size)| v1::BlobRef {
-                        digest: digest.to_string(),
-                        size,
+                    .map(|b| v1::BlobRef {
+                        digest: b.digest.to_string(),
+                        size: b.size,
                     })
                     .collect(),
             }),
@@ -124,7 +127,10 @@ impl RegistryService for Registries {
                 &config,
                 &req.name,
                 &credential,
-                !req.no_referrers,
+                match req.no_referrers {
+                    true => registry::Referrers::Leave,
+                    false => registry::Referrers::Include,
+                },
                 &events,
             )
             .await?;

@@ -60,14 +60,14 @@ pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// The media type of an OCI image index, which the referrers API answers with.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
+/// Every index and manifest media type the store reads: the one list of them, indexes first.
+const DOCUMENT_TYPES: [&str; 4] = [
+    OCI_INDEX,
     "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-const MANIFEST_TYPES: [&str; 2] = [
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
+const INDEXES: usize = 2;
 
 const CONFIG_TYPES: [&str; 2] = [
     "application/vnd.oci.image.config.v1+json",
@@ -77,14 +77,20 @@ const CONFIG_TYPES: [&str; 2] = [
 /// Longest ref name accepted: docker's limit on a whole image name.
 pub(crate) const MAX_REF_NAME: usize = 255;
 
+/// Every index and manifest media type the store reads, indexes first: what a registry is
+/// asked for (`Accept`).
+pub fn document_types() -> &'static [&'static str] {
+    &DOCUMENT_TYPES
+}
+
 /// An OCI image index or a docker manifest list.
 pub fn is_index(media_type: &str) -> bool {
-    INDEX_TYPES.contains(&media_type)
+    DOCUMENT_TYPES[..INDEXES].contains(&media_type)
 }
 
 /// An OCI image manifest or a docker v2 manifest.
 pub fn is_manifest(media_type: &str) -> bool {
-    MANIFEST_TYPES.contains(&media_type)
+    DOCUMENT_TYPES[INDEXES..].contains(&media_type)
 }
 
 /// An image config, as opposed to an artifact's config (`application/vnd.oci.empty.v1+json`, …).
@@ -236,6 +242,18 @@ impl Platform {
             architecture: p.architecture().to_string(),
             variant: p.variant().clone(),
         }
+    }
+
+    /// The platform an index gives a manifest, if it names a usable one (an empty variant is
+    /// none).
+    pub(crate) fn of_descriptor(p: &oci_spec::image::Platform) -> Option<Self> {
+        let platform = Platform {
+            os: p.os().to_string(),
+            architecture: p.architecture().to_string(),
+            variant: p.variant().clone().filter(|v| !v.is_empty()),
+        };
+        let usable = !platform.os.is_empty() && !platform.architecture.is_empty();
+        usable.then_some(platform)
     }
 
     pub(crate) fn to_oci(&self) -> Option<oci_spec::image::Platform> {

@@ -15,6 +15,7 @@ mod blob;
 mod content;
 mod decompress;
 mod digest;
+mod document;
 mod error;
 mod export;
 mod image;
@@ -26,11 +27,13 @@ mod progress;
 mod reference;
 mod referrer;
 mod store;
+mod walk;
 
 pub use content::WriteStatus;
 pub use digest::Digest;
+pub use document::{BlobRef, Document, Entry, own_media_type};
 pub use error::{Error, Result};
-pub use image::{ImageRecord, OCI_INDEX, Platform, is_index, is_manifest};
+pub use image::{ImageRecord, OCI_INDEX, Platform, document_types, is_index, is_manifest};
 pub use import::Piece;
 pub use oci_spec;
 pub use ops::Removed;
@@ -42,3 +45,4 @@ pub use store::{
     Images, Inspection, Lease, Leases, LoadedImage, Referrers, SaveItem, SaveJob, Store,
     WriteOutcome, WriteStart, Written,
 };
+pub use walk::{Graph, ImageConfig, Source, Visited, Walker};

@@ -1,4 +1,6 @@
-//! Image names (`busybox`, `docker.io/library/busybox:latest`), normalised as docker does. No I/O.
+//! Image names (`busybox`, `docker.io/library/busybox:latest`), normalised as docker does, and
+//! their conversions to and from the distribution reference (`oci_spec::distribution::Reference`,
+//! which `oci_client::Reference` is), the one grammar both follow. No I/O.
 
 use std::fmt;
 use std::str::FromStr;
@@ -35,6 +37,56 @@ impl ImageName {
     pub fn tag(&self) -> &str {
         &self.tag
     }
+
+    /// The registry, `host[:port]` (`docker.io` for Docker Hub).
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The repository within the registry: `library/busybox`.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// A parsed reference as a name, refused when it is not one: `shown` is how the
+    /// reference reads in the error.
+    fn from_reference(parsed: &Reference, shown: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidReference {
+            reference: shown.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if parsed.digest().is_some() {
+            return Err(invalid("a tag is needed here, not a digest"));
+        }
+        if parsed.repository().bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(invalid("repository name must be lowercase"));
+        }
+        Ok(ImageName {
+            registry: parsed.registry().to_owned(),
+            repository: parsed.repository().to_owned(),
+            // The parser fills in "latest" when no tag and no digest were given.
+            tag: parsed.tag().unwrap_or("latest").to_owned(),
+        })
+    }
+}
+
+/// The name's reference: the same registry, repository and tag.
+impl From<&ImageName> for Reference {
+    fn from(name: &ImageName) -> Reference {
+        Reference::with_tag(
+            name.registry.clone(),
+            name.repository.clone(),
+            name.tag.clone(),
+        )
+    }
+}
+
+/// The name a reference's tag gives; a reference by digest names no image.
+impl TryFrom<&Reference> for ImageName {
+    type Error = Error;
+    fn try_from(reference: &Reference) -> Result<Self> {
+        ImageName::from_reference(reference, &reference.whole())
+    }
 }
 
 impl fmt::Display for ImageName {
@@ -47,23 +99,11 @@ impl fmt::Display for ImageName {
 impl FromStr for ImageName {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let invalid = |reason: String| Error::InvalidReference {
+        let parsed = Reference::from_str(s).map_err(|e| Error::InvalidReference {
             reference: s.to_owned(),
-            reason,
-        };
-        let parsed = Reference::from_str(s).map_err(|e| invalid(e.to_string()))?;
-        if parsed.digest().is_some() {
-            return Err(invalid("a tag is needed here, not a digest".into()));
-        }
-        if parsed.repository().bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(invalid("repository name must be lowercase".into()));
-        }
-        Ok(ImageName {
-            registry: parsed.registry().to_owned(),
-            repository: parsed.repository().to_owned(),
-            // The parser fills in "latest" when no tag and no digest were given.
-            tag: parsed.tag().unwrap_or("latest").to_owned(),
-        })
+            reason: e.to_string(),
+        })?;
+        ImageName::from_reference(&parsed, s)
     }
 }
 
@@ -116,6 +156,20 @@ mod tests {
         }
         let d = format!("busybox@sha256:{}", "a".repeat(64));
         assert!(d.parse::<ImageName>().is_err());
+    }
+
+    #[test]
+    fn names_and_references_convert_both_ways() {
+        let name: ImageName = "localhost:5000/app:v1".parse().unwrap();
+        let reference = Reference::from(&name);
+        assert_eq!(reference.whole(), "localhost:5000/app:v1");
+        assert_eq!(ImageName::try_from(&reference).unwrap(), name);
+        let hub = Reference::from(&"busybox".parse::<ImageName>().unwrap());
+        assert_eq!(hub.resolve_registry(), "index.docker.io");
+        assert_eq!(hub.repository(), "library/busybox");
+        let by_digest = format!("busybox@sha256:{}", "a".repeat(64));
+        let by_digest: Reference = by_digest.parse().unwrap();
+        assert!(ImageName::try_from(&by_digest).is_err());
     }
 
     #[test]

@@ -23,21 +23,30 @@ pub(crate) enum Error {
     /// The registry sent something other than what it promised.
     #[error("{0}")]
     BadRemote(String),
-    /// The registry could not be reached or kept failing; `transient` failures are retried.
+    /// The registry could not be reached or kept failing.
     #[error("{message}")]
-    Unavailable { message: String, transient: bool },
+    Unavailable { message: String, retry: Retry },
     #[error(transparent)]
     Store(#[from] store::Error),
 }
 
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Whether the same request, made again, may succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// A transient failure (a reset, a stall, a 503): retried.
+    Worthwhile,
+    /// It would fail the same way (a redirect refused).
+    Futile,
+}
+
 impl Error {
     pub(super) fn is_transient(&self) -> bool {
         matches!(
             self,
             Error::Unavailable {
-                transient: true,
+                retry: Retry::Worthwhile,
                 ..
             }
         )
@@ -46,7 +55,7 @@ impl Error {
     pub(super) fn unavailable(message: String) -> Self {
         Error::Unavailable {
             message,
-            transient: true,
+            retry: Retry::Worthwhile,
         }
     }
 
@@ -56,7 +65,7 @@ impl Error {
         if e.is_redirect() {
             return Error::Unavailable {
                 message: format!("{what} at {host}: {cause}"),
-                transient: false,
+                retry: Retry::Futile,
             };
         }
         if e.is_timeout() {

@@ -35,12 +35,8 @@ pub(crate) async fn login(
         .auth(&probe, &auth, RegistryOperation::Pull)
         .await
         .map_err(|e| Error::oci(registry, "logging in", e))?;
-    let mut req = endpoint.http.get(format!("{}/v2/", endpoint.base));
-    req = match (token, &auth) {
-        (Some(t), _) => req.bearer_auth(t),
-        (None, oci_client::secrets::RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
-        (None, _) => req,
-    };
+    let req = endpoint.http.get(format!("{}/v2/", endpoint.base));
+    let req = remote::authorise(req, token.as_deref(), &auth);
     let resp = remote::retry(|| async {
         req.try_clone()
             .expect("a body-less request clones")

@@ -4,6 +4,7 @@
 
 mod endpoint;
 mod error;
+mod graph;
 mod lease;
 mod login;
 mod plan;
@@ -13,7 +14,7 @@ mod referrers;
 mod remote;
 
 use oci_client::secrets::RegistryAuth;
-use store::Digest;
+use store::{BlobRef, Digest};
 use tokio::sync::mpsc;
 
 pub use endpoint::Config;
@@ -21,6 +22,15 @@ pub(crate) use error::Error;
 pub(crate) use login::login;
 pub(crate) use pull::{PullOptions, pull};
 pub(crate) use push::push;
+
+/// Whether a transfer takes the referrers (signatures, SBOMs, attestations) of what it moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Referrers {
+    /// They come too: a pull stores those the registry lists, a push sends those stored.
+    Include,
+    /// The image alone.
+    Leave,
+}
 
 /// How many blobs one pull or push moves at once.
 const PARALLEL_BLOBS: usize = 3;
@@ -71,7 +81,7 @@ pub(crate) enum Event {
     Resolved {
         digest: Digest,
         media_type: String,
-        blobs: Vec<(Digest, u64)>,
+        blobs: Vec<BlobRef>,
     },
     Blob {
         digest: Digest,

@@ -5,15 +5,18 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt};
 use oci_client::{Reference, RegistryOperation};
-use store::{Began, Created, Digest, ImageName, Platform, Store, WriteStart};
+use store::{Began, BlobRef, Created, Digest, Document, ImageName, Platform, Store, WriteStart};
 
 use super::endpoint::Config;
 use super::error::{Error, Result, chain};
+use super::graph::{self, Walked};
 use super::lease::Lease;
-use super::plan::{self, BlobRef, Document};
-use super::referrers::{self, Found};
+use super::plan::{self, Platforms};
+use super::referrers::{self, Found, Referrer};
 use super::remote::{Fetched, Remote, retry};
-use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, by_digest, parse_reference};
+use super::{
+    BlobState, Credential, Event, Events, PARALLEL_BLOBS, Referrers, by_digest, parse_reference,
+};
 
 /// Bytes gathered from the registry before they are handed to the writer in one piece.
 const PIECE: usize = 1 << 20;
@@ -23,8 +26,8 @@ pub(crate) struct PullOptions {
     pub(crate) credential: Credential,
     pub(crate) platform: Option<String>,
     pub(crate) all_platforms: bool,
-    /// Also store the referrers (signatures, SBOMs) the registry lists for what is pulled.
-    pub(crate) referrers: bool,
+    /// Whether the referrers (signatures, SBOMs) the registry lists for what is pulled come too.
+    pub(crate) referrers: Referrers,
 }
 
 pub(crate) struct Pulled {
@@ -41,9 +44,19 @@ pub(crate) struct Pulled {
 /// What a pull stores: the documents (manifests, index) it has in memory, the blobs they point
 /// at, and which document is the image.
 struct Wanted {
-    top: (Digest, String),
+    top: Digest,
+    media_type: String,
     documents: Vec<Fetched>,
     blobs: Vec<BlobRef>,
+    /// The referrers that come too, every subject before its referrers.
+    referrers: Vec<Referrer>,
+}
+
+/// What storing a pull's blobs took.
+struct Counts {
+    downloaded: u32,
+    present: u32,
+    downloaded_bytes: u64,
 }
 
 pub(crate) async fn pull(
@@ -53,16 +66,15 @@ pub(crate) async fn pull(
     events: &Events,
 ) -> Result<Pulled> {
     let reference = parse_reference(&opts.reference)?;
-    let name = match (reference.digest(), reference.tag()) {
-        (None, Some(tag)) => Some(
-            format!("{}/{}:{tag}", reference.registry(), reference.repository())
-                .parse::<ImageName>()?,
-        ),
-        _ => None,
+    // A tag names the image it pulls; a digest names none.
+    let name = match reference.digest() {
+        None => Some(ImageName::try_from(&reference)?),
+        Some(_) => None,
     };
-    let wanted = match &opts.platform {
-        Some(p) => p.parse::<Platform>()?,
-        None => Platform::host(),
+    let platforms = match (opts.all_platforms, &opts.platform) {
+        (true, _) => Platforms::All,
+        (false, Some(p)) => Platforms::One(p.parse::<Platform>()?),
+        (false, None) => Platforms::One(Platform::host()),
     };
     let remote = Remote::connect(
         config,
@@ -71,94 +83,100 @@ pub(crate) async fn pull(
         RegistryOperation::Pull,
     )
     .await?;
-    let mut plan = resolve(&remote, &reference, &wanted, opts.all_platforms).await?;
-    let found = match opts.referrers {
-        true => {
-            let subjects: Vec<Digest> = plan.documents.iter().map(|d| d.digest.clone()).collect();
-            referrers::discover(&remote, &reference, &subjects).await?
-        }
-        false => Found::default(),
-    };
-    plan.documents.extend(found.documents);
-    plan.blobs = plan::unique(
-        std::mem::take(&mut plan.blobs)
-            .into_iter()
-            .chain(found.blobs),
-    );
-    events
-        .send(Event::Resolved {
-            digest: plan.top.0.clone(),
-            media_type: plan.top.1.clone(),
-            blobs: plan
-                .documents
-                .iter()
-                .map(|d| (d.digest.clone(), d.bytes.len() as u64))
-                .chain(plan.blobs.iter().map(|b| (b.digest.clone(), b.size)))
-                .collect(),
-        })
-        .await;
+    let mut plan = resolve(&remote, &reference, &platforms).await?;
+    if opts.referrers == Referrers::Include {
+        let subjects: Vec<Digest> = plan.documents.iter().map(|d| d.digest.clone()).collect();
+        plan.add(referrers::discover(&remote, &reference, &subjects).await?);
+    }
+    events.send(plan.resolved()).await;
     let lease = Lease::create(store).await?;
-    let result = store_all(store, &remote, &reference, &plan, lease.id(), events).await;
-    let result = match result {
-        Ok(counts) => {
-            let names: Vec<ImageName> = name.iter().cloned().collect();
-            match store
-                .images()
-                .create_image(&plan.top.0, Some(&plan.top.1), &names)
-                .await
-            {
-                Ok(image) => store_referrers(store, &found.referrers)
-                    .await
-                    .map(|stored| (image, counts, stored)),
-                Err(e) => Err(e.into()),
-            }
-        }
-        Err(e) => Err(e),
-    };
+    let result = store_image(store, &remote, &reference, &plan, name, &lease, events).await;
     lease.release().await;
-    let (created, (downloaded, present, downloaded_bytes), referrers) = result?;
+    let pulled = result?;
+    let (digest, downloaded, present) = (&pulled.digest, pulled.downloaded, pulled.present);
+    tracing::info!(reference = %reference.whole(), %digest, downloaded, present, "pulled");
+    Ok(pulled)
+}
+
+impl Wanted {
+    /// The referrers found, with what they need.
+    fn add(&mut self, found: Found) {
+        self.documents.extend(found.documents);
+        self.referrers = found.referrers;
+        let blobs = std::mem::take(&mut self.blobs);
+        self.blobs = plan::unique(blobs.into_iter().chain(found.blobs));
+    }
+
+    /// What the pull will store, as its first event tells.
+    fn resolved(&self) -> Event {
+        let documents = self.documents.iter().map(|d| BlobRef {
+            digest: d.digest.clone(),
+            size: d.bytes.len() as u64,
+        });
+        Event::Resolved {
+            digest: self.top.clone(),
+            media_type: self.media_type.clone(),
+            blobs: documents.chain(self.blobs.iter().cloned()).collect(),
+        }
+    }
+}
+
+/// Writes what the pull wants under its lease, then names the image and records its referrers.
+async fn store_image(
+    store: &Store,
+    remote: &Remote,
+    reference: &Reference,
+    plan: &Wanted,
+    name: Option<ImageName>,
+    lease: &Lease,
+    events: &Events,
+) -> Result<Pulled> {
+    let counts = store_all(store, remote, reference, plan, lease.id(), events).await?;
+    let names: Vec<ImageName> = name.iter().cloned().collect();
+    let created = store
+        .images()
+        .create_image(&plan.top, Some(&plan.media_type), &names)
+        .await?;
+    let referrers = store_referrers(store, &plan.referrers).await?;
     let (digest, id) = match created {
         Created::Image(image) => (image.digest, Some(image.id)),
         Created::Referrer(r) => (r.digest, None),
     };
-    tracing::info!(reference = %reference.whole(), %digest, downloaded, present, "pulled");
     Ok(Pulled {
         name,
         digest,
         id,
-        downloaded,
-        present,
-        downloaded_bytes,
+        downloaded: counts.downloaded,
+        present: counts.present,
+        downloaded_bytes: counts.downloaded_bytes,
         referrers,
     })
 }
 
 /// Records each pulled referrer, subjects first; how many.
-async fn store_referrers(store: &Store, referrers: &[(Digest, String)]) -> Result<u32> {
-    for (digest, media_type) in referrers {
+async fn store_referrers(store: &Store, referrers: &[Referrer]) -> Result<u32> {
+    for r in referrers {
         store
             .images()
-            .create_referrer(digest, Some(media_type))
+            .create_referrer(&r.digest, Some(&r.media_type))
             .await?;
     }
     Ok(referrers.len() as u32)
 }
 
 /// Reads the reference's manifest or index and, for an index, the manifests it needs.
-async fn resolve(
-    remote: &Remote,
-    reference: &Reference,
-    wanted: &Platform,
-    all: bool,
-) -> Result<Wanted> {
+async fn resolve(remote: &Remote, reference: &Reference, platforms: &Platforms) -> Result<Wanted> {
     let mut top = remote.manifest(reference).await?;
-    if let Document::Index(children) = read(remote, &top)?
-        && !all
+    if let Platforms::One(wanted) = platforms
+        && store::is_index(&top.media_type)
     {
-        let child = plan::choose(&children, wanted).ok_or_else(|| {
-            let offered: Vec<String> = children
+        let entries = Document::parse(&top.digest, &top.media_type, &top.bytes)
+            .and_then(|index| index.entries())
+            .map_err(|e| bad(remote, &top, &e.to_string()))?;
+        let child = plan::choose(&entries, wanted).ok_or_else(|| {
+            let offered: Vec<String> = entries
                 .iter()
-                .filter_map(|c| c.platform.as_ref().map(ToString::to_string))
+                .filter_map(|e| e.platform.as_ref().map(ToString::to_string))
                 .collect();
             Error::NoPlatform(format!(
                 "{} has no image for {wanted} (it has {}); pull another with --platform, \
@@ -178,48 +196,15 @@ async fn resolve(
             ));
         }
     }
-    let top_id = (top.digest.clone(), top.media_type.clone());
-    let (documents, blobs) = graph(remote, reference, top).await?;
+    let (digest, media_type) = (top.digest.clone(), top.media_type.clone());
+    let Walked { documents, blobs } = graph::from_registry(remote, reference, top).await?;
     Ok(Wanted {
-        top: top_id,
+        top: digest,
+        media_type,
         documents,
         blobs,
+        referrers: Vec::new(),
     })
-}
-
-/// A manifest and its blobs, or an index, its manifests and all their blobs.
-pub(super) async fn graph(
-    remote: &Remote,
-    reference: &Reference,
-    top: Fetched,
-) -> Result<(Vec<Fetched>, Vec<BlobRef>)> {
-    let children = match read(remote, &top)? {
-        Document::Manifest(blobs) => return Ok((vec![top], blobs)),
-        Document::Index(children) => children,
-    };
-    let mut documents = vec![top];
-    let mut blobs = Vec::new();
-    for child in &children {
-        let manifest = remote
-            .manifest(&by_digest(reference, &child.blob.digest))
-            .await?;
-        match read(remote, &manifest)? {
-            Document::Manifest(b) => blobs.extend(b),
-            Document::Index(_) => {
-                return Err(bad(
-                    remote,
-                    &manifest,
-                    "an index inside an index, which pulls do not follow",
-                ));
-            }
-        }
-        documents.push(manifest);
-    }
-    Ok((documents, plan::unique(blobs)))
-}
-
-pub(super) fn read(remote: &Remote, doc: &Fetched) -> Result<Document> {
-    plan::parse(&doc.media_type, &doc.bytes).map_err(|why| bad(remote, doc, &why))
 }
 
 fn bad(remote: &Remote, doc: &Fetched, why: &str) -> Error {
@@ -230,7 +215,7 @@ fn bad(remote: &Remote, doc: &Fetched, why: &str) -> Error {
     ))
 }
 
-/// Writes every document and blob the store lacks; returns (downloaded, present, bytes).
+/// Writes every document and blob the store lacks.
 async fn store_all(
     store: &Store,
     remote: &Remote,
@@ -238,7 +223,7 @@ async fn store_all(
     plan: &Wanted,
     lease: &str,
     events: &Events,
-) -> Result<(u32, u32, u64)> {
+) -> Result<Counts> {
     for doc in &plan.documents {
         let blob = BlobRef {
             digest: doc.digest.clone(),
@@ -259,8 +244,11 @@ async fn store_all(
         .try_collect()
         .await?;
     let downloaded = results.iter().flatten().count() as u32;
-    let bytes = results.iter().flatten().sum();
-    Ok((downloaded, results.len() as u32 - downloaded, bytes))
+    Ok(Counts {
+        downloaded,
+        present: results.len() as u32 - downloaded,
+        downloaded_bytes: results.iter().flatten().sum(),
+    })
 }
 
 fn write_ref(lease: &str, digest: &Digest) -> String {

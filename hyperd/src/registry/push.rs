@@ -7,18 +7,17 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use oci_client::{Reference, RegistryOperation};
-use store::limits::MAX_JSON;
-use store::{Digest, ImageName, Store};
-use tokio::io::AsyncReadExt;
+use store::{BlobRef, Digest, ImageName, ReferrerRecord, Store};
 use tokio_util::io::ReaderStream;
 
 use super::endpoint::Config;
-use super::error::{Error, Result};
+use super::error::Result;
+use super::graph::{self, Walked};
 use super::lease::Lease;
-use super::plan::{self, BlobRef, Child, Document};
+use super::plan;
 use super::referrers;
-use super::remote::Remote;
-use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, by_digest, parse_reference};
+use super::remote::{Fetched, Remote};
+use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, Referrers, by_digest};
 
 /// Repositories a blob is offered for mounting from, at most.
 const MOUNT_TRIES: usize = 3;
@@ -33,64 +32,69 @@ pub(crate) struct Pushed {
     pub(crate) referrers: u32,
 }
 
+/// A referrer a push sends, with the documents of its graph, itself first.
+struct Travelling {
+    record: ReferrerRecord,
+    documents: Vec<Fetched>,
+}
+
 pub(crate) async fn push(
     store: &Store,
     config: &Config,
     name: &str,
     credential: &Credential,
-    with_referrers: bool,
+    referrers: Referrers,
     events: &Events,
 ) -> Result<Pushed> {
     let name: ImageName = name.parse()?;
     let image = store.images().inspect(&name.full()).await?;
-    let reference = parse_reference(&name.full())?;
-    let top_type = image.record.media_type.clone();
-    let top = Bytes::from(image.manifest);
-    let (mut blobs, children) = graph(store, &name, &top_type, &top).await?;
-    let mut referrers = Vec::new();
-    for record in image.referrers.into_iter().filter(|_| with_referrers) {
-        let bytes = read_json(store, &record.digest).await?;
-        let (b, c) = graph(store, &name, &record.media_type, &bytes).await?;
-        blobs.extend(b);
-        referrers.push((record, bytes, c));
+    let reference = Reference::from(&name);
+    let record = &image.record;
+    let top = BlobRef {
+        digest: record.digest.clone(),
+        size: record.size,
+    };
+    let Walked {
+        documents,
+        mut blobs,
+    } = graph::from_store(store, &name, &top, &record.media_type).await?;
+    let mut travelling = Vec::new();
+    let records = match referrers {
+        Referrers::Include => image.referrers,
+        Referrers::Leave => Vec::new(),
+    };
+    for record in records {
+        let top = BlobRef {
+            digest: record.digest.clone(),
+            size: record.size,
+        };
+        let walked = graph::from_store(store, &name, &top, &record.media_type).await?;
+        blobs.extend(walked.blobs);
+        travelling.push(Travelling {
+            record,
+            documents: walked.documents,
+        });
     }
     let blobs = plan::unique(blobs);
     // What is read from the store stays in it until the push ends, whatever `rmi` runs.
     let lease = Lease::create(store).await?;
-    let documents = std::iter::once(&image.record.digest)
-        .chain(children.iter().map(|(c, _)| &c.blob.digest))
-        .chain(referrers.iter().flat_map(|(r, _, c)| {
-            std::iter::once(&r.digest).chain(c.iter().map(|(c, _)| &c.blob.digest))
-        }));
     let held: Vec<Digest> = documents
+        .iter()
+        .chain(travelling.iter().flat_map(|t| &t.documents))
+        .map(|d| &d.digest)
         .chain(blobs.iter().map(|b| &b.digest))
         .cloned()
         .collect();
     store.leases().hold_blobs(lease.id(), &held).await?;
     let remote = Remote::connect(config, &reference, credential, RegistryOperation::Push).await?;
-    let sources = mount_sources(store, &reference).await?;
-    for b in &blobs {
-        events.blob(&b.digest, BlobState::Waiting, 0, b.size).await;
-    }
-    let outcomes: Vec<BlobState> = futures_util::stream::iter(blobs.iter().cloned())
-        .map(|b| {
-            let from = sources.get(&b.digest).cloned().unwrap_or_default();
-            send_blob(store, &remote, &reference, b, from, events)
-        })
-        .buffer_unordered(PARALLEL_BLOBS)
-        .try_collect()
-        .await?;
-    push_manifests(&remote, &reference, children).await?;
-    remote
-        .push_manifest(&reference, top.clone(), &top_type)
-        .await?;
+    let outcomes = send_blobs(store, &remote, &reference, &blobs, events).await?;
+    send_documents(&remote, &reference, &documents).await?;
     // The image first: a registry may check that a referrer's subject is there.
     let mut records = Vec::new();
-    for (record, bytes, children) in referrers {
-        push_manifests(&remote, &reference, children).await?;
-        let at = by_digest(&reference, &record.digest);
-        remote.push_manifest(&at, bytes, &record.media_type).await?;
-        records.push(record);
+    for t in travelling {
+        let at = by_digest(&reference, &t.record.digest);
+        send_documents(&remote, &at, &t.documents).await?;
+        records.push(t.record);
     }
     referrers::publish(&remote, &reference, &records).await?;
     lease.release().await;
@@ -99,7 +103,7 @@ pub(crate) async fn push(
     Ok(Pushed {
         name,
         digest: image.record.digest,
-        size: top.len() as u64,
+        size: image.manifest.len() as u64,
         uploaded: count(BlobState::Done),
         mounted: count(BlobState::Mounted),
         present: count(BlobState::Present),
@@ -107,68 +111,43 @@ pub(crate) async fn push(
     })
 }
 
-/// The blobs of a stored manifest; of an index, its manifests and all their blobs.
-async fn graph(
+/// Every blob, up to [`PARALLEL_BLOBS`] at once, each mounted or uploaded unless present.
+async fn send_blobs(
     store: &Store,
-    name: &ImageName,
-    media_type: &str,
-    bytes: &[u8],
-) -> Result<(Vec<BlobRef>, Vec<(Child, Bytes)>)> {
-    let entries = match plan::parse(media_type, bytes).map_err(corrupt)? {
-        Document::Manifest(blobs) => return Ok((blobs, Vec::new())),
-        Document::Index(entries) => entries,
-    };
-    let mut blobs = Vec::new();
-    let mut children = Vec::new();
-    for entry in entries {
-        let bytes = read_json(store, &entry.blob.digest).await?;
-        match plan::parse(&entry.media_type, &bytes).map_err(corrupt)? {
-            Document::Manifest(b) => blobs.extend(b),
-            Document::Index(_) => {
-                return Err(Error::InvalidArgument(format!(
-                    "{name} holds an index inside its index, which push does not send"
-                )));
-            }
-        }
-        children.push((entry, bytes));
-    }
-    Ok((plan::unique(blobs), children))
-}
-
-/// An index's manifests, by digest, before the index that lists them.
-async fn push_manifests(
     remote: &Remote,
     reference: &Reference,
-    children: Vec<(Child, Bytes)>,
-) -> Result<()> {
-    for (entry, bytes) in children {
-        let at = by_digest(reference, &entry.blob.digest);
-        remote.push_manifest(&at, bytes, &entry.media_type).await?;
+    blobs: &[BlobRef],
+    events: &Events,
+) -> Result<Vec<BlobState>> {
+    let sources = mount_sources(store, reference).await?;
+    for b in blobs {
+        events.blob(&b.digest, BlobState::Waiting, 0, b.size).await;
     }
-    Ok(())
-}
-
-/// A stored manifest the record lists but that does not parse is damage to the store.
-fn corrupt(why: String) -> Error {
-    Error::Store(store::Error::Corrupt(why))
-}
-
-async fn read_json(store: &Store, digest: &Digest) -> Result<Bytes> {
-    let store::BlobRead { file, len } = store.content().read_blob(digest, 0, 0).await?;
-    if len > MAX_JSON {
-        return Err(corrupt(format!(
-            "manifest {digest} is {len} bytes, over the {MAX_JSON}-byte limit"
-        )));
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(len)
-        .read_to_end(&mut bytes)
+    futures_util::stream::iter(blobs.iter().cloned())
+        .map(|b| {
+            let from = sources.get(&b.digest).cloned().unwrap_or_default();
+            send_blob(store, remote, reference, b, from, events)
+        })
+        .buffer_unordered(PARALLEL_BLOBS)
+        .try_collect()
         .await
-        .map_err(|e| store::Error::Io {
-            context: format!("reading blob {digest}"),
-            source: e,
-        })?;
-    Ok(Bytes::from(bytes))
+}
+
+/// A graph's documents, top-level first as walked: each manifest of an index by digest before
+/// the index, which goes last under `top` (a tag, or its own digest).
+async fn send_documents(remote: &Remote, top: &Reference, documents: &[Fetched]) -> Result<()> {
+    let Some((first, inner)) = documents.split_first() else {
+        return Ok(());
+    };
+    for d in inner {
+        let at = by_digest(top, &d.digest);
+        remote
+            .push_manifest(&at, d.bytes.clone(), &d.media_type)
+            .await?;
+    }
+    remote
+        .push_manifest(top, first.bytes.clone(), &first.media_type)
+        .await
 }
 
 /// For each blob, the other repositories of the target's registry that stored images are
@@ -178,16 +157,13 @@ async fn mount_sources(store: &Store, target: &Reference) -> Result<HashMap<Dige
     let mut sources: HashMap<Digest, Vec<String>> = HashMap::new();
     for image in store.images().list()? {
         let Some(name) = image.name else { continue };
-        let Ok(r) = parse_reference(&name.full()) else {
-            continue;
-        };
-        if r.registry() != target.registry() || r.repository() == target.repository() {
+        if name.registry() != target.registry() || name.repository() == target.repository() {
             continue;
         }
         for digest in store.images().blobs_of(&image.digest)? {
             let repos = sources.entry(digest).or_default();
-            if !repos.iter().any(|x| x == r.repository()) {
-                repos.push(r.repository().to_owned());
+            if !repos.iter().any(|x| x == name.repository()) {
+                repos.push(name.repository().to_owned());
             }
         }
     }

@@ -11,12 +11,11 @@ use reqwest::StatusCode;
 use reqwest::header::LINK;
 use serde_json::{Value, json};
 use store::limits::MAX_JSON;
-use store::{Digest, OCI_INDEX, ReferrerRecord};
+use store::{BlobRef, Digest, Document, Entry, OCI_INDEX, ReferrerRecord};
 
 use super::by_digest;
 use super::error::{Error, Result};
-use super::plan::{self, BlobRef, Child, Document};
-use super::pull::graph;
+use super::graph;
 use super::remote::{Fetched, Remote, read_limited, refusal, retry};
 
 /// Referrers one pull follows, at most: a registry could list them without end.
@@ -30,8 +29,14 @@ pub(super) struct Found {
     pub(super) documents: Vec<Fetched>,
     /// Each referrer's blobs, not yet made unique (the pull unites them with the image's).
     pub(super) blobs: Vec<BlobRef>,
-    /// Digest and media type of each, every subject before its referrers.
-    pub(super) referrers: Vec<(Digest, String)>,
+    /// Every subject before its referrers.
+    pub(super) referrers: Vec<Referrer>,
+}
+
+/// A referrer a pull stores.
+pub(super) struct Referrer {
+    pub(super) digest: Digest,
+    pub(super) media_type: String,
 }
 
 /// The referrers of `subjects` at the registry, and theirs in turn (a signature of an SBOM).
@@ -55,16 +60,21 @@ pub(super) async fn discover(
                 return Ok(found);
             }
             let manifest = remote.manifest(&by_digest(repo, &digest)).await?;
-            if plan::subject(&manifest.bytes).as_ref() != Some(&subject) {
+            let named = Document::parse(&manifest.digest, &manifest.media_type, &manifest.bytes)
+                .and_then(|d| d.subject())
+                .ok()
+                .flatten();
+            if named.as_ref() != Some(&subject) {
                 tracing::warn!(%subject, referrer = %digest, "listed, but refers to another");
                 continue;
             }
-            found
-                .referrers
-                .push((digest.clone(), manifest.media_type.clone()));
-            let (documents, blobs) = graph(remote, repo, manifest).await?;
-            found.documents.extend(documents);
-            found.blobs.extend(blobs);
+            found.referrers.push(Referrer {
+                digest: digest.clone(),
+                media_type: manifest.media_type.clone(),
+            });
+            let walked = graph::from_registry(remote, repo, manifest).await?;
+            found.documents.extend(walked.documents);
+            found.blobs.extend(walked.blobs);
             queue.push_back(digest);
         }
     }
@@ -72,14 +82,14 @@ pub(super) async fn discover(
 }
 
 /// What the registry lists as referrers of `subject`: its referrers API, else the tag schema.
-async fn listed(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<Vec<Child>> {
+async fn listed(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<Vec<Entry>> {
     if let Some(listed) = api(remote, repo, subject).await? {
         return Ok(listed);
     }
     match schema_index(remote, repo, subject).await? {
-        Some(index) => match plan::parse(&index.media_type, &index.bytes) {
-            Ok(Document::Index(children)) => Ok(children),
-            _ => Err(Error::BadRemote(format!(
+        Some(index) => match listing(&index.digest, &index.media_type, &index.bytes) {
+            Ok(entries) => Ok(entries),
+            Err(_) => Err(Error::BadRemote(format!(
                 "{} at {}: not an index of referrers",
                 schema_tag(repo, subject).whole(),
                 remote.host()
@@ -162,7 +172,7 @@ fn add_descriptors(index: &mut Value, descriptors: impl Iterator<Item = Value>) 
 
 /// What the registry's referrers API lists for `subject`, every page of it; `None` when the
 /// registry has none (it answers 404, as registries before OCI 1.1 do).
-async fn api(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<Option<Vec<Child>>> {
+async fn api(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<Option<Vec<Entry>>> {
     let what = format!("referrers of {subject}");
     let mut url = format!(
         "{}/v2/{}/referrers/{subject}",
@@ -174,9 +184,8 @@ async fn api(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<Opti
         let Some((bytes, next)) = retry(|| page(remote, &url, &what)).await? else {
             return Ok(None);
         };
-        match plan::parse(OCI_INDEX, &bytes) {
-            Ok(Document::Index(children)) => listed.extend(children),
-            Ok(Document::Manifest(_)) => unreachable!("parsed as an index"),
+        match listing(&Digest::of(&bytes), OCI_INDEX, &bytes) {
+            Ok(entries) => listed.extend(entries),
             Err(why) => {
                 return Err(Error::BadRemote(format!(
                     "{what} at {}: {why}",
@@ -193,6 +202,17 @@ async fn api(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<Opti
         "{what} at {}: more than {MAX_PAGES} pages",
         remote.host()
     )))
+}
+
+/// The descriptors an index of referrers lists.
+fn listing(digest: &Digest, media_type: &str, bytes: &[u8]) -> store::Result<Vec<Entry>> {
+    let index = Document::parse(digest, media_type, bytes)?;
+    if !index.is_index() {
+        return Err(store::Error::InvalidArchive(format!(
+            "{digest} is not an index"
+        )));
+    }
+    index.entries()
 }
 
 /// One page of a referrers listing and the URL of the next; `None` for a 404.

@@ -2,26 +2,24 @@
 //! digest checked), blobs, uploads and mounts. Transient failures are retried here.
 
 use std::future::Future;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::RequestBuilder;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use store::Digest;
 use store::limits::MAX_JSON;
 
 use super::Credential;
 use super::endpoint::{Config, Endpoint};
 use super::error::{Error, Result, chain};
-use super::plan;
 
-/// Every manifest type a pull understands.
-const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
-     application/vnd.oci.image.manifest.v1+json, \
-     application/vnd.docker.distribution.manifest.list.v2+json, \
-     application/vnd.docker.distribution.manifest.v2+json";
+/// Every manifest and index type the store reads, as a manifest request accepts them.
+static MANIFEST_TYPES: LazyLock<String> = LazyLock::new(|| store::document_types().join(", "));
 
 /// Attempts of a request that failed transiently, and the pause before the second.
 const ATTEMPTS: u32 = 3;
@@ -72,23 +70,6 @@ impl Remote {
         &self.endpoint.base
     }
 
-    /// What `Authorization` the requests made here (not by oci-client) carry.
-    fn authorization(&self) -> Option<HeaderValue> {
-        let value = match (&self.bearer, &self.auth) {
-            (Some(token), _) => format!("Bearer {token}"),
-            (None, RegistryAuth::Basic(user, password)) => {
-                use base64::Engine;
-                let pair =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                format!("Basic {pair}")
-            }
-            (None, _) => return None,
-        };
-        let mut v = HeaderValue::from_str(&value).ok()?;
-        v.set_sensitive(true);
-        Some(v)
-    }
-
     /// The manifest or index `reference` names, at most [`MAX_JSON`] bytes, its digest checked
     /// against the reference's digest and the registry's `Docker-Content-Digest`.
     pub(super) async fn manifest(&self, reference: &Reference) -> Result<Fetched> {
@@ -104,7 +85,7 @@ impl Remote {
             self.endpoint.base,
             reference.repository()
         );
-        let mut resp = self.get(&url, MANIFEST_TYPES, &what).await?;
+        let mut resp = self.get(&url, &MANIFEST_TYPES, &what).await?;
         let status = resp.status();
         if status.is_redirection() {
             return Err(Error::BadRemote(format!(
@@ -138,7 +119,8 @@ impl Remote {
                 )));
             }
         }
-        let media_type = plan::media_type(&bytes)
+        let own = store::own_media_type(&digest, &bytes).ok().flatten();
+        let media_type = own
             .or(header_type)
             .ok_or_else(|| Error::BadRemote(format!("{what} at {host}: no media type")))?;
         Ok(Fetched {
@@ -155,11 +137,9 @@ impl Remote {
         accept: &str,
         what: &str,
     ) -> Result<reqwest::Response> {
-        let mut req = self.endpoint.http.get(url).header(ACCEPT, accept);
-        if let Some(a) = self.authorization() {
-            req = req.header(AUTHORIZATION, a);
-        }
-        req.send()
+        let req = self.endpoint.http.get(url).header(ACCEPT, accept);
+        authorise(req, self.bearer.as_deref(), &self.auth)
+            .send()
             .await
             .map_err(|e| Error::http(self.host(), what, &e))
     }
@@ -275,6 +255,20 @@ impl Remote {
                 .map_err(|e| Error::oci(self.host(), &what, e))
         })
         .await
+    }
+}
+
+/// A request made here (not by oci-client) with the operation's credential: the bearer token
+/// when the registry gave one, else the credential itself.
+pub(super) fn authorise(
+    req: RequestBuilder,
+    bearer: Option<&str>,
+    auth: &RegistryAuth,
+) -> RequestBuilder {
+    match (bearer, auth) {
+        (Some(token), _) => req.bearer_auth(token),
+        (None, RegistryAuth::Basic(user, password)) => req.basic_auth(user, Some(password)),
+        (None, _) => req,
     }
 }
 

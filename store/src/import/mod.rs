@@ -14,7 +14,7 @@ pub(crate) use archive::{Ingested, ingest};
 pub(crate) use input::Input;
 pub use input::Piece;
 pub(crate) use naming::{assign, refuse_naming_referrers};
-pub(crate) use oci::{Source, image};
+pub(crate) use oci::image;
 
 use std::collections::HashSet;
 
@@ -64,7 +64,7 @@ pub(crate) async fn resolve(ingested: &mut Ingested) -> Result<Resolved> {
             "archive has index.json but no oci-layout file, which an OCI image layout must have",
         )),
         (Some(index), manifest) => {
-            let mut found = oci::resolve(ingested, &index)?;
+            let mut found = oci::resolve(ingested, &index).await?;
             if let Some(manifest) = manifest {
                 let tags = docker::repo_tags(ingested, &manifest)?;
                 for c in &mut found.images {

@@ -2,19 +2,21 @@
 //! API, as registry pulls write them): the graph is walked and checked exactly as a load checks
 //! an archive's, then committed in one transaction.
 
-use oci_spec::image::{DescriptorBuilder, MediaType};
+use bytes::Bytes;
 
 use super::Images;
 use super::load::LoadedImage;
 use crate::blob::{Blobs, Lease};
 use crate::digest::Digest;
+use crate::document::{self, BlobRef, own_media_type};
 use crate::error::{Error, Result};
 use crate::image::{ImageRecord, is_index, is_manifest};
-use crate::import::{self, Found, Source};
+use crate::import::{self, Found};
 use crate::limits::MAX_JSON;
 use crate::ops::{self, Arriving};
 use crate::reference::ImageName;
 use crate::referrer::ReferrerRecord;
+use crate::walk::Source;
 
 /// What [`Images::create_image`] made of a manifest or index.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,9 +35,7 @@ struct Stored {
     lease: Lease,
 }
 
-impl Source for Stored {
-    const WHERE: &'static str = "stored";
-
+impl Stored {
     fn size(&mut self, digest: &Digest) -> Result<Option<u64>> {
         if !self.lease.pin(&self.blobs, digest) {
             return Ok(None);
@@ -54,11 +54,18 @@ impl Source for Stored {
     }
 }
 
-/// The `mediaType` field a manifest or index may carry.
-#[derive(serde::Deserialize)]
-struct OwnType {
-    #[serde(rename = "mediaType")]
-    media_type: Option<String>,
+/// Answers at once: its files are read in place, the walk being off the async threads.
+impl Source for Stored {
+    type Error = Error;
+    const WHERE: &'static str = "stored";
+
+    async fn size(&mut self, blob: &BlobRef) -> Result<Option<u64>> {
+        Stored::size(self, &blob.digest)
+    }
+
+    async fn json(&mut self, digest: &Digest) -> Result<Bytes> {
+        self.read_json(digest).map(Bytes::from)
+    }
 }
 
 impl Images<'_> {
@@ -206,26 +213,23 @@ fn walk(source: &mut Stored, digest: &Digest, media_type: Option<String>) -> Res
         .ok_or_else(|| Error::InvalidArgument(format!("{digest} is not stored")))?;
     let media_type = match media_type {
         Some(m) => m,
-        None => own_media_type(source, digest)?,
+        None => own_type(source, digest)?,
     };
     if !is_index(&media_type) && !is_manifest(&media_type) {
         return Err(Error::InvalidArgument(format!(
             "media type {media_type:?} is neither an image manifest nor an image index"
         )));
     }
-    let desc = DescriptorBuilder::default()
-        .media_type(MediaType::from(media_type.as_str()))
-        .digest(oci_spec::image::Digest::from(digest))
-        .size(size)
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("descriptor of {digest}: {e}")))?;
-    import::image(source, &desc)
+    let top = BlobRef {
+        digest: digest.clone(),
+        size,
+    };
+    let desc = document::descriptor(&top, &media_type)?;
+    tokio::runtime::Handle::current().block_on(import::image(source, &desc))
 }
 
-fn own_media_type(source: &Stored, digest: &Digest) -> Result<String> {
-    let own: OwnType = serde_json::from_slice(&source.read_json(digest)?)
-        .map_err(|e| Error::InvalidArgument(format!("{digest} is not a JSON document: {e}")))?;
-    own.media_type.ok_or_else(|| {
+fn own_type(source: &Stored, digest: &Digest) -> Result<String> {
+    own_media_type(digest, &source.read_json(digest)?)?.ok_or_else(|| {
         Error::InvalidArgument(format!(
             "{digest} carries no mediaType of its own; name the media type in the request"
         ))
