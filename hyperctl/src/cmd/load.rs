@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::io::SeekFrom;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -30,7 +30,7 @@ use crate::{handoff, progress};
 
 /// What stdin's pipe is asked to hold (the default is 64 KiB; unprivileged users may get up to
 /// /proc/sys/fs/pipe-max-size, 1 MiB by default).
-const PIPE_BUFFER: libc::c_int = 1 << 20;
+const PIPE_BUFFER: usize = 1 << 20;
 
 /// Digests per Info call: hyperd answers at most 10,000 at once.
 const INFO_BATCH: usize = 10_000;
@@ -223,9 +223,8 @@ fn stdin_stream() -> Pin<Box<dyn AsyncRead + Send>> {
                 .is_ok_and(|m| m.file_type().is_fifo())
         });
     if let Some(fd) = pipe {
-        // SAFETY: F_SETPIPE_SZ on a descriptor we own; it only sizes the pipe's buffer, and a
-        // refusal (a limit for unprivileged users) leaves the pipe as it was.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BUFFER) };
+        // A refusal (a limit for unprivileged users) leaves the pipe as it was.
+        let _ = rustix::pipe::fcntl_setpipe_size(&fd, PIPE_BUFFER);
         if let Ok(receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
             return Box::pin(receiver);
         }
