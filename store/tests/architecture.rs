@@ -165,11 +165,12 @@ fn the_store_depends_on_no_grpc_crate() {
 fn members() -> Vec<PathBuf> {
     let root = workspace();
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
-    let line = manifest
-        .lines()
-        .find(|l| l.trim_start().starts_with("members"))
-        .expect("the workspace lists its members");
-    let members: Vec<PathBuf> = line
+    let list = manifest
+        .split_once("\nmembers")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .expect("the workspace lists its members")
+        .0;
+    let members: Vec<PathBuf> = list
         .split('"')
         .skip(1)
         .step_by(2)
@@ -177,7 +178,7 @@ fn members() -> Vec<PathBuf> {
         .collect();
     assert!(
         members.iter().any(|m| m.ends_with("store")) && members.len() > 1,
-        "members read wrong from {line:?}"
+        "members read wrong from {list:?}"
     );
     members
 }
