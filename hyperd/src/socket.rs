@@ -76,7 +76,8 @@ pub fn activated_listeners() -> anyhow::Result<Option<(UnixListener, Option<Unix
     Ok(main.map(|m| (m, companion)))
 }
 
-/// A group given by name or number.
+/// A group given by name or number. A name is looked up through the C library's NSS, as `chgrp`
+/// does (so LDAP, sssd or systemd's userdb groups too), which is why nix and not rustix does it.
 pub fn group_id(group: &str) -> anyhow::Result<u32> {
     if let Ok(gid) = group.parse() {
         return Ok(gid);

@@ -22,7 +22,7 @@
 
 use std::collections::HashSet;
 use std::io::SeekFrom;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -43,7 +43,7 @@ use crate::{handoff, progress};
 
 /// What stdin's pipe is asked to hold (the default is 64 KiB; unprivileged users may get up to
 /// /proc/sys/fs/pipe-max-size, 1 MiB by default).
-const PIPE_BUFFER: libc::c_int = 1 << 20;
+const PIPE_BUFFER: usize = 1 << 20;
 
 /// Digests per Info call: hyperd answers at most 10,000 at once.
 const INFO_BATCH: usize = 10_000;
@@ -69,11 +69,16 @@ pub(crate) async fn run(mut clients: Clients, args: LoadArgs) -> anyhow::Result<
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let (walked, response) = match send(&clients, &args, refs.clone(), args.send_all).await {
+    let elide = if args.send_all {
+        Elide::Nothing
+    } else {
+        Elide::Stored
+    };
+    let (walked, response) = match send(&clients, &args, refs.clone(), elide).await {
         // A blob hyperd said it held was removed before the load reached it: a file can be
         // sent again, whole.
         Err(e) if removed_since(&e) && args.input.as_ref().is_some_and(|p| p.is_file()) => {
-            send(&clients, &args, refs, true).await?
+            send(&clients, &args, refs, Elide::Nothing).await?
         }
         sent => sent?,
     };
@@ -132,12 +137,21 @@ fn removed_since(e: &anyhow::Error) -> bool {
         .is_some_and(|s| s.code() == Code::FailedPrecondition && s.message().contains("left out"))
 }
 
-/// One Load call: the archive, leaving out what hyperd holds unless `send_all`.
+/// What a Load call leaves out of the archive it sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Elide {
+    /// The bodies of the blobs hyperd holds (of a plain tar; a compressed one goes whole).
+    Stored,
+    /// Nothing: the archive goes whole (`--send-all`, or the retry after a blob went missing).
+    Nothing,
+}
+
+/// One Load call: the archive, leaving out what `elide` says.
 async fn send(
     clients: &Clients,
     args: &LoadArgs,
     refs: Vec<RefMapping>,
-    send_all: bool,
+    elide: Elide,
 ) -> anyhow::Result<(Walked, LoadResponse)> {
     let (source, len, plain) = open(args).await.context("reading the archive")?;
     let bar = progress::bar(len, args.quiet, "loading");
@@ -159,7 +173,9 @@ async fn send(
         part: Some(Part::Options(LoadOptions { refs })),
     };
     let body = futures_util::stream::once(async { first }).chain(pieces);
-    let feed = feed(source, plain && !send_all, clients.content.clone(), tx);
+    // Only a plain tar's entries can be walked.
+    let elide = if plain { elide } else { Elide::Nothing };
+    let feed = feed(source, elide, clients.content.clone(), tx);
     let mut images = clients.images.clone();
     let call = images.load(body);
     tokio::pin!(feed, call);
@@ -236,9 +252,8 @@ fn stdin_stream() -> Pin<Box<dyn AsyncRead + Send>> {
                 .is_ok_and(|m| m.file_type().is_fifo())
         });
     if let Some(fd) = pipe {
-        // SAFETY: F_SETPIPE_SZ on a descriptor we own; it only sizes the pipe's buffer, and a
-        // refusal (a limit for unprivileged users) leaves the pipe as it was.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BUFFER) };
+        // A refusal (a limit for unprivileged users) leaves the pipe as it was.
+        let _ = rustix::pipe::fcntl_setpipe_size(&fd, PIPE_BUFFER);
         if let Ok(receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
             return Box::pin(receiver);
         }
@@ -251,18 +266,20 @@ fn is_plain(head: &[u8]) -> bool {
     !matches!(head, [0x1f, 0x8b, ..] | [0x28, 0xb5, 0x2f, 0xfd, ..])
 }
 
-/// Sends the archive, leaving out what hyperd holds when `skip` allows.
+/// Sends the archive, leaving out what `elide` says.
 async fn feed(
     source: Source,
-    skip: bool,
+    elide: Elide,
     content: ContentClient,
     tx: tokio::sync::mpsc::Sender<Piece>,
 ) -> anyhow::Result<Walked> {
-    match source {
-        Source::File(mut f, len) if skip => {
+    let out = elide::Output::Channel(&tx);
+    match (source, elide) {
+        (Source::File(mut f, len), Elide::Stored) => {
             let start = f.stream_position().await?;
+            let look = elide::Output::Look;
             let (plan, source) =
-                elide::walk(Source::File(f, len), |_| async { Ok(true) }, None).await?;
+                elide::walk(Source::File(f, len), |_| async { Ok(true) }, look).await?;
             let digests: Vec<String> = plan.blobs.into_iter().map(|(d, _)| d).collect();
             let stored = stored(content, digests).await?;
             let Source::File(mut f, len) = source else {
@@ -271,18 +288,16 @@ async fn feed(
             f.seek(SeekFrom::Start(start)).await?;
             let stored = &stored;
             let contains = |d: String| std::future::ready(Ok(stored.contains(&d)));
-            Ok(elide::walk(Source::File(f, len), contains, Some(&tx))
-                .await?
-                .0)
+            Ok(elide::walk(Source::File(f, len), contains, out).await?.0)
         }
-        source if skip => {
+        (source, Elide::Stored) => {
             let ask = |d: String| {
                 let content = content.clone();
                 async move { Ok(stored(content, vec![d.clone()]).await?.contains(&d)) }
             };
-            Ok(elide::walk(source, ask, Some(&tx)).await?.0)
+            Ok(elide::walk(source, ask, out).await?.0)
         }
-        mut source => {
+        (mut source, Elide::Nothing) => {
             elide::send_all(&mut source, &tx).await?;
             Ok(Walked::default())
         }
