@@ -1,15 +1,11 @@
 //! hyperd: the image store served as gRPC on a Unix socket.
 
+mod api;
 mod authority;
-mod content;
-mod convert;
 mod handoff;
 mod janitor;
-mod pulls;
 mod registry;
-mod service;
 mod socket;
-mod status;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -67,13 +63,13 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let (health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<ImageServiceServer<service::Images>>()
+        .set_serving::<ImageServiceServer<api::images::Images>>()
         .await;
     health
-        .set_serving::<ContentServiceServer<content::Content>>()
+        .set_serving::<ContentServiceServer<api::content::Content>>()
         .await;
     health
-        .set_serving::<RegistryServiceServer<pulls::Registries>>()
+        .set_serving::<RegistryServiceServer<api::registry::Registries>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -84,12 +80,12 @@ pub async fn run(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let content = ContentServiceServer::new(content::Content::new(
+    let content = ContentServiceServer::new(api::content::Content::new(
         store.clone(),
         cancel.clone(),
         settings.load_idle_timeout,
     ))
-    .max_decoding_message_size(content::MAX_MESSAGE);
+    .max_decoding_message_size(api::content::MAX_MESSAGE);
     let janitor = tokio::spawn(janitor::run(
         store.clone(),
         settings.content_write_expiry,
@@ -99,12 +95,12 @@ pub async fn run(
     if let Some(l) = fd_listener {
         tokio::spawn(handoff::serve(l, tokens.clone(), cancel.clone()));
     }
-    let registries = RegistryServiceServer::new(pulls::Registries::new(
+    let registries = RegistryServiceServer::new(api::registry::Registries::new(
         store.clone(),
         settings.registry,
         cancel.clone(),
     ));
-    let images = ImageServiceServer::new(service::Images::new(
+    let images = ImageServiceServer::new(api::images::Images::new(
         store,
         cancel.clone(),
         settings.load_idle_timeout,
@@ -114,13 +110,13 @@ pub async fn run(
         shutdown.await;
         tracing::info!("shutting down");
         health
-            .set_not_serving::<ImageServiceServer<service::Images>>()
+            .set_not_serving::<ImageServiceServer<api::images::Images>>()
             .await;
         health
-            .set_not_serving::<ContentServiceServer<content::Content>>()
+            .set_not_serving::<ContentServiceServer<api::content::Content>>()
             .await;
         health
-            .set_not_serving::<RegistryServiceServer<pulls::Registries>>()
+            .set_not_serving::<RegistryServiceServer<api::registry::Registries>>()
             .await;
         cancel.cancel();
     };

@@ -15,9 +15,9 @@ use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::convert;
-use crate::service::peer_uid;
-use crate::status::to_status;
+use super::convert;
+use super::images::peer_uid;
+use super::status::to_status;
 
 /// Largest message hyperd decodes on ContentService: two 1 MiB chunks, and room for a first
 /// Write message's fields or an Info of 10,000 digests (~750 KiB). A larger one is refused

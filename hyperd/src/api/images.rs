@@ -13,13 +13,11 @@ use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::convert;
+use super::convert;
 use crate::handoff::Tokens;
-use crate::status::to_status;
+use super::status::to_status;
 
-mod files;
-
-pub(crate) use files::Answers;
+use super::files;
 
 /// Loads that stream at once; the rest wait for a slot before hyperd reads their data. Loads
 /// are bound by hashing on the host's cores, so more at once only adds buffers: 32 concurrent
@@ -28,13 +26,13 @@ pub(crate) use files::Answers;
 const LOAD_SLOTS: usize = 4;
 
 pub(crate) struct Images {
-    store: Store,
+    pub(super) store: Store,
     /// Cancelled at shutdown: in-flight loads and saves end with UNAVAILABLE.
-    shutdown: CancellationToken,
-    load_slots: Arc<Semaphore>,
+    pub(super) shutdown: CancellationToken,
+    pub(super) load_slots: Arc<Semaphore>,
     load_idle_timeout: Duration,
     /// Files handed over on the companion socket, for LoadFile and SaveFile.
-    tokens: Arc<Tokens>,
+    pub(super) tokens: Arc<Tokens>,
 }
 
 impl Images {

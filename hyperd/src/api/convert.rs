@@ -4,7 +4,7 @@ use hyperd_proto::v1;
 use store::{Digest, ImageName, ImageSummary, LoadedImage, ReferrerRecord, SaveItem};
 use tonic::Status;
 
-use crate::status::to_status;
+use super::status::to_status;
 
 pub(crate) fn image(s: &ImageSummary) -> v1::Image {
     v1::Image {

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::registry::{self, BlobState, Event, Events};
-use crate::service::Answers;
-use crate::status::registry_status;
+use super::files::Answers;
+use super::status::registry_status;
 
 pub(crate) struct Registries {
     store: Store,

@@ -13,10 +13,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::{Images, peer_uid};
-use crate::convert;
+use super::convert;
+use super::images::{Images, peer_uid};
 use crate::handoff;
-use crate::status::to_status;
+use super::status::to_status;
 
 /// A server-streamed answer: progress messages, then the result or an error status.
 pub(crate) type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
