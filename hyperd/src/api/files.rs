@@ -1,29 +1,19 @@
 //! LoadFile and SaveFile: a load or save through a file handed over on the companion socket,
 //! answered with progress while it runs and its result at the end.
 
-use std::pin::Pin;
-use std::time::Duration;
+use std::fs::File;
+use std::time::Instant;
 
-use futures_util::Stream;
+use futures_util::StreamExt;
 use hyperd_proto::v1::{self, load_file_response, save_file_response};
 use store::Progress;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::convert;
-use super::images::{Images, peer_uid};
-use crate::handoff;
-use super::status::to_status;
-
-/// A server-streamed answer: progress messages, then the result or an error status.
-pub(crate) type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-/// How often progress is reported: often enough for a progress bar, rarely enough to cost
-/// nothing.
-const TICK: Duration = Duration::from_millis(200);
+use super::images::Images;
+use super::status::{self, to_status};
+use super::stream::{Answers, answer, ticks};
+use super::{convert, peer_uid};
+use crate::handoff::{Refused, Tokens};
 
 pub(super) async fn load(
     images: &Images,
@@ -32,7 +22,7 @@ pub(super) async fn load(
     use load_file_response::Part;
     let uid = peer_uid(&req);
     let req = req.into_inner();
-    let file = handoff::redeem(&images.tokens, &req.fd_token, uid)?;
+    let file = redeem(&images.tokens, &req.fd_token, uid)?;
     let map = convert::ref_map(req.options.unwrap_or_default().refs)?;
     let (store, slots, start) = (images.store.clone(), images.load_slots.clone(), req.offset);
     let progress = Progress::default();
@@ -41,7 +31,10 @@ pub(super) async fn load(
         if slots.available_permits() == 0 {
             tracing::info!(uid, "load waiting for a free slot");
         }
-        let _slot = slots.acquire_owned().await.map_err(|_| shutting_down())?;
+        let _slot = slots
+            .acquire_owned()
+            .await
+            .map_err(|_| status::shutting_down())?;
         tracing::info!(
             uid,
             refs = map.len(),
@@ -55,13 +48,13 @@ pub(super) async fn load(
             .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "load refused"))?;
         Ok(convert::loaded(uid, loaded))
     };
+    let updates = ticks(progress).map(|n| v1::LoadFileResponse {
+        part: Some(Part::Progress(n)),
+    });
     Ok(Response::new(answer(
         work,
-        progress,
+        updates,
         images.shutdown.clone(),
-        |n| v1::LoadFileResponse {
-            part: Some(Part::Progress(n)),
-        },
         |r| v1::LoadFileResponse {
             part: Some(Part::Done(r)),
         },
@@ -75,10 +68,10 @@ pub(super) async fn save(
     use save_file_response::Part;
     let uid = peer_uid(&req);
     let req = req.into_inner();
-    let file = handoff::redeem(&images.tokens, &req.fd_token, uid)?;
+    let file = redeem(&images.tokens, &req.fd_token, uid)?;
     let save = req
         .save
-        .ok_or_else(|| Status::invalid_argument("a SaveFile request needs `save`"))?;
+        .ok_or_else(|| status::invalid_request("a SaveFile request needs `save`"))?;
     let (items, format) = convert::save(save)?;
     let names: Vec<&str> = items.iter().map(|i| i.image.as_str()).collect();
     tracing::info!(uid, images = ?names, ?format, "save into a handed-over file started");
@@ -95,56 +88,26 @@ pub(super) async fn save(
             .map_err(to_status)
             .inspect_err(|s| tracing::warn!(error = %s.message(), "save ended early"))
     };
+    let updates = ticks(progress).map(|n| v1::SaveFileResponse {
+        part: Some(Part::Progress(n)),
+    });
     Ok(Response::new(answer(
         work,
-        progress,
+        updates,
         images.shutdown.clone(),
-        |n| v1::SaveFileResponse {
-            part: Some(Part::Progress(n)),
-        },
         |n| v1::SaveFileResponse {
             part: Some(Part::Done(n)),
         },
     )))
 }
 
-/// Runs `work` on its own task, reporting `progress` as it changes. A client that hangs up
-/// drops the work (a load's staging goes with it); shutdown ends it with UNAVAILABLE.
-fn answer<T: Send + 'static, R: Send + 'static>(
-    work: impl Future<Output = Result<R, Status>> + Send + 'static,
-    progress: Progress,
-    shutdown: CancellationToken,
-    tick: fn(u64) -> T,
-    done: fn(R) -> T,
-) -> Answers<T> {
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        tokio::pin!(work);
-        let mut ticks = tokio::time::interval(TICK);
-        let mut reported = 0;
-        let result = loop {
-            tokio::select! {
-                r = &mut work => break r,
-                () = shutdown.cancelled() => break Err(shutting_down()),
-                () = tx.closed() => return,
-                _ = ticks.tick() => {
-                    let n = progress.bytes();
-                    if n == reported {
-                        continue;
-                    }
-                    reported = n;
-                    // A client slow to read misses a report, not the work's progress.
-                    if let Err(TrySendError::Closed(_)) = tx.try_send(Ok(tick(n))) {
-                        return;
-                    }
-                }
-            }
-        };
-        let _ = tx.send(result.map(done)).await;
-    });
-    Box::pin(ReceiverStream::new(rx))
-}
-
-fn shutting_down() -> Status {
-    Status::unavailable("hyperd is shutting down")
+/// The file behind `token` for the caller with `uid`.
+fn redeem(tokens: &Tokens, token: &str, uid: Option<u32>) -> Result<File, Status> {
+    let uid = uid.ok_or_else(status::no_peer_credentials)?;
+    tokens
+        .take(token, uid, Instant::now())
+        .map_err(|r| match r {
+            Refused::Unknown => status::fd_token_unknown(),
+            Refused::OtherUser => status::fd_token_other_user(),
+        })
 }
