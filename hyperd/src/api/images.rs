@@ -83,16 +83,16 @@ fn archive_pieces(
             "client stream: {}",
             status.message()
         ))),
-        Err(_) => Err({
+        Err(_) => {
             idled.store(true, Ordering::Relaxed);
-            std::io::Error::new(
+            Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!(
                     "the client sent nothing for {}s while holding a load slot",
                     idle.as_secs()
                 ),
-            )
-        }),
+            ))
+        }
     })
 }
 
@@ -132,9 +132,13 @@ impl ImageService for Images {
         let pieces = archive_pieces(stream, self.load_idle_timeout, idled.clone());
         let loaded = or_shutdown(&self.shutdown, async {
             let loaded = self.store.load_pieces(Box::pin(pieces), &map).await;
-            loaded.map_err(|e| match idled.load(Ordering::Relaxed) {
-                true => status::load_idle(e),
-                false => to_status(e),
+            // The store sees a cut stream; the reason says why it was cut.
+            loaded.map_err(|e| {
+                if idled.load(Ordering::Relaxed) {
+                    status::load_idle(e)
+                } else {
+                    to_status(e)
+                }
             })
         })
         .await

@@ -83,30 +83,9 @@ impl RegistryService for Registries {
                 referrers: p.referrers,
             })
         };
-        let event = |e: Event| match e {
-            Event::Resolved {
-                digest,
-                media_type,
-                blobs,
-            } => E::Resolved(v1::Resolved {
-                digest: digest.to_string(),
-                media_type,
-                blobs: blobs
-                    .into_iter()
-                    .map(|(digest, size)| v1::BlobRef {
-                        digest: digest.to_string(),
-                        size,
-                    })
-                    .collect(),
-            }),
-            Event::Blob { .. } => E::Blob(blob(e)),
-        };
-        let updates = updates.map(move |e| v1::PullEvent {
-            event: Some(event(e)),
-        });
         Ok(Response::new(answer(
             work,
-            updates,
+            updates.map(pull_event),
             self.shutdown.clone(),
             |r| v1::PullEvent {
                 event: Some(E::Done(r)),
@@ -170,6 +149,29 @@ impl RegistryService for Registries {
         tracing::info!(registry = host, "login checked");
         Ok(Response::new(v1::LoginResponse { endpoint }))
     }
+}
+
+fn pull_event(e: Event) -> v1::PullEvent {
+    use v1::pull_event::Event as E;
+    let event = match e {
+        Event::Resolved {
+            digest,
+            media_type,
+            blobs,
+        } => E::Resolved(v1::Resolved {
+            digest: digest.to_string(),
+            media_type,
+            blobs: blobs
+                .into_iter()
+                .map(|(digest, size)| v1::BlobRef {
+                    digest: digest.to_string(),
+                    size,
+                })
+                .collect(),
+        }),
+        Event::Blob { .. } => E::Blob(blob(e)),
+    };
+    v1::PullEvent { event: Some(event) }
 }
 
 fn blob(e: Event) -> v1::BlobProgress {
