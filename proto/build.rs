@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "hyperd/v1/images.proto",
         "hyperd/v1/content.proto",
         "hyperd/v1/registry.proto",
+        "hyperd/v1/errors.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

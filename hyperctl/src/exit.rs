@@ -2,7 +2,9 @@
 //! 1 any other failure, 2 usage (clap), 3 not found, 4 hyperd unreachable, 5 a registry
 //! refused the credential or the operation, 6 a registry unreachable or failing.
 
+use hyperd_proto::reason_of;
 use hyperd_proto::tonic::{Code, Status};
+use hyperd_proto::v1::ErrorReason;
 
 pub(crate) const FAILURE: u8 = 1;
 pub(crate) const NOT_FOUND: u8 = 3;
@@ -10,15 +12,15 @@ pub(crate) const UNREACHABLE: u8 = 4;
 pub(crate) const REGISTRY_AUTH: u8 = 5;
 pub(crate) const REGISTRY_UNAVAILABLE: u8 = 6;
 
-/// A registry could not be reached: UNAVAILABLE from a pull, push or login is about the
-/// registry, unless hyperd itself is stopping.
+/// A registry could not be reached or kept failing, as hyperd's reason says; UNAVAILABLE
+/// without it (hyperd stopping, the connection to hyperd lost) is about hyperd.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct RegistryUnavailable(String);
 
 /// Tells a registry's unavailability from hyperd's.
 pub(crate) fn from_registry(s: Status) -> anyhow::Error {
-    if s.code() == Code::Unavailable && !s.message().contains("hyperd is shutting down") {
+    if reason_of(&s) == Some(ErrorReason::RegistryUnavailable) {
         return RegistryUnavailable(s.message().to_owned()).into();
     }
     s.into()
@@ -66,4 +68,134 @@ fn describe(e: &anyhow::Error) -> String {
         }
     }
     out.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use hyperd_proto::status_with_reason;
+
+    use super::*;
+
+    #[test]
+    fn only_hyperd_reason_makes_a_registry_unavailable() {
+        let registry = status_with_reason(
+            Code::Unavailable,
+            "registry.example at x: connection refused",
+            ErrorReason::RegistryUnavailable,
+        );
+        assert_eq!(raw_code(&from_registry(registry)), REGISTRY_UNAVAILABLE);
+        let stopping = status_with_reason(
+            Code::Unavailable,
+            "a message saying nothing of hyperd",
+            ErrorReason::ShuttingDown,
+        );
+        assert_eq!(raw_code(&from_registry(stopping)), UNREACHABLE);
+        let lost = Status::unavailable("the registry is unavailable, or so the words say");
+        assert_eq!(raw_code(&from_registry(lost)), UNREACHABLE);
+    }
+
+    /// Where a status's message is compared or searched in `code` (comments and `#[cfg(test)]`
+    /// code left out): clients decide on reasons, and messages are free to change.
+    fn message_matches(code: &str) -> Vec<String> {
+        let production = code.split("#[cfg(test)]").next().unwrap_or_default();
+        let code: String = production
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut found = Vec::new();
+        for (at, _) in code.match_indices(".message()") {
+            let (before, after) = (&code[..at], &code[at + ".message()".len()..]);
+            let after = after.trim_start();
+            // A stream's next message, not a status's text.
+            if after.starts_with(".await") {
+                continue;
+            }
+            let compared_after = [
+                ".contains(",
+                ".starts_with(",
+                ".ends_with(",
+                ".find(",
+                ".matches(",
+                ".eq(",
+                "==",
+                "!=",
+            ]
+            .iter()
+            .any(|p| after.starts_with(p));
+            let operand =
+                before.trim_end_matches(|c: char| c.is_alphanumeric() || "_.()&*".contains(c));
+            let operand = operand.trim_end();
+            let compared_before = ["==", "!=", "matches!", "match"]
+                .iter()
+                .any(|p| operand.ends_with(p));
+            if compared_after || compared_before {
+                let start = at.saturating_sub(40);
+                found.push(code[start..(at + 40).min(code.len())].to_owned());
+            }
+        }
+        found
+    }
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn the_scan_finds_message_matches() {
+        for matched in [
+            "if s.message().contains(\"left out\") {}",
+            "s.message()\n    .starts_with(\"x\")",
+            "if \"x\" == status.message() {}",
+            "matches!(e.message(), \"x\")",
+            "match s.message() { _ => {} }",
+        ] {
+            assert_eq!(message_matches(matched).len(), 1, "{matched}");
+        }
+        for fine in [
+            "out.push(s.message().to_owned());",
+            "while let Some(m) = stream.message().await? {}",
+            "match events.message().await.map_err(from_registry)? { _ => {} }",
+            "// s.message().contains(\"in a comment\")",
+            "#[cfg(test)] mod tests { fn t() { s.message().contains(\"x\"); } }",
+        ] {
+            assert_eq!(message_matches(fine), Vec::<String>::new(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn no_production_code_matches_a_status_message() {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for dir in ["hyperctl/src", "hyperd/src", "proto/src"] {
+            rust_files(&workspace.join(dir), &mut files);
+        }
+        assert!(files.len() > 20, "found only {files:?}");
+        let offending: Vec<String> = files
+            .iter()
+            .flat_map(|f| {
+                let code = std::fs::read_to_string(f).unwrap();
+                message_matches(&code)
+                    .into_iter()
+                    .map(move |m| format!("{}: …{m}…", f.display()))
+            })
+            .collect();
+        assert!(
+            offending.is_empty(),
+            "match the status's reason (hyperd_proto::reason_of), not its message:\n{}",
+            offending.join("\n")
+        );
+    }
 }

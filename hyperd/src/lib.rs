@@ -1,24 +1,17 @@
 //! hyperd: the image store served as gRPC on a Unix socket.
 
+mod api;
 mod authority;
-mod content;
-mod convert;
 mod handoff;
 mod janitor;
-mod pulls;
 mod registry;
-mod service;
 mod socket;
-mod status;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::TryStreamExt;
-use hyperd_proto::v1::content_service_server::ContentServiceServer;
-use hyperd_proto::v1::image_service_server::ImageServiceServer;
-use hyperd_proto::v1::registry_service_server::RegistryServiceServer;
-use hyperd_proto::{FILE_DESCRIPTOR_SET, MAX_FRAME};
+use hyperd_proto::MAX_FRAME;
 use store::Store;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -65,31 +58,6 @@ pub async fn run(
     // rustls needs one process-wide crypto provider; reqwest is built without its default one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cancel = CancellationToken::new();
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ImageServiceServer<service::Images>>()
-        .await;
-    health
-        .set_serving::<ContentServiceServer<content::Content>>()
-        .await;
-    health
-        .set_serving::<RegistryServiceServer<pulls::Registries>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    // grpcio-reflection (Python) still asks the v1alpha service only.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    let content = ContentServiceServer::new(content::Content::new(
-        store.clone(),
-        cancel.clone(),
-        settings.load_idle_timeout,
-    ))
-    .max_decoding_message_size(content::MAX_MESSAGE);
     let janitor = tokio::spawn(janitor::run(
         store.clone(),
         settings.content_write_expiry,
@@ -99,29 +67,11 @@ pub async fn run(
     if let Some(l) = fd_listener {
         tokio::spawn(handoff::serve(l, tokens.clone(), cancel.clone()));
     }
-    let registries = RegistryServiceServer::new(pulls::Registries::new(
-        store.clone(),
-        settings.registry,
-        cancel.clone(),
-    ));
-    let images = ImageServiceServer::new(service::Images::new(
-        store,
-        cancel.clone(),
-        settings.load_idle_timeout,
-        tokens,
-    ));
+    let (routes, health) = api::services(store, settings, tokens, cancel.clone()).await?;
     let stop = async move {
         shutdown.await;
         tracing::info!("shutting down");
-        health
-            .set_not_serving::<ImageServiceServer<service::Images>>()
-            .await;
-        health
-            .set_not_serving::<ContentServiceServer<content::Content>>()
-            .await;
-        health
-            .set_not_serving::<RegistryServiceServer<pulls::Registries>>()
-            .await;
+        api::not_serving(&health).await;
         cancel.cancel();
     };
     tonic::transport::Server::builder()
@@ -129,12 +79,7 @@ pub async fn run(
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(MAX_STREAMS)
         .max_frame_size(MAX_FRAME)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_v1alpha)
-        .add_service(images)
-        .add_service(content)
-        .add_service(registries)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             UnixListenerStream::new(listener).map_ok(authority::AnyAuthority::new),
             stop,

@@ -1,15 +1,19 @@
 //! hyperd's gRPC API, `hyperd.v1`, generated from `hyperd/v1/images.proto`,
-//! `hyperd/v1/content.proto` and `hyperd/v1/registry.proto`, and a connector for hyperd's Unix socket.
+//! `hyperd/v1/content.proto`, `hyperd/v1/registry.proto` and `hyperd/v1/errors.proto`, the reason
+//! a failed call carries, and a connector for hyperd's Unix socket.
 
 use std::path::PathBuf;
 
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+mod errors;
+
+pub use errors::{ERROR_DOMAIN, reason_of, status_with_reason};
 pub use tonic;
 
-/// Generated messages and the `ImageService`, `ContentService` and `RegistryService` clients and
-/// servers.
+/// Generated messages, the `ImageService`, `ContentService` and `RegistryService` clients and
+/// servers, and `ErrorReason`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("hyperd.v1");

@@ -1,5 +1,7 @@
 use std::io;
 
+use crate::digest::Digest;
+
 /// Everything the store can refuse or fail at, named for what a caller can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,6 +39,13 @@ pub enum Error {
     /// The request conflicts with the store's state (e.g. removing an image that other tags still use).
     #[error("{0}")]
     Conflict(String),
+    /// A load left out the body of this blob as one the store holds, but the store does not
+    /// hold it (removed since the client asked): the client may send the whole archive instead.
+    #[error(
+        "blob {0} was left out of the archive as stored, but the store does not hold it \
+         (removed since?); send the whole archive"
+    )]
+    LeftOutBlobGone(Digest),
     /// A request the content API refuses as malformed (a digest, a ref, bytes past a write's
     /// total, a media type), named in the message.
     #[error("{0}")]

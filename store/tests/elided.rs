@@ -173,7 +173,7 @@ async fn a_hole_over_a_blob_the_store_lacks_is_a_conflict() {
     let new: HashSet<String> = hexes(&next).difference(&hexes(&base)).cloned().collect();
     let holes = stored_bodies(&archive, &new);
     let err = refused(&base, with_holes(&archive, &holes[..1]), "does not hold").await;
-    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+    assert!(matches!(err, Error::LeftOutBlobGone(_)), "{err:?}");
 }
 
 #[tokio::test]
@@ -212,5 +212,5 @@ async fn a_hole_over_a_body_the_store_lacks_is_refused_before_a_byte_of_it_is_re
         Piece::Elided(1 << 40),
     ];
     let err = refused(&base, pieces, "does not hold").await;
-    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+    assert!(matches!(err, Error::LeftOutBlobGone(_)), "{err:?}");
 }

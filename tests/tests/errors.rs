@@ -1,7 +1,17 @@
 //! What the CLI says and exits with when things go wrong; the daemon keeps serving.
 
+use std::time::Duration;
+
+use hyperd_proto::tonic::transport::Channel;
+use hyperd_proto::tonic::{Code, Status};
+use hyperd_proto::v1::content_service_client::ContentServiceClient;
+use hyperd_proto::v1::image_service_client::ImageServiceClient;
+use hyperd_proto::v1::registry_service_client::RegistryServiceClient;
+use hyperd_proto::v1::{self, load_request::Part};
 use integration::TestDaemon;
 use integration::fixtures::*;
+use tokio_stream::StreamExt;
+use tonic_types::StatusExt;
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -157,4 +167,153 @@ async fn every_call_answers_a_store_whose_tag_points_at_a_missing_record() {
     assert!(d.ok(&["check"]).contains("0 problems"));
     assert_eq!(d.pid(), pid, "hyperd restarted");
     assert!(!d.log().contains("panicked"), "{}", d.log());
+}
+
+/// The code of `s`, and the reason in its details: a `google.rpc.ErrorInfo` of hyperd's domain.
+fn assert_reason(s: &Status, code: Code, reason: &str) {
+    assert_eq!(s.code(), code, "{s:?}");
+    let info = s
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {s:?}"));
+    assert_eq!(
+        (info.domain.as_str(), info.reason.as_str()),
+        ("hyperd.v1", reason),
+        "{s:?}"
+    );
+}
+
+async fn clients(d: &TestDaemon) -> (ImageServiceClient<Channel>, ContentServiceClient<Channel>) {
+    let channel = hyperd_proto::connect(d.socket.clone()).await.unwrap();
+    (
+        ImageServiceClient::new(channel.clone()),
+        ContentServiceClient::new(channel),
+    )
+}
+
+fn options() -> v1::LoadRequest {
+    v1::LoadRequest {
+        part: Some(Part::Options(v1::LoadOptions::default())),
+    }
+}
+
+#[tokio::test]
+async fn refusals_carry_their_reason_beside_the_code_and_message() {
+    let d = TestDaemon::start();
+    let (mut images, mut content) = clients(&d).await;
+    let inspect = v1::InspectRequest {
+        image: "nope:1".into(),
+    };
+    let s = images.inspect(inspect).await.unwrap_err();
+    assert_reason(&s, Code::NotFound, "NOT_FOUND");
+    assert_eq!(s.message(), "no such image: nope:1");
+
+    let tag = v1::TagRequest {
+        source: "nope:1".into(),
+        target: "NOT VALID".into(),
+    };
+    let s = images.tag(tag).await.unwrap_err();
+    assert_reason(&s, Code::InvalidArgument, "INVALID_REFERENCE");
+
+    let read = v1::ReadRequest {
+        digest: "sha256:nope".into(),
+        ..Default::default()
+    };
+    let s = content.read(read).await.unwrap_err();
+    assert_reason(&s, Code::InvalidArgument, "INVALID_REQUEST");
+
+    let load_file = v1::LoadFileRequest {
+        fd_token: "never-given".into(),
+        ..Default::default()
+    };
+    let s = images.load_file(load_file).await.unwrap_err();
+    assert_reason(&s, Code::FailedPrecondition, "FD_TOKEN_UNKNOWN");
+
+    // A registry transfer's refusal comes as its stream's status.
+    let mut registries =
+        RegistryServiceClient::new(hyperd_proto::connect(d.socket.clone()).await.unwrap());
+    let pull = v1::PullRequest {
+        reference: "NOT VALID".into(),
+        ..Default::default()
+    };
+    let s = match registries.pull(pull).await {
+        Ok(events) => events.into_inner().message().await.unwrap_err(),
+        Err(s) => s,
+    };
+    assert_reason(&s, Code::InvalidArgument, "INVALID_REQUEST");
+}
+
+/// What hyperctl retries on: a body left out as stored, of a blob the store does not hold.
+#[tokio::test]
+async fn a_left_out_blob_the_store_lacks_is_told_by_its_reason() {
+    let d = TestDaemon::start();
+    let (mut images, _) = clients(&d).await;
+    let mut header = tokio_tar::Header::new_gnu();
+    header
+        .set_path(format!("blobs/sha256/{}", "ab".repeat(32)))
+        .unwrap();
+    header.set_size(1 << 20);
+    header.set_entry_type(tokio_tar::EntryType::Regular);
+    header.set_cksum();
+    let msgs = vec![
+        options(),
+        v1::LoadRequest {
+            part: Some(Part::Chunk(header.as_bytes().to_vec().into())),
+        },
+        v1::LoadRequest {
+            part: Some(Part::Elided(1 << 20)),
+        },
+    ];
+    let s = images.load(tokio_stream::iter(msgs)).await.unwrap_err();
+    assert_reason(&s, Code::FailedPrecondition, "LEFT_OUT_BLOB_GONE");
+    assert!(
+        s.message()
+            .contains("was left out of the archive as stored, but the store does not hold it"),
+        "{s:?}"
+    );
+}
+
+/// Loads and writes that hold a slot and send nothing, and a load cut short by shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_slots_and_shutdown_are_told_by_their_reasons() {
+    let mut d = TestDaemon::start_with_args(&["--load-idle-timeout", "1"]);
+    let (mut images, mut content) = clients(&d).await;
+    let img = noise_image("reasons", 1, 64, None).await;
+    let archive = oci_archive(&[(&img, &[])]).await;
+    let half = v1::LoadRequest {
+        part: Some(Part::Chunk(archive[..archive.len() / 2].to_vec().into())),
+    };
+
+    // Sends `msgs`, then holds the stream open until the answer comes.
+    async fn held<T: Send + 'static>(msgs: Vec<T>) -> impl tokio_stream::Stream<Item = T> {
+        tokio_stream::iter(msgs).chain(tokio_stream::pending())
+    }
+    let s = images
+        .load(held(vec![options(), half.clone()]).await)
+        .await
+        .unwrap_err();
+    // The store reads the stream's end as a cut archive: the code says so, the reason why.
+    assert_reason(&s, Code::InvalidArgument, "SLOT_IDLE");
+    assert!(s.message().contains("sent nothing for 1s"), "{s:?}");
+
+    let blob = vec![7u8; 1000];
+    let write = v1::WriteRequest {
+        r#ref: "idle".into(),
+        expected: sha(&blob),
+        total: blob.len() as u64,
+        data: blob[..10].to_vec().into(),
+        ..Default::default()
+    };
+    let s = content.write(held(vec![write]).await).await.unwrap_err();
+    assert_reason(&s, Code::DeadlineExceeded, "SLOT_IDLE");
+
+    let load = tokio::spawn(async move { images.load(held(vec![options(), half]).await).await });
+    let started = std::time::Instant::now();
+    while !d.log().contains("load started") {
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", d.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(d.terminate().success(), "{}", d.log());
+    let s = load.await.unwrap().unwrap_err();
+    assert_reason(&s, Code::Unavailable, "SHUTTING_DOWN");
+    assert_eq!(s.message(), "hyperd is shutting down");
 }

@@ -31,7 +31,8 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use hyperd_proto::tonic::{Code, Status};
 use hyperd_proto::v1::{
-    InfoRequest, LoadOptions, LoadRequest, LoadResponse, RefMapping, load_request::Part,
+    ErrorReason, InfoRequest, LoadOptions, LoadRequest, LoadResponse, RefMapping,
+    load_request::Part,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio_stream::wrappers::ReceiverStream;
@@ -134,7 +135,7 @@ fn regular_file(args: &LoadArgs) -> anyhow::Result<Option<(std::fs::File, u64, u
 
 fn removed_since(e: &anyhow::Error) -> bool {
     e.downcast_ref::<Status>()
-        .is_some_and(|s| s.code() == Code::FailedPrecondition && s.message().contains("left out"))
+        .is_some_and(|s| hyperd_proto::reason_of(s) == Some(ErrorReason::LeftOutBlobGone))
 }
 
 /// What a Load call leaves out of the archive it sends.

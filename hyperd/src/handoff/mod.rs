@@ -53,10 +53,9 @@ use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFl
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
 
-pub(crate) use tokens::Tokens;
-use tokens::{Refused, TTL};
+use tokens::TTL;
+pub(crate) use tokens::{Refused, Tokens};
 
 /// A client that connects and sends nothing is dropped after this long.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,23 +78,6 @@ pub(crate) async fn serve(listener: UnixListener, tokens: Arc<Tokens>, stop: Can
             }
         }
     }
-}
-
-/// The file behind `token` for the caller with `uid`, as a gRPC status when refused.
-pub(crate) fn redeem(tokens: &Tokens, token: &str, uid: Option<u32>) -> Result<File, Status> {
-    let uid = uid.ok_or_else(|| {
-        Status::permission_denied("a handed-over file needs the caller's credentials")
-    })?;
-    tokens
-        .take(token, uid, Instant::now())
-        .map_err(|r| match r {
-            Refused::Unknown => Status::failed_precondition(
-                "unknown fd token: a token serves one call, within 30 s of handing the file over",
-            ),
-            Refused::OtherUser => {
-                Status::permission_denied("that fd token was given to another user")
-            }
-        })
 }
 
 async fn answer(mut stream: UnixStream, tokens: Arc<Tokens>) {

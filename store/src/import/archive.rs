@@ -262,10 +262,9 @@ impl Pass {
                 continue;
             }
             return Err(match &self.unstored {
-                Some((at, len, digest)) if (*at, *len) == hole => Error::Conflict(format!(
-                    "blob {digest} was left out of the archive as stored, but the store does \
-                     not hold it (removed since?); send the whole archive"
-                )),
+                Some((at, len, digest)) if (*at, *len) == hole => {
+                    Error::LeftOutBlobGone(digest.clone())
+                }
                 _ => Error::invalid(format!(
                     "the client left out {} bytes at offset {} that are not the body of a blob \
                      the store holds",

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures_util::{Stream, StreamExt};
 use hyperd_proto::v1::{self, registry_service_server::RegistryService};
 use store::Store;
 use tokio::sync::mpsc;
@@ -10,9 +11,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::convert::non_empty;
+use super::status::registry_status;
+use super::stream::{Answers, answer};
 use crate::registry::{self, BlobState, Event, Events};
-use crate::service::Answers;
-use crate::status::registry_status;
+
+/// Events a transfer may make before it waits for the client to take them.
+const EVENTS: usize = 64;
 
 pub(crate) struct Registries {
     store: Store,
@@ -37,10 +42,6 @@ fn credential(c: Option<v1::Credential>) -> registry::Credential {
         password: c.password,
         token: c.token,
     }
-}
-
-fn non_empty(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
 }
 
 #[tonic::async_trait]
@@ -70,8 +71,11 @@ impl RegistryService for Registries {
             },
         };
         let (store, config) = (self.store.clone(), self.config.clone());
-        let work = move |events: Events| async move {
-            let p = registry::pull(&store, &config, opts, &events).await?;
+        let (events, updates) = events();
+        let work = async move {
+            let p = registry::pull(&store, &config, opts, &events)
+                .await
+                .map_err(transfer_failed)?;
             Ok(v1::PullResult {
                 name: p.name.map(|n| n.to_string()).unwrap_or_default(),
                 digest: p.digest.to_string(),
@@ -82,30 +86,10 @@ impl RegistryService for Registries {
                 referrers: p.referrers,
             })
         };
-        let event = |e: Event| match e {
-            Event::Resolved {
-                digest,
-                media_type,
-                blobs,
-            } => E::Resolved(v1::Resolved {
-                digest: digest.to_string(),
-                media_type,
-                blobs: blobs
-                    .into_iter()
-                    .map(|b| v1::BlobRef {
-                        digest: b.digest.to_string(),
-                        size: b.size,
-                    })
-                    .collect(),
-            }),
-            Event::Blob { .. } => E::Blob(blob(e)),
-        };
         Ok(Response::new(answer(
             work,
+            updates.map(pull_event),
             self.shutdown.clone(),
-            move |e| v1::PullEvent {
-                event: Some(event(e)),
-            },
             |r| v1::PullEvent {
                 event: Some(E::Done(r)),
             },
@@ -121,7 +105,8 @@ impl RegistryService for Registries {
         tracing::info!(name = req.name, "push started");
         let (store, config) = (self.store.clone(), self.config.clone());
         let credential = credential(req.credential);
-        let work = move |events: Events| async move {
+        let (events, updates) = events();
+        let work = async move {
             let p = registry::push(
                 &store,
                 &config,
@@ -133,7 +118,8 @@ impl RegistryService for Registries {
                 },
                 &events,
             )
-            .await?;
+            .await
+            .map_err(transfer_failed)?;
             Ok(v1::PushResult {
                 name: p.name.to_string(),
                 digest: p.digest.to_string(),
@@ -144,12 +130,13 @@ impl RegistryService for Registries {
                 referrers: p.referrers,
             })
         };
+        let updates = updates.map(|e| v1::PushEvent {
+            event: Some(E::Blob(blob(e))),
+        });
         Ok(Response::new(answer(
             work,
+            updates,
             self.shutdown.clone(),
-            |e| v1::PushEvent {
-                event: Some(E::Blob(blob(e))),
-            },
             |r| v1::PushEvent {
                 event: Some(E::Done(r)),
             },
@@ -168,6 +155,29 @@ impl RegistryService for Registries {
         tracing::info!(registry = host, "login checked");
         Ok(Response::new(v1::LoginResponse { endpoint }))
     }
+}
+
+fn pull_event(e: Event) -> v1::PullEvent {
+    use v1::pull_event::Event as E;
+    let event = match e {
+        Event::Resolved {
+            digest,
+            media_type,
+            blobs,
+        } => E::Resolved(v1::Resolved {
+            digest: digest.to_string(),
+            media_type,
+            blobs: blobs
+                .into_iter()
+                .map(|b| v1::BlobRef {
+                    digest: b.digest.to_string(),
+                    size: b.size,
+                })
+                .collect(),
+        }),
+        Event::Blob { .. } => E::Blob(blob(e)),
+    };
+    v1::PullEvent { event: Some(event) }
 }
 
 fn blob(e: Event) -> v1::BlobProgress {
@@ -197,44 +207,15 @@ fn blob(e: Event) -> v1::BlobProgress {
     }
 }
 
-/// Runs a transfer on its own task, forwarding its events, then its result. A client that
-/// hangs up drops the transfer (a pull's lease goes with it); shutdown ends it with UNAVAILABLE.
-fn answer<T, R, W, F>(
-    work: W,
-    shutdown: CancellationToken,
-    event: impl Fn(Event) -> T + Send + 'static,
-    done: fn(R) -> T,
-) -> Answers<T>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    W: FnOnce(Events) -> F + Send + 'static,
-    F: Future<Output = Result<R, registry::Error>> + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel(16);
-    let (events_tx, mut events_rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let work = work(Events::new(events_tx));
-        tokio::pin!(work);
-        let result = loop {
-            tokio::select! {
-                r = &mut work => break r.map_err(registry_status),
-                () = shutdown.cancelled() => break Err(Status::unavailable("hyperd is shutting down")),
-                () = tx.closed() => return,
-                Some(e) = events_rx.recv() => {
-                    if tx.send(Ok(event(e))).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        };
-        while let Ok(e) = events_rx.try_recv() {
-            let _ = tx.send(Ok(event(e))).await;
-        }
-        if let Err(s) = &result {
-            tracing::warn!(error = %s.message(), "transfer failed");
-        }
-        let _ = tx.send(result.map(done)).await;
-    });
-    Box::pin(ReceiverStream::new(rx))
+/// The events a transfer makes, and the stream the client's answer takes them from.
+fn events() -> (Events, impl Stream<Item = Event> + Send + 'static) {
+    let (tx, rx) = mpsc::channel(EVENTS);
+    (Events::new(tx), ReceiverStream::new(rx))
+}
+
+/// A transfer's failure as its status, logged.
+fn transfer_failed(e: registry::Error) -> Status {
+    let s = registry_status(e);
+    tracing::warn!(error = %s.message(), "transfer failed");
+    s
 }

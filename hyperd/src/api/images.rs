@@ -1,7 +1,7 @@
 //! `hyperd.v1.ImageService`: decode the request, call the store, encode the answer.
 
-use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -13,13 +13,10 @@ use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::convert;
+use super::status::{self, to_status};
+use super::stream::{Answers, or_shutdown};
+use super::{convert, files, peer_uid};
 use crate::handoff::Tokens;
-use crate::status::to_status;
-
-mod files;
-
-pub(crate) use files::Answers;
 
 /// Loads that stream at once; the rest wait for a slot before hyperd reads their data. Loads
 /// are bound by hashing on the host's cores, so more at once only adds buffers: 32 concurrent
@@ -28,13 +25,13 @@ pub(crate) use files::Answers;
 const LOAD_SLOTS: usize = 4;
 
 pub(crate) struct Images {
-    store: Store,
+    pub(super) store: Store,
     /// Cancelled at shutdown: in-flight loads and saves end with UNAVAILABLE.
-    shutdown: CancellationToken,
-    load_slots: Arc<Semaphore>,
+    pub(super) shutdown: CancellationToken,
+    pub(super) load_slots: Arc<Semaphore>,
     load_idle_timeout: Duration,
     /// Files handed over on the companion socket, for LoadFile and SaveFile.
-    tokens: Arc<Tokens>,
+    pub(super) tokens: Arc<Tokens>,
 }
 
 impl Images {
@@ -61,33 +58,16 @@ impl Images {
         self.load_slots
             .acquire()
             .await
-            .map_err(|_| Status::unavailable("hyperd is shutting down"))
+            .map_err(|_| status::shutting_down())
     }
-
-    async fn or_shutdown<T>(
-        &self,
-        work: impl Future<Output = Result<T, Status>>,
-    ) -> Result<T, Status> {
-        tokio::select! {
-            r = work => r,
-            () = self.shutdown.cancelled() => Err(Status::unavailable("hyperd is shutting down")),
-        }
-    }
-}
-
-/// The peer's uid, for the log line of each call that changes the store.
-pub(crate) fn peer_uid<T>(req: &Request<T>) -> Option<u32> {
-    req.extensions()
-        .get::<tonic::transport::server::UdsConnectInfo>()
-        .and_then(|i| i.peer_cred)
-        .map(|c| c.uid())
 }
 
 /// The archive pieces of a Load stream after its options message, ending with an error when the
-/// client sends anything else or nothing for `idle`.
+/// client sends anything else or nothing for `idle` (then `idled` is set).
 fn archive_pieces(
     stream: Streaming<v1::LoadRequest>,
     idle: Duration,
+    idled: Arc<AtomicBool>,
 ) -> impl Stream<Item = std::io::Result<Piece>> {
     tokio_stream::StreamExt::timeout(stream, idle).map(move |m| match m {
         Ok(Ok(v1::LoadRequest {
@@ -103,17 +83,18 @@ fn archive_pieces(
             "client stream: {}",
             status.message()
         ))),
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!(
-                "the client sent nothing for {}s while holding a load slot",
-                idle.as_secs()
-            ),
-        )),
+        Err(_) => {
+            idled.store(true, Ordering::Relaxed);
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the client sent nothing for {}s while holding a load slot",
+                    idle.as_secs()
+                ),
+            ))
+        }
     })
 }
-
-type SaveStream = Pin<Box<dyn Stream<Item = Result<v1::SaveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ImageService for Images {
@@ -133,37 +114,48 @@ impl ImageService for Images {
     ) -> Result<Response<v1::LoadResponse>, Status> {
         let uid = peer_uid(&req);
         let mut stream = req.into_inner();
-        let first = self.or_shutdown(async { stream.message().await }).await?;
+        let first = or_shutdown(&self.shutdown, async { stream.message().await }).await?;
         let options = match first {
             Some(v1::LoadRequest {
                 part: Some(Part::Options(o)),
             }) => o,
             _ => {
-                return Err(Status::invalid_argument(
+                return Err(status::invalid_request(
                     "a Load stream starts with an options message",
                 ));
             }
         };
         let map = convert::ref_map(options.refs)?;
-        let _slot = self.or_shutdown(self.load_slot(uid)).await?;
+        let _slot = or_shutdown(&self.shutdown, self.load_slot(uid)).await?;
         tracing::info!(uid, refs = map.len(), "load started");
-        let pieces = Box::pin(archive_pieces(stream, self.load_idle_timeout));
-        let loaded = self
-            .or_shutdown(async {
-                self.store
-                    .images()
-                    .load_pieces(pieces, &map)
-                    .await
-                    .map_err(to_status)
+        let idled = Arc::new(AtomicBool::new(false));
+        let pieces = archive_pieces(stream, self.load_idle_timeout, idled.clone());
+        let loaded = or_shutdown(&self.shutdown, async {
+            let loaded = self
+                .store
+                .images()
+                .load_pieces(Box::pin(pieces), &map)
+                .await;
+            // The store sees a cut stream; the reason says why it was cut.
+            loaded.map_err(|e| {
+                if idled.load(Ordering::Relaxed) {
+                    status::load_idle(e)
+                } else {
+                    to_status(e)
+                }
             })
-            .await
-            .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "load refused"))?;
+        })
+        .await
+        .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "load refused"))?;
         Ok(Response::new(convert::loaded(uid, loaded)))
     }
 
-    type SaveStream = SaveStream;
+    type SaveStream = Answers<v1::SaveResponse>;
 
-    async fn save(&self, req: Request<v1::SaveRequest>) -> Result<Response<SaveStream>, Status> {
+    async fn save(
+        &self,
+        req: Request<v1::SaveRequest>,
+    ) -> Result<Response<Self::SaveStream>, Status> {
         let uid = peer_uid(&req);
         let (items, format) = convert::save(req.into_inner())?;
         let images: Vec<&str> = items.iter().map(|i| i.image.as_str()).collect();
@@ -180,10 +172,8 @@ impl ImageService for Images {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            let result = tokio::select! {
-                r = job.write(writer) => r.map(drop).map_err(to_status),
-                () = shutdown.cancelled() => Err(Status::unavailable("hyperd is shutting down")),
-            };
+            let write = async { job.write(writer).await.map(drop).map_err(to_status) };
+            let result = or_shutdown(&shutdown, write).await;
             if let Err(s) = &result {
                 tracing::warn!(error = %s.message(), "save ended early");
             }
@@ -191,7 +181,7 @@ impl ImageService for Images {
         });
         let chunks = ReaderStream::with_capacity(reader, CHUNK_SIZE).map(|r| {
             r.map(|chunk| v1::SaveResponse { chunk })
-                .map_err(|e| Status::internal(e.to_string()))
+                .map_err(|e| status::internal(e.to_string()))
         });
         // After the last chunk, the export's own result: an error reaches the client as the
         // stream's status instead of a silently short archive.
@@ -199,14 +189,14 @@ impl ImageService for Images {
             match done_rx.await {
                 Ok(Ok(())) => None,
                 Ok(Err(s)) => Some(Err(s)),
-                Err(_) => Some(Err(Status::internal("save task ended without a result"))),
+                Err(_) => Some(Err(status::internal("save task ended without a result"))),
             }
         })
         .filter_map(std::future::ready);
         Ok(Response::new(Box::pin(chunks.chain(outcome))))
     }
 
-    type LoadFileStream = files::Answers<v1::LoadFileResponse>;
+    type LoadFileStream = Answers<v1::LoadFileResponse>;
 
     async fn load_file(
         &self,
@@ -215,7 +205,7 @@ impl ImageService for Images {
         files::load(self, req).await
     }
 
-    type SaveFileStream = files::Answers<v1::SaveFileResponse>;
+    type SaveFileStream = Answers<v1::SaveFileResponse>;
 
     async fn save_file(
         &self,

@@ -4,7 +4,7 @@ use hyperd_proto::v1;
 use store::{Digest, ImageName, ImageSummary, LoadedImage, ReferrerRecord, SaveItem};
 use tonic::Status;
 
-use crate::status::to_status;
+use super::status::{invalid_request, to_status};
 
 pub(crate) fn image(s: &ImageSummary) -> v1::Image {
     v1::Image {
@@ -31,15 +31,12 @@ pub(crate) fn ref_map(refs: Vec<v1::RefMapping>) -> Result<Vec<(ImageName, Strin
     refs.into_iter()
         .map(|r| {
             if r.ref_name.is_empty() {
-                return Err(Status::invalid_argument(format!(
+                return Err(invalid_request(format!(
                     "ref mapping for {:?} has no ref name",
                     r.name
                 )));
             }
-            let name = r
-                .name
-                .parse()
-                .map_err(|e: store::Error| Status::invalid_argument(e.to_string()))?;
+            let name = r.name.parse().map_err(to_status)?;
             Ok((name, r.ref_name))
         })
         .collect()
@@ -65,9 +62,7 @@ pub(crate) fn format(
                 .transpose()
                 .map_err(to_status)?,
         }),
-        Err(_) => Err(Status::invalid_argument(format!(
-            "unknown archive format {f}"
-        ))),
+        Err(_) => Err(invalid_request(format!("unknown archive format {f}"))),
     }
 }
 
@@ -78,7 +73,7 @@ pub(crate) fn non_empty(s: String) -> Option<String> {
 /// A digest as the API spells it, `sha256:<64 lowercase hex>`.
 pub(crate) fn digest(s: &str) -> Result<Digest, Status> {
     s.parse().map_err(|_| {
-        Status::invalid_argument(format!(
+        invalid_request(format!(
             "{s:?} is not a digest: want sha256:<64 lowercase hex digits>"
         ))
     })
@@ -119,7 +114,7 @@ pub(crate) fn loaded(uid: Option<u32>, loaded: Vec<LoadedImage>) -> v1::LoadResp
 pub(crate) fn save(req: v1::SaveRequest) -> Result<(Vec<SaveItem>, store::Format), Status> {
     let format = format(req.format, req.platform, req.no_referrers)?;
     if req.images.is_empty() {
-        return Err(Status::invalid_argument("name at least one image to save"));
+        return Err(invalid_request("name at least one image to save"));
     }
     let items = req
         .images

@@ -1,10 +1,9 @@
 //! `hyperd.v1.ContentService`: blobs by digest, writes in pieces, leases.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use hyperd_proto::CHUNK_SIZE;
 use hyperd_proto::v1::{self, content_service_server::ContentService};
 use store::limits::MAX_INFO_DIGESTS;
@@ -15,9 +14,9 @@ use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::convert;
-use crate::service::peer_uid;
-use crate::status::to_status;
+use super::status::{self, to_status};
+use super::stream::{Answers, or_shutdown, until_shutdown};
+use super::{convert, peer_uid};
 
 /// Largest message hyperd decodes on ContentService: two 1 MiB chunks, and room for a first
 /// Write message's fields or an Info of 10,000 digests (~750 KiB). A larger one is refused
@@ -55,17 +54,12 @@ impl Content {
         if self.write_slots.available_permits() == 0 {
             tracing::info!(uid, "write waiting for a free slot");
         }
-        tokio::select! {
-            permit = self.write_slots.clone().acquire_owned() => {
-                permit.map_err(|_| shutting_down())
-            }
-            () = self.shutdown.cancelled() => Err(shutting_down()),
-        }
+        let slot = async {
+            let permit = self.write_slots.clone().acquire_owned().await;
+            permit.map_err(|_| status::shutting_down())
+        };
+        or_shutdown(&self.shutdown, slot).await
     }
-}
-
-fn shutting_down() -> Status {
-    Status::unavailable("hyperd is shutting down")
 }
 
 /// The next message of a Write stream, or an error once the client sent nothing for `idle`.
@@ -75,16 +69,8 @@ async fn next_message(
 ) -> Result<Option<v1::WriteRequest>, Status> {
     tokio::time::timeout(idle, stream.message())
         .await
-        .map_err(|_| {
-            Status::deadline_exceeded(format!(
-                "the client sent nothing for {}s while holding a write slot; the write stays \
-                 open to resume",
-                idle.as_secs()
-            ))
-        })?
+        .map_err(|_| status::write_idle(idle.as_secs()))?
 }
-
-type ReadStream = Pin<Box<dyn Stream<Item = Result<v1::ReadResponse, Status>> + Send>>;
 
 /// Reads one Write stream to its end, holding its write slot. Runs as a task of its own, so
 /// that when the client goes away mid-stream the write is handed back whole, for a later stream
@@ -96,13 +82,11 @@ async fn write_stream(
     idle: Duration,
     _slot: OwnedSemaphorePermit,
 ) -> Result<Written, Status> {
-    let first = tokio::select! {
-        m = next_message(&mut stream, idle) => m?,
-        () = shutdown.cancelled() => return Err(shutting_down()),
-    }
-    .ok_or_else(|| {
-        Status::invalid_argument("a Write stream starts with a message naming the write")
-    })?;
+    let first = or_shutdown(&shutdown, next_message(&mut stream, idle))
+        .await?
+        .ok_or_else(|| {
+            status::invalid_request("a Write stream starts with a message naming the write")
+        })?;
     let start = WriteStart {
         reference: first.r#ref,
         expected: convert::digest(&first.expected)?,
@@ -132,9 +116,9 @@ async fn write_stream(
                 None => return Ok(write.pending()),
             },
             () = write.aborted() => {
-                return Err(Status::aborted("the write was aborted or expired"));
+                return Err(status::write_aborted("the write was aborted or expired"));
             }
-            () = shutdown.cancelled() => return Err(shutting_down()),
+            () = shutdown.cancelled() => return Err(status::shutting_down()),
         };
     }
 }
@@ -147,7 +131,7 @@ impl ContentService for Content {
     ) -> Result<Response<v1::InfoResponse>, Status> {
         let digests = req.into_inner().digests;
         if digests.len() > MAX_INFO_DIGESTS {
-            return Err(Status::invalid_argument(format!(
+            return Err(status::invalid_request(format!(
                 "{} digests asked about; at most {MAX_INFO_DIGESTS} per request",
                 digests.len()
             )));
@@ -174,9 +158,12 @@ impl ContentService for Content {
         Ok(Response::new(v1::InfoResponse { blobs }))
     }
 
-    type ReadStream = ReadStream;
+    type ReadStream = Answers<v1::ReadResponse>;
 
-    async fn read(&self, req: Request<v1::ReadRequest>) -> Result<Response<ReadStream>, Status> {
+    async fn read(
+        &self,
+        req: Request<v1::ReadRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
         let req = req.into_inner();
         let digest = convert::digest(&req.digest)?;
         let BlobRead { file, len } = self
@@ -187,23 +174,12 @@ impl ContentService for Content {
             .map_err(to_status)?;
         let mut at = req.offset;
         let chunks = ReaderStream::with_capacity(file.take(len), CHUNK_SIZE).map(move |r| {
-            let data = r.map_err(|e| Status::internal(format!("reading {digest}: {e}")))?;
+            let data = r.map_err(|e| status::internal(format!("reading {digest}: {e}")))?;
             let offset = at;
             at += data.len() as u64;
             Ok(v1::ReadResponse { offset, data })
         });
-        let shutdown = self.shutdown.clone();
-        let stream = futures_util::stream::unfold(Some(Box::pin(chunks)), move |chunks| {
-            let shutdown = shutdown.clone();
-            async move {
-                let mut chunks = chunks?;
-                tokio::select! {
-                    item = chunks.next() => item.map(|i| (i, Some(chunks))),
-                    () = shutdown.cancelled() => Some((Err(shutting_down()), None)),
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(until_shutdown(chunks, self.shutdown.clone())))
     }
 
     async fn write(
@@ -221,7 +197,7 @@ impl ContentService for Content {
         );
         let written = tokio::spawn(task)
             .await
-            .map_err(|e| Status::internal(format!("write task failed: {e}")))?
+            .map_err(|e| status::internal(format!("write task failed: {e}")))?
             .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "write refused"))?;
         if written.outcome == WriteOutcome::Committed {
             tracing::info!(uid, digest = %written.digest, size = written.offset, "blob written");

@@ -1,0 +1,115 @@
+//! LoadFile and SaveFile: a load or save through a file handed over on the companion socket,
+//! answered with progress while it runs and its result at the end.
+
+use std::fs::File;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use hyperd_proto::v1::{self, load_file_response, save_file_response};
+use store::Progress;
+use tonic::{Request, Response, Status};
+
+use super::images::Images;
+use super::status::{self, to_status};
+use super::stream::{Answers, answer, ticks};
+use super::{convert, peer_uid};
+use crate::handoff::{Refused, Tokens};
+
+pub(super) async fn load(
+    images: &Images,
+    req: Request<v1::LoadFileRequest>,
+) -> Result<Response<Answers<v1::LoadFileResponse>>, Status> {
+    use load_file_response::Part;
+    let uid = peer_uid(&req);
+    let req = req.into_inner();
+    let file = redeem(&images.tokens, &req.fd_token, uid)?;
+    let map = convert::ref_map(req.options.unwrap_or_default().refs)?;
+    let (store, slots, start) = (images.store.clone(), images.load_slots.clone(), req.offset);
+    let progress = Progress::default();
+    let done = progress.clone();
+    let work = async move {
+        if slots.available_permits() == 0 {
+            tracing::info!(uid, "load waiting for a free slot");
+        }
+        let _slot = slots
+            .acquire_owned()
+            .await
+            .map_err(|_| status::shutting_down())?;
+        tracing::info!(
+            uid,
+            refs = map.len(),
+            start,
+            "load from a handed-over file started"
+        );
+        let loaded = store
+            .images()
+            .load_file(file, start, &map, &done)
+            .await
+            .map_err(to_status)
+            .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "load refused"))?;
+        Ok(convert::loaded(uid, loaded))
+    };
+    let updates = ticks(progress).map(|n| v1::LoadFileResponse {
+        part: Some(Part::Progress(n)),
+    });
+    Ok(Response::new(answer(
+        work,
+        updates,
+        images.shutdown.clone(),
+        |r| v1::LoadFileResponse {
+            part: Some(Part::Done(r)),
+        },
+    )))
+}
+
+pub(super) async fn save(
+    images: &Images,
+    req: Request<v1::SaveFileRequest>,
+) -> Result<Response<Answers<v1::SaveFileResponse>>, Status> {
+    use save_file_response::Part;
+    let uid = peer_uid(&req);
+    let req = req.into_inner();
+    let file = redeem(&images.tokens, &req.fd_token, uid)?;
+    let save = req
+        .save
+        .ok_or_else(|| status::invalid_request("a SaveFile request needs `save`"))?;
+    let (items, format) = convert::save(save)?;
+    let names: Vec<&str> = items.iter().map(|i| i.image.as_str()).collect();
+    tracing::info!(uid, images = ?names, ?format, "save into a handed-over file started");
+    let job = images
+        .store
+        .images()
+        .prepare_save(&items, format)
+        .await
+        .map_err(to_status)?;
+    let progress = Progress::default();
+    let written = progress.clone();
+    let work = async move {
+        job.write_file(file, &written)
+            .await
+            .map_err(to_status)
+            .inspect_err(|s| tracing::warn!(error = %s.message(), "save ended early"))
+    };
+    let updates = ticks(progress).map(|n| v1::SaveFileResponse {
+        part: Some(Part::Progress(n)),
+    });
+    Ok(Response::new(answer(
+        work,
+        updates,
+        images.shutdown.clone(),
+        |n| v1::SaveFileResponse {
+            part: Some(Part::Done(n)),
+        },
+    )))
+}
+
+/// The file behind `token` for the caller with `uid`.
+fn redeem(tokens: &Tokens, token: &str, uid: Option<u32>) -> Result<File, Status> {
+    let uid = uid.ok_or_else(status::no_peer_credentials)?;
+    tokens
+        .take(token, uid, Instant::now())
+        .map_err(|r| match r {
+            Refused::Unknown => status::fd_token_unknown(),
+            Refused::OtherUser => status::fd_token_other_user(),
+        })
+}
