@@ -153,7 +153,7 @@ mod tests {
         assert_eq!(reason_of(&registry_status(e)), Some(R::NotFound));
         let e = crate::registry::Error::Unavailable {
             message: "registry down".into(),
-            transient: true,
+            retry: crate::registry::Retry::Worthwhile,
         };
         let s = registry_status(e);
         assert_eq!(

@@ -19,6 +19,8 @@ use tokio::sync::mpsc;
 
 pub use endpoint::Config;
 pub(crate) use error::Error;
+#[cfg(test)]
+pub(crate) use error::Retry;
 pub(crate) use login::login;
 pub(crate) use pull::{PullOptions, pull};
 pub(crate) use push::push;
