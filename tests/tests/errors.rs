@@ -2,10 +2,7 @@
 
 use integration::TestDaemon;
 use integration::fixtures::*;
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use integration::tools::stderr;
 
 #[test]
 fn a_daemon_that_is_not_running_is_reported_with_exit_code_4() {

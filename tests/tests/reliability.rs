@@ -9,12 +9,7 @@ use hyperd_proto::v1::image_service_client::ImageServiceClient;
 use hyperd_proto::v1::{self, load_request::Part};
 use integration::TestDaemon;
 use integration::fixtures::*;
-
-fn write(d: &TestDaemon, name: &str, bytes: &[u8]) -> String {
-    let p = d.path(name);
-    std::fs::write(&p, bytes).unwrap();
-    p.to_str().unwrap().to_owned()
-}
+use integration::tools::p;
 
 fn assert_clean(d: &TestDaemon) {
     let out = d.ok(&["check"]);
@@ -26,25 +21,26 @@ async fn a_full_disk_fails_the_load_cleanly_and_frees_its_space() {
     let d = TestDaemon::start_on_small_disk(24);
     let big = noise_image("full-big", 4, 8 << 10, None).await;
     let small = noise_image("full-small", 2, 8 << 10, None).await;
-    let big_f = write(
-        &d,
+    let big_f = d.write_file(
         "big.tar",
         &oci_archive(&[(&big, &[("io.containerd.image.name", "big:1")])]).await,
     );
-    let small_f = write(
-        &d,
+    let small_f = d.write_file(
         "small.tar",
         &oci_archive(&[(&small, &[("io.containerd.image.name", "small:1")])]).await,
     );
 
-    let out = d.run(&["load", "-i", &big_f]);
+    let out = d.run(&["load", "-i", p(&big_f)]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(d.ok(&["images", "-q"]), "");
     assert_clean(&d);
     // 16 of 24 MiB fit only if the failed load's 32 MiB left nothing behind.
-    assert_eq!(d.ok(&["load", "-i", &small_f]), "Loaded image: small:1\n");
+    assert_eq!(
+        d.ok(&["load", "-i", p(&small_f)]),
+        "Loaded image: small:1\n"
+    );
     assert_clean(&d);
 }
 
@@ -65,19 +61,17 @@ impl Lcg {
 async fn sigkill_at_random_points_never_leaves_a_half_image() {
     let mut d = TestDaemon::start();
     let keep = noise_image("crash-keep", 2, 1 << 10, None).await;
-    let keep_f = write(
-        &d,
+    let keep_f = d.write_file(
         "keep.tar",
         &oci_archive(&[(&keep, &[("io.containerd.image.name", "keep:1")])]).await,
     );
-    d.ok(&["load", "-i", &keep_f]);
+    d.ok(&["load", "-i", p(&keep_f)]);
     let seed = 0x5eed_u64;
     let mut rng = Lcg(seed);
     for round in 0..12 {
         let img = noise_image(&format!("crash-{round}"), 4, 4 << 10, None).await;
         let name = format!("crash{round}:1");
-        let f = write(
-            &d,
+        let f = d.write_file(
             &format!("r{round}.tar"),
             &oci_archive(&[(&img, &[("io.containerd.image.name", &name)])]).await,
         );
@@ -97,7 +91,7 @@ async fn sigkill_at_random_points_never_leaves_a_half_image() {
                 .spawn()
                 .unwrap(),
             2 => {
-                d.ok(&["load", "-q", "-i", &f]);
+                d.ok(&["load", "-q", "-i", p(&f)]);
                 d.ctl()
                     .args(["rmi", &name])
                     .stdout(Stdio::null())
@@ -107,7 +101,7 @@ async fn sigkill_at_random_points_never_leaves_a_half_image() {
             }
             _ => d
                 .ctl()
-                .args(["load", "-q", "-i", &f])
+                .args(["load", "-q", "-i", p(&f)])
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap(),
