@@ -265,17 +265,6 @@ impl TestDaemon {
             .collect()
     }
 
-    /// How many files the loads in progress have staged under `ingest/`.
-    pub fn staged_files(&self) -> usize {
-        let Ok(dir) = std::fs::read_dir(self.root.join("ingest")) else {
-            return 0;
-        };
-        dir.map(|e| e.unwrap().path())
-            .filter(|p| p.is_dir() && !p.ends_with("content"))
-            .map(|p| std::fs::read_dir(p).map_or(0, |d| d.count()))
-            .sum()
-    }
-
     /// Writes `bytes` to a file of this name in the daemon's temporary directory.
     pub fn write_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let path = self.path(name);
