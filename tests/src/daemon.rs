@@ -32,6 +32,42 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Blocks on `notify` (the socket named in hyperd's NOTIFY_SOCKET) until `child` sends READY=1,
+/// as hyperd does once its socket serves. The wait wakes every quarter second only to notice a
+/// hyperd that exited instead of becoming ready; the error says which, or that the deadline
+/// passed.
+pub fn wait_ready(notify: &UnixDatagram, child: &mut Child) -> Result<(), String> {
+    notify
+        .set_read_timeout(Some(Duration::from_millis(250)))
+        .expect("setting the readiness socket's timeout");
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut buf = [0u8; 512];
+    loop {
+        match notify.recv(&mut buf) {
+            Ok(n)
+                if String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1") =>
+            {
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => return Err(format!("reading hyperd's readiness socket: {e}")),
+        }
+        if let Some(status) = child.try_wait().expect("waiting for hyperd") {
+            return Err(format!("hyperd exited with {status} before it was ready"));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "hyperd did not report READY=1 within {READY_TIMEOUT:?}"
+            ));
+        }
+    }
+}
+
 /// A running hyperd, killed on drop.
 pub struct TestDaemon {
     pub dir: tempfile::TempDir,
@@ -138,40 +174,11 @@ impl TestDaemon {
         std::fs::read_to_string(self.dir.path().join("hyperd.log")).unwrap_or_default()
     }
 
-    /// Blocks on `notify` until hyperd sends READY=1. The wait wakes every quarter second only to
-    /// notice a hyperd that exited instead of becoming ready, and fails the test at the deadline.
     fn wait_ready(&mut self, notify: &UnixDatagram) {
-        notify
-            .set_read_timeout(Some(Duration::from_millis(250)))
-            .expect("setting the readiness socket's timeout");
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut buf = [0u8; 512];
-        loop {
-            match notify.recv(&mut buf) {
-                Ok(n)
-                    if String::from_utf8_lossy(&buf[..n])
-                        .lines()
-                        .any(|l| l == "READY=1") =>
-                {
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => panic!("reading hyperd's readiness socket: {e}"),
-            }
-            let child = self.child.as_mut().expect("daemon is running");
-            if let Some(status) = child.try_wait().expect("waiting for hyperd") {
-                self.child = None;
-                panic!(
-                    "hyperd exited with {status} before it was ready: {}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "hyperd did not report READY=1 within {READY_TIMEOUT:?}: {}",
-                self.log()
-            );
+        let child = self.child.as_mut().expect("daemon is running");
+        if let Err(e) = wait_ready(notify, child) {
+            self.child = None;
+            panic!("{e}: {}", self.log());
         }
     }
 
