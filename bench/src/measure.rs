@@ -60,7 +60,7 @@ impl Daemon {
         let socket = dir.join("bench.sock");
         // hyperd reports READY=1 here once it serves, as under systemd.
         let notify_socket = dir.join("notify.sock");
-        let notify = std::os::unix::net::UnixDatagram::bind(&notify_socket).unwrap();
+        let notify = integration::wait::notify_socket(&notify_socket);
         let mut child = Command::new(bin_dir.join("hyperd"))
             .arg("--root")
             .arg(dir.join("root"))
@@ -70,7 +70,7 @@ impl Daemon {
             .env("NOTIFY_SOCKET", &notify_socket)
             .spawn()
             .expect("starting hyperd");
-        integration::daemon::wait_ready(&notify, &mut child).expect("starting hyperd");
+        integration::wait::ready(&notify, &mut child, "hyperd").expect("starting hyperd");
         Daemon { child, socket }
     }
 

@@ -1,14 +1,11 @@
 //! The real `hyperd` binary on a temporary socket and root, and the real `hyperctl` against it.
 
 use std::collections::BTreeSet;
-use std::io::ErrorKind;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-/// How long hyperd may take to report that it is ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::wait;
 
 /// The target profile directory the test executable runs from (`target/debug`): the workspace's
 /// binaries are there, beside its `deps/`.
@@ -30,42 +27,6 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Blocks on `notify` (the socket named in hyperd's NOTIFY_SOCKET) until `child` sends READY=1,
-/// as hyperd does once its socket serves. The wait wakes every quarter second only to notice a
-/// hyperd that exited instead of becoming ready; the error says which, or that the deadline
-/// passed.
-pub fn wait_ready(notify: &UnixDatagram, child: &mut Child) -> Result<(), String> {
-    notify
-        .set_read_timeout(Some(Duration::from_millis(250)))
-        .expect("setting the readiness socket's timeout");
-    let deadline = Instant::now() + READY_TIMEOUT;
-    let mut buf = [0u8; 512];
-    loop {
-        match notify.recv(&mut buf) {
-            Ok(n)
-                if String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1") =>
-            {
-                return Ok(());
-            }
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => return Err(format!("reading hyperd's readiness socket: {e}")),
-        }
-        if let Some(status) = child.try_wait().expect("waiting for hyperd") {
-            return Err(format!("hyperd exited with {status} before it was ready"));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "hyperd did not report READY=1 within {READY_TIMEOUT:?}"
-            ));
-        }
-    }
 }
 
 /// A running hyperd, killed on drop.
@@ -121,10 +82,9 @@ impl TestDaemon {
     /// Starts hyperd and waits until it reports READY=1 through sd_notify, as it does under
     /// systemd: hyperd sends it once its socket serves.
     fn launch(&mut self) {
-        let notify_socket = self.dir.path().join("notify.sock");
         // A new socket for each start, so that no message of an earlier hyperd is read.
-        let _ = std::fs::remove_file(&notify_socket);
-        let notify = UnixDatagram::bind(&notify_socket).expect("binding the readiness socket");
+        let notify_socket = self.dir.path().join("notify.sock");
+        let notify = wait::notify_socket(&notify_socket);
         let child = self
             .command()
             .env("NOTIFY_SOCKET", &notify_socket)
@@ -176,7 +136,7 @@ impl TestDaemon {
 
     fn wait_ready(&mut self, notify: &UnixDatagram) {
         let child = self.child.as_mut().expect("daemon is running");
-        if let Err(e) = wait_ready(notify, child) {
+        if let Err(e) = wait::ready(notify, child, "hyperd") {
             self.child = None;
             panic!("{e}: {}", self.log());
         }
