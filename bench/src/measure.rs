@@ -59,6 +59,7 @@ impl Daemon {
     pub(crate) fn start(bin_dir: &Path, dir: &Path) -> Daemon {
         let socket = dir.join("bench.sock");
         // hyperd reports READY=1 here once it serves, as under systemd.
+        std::fs::create_dir_all(dir).unwrap();
         let notify_socket = dir.join("notify.sock");
         let notify = integration::wait::notify_socket(&notify_socket);
         let mut child = Command::new(bin_dir.join("hyperd"))
