@@ -5,10 +5,10 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use hyperd_proto::v1::image_service_client::ImageServiceClient;
-use hyperd_proto::v1::{self, load_request::Part};
+use hyperd_proto::v1;
 use integration::TestDaemon;
 use integration::fixtures::*;
+use integration::grpc::{images, load_messages};
 use integration::tools::p;
 
 fn assert_clean(d: &TestDaemon) {
@@ -161,22 +161,14 @@ async fn hostile_input_on_stdin_is_refused_and_the_daemon_serves_on() {
     assert_clean(&d);
 }
 
-type Client = ImageServiceClient<hyperd_proto::tonic::transport::Channel>;
+type Client = integration::grpc::Images;
 
 async fn load(
     client: &mut Client,
     archive: bytes::Bytes,
 ) -> Result<v1::LoadResponse, hyperd_proto::tonic::Status> {
-    let mut msgs = vec![v1::LoadRequest {
-        part: Some(Part::Options(v1::LoadOptions::default())),
-    }];
-    for chunk in archive.chunks(hyperd_proto::CHUNK_SIZE) {
-        msgs.push(v1::LoadRequest {
-            part: Some(Part::Chunk(archive.slice_ref(chunk))),
-        });
-    }
     client
-        .load(tokio_stream::iter(msgs))
+        .load(tokio_stream::iter(load_messages(&archive)))
         .await
         .map(|r| r.into_inner())
 }
@@ -218,8 +210,7 @@ async fn sixteen_clients_at_once_lose_nothing() {
         let base_path = base_path.clone();
         let socket = d.socket.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = ImageServiceClient::new(hyperd_proto::connect(socket).await.unwrap())
-                .max_decoding_message_size(4 << 20);
+            let mut c = images(&socket).await.max_decoding_message_size(4 << 20);
             for round in 0..3 {
                 let loaded = load(&mut c, own_tar.clone()).await.unwrap();
                 assert_eq!(loaded.images[0].id, own.id());

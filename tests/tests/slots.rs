@@ -7,14 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyperd_proto::tonic::transport::Channel;
-use hyperd_proto::v1::image_service_client::ImageServiceClient;
-use hyperd_proto::v1::{self, load_request::Part};
+use hyperd_proto::v1;
 use integration::TestDaemon;
 use integration::fixtures::*;
+use integration::grpc::{Images as Client, images, load_messages};
 use integration::wait::eventually;
-
-type Client = ImageServiceClient<Channel>;
 
 /// How far a load stream may send ahead of hyperd (its `LOAD_WINDOW`): two chunks.
 const LOAD_WINDOW: usize = 2 << 20;
@@ -55,20 +52,6 @@ fn logged(d: &TestDaemon, what: &str) -> usize {
     d.log().matches(what).count()
 }
 
-fn messages(archive: &bytes::Bytes) -> Vec<v1::LoadRequest> {
-    let mut msgs = vec![v1::LoadRequest {
-        part: Some(Part::Options(v1::LoadOptions::default())),
-    }];
-    msgs.extend(
-        archive
-            .chunks(hyperd_proto::CHUNK_SIZE)
-            .map(|chunk| v1::LoadRequest {
-                part: Some(Part::Chunk(archive.slice_ref(chunk))),
-            }),
-    );
-    msgs
-}
-
 async fn archive_of(label: &str, kib: usize) -> (bytes::Bytes, String) {
     let img = noise_image(label, 1, kib, None).await;
     let name = format!("{label}:1");
@@ -82,7 +65,7 @@ async fn archive_of(label: &str, kib: usize) -> (bytes::Bytes, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn loads_waiting_on_one_connection_leave_room_for_the_slot_holders() {
     let d = TestDaemon::start();
-    let client = Client::new(hyperd_proto::connect(&d.socket).await.unwrap());
+    let client = images(&d.socket).await;
     let mut tasks = Vec::new();
     let mut resume = Vec::new();
     // Messages each waiting load has handed to the connection.
@@ -90,7 +73,7 @@ async fn loads_waiting_on_one_connection_leave_room_for_the_slot_holders() {
     for i in 0..16 {
         // More than a stream window each, so that waiting loads fill theirs.
         let (archive, id) = archive_of(&format!("conn{i}"), 6 << 10).await;
-        let msgs = messages(&archive);
+        let msgs = load_messages(&archive);
         let task = if i < 4 {
             let (tx, rx) = tokio::sync::mpsc::channel(64);
             let mut msgs = msgs.into_iter();
@@ -147,9 +130,9 @@ async fn stalled_clients_give_their_slots_up() {
     // Four clients take every slot, send half an archive and stop without hanging up.
     let mut stalled = Vec::new();
     for _ in 0..4 {
-        let mut c = Client::new(hyperd_proto::connect(&d.socket).await.unwrap());
+        let mut c = images(&d.socket).await;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut msgs = messages(&archive);
+        let mut msgs = load_messages(&archive);
         msgs.truncate(2);
         for m in msgs {
             tx.send(m).await.unwrap();
@@ -163,10 +146,10 @@ async fn stalled_clients_give_their_slots_up() {
         }));
     }
     // A fifth client waits for a slot, gets one when the stalled loads time out, and loads.
-    let mut c = Client::new(hyperd_proto::connect(&d.socket).await.unwrap());
+    let mut c = images(&d.socket).await;
     let loaded = tokio::time::timeout(
         Duration::from_secs(60),
-        c.load(tokio_stream::iter(messages(&archive))),
+        c.load(tokio_stream::iter(load_messages(&archive))),
     )
     .await
     .expect("the stalled loads kept their slots")

@@ -4,7 +4,7 @@
 //! attestations and artifacts without a subject are in `artifacts.rs`.
 
 use hyperd_proto::tonic::Code;
-use hyperd_proto::v1::{self, image_service_client::ImageServiceClient};
+use hyperd_proto::v1;
 use integration::artifacts::*;
 use integration::fixtures::*;
 use integration::tools::{cmd, p, sh, skopeo_digests};
@@ -57,8 +57,8 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-async fn client(d: &TestDaemon) -> ImageServiceClient<hyperd_proto::tonic::transport::Channel> {
-    ImageServiceClient::new(hyperd_proto::connect(d.socket.clone()).await.unwrap())
+async fn client(d: &TestDaemon) -> integration::grpc::Images {
+    integration::grpc::images(&d.socket).await
 }
 
 #[tokio::test]
