@@ -1,18 +1,26 @@
 //! The real `hyperd` binary on a temporary socket and root, and the real `hyperctl` against it.
 
+use std::collections::BTreeSet;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-/// Path of a workspace binary, next to the test executable's `deps/` directory. The README's
-/// test command builds the binaries before the tests run.
-pub fn bin(name: &str) -> PathBuf {
+use crate::wait;
+
+/// The target profile directory the test executable runs from (`target/debug`): the workspace's
+/// binaries are there, beside its `deps/`.
+pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
+    exe.parent()
         .and_then(Path::parent)
-        .expect("target profile directory");
-    let path = dir.join(name);
+        .expect("target profile directory")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary in the profile directory. The README's test command builds the
+/// binaries before the tests run.
+pub fn bin(name: &str) -> PathBuf {
+    let path = profile_dir().join(name);
     assert!(
         path.exists(),
         "{} is missing: build the binaries first (cargo build --workspace --bins)",
@@ -62,13 +70,32 @@ impl TestDaemon {
             args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
-        d.child = Some(d.spawn());
-        d.wait_ready();
+        d.launch();
         d
     }
 
     /// Starts another hyperd process on this daemon's root and socket, without waiting.
     pub fn spawn(&self) -> Child {
+        self.command().spawn().expect("spawning hyperd")
+    }
+
+    /// Starts hyperd and waits until it reports READY=1 through sd_notify, as it does under
+    /// systemd: hyperd sends it once its socket serves.
+    fn launch(&mut self) {
+        // A new socket for each start, so that no message of an earlier hyperd is read.
+        let notify_socket = self.dir.path().join("notify.sock");
+        let notify = wait::notify_socket(&notify_socket);
+        let child = self
+            .command()
+            .env("NOTIFY_SOCKET", &notify_socket)
+            .spawn()
+            .expect("spawning hyperd");
+        self.child = Some(child);
+        self.wait_ready(&notify);
+    }
+
+    /// hyperd as this daemon runs it: its flags, and its log appended to `hyperd.log`.
+    fn command(&self) -> Command {
         let mut cmd = match self.tmpfs_mib {
             None => {
                 let mut c = Command::new(bin("hyperd"));
@@ -98,9 +125,8 @@ impl TestDaemon {
             .expect("opening the daemon log");
         cmd.env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawning hyperd")
+            .stderr(log);
+        cmd
     }
 
     /// Everything every hyperd of this test logged so far.
@@ -108,36 +134,18 @@ impl TestDaemon {
         std::fs::read_to_string(self.dir.path().join("hyperd.log")).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                let out = self.child.take().unwrap().wait_with_output().unwrap();
-                panic!(
-                    "hyperd exited with {status}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    fn wait_ready(&mut self, notify: &UnixDatagram) {
+        let child = self.child.as_mut().expect("daemon is running");
+        if let Err(e) = wait::ready(notify, child, "hyperd") {
+            self.child = None;
+            panic!("{e}: {}", self.log());
         }
-        panic!(
-            "hyperd did not listen on {} within 30s",
-            self.socket.display()
-        );
     }
 
     /// Restarts on the same root, as after a crash or an upgrade.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Some(self.spawn());
-        self.wait_ready();
+        self.launch();
     }
 
     /// SIGKILL, as a crash.
@@ -187,29 +195,71 @@ impl TestDaemon {
 
     /// Runs hyperctl with `args` and returns its output, whatever the exit status.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.ctl()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running hyperctl")
+        output(self.ctl(), args)
     }
 
     /// Runs hyperctl and returns stdout, failing the test if it did not succeed.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "hyperctl {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
+        succeeded(args, self.run(args))
+    }
+
+    /// Runs hyperctl with registry credentials from `docker_config` alone (as DOCKER_CONFIG), and
+    /// returns its output whatever the exit status.
+    pub fn run_with_config(&self, docker_config: &Path, args: &[&str]) -> Output {
+        let mut ctl = self.ctl();
+        ctl.env("DOCKER_CONFIG", docker_config);
+        output(ctl, args)
+    }
+
+    /// `run_with_config`, failing the test if hyperctl did not succeed; returns stdout.
+    pub fn ok_with_config(&self, docker_config: &Path, args: &[&str]) -> String {
+        succeeded(args, self.run_with_config(docker_config, args))
+    }
+
+    /// What `hyperctl inspect` says of `image`.
+    pub fn inspect(&self, image: &str) -> serde_json::Value {
+        let all: serde_json::Value =
+            serde_json::from_str(&self.ok(&["inspect", image])).expect("inspect prints JSON");
+        all[0].clone()
+    }
+
+    /// The names of the blob files in the store (none before the first blob).
+    pub fn blob_files(&self) -> BTreeSet<String> {
+        let Ok(dir) = std::fs::read_dir(self.root.join("blobs/sha256")) else {
+            return BTreeSet::new();
+        };
+        dir.map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    /// Writes `bytes` to a file of this name in the daemon's temporary directory.
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, bytes).expect("writing a test file");
+        path
     }
 
     /// A path inside this daemon's temporary directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+}
+
+fn output(mut ctl: Command, args: &[&str]) -> Output {
+    ctl.args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running hyperctl")
+}
+
+fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "hyperctl {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 impl Drop for TestDaemon {

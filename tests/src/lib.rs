@@ -6,7 +6,10 @@ pub mod daemon;
 pub mod damage;
 pub mod fake_registry;
 pub mod fixtures;
+pub mod grpc;
+pub mod python;
 pub mod registry;
 pub mod tools;
+pub mod wait;
 
 pub use daemon::{TestDaemon, bin};

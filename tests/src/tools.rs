@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::TestDaemon;
+use crate::wait;
 
 /// Runs `cmd`, failing the test with its stderr if it does not succeed; returns stdout.
 pub fn sh(cmd: &mut Command) -> String {
@@ -18,6 +19,11 @@ pub fn sh(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// A command's stderr, as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 pub fn cmd(program: &str, args: &[&str]) -> Command {
@@ -155,20 +161,20 @@ impl Containerd {
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
+        // containerd reports READY=1 through sd_notify once it serves, as hyperd does.
+        let notify_socket = dir.join("notify.sock");
+        let notify = wait::notify_socket(&notify_socket);
+        let mut child = Command::new("containerd")
             .arg("--config")
             .arg(&config)
+            .env("NOTIFY_SOCKET", &notify_socket)
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
             .expect("starting containerd (scripts/test installs it)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "containerd did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        if let Err(e) = wait::ready(&notify, &mut child, "containerd") {
+            let log = std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default();
+            panic!("{e}; its log:\n{log}");
         }
         Containerd { child, socket }
     }

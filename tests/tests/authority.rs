@@ -1,31 +1,12 @@
 //! Clients that send something other than a valid authority as HTTP/2 `:authority` (gRPC C-core
 //! and grpc-java send the socket path) are served; hyperctl itself sends `localhost`.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use integration::fixtures::*;
+use integration::python::{PYTHON_DIR, pinned, python};
 use integration::tools::sh;
 use integration::{TestDaemon, bin};
-
-const PYTHON_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
-
-/// The interpreter of the tests' own virtual environment, with grpcio and h2 from PyPI at the
-/// versions in `tests/python/requirements.txt`; created on first use (scripts/test creates it too).
-fn python() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pyenv");
-    sh(Command::new(format!("{PYTHON_DIR}/venv")).arg(&dir));
-    dir.join("bin/python")
-}
-
-fn pinned(package: &str) -> String {
-    let requirements = std::fs::read_to_string(format!("{PYTHON_DIR}/requirements.txt")).unwrap();
-    requirements
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{package}==")))
-        .unwrap_or_else(|| panic!("{package} is not pinned"))
-        .to_string()
-}
 
 #[tokio::test]
 async fn current_grpcio_with_default_options_calls_every_kind_of_rpc() {

@@ -2,10 +2,10 @@
 
 use std::io::Write;
 use std::process::Stdio;
-use std::time::Duration;
 
 use integration::TestDaemon;
 use integration::fixtures::*;
+use integration::wait::until;
 
 #[test]
 fn sigterm_stops_cleanly_and_removes_the_socket() {
@@ -57,7 +57,9 @@ fn half_a_load(d: &TestDaemon, archive: &[u8]) -> (std::process::Child, std::pro
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&archive[..archive.len() / 2]).unwrap();
     stdin.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    until(10, "hyperd starting the load", || {
+        d.log().contains("load started")
+    });
     (child, stdin)
 }
 
@@ -71,11 +73,9 @@ async fn a_client_that_hangs_up_mid_load_leaves_nothing() {
     child.wait().unwrap();
     drop(stdin);
     // The daemon notices the reset stream and drops the staged blobs.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(d.root.join("ingest")).unwrap().count() > 0 {
-        assert!(std::time::Instant::now() < deadline, "staging not cleaned");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until(10, "cleaning the staging", || {
+        std::fs::read_dir(d.root.join("ingest")).unwrap().count() == 0
+    });
     assert_eq!(d.ok(&["images", "-q"]), "");
     assert_eq!(
         std::fs::read_dir(d.root.join("blobs/sha256"))
@@ -83,6 +83,17 @@ async fn a_client_that_hangs_up_mid_load_leaves_nothing() {
             .count(),
         0
     );
+}
+
+/// Whether a thread of process `pid` waits in the kernel for room in a pipe (`pipe_write`, or
+/// `anon_pipe_write` in newer kernels).
+fn blocked_in_pipe_write(pid: u32) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    threads
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("wchan")).ok())
+        .any(|wchan| wchan.ends_with("pipe_write"))
 }
 
 #[tokio::test]
@@ -103,8 +114,11 @@ async fn a_client_that_hangs_up_mid_save_stops_the_daemons_work() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    // Read nothing; kill the client while the daemon is blocked writing.
-    std::thread::sleep(Duration::from_millis(300));
+    // Read nothing; kill the client once its output pipe is full, so that the daemon is blocked
+    // writing.
+    until(10, "hyperctl blocking on its full output pipe", || {
+        blocked_in_pipe_write(child.id())
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     // The daemon is fine and the image can still be saved whole.
@@ -118,18 +132,12 @@ async fn a_client_that_hangs_up_mid_save_stops_the_daemons_work() {
     assert!(files.contains_key(&format!("blobs/sha256/{}", hex_of(&sha(&img.manifest)))));
     // Nothing stays pinned: removing frees every blob, at once or when the abandoned save ends.
     d.ok(&["rmi", "big:1"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(d.root.join("blobs/sha256"))
-        .unwrap()
-        .count()
-        > 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "blobs of a removed image were kept"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until(10, "freeing the blobs of a removed image", || {
+        std::fs::read_dir(d.root.join("blobs/sha256"))
+            .unwrap()
+            .count()
+            == 0
+    });
 }
 
 #[tokio::test]

@@ -10,12 +10,9 @@ use hyperd_proto::v1::registry_service_client::RegistryServiceClient;
 use hyperd_proto::v1::{self, load_request::Part};
 use integration::TestDaemon;
 use integration::fixtures::*;
+use integration::tools::stderr;
 use tokio_stream::StreamExt;
 use tonic_types::StatusExt;
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 #[test]
 fn a_daemon_that_is_not_running_is_reported_with_exit_code_4() {

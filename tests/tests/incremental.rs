@@ -2,11 +2,11 @@
 //! the whole archive loads: names, IDs, digests, refusals.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Output, Stdio};
 
 use integration::TestDaemon;
 use integration::fixtures::*;
+use integration::tools::p;
 
 /// Runs `hyperctl load` with `stdin` as its standard input and `args` after `load`.
 fn load_from(d: &TestDaemon, stdin: Stdio, args: &[&str]) -> Output {
@@ -48,16 +48,6 @@ fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn write(d: &TestDaemon, name: &str, bytes: &[u8]) -> std::path::PathBuf {
-    let path = d.path(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// `base` and `next` share their first layer; `next`'s archive names it `next:1`.
 async fn shared_pair() -> (Image, Image, Vec<u8>, Vec<u8>) {
     let base = Image::new(&["shared", "base"], "amd64", Comp::None).await;
@@ -72,16 +62,16 @@ async fn an_incremental_load_gives_what_a_full_load_gives() {
     let (_, _, base_tar, next_tar) = shared_pair().await;
     let (a, b) = (TestDaemon::start(), TestDaemon::start());
     for d in [&a, &b] {
-        d.ok(&["load", "-q", "-i", s(&write(d, "base.tar", &base_tar))]);
+        d.ok(&["load", "-q", "-i", p(&d.write_file("base.tar", &base_tar))]);
     }
     // Streamed: a file handed over is read by hyperd itself, with nothing to leave out.
-    let next = write(&a, "next.tar", &next_tar);
-    let incremental = a.ok(&["load", "--no-fd", "-i", s(&next)]);
+    let next = a.write_file("next.tar", &next_tar);
+    let incremental = a.ok(&["load", "--no-fd", "-i", p(&next)]);
     let full = b.ok(&[
         "load",
         "--send-all",
         "-i",
-        s(&write(&b, "next.tar", &next_tar)),
+        p(&b.write_file("next.tar", &next_tar)),
     ]);
     assert_eq!(full, "Loaded image: next:1\n");
     assert!(
@@ -103,9 +93,9 @@ async fn an_incremental_load_gives_what_a_full_load_gives() {
 async fn a_reload_from_a_file_a_redirect_or_a_pipe_sends_no_blob() {
     let (base, _, base_tar, _) = shared_pair().await;
     let d = TestDaemon::start();
-    let path = write(&d, "base.tar", &base_tar);
-    d.ok(&["load", "-q", "-i", s(&path)]);
-    let again = d.ok(&["load", "--no-fd", "-i", s(&path)]);
+    let path = d.write_file("base.tar", &base_tar);
+    d.ok(&["load", "-q", "-i", p(&path)]);
+    let again = d.ok(&["load", "--no-fd", "-i", p(&path)]);
     assert!(
         again.starts_with("Loaded image: base:1 (4 of 4 blobs already stored, "),
         "{again}"
@@ -126,12 +116,12 @@ async fn a_reload_from_a_file_a_redirect_or_a_pipe_sends_no_blob() {
 async fn compressed_and_legacy_archives_are_sent_whole_and_load_the_same() {
     let (base, _, base_tar, _) = shared_pair().await;
     let d = TestDaemon::start();
-    d.ok(&["load", "-q", "-i", s(&write(&d, "base.tar", &base_tar))]);
-    let gz = write(&d, "base.tar.gz", &gzip(&base_tar).await);
-    assert_eq!(d.ok(&["load", "-i", s(&gz)]), "Loaded image: base:1\n");
+    d.ok(&["load", "-q", "-i", p(&d.write_file("base.tar", &base_tar))]);
+    let gz = d.write_file("base.tar.gz", &gzip(&base_tar).await);
+    assert_eq!(d.ok(&["load", "-i", p(&gz)]), "Loaded image: base:1\n");
     let legacy = docker_archive(&[(&base, &["legacy:1"])]).await;
-    let path = write(&d, "legacy.tar", &legacy);
-    assert_eq!(d.ok(&["load", "-i", s(&path)]), "Loaded image: legacy:1\n");
+    let path = d.write_file("legacy.tar", &legacy);
+    assert_eq!(d.ok(&["load", "-i", p(&path)]), "Loaded image: legacy:1\n");
     assert!(d.ok(&["check"]).contains(" 0 problems"));
 }
 
@@ -143,10 +133,10 @@ async fn a_bad_blob_beside_a_left_out_one_is_refused_as_in_a_full_load() {
     layer.data[700] ^= 1;
     let bad = tar(&entries).await;
     let d = TestDaemon::start();
-    d.ok(&["load", "-q", "-i", s(&write(&d, "base.tar", &base_tar))]);
-    let path = write(&d, "bad.tar", &bad);
-    let incremental = d.run(&["load", "-i", s(&path)]);
-    let full = d.run(&["load", "--send-all", "-i", s(&path)]);
+    d.ok(&["load", "-q", "-i", p(&d.write_file("base.tar", &base_tar))]);
+    let path = d.write_file("bad.tar", &bad);
+    let incremental = d.run(&["load", "-i", p(&path)]);
+    let full = d.run(&["load", "--send-all", "-i", p(&path)]);
     assert!(!incremental.status.success());
     assert_eq!(incremental.status.code(), full.status.code());
     assert_eq!(incremental.stderr, full.stderr);
@@ -164,8 +154,8 @@ async fn bytes_after_the_end_of_the_archive_do_not_fail_a_load_hyperd_committed(
     let mut padded = base_tar.clone();
     padded.extend(std::iter::repeat_n(0x5a, 16 << 20));
     let d = TestDaemon::start();
-    let path = write(&d, "padded.tar", &padded);
-    assert_eq!(d.ok(&["load", "-i", s(&path)]), "Loaded image: base:1\n");
+    let path = d.write_file("padded.tar", &padded);
+    assert_eq!(d.ok(&["load", "-i", p(&path)]), "Loaded image: base:1\n");
     assert_eq!(stdout(&load_piped(&d, &padded, &["-q"])), "");
     assert!(d.ok(&["check"]).contains(" 0 problems"));
 }

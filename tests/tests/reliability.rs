@@ -5,16 +5,11 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use hyperd_proto::v1::image_service_client::ImageServiceClient;
-use hyperd_proto::v1::{self, load_request::Part};
+use hyperd_proto::v1;
 use integration::TestDaemon;
 use integration::fixtures::*;
-
-fn write(d: &TestDaemon, name: &str, bytes: &[u8]) -> String {
-    let p = d.path(name);
-    std::fs::write(&p, bytes).unwrap();
-    p.to_str().unwrap().to_owned()
-}
+use integration::grpc::{images, load_messages};
+use integration::tools::p;
 
 fn assert_clean(d: &TestDaemon) {
     let out = d.ok(&["check"]);
@@ -26,25 +21,26 @@ async fn a_full_disk_fails_the_load_cleanly_and_frees_its_space() {
     let d = TestDaemon::start_on_small_disk(24);
     let big = noise_image("full-big", 4, 8 << 10, None).await;
     let small = noise_image("full-small", 2, 8 << 10, None).await;
-    let big_f = write(
-        &d,
+    let big_f = d.write_file(
         "big.tar",
         &oci_archive(&[(&big, &[("io.containerd.image.name", "big:1")])]).await,
     );
-    let small_f = write(
-        &d,
+    let small_f = d.write_file(
         "small.tar",
         &oci_archive(&[(&small, &[("io.containerd.image.name", "small:1")])]).await,
     );
 
-    let out = d.run(&["load", "-i", &big_f]);
+    let out = d.run(&["load", "-i", p(&big_f)]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(d.ok(&["images", "-q"]), "");
     assert_clean(&d);
     // 16 of 24 MiB fit only if the failed load's 32 MiB left nothing behind.
-    assert_eq!(d.ok(&["load", "-i", &small_f]), "Loaded image: small:1\n");
+    assert_eq!(
+        d.ok(&["load", "-i", p(&small_f)]),
+        "Loaded image: small:1\n"
+    );
     assert_clean(&d);
 }
 
@@ -65,19 +61,17 @@ impl Lcg {
 async fn sigkill_at_random_points_never_leaves_a_half_image() {
     let mut d = TestDaemon::start();
     let keep = noise_image("crash-keep", 2, 1 << 10, None).await;
-    let keep_f = write(
-        &d,
+    let keep_f = d.write_file(
         "keep.tar",
         &oci_archive(&[(&keep, &[("io.containerd.image.name", "keep:1")])]).await,
     );
-    d.ok(&["load", "-i", &keep_f]);
+    d.ok(&["load", "-i", p(&keep_f)]);
     let seed = 0x5eed_u64;
     let mut rng = Lcg(seed);
     for round in 0..12 {
         let img = noise_image(&format!("crash-{round}"), 4, 4 << 10, None).await;
         let name = format!("crash{round}:1");
-        let f = write(
-            &d,
+        let f = d.write_file(
             &format!("r{round}.tar"),
             &oci_archive(&[(&img, &[("io.containerd.image.name", &name)])]).await,
         );
@@ -97,7 +91,7 @@ async fn sigkill_at_random_points_never_leaves_a_half_image() {
                 .spawn()
                 .unwrap(),
             2 => {
-                d.ok(&["load", "-q", "-i", &f]);
+                d.ok(&["load", "-q", "-i", p(&f)]);
                 d.ctl()
                     .args(["rmi", &name])
                     .stdout(Stdio::null())
@@ -107,7 +101,7 @@ async fn sigkill_at_random_points_never_leaves_a_half_image() {
             }
             _ => d
                 .ctl()
-                .args(["load", "-q", "-i", &f])
+                .args(["load", "-q", "-i", p(&f)])
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap(),
@@ -167,22 +161,14 @@ async fn hostile_input_on_stdin_is_refused_and_the_daemon_serves_on() {
     assert_clean(&d);
 }
 
-type Client = ImageServiceClient<hyperd_proto::tonic::transport::Channel>;
+type Client = integration::grpc::Images;
 
 async fn load(
     client: &mut Client,
     archive: bytes::Bytes,
 ) -> Result<v1::LoadResponse, hyperd_proto::tonic::Status> {
-    let mut msgs = vec![v1::LoadRequest {
-        part: Some(Part::Options(v1::LoadOptions::default())),
-    }];
-    for chunk in archive.chunks(hyperd_proto::CHUNK_SIZE) {
-        msgs.push(v1::LoadRequest {
-            part: Some(Part::Chunk(archive.slice_ref(chunk))),
-        });
-    }
     client
-        .load(tokio_stream::iter(msgs))
+        .load(tokio_stream::iter(load_messages(&archive)))
         .await
         .map(|r| r.into_inner())
 }
@@ -224,8 +210,7 @@ async fn sixteen_clients_at_once_lose_nothing() {
         let base_path = base_path.clone();
         let socket = d.socket.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = ImageServiceClient::new(hyperd_proto::connect(socket).await.unwrap())
-                .max_decoding_message_size(4 << 20);
+            let mut c = images(&socket).await.max_decoding_message_size(4 << 20);
             for round in 0..3 {
                 let loaded = load(&mut c, own_tar.clone()).await.unwrap();
                 assert_eq!(loaded.images[0].id, own.id());

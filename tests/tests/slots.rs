@@ -1,28 +1,55 @@
 //! Load slots: four loads stream at once and the rest wait. Waiting loads on one connection must
 //! not starve the ones holding slots there, and a client that stalls gives its slot up.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyperd_proto::tonic::transport::Channel;
-use hyperd_proto::v1::image_service_client::ImageServiceClient;
-use hyperd_proto::v1::{self, load_request::Part};
+use hyperd_proto::v1;
 use integration::TestDaemon;
 use integration::fixtures::*;
+use integration::grpc::{Images as Client, images, load_messages};
+use integration::wait::eventually;
 
-type Client = ImageServiceClient<Channel>;
+/// How far a load stream may send ahead of hyperd (its `LOAD_WINDOW`): two chunks.
+const LOAD_WINDOW: usize = 2 << 20;
 
-fn messages(archive: &bytes::Bytes) -> Vec<v1::LoadRequest> {
-    let mut msgs = vec![v1::LoadRequest {
-        part: Some(Part::Options(v1::LoadOptions::default())),
-    }];
-    msgs.extend(
-        archive
-            .chunks(hyperd_proto::CHUNK_SIZE)
-            .map(|chunk| v1::LoadRequest {
-                part: Some(Part::Chunk(archive.slice_ref(chunk))),
-            }),
-    );
-    msgs
+/// Load messages that count how many of them the client has taken to send.
+struct Counted {
+    msgs: std::vec::IntoIter<v1::LoadRequest>,
+    taken: Arc<AtomicUsize>,
+}
+
+impl futures_util::Stream for Counted {
+    type Item = v1::LoadRequest;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.msgs.next();
+        if next.is_some() {
+            self.taken.fetch_add(1, Ordering::SeqCst);
+        }
+        Poll::Ready(next)
+    }
+}
+
+/// A load of `requests` on its own task: the ID it loaded, and `id`, the one expected.
+fn spawn_load(
+    client: &Client,
+    requests: impl futures_util::Stream<Item = v1::LoadRequest> + Send + 'static,
+    id: String,
+) -> tokio::task::JoinHandle<(Result<String, hyperd_proto::tonic::Status>, String)> {
+    let mut c = client.clone();
+    tokio::spawn(async move {
+        let loaded = c.load(requests).await;
+        (loaded.map(|r| r.into_inner().images[0].id.clone()), id)
+    })
+}
+
+/// How many times the daemon's log says `what`.
+fn logged(d: &TestDaemon, what: &str) -> usize {
+    d.log().matches(what).count()
 }
 
 async fn archive_of(label: &str, kib: usize) -> (bytes::Bytes, String) {
@@ -38,38 +65,46 @@ async fn archive_of(label: &str, kib: usize) -> (bytes::Bytes, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn loads_waiting_on_one_connection_leave_room_for_the_slot_holders() {
     let d = TestDaemon::start();
-    let client = Client::new(hyperd_proto::connect(&d.socket).await.unwrap());
+    let client = images(&d.socket).await;
     let mut tasks = Vec::new();
     let mut resume = Vec::new();
+    // Messages each waiting load has handed to the connection.
+    let mut taken = Vec::new();
     for i in 0..16 {
         // More than a stream window each, so that waiting loads fill theirs.
         let (archive, id) = archive_of(&format!("conn{i}"), 6 << 10).await;
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let mut msgs = messages(&archive).into_iter();
-        if i < 4 {
+        let msgs = load_messages(&archive);
+        let task = if i < 4 {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let mut msgs = msgs.into_iter();
             for m in msgs.by_ref().take(2) {
                 tx.send(m).await.unwrap();
             }
             resume.push((tx, msgs.collect::<Vec<_>>()));
+            spawn_load(&client, tokio_stream::wrappers::ReceiverStream::new(rx), id)
         } else {
-            for m in msgs {
-                tx.send(m).await.unwrap();
-            }
-            drop(tx);
-        }
-        let mut c = client.clone();
-        tasks.push(tokio::spawn(async move {
-            let loaded = c
-                .load(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await;
-            (loaded.map(|r| r.into_inner().images[0].id.clone()), id)
-        }));
+            let count = Arc::new(AtomicUsize::new(0));
+            taken.push(count.clone());
+            let msgs = msgs.into_iter();
+            spawn_load(&client, Counted { msgs, taken: count }, id)
+        };
+        tasks.push(task);
         if i == 3 {
-            // Let the four take the slots before the others arrive.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // The four take the slots before the others arrive.
+            eventually(30, "four loads taking the slots", async || {
+                logged(&d, "load started") == 4
+            })
+            .await;
         }
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The twelve wait for a slot, and each has sent all its window allows: its options and
+    // a window of chunks.
+    let window = 1 + LOAD_WINDOW / hyperd_proto::CHUNK_SIZE;
+    eventually(30, "twelve loads waiting with full windows", async || {
+        logged(&d, "load waiting for a free slot") == 12
+            && taken.iter().all(|t| t.load(Ordering::SeqCst) >= window)
+    })
+    .await;
     for (tx, rest) in resume {
         for m in rest {
             tx.send(m).await.unwrap();
@@ -95,9 +130,9 @@ async fn stalled_clients_give_their_slots_up() {
     // Four clients take every slot, send half an archive and stop without hanging up.
     let mut stalled = Vec::new();
     for _ in 0..4 {
-        let mut c = Client::new(hyperd_proto::connect(&d.socket).await.unwrap());
+        let mut c = images(&d.socket).await;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut msgs = messages(&archive);
+        let mut msgs = load_messages(&archive);
         msgs.truncate(2);
         for m in msgs {
             tx.send(m).await.unwrap();
@@ -111,10 +146,10 @@ async fn stalled_clients_give_their_slots_up() {
         }));
     }
     // A fifth client waits for a slot, gets one when the stalled loads time out, and loads.
-    let mut c = Client::new(hyperd_proto::connect(&d.socket).await.unwrap());
+    let mut c = images(&d.socket).await;
     let loaded = tokio::time::timeout(
         Duration::from_secs(60),
-        c.load(tokio_stream::iter(messages(&archive))),
+        c.load(tokio_stream::iter(load_messages(&archive))),
     )
     .await
     .expect("the stalled loads kept their slots")

@@ -5,19 +5,14 @@ use std::path::Path;
 use hyperd_proto::tonic::transport::Channel;
 use hyperd_proto::tonic::{Code, Status};
 use hyperd_proto::v1::content_service_client::ContentServiceClient;
-use hyperd_proto::v1::image_service_client::ImageServiceClient;
 use hyperd_proto::v1::{self, WriteRequest};
 use tokio_stream::StreamExt;
 
 pub(crate) type Content = ContentServiceClient<Channel>;
-pub(crate) type Images = ImageServiceClient<Channel>;
+pub(crate) use integration::grpc::images;
 
 pub(crate) async fn content(socket: &Path) -> Content {
     ContentServiceClient::new(hyperd_proto::connect(socket.to_path_buf()).await.unwrap())
-}
-
-pub(crate) async fn images(socket: &Path) -> Images {
-    ImageServiceClient::new(hyperd_proto::connect(socket.to_path_buf()).await.unwrap())
 }
 
 /// The first message of a write of `blob` under `reference`, carrying `data`.

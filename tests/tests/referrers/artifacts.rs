@@ -95,7 +95,7 @@ async fn buildx_attestations_stay_in_their_index_and_are_never_the_host_image() 
     d.ok(&["rmi", "art/multi:1"]);
     let out = d.ok(&["check"]);
     assert!(out.contains(": 0 problems, 0 unreferenced"), "{out}");
-    assert!(!blob_files(&d.root).contains(hex_of(&sig.digest())));
+    assert!(!d.blob_files().contains(hex_of(&sig.digest())));
 }
 
 #[tokio::test]
@@ -121,7 +121,7 @@ async fn an_artifact_without_a_subject_is_kept_only_under_a_name() {
     let listed = json(&d.ok(&["images", "--format", "json"]));
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["ID"], chart.digest());
-    assert_eq!(inspect(&d, "chart:1")["Config"], serde_json::json!({}));
+    assert_eq!(d.inspect("chart:1")["Config"], serde_json::json!({}));
     let out = d.run(&["save", "-o", p(&d.path("chart-docker.tar")), "chart:1"]);
     assert!(!out.status.success());
     let out = d.ok(&["rmi", "chart:1"]);

@@ -1,8 +1,6 @@
 //! Naming, tags, removal, collection, check, locking and start-up cleaning.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use store::{Error, Format, Removed};
 
 #[tokio::test]

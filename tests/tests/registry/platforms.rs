@@ -82,11 +82,6 @@ async fn seeded(reg: &TestRegistry, dir: &Path) -> Multi {
     m
 }
 
-fn inspect(d: &TestDaemon, image: &str) -> Value {
-    let out: Value = serde_json::from_str(&d.ok(&["inspect", image])).unwrap();
-    out[0].clone()
-}
-
 /// Every blob of `img`, config first.
 fn blobs(img: &Image) -> Vec<String> {
     std::iter::once(sha(&img.config))
@@ -136,14 +131,14 @@ async fn one_platform_another_and_the_whole_index_pull_and_the_index_pushes_back
         out.contains(&format!("Digest: {}", sha(&m.host.manifest))),
         "{out}"
     );
-    let image = inspect(&d, &name);
+    let image = d.inspect(&name);
     assert_eq!(image["Digest"], sha(&m.host.manifest));
     assert_eq!(image["Id"], m.host.id());
     fetched_only(&reg, mark, &m.host, &m.other);
 
     let mark = reg.mark();
     d.ok(&["pull", "--platform", m.other_platform, &name]);
-    let image = inspect(&d, &name);
+    let image = d.inspect(&name);
     assert_eq!(image["Digest"], sha(&m.other.manifest));
     assert_eq!(image["Id"], m.other.id());
     fetched_only(&reg, mark, &m.other, &m.host);
@@ -153,7 +148,7 @@ async fn one_platform_another_and_the_whole_index_pull_and_the_index_pushes_back
     let out = d.ok(&["pull", "-a", &name]);
     assert!(out.contains(&format!("Digest: {index_digest}")), "{out}");
     assert_eq!(reg.count_since(mark, "GET", "/blobs/"), 0);
-    let image = inspect(&d, &name);
+    let image = d.inspect(&name);
     assert_eq!(image["Digest"], index_digest);
     assert_eq!(
         image["Manifest"],
@@ -176,7 +171,7 @@ async fn one_platform_another_and_the_whole_index_pull_and_the_index_pushes_back
     // The ID a load of the same index gives: the host manifest's config.
     let loaded = TestDaemon::start();
     loaded.ok(&["load", "-q", "-i", p(&m.archive)]);
-    let loaded_image = inspect(&loaded, "local/multi:v1");
+    let loaded_image = loaded.inspect("local/multi:v1");
     assert_eq!(loaded_image["Digest"], index_digest);
     assert_eq!(image["Id"], loaded_image["Id"]);
     assert_eq!(image["Id"], m.host.id());
@@ -254,7 +249,7 @@ async fn a_platform_the_index_lacks_fails_the_pull_and_stores_nothing() {
     );
     assert_eq!(reg.count_since(mark, "GET", "/blobs/"), 0);
     assert_eq!(d.ok(&["images", "-q"]).trim(), "");
-    let stored = std::fs::read_dir(d.root.join("blobs/sha256")).map_or(0, |r| r.count());
+    let stored = d.blob_files().len();
     assert_eq!(stored, 0);
 
     // Into an empty store, `-a` fetches each blob of both platforms once. A failed pull then
@@ -275,5 +270,5 @@ async fn a_platform_the_index_lacks_fails_the_pull_and_stores_nothing() {
     let out = d.run(&["pull", "--platform", "windows/amd64", &name]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(d.ok(&["images", "-q"]), before);
-    assert_eq!(inspect(&d, &name)["Digest"], sha(&m.index));
+    assert_eq!(d.inspect(&name)["Digest"], sha(&m.index));
 }

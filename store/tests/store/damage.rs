@@ -2,9 +2,7 @@
 //! disk) is reported as such, naming what is damaged, and never panics; removing a tag whose
 //! record is gone repairs the store.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use store::{Error, Format, SaveItem, Store};
 
 async fn store_with_one_image(dir: &std::path::Path) -> (Store, Image) {

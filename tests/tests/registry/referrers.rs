@@ -3,7 +3,6 @@
 //! a second hyperd pulls them back with `--referrers` with every digest unchanged.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use integration::TestDaemon;
 use integration::artifacts::*;
@@ -31,24 +30,8 @@ async fn signed_image(d: &TestDaemon, reg: &TestRegistry) -> (Image, BTreeSet<St
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-fn ctl(d: &TestDaemon, args: &[&str], no_creds: &Path) -> String {
-    let out = d
-        .ctl()
-        .env("DOCKER_CONFIG", no_creds)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "hyperctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn referrers(d: &TestDaemon, image: &str) -> BTreeSet<String> {
-    let inspected: Value = serde_json::from_str(&d.ok(&["inspect", image])).unwrap();
-    inspected[0]["Referrers"]
+    d.inspect(image)["Referrers"]
         .as_array()
         .unwrap()
         .iter()
@@ -78,7 +61,7 @@ async fn referrers_travel_through_a_registry_without_the_referrers_api() {
     let name = format!("{}/team/app:v1", reg.host());
     assert_eq!(referrers(&sender, &name), sent);
 
-    let out = ctl(&sender, &["push", &name], creds);
+    let out = sender.ok_with_config(creds, &["push", &name]);
     assert!(out.contains("Pushed 3 referrers"), "{out}");
     let app_digest = sha(&app.manifest);
     let sbom = spdx_sbom(&app.manifest, MANIFEST);
@@ -98,14 +81,14 @@ async fn referrers_travel_through_a_registry_without_the_referrers_api() {
 
     // A second push changes no tag-schema index: each lists its referrers already.
     let mark = reg.mark();
-    ctl(&sender, &["push", &name], creds);
+    sender.ok_with_config(creds, &["push", &name]);
     assert_eq!(reg.count_since(mark, "PUT", "/manifests/sha256-"), 0);
 
     let receiver = TestDaemon::start();
-    let out = ctl(&receiver, &["pull", &name], creds);
+    let out = receiver.ok_with_config(creds, &["pull", &name]);
     assert!(!out.contains("Referrers"), "{out}");
     assert!(referrers(&receiver, &name).is_empty());
-    let out = ctl(&receiver, &["pull", "--referrers", &name], creds);
+    let out = receiver.ok_with_config(creds, &["pull", "--referrers", &name]);
     assert!(out.contains("Referrers: 3"), "{out}");
     assert_eq!(referrers(&receiver, &name), sent);
     let listed = receiver.ok(&["images", "-q"]);
@@ -130,7 +113,7 @@ async fn referrers_travel_through_a_registry_without_the_referrers_api() {
     let elsewhere = format!("{}/other/app:v1", reg.host());
     receiver.ok(&["tag", &name, &elsewhere]);
     let mark = reg.mark();
-    let out = ctl(&receiver, &["push", "--no-referrers", &elsewhere], creds);
+    let out = receiver.ok_with_config(creds, &["push", "--no-referrers", &elsewhere]);
     assert!(!out.contains("referrers"), "{out}");
     assert_eq!(reg.count_since(mark, "PUT", "/manifests/sha256-"), 0);
     assert_eq!(reg.count_since(mark, "PUT", "/manifests/"), 1);
@@ -169,7 +152,7 @@ async fn a_pull_follows_the_referrers_api_across_pages_and_skips_what_refers_els
     let d = TestDaemon::start();
     let dir = tempfile::tempdir().unwrap();
     let name = format!("{}/app:v1", reg.host());
-    let out = ctl(&d, &["pull", "--referrers", &name], dir.path());
+    let out = d.ok_with_config(dir.path(), &["pull", "--referrers", &name]);
     assert!(out.contains("Referrers: 2"), "{out}");
     assert_eq!(referrers(&d, &name), [sig.digest(), sbom.digest()].into());
     let requests = reg.requests();

@@ -3,11 +3,8 @@
 //! saves that skopeo and umoci read, go with their image, and never arrive without it. Buildx
 //! attestations and artifacts without a subject are in `artifacts.rs`.
 
-use std::collections::BTreeSet;
-use std::path::Path;
-
 use hyperd_proto::tonic::Code;
-use hyperd_proto::v1::{self, image_service_client::ImageServiceClient};
+use hyperd_proto::v1;
 use integration::artifacts::*;
 use integration::fixtures::*;
 use integration::tools::{cmd, p, sh, skopeo_digests};
@@ -40,31 +37,18 @@ async fn signed(seed: &str) -> Signed {
 }
 
 async fn write(d: &TestDaemon, name: &str, entries: &[Entry]) -> std::path::PathBuf {
-    let f = d.path(name);
-    std::fs::write(&f, tar(entries).await).unwrap();
-    f
+    d.write_file(name, &tar(entries).await)
 }
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap()
 }
 
-fn inspect(d: &TestDaemon, image: &str) -> Value {
-    json(&d.ok(&["inspect", image]))[0].clone()
-}
-
 fn referrer_digests(d: &TestDaemon, image: &str) -> Vec<String> {
-    let refs = inspect(d, image)["Referrers"].clone();
+    let refs = d.inspect(image)["Referrers"].clone();
     let refs = refs.as_array().unwrap();
     refs.iter()
         .map(|r| r["Digest"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn blob_files(root: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(root.join("blobs/sha256"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect()
 }
 
@@ -73,8 +57,8 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-async fn client(d: &TestDaemon) -> ImageServiceClient<hyperd_proto::tonic::transport::Channel> {
-    ImageServiceClient::new(hyperd_proto::connect(d.socket.clone()).await.unwrap())
+async fn client(d: &TestDaemon) -> integration::grpc::Images {
+    integration::grpc::images(&d.socket).await
 }
 
 #[tokio::test]
@@ -95,7 +79,7 @@ async fn signatures_and_sboms_travel_with_their_image_through_save_rmi_and_load(
     let all = [direct.clone(), vec![s.sbom_sig.digest()]].concat();
     let before = referrer_digests(&d, "art/app:v1");
     assert_eq!(before, all);
-    let info = inspect(&d, "art/app:v1");
+    let info = d.inspect("art/app:v1");
     let sbom = info["Referrers"]
         .as_array()
         .unwrap()
@@ -168,7 +152,7 @@ async fn signatures_and_sboms_travel_with_their_image_through_save_rmi_and_load(
     for r in &all {
         assert!(out.contains(&format!("Deleted referrer: {r}")), "{out}");
     }
-    assert!(blob_files(&d.root).is_empty(), "{:?}", blob_files(&d.root));
+    assert!(d.blob_files().is_empty(), "{:?}", d.blob_files());
 
     // Loaded back, every referrer is there with the same digest.
     assert_eq!(
@@ -223,7 +207,7 @@ async fn a_referrer_may_follow_its_image_but_never_arrive_without_it() {
     let new = Image::new(&["later new"], "amd64", Comp::None).await;
     let new_name = [(REF_NAME, "art/new:v1")];
     let f = write(&d, "stray.tar", &layout(&[(&new, &new_name)], &[&stray])).await;
-    let blobs = blob_files(&d.root);
+    let blobs = d.blob_files();
     let out = d.run(&["load", "-i", p(&f)]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -233,7 +217,7 @@ async fn a_referrer_may_follow_its_image_but_never_arrive_without_it() {
             && err.contains("neither stored nor in the archive"),
         "{err}"
     );
-    assert_eq!(blob_files(&d.root), blobs);
+    assert_eq!(d.blob_files(), blobs);
     let listed = json(&d.ok(&["images", "--format", "json"]));
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(referrer_digests(&d, "art/app:v1"), [s.sbom.digest()]);
@@ -342,5 +326,5 @@ async fn check_reports_a_referrer_whose_subject_is_gone_and_rmi_of_the_tag_repai
     );
     let out = d.ok(&["check"]);
     assert!(out.contains(": 0 problems, 0 unreferenced"), "{out}");
-    assert!(blob_files(&d.root).is_empty());
+    assert!(d.blob_files().is_empty());
 }

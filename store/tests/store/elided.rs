@@ -1,12 +1,10 @@
 //! Blobs the store holds are never read again from an archive, and a client may leave their
 //! bodies out: a hole anywhere else refuses the load and changes nothing.
 
-mod common;
-
 use std::collections::HashSet;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use store::{Error, Piece, Store};
 
 /// An archive's entries as (path, body offset, body length), read from the ustar headers the

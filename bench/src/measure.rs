@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A finished child: wall time and peak RSS (KiB), from wait4.
 pub(crate) struct Run {
@@ -58,19 +58,20 @@ pub(crate) struct Daemon {
 impl Daemon {
     pub(crate) fn start(bin_dir: &Path, dir: &Path) -> Daemon {
         let socket = dir.join("bench.sock");
-        let child = Command::new(bin_dir.join("hyperd"))
+        // hyperd reports READY=1 here once it serves, as under systemd.
+        std::fs::create_dir_all(dir).unwrap();
+        let notify_socket = dir.join("notify.sock");
+        let notify = integration::wait::notify_socket(&notify_socket);
+        let mut child = Command::new(bin_dir.join("hyperd"))
             .arg("--root")
             .arg(dir.join("root"))
             .arg("--socket")
             .arg(&socket)
             .env("RUST_LOG", "warn")
+            .env("NOTIFY_SOCKET", &notify_socket)
             .spawn()
             .expect("starting hyperd");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "hyperd did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        integration::wait::ready(&notify, &mut child, "hyperd").expect("starting hyperd");
         Daemon { child, socket }
     }
 

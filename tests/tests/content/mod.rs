@@ -7,28 +7,15 @@ mod client;
 mod create;
 mod referrers;
 
-use std::time::{Duration, Instant};
-
 use client::*;
 use hyperd_proto::tonic::Code;
 use hyperd_proto::v1;
 use integration::TestDaemon;
 use integration::fixtures::*;
+use integration::wait::eventually;
 use tokio_stream::wrappers::ReceiverStream;
 
 const MIB: usize = 1 << 20;
-
-/// Polls `check` until it holds, failing after `secs` seconds.
-async fn eventually<F: AsyncFnMut() -> bool>(secs: u64, what: &str, mut check: F) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {secs}s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn blob_file(d: &TestDaemon, digest: &str) -> std::path::PathBuf {
     d.root.join("blobs/sha256").join(hex_of(digest))

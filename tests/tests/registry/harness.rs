@@ -35,10 +35,6 @@ fn oci_dest(dir: &tempfile::TempDir, name: &str) -> (PathBuf, String) {
     (path, r)
 }
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn plain_registry_round_trips_an_image_and_logs_each_request() {
     let reg = TestRegistry::plain();

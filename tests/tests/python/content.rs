@@ -2,16 +2,14 @@
 //! image (Debian's grpcio), and a client with no generated code finds Info and Read through
 //! reflection alone (current grpcio from PyPI).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hyperd_proto::v1::content_service_client::ContentServiceClient;
 use hyperd_proto::v1::{self, WriteRequest};
 use integration::TestDaemon;
 use integration::fixtures::{noise, sha};
+use integration::python::{PYTHON_DIR, python};
 use integration::tools::sh;
-
-const PYTHON_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
 
 #[test]
 fn a_generated_python_client_writes_reads_and_creates_an_image() {
@@ -42,13 +40,6 @@ fn a_generated_python_client_writes_reads_and_creates_an_image() {
          error NOT_FOUND\n"
     );
     assert!(d.ok(&["images"]).contains("py-content"));
-}
-
-/// The tests' own environment of current grpcio (tests/python/requirements.txt).
-fn python() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pyenv");
-    sh(Command::new(format!("{PYTHON_DIR}/venv")).arg(&dir));
-    dir.join("bin/python")
 }
 
 #[tokio::test]

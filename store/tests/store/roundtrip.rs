@@ -1,8 +1,6 @@
 //! Import/export round trips through both formats, compression, entry order and platforms.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use store::Format;
 
 #[tokio::test]

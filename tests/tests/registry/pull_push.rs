@@ -2,11 +2,11 @@
 //! skopeo as the peer that checks digests both ways.
 
 use std::path::Path;
-use std::process::Output;
 
 use integration::TestDaemon;
 use integration::registry::{TestRegistry, write_certs_d, write_docker_config};
 use integration::tools::*;
+use integration::wait::until;
 
 /// A two-layer umoci layout: its `oci:` reference and manifest digest.
 fn r(reg: &TestRegistry, repo_tag: &str) -> String {
@@ -27,30 +27,6 @@ fn image(dir: &Path) -> (String, String) {
     (source, manifest)
 }
 
-/// hyperctl with no credentials but those in `config` (an empty dir: none).
-fn ctl(d: &TestDaemon, config: &Path, args: &[&str]) -> Output {
-    d.ctl()
-        .env("DOCKER_CONFIG", config)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running hyperctl")
-}
-
-fn ok(d: &TestDaemon, config: &Path, args: &[&str]) -> String {
-    let out = ctl(d, config, args);
-    assert!(
-        out.status.success(),
-        "hyperctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn blob_files(d: &TestDaemon) -> usize {
-    std::fs::read_dir(d.root.join("blobs/sha256")).map_or(0, |r| r.count())
-}
-
 #[test]
 fn pull_push_round_trip_with_skopeo_keeps_every_digest() {
     let reg = TestRegistry::plain();
@@ -61,9 +37,9 @@ fn pull_push_round_trip_with_skopeo_keeps_every_digest() {
     reg.skopeo_copy_to(&source, "src/app:v1");
     let name = r(&reg, "src/app:v1");
 
-    let out = ok(&d, &creds, &["pull", &name]);
+    let out = d.ok_with_config(&creds, &["pull", &name]);
     assert!(out.contains(&format!("Digest: {manifest}")), "{out}");
-    let listed = ok(&d, &creds, &["images", "--format", "json"]);
+    let listed = d.ok_with_config(&creds, &["images", "--format", "json"]);
     assert!(
         listed.contains(&format!("{}/src/app", reg.host())),
         "{listed}"
@@ -71,9 +47,9 @@ fn pull_push_round_trip_with_skopeo_keeps_every_digest() {
 
     // A second pull of the same image, and one by digest, download no blob.
     let mark = reg.mark();
-    ok(&d, &creds, &["pull", &name]);
+    d.ok_with_config(&creds, &["pull", &name]);
     let by_digest = format!("{}/src/app@{manifest}", reg.host());
-    let out = ok(&d, &creds, &["pull", "-q", &by_digest]);
+    let out = d.ok_with_config(&creds, &["pull", "-q", &by_digest]);
     assert_eq!(out.trim(), by_digest);
     assert_eq!(
         reg.count_since(mark, "GET", "/blobs/"),
@@ -85,9 +61,9 @@ fn pull_push_round_trip_with_skopeo_keeps_every_digest() {
     // Push under another repository: every blob is mounted, none uploaded; skopeo sees the
     // same manifest digest.
     let target = r(&reg, "dst/app:v2");
-    ok(&d, &creds, &["tag", &name, &target]);
+    d.ok_with_config(&creds, &["tag", &name, &target]);
     let mark = reg.mark();
-    let out = ok(&d, &creds, &["push", &target]);
+    let out = d.ok_with_config(&creds, &["push", &target]);
     assert!(out.contains(&format!("v2: digest: {manifest}")), "{out}");
     let uploads = reg.count_since(mark, "PATCH", "/blobs/uploads/")
         + reg.count_since(mark, "PUT", "/blobs/uploads/");
@@ -104,14 +80,14 @@ fn pull_push_round_trip_with_skopeo_keeps_every_digest() {
 
     // Pushed again: every blob is already there.
     let mark = reg.mark();
-    ok(&d, &creds, &["push", &target]);
+    d.ok_with_config(&creds, &["push", &target]);
     assert_eq!(reg.count_since(mark, "POST", "/blobs/uploads/"), 0);
 
     // A fresh store pulls what hyperd pushed and gets the same image ID.
-    let id = ok(&d, &creds, &["images", "-q"]);
-    ok(&d, &creds, &["rmi", &name, &target]);
-    ok(&d, &creds, &["pull", &target]);
-    assert_eq!(ok(&d, &creds, &["images", "-q"]), id);
+    let id = d.ok_with_config(&creds, &["images", "-q"]);
+    d.ok_with_config(&creds, &["rmi", &name, &target]);
+    d.ok_with_config(&creds, &["pull", &target]);
+    assert_eq!(d.ok_with_config(&creds, &["images", "-q"]), id);
 }
 
 #[test]
@@ -129,24 +105,18 @@ fn a_corrupted_blob_is_refused_and_nothing_is_stored() {
     bytes[10] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
 
-    let out = ctl(&d, dir.path(), &["pull", &r(&reg, "bad/app:v1")]);
+    let out = d.run_with_config(dir.path(), &["pull", &r(&reg, "bad/app:v1")]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(layer) && err.contains("not what its digest says"),
         "{err}"
     );
-    assert_eq!(ok(&d, dir.path(), &["images", "-q"]).trim(), "");
+    assert_eq!(d.ok_with_config(dir.path(), &["images", "-q"]).trim(), "");
     // The pull's lease is gone, so what it wrote was collected.
-    let mut left = usize::MAX;
-    for _ in 0..50 {
-        left = blob_files(&d);
-        if left == 0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert_eq!(left, 0);
+    until(5, "collection of the failed pull's blobs", || {
+        d.blob_files().is_empty()
+    });
 }
 
 #[test]
@@ -159,7 +129,7 @@ fn credentials_come_from_docker_config_and_login_writes_them() {
     let name = r(&reg, "priv/app:v1");
 
     let none = dir.path().join("none");
-    let out = ctl(&d, &none, &["pull", &name]);
+    let out = d.run_with_config(&none, &["pull", &name]);
     assert_eq!(
         out.status.code(),
         Some(5),
@@ -169,28 +139,29 @@ fn credentials_come_from_docker_config_and_login_writes_them() {
 
     let with = dir.path().join("with");
     write_docker_config(&with, &reg.host(), "alice", "s3cret");
-    assert!(ok(&d, &with, &["pull", &name]).contains(&manifest));
+    assert!(
+        d.ok_with_config(&with, &["pull", &name])
+            .contains(&manifest)
+    );
 
     // login checks the credential with the registry before writing it.
     let fresh = dir.path().join("fresh");
-    let bad = ctl(
-        &d,
+    let bad = d.run_with_config(
         &fresh,
         &["login", &reg.host(), "-u", "alice", "-p", "wrong"],
     );
     assert_eq!(bad.status.code(), Some(5));
     assert!(!fresh.join("config.json").exists());
-    ok(
-        &d,
+    d.ok_with_config(
         &fresh,
         &["login", &reg.host(), "-u", "alice", "-p", "s3cret"],
     );
     let config = std::fs::read_to_string(fresh.join("config.json")).unwrap();
     assert!(config.contains(&reg.host()), "{config}");
-    ok(&d, &fresh, &["rmi", &name]);
-    ok(&d, &fresh, &["pull", &name]);
-    ok(&d, &fresh, &["logout", &reg.host()]);
-    let out = ctl(&d, &fresh, &["pull", &name]);
+    d.ok_with_config(&fresh, &["rmi", &name]);
+    d.ok_with_config(&fresh, &["pull", &name]);
+    d.ok_with_config(&fresh, &["logout", &reg.host()]);
+    let out = d.run_with_config(&fresh, &["pull", &name]);
     assert_eq!(out.status.code(), Some(5));
 }
 
@@ -204,14 +175,17 @@ fn tls_registries_need_their_ca_in_the_certs_dir() {
     let name = r(&reg, "tls/app:v1");
 
     let without = TestDaemon::start_with_args(&["--certs-dir", p(&certs)]);
-    let out = ctl(&without, dir.path(), &["pull", &name]);
+    let out = without.run_with_config(dir.path(), &["pull", &name]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 
     write_certs_d(&certs, &reg.host(), reg.ca_pem());
     let with = TestDaemon::start_with_args(&["--certs-dir", p(&certs)]);
-    assert!(ok(&with, dir.path(), &["pull", &name]).contains(&manifest));
+    assert!(
+        with.ok_with_config(dir.path(), &["pull", &name])
+            .contains(&manifest)
+    );
 }
 
 #[test]
@@ -223,10 +197,10 @@ fn containerd_pulls_what_hyperd_pushes_and_the_other_way_round() {
     let (source, manifest) = image(dir.path());
     let archive = dir.path().join("app.tar");
     skopeo_copy(&source, &format!("oci-archive:{}:app:v1", p(&archive)));
-    ok(&d, &creds, &["load", "-i", p(&archive)]);
+    d.ok_with_config(&creds, &["load", "-i", p(&archive)]);
     let pushed = r(&reg, "hy/app:v1");
-    ok(&d, &creds, &["tag", "app:v1", &pushed]);
-    ok(&d, &creds, &["push", &pushed]);
+    d.ok_with_config(&creds, &["tag", "app:v1", &pushed]);
+    d.ok_with_config(&creds, &["push", &pushed]);
 
     let containerd = Containerd::start(&dir.path().join("containerd"));
     containerd.ctr(&["content", "fetch", "--plain-http", &pushed]);
@@ -236,9 +210,9 @@ fn containerd_pulls_what_hyperd_pushes_and_the_other_way_round() {
     let from_ctr = r(&reg, "ctr/app:v2");
     containerd.ctr(&["images", "tag", &pushed, &from_ctr]);
     containerd.ctr(&["images", "push", "--plain-http", &from_ctr]);
-    let id = ok(&d, &creds, &["images", "-q"]);
-    ok(&d, &creds, &["rmi", "app:v1", &pushed]);
-    let out = ok(&d, &creds, &["pull", &from_ctr]);
+    let id = d.ok_with_config(&creds, &["images", "-q"]);
+    d.ok_with_config(&creds, &["rmi", "app:v1", &pushed]);
+    let out = d.ok_with_config(&creds, &["pull", &from_ctr]);
     assert!(out.contains(&format!("Digest: {manifest}")), "{out}");
-    assert_eq!(ok(&d, &creds, &["images", "-q"]), id);
+    assert_eq!(d.ok_with_config(&creds, &["images", "-q"]), id);
 }

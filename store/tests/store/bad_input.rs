@@ -1,9 +1,7 @@
 //! Every malformed or hostile archive is refused with an error naming the cause, and the store is
 //! left exactly as it was: no tag, no visible blob, no temp file.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use store::Error;
 use tokio_tar::EntryType;

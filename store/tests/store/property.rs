@@ -2,9 +2,7 @@
 //! nothing; it never panics. Mutations of valid archives, in the spirit of the fuzz target in
 //! `fuzz/`, but small enough to run in CI.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 

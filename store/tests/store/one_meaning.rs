@@ -3,9 +3,7 @@
 //! that is not one, counts that disagree. Each refusal names its cause and leaves the store as
 //! it was (`refused` checks that).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use store::limits::MAX_TAR_METADATA;
 use tokio_tar::{EntryType, Header};

@@ -1,9 +1,7 @@
 //! Referrers through the store's own API: a stray one refused without a trace, the same save
 //! twice the same bytes, and `create_referrer`, the path registry pulls take.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use integration::artifacts::*;
 use store::{Created, Digest, Error, Format, Store, WriteStart};
 

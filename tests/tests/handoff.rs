@@ -11,12 +11,9 @@ use hyperd_proto::v1::image_service_client::ImageServiceClient;
 use hyperd_proto::v1::{LoadFileRequest, LoadOptions, load_file_response};
 use integration::TestDaemon;
 use integration::fixtures::*;
+use integration::tools::p;
 
 const HANDED: &str = "load from a handed-over file started";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Hands `fd` to the daemon's companion socket and returns its one-line answer.
 fn hand_over(d: &TestDaemon, fd: impl AsFd) -> String {
@@ -77,8 +74,8 @@ async fn loads_and_saves_through_a_file_give_what_streaming_gives() {
         std::fs::write(&b, &bytes).unwrap();
         let handed = fd.log().matches(HANDED).count();
         assert_eq!(
-            fd.ok(&["load", "-i", s(&a)]),
-            streamed.ok(&["load", "--no-fd", "-i", s(&b)]),
+            fd.ok(&["load", "-i", p(&a)]),
+            streamed.ok(&["load", "--no-fd", "-i", p(&b)]),
             "{name}"
         );
         assert_eq!(fd.log().matches(HANDED).count(), handed + 1, "{name}");
@@ -93,7 +90,7 @@ async fn loads_and_saves_through_a_file_give_what_streaming_gives() {
     );
     for format in ["oci", "docker"] {
         let save = |d: &TestDaemon, out: &Path, how: &str| {
-            d.ok(&["save", how, "-f", format, "-o", s(out), "big:1", "docker:1"]);
+            d.ok(&["save", how, "-f", format, "-o", p(out), "big:1", "docker:1"]);
             std::fs::read(out).unwrap()
         };
         let handed = save(&fd, &fd.path("x.tar"), "-q");
@@ -148,7 +145,7 @@ async fn a_fifo_is_streamed_and_an_archive_on_another_filesystem_is_copied_all_t
         let (fifo, bytes) = (fifo.clone(), bytes.clone());
         std::thread::spawn(move || std::fs::write(fifo, bytes).unwrap())
     };
-    assert_eq!(d.ok(&["load", "-i", s(&fifo)]), "Loaded image: fifo:1\n");
+    assert_eq!(d.ok(&["load", "-i", p(&fifo)]), "Loaded image: fifo:1\n");
     writer.join().unwrap();
     assert!(!d.log().contains(HANDED));
     // tmpfs to the root's filesystem: no kernel copy across them, so hyperd copies through a
@@ -156,7 +153,7 @@ async fn a_fifo_is_streamed_and_an_archive_on_another_filesystem_is_copied_all_t
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let other = shm.path().join("other.tar");
     std::fs::write(&other, one_image("shm").await).unwrap();
-    assert_eq!(d.ok(&["load", "-i", s(&other)]), "Loaded image: shm:1\n");
+    assert_eq!(d.ok(&["load", "-i", p(&other)]), "Loaded image: shm:1\n");
     assert!(d.log().contains(HANDED));
     assert!(d.ok(&["check"]).contains(" 0 problems"));
 }
@@ -199,7 +196,7 @@ async fn hyperctl_streams_when_hyperd_refuses_the_file_or_has_no_companion_socke
         .map(|_| hand_over(&d, std::fs::File::open(&path).unwrap()))
         .collect();
     assert!(held.iter().all(|t| t.len() == 33), "{held:?}");
-    let out = d.run(&["load", "-i", s(&path)]);
+    let out = d.run(&["load", "-i", p(&path)]);
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -211,7 +208,7 @@ async fn hyperctl_streams_when_hyperd_refuses_the_file_or_has_no_companion_socke
     // An older hyperd has no companion socket: hyperctl streams without a word.
     d.restart();
     std::fs::remove_file(hyperd_proto::fd_socket(&d.socket)).unwrap();
-    let out = d.run(&["load", "-i", s(&path)]);
+    let out = d.run(&["load", "-i", p(&path)]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     assert!(!d.log().contains(HANDED));
@@ -292,7 +289,7 @@ async fn a_file_the_client_cannot_read_is_never_reached_through_hyperd() {
     }
     let out = d
         .ctl()
-        .args(["load", "-i", s(&path)])
+        .args(["load", "-i", p(&path)])
         .uid(65534)
         .gid(65534)
         .output()
