@@ -35,14 +35,13 @@ pub use document::{BlobRef, Document, Entry, own_media_type};
 pub use error::{Error, Result};
 pub use image::{ImageRecord, OCI_INDEX, Platform, document_types, is_index, is_manifest};
 pub use import::Piece;
-pub use oci_spec;
 pub use ops::Removed;
 pub use progress::Progress;
 pub use reference::ImageName;
-pub use referrer::ReferrerRecord;
+pub use referrer::{ReferrerRecord, Referrers};
 pub use store::{
     Began, BlobRead, CheckReport, Content, ContentWrite, Created, Format, ImageGraph, ImageSummary,
-    Images, Inspection, Lease, Leases, LoadedImage, Referrers, SaveItem, SaveJob, Store,
+    Images, Inspection, Lease, Leases, LoadedImage, SaveItem, SaveJob, Store,
     WriteOutcome, WriteStart, Written,
 };
 pub use walk::{Graph, ImageConfig, Source, Visited, Walker};

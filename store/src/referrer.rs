@@ -43,6 +43,15 @@ use serde_json::{Value, json};
 use crate::digest::Digest;
 use crate::image::{OCI_INDEX, is_image_config};
 
+/// Whether what moves (a save, a pull, a push) takes the referrers of its images along.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Referrers {
+    /// The images alone.
+    Omit,
+    /// The images and every referrer that travels with them.
+    Include,
+}
+
 /// What the store remembers of one referrer, keyed by its own digest. A referrer is never an
 /// image: it has no ID and no name, and lives as long as its subject does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

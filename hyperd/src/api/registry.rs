@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use super::convert::non_empty;
 use super::status::registry_status;
 use super::stream::{Answers, answer};
-use crate::registry::{self, BlobState, Event, Events};
+use crate::registry::{self, BlobEvent, BlobState, Event, Events};
 
 /// Events a transfer may make before it waits for the client to take them.
 const EVENTS: usize = 64;
@@ -66,8 +66,8 @@ impl RegistryService for Registries {
             platform: non_empty(req.platform),
             all_platforms: req.all_platforms,
             referrers: match req.referrers {
-                true => registry::Referrers::Include,
-                false => registry::Referrers::Leave,
+                true => store::Referrers::Include,
+                false => store::Referrers::Omit,
             },
         };
         let (store, config) = (self.store.clone(), self.config.clone());
@@ -113,8 +113,8 @@ impl RegistryService for Registries {
                 &req.name,
                 &credential,
                 match req.no_referrers {
-                    true => registry::Referrers::Leave,
-                    false => registry::Referrers::Include,
+                    true => store::Referrers::Omit,
+                    false => store::Referrers::Include,
                 },
                 &events,
             )
@@ -130,8 +130,14 @@ impl RegistryService for Registries {
                 referrers: p.referrers,
             })
         };
-        let updates = updates.map(|e| v1::PushEvent {
-            event: Some(E::Blob(blob(e))),
+        // A push resolves nothing: its events are its blobs'.
+        let updates = updates.filter_map(|e| {
+            std::future::ready(match e {
+                Event::Blob(b) => Some(v1::PushEvent {
+                    event: Some(E::Blob(blob(b))),
+                }),
+                Event::Resolved { .. } => None,
+            })
         });
         Ok(Response::new(answer(
             work,
@@ -175,22 +181,19 @@ fn pull_event(e: Event) -> v1::PullEvent {
                 })
                 .collect(),
         }),
-        Event::Blob { .. } => E::Blob(blob(e)),
+        Event::Blob(b) => E::Blob(blob(b)),
     };
     v1::PullEvent { event: Some(event) }
 }
 
-fn blob(e: Event) -> v1::BlobProgress {
-    let Event::Blob {
+fn blob(e: BlobEvent) -> v1::BlobProgress {
+    let BlobEvent {
         digest,
         state,
         done,
         total,
         from,
-    } = e
-    else {
-        unreachable!("only blob events here")
-    };
+    } = e;
     let state = match state {
         BlobState::Waiting => v1::BlobState::Waiting,
         BlobState::Moving => v1::BlobState::Moving,

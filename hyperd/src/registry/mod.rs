@@ -25,15 +25,6 @@ pub(crate) use login::login;
 pub(crate) use pull::{PullOptions, pull};
 pub(crate) use push::push;
 
-/// Whether a transfer takes the referrers (signatures, SBOMs, attestations) of what it moves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Referrers {
-    /// They come too: a pull stores those the registry lists, a push sends those stored.
-    Include,
-    /// The image alone.
-    Leave,
-}
-
 /// How many blobs one pull or push moves at once.
 const PARALLEL_BLOBS: usize = 3;
 
@@ -85,14 +76,18 @@ pub(crate) enum Event {
         media_type: String,
         blobs: Vec<BlobRef>,
     },
-    Blob {
-        digest: Digest,
-        state: BlobState,
-        done: u64,
-        total: u64,
-        /// The repository a mounted blob came from.
-        from: Option<String>,
-    },
+    Blob(BlobEvent),
+}
+
+/// Where one blob of a transfer stands.
+#[derive(Debug)]
+pub(crate) struct BlobEvent {
+    pub(crate) digest: Digest,
+    pub(crate) state: BlobState,
+    pub(crate) done: u64,
+    pub(crate) total: u64,
+    /// The repository a mounted blob came from.
+    pub(crate) from: Option<String>,
 }
 
 /// Where a transfer reports. A client slow to read misses byte counts, never a state change.
@@ -109,24 +104,24 @@ impl Events {
     }
 
     async fn blob(&self, digest: &Digest, state: BlobState, done: u64, total: u64) {
-        self.send(Event::Blob {
+        self.send(Event::Blob(BlobEvent {
             digest: digest.clone(),
             state,
             done,
             total,
             from: None,
-        })
+        }))
         .await;
     }
 
     fn bytes(&self, digest: &Digest, done: u64, total: u64) {
-        let _ = self.0.try_send(Event::Blob {
+        let _ = self.0.try_send(Event::Blob(BlobEvent {
             digest: digest.clone(),
             state: BlobState::Moving,
             done,
             total,
             from: None,
-        });
+        }));
     }
 }
 

@@ -5,7 +5,9 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt};
 use oci_client::{Reference, RegistryOperation};
-use store::{Began, BlobRef, Created, Digest, Document, ImageName, Platform, Store, WriteStart};
+use store::{
+    Began, BlobRef, Created, Digest, Document, ImageName, Platform, Referrers, Store, WriteStart,
+};
 
 use super::endpoint::Config;
 use super::error::{Error, Result, chain};
@@ -15,7 +17,7 @@ use super::plan::{self, Platforms};
 use super::referrers::{self, Found, Referrer};
 use super::remote::{Fetched, Remote, retry};
 use super::{
-    BlobState, Credential, Event, Events, PARALLEL_BLOBS, Referrers, by_digest, parse_reference,
+    BlobState, Credential, Event, Events, PARALLEL_BLOBS, by_digest, parse_reference,
 };
 
 /// Bytes gathered from the registry before they are handed to the writer in one piece.

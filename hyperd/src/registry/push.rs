@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use oci_client::{Reference, RegistryOperation};
-use store::{BlobRef, Digest, ImageName, ReferrerRecord, Store};
+use store::{BlobRef, Digest, ImageName, ReferrerRecord, Referrers, Store};
 use tokio_util::io::ReaderStream;
 
 use super::endpoint::Config;
@@ -17,7 +17,7 @@ use super::lease::Lease;
 use super::plan;
 use super::referrers;
 use super::remote::{Fetched, Remote};
-use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, Referrers, by_digest};
+use super::{BlobEvent, BlobState, Credential, Event, Events, PARALLEL_BLOBS, by_digest};
 
 /// Repositories a blob is offered for mounting from, at most.
 const MOUNT_TRIES: usize = 3;
@@ -61,7 +61,7 @@ pub(crate) async fn push(
     let mut travelling = Vec::new();
     let records = match referrers {
         Referrers::Include => image.referrers,
-        Referrers::Leave => Vec::new(),
+        Referrers::Omit => Vec::new(),
     };
     for record in records {
         let top = BlobRef {
@@ -186,13 +186,13 @@ async fn send_blob(
     for from in sources.iter().take(MOUNT_TRIES) {
         if remote.mount(repo, from, digest).await {
             events
-                .send(Event::Blob {
+                .send(Event::Blob(BlobEvent {
                     digest: digest.clone(),
                     state: BlobState::Mounted,
                     done: size,
                     total: size,
                     from: Some(from.clone()),
-                })
+                }))
                 .await;
             return Ok(BlobState::Mounted);
         }

@@ -30,7 +30,7 @@ pub use create::Created;
 pub use images::{ImageGraph, ImageSummary, Images, Inspection};
 pub use leases::{Lease, Leases};
 pub use load::LoadedImage;
-pub use save::{Format, Referrers, SaveItem, SaveJob};
+pub use save::{Format, SaveItem, SaveJob};
 pub use write::{Began, ContentWrite, WriteOutcome, WriteStart, Written};
 
 use crate::blob::Blobs;

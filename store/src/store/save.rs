@@ -10,7 +10,7 @@ use crate::image::Platform;
 use crate::meta::Snapshot;
 use crate::ops::{self, Target};
 use crate::progress::Progress;
-use crate::referrer::ReferrerRecord;
+use crate::referrer::{ReferrerRecord, Referrers};
 
 /// What to save and under which name.
 #[derive(Clone, Debug)]
@@ -35,15 +35,6 @@ pub enum Format {
         /// Which manifest of a multi-platform image to write; `None`: the host's.
         platform: Option<Platform>,
     },
-}
-
-/// Whether the referrers of what is saved go with it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Referrers {
-    /// The images alone.
-    Omit,
-    /// The images and every referrer that travels with them.
-    Include,
 }
 
 /// A save whose images are resolved and whose blobs are pinned until it is dropped.
