@@ -264,7 +264,7 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> 
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use redb::ReadableTableMetadata;
 
     use super::*;
@@ -275,14 +275,13 @@ pub(super) mod tests {
         (dir, meta)
     }
 
-    pub(super) fn d(n: u8) -> Digest {
+    pub(crate) fn d(n: u8) -> Digest {
         Digest::of(&[n])
     }
 
-    #[test]
-    fn referenced_blobs_follow_the_committed_records() {
-        let (dir, meta) = open();
-        let rec = |n: u8, blobs: &[u8]| ImageRecord {
+    /// An image record `n` listing these blobs and manifests, by their numbers.
+    pub(crate) fn image(n: u8, blobs: &[u8], manifests: &[u8]) -> ImageRecord {
+        ImageRecord {
             digest: d(n),
             media_type: String::new(),
             size: 0,
@@ -291,9 +290,28 @@ pub(super) mod tests {
             total_size: 0,
             platforms: vec![],
             blobs: blobs.iter().map(|b| d(*b)).collect(),
-            manifests: vec![d(n)],
+            manifests: manifests.iter().map(|m| d(*m)).collect(),
             artifact: false,
-        };
+        }
+    }
+
+    /// A referrer record `n` of `subject`, listing these blobs.
+    pub(crate) fn referrer(n: u8, subject: u8, blobs: &[u8]) -> ReferrerRecord {
+        ReferrerRecord {
+            digest: d(n),
+            media_type: String::new(),
+            size: 0,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+            subject: d(subject),
+            blobs: blobs.iter().map(|b| d(*b)).collect(),
+        }
+    }
+
+    #[test]
+    fn referenced_blobs_follow_the_committed_records() {
+        let (dir, meta) = open();
+        let rec = |n: u8, blobs: &[u8]| image(n, blobs, &[n]);
         let put = |recs: Vec<ImageRecord>| Changes {
             put_images: recs,
             ..Changes::default()
@@ -319,27 +337,8 @@ pub(super) mod tests {
     #[test]
     fn referrers_are_found_by_subject_and_their_blobs_counted() {
         let (_dir, meta) = open();
-        let image = ImageRecord {
-            digest: d(1),
-            media_type: String::new(),
-            size: 0,
-            id: d(1),
-            created: None,
-            total_size: 0,
-            platforms: vec![],
-            blobs: vec![d(1), d(2)],
-            manifests: vec![d(1), d(2)],
-            artifact: false,
-        };
-        let referrer = |n: u8, subject: u8| ReferrerRecord {
-            digest: d(n),
-            media_type: String::new(),
-            size: 0,
-            artifact_type: None,
-            annotations: BTreeMap::new(),
-            subject: d(subject),
-            blobs: vec![d(n), d(50)],
-        };
+        let image = image(1, &[1, 2], &[1, 2]);
+        let referrer = |n: u8, subject: u8| referrer(n, subject, &[n, 50]);
         meta.apply(&Changes {
             put_images: vec![image],
             put_referrers: vec![referrer(10, 1), referrer(11, 2), referrer(12, 10)],

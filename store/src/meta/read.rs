@@ -106,40 +106,20 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::meta::Changes;
-    use crate::meta::tests::{d, open};
+    use crate::meta::tests::{d, image, open};
     use crate::referrer::travelling;
 
     fn referrer(n: u8, subject: u8) -> ReferrerRecord {
-        ReferrerRecord {
-            digest: d(n),
-            media_type: String::new(),
-            size: 0,
-            artifact_type: None,
-            annotations: BTreeMap::new(),
-            subject: d(subject),
-            blobs: vec![d(n)],
-        }
+        crate::meta::tests::referrer(n, subject, &[n])
     }
 
     #[test]
     fn keyed_reads_answer_what_the_snapshot_does() {
         let (_dir, meta) = open();
-        let image = ImageRecord {
-            digest: d(1),
-            media_type: String::new(),
-            size: 0,
-            id: d(1),
-            created: None,
-            total_size: 0,
-            platforms: vec![],
-            blobs: vec![d(1), d(2), d(3)],
-            manifests: vec![d(2), d(3)],
-            artifact: false,
-        };
+        let image = image(1, &[1, 2, 3], &[2, 3]);
         // Referrers of both manifests, one of a referrer, and one of nothing stored.
         let referrers = vec![
             referrer(30, 3),

@@ -162,40 +162,16 @@ impl Images<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::meta::Changes;
-
-    fn d(n: u8) -> Digest {
-        Digest::of(&[n])
-    }
+    use crate::meta::tests::{d, image, referrer};
 
     #[tokio::test]
     async fn blobs_of_and_graph_read_the_records() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
-        let image = ImageRecord {
-            digest: d(1),
-            media_type: String::new(),
-            size: 0,
-            id: d(1),
-            created: None,
-            total_size: 0,
-            platforms: vec![],
-            blobs: vec![d(1), d(2)],
-            manifests: vec![],
-            artifact: false,
-        };
-        let referrer = |n: u8, subject: u8| ReferrerRecord {
-            digest: d(n),
-            media_type: String::new(),
-            size: 0,
-            artifact_type: None,
-            annotations: BTreeMap::new(),
-            subject: d(subject),
-            blobs: vec![d(n), d(50)],
-        };
+        let image = image(1, &[1, 2], &[]);
+        let referrer = |n: u8, subject: u8| referrer(n, subject, &[n, 50]);
         let name: ImageName = "a:1".parse().unwrap();
         let lost: ImageName = "lost:1".parse().unwrap();
         let changes = Changes {
