@@ -80,7 +80,7 @@ pub(crate) enum Event {
 }
 
 /// Where one blob of a transfer stands.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct BlobEvent {
     pub(crate) digest: Digest,
     pub(crate) state: BlobState,

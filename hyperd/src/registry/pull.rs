@@ -16,9 +16,7 @@ use super::lease::Lease;
 use super::plan::{self, Platforms};
 use super::referrers::{self, Found, Referrer};
 use super::remote::{Fetched, Remote, retry};
-use super::{
-    BlobState, Credential, Event, Events, PARALLEL_BLOBS, by_digest, parse_reference,
-};
+use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, by_digest, parse_reference};
 
 /// Bytes gathered from the registry before they are handed to the writer in one piece.
 const PIECE: usize = 1 << 20;
