@@ -47,10 +47,20 @@ fn raw_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<RegistryUnavailable>().is_some() {
         return REGISTRY_UNAVAILABLE;
     }
-    match e.downcast_ref::<Status>().map(Status::code) {
-        Some(Code::NotFound) => NOT_FOUND,
-        Some(Code::Unavailable) => UNREACHABLE,
-        Some(Code::Unauthenticated | Code::PermissionDenied) => REGISTRY_AUTH,
+    let Some(status) = e.downcast_ref::<Status>() else {
+        return FAILURE;
+    };
+    // hyperd's own refusals (a hand-over without credentials, another user's fd token) travel
+    // with the same codes as a registry's, so the reason decides.
+    if matches!(
+        reason_of(status),
+        Some(ErrorReason::RegistryUnauthenticated | ErrorReason::RegistryDenied)
+    ) {
+        return REGISTRY_AUTH;
+    }
+    match status.code() {
+        Code::NotFound => NOT_FOUND,
+        Code::Unavailable => UNREACHABLE,
         _ => FAILURE,
     }
 }
@@ -96,10 +106,118 @@ mod tests {
         assert_eq!(raw_code(&from_registry(lost)), UNREACHABLE);
     }
 
+    #[test]
+    fn only_a_registry_refusal_exits_registry_auth() {
+        for (code, reason) in [
+            (Code::Unauthenticated, ErrorReason::RegistryUnauthenticated),
+            (Code::PermissionDenied, ErrorReason::RegistryDenied),
+        ] {
+            let s = status_with_reason(code, "refused", reason);
+            assert_eq!(raw_code(&from_registry(s)), REGISTRY_AUTH, "{reason:?}");
+        }
+        for reason in [
+            ErrorReason::NoPeerCredentials,
+            ErrorReason::FdTokenOtherUser,
+        ] {
+            let s = status_with_reason(Code::PermissionDenied, "refused", reason);
+            assert_eq!(raw_code(&s.into()), FAILURE, "{reason:?}");
+        }
+        assert_eq!(
+            raw_code(&Status::permission_denied("no reason").into()),
+            FAILURE
+        );
+    }
+
+    /// `code` without its `#[cfg(test)]` items; what follows one (a test-only `use`, a
+    /// `mod tests;`) is production code again.
+    fn without_test_items(code: &str) -> String {
+        const MARK: &str = "#[cfg(test)]";
+        let mut out = String::new();
+        let mut rest = code;
+        while let Some(at) = rest.find(MARK) {
+            out.push_str(&rest[..at]);
+            let item = &rest[at + MARK.len()..];
+            rest = &item[item_len(item)..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The length of the item `code` starts with: to its `;` (`use …;`, `mod tests;`) or to the
+    /// brace closing its body (`mod tests { … }`), strings, chars and comments skipped.
+    fn item_len(code: &str) -> usize {
+        let b = code.as_bytes();
+        let mut depth = 0usize;
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'"' => i = string_end(b, i + 1),
+                b'r' if raw_string_start(b, i) => i = raw_string_end(b, i + 1),
+                b'/' if b.get(i + 1) == Some(&b'/') => {
+                    i += b[i..]
+                        .iter()
+                        .position(|&c| c == b'\n')
+                        .unwrap_or(b.len() - i);
+                }
+                b'\'' if b.get(i + 1) == Some(&b'\\') && b.get(i + 3) == Some(&b'\'') => i += 3,
+                b'\'' if b.get(i + 2) == Some(&b'\'') => i += 2,
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' => depth = depth.saturating_sub(1),
+                b'}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        // `static X: T = T { … };` ends at its semicolon.
+                        let after = &code[i + 1..];
+                        let semicolon = after.trim_start().starts_with(';');
+                        return i
+                            + 1
+                            + if semicolon {
+                                after.find(';').unwrap() + 1
+                            } else {
+                                0
+                            };
+                    }
+                }
+                b';' if depth == 0 => return i + 1,
+                _ => {}
+            }
+            i += 1;
+        }
+        b.len()
+    }
+
+    /// The index of the quote closing a string whose text starts at `i`.
+    fn string_end(b: &[u8], mut i: usize) -> usize {
+        while i < b.len() && b[i] != b'"' {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        i
+    }
+
+    /// True when a raw string (`r"…"`, `r#"…"#`) starts at `i`, not an identifier ending in r.
+    fn raw_string_start(b: &[u8], i: usize) -> bool {
+        let after_ident = i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+        let hashes = b[i + 1..].iter().take_while(|&&c| c == b'#').count();
+        !after_ident && b.get(i + 1 + hashes) == Some(&b'"')
+    }
+
+    /// The index of the last `#` (or quote) closing a raw string whose hashes start at `i`.
+    fn raw_string_end(b: &[u8], i: usize) -> usize {
+        let hashes = b[i..].iter().take_while(|&&c| c == b'#').count();
+        let close: Vec<u8> = std::iter::once(b'"')
+            .chain(std::iter::repeat_n(b'#', hashes))
+            .collect();
+        let text = i + hashes + 1;
+        b[text..]
+            .windows(close.len())
+            .position(|w| w == close)
+            .map_or(b.len(), |at| text + at + close.len() - 1)
+    }
+
     /// Where a status's message is compared or searched in `code` (comments and `#[cfg(test)]`
-    /// code left out): clients decide on reasons, and messages are free to change.
+    /// items left out): clients decide on reasons, and messages are free to change.
     fn message_matches(code: &str) -> Vec<String> {
-        let production = code.split("#[cfg(test)]").next().unwrap_or_default();
+        let production = without_test_items(code);
         let code: String = production
             .lines()
             .map(|l| l.split("//").next().unwrap_or_default())
@@ -161,6 +279,11 @@ mod tests {
             "if \"x\" == status.message() {}",
             "matches!(e.message(), \"x\")",
             "match s.message() { _ => {} }",
+            // After a test-only item, production code again.
+            "#[cfg(test)]\nuse std::fmt;\nfn f() { s.message().contains(\"x\"); }",
+            "#[cfg(test)]\nmod tests;\nfn f() { s.message().contains(\"x\"); }",
+            "#[cfg(test)] mod tests { const B: &str = \"}\"; const R: &str = r#\"{\"#; }\n\
+             fn f() { s.message().contains(\"x\"); }",
         ] {
             assert_eq!(message_matches(matched).len(), 1, "{matched}");
         }
@@ -170,6 +293,7 @@ mod tests {
             "match events.message().await.map_err(from_registry)? { _ => {} }",
             "// s.message().contains(\"in a comment\")",
             "#[cfg(test)] mod tests { fn t() { s.message().contains(\"x\"); } }",
+            "#[cfg(test)]\nfn t() { if c == '{' { s.message().contains(\"x\"); } }",
         ] {
             assert_eq!(message_matches(fine), Vec::<String>::new(), "{fine}");
         }

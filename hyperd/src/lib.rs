@@ -58,16 +58,15 @@ pub async fn run(
     // rustls needs one process-wide crypto provider; reqwest is built without its default one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cancel = CancellationToken::new();
-    let janitor = tokio::spawn(janitor::run(
-        store.clone(),
-        settings.content_write_expiry,
-        cancel.clone(),
-    ));
     let tokens = Arc::new(handoff::Tokens::default());
+    // The services first: a start-up error then leaves no janitor or hand-over server running.
+    let expiry = settings.content_write_expiry;
+    let (routes, health) =
+        api::services(store.clone(), settings, tokens.clone(), cancel.clone()).await?;
+    let janitor = tokio::spawn(janitor::run(store, expiry, cancel.clone()));
     if let Some(l) = fd_listener {
-        tokio::spawn(handoff::serve(l, tokens.clone(), cancel.clone()));
+        tokio::spawn(handoff::serve(l, tokens, cancel.clone()));
     }
-    let (routes, health) = api::services(store, settings, tokens, cancel.clone()).await?;
     let stop = async move {
         shutdown.await;
         tracing::info!("shutting down");

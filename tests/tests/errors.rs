@@ -236,7 +236,12 @@ async fn refusals_carry_their_reason_beside_the_code_and_message() {
         Ok(events) => events.into_inner().message().await.unwrap_err(),
         Err(s) => s,
     };
-    assert_reason(&s, Code::InvalidArgument, "INVALID_REQUEST");
+    assert_reason(&s, Code::InvalidArgument, "INVALID_REFERENCE");
+    assert!(
+        s.message().starts_with("invalid reference \"NOT VALID\""),
+        "{}",
+        s.message()
+    );
 }
 
 /// What hyperctl retries on: a body left out as stored, of a blob the store does not hold.

@@ -274,7 +274,6 @@ async fn feed(
     content: ContentClient,
     tx: tokio::sync::mpsc::Sender<Piece>,
 ) -> anyhow::Result<Walked> {
-    let out = elide::Output::Channel(&tx);
     match (source, elide) {
         (Source::File(mut f, len), Elide::Stored) => {
             let start = f.stream_position().await?;
@@ -289,6 +288,7 @@ async fn feed(
             f.seek(SeekFrom::Start(start)).await?;
             let stored = &stored;
             let contains = |d: String| std::future::ready(Ok(stored.contains(&d)));
+            let out = elide::Output::Channel(&tx);
             Ok(elide::walk(Source::File(f, len), contains, out).await?.0)
         }
         (source, Elide::Stored) => {
@@ -296,7 +296,9 @@ async fn feed(
                 let content = content.clone();
                 async move { Ok(stored(content, vec![d.clone()]).await?.contains(&d)) }
             };
-            Ok(elide::walk(source, ask, out).await?.0)
+            Ok(elide::walk(source, ask, elide::Output::Channel(&tx))
+                .await?
+                .0)
         }
         (mut source, Elide::Nothing) => {
             elide::send_all(&mut source, &tx).await?;

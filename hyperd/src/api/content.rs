@@ -1,6 +1,5 @@
 //! `hyperd.v1.ContentService`: blobs by digest, writes in pieces, leases.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -9,11 +8,12 @@ use hyperd_proto::v1::{self, content_service_server::ContentService};
 use store::limits::MAX_INFO_DIGESTS;
 use store::{Began, BlobRead, Store, WriteOutcome, WriteStart, Written};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::slots::Slots;
 use super::status::{self, to_status};
 use super::stream::{Answers, or_shutdown, until_shutdown};
 use super::{convert, peer_uid};
@@ -33,7 +33,7 @@ pub(crate) struct Content {
     store: Store,
     /// Cancelled at shutdown: reads and writes in flight end with UNAVAILABLE.
     shutdown: CancellationToken,
-    write_slots: Arc<Semaphore>,
+    write_slots: Slots,
     /// A Write stream holding a slot that receives nothing for this long is ended; its write
     /// stays open to resume.
     idle_timeout: Duration,
@@ -44,21 +44,9 @@ impl Content {
         Content {
             store,
             shutdown,
-            write_slots: Arc::new(Semaphore::new(WRITE_SLOTS)),
+            write_slots: Slots::new("write", WRITE_SLOTS),
             idle_timeout,
         }
-    }
-
-    /// Waits for one of the write slots; held until the returned permit drops.
-    async fn write_slot(&self, uid: Option<u32>) -> Result<OwnedSemaphorePermit, Status> {
-        if self.write_slots.available_permits() == 0 {
-            tracing::info!(uid, "write waiting for a free slot");
-        }
-        let slot = async {
-            let permit = self.write_slots.clone().acquire_owned().await;
-            permit.map_err(|_| status::shutting_down())
-        };
-        or_shutdown(&self.shutdown, slot).await
     }
 }
 
@@ -116,7 +104,7 @@ async fn write_stream(
                 None => return Ok(write.pending()),
             },
             () = write.aborted() => {
-                return Err(status::write_aborted("the write was aborted or expired"));
+                return Err(status::write_aborted());
             }
             () = shutdown.cancelled() => return Err(status::shutting_down()),
         };
@@ -187,7 +175,7 @@ impl ContentService for Content {
         req: Request<Streaming<v1::WriteRequest>>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
         let uid = peer_uid(&req);
-        let slot = self.write_slot(uid).await?;
+        let slot = or_shutdown(&self.shutdown, self.write_slots.take(uid)).await?;
         let task = write_stream(
             self.store.clone(),
             req.into_inner(),

@@ -28,13 +28,7 @@ pub(super) async fn load(
     let progress = Progress::default();
     let done = progress.clone();
     let work = async move {
-        if slots.available_permits() == 0 {
-            tracing::info!(uid, "load waiting for a free slot");
-        }
-        let _slot = slots
-            .acquire_owned()
-            .await
-            .map_err(|_| status::shutting_down())?;
+        let _slot = slots.take(uid).await?;
         tracing::info!(
             uid,
             refs = map.len(),

@@ -8,11 +8,11 @@ use futures_util::{Stream, StreamExt};
 use hyperd_proto::CHUNK_SIZE;
 use hyperd_proto::v1::{self, image_service_server::ImageService, load_request::Part};
 use store::{Created, Piece, Removed, Store};
-use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::slots::Slots;
 use super::status::{self, to_status};
 use super::stream::{Answers, or_shutdown};
 use super::{convert, files, peer_uid};
@@ -28,7 +28,7 @@ pub(crate) struct Images {
     pub(super) store: Store,
     /// Cancelled at shutdown: in-flight loads and saves end with UNAVAILABLE.
     pub(super) shutdown: CancellationToken,
-    pub(super) load_slots: Arc<Semaphore>,
+    pub(super) load_slots: Slots,
     load_idle_timeout: Duration,
     /// Files handed over on the companion socket, for LoadFile and SaveFile.
     pub(super) tokens: Arc<Tokens>,
@@ -44,21 +44,10 @@ impl Images {
         Images {
             store,
             shutdown,
-            load_slots: Arc::new(Semaphore::new(LOAD_SLOTS)),
+            load_slots: Slots::new("load", LOAD_SLOTS),
             load_idle_timeout,
             tokens,
         }
-    }
-
-    /// Waits for one of the load slots; held until the returned permit drops.
-    async fn load_slot(&self, uid: Option<u32>) -> Result<SemaphorePermit<'_>, Status> {
-        if self.load_slots.available_permits() == 0 {
-            tracing::info!(uid, "load waiting for a free slot");
-        }
-        self.load_slots
-            .acquire()
-            .await
-            .map_err(|_| status::shutting_down())
     }
 }
 
@@ -126,7 +115,7 @@ impl ImageService for Images {
             }
         };
         let map = convert::ref_map(options.refs)?;
-        let _slot = or_shutdown(&self.shutdown, self.load_slot(uid)).await?;
+        let _slot = or_shutdown(&self.shutdown, self.load_slots.take(uid)).await?;
         tracing::info!(uid, refs = map.len(), "load started");
         let idled = Arc::new(AtomicBool::new(false));
         let pieces = archive_pieces(stream, self.load_idle_timeout, idled.clone());

@@ -42,8 +42,12 @@ pub(crate) fn internal(message: impl Into<String>) -> Status {
 }
 
 /// A content write aborted or expired while its stream was open.
-pub(crate) fn write_aborted(message: impl Into<String>) -> Status {
-    status_with_reason(Code::Aborted, message, R::WriteAborted)
+pub(crate) fn write_aborted() -> Status {
+    status_with_reason(
+        Code::Aborted,
+        "the write was aborted or expired",
+        R::WriteAborted,
+    )
 }
 
 /// A file hand-over asked for by a caller whose credentials hyperd could not read.

@@ -1,5 +1,7 @@
-//! The one driver of server-streamed answers (LoadFile, SaveFile, Pull, Push): the work runs on a
-//! task of its own while its updates go to the client, then its result or an error status.
+//! The driver of the server-streamed answers that report a job's progress (LoadFile, SaveFile,
+//! Pull, Push): the work runs on a task of its own while its updates go to the client, then its
+//! result or an error status. Also the shutdown helpers every call in flight ends by, which
+//! Save (chunks from its export's pipe) and Read (a blob's chunks) use on their own streams.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -50,8 +52,12 @@ where
                 Some(u) = updates.next(), if waiting.is_none() => waiting = Some(u),
             }
         };
+        // Unconstrained: a channel receive counts against the task's coop budget, and a budget
+        // spent in the poll that finished the work would make a queued update look absent.
         let made = waiting.into_iter().chain(std::iter::from_fn(|| {
-            updates.next().now_or_never().flatten()
+            tokio::task::unconstrained(updates.next())
+                .now_or_never()
+                .flatten()
         }));
         for u in made.collect::<Vec<_>>() {
             if tx.send(Ok(u)).await.is_err() {
@@ -107,5 +113,31 @@ pub(crate) async fn or_shutdown<T>(
     tokio::select! {
         r = work => r,
         () = shutdown.cancelled() => Err(status::shutting_down()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Work done with many updates queued: every one goes out, in order, before the result,
+    /// though receiving them all spends more than a task's budget for one poll.
+    #[tokio::test]
+    async fn every_queued_update_goes_before_the_result() {
+        const MADE: u32 = 1000;
+        let (tx, rx) = mpsc::channel(MADE as usize);
+        for n in 0..MADE {
+            tx.try_send(n).unwrap();
+        }
+        let work = async { Ok(MADE) };
+        let answers = answer(
+            work,
+            ReceiverStream::new(rx),
+            CancellationToken::new(),
+            |n| n,
+        );
+        let got: Vec<u32> = answers.map(Result::unwrap).collect().await;
+        assert_eq!(got, (0..=MADE).collect::<Vec<_>>());
+        drop(tx);
     }
 }

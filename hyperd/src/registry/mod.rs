@@ -125,10 +125,15 @@ impl Events {
     }
 }
 
-/// Parses a docker-style reference (`busybox`, `host:5000/a/b:1`, `x/y@sha256:…`).
+/// Parses a docker-style reference (`busybox`, `host:5000/a/b:1`, `x/y@sha256:…`); a bad one is
+/// refused as the store refuses a bad name, so pull, push and tag give it the same reason.
 fn parse_reference(s: &str) -> Result<oci_client::Reference, Error> {
-    s.parse()
-        .map_err(|e| Error::InvalidArgument(format!("invalid reference {s:?}: {e}")))
+    s.parse().map_err(|e: oci_client::ParseError| {
+        Error::Store(store::Error::InvalidReference {
+            reference: s.to_owned(),
+            reason: e.to_string(),
+        })
+    })
 }
 
 /// The manifest `digest` in the repository of `reference`.

@@ -38,7 +38,7 @@ impl Images<'_> {
 
     /// [`Images::load`] from pieces, in which the client may have left out the bodies of
     /// `blobs/sha256/<hex>` entries the store holds. A left-out body anywhere else refuses the
-    /// load; one whose blob is no longer stored is [`crate::Error::Conflict`].
+    /// load; one whose blob is no longer stored is [`crate::Error::LeftOutBlobGone`].
     pub async fn load_pieces<S>(
         self,
         pieces: S,
