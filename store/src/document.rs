@@ -1,6 +1,6 @@
 //! One model of an OCI document: a manifest or an index (OCI or docker), read once with
 //! oci-spec, and what its readers ask of it: the descriptors it lists, the platforms an index
-//! gives them, its subject, artifactType, annotations and media type. Pure: no I/O; the walk
+//! gives them, its subject, artifactType and annotations. Pure: no I/O; the walk
 //! ([`crate::walk`]) fetches documents and checks what they point at.
 
 use std::collections::BTreeMap;
@@ -37,11 +37,10 @@ enum Body {
     Manifest(Box<ImageManifest>),
 }
 
-/// A manifest or index, parsed, under the digest and media type that led to it.
+/// A manifest or index, parsed, under the digest that led to it.
 #[derive(Clone, Debug)]
 pub struct Document {
     digest: Digest,
-    media_type: String,
     body: Body,
 }
 
@@ -69,7 +68,6 @@ impl Document {
         }
         Ok(Document {
             digest: digest.clone(),
-            media_type: media_type.to_owned(),
             body,
         })
     }
@@ -77,11 +75,6 @@ impl Document {
     /// The digest the document was read under.
     pub fn digest(&self) -> &Digest {
         &self.digest
-    }
-
-    /// Its media type, as the descriptor that led to it gives it.
-    pub fn media_type(&self) -> &str {
-        &self.media_type
     }
 
     /// An index (or docker manifest list), as opposed to a manifest.

@@ -3,7 +3,9 @@
 /// Largest JSON document read into memory: index.json, manifest.json, manifests, indexes, configs.
 pub const MAX_JSON: u64 = 4 << 20;
 /// Deepest chain of nested image indexes followed: an index at depth `MAX_INDEX_DEPTH` (the
-/// top-level one is at depth 0) is refused, on import and on export alike.
+/// top-level one is at depth 0) is refused, on import and on export alike. A manifest may be
+/// one deeper (the deepest index allowed lists it); deeper still (a chain of manifests each
+/// listing the next as a layer) it is refused by the walk too.
 pub const MAX_INDEX_DEPTH: usize = 8;
 /// Most tar entries (other than directories) one archive may hold: far above real archives
 /// (thousands of layers, or an air-gap bundle of a whole host), with per-entry bookkeeping of a
@@ -16,7 +18,8 @@ pub const MAX_ENTRY_NAME: usize = 4096;
 /// GNU long names and link names), which the tar reader holds in memory whole. Go's archive/tar
 /// has the same 1 MiB bound on PAX headers.
 pub const MAX_TAR_METADATA: u64 = 1 << 20;
-/// Most descriptors (images, manifests, layers) one archive may name in total.
+/// Most descriptors (images, manifests, layers) one archive may name in total; likewise one
+/// pull, its image and referrers together.
 pub const MAX_DESCRIPTORS: usize = 100_000;
 /// Most symlinks followed when resolving one docker-archive path.
 pub const MAX_LINK_HOPS: usize = 8;

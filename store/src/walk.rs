@@ -5,9 +5,10 @@
 //!
 //! Checks, in the order made: at most [`MAX_DESCRIPTORS`] descriptors per walker, each digest a
 //! sha256 one, each media type an RFC 6838 one, each blob held with the size its descriptor
-//! promises, no index inside itself, indexes nested less than [`MAX_INDEX_DEPTH`] deep, each
-//! document what its descriptor declares (and at most [`crate::limits::MAX_JSON`] bytes, which
-//! the source enforces).
+//! promises, no index inside itself, indexes nested less than [`MAX_INDEX_DEPTH`] deep and
+//! manifests no deeper than that (a manifest whose "layer" is another manifest is a document
+//! like any other), each document read with the size its descriptor promises and what that
+//! descriptor declares (and at most [`crate::limits::MAX_JSON`] bytes, which the source enforces).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -37,6 +38,23 @@ pub trait Source: Send {
     /// A JSON blob held (a manifest, an index; for the store's own sources a config too), read
     /// whole, at most [`crate::limits::MAX_JSON`] bytes.
     fn json(&mut self, digest: &Digest) -> impl Future<Output = Result<Bytes, Self::Error>> + Send;
+}
+
+/// A source lent to a walker stays its owner's.
+impl<S: Source> Source for &mut S {
+    type Error = S::Error;
+    const WHERE: &'static str = S::WHERE;
+
+    fn size(
+        &mut self,
+        blob: &BlobRef,
+    ) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send {
+        S::size(self, blob)
+    }
+
+    fn json(&mut self, digest: &Digest) -> impl Future<Output = Result<Bytes, Self::Error>> + Send {
+        S::json(self, digest)
+    }
 }
 
 /// An image config a manifest points at: what its `diff_ids` must count.
@@ -96,9 +114,10 @@ impl Graph {
     }
 }
 
-/// Walks graphs through one source, counting descriptors across all its walks.
-pub struct Walker<'s, S> {
-    source: &'s mut S,
+/// Walks graphs through one source, counting descriptors across all its walks: an archive's
+/// images, or a pull's image and referrers, share one limit.
+pub struct Walker<S> {
+    source: S,
     descriptors: usize,
 }
 
@@ -112,9 +131,9 @@ struct Walk {
     stack: Vec<Digest>,
 }
 
-impl<'s, S: Source> Walker<'s, S> {
-    /// A walker over `source`.
-    pub fn new(source: &'s mut S) -> Self {
+impl<S: Source> Walker<S> {
+    /// A walker over `source` (owned, or lent as `&mut`).
+    pub fn new(source: S) -> Self {
         Walker {
             source,
             descriptors: 0,
@@ -122,8 +141,8 @@ impl<'s, S: Source> Walker<'s, S> {
     }
 
     /// The source walked, between walks.
-    pub(crate) fn source(&mut self) -> &mut S {
-        self.source
+    pub fn source(&mut self) -> &mut S {
+        &mut self.source
     }
 
     /// The graph under the manifest or index `top` of `media_type`, named in `parent` (as
@@ -169,8 +188,9 @@ impl<'s, S: Source> Walker<'s, S> {
         Box::pin(async move {
             self.descriptors += 1;
             if self.descriptors > MAX_DESCRIPTORS {
+                let held = S::WHERE;
                 return Err(Error::invalid(format!(
-                    "archive names more than {MAX_DESCRIPTORS} descriptors"
+                    "more than {MAX_DESCRIPTORS} descriptors {held}"
                 ))
                 .into());
             }
@@ -204,13 +224,16 @@ impl<'s, S: Source> Walker<'s, S> {
             if !document {
                 return Ok(());
             }
-            if is_index(&media_type) && depth >= MAX_INDEX_DEPTH {
+            too_deep(&digest, &media_type, depth)?;
+            let bytes = self.source.json(&digest).await?;
+            if bytes.len() as u64 != size {
                 return Err(Error::invalid(format!(
-                    "index {digest} is nested more than {MAX_INDEX_DEPTH} deep"
+                    "{digest} in {parent}: descriptor says {size} bytes, but {} were read {}",
+                    bytes.len(),
+                    S::WHERE
                 ))
                 .into());
             }
-            let bytes = self.source.json(&digest).await?;
             let doc = Document::parse(&digest, &media_type, &bytes)?;
             self.descend(&doc, depth, walk).await?;
             if depth == 0 {
@@ -293,131 +316,19 @@ impl<'s, S: Source> Walker<'s, S> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-
-    /// Blobs in memory; `sizes` overrides what a blob's size is said to be.
-    #[derive(Default)]
-    struct Memory {
-        blobs: HashMap<Digest, Bytes>,
-        sizes: HashMap<Digest, u64>,
+/// Refuses a document nested too deep, before it is read: an index at [`MAX_INDEX_DEPTH`], a
+/// manifest below that (what the deepest index allowed lists). Every level costs the walk a
+/// frame, so a chain of manifests each listing the next as a layer must end here too.
+fn too_deep(digest: &Digest, media_type: &str, depth: usize) -> Result<(), Error> {
+    let index = is_index(media_type);
+    if depth < MAX_INDEX_DEPTH || (depth == MAX_INDEX_DEPTH && !index) {
+        return Ok(());
     }
-
-    impl Memory {
-        fn put(&mut self, bytes: &str) -> BlobRef {
-            let digest = Digest::of(bytes.as_bytes());
-            self.blobs
-                .insert(digest.clone(), Bytes::from(bytes.to_owned()));
-            BlobRef {
-                digest,
-                size: bytes.len() as u64,
-            }
-        }
-    }
-
-    impl Source for Memory {
-        type Error = Error;
-        const WHERE: &'static str = "in memory";
-
-        async fn size(&mut self, blob: &BlobRef) -> Result<Option<u64>, Error> {
-            let held = self.blobs.get(&blob.digest).map(|b| b.len() as u64);
-            Ok(self.sizes.get(&blob.digest).copied().or(held))
-        }
-
-        async fn json(&mut self, digest: &Digest) -> Result<Bytes, Error> {
-            Ok(self.blobs[digest].clone())
-        }
-    }
-
-    fn desc(media_type: &str, b: &BlobRef) -> String {
-        format!(
-            r#"{{"mediaType":"{media_type}","digest":"{}","size":{}}}"#,
-            b.digest, b.size
-        )
-    }
-
-    /// An index of one image manifest: the source, the index and the manifest.
-    fn image(source: &mut Memory) -> (BlobRef, BlobRef) {
-        let config = source.put(r#"{"rootfs":{"diff_ids":["x"]}}"#);
-        let layer = source.put("layer");
-        let manifest = source.put(&format!(
-            r#"{{"schemaVersion":2,"config":{},"layers":[{}]}}"#,
-            desc(CONFIG, &config),
-            desc("application/vnd.oci.image.layer.v1.tar", &layer)
-        ));
-        let index = source.put(&format!(
-            r#"{{"schemaVersion":2,"manifests":[{}]}}"#,
-            desc(MANIFEST, &manifest)
-        ));
-        (index, manifest)
-    }
-
-    #[tokio::test]
-    async fn a_walk_lists_documents_top_first_then_the_leaves() {
-        let mut source = Memory::default();
-        let (index, manifest) = image(&mut source);
-        let mut walker = Walker::new(&mut source);
-        let graph = walker.walk_document(&index, INDEX, "test").await.unwrap();
-        let documents: Vec<&Digest> = graph.documents.iter().map(|d| &d.digest).collect();
-        assert_eq!(documents, [&index.digest, &manifest.digest]);
-        assert_eq!(graph.blobs.len(), 4);
-        assert_eq!(graph.leaves().len(), 2);
-        assert!(graph.nested_index().is_none());
-        assert_eq!(graph.configs[0].manifest, manifest.digest);
-        assert_eq!(graph.configs[0].layers, 1);
-        assert!(graph.top.is_some_and(|t| t.is_index()));
-        let refused = walker.walk_document(&index, "text/plain", "test").await;
-        assert!(refused.unwrap_err().to_string().contains("neither"));
-    }
-
-    #[tokio::test]
-    async fn a_blob_of_another_size_or_an_absent_one_is_refused() {
-        let mut source = Memory::default();
-        let (index, manifest) = image(&mut source);
-        source.sizes.insert(manifest.digest.clone(), 1);
-        let e = Walker::new(&mut source)
-            .walk_document(&index, INDEX, "test")
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("descriptor says"), "{e}");
-        source.blobs.remove(&manifest.digest);
-        source.sizes.clear();
-        let e = Walker::new(&mut source)
-            .walk_document(&index, INDEX, "test")
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("is not in memory"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn an_index_inside_itself_is_refused() {
-        // Content addressing makes a cycle impossible to build honestly; a source can lie.
-        let mut source = Memory::default();
-        let fake = Digest::of(b"fake");
-        let listing = |size: usize| {
-            format!(
-                r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{INDEX}","digest":"{fake}","size":{size}}}]}}"#
-            )
-        };
-        let size = listing(0).len() + 2;
-        let own = listing(size);
-        assert_eq!(own.len(), size);
-        source.blobs.insert(fake.clone(), Bytes::from(own));
-        let top = BlobRef {
-            digest: fake,
-            size: size as u64,
-        };
-        let e = Walker::new(&mut source)
-            .walk_document(&top, INDEX, "test")
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("refers to itself"), "{e}");
-    }
+    let what = if index { "index" } else { "manifest" };
+    Err(Error::invalid(format!(
+        "{what} {digest} is nested more than {MAX_INDEX_DEPTH} deep"
+    )))
 }
+
+#[cfg(test)]
+mod tests;

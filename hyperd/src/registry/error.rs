@@ -77,6 +77,16 @@ impl Error {
         Error::unavailable(format!("{what} at {host}: {cause}"))
     }
 
+    /// A document from a registry that the store's checks refuse, in `context` ("manifest X
+    /// from host"): the check's own words, not a store error's "invalid archive:" (no archive
+    /// came).
+    pub(super) fn bad_document(context: &str, e: store::Error) -> Self {
+        match e {
+            store::Error::InvalidArchive(why) => Error::BadRemote(format!("{context}: {why}")),
+            e => Error::BadRemote(format!("{context}: {e}")),
+        }
+    }
+
     /// A registry's answer with an error status.
     pub(super) fn status(host: &str, what: &str, code: u16, detail: &str) -> Self {
         let message = format!("{what} at {host}: {code} {detail}");

@@ -6,9 +6,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use oci_client::Reference;
-use store::limits::MAX_JSON;
-use store::{BlobRef, Digest, Graph, ImageName, Source, Store, Walker};
-use tokio::io::AsyncReadExt;
+use store::{BlobRef, Digest, Document, Graph, ImageName, Source, Store, Walker, is_index};
 
 use super::by_digest;
 use super::error::{Error, Result};
@@ -51,39 +49,76 @@ impl Source for Registry<'_> {
     }
 }
 
-/// The graph under `top`, a manifest or index the registry sent for `repo`.
-pub(super) async fn from_registry(
-    remote: &Remote,
-    repo: &Reference,
-    top: Fetched,
-) -> Result<Walked> {
-    let host = remote.host();
-    let blob = BlobRef {
-        digest: top.digest.clone(),
-        size: top.bytes.len() as u64,
-    };
-    let mut source = Registry {
-        remote,
-        repo,
-        read: HashMap::from([(top.digest, top.bytes)]),
-    };
-    let graph = Walker::new(&mut source)
-        .walk_document(&blob, &top.media_type, "the reference")
-        .await
-        .map_err(|e| match e {
-            // What the walk refuses, the registry sent.
-            Error::Store(store::Error::InvalidArchive(m)) => {
-                Error::BadRemote(format!("{} from {host}: {m}", repo.whole()))
-            }
-            e => e,
-        })?;
-    if let Some(nested) = graph.nested_index() {
-        return Err(Error::BadRemote(format!(
-            "manifest {} from {host}: an index inside an index, which pulls do not follow",
-            nested.digest
-        )));
+/// A pull's walks of what a registry serves, through one walker: the descriptor limit counts
+/// the image and its referrers together, and no document is fetched twice.
+pub(super) struct Pulling<'a>(Walker<Registry<'a>>);
+
+impl<'a> Pulling<'a> {
+    pub(super) fn new(remote: &'a Remote, repo: &'a Reference) -> Self {
+        Pulling(Walker::new(Registry {
+            remote,
+            repo,
+            read: HashMap::new(),
+        }))
     }
-    Ok(walked(graph, source.read))
+
+    /// The graph under `top`, a manifest or index the registry sent for the pull's reference.
+    pub(super) async fn walk(&mut self, top: Fetched) -> Result<Walked> {
+        let (remote, repo) = {
+            let source = self.0.source();
+            (source.remote, source.repo)
+        };
+        let host = remote.host();
+        refuse_nested(remote, &top)?;
+        let blob = BlobRef {
+            digest: top.digest.clone(),
+            size: top.bytes.len() as u64,
+        };
+        self.0.source().read.insert(top.digest, top.bytes);
+        let graph = self
+            .0
+            .walk_document(&blob, &top.media_type, "the reference")
+            .await
+            .map_err(|e| match e {
+                // What the walk refuses, the registry sent.
+                Error::Store(e @ store::Error::InvalidArchive(_)) => {
+                    Error::bad_document(&format!("{} from {host}", repo.whole()), e)
+                }
+                e => e,
+            })?;
+        // Only reachable through a manifest that lists an index as a layer or config.
+        if let Some(nested) = graph.nested_index() {
+            return Err(nested_index(remote, &nested.digest));
+        }
+        Ok(walked(graph, &self.0.source().read))
+    }
+}
+
+/// An index that lists an index, refused from its own listing before anything it lists is
+/// fetched.
+fn refuse_nested(remote: &Remote, top: &Fetched) -> Result<()> {
+    if !is_index(&top.media_type) {
+        return Ok(());
+    }
+    let entries = Document::parse(&top.digest, &top.media_type, &top.bytes)
+        .and_then(|index| index.entries())
+        .map_err(|e| {
+            Error::bad_document(
+                &format!("manifest {} from {}", top.digest, remote.host()),
+                e,
+            )
+        })?;
+    match entries.iter().find(|e| is_index(&e.media_type)) {
+        Some(nested) => Err(nested_index(remote, &nested.blob.digest)),
+        None => Ok(()),
+    }
+}
+
+fn nested_index(remote: &Remote, digest: &Digest) -> Error {
+    Error::BadRemote(format!(
+        "manifest {digest} from {}: an index inside an index, which pulls do not follow",
+        remote.host()
+    ))
 }
 
 /// Documents read from the store's blobs, blob sizes from their files.
@@ -109,7 +144,7 @@ impl Source for Stored<'_> {
         if let Some(bytes) = self.read.get(digest) {
             return Ok(bytes.clone());
         }
-        let bytes = read_json(self.store, digest).await?;
+        let bytes = Bytes::from(self.store.content().read_json(digest).await?);
         self.read.insert(digest.clone(), bytes.clone());
         Ok(bytes)
     }
@@ -139,40 +174,23 @@ pub(super) async fn from_store(
             "{name} holds an index inside its index, which push does not send"
         )));
     }
-    Ok(walked(graph, source.read))
+    Ok(walked(graph, &source.read))
 }
 
 /// The graph's documents with the bytes the walk read, and its other blobs.
-fn walked(graph: Graph, mut read: HashMap<Digest, Bytes>) -> Walked {
+fn walked(graph: Graph, read: &HashMap<Digest, Bytes>) -> Walked {
     let blobs = graph.leaves();
     let documents = graph
         .documents
         .into_iter()
         .map(|d| Fetched {
             bytes: read
-                .remove(&d.digest)
-                .expect("the walk read every document"),
+                .get(&d.digest)
+                .expect("the walk read every document")
+                .clone(),
             digest: d.digest,
             media_type: d.media_type,
         })
         .collect();
     Walked { documents, blobs }
-}
-
-async fn read_json(store: &Store, digest: &Digest) -> Result<Bytes> {
-    let store::BlobRead { file, len } = store.content().read_blob(digest, 0, 0).await?;
-    if len > MAX_JSON {
-        return Err(Error::Store(store::Error::Corrupt(format!(
-            "manifest {digest} is {len} bytes, over the {MAX_JSON}-byte limit"
-        ))));
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(len)
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| store::Error::Io {
-            context: format!("reading blob {digest}"),
-            source: e,
-        })?;
-    Ok(Bytes::from(bytes))
 }

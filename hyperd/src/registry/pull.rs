@@ -11,7 +11,7 @@ use store::{
 
 use super::endpoint::Config;
 use super::error::{Error, Result, chain};
-use super::graph::{self, Walked};
+use super::graph::{Pulling, Walked};
 use super::lease::Lease;
 use super::plan::{self, Platforms};
 use super::referrers::{self, Found, Referrer};
@@ -83,10 +83,11 @@ pub(crate) async fn pull(
         RegistryOperation::Pull,
     )
     .await?;
-    let mut plan = resolve(&remote, &reference, &platforms).await?;
+    let mut walks = Pulling::new(&remote, &reference);
+    let mut plan = resolve(&remote, &reference, &platforms, &mut walks).await?;
     if opts.referrers == Referrers::Include {
         let subjects: Vec<Digest> = plan.documents.iter().map(|d| d.digest.clone()).collect();
-        plan.add(referrers::discover(&remote, &reference, &subjects).await?);
+        plan.add(referrers::discover(&remote, &reference, &subjects, &mut walks).await?);
     }
     events.send(plan.resolved()).await;
     let lease = Lease::create(store).await?;
@@ -165,14 +166,19 @@ async fn store_referrers(store: &Store, referrers: &[Referrer]) -> Result<u32> {
 }
 
 /// Reads the reference's manifest or index and, for an index, the manifests it needs.
-async fn resolve(remote: &Remote, reference: &Reference, platforms: &Platforms) -> Result<Wanted> {
+async fn resolve(
+    remote: &Remote,
+    reference: &Reference,
+    platforms: &Platforms,
+    walks: &mut Pulling<'_>,
+) -> Result<Wanted> {
     let mut top = remote.manifest(reference).await?;
     if let Platforms::One(wanted) = platforms
         && store::is_index(&top.media_type)
     {
         let entries = Document::parse(&top.digest, &top.media_type, &top.bytes)
             .and_then(|index| index.entries())
-            .map_err(|e| bad(remote, &top, &e.to_string()))?;
+            .map_err(|e| Error::bad_document(&sent(remote, &top), e))?;
         let child = plan::choose(&entries, wanted).ok_or_else(|| {
             let offered: Vec<String> = entries
                 .iter()
@@ -188,6 +194,11 @@ async fn resolve(remote: &Remote, reference: &Reference, platforms: &Platforms) 
         top = remote
             .manifest(&by_digest(reference, &child.blob.digest))
             .await?;
+        let (promised, came) = (child.blob.size, top.bytes.len());
+        if came as u64 != promised {
+            let why = format!("the index says {promised} bytes, but {came} came");
+            return Err(bad(remote, &top, &why));
+        }
         if store::is_index(&top.media_type) {
             return Err(bad(
                 remote,
@@ -197,7 +208,7 @@ async fn resolve(remote: &Remote, reference: &Reference, platforms: &Platforms) 
         }
     }
     let (digest, media_type) = (top.digest.clone(), top.media_type.clone());
-    let Walked { documents, blobs } = graph::from_registry(remote, reference, top).await?;
+    let Walked { documents, blobs } = walks.walk(top).await?;
     Ok(Wanted {
         top: digest,
         media_type,
@@ -208,11 +219,12 @@ async fn resolve(remote: &Remote, reference: &Reference, platforms: &Platforms) 
 }
 
 fn bad(remote: &Remote, doc: &Fetched, why: &str) -> Error {
-    Error::BadRemote(format!(
-        "manifest {} from {}: {why}",
-        doc.digest,
-        remote.host()
-    ))
+    Error::BadRemote(format!("{}: {why}", sent(remote, doc)))
+}
+
+/// Where a document came from, as messages say it.
+fn sent(remote: &Remote, doc: &Fetched) -> String {
+    format!("manifest {} from {}", doc.digest, remote.host())
 }
 
 /// Writes every document and blob the store lacks.

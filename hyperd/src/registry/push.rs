@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use oci_client::{Reference, RegistryOperation};
-use store::{BlobRef, Digest, ImageName, ReferrerRecord, Referrers, Store};
+use store::{BlobRef, Digest, ImageGraph, ImageName, ReferrerRecord, Referrers, Store};
 use tokio_util::io::ReaderStream;
 
 use super::endpoint::Config;
@@ -47,9 +47,25 @@ pub(crate) async fn push(
     events: &Events,
 ) -> Result<Pushed> {
     let name: ImageName = name.parse()?;
-    let image = store.images().inspect(&name.full()).await?;
+    // From metadata alone: nothing is read from the store before the lease holds it.
+    let ImageGraph {
+        record,
+        referrers: with,
+    } = store.images().graph(&name)?;
+    let along = match referrers {
+        Referrers::Include => with,
+        Referrers::Omit => Vec::new(),
+    };
     let reference = Reference::from(&name);
-    let record = &image.record;
+    // What is read from the store stays in it until the push ends, whatever `rmi` runs.
+    let lease = Lease::create(store).await?;
+    let held: Vec<Digest> = record
+        .blobs
+        .iter()
+        .chain(along.iter().flat_map(|r| &r.blobs))
+        .cloned()
+        .collect();
+    store.leases().hold_blobs(lease.id(), &held).await?;
     let top = BlobRef {
         digest: record.digest.clone(),
         size: record.size,
@@ -59,11 +75,7 @@ pub(crate) async fn push(
         mut blobs,
     } = graph::from_store(store, &name, &top, &record.media_type).await?;
     let mut travelling = Vec::new();
-    let records = match referrers {
-        Referrers::Include => image.referrers,
-        Referrers::Omit => Vec::new(),
-    };
-    for record in records {
+    for record in along {
         let top = BlobRef {
             digest: record.digest.clone(),
             size: record.size,
@@ -76,16 +88,6 @@ pub(crate) async fn push(
         });
     }
     let blobs = plan::unique(blobs);
-    // What is read from the store stays in it until the push ends, whatever `rmi` runs.
-    let lease = Lease::create(store).await?;
-    let held: Vec<Digest> = documents
-        .iter()
-        .chain(travelling.iter().flat_map(|t| &t.documents))
-        .map(|d| &d.digest)
-        .chain(blobs.iter().map(|b| &b.digest))
-        .cloned()
-        .collect();
-    store.leases().hold_blobs(lease.id(), &held).await?;
     let remote = Remote::connect(config, &reference, credential, RegistryOperation::Push).await?;
     let outcomes = send_blobs(store, &remote, &reference, &blobs, events).await?;
     send_documents(&remote, &reference, &documents).await?;
@@ -99,11 +101,11 @@ pub(crate) async fn push(
     referrers::publish(&remote, &reference, &records).await?;
     lease.release().await;
     let count = |s: BlobState| outcomes.iter().filter(|o| **o == s).count() as u32;
-    tracing::info!(name = %name.full(), digest = %image.record.digest, "pushed");
+    tracing::info!(name = %name.full(), digest = %record.digest, "pushed");
     Ok(Pushed {
         name,
-        digest: image.record.digest,
-        size: image.manifest.len() as u64,
+        digest: record.digest,
+        size: record.size,
         uploaded: count(BlobState::Done),
         mounted: count(BlobState::Mounted),
         present: count(BlobState::Present),
@@ -160,7 +162,13 @@ async fn mount_sources(store: &Store, target: &Reference) -> Result<HashMap<Dige
         if name.registry() != target.registry() || name.repository() == target.repository() {
             continue;
         }
-        for digest in store.images().blobs_of(&image.digest)? {
+        let blobs = match store.images().blobs_of(&image.digest) {
+            Ok(blobs) => blobs,
+            // Removed since the listing (an unrelated `rmi`): it offers nothing to mount.
+            Err(store::Error::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for digest in blobs {
             let repos = sources.entry(digest).or_default();
             if !repos.iter().any(|x| x == name.repository()) {
                 repos.push(name.repository().to_owned());

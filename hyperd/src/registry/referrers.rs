@@ -15,7 +15,7 @@ use store::{BlobRef, Digest, Document, Entry, OCI_INDEX, ReferrerRecord};
 
 use super::by_digest;
 use super::error::{Error, Result};
-use super::graph;
+use super::graph::Pulling;
 use super::remote::{Fetched, Remote, read_limited, refusal, retry};
 
 /// Referrers one pull follows, at most: a registry could list them without end.
@@ -45,6 +45,7 @@ pub(super) async fn discover(
     remote: &Remote,
     repo: &Reference,
     subjects: &[Digest],
+    walks: &mut Pulling<'_>,
 ) -> Result<Found> {
     let mut found = Found::default();
     let mut seen: HashSet<Digest> = subjects.iter().cloned().collect();
@@ -72,7 +73,7 @@ pub(super) async fn discover(
                 digest: digest.clone(),
                 media_type: manifest.media_type.clone(),
             });
-            let walked = graph::from_registry(remote, repo, manifest).await?;
+            let walked = walks.walk(manifest).await?;
             found.documents.extend(walked.documents);
             found.blobs.extend(walked.blobs);
             queue.push_back(digest);
@@ -187,10 +188,8 @@ async fn api(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<Opti
         match listing(&Digest::of(&bytes), OCI_INDEX, &bytes) {
             Ok(entries) => listed.extend(entries),
             Err(why) => {
-                return Err(Error::BadRemote(format!(
-                    "{what} at {}: {why}",
-                    remote.host()
-                )));
+                let context = format!("{what} at {}", remote.host());
+                return Err(Error::bad_document(&context, why));
             }
         }
         match next {

@@ -135,8 +135,7 @@ async fn pick_manifest(
             }
             continue;
         }
-        if let Some(p) = m.platform() {
-            let offer = Platform::from_oci(p);
+        if let Some(offer) = m.platform().as_ref().and_then(Platform::of_descriptor) {
             // A buildx attestation (unknown/unknown) describes an image and is none.
             if offer.is_unknown() {
                 continue;

@@ -77,7 +77,7 @@ pub(crate) async fn image<S: Source<Error = Error>>(
     source: &mut S,
     desc: &Descriptor,
 ) -> Result<Found> {
-    let graph = Walker::new(source).walk(desc, "the request").await?;
+    let graph = Walker::new(&mut *source).walk(desc, "the request").await?;
     found(source, desc, graph).await
 }
 

@@ -43,6 +43,13 @@ impl Content<'_> {
             .expect("blob size thread panicked")
     }
 
+    /// A stored JSON document (manifest, index, config) read whole, at most
+    /// [`crate::limits::MAX_JSON`] bytes, and checked against its digest: [`Error::Corrupt`]
+    /// when it is over that, missing, or no longer what its digest names.
+    pub async fn read_json(self, digest: &Digest) -> Result<Vec<u8>> {
+        self.0.inner.blobs.read_json(digest).await
+    }
+
     /// The blob `digest`, positioned at `offset`, and how many bytes from there to read
     /// (`length` 0: to the end).
     pub async fn read_blob(self, digest: &Digest, offset: u64, length: u64) -> Result<BlobRead> {

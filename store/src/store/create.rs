@@ -3,6 +3,7 @@
 //! an archive's, then committed in one transaction.
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 
 use super::Images;
 use super::load::LoadedImage;
@@ -225,7 +226,9 @@ fn walk(source: &mut Stored, digest: &Digest, media_type: Option<String>) -> Res
         size,
     };
     let desc = document::descriptor(&top, &media_type)?;
-    tokio::runtime::Handle::current().block_on(import::image(source, &desc))
+    import::image(source, &desc)
+        .now_or_never()
+        .expect("a stored source answers at once")
 }
 
 fn own_type(source: &Stored, digest: &Digest) -> Result<String> {

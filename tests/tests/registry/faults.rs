@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use integration::TestDaemon;
 use integration::fake_registry::{FakeRegistry, Fault};
-use integration::fixtures::{Image, noise_image, sha};
+use integration::fixtures::{Image, index_json, noise_image, sha};
 
 /// How many times hyperd tries a request that keeps failing transiently.
 const ATTEMPTS: usize = 3;
@@ -47,10 +47,17 @@ fn manifest_path() -> String {
 
 /// `hyperctl pull <registry>/app:v1`, with no credentials.
 fn pull(d: &TestDaemon, reg: &FakeRegistry) -> Output {
+    pull_with(d, reg, &[])
+}
+
+/// `hyperctl pull <options> <registry>/app:v1`, with no credentials.
+fn pull_with(d: &TestDaemon, reg: &FakeRegistry, options: &[&str]) -> Output {
     let none = d.path("docker-config");
     d.ctl()
         .env("DOCKER_CONFIG", &none)
-        .args(["pull", &format!("{}/app:v1", reg.host())])
+        .arg("pull")
+        .args(options)
+        .arg(format!("{}/app:v1", reg.host()))
         .stdin(std::process::Stdio::null())
         .output()
         .expect("running hyperctl")
@@ -67,7 +74,11 @@ fn pull_succeeds(d: &TestDaemon, reg: &FakeRegistry) {
 }
 
 fn pull_fails(d: &TestDaemon, reg: &FakeRegistry, code: i32) -> String {
-    let out = pull(d, reg);
+    pull_with_fails(d, reg, &[], code)
+}
+
+fn pull_with_fails(d: &TestDaemon, reg: &FakeRegistry, options: &[&str], code: i32) -> String {
+    let out = pull_with(d, reg, options);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
         out.status.code(),
@@ -122,6 +133,48 @@ fn bytes_that_do_not_match_their_digest_are_refused_at_once() {
     assert!(err.contains(&sent) && err.contains(&promised), "{err}");
     assert!(err.contains("Docker-Content-Digest"), "{err}");
     assert_eq!(reg.count("GET", &manifest_path()), 1);
+}
+
+/// An index that lists an index is refused from its own listing: the nested one is never
+/// fetched.
+#[test]
+fn an_index_inside_an_index_is_refused_before_it_is_fetched() {
+    let img = image("nested", 16);
+    let inner = index_json(vec![img.descriptor(&[])]);
+    let (reg, d) = serve(&img, "2");
+    let nested = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": sha(&inner),
+        "size": inner.len(),
+    });
+    reg.put_manifest("app", "v1", &index_json(vec![nested]));
+    reg.put_manifest("app", &sha(&inner), &inner);
+    let err = pull_with_fails(&d, &reg, &["-a"], FAILURE);
+    assert!(
+        err.contains(&sha(&inner)) && err.contains("an index inside an index"),
+        "{err}"
+    );
+    let inner_path = FakeRegistry::manifest_path("app", &sha(&inner));
+    assert_eq!(reg.count("GET", &inner_path), 0);
+}
+
+/// A manifest of another size than the index's descriptor says is the registry's fault,
+/// whether the pull walks the whole index or picks one platform from it.
+#[test]
+fn a_manifest_of_another_size_than_its_descriptor_is_refused() {
+    let img = image("sized", 16);
+    let mut longer = img.descriptor(&[]);
+    longer["size"] = serde_json::json!(img.manifest.len() + 1);
+    longer["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
+    for options in [&["-a"][..], &["--platform", "linux/amd64"]] {
+        let (reg, d) = serve(&img, "2");
+        reg.put_manifest("app", "v1", &index_json(vec![longer.clone()]));
+        let err = pull_with_fails(&d, &reg, options, FAILURE);
+        assert!(
+            err.contains(&sha(&img.manifest)) && err.contains("bytes"),
+            "{options:?}: {err}"
+        );
+    }
 }
 
 #[test]
