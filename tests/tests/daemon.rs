@@ -46,6 +46,7 @@ fn socket_is_0660_and_root_0700() {
 
 /// A `hyperctl load` from stdin that has sent half of `archive` and waits for the rest.
 fn half_a_load(d: &TestDaemon, archive: &[u8]) -> (std::process::Child, std::process::ChildStdin) {
+    let started = d.log().matches("load started").count();
     let mut child = d
         .ctl()
         .args(["load"])
@@ -58,7 +59,7 @@ fn half_a_load(d: &TestDaemon, archive: &[u8]) -> (std::process::Child, std::pro
     stdin.write_all(&archive[..archive.len() / 2]).unwrap();
     stdin.flush().unwrap();
     until(10, "hyperd starting the load", || {
-        d.log().contains("load started")
+        d.log().matches("load started").count() > started
     });
     (child, stdin)
 }
