@@ -1,5 +1,5 @@
 //! Test support: archive fixtures, a real `hyperd` on a temporary socket and root, and a real
-//! registry on a free port, and a fake one that misbehaves on demand.
+//! registry on a free port, a fake one that misbehaves on demand, and a second local user.
 
 pub mod artifacts;
 pub mod daemon;
@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod python;
 pub mod registry;
 pub mod tools;
+pub mod users;
 pub mod wait;
 
 pub use daemon::{TestDaemon, bin};
