@@ -71,7 +71,10 @@ impl OtherUser {
     /// hyperd's socket directory allows: test directories are private to root by default.
     pub fn may_traverse(&self, dir: &Path) {
         use std::os::unix::fs::PermissionsExt;
-        for d in dir.ancestors().filter(|d| d.starts_with(std::env::temp_dir())) {
+        for d in dir
+            .ancestors()
+            .filter(|d| d.starts_with(std::env::temp_dir()))
+        {
             let mode = std::fs::metadata(d).unwrap().permissions().mode();
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o011)).unwrap();
         }
