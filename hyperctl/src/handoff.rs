@@ -105,6 +105,11 @@ fn hand_over(socket: &Path, file: &File) -> anyhow::Result<Option<String>> {
         // An older hyperd, or one whose companion socket is not reachable from here.
         Err(_) => return Ok(None),
     };
+    // Refused outright rather than streamed: whoever serves this socket is not to be sent the
+    // file's bytes either.
+    let server = rustix::net::sockopt::socket_peercred(&conn)
+        .with_context(|| format!("reading who serves {}", path.display()))?;
+    crate::peer::check(server.uid.as_raw(), &path, "a file descriptor")?;
     conn.set_read_timeout(Some(ANSWER_TIMEOUT))?;
     let fds = [file.as_fd()];
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];

@@ -6,6 +6,7 @@ mod credentials;
 mod elide;
 mod exit;
 mod handoff;
+mod peer;
 mod progress;
 mod transfer;
 
@@ -23,8 +24,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: cli::Cli) -> ExitCode {
-    let socket = cli.socket.unwrap_or_else(hyperd_proto::default_socket);
-    match cmd::run(cli.command, &socket).await {
+    match cmd::run(cli.command, cli.socket).await {
         Ok(code) => code,
         Err(e) => ExitCode::from(exit::report(&e)),
     }

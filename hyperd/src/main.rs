@@ -10,11 +10,12 @@ use tokio::signal::unix::{SignalKind, signal};
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// Store root directory [default: /var/lib/hyperd as root, else $XDG_DATA_HOME/hyperd]
+    /// Store root directory [default: /var/lib/hyperd as root, else $XDG_DATA_HOME/hyperd or
+    /// ~/.local/share/hyperd]
     #[arg(long, env = "HYPERD_ROOT")]
     root: Option<PathBuf>,
     /// Unix socket to listen on [default: /run/hyperd/hyperd.sock as root, else
-    /// $XDG_RUNTIME_DIR/hyperd.sock]
+    /// $XDG_RUNTIME_DIR/hyperd.sock; without XDG_RUNTIME_DIR there is no default]
     #[arg(long, env = "HYPERD_SOCKET")]
     socket: Option<PathBuf>,
     /// Group (name or ID) that owns the socket (mode 0660), so that its members may use hyperd
@@ -72,8 +73,14 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     init_tracing();
-    let root = args.root.unwrap_or_else(hyperd::default_root);
-    let socket = args.socket.unwrap_or_else(hyperd_proto::default_socket);
+    let root = match args.root {
+        Some(r) => r,
+        None => hyperd::default_root()?,
+    };
+    let socket = match args.socket {
+        Some(s) => s,
+        None => hyperd_proto::default_socket()?,
+    };
     let store = store::Store::open(&root)
         .await
         .with_context(|| format!("opening store {}", root.display()))?;

@@ -1,48 +1,38 @@
-//! The listening socket and default paths.
+//! The listening sockets and default paths.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+mod bind;
+mod dirs;
+
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use tokio::net::UnixListener;
 
-/// `/var/lib/hyperd` for root, else `$XDG_DATA_HOME/hyperd` (or `~/.local/share/hyperd`).
-pub fn default_root() -> PathBuf {
-    if rustix::process::geteuid().is_root() {
-        return PathBuf::from("/var/lib/hyperd");
-    }
-    match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
-        (Some(d), _) if !d.is_empty() => PathBuf::from(d).join("hyperd"),
-        (_, Some(home)) => PathBuf::from(home).join(".local/share/hyperd"),
-        _ => PathBuf::from(format!(
-            "/tmp/hyperd-{}/root",
-            rustix::process::geteuid().as_raw()
-        )),
-    }
-}
+pub use bind::bind;
 
-/// Binds `path` with mode 0660. A socket file nobody answers on is stale and replaced; one that
-/// answers belongs to a running hyperd and is left alone.
-pub fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// `/var/lib/hyperd` for root, else `$XDG_DATA_HOME/hyperd` (or `~/.local/share/hyperd`). Without
+/// either there is no default: a root in a shared directory such as `/tmp` could be created, and
+/// then replaced, by another user first.
+pub fn default_root() -> anyhow::Result<PathBuf> {
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        return Ok(PathBuf::from("/var/lib/hyperd"));
     }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("another hyperd is already serving on {}", path.display());
-        }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    // The XDG base directory specification makes a relative path invalid, to be ignored.
+    let absolute = |var| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    match (absolute("XDG_DATA_HOME"), absolute("HOME")) {
+        (Some(d), _) => Ok(d.join("hyperd")),
+        (_, Some(home)) => Ok(home.join(".local/share/hyperd")),
+        _ => bail!(
+            "no default store root for uid {}: neither XDG_DATA_HOME nor HOME is set to an \
+             absolute path; set one, or name the root with --root or HYPERD_ROOT",
+            uid.as_raw()
+        ),
     }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    if let Some(gid) = group {
-        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
-            .with_context(|| format!("giving {} to group {gid}", path.display()))?;
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("setting mode of {}", path.display()))?;
-    Ok(listener)
 }
 
 /// The listening sockets systemd passed (socket activation), if it passed any: hyperd's socket,

@@ -48,19 +48,40 @@ pub fn bound_allocator_caching() {
 }
 
 /// Where hyperd listens unless told otherwise: `/run/hyperd/hyperd.sock` for root, else
-/// `$XDG_RUNTIME_DIR/hyperd.sock` (or `/tmp/hyperd-<uid>/hyperd.sock` without one).
-pub fn default_socket() -> PathBuf {
-    if rustix::process::geteuid().is_root() {
-        return PathBuf::from("/run/hyperd/hyperd.sock");
+/// `$XDG_RUNTIME_DIR/hyperd.sock`. There is no fallback into a shared directory such as `/tmp`:
+/// another user could create it first and serve a socket of their own there, to which hyperctl
+/// would send credentials and files.
+pub fn default_socket() -> Result<PathBuf, NoDefaultSocket> {
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        return Ok(PathBuf::from("/run/hyperd/hyperd.sock"));
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("hyperd.sock"),
-        _ => PathBuf::from(format!(
-            "/tmp/hyperd-{}/hyperd.sock",
-            rustix::process::geteuid().as_raw()
-        )),
+    // The XDG base directory specification makes a relative path invalid, to be ignored.
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => Ok(dir.join("hyperd.sock")),
+        _ => Err(NoDefaultSocket { uid: uid.as_raw() }),
     }
 }
+
+/// A user other than root without a runtime directory has no default socket.
+#[derive(Debug)]
+pub struct NoDefaultSocket {
+    uid: u32,
+}
+
+impl std::fmt::Display for NoDefaultSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no default socket for uid {}: XDG_RUNTIME_DIR is not set (or not an absolute path); \
+             set it to a directory only you can write (systemd's /run/user/{}), \
+             or name the socket with --socket or HYPERD_SOCKET",
+            self.uid, self.uid
+        )
+    }
+}
+
+impl std::error::Error for NoDefaultSocket {}
 
 /// The companion socket next to hyperd's socket `socket`, on which a client hands hyperd an open
 /// file for LoadFile and SaveFile: `<socket>.fd`.
@@ -72,6 +93,19 @@ pub fn fd_socket(socket: &std::path::Path) -> PathBuf {
 
 /// Opens a channel to hyperd's Unix socket at `path`.
 pub async fn connect(path: impl Into<PathBuf>) -> Result<Channel, tonic::transport::Error> {
+    connect_checked(path, |_| Ok(())).await
+}
+
+/// Opens a channel to hyperd's Unix socket at `path`; `check` is given the uid serving each
+/// connection the channel opens (SO_PEERCRED, reconnections too) and may refuse it, before
+/// anything is sent on it.
+pub async fn connect_checked<F>(
+    path: impl Into<PathBuf>,
+    check: F,
+) -> Result<Channel, tonic::transport::Error>
+where
+    F: Fn(u32) -> std::io::Result<()> + Clone + Send + Sync + 'static,
+{
     let path = path.into();
     // The connector below ignores the URI; its authority becomes the HTTP/2 `:authority`, and
     // `localhost` is what grpc-go and Kubernetes send over Unix sockets.
@@ -80,9 +114,11 @@ pub async fn connect(path: impl Into<PathBuf>) -> Result<Channel, tonic::transpo
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME)
         .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
+            let (path, check) = (path.clone(), check.clone());
             async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                check(stream.peer_cred()?.uid())?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
             }
         }))
         .await

@@ -15,6 +15,8 @@ mod memory;
 mod referrers;
 mod reliability;
 mod slots;
+mod socket;
+mod systemd;
 mod workflow;
 
 /// Archives, layouts and services that other tools make and read.

@@ -11,8 +11,13 @@ use super::RegistryClient;
 use crate::cli::{LoginArgs, LogoutArgs};
 use crate::credentials;
 use crate::exit::from_registry;
+use crate::peer::Peer;
 
-pub(crate) async fn login(mut client: RegistryClient, args: LoginArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn login(
+    mut client: RegistryClient,
+    peer: &Peer,
+    args: LoginArgs,
+) -> anyhow::Result<ExitCode> {
     let server = args.server.unwrap_or_else(|| "docker.io".to_owned());
     let username = match args.username {
         Some(u) => u,
@@ -51,6 +56,7 @@ pub(crate) async fn login(mut client: RegistryClient, args: LoginArgs) -> anyhow
             .trim_end_matches('/')
             .to_owned(),
     };
+    peer.require_trusted("a registry credential")?;
     client
         .login(LoginRequest {
             registry: registry.clone(),

@@ -23,6 +23,7 @@ use hyperd_proto::v1::registry_service_client::RegistryServiceClient;
 
 use crate::cli::Command;
 use crate::exit::Unreachable;
+use crate::peer::Peer;
 
 pub(crate) type Client = ImageServiceClient<Channel>;
 pub(crate) type ContentClient = ContentServiceClient<Channel>;
@@ -36,17 +37,20 @@ pub(crate) struct Clients {
     pub(crate) socket: PathBuf,
 }
 
-pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitCode> {
+/// Runs `command` against hyperd at `socket`, or at the default socket when none is given.
+pub(crate) async fn run(command: Command, socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     if let Command::Completion(args) = command {
         return completion::run(args);
-    }
-    if let Command::Version = command {
-        return version::run(socket).await;
     }
     if let Command::Logout(args) = command {
         return login::logout(args);
     }
-    let channel = channel(socket).await?;
+    let socket = &socket.map_or_else(hyperd_proto::default_socket, Ok)?;
+    if let Command::Version = command {
+        return version::run(socket).await;
+    }
+    let peer = Peer::new(socket);
+    let channel = channel(socket, &peer).await?;
     let client = images(channel.clone());
     match command {
         Command::Images(a) => images::run(client, a).await,
@@ -66,9 +70,9 @@ pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitC
         Command::Rmi(a) => rmi::run(client, a).await,
         Command::Tag(a) => tag::run(client, a).await,
         Command::Inspect(a) => inspect::run(client, a).await,
-        Command::Pull(a) => pull::run(RegistryServiceClient::new(channel), a).await,
-        Command::Push(a) => push::run(RegistryServiceClient::new(channel), a).await,
-        Command::Login(a) => login::login(RegistryServiceClient::new(channel), a).await,
+        Command::Pull(a) => pull::run(RegistryServiceClient::new(channel), &peer, a).await,
+        Command::Push(a) => push::run(RegistryServiceClient::new(channel), &peer, a).await,
+        Command::Login(a) => login::login(RegistryServiceClient::new(channel), &peer, a).await,
         Command::Check => check::run(client).await,
         Command::Version | Command::Completion(_) | Command::Logout(_) => {
             unreachable!("handled above")
@@ -77,16 +81,20 @@ pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitC
 }
 
 pub(crate) async fn connect(socket: &Path) -> anyhow::Result<Client> {
-    Ok(images(channel(socket).await?))
+    Ok(images(channel(socket, &Peer::new(socket)).await?))
 }
 
-async fn channel(socket: &Path) -> anyhow::Result<Channel> {
-    Ok(hyperd_proto::connect(socket)
-        .await
-        .map_err(|e| Unreachable {
-            socket: socket.display().to_string(),
-            cause: error_chain(&e),
-        })?)
+/// A channel whose every connection `peer` sees (and may refuse).
+async fn channel(socket: &Path, peer: &Peer) -> anyhow::Result<Channel> {
+    let peer = peer.clone();
+    Ok(
+        hyperd_proto::connect_checked(socket, move |uid| peer.connected(uid))
+            .await
+            .map_err(|e| Unreachable {
+                socket: socket.display().to_string(),
+                cause: error_chain(&e),
+            })?,
+    )
 }
 
 fn images(channel: Channel) -> Client {

@@ -8,13 +8,18 @@ use super::RegistryClient;
 use crate::cli::PullArgs;
 use crate::credentials;
 use crate::exit::from_registry;
+use crate::peer::Peer;
 use crate::transfer::Bars;
 
-pub(crate) async fn run(mut client: RegistryClient, args: PullArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    mut client: RegistryClient,
+    peer: &Peer,
+    args: PullArgs,
+) -> anyhow::Result<ExitCode> {
     let registry = credentials::registry_of(&args.reference);
     let request = PullRequest {
         reference: args.reference.clone(),
-        credential: credentials::lookup(&registry),
+        credential: peer.credential(credentials::lookup(&registry))?,
         platform: args.platform.unwrap_or_default(),
         all_platforms: args.all_platforms,
         referrers: args.referrers,

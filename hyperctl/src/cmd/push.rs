@@ -8,13 +8,18 @@ use super::RegistryClient;
 use crate::cli::PushArgs;
 use crate::credentials;
 use crate::exit::from_registry;
+use crate::peer::Peer;
 use crate::transfer::Bars;
 
-pub(crate) async fn run(mut client: RegistryClient, args: PushArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    mut client: RegistryClient,
+    peer: &Peer,
+    args: PushArgs,
+) -> anyhow::Result<ExitCode> {
     let registry = credentials::registry_of(&args.name);
     let request = PushRequest {
         name: args.name.clone(),
-        credential: credentials::lookup(&registry),
+        credential: peer.credential(credentials::lookup(&registry))?,
         no_referrers: args.no_referrers,
     };
     let mut events = client
