@@ -74,9 +74,18 @@ impl TestRegistry {
         Self::start(temp_dir(), None, true)
     }
 
+    /// As [`TestRegistry::with_tls`], answering every request with a bearer challenge whose
+    /// token realm is `realm` (it never accepts a token: the test is what a client sends where).
+    pub fn with_tls_and_realm(realm: &str) -> Self {
+        Self::start(temp_dir(), Some((String::new(), realm.to_owned())), true)
+    }
+
+    /// `creds` is a user and password for htpasswd, or an empty user and a token realm.
     fn start(dir: tempfile::TempDir, creds: Option<(String, String)>, tls: bool) -> Self {
         let mut http_tls = String::new();
         let mut auth = String::new();
+        let token_realm = creds.as_ref().filter(|(u, _)| u.is_empty()).cloned();
+        let creds = creds.filter(|(u, _)| !u.is_empty());
         if let Some((user, pass)) = &creds {
             // Distribution accepts only bcrypt entries.
             let entry = sh(&mut cmd("htpasswd", &["-Bbn", user, pass]));
@@ -90,6 +99,15 @@ impl TestRegistry {
             std::fs::write(&c, cert).unwrap();
             std::fs::write(&k, key).unwrap();
             http_tls = format!(", tls: {{certificate: {c:?}, key: {k:?}}}");
+            if let Some((_, realm)) = &token_realm {
+                // Distribution wants certificates to check tokens with: any will do.
+                let bundle = dir.path().join("token-ca.crt");
+                std::fs::write(&bundle, &ca).unwrap();
+                auth = format!(
+                    "auth: {{token: {{realm: {realm:?}, service: hyperd-test, \
+                     issuer: hyperd-test, rootcertbundle: {bundle:?}}}}}\n"
+                );
+            }
             ca
         });
         // Another process may take the port between our probe and the registry's bind: retry.
