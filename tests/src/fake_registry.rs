@@ -240,27 +240,14 @@ fn answer(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Body> {
     }
     let bare = req.uri().path();
     let fault = state.faults.get(&path).or(state.faults.get(bare)).cloned();
-    match fault {
-        Some(Fault::Unavailable(n)) if n > 0 => {
-            state.faults.insert(path.clone(), Fault::Unavailable(n - 1));
-            return refusal(503);
-        }
-        Some(Fault::Status(code)) => return refusal(code),
-        Some(Fault::Refuse(code, body)) => {
-            let status = StatusCode::from_u16(code).expect("an HTTP status");
-            return reply(status, Some(body.len()), whole(body.into()));
-        }
-        Some(Fault::Huge {
-            status,
-            bytes,
-            announced,
-        }) => return huge(status, bytes, announced),
-        Some(Fault::Redirect(to)) => {
-            let mut resp = reply(StatusCode::TEMPORARY_REDIRECT, Some(0), whole(Bytes::new()));
-            resp.headers_mut().insert(LOCATION, to.parse().unwrap());
-            return resp;
-        }
-        _ => {}
+    if let Some(Fault::Unavailable(n)) = fault
+        && n > 0
+    {
+        state.faults.insert(path.clone(), Fault::Unavailable(n - 1));
+        return refusal(503);
+    }
+    if let Some(resp) = fault.clone().and_then(instead) {
+        return resp;
     }
     let held = state.content.get(&path).or(state.content.get(bare));
     let Some((content, media_type)) = held.cloned() else {
@@ -309,6 +296,28 @@ fn answer(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Body> {
         headers.insert(CONTENT_RANGE, range.parse().unwrap());
     }
     resp
+}
+
+/// What a fault answers in place of the content, if it replaces it whole.
+fn instead(fault: Fault) -> Option<Response<Body>> {
+    Some(match fault {
+        Fault::Status(code) => refusal(code),
+        Fault::Refuse(code, body) => {
+            let status = StatusCode::from_u16(code).expect("an HTTP status");
+            reply(status, Some(body.len()), whole(body.into()))
+        }
+        Fault::Huge {
+            status,
+            bytes,
+            announced,
+        } => huge(status, bytes, announced),
+        Fault::Redirect(to) => {
+            let mut resp = reply(StatusCode::TEMPORARY_REDIRECT, Some(0), whole(Bytes::new()));
+            resp.headers_mut().insert(LOCATION, to.parse().unwrap());
+            resp
+        }
+        _ => return None,
+    })
 }
 
 fn version_check(challenge: Option<&str>) -> Response<Body> {
