@@ -2,9 +2,9 @@
 //! 1 any other failure, 2 usage (clap), 3 not found, 4 hyperd unreachable, 5 a registry
 //! refused the credential or the operation, 6 a registry unreachable or failing.
 
-use hyperd_proto::reason_of;
 use hyperd_proto::tonic::{Code, Status};
 use hyperd_proto::v1::ErrorReason;
+use hyperd_proto::{escape_controls, reason_of};
 
 pub(crate) const FAILURE: u8 = 1;
 pub(crate) const NOT_FOUND: u8 = 3;
@@ -34,9 +34,10 @@ pub(crate) struct Unreachable {
     pub(crate) cause: String,
 }
 
-/// Prints the one error line for `e` and returns the exit code it maps to.
+/// Prints the one error line for `e` and returns the exit code it maps to. The line may quote a
+/// registry or hyperd: its control characters are printed escaped, never sent to the terminal.
 pub(crate) fn report(e: &anyhow::Error) -> u8 {
-    eprintln!("Error: {}", describe(e));
+    eprintln!("Error: {}", escape_controls(&describe(e)));
     raw_code(e)
 }
 

@@ -8,8 +8,10 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 mod errors;
+mod text;
 
 pub use errors::{ERROR_DOMAIN, reason_of, status_with_reason};
+pub use text::escape_controls;
 pub use tonic;
 
 /// Generated messages, the `ImageService`, `ContentService` and `RegistryService` clients and

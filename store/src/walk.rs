@@ -9,8 +9,13 @@
 //! manifests no deeper than that (a manifest whose "layer" is another manifest is a document
 //! like any other), each document read with the size its descriptor promises and what that
 //! descriptor declares (and at most [`crate::limits::MAX_JSON`] bytes, which the source enforces).
+//!
+//! Each blob is looked at once and each document read and descended into once per walk: a
+//! digest listed again (an index naming one manifest 20,000 times) is only checked against what
+//! its first listing found. That is apart from the cycle check, which asks whether a digest is
+//! on the path being walked, not whether it was walked before.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -126,7 +131,11 @@ type Step<'a, E> = Pin<Box<dyn Future<Output = Result<(), E>> + Send + 'a>>;
 /// One walk's state.
 struct Walk {
     graph: Graph,
-    seen: HashSet<Digest>,
+    /// Each blob looked at so far, with the size the source holds it with.
+    sizes: HashMap<Digest, u64>,
+    /// Each document descended into so far, under the media type it was read as (a document
+    /// type decides how its bytes are read, so a digest listed under two is read as each).
+    descended: HashSet<(Digest, String)>,
     /// The indexes being visited, outermost first: a cycle shows up here.
     stack: Vec<Digest>,
 }
@@ -169,7 +178,8 @@ impl<S: Source> Walker<S> {
                 documents: Vec::new(),
                 configs: Vec::new(),
             },
-            seen: HashSet::new(),
+            sizes: HashMap::new(),
+            descended: HashSet::new(),
             stack: Vec::new(),
         };
         self.visit(top, parent, 0, &mut walk).await?;
@@ -202,27 +212,20 @@ impl<S: Source> Walker<S> {
                 ))
                 .into());
             }
-            let size = self.present(desc, &digest, parent).await?;
             if walk.stack.contains(&digest) {
                 return Err(Error::invalid(format!("index {digest} refers to itself")).into());
             }
+            let (size, first) = self.look_at(desc, &digest, parent, walk).await?;
             let document = is_index(&media_type) || is_manifest(&media_type);
-            if walk.seen.insert(digest.clone()) {
-                let blob = BlobRef {
-                    digest: digest.clone(),
-                    size,
-                };
-                walk.graph.blobs.push(blob);
-                if document {
-                    walk.graph.documents.push(Visited {
-                        digest: digest.clone(),
-                        media_type: media_type.clone(),
-                        depth,
-                    });
-                }
-            }
-            if !document {
+            if !document || !walk.descended.insert((digest.clone(), media_type.clone())) {
                 return Ok(());
+            }
+            if first {
+                walk.graph.documents.push(Visited {
+                    digest: digest.clone(),
+                    media_type: media_type.clone(),
+                    depth,
+                });
             }
             too_deep(&digest, &media_type, depth)?;
             let bytes = self.source.json(&digest).await?;
@@ -279,6 +282,31 @@ impl<S: Source> Walker<S> {
         Ok(())
     }
 
+    /// The size of a descriptor's blob, asked of the source the first time the walk meets it
+    /// (and then recorded among the graph's blobs), later checked against that answer; and
+    /// whether this was the first time.
+    async fn look_at(
+        &mut self,
+        desc: &Descriptor,
+        digest: &Digest,
+        parent: &str,
+        walk: &mut Walk,
+    ) -> Result<(u64, bool), S::Error> {
+        if let Some(&size) = walk.sizes.get(digest) {
+            return match size == desc.size() {
+                true => Ok((size, false)),
+                false => Err(mismatch(desc, digest, parent, size, S::WHERE).into()),
+            };
+        }
+        let size = self.present(desc, digest, parent).await?;
+        walk.sizes.insert(digest.clone(), size);
+        walk.graph.blobs.push(BlobRef {
+            digest: digest.clone(),
+            size,
+        });
+        Ok((size, true))
+    }
+
     /// The size of the source's copy of a descriptor's blob, which must be there as promised.
     async fn present(
         &mut self,
@@ -306,14 +334,17 @@ impl<S: Source> Walker<S> {
             .into());
         };
         if size != desc.size() {
-            return Err(Error::invalid(format!(
-                "{digest} in {parent}: descriptor says {} bytes, but {size} are {held}",
-                desc.size()
-            ))
-            .into());
+            return Err(mismatch(desc, digest, parent, size, held).into());
         }
         Ok(size)
     }
+}
+
+fn mismatch(desc: &Descriptor, digest: &Digest, parent: &str, size: u64, held: &str) -> Error {
+    Error::invalid(format!(
+        "{digest} in {parent}: descriptor says {} bytes, but {size} are {held}",
+        desc.size()
+    ))
 }
 
 /// Refuses a document nested too deep, before it is read: an index at [`MAX_INDEX_DEPTH`], a

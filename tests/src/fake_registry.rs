@@ -39,6 +39,15 @@ pub enum Fault {
     Unavailable(usize),
     /// Answers this status, always.
     Status(u16),
+    /// Answers this status with this body, always.
+    Refuse(u16, Vec<u8>),
+    /// Answers this status with `bytes` bytes of `x`, made as they are sent (never held
+    /// whole), with their Content-Length when `announced`, else chunked.
+    Huge {
+        status: u16,
+        bytes: u64,
+        announced: bool,
+    },
 }
 
 #[derive(Default)]
@@ -50,6 +59,10 @@ struct State {
     links: HashMap<String, String>,
     /// (method, path) of every request, in order.
     requests: Vec<(String, String)>,
+    /// The paths of the requests that carried an `Authorization` header, with it.
+    authorized: Vec<(String, String)>,
+    /// What `/v2/` answers a 401 with in `WWW-Authenticate`; none answers 200.
+    challenge: Option<String>,
 }
 
 /// The registry, served by a runtime of its own until dropped.
@@ -158,6 +171,23 @@ impl FakeRegistry {
         }
     }
 
+    /// Serves `bytes` as they are under `path` (its query ignored), as `content_type`.
+    pub fn put_raw(&self, path: &str, bytes: &[u8], content_type: &str) {
+        let content = (bytes.to_vec().into(), content_type.to_owned());
+        self.state().content.insert(path.to_owned(), content);
+    }
+
+    /// Makes `/v2/` answer 401 with this `WWW-Authenticate` challenge.
+    pub fn challenge(&self, header: &str) {
+        self.state().challenge = Some(header.to_owned());
+    }
+
+    /// (path, `Authorization` header) of every request that carried a credential.
+    pub fn authorized(&self) -> Vec<(String, String)> {
+        self.state().authorized.clone()
+    }
+
+    /// A fault for `path`; one without a query applies to that path whatever its query.
     pub fn fault(&self, path: &str, fault: Fault) {
         self.state().faults.insert(path.to_owned(), fault);
     }
@@ -201,24 +231,26 @@ fn answer(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Body> {
     state
         .requests
         .push((req.method().to_string(), path.clone()));
+    if let Some(auth) = req.headers().get(hyper::header::AUTHORIZATION) {
+        let auth = String::from_utf8_lossy(auth.as_bytes()).into_owned();
+        state.authorized.push((path.clone(), auth));
+    }
     if path == "/v2/" {
-        return reply(StatusCode::OK, Some(2), whole(b"{}".as_slice().into()));
+        return version_check(state.challenge.as_deref());
     }
-    let fault = state.faults.get(&path).cloned();
-    match fault {
-        Some(Fault::Unavailable(n)) if n > 0 => {
-            state.faults.insert(path.clone(), Fault::Unavailable(n - 1));
-            return refusal(503);
-        }
-        Some(Fault::Status(code)) => return refusal(code),
-        Some(Fault::Redirect(to)) => {
-            let mut resp = reply(StatusCode::TEMPORARY_REDIRECT, Some(0), whole(Bytes::new()));
-            resp.headers_mut().insert(LOCATION, to.parse().unwrap());
-            return resp;
-        }
-        _ => {}
+    let bare = req.uri().path();
+    let fault = state.faults.get(&path).or(state.faults.get(bare)).cloned();
+    if let Some(Fault::Unavailable(n)) = fault
+        && n > 0
+    {
+        state.faults.insert(path.clone(), Fault::Unavailable(n - 1));
+        return refusal(503);
     }
-    let Some((content, media_type)) = state.content.get(&path).cloned() else {
+    if let Some(resp) = fault.clone().and_then(instead) {
+        return resp;
+    }
+    let held = state.content.get(&path).or(state.content.get(bare));
+    let Some((content, media_type)) = held.cloned() else {
         return refusal(404);
     };
     let digest = sha(&content);
@@ -263,6 +295,55 @@ fn answer(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Body> {
         let range = format!("bytes 0-{}/{n}", n.saturating_sub(1));
         headers.insert(CONTENT_RANGE, range.parse().unwrap());
     }
+    resp
+}
+
+/// What a fault answers in place of the content, if it replaces it whole.
+fn instead(fault: Fault) -> Option<Response<Body>> {
+    Some(match fault {
+        Fault::Status(code) => refusal(code),
+        Fault::Refuse(code, body) => {
+            let status = StatusCode::from_u16(code).expect("an HTTP status");
+            reply(status, Some(body.len()), whole(body.into()))
+        }
+        Fault::Huge {
+            status,
+            bytes,
+            announced,
+        } => huge(status, bytes, announced),
+        Fault::Redirect(to) => {
+            let mut resp = reply(StatusCode::TEMPORARY_REDIRECT, Some(0), whole(Bytes::new()));
+            resp.headers_mut().insert(LOCATION, to.parse().unwrap());
+            resp
+        }
+        _ => return None,
+    })
+}
+
+fn version_check(challenge: Option<&str>) -> Response<Body> {
+    let Some(challenge) = challenge else {
+        return reply(StatusCode::OK, Some(2), whole(b"{}".as_slice().into()));
+    };
+    let mut resp = refusal(401);
+    let header = challenge.parse().expect("a header value");
+    resp.headers_mut()
+        .insert(hyper::header::WWW_AUTHENTICATE, header);
+    resp
+}
+
+/// `bytes` bytes of `x` in 64 KiB pieces, each the same shared buffer.
+fn huge(status: u16, bytes: u64, announced: bool) -> Response<Body> {
+    const PIECE: u64 = 64 << 10;
+    let piece = Bytes::from(vec![b'x'; PIECE as usize]);
+    let (whole_pieces, rest) = (bytes / PIECE, (bytes % PIECE) as usize);
+    let pieces = stream::repeat(piece.clone())
+        .take(whole_pieces as usize)
+        .chain(stream::iter((rest > 0).then(|| piece.slice(..rest))));
+    let status = StatusCode::from_u16(status).expect("an HTTP status");
+    let length = announced.then_some(bytes as usize);
+    let mut resp = reply(status, length, streamed(pieces));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, "application/json".parse().unwrap());
     resp
 }
 

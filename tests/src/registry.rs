@@ -20,6 +20,10 @@ use base64::Engine as _;
 
 use crate::tools::{cmd, sh};
 
+mod certs;
+
+use certs::certificates;
+
 const REGISTRY: &str = "/usr/bin/docker-registry";
 /// The readiness probe's User-Agent: its requests are left out of `requests()`, so a test sees
 /// only the requests it caused.
@@ -74,9 +78,18 @@ impl TestRegistry {
         Self::start(temp_dir(), None, true)
     }
 
+    /// As [`TestRegistry::with_tls`], answering every request with a bearer challenge whose
+    /// token realm is `realm` (it never accepts a token: the test is what a client sends where).
+    pub fn with_tls_and_realm(realm: &str) -> Self {
+        Self::start(temp_dir(), Some((String::new(), realm.to_owned())), true)
+    }
+
+    /// `creds` is a user and password for htpasswd, or an empty user and a token realm.
     fn start(dir: tempfile::TempDir, creds: Option<(String, String)>, tls: bool) -> Self {
         let mut http_tls = String::new();
         let mut auth = String::new();
+        let token_realm = creds.as_ref().filter(|(u, _)| u.is_empty()).cloned();
+        let creds = creds.filter(|(u, _)| !u.is_empty());
         if let Some((user, pass)) = &creds {
             // Distribution accepts only bcrypt entries.
             let entry = sh(&mut cmd("htpasswd", &["-Bbn", user, pass]));
@@ -90,6 +103,15 @@ impl TestRegistry {
             std::fs::write(&c, cert).unwrap();
             std::fs::write(&k, key).unwrap();
             http_tls = format!(", tls: {{certificate: {c:?}, key: {k:?}}}");
+            if let Some((_, realm)) = &token_realm {
+                // Distribution wants certificates to check tokens with: any will do.
+                let bundle = dir.path().join("token-ca.crt");
+                std::fs::write(&bundle, &ca).unwrap();
+                auth = format!(
+                    "auth: {{token: {{realm: {realm:?}, service: hyperd-test, \
+                     issuer: hyperd-test, rootcertbundle: {bundle:?}}}}}\n"
+                );
+            }
             ca
         });
         // Another process may take the port between our probe and the registry's bind: retry.
@@ -398,35 +420,6 @@ fn parse_access_line(line: &str) -> Option<Request> {
         status,
         user_agent: user_agent.to_owned(),
     })
-}
-
-/// A CA and a server certificate it signed, for IP 127.0.0.1 and DNS localhost: (CA PEM,
-/// certificate PEM, key PEM). A CA and a leaf rather than one self-signed certificate: that is
-/// how real registries are set up, and webpki (rustls) rejects a CA certificate presented as
-/// the server's own.
-fn certificates() -> (String, String, String) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "hyperd test registry CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-
-    let key = KeyPair::generate().unwrap();
-    let mut server =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    server
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = server.signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }
 
 /// Writes `<dir>/config.json` with credentials for `host`, as docker (and `DOCKER_CONFIG=dir`)

@@ -36,6 +36,7 @@ mod python {
 mod registry {
     mod faults;
     mod harness;
+    mod hostile;
     mod platforms;
     mod pull_push;
     mod referrers;

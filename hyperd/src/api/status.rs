@@ -111,7 +111,8 @@ pub(crate) fn to_status(e: store::Error) -> Status {
 /// A registry transfer's failure; the store's own errors map as above.
 pub(crate) fn registry_status(e: crate::registry::Error) -> Status {
     use crate::registry::Error as E;
-    let message = e.to_string();
+    // A registry's words are in it; they may carry terminal escapes.
+    let message = hyperd_proto::escape_controls(&e.to_string()).into_owned();
     let (code, reason) = match e {
         E::NotFound(_) => (Code::NotFound, R::RegistryNotFound),
         E::InvalidArgument(_) => (Code::InvalidArgument, R::InvalidRequest),

@@ -7,8 +7,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-
 use super::error::{Error, Result, chain};
 
 /// What an operator configures about registries.
@@ -28,10 +26,12 @@ pub(super) struct Endpoint {
     pub(super) host: String,
     /// `https://host` or `http://host`.
     pub(super) base: String,
-    /// For blobs, uploads and tokens; follows redirects (blob storage often lives elsewhere).
-    pub(super) oci: oci_client::Client,
-    /// For manifests and the version check: no redirects, bodies read with a limit.
+    /// For manifests, tokens, uploads and the version check: no redirects, bodies read with a
+    /// limit.
     pub(super) http: reqwest::Client,
+    /// For blob downloads: follows redirects (blob storage often lives elsewhere), never from
+    /// HTTPS down to plain HTTP.
+    pub(super) blobs: reqwest::Client,
     /// The version check's answer: its `WWW-Authenticate` challenge, if it asked for one.
     pub(super) challenge: Option<String>,
 }
@@ -71,28 +71,6 @@ impl Endpoint {
     }
 
     fn build(config: &Config, host: &str, scheme: &str, certs: &[Vec<u8>]) -> Result<Endpoint> {
-        let protocol = match scheme {
-            "http" => ClientProtocol::Http,
-            _ => ClientProtocol::Https,
-        };
-        let oci = oci_client::Client::try_from(ClientConfig {
-            protocol,
-            extra_root_certificates: certs
-                .iter()
-                .map(|pem| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: pem.clone(),
-                })
-                .collect(),
-            read_timeout: Some(config.timeout),
-            connect_timeout: Some(config.timeout),
-            // Sizes are always known, so one PUT per blob rather than a request per chunk.
-            use_monolithic_push: true,
-            platform_resolver: None,
-            user_agent: concat!("hyperd/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
-        })
-        .map_err(|e| Error::oci(host, "setting up the client", e))?;
         let mut roots = Vec::new();
         for pem in certs {
             roots.push(
@@ -101,21 +79,23 @@ impl Endpoint {
                 })?,
             );
         }
-        let http = reqwest::Client::builder()
-            .tls_certs_merge(roots)
-            .read_timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("hyperd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::unavailable(format!("setting up a client for {host}: {}", chain(&e)))
-            })?;
+        let client = |redirect| {
+            reqwest::Client::builder()
+                .tls_certs_merge(roots.clone())
+                .read_timeout(config.timeout)
+                .connect_timeout(config.timeout)
+                .redirect(redirect)
+                .user_agent(concat!("hyperd/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| {
+                    Error::unavailable(format!("setting up a client for {host}: {}", chain(&e)))
+                })
+        };
         Ok(Endpoint {
             host: host.to_owned(),
             base: format!("{scheme}://{host}"),
-            oci,
-            http,
+            http: client(reqwest::redirect::Policy::none())?,
+            blobs: client(blob_redirects(scheme == "https"))?,
             challenge: None,
         })
     }
@@ -143,6 +123,22 @@ impl Endpoint {
             ))),
         }
     }
+}
+
+/// Redirects a blob download follows: as many as reqwest's default (10), and never from a
+/// registry reached over HTTPS to a plain HTTP address.
+fn blob_redirects(https: bool) -> reqwest::redirect::Policy {
+    const MOST: usize = 10;
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MOST {
+            attempt.error(format!("more than {MOST} redirects"))
+        } else if https && attempt.url().scheme() != "https" {
+            let to = attempt.url().to_string();
+            attempt.error(format!("a redirect from HTTPS to {to}, which is not HTTPS"))
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// The PEM files in a registry's certificate directory (`*.crt`, as docker reads them);

@@ -1,7 +1,5 @@
-//! What can go wrong talking to a registry, and how a failure of the HTTP client or of
-//! `oci-client` is told apart: the registry's answer decides, not the library's wording.
-
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+//! What can go wrong talking to a registry, and how a failure of the HTTP client is told
+//! apart: the registry's answer decides, not the library's wording.
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -98,43 +96,6 @@ impl Error {
             404 => Error::NotFound(message),
             408 | 429 | 500..=599 => Error::unavailable(message),
             _ => Error::BadRemote(message),
-        }
-    }
-
-    /// A failure reported by `oci-client`.
-    pub(super) fn oci(host: &str, what: &str, e: OciDistributionError) -> Self {
-        use OciDistributionError as O;
-        match e {
-            O::RequestError(e) => Self::http(host, what, &e),
-            O::UnauthorizedError { .. } | O::AuthenticationFailure(_) => {
-                Self::status(host, what, 401, "")
-            }
-            O::ServerError { code, message, .. } => Self::status(
-                host,
-                what,
-                code,
-                message.chars().take(200).collect::<String>().trim(),
-            ),
-            O::RegistryError { envelope, .. } => {
-                let first = envelope.errors.first();
-                let detail = first.map(|e| e.message.clone()).unwrap_or_default();
-                let code = match first.map(|e| &e.code) {
-                    Some(OciErrorCode::Unauthorized) => 401,
-                    Some(OciErrorCode::Denied) => 403,
-                    Some(
-                        OciErrorCode::BlobUnknown
-                        | OciErrorCode::ManifestUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::NotFound,
-                    ) => 404,
-                    Some(OciErrorCode::Toomanyrequests) => 429,
-                    _ => 400,
-                };
-                Self::status(host, what, code, &detail)
-            }
-            O::DigestError(e) => Error::BadRemote(format!("{what} at {host}: {e}")),
-            O::IoError(e) => Error::unavailable(format!("{what} at {host}: {}", chain(&e))),
-            e => Error::BadRemote(format!("{what} at {host}: {}", chain(&e))),
         }
     }
 }

@@ -4,7 +4,7 @@ use oci_client::{Reference, RegistryOperation};
 
 use super::endpoint::{Config, Endpoint};
 use super::error::{Error, Result};
-use super::{Credential, remote};
+use super::{Credential, remote, token};
 
 /// Checks `credential` against `registry` (`host[:port]`) and returns the address reached.
 pub(crate) async fn login(
@@ -22,19 +22,16 @@ pub(crate) async fn login(
             "{registry} needs a username and password"
         )));
     }
-    // oci-client turns a bearer challenge into a token request with the credential, and a
-    // basic one into the credential itself; either way a `/v2/` request with the result tells.
+    // A bearer challenge becomes a token request with the credential, a basic one the
+    // credential itself; either way a `/v2/` request with the result tells.
     let probe = Reference::with_tag(
         registry.to_owned(),
         "library/login".to_owned(),
         "latest".to_owned(),
     );
     let auth = credential.to_auth();
-    let token = endpoint
-        .oci
-        .auth(&probe, &auth, RegistryOperation::Pull)
-        .await
-        .map_err(|e| Error::oci(registry, "logging in", e))?;
+    let op = RegistryOperation::Pull;
+    let token = token::authorise(&endpoint, &config.insecure, &probe, &auth, op).await?;
     let req = endpoint.http.get(format!("{}/v2/", endpoint.base));
     let req = remote::authorise(req, token.as_deref(), &auth);
     let resp = remote::retry(|| async {

@@ -12,6 +12,8 @@ mod pull;
 mod push;
 mod referrers;
 mod remote;
+mod token;
+mod upload;
 
 use oci_client::secrets::RegistryAuth;
 use store::{BlobRef, Digest};

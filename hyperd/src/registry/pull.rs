@@ -408,13 +408,5 @@ fn read_error(host: &str, digest: &Digest, e: &std::io::Error) -> Error {
     if let Some(e) = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
         return Error::http(host, &format!("blob {digest}"), e);
     }
-    let is_digest = e
-        .get_ref()
-        .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>());
-    let message = format!("blob {digest} from {host}: {}", chain(e));
-    if is_digest {
-        Error::BadRemote(message)
-    } else {
-        Error::unavailable(message)
-    }
+    Error::unavailable(format!("blob {digest} from {host}: {}", chain(e)))
 }

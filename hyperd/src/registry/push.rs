@@ -221,7 +221,7 @@ fn body(
     digest: Digest,
     size: u64,
     events: Events,
-) -> impl futures_util::Stream<Item = oci_client::errors::Result<Bytes>> + Send + 'static {
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let open = {
         let digest = digest.clone();
         async move { store.content().read_blob(&digest, 0, 0).await }
@@ -229,15 +229,11 @@ fn body(
     let mut sent = 0u64;
     futures_util::stream::once(open)
         .map(|opened| match opened {
-            Ok(read) => ReaderStream::with_capacity(read.file, 1 << 20)
-                .map_err(oci_client::errors::OciDistributionError::IoError)
-                .left_stream(),
-            Err(e) => futures_util::stream::once(async move {
-                Err(oci_client::errors::OciDistributionError::IoError(
-                    std::io::Error::other(e.to_string()),
-                ))
-            })
-            .right_stream(),
+            Ok(read) => ReaderStream::with_capacity(read.file, 1 << 20).left_stream(),
+            Err(e) => {
+                futures_util::stream::once(async move { Err(std::io::Error::other(e.to_string())) })
+                    .right_stream()
+            }
         })
         .flatten()
         .inspect_ok(move |b| {

@@ -1,22 +1,24 @@
 //! Requests to one registry with one credential: manifests (read with a size limit, their
-//! digest checked), blobs, uploads and mounts. Transient failures are retried here.
+//! digest checked) and blobs; a push's requests are in `upload.rs`. Transient failures are
+//! retried here.
 
 use std::future::Future;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, TryStreamExt};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 use reqwest::RequestBuilder;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use store::Digest;
 use store::limits::MAX_JSON;
 
 use super::Credential;
 use super::endpoint::{Config, Endpoint};
-use super::error::{Error, Result, chain};
+use super::error::{Error, Result};
+use super::token;
 
 /// Every manifest and index type the store reads, as a manifest request accepts them.
 static MANIFEST_TYPES: LazyLock<String> = LazyLock::new(|| store::document_types().join(", "));
@@ -33,7 +35,7 @@ pub(super) struct Fetched {
 }
 
 pub(super) struct Remote {
-    endpoint: Endpoint,
+    pub(super) endpoint: Endpoint,
     auth: RegistryAuth,
     /// The bearer token for this operation's scope, when the registry uses tokens.
     bearer: Option<String>,
@@ -49,11 +51,7 @@ impl Remote {
     ) -> Result<Remote> {
         let endpoint = Endpoint::connect(config, reference.resolve_registry()).await?;
         let auth = credential.to_auth();
-        let bearer = endpoint
-            .oci
-            .auth(reference, &auth, op)
-            .await
-            .map_err(|e| Error::oci(&endpoint.host, "authorising", e))?;
+        let bearer = token::authorise(&endpoint, &config.insecure, reference, &auth, op).await?;
         Ok(Remote {
             endpoint,
             auth,
@@ -138,13 +136,20 @@ impl Remote {
         what: &str,
     ) -> Result<reqwest::Response> {
         let req = self.endpoint.http.get(url).header(ACCEPT, accept);
+        self.send(req, what).await
+    }
+
+    /// Sends `req`, addressed to the registry, with the operation's credential.
+    pub(super) async fn send(&self, req: RequestBuilder, what: &str) -> Result<reqwest::Response> {
         authorise(req, self.bearer.as_deref(), &self.auth)
             .send()
             .await
             .map_err(|e| Error::http(self.host(), what, &e))
     }
 
-    /// The body of blob `digest` of `size` bytes, as the registry streams it (not yet checked).
+    /// The body of blob `digest` of `size` bytes, as the registry streams it (not yet checked),
+    /// through the redirects a registry may send blobs through; a refusal's body is read at
+    /// most 4 KiB.
     pub(super) async fn blob(
         &self,
         repo: &Reference,
@@ -152,113 +157,30 @@ impl Remote {
         size: u64,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>> {
         let what = format!("blob {digest}");
-        let desc = descriptor(digest, size);
-        // From offset 0 the registry answers 206 and oci-client does not hash the body a second
-        // time: the store's writer checks it.
-        let resp = self
-            .endpoint
-            .oci
-            .pull_blob_stream_partial(repo, &desc, 0, None)
-            .await
-            .map_err(|e| Error::oci(self.host(), &what, e))?;
-        let stream = match resp {
-            oci_client::client::BlobResponse::Full(s)
-            | oci_client::client::BlobResponse::Partial(s) => s,
-        };
-        if let Some(len) = stream.content_length
+        let host = self.host();
+        let url = format!(
+            "{}/v2/{}/blobs/{digest}",
+            self.endpoint.base,
+            repo.repository()
+        );
+        // The credential goes to the registry only: reqwest drops it on a redirect elsewhere.
+        let resp = self.send(self.endpoint.blobs.get(&url), &what).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(refusal(resp, host, &what).await);
+        }
+        if let Some(len) = resp.content_length()
             && len > size
         {
             return Err(Error::BadRemote(format!(
-                "{what} at {}: the registry sends {len} bytes, but the manifest gives {size}",
-                self.host()
+                "{what} at {host}: the registry sends {len} bytes, but the manifest gives {size}"
             )));
         }
-        Ok(stream.stream)
-    }
-
-    /// Whether the registry holds `digest` in `repo`.
-    pub(super) async fn has_blob(&self, repo: &Reference, digest: &Digest) -> Result<bool> {
-        let what = format!("looking for blob {digest}");
-        retry(|| async {
-            self.endpoint
-                .oci
-                .blob_exists(repo, &digest.to_string())
-                .await
-                .map_err(|e| Error::oci(self.host(), &what, e))
-        })
-        .await
-    }
-
-    /// Asks the registry to link `digest` from repository `from` into `repo`; false when it
-    /// would not (it then expects an upload, which follows).
-    pub(super) async fn mount(&self, repo: &Reference, from: &str, digest: &Digest) -> bool {
-        let source = Reference::with_tag(
-            repo.registry().to_owned(),
-            from.to_owned(),
-            "latest".to_owned(),
-        );
-        match self
-            .endpoint
-            .oci
-            .mount_blob(repo, &source, &digest.to_string())
-            .await
-        {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(%digest, from, error = %chain(&e), "mount refused; uploading");
-                false
-            }
-        }
-    }
-
-    /// Uploads blob `digest` of `size` bytes from the stream `body` makes (made again for each
-    /// attempt).
-    pub(super) async fn push_blob<S, F>(
-        &self,
-        repo: &Reference,
-        digest: &Digest,
-        size: u64,
-        body: F,
-    ) -> Result<()>
-    where
-        F: Fn() -> S,
-        S: Stream<Item = oci_client::errors::Result<Bytes>> + Send + 'static,
-    {
-        let what = format!("uploading blob {digest}");
-        retry(|| async {
-            self.endpoint
-                .oci
-                .push_blob_stream(repo, body(), &digest.to_string(), Some(size))
-                .await
-                .map(drop)
-                .map_err(|e| Error::oci(self.host(), &what, e))
-        })
-        .await
-    }
-
-    /// Puts a manifest or index under `reference` (a tag or its digest).
-    pub(super) async fn push_manifest(
-        &self,
-        reference: &Reference,
-        bytes: Bytes,
-        media_type: &str,
-    ) -> Result<()> {
-        let what = format!("pushing manifest {}", reference.whole());
-        let content_type = HeaderValue::from_str(media_type)
-            .map_err(|_| Error::InvalidArgument(format!("media type {media_type:?}")))?;
-        retry(|| async {
-            self.endpoint
-                .oci
-                .push_manifest_raw(reference, bytes.clone(), content_type.clone())
-                .await
-                .map(drop)
-                .map_err(|e| Error::oci(self.host(), &what, e))
-        })
-        .await
+        Ok(resp.bytes_stream().map_err(std::io::Error::other))
     }
 }
 
-/// A request made here (not by oci-client) with the operation's credential: the bearer token
+/// A request to the registry with the operation's credential: the bearer token
 /// when the registry gave one, else the credential itself.
 pub(super) fn authorise(
     req: RequestBuilder,
@@ -269,15 +191,6 @@ pub(super) fn authorise(
         (Some(token), _) => req.bearer_auth(token),
         (None, RegistryAuth::Basic(user, password)) => req.basic_auth(user, Some(password)),
         (None, _) => req,
-    }
-}
-
-fn descriptor(digest: &Digest, size: u64) -> oci_client::manifest::OciDescriptor {
-    // No `urls`: a blob is fetched from the registry named, never from hosts a manifest lists.
-    oci_client::manifest::OciDescriptor {
-        digest: digest.to_string(),
-        size: size as i64,
-        ..Default::default()
     }
 }
 

@@ -9,12 +9,13 @@ const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// Blobs in memory; `sizes` overrides what a blob's size is said to be, `reads` counts the
-/// documents read.
+/// documents read and `asked` the sizes asked.
 #[derive(Default)]
 struct Memory {
     blobs: HashMap<Digest, Bytes>,
     sizes: HashMap<Digest, u64>,
     reads: usize,
+    asked: usize,
 }
 
 impl Memory {
@@ -34,6 +35,7 @@ impl Source for Memory {
     const WHERE: &'static str = "in memory";
 
     async fn size(&mut self, blob: &BlobRef) -> Result<Option<u64>, Error> {
+        self.asked += 1;
         let held = self.blobs.get(&blob.digest).map(|b| b.len() as u64);
         Ok(self.sizes.get(&blob.digest).copied().or(held))
     }
@@ -191,4 +193,51 @@ async fn a_document_of_another_size_than_its_descriptor_says_is_refused() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("were read in memory"), "{e}");
+}
+
+/// An index listing `manifest` `times` times, then whatever `extra` lists.
+fn repeating(source: &mut Memory, manifest: &BlobRef, times: usize, extra: &str) -> BlobRef {
+    let entries = vec![desc(MANIFEST, manifest); times];
+    source.put(&format!(
+        r#"{{"schemaVersion":2,"manifests":[{}{extra}]}}"#,
+        entries.join(",")
+    ))
+}
+
+#[tokio::test]
+async fn a_document_listed_many_times_is_read_and_looked_at_once() {
+    let mut source = Memory::default();
+    let (_, manifest) = image(&mut source);
+    let top = repeating(&mut source, &manifest, 10_000, "");
+    let graph = Walker::new(&mut source)
+        .walk_document(&top, INDEX, "test")
+        .await
+        .unwrap();
+    assert_eq!(graph.blobs.len(), 4);
+    assert_eq!(graph.documents.len(), 2);
+    assert_eq!(graph.configs.len(), 1);
+    // The index and the manifest read; the index, manifest, config and layer each asked once.
+    assert_eq!((source.reads, source.asked), (2, 4));
+}
+
+#[tokio::test]
+async fn a_repeat_promising_another_size_is_refused_unasked() {
+    let mut source = Memory::default();
+    let (_, manifest) = image(&mut source);
+    let liar = BlobRef {
+        size: manifest.size + 1,
+        ..manifest.clone()
+    };
+    let top = repeating(
+        &mut source,
+        &manifest,
+        2,
+        &format!(",{}", desc(MANIFEST, &liar)),
+    );
+    let e = Walker::new(&mut source)
+        .walk_document(&top, INDEX, "test")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("descriptor says"), "{e}");
+    assert_eq!(source.reads, 2);
 }
