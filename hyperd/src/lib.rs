@@ -2,6 +2,7 @@
 
 mod api;
 mod authority;
+mod connections;
 mod handoff;
 mod janitor;
 mod registry;
@@ -10,13 +11,11 @@ mod socket;
 use std::future::Future;
 use std::sync::Arc;
 
-use futures_util::TryStreamExt;
-use hyperd_proto::MAX_FRAME;
 use store::Store;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
+pub use connections::Limits as ConnectionLimits;
 pub use registry::Config as RegistryConfig;
 pub use socket::{activated_listeners, bind, default_root, group_id};
 
@@ -41,6 +40,8 @@ pub struct Settings {
     pub content_write_expiry: std::time::Duration,
     /// How registries are reached.
     pub registry: RegistryConfig,
+    /// How many connections, and how long a client may stall.
+    pub connections: ConnectionLimits,
 }
 
 /// Serves `store` on `listener`, and takes handed-over files on `fd_listener` (the companion
@@ -57,6 +58,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // rustls needs one process-wide crypto provider; reqwest is built without its default one.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let limits = settings.connections;
+    connections::raise_descriptor_limit(&limits);
     let cancel = CancellationToken::new();
     let tokens = Arc::new(handoff::Tokens::default());
     // The services first: a start-up error then leaves no janitor or hand-over server running.
@@ -77,12 +80,9 @@ pub async fn run(
         .initial_stream_window_size(LOAD_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(MAX_STREAMS)
-        .max_frame_size(MAX_FRAME)
+        .max_frame_size(authority::MAX_IN_FRAME as u32)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            UnixListenerStream::new(listener).map_ok(authority::AnyAuthority::new),
-            stop,
-        )
+        .serve_with_incoming_shutdown(connections::incoming(listener, limits), stop)
         .await?;
     janitor.await?;
     Ok(())

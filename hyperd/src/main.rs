@@ -60,6 +60,32 @@ struct Args {
         default_value_t = 60
     )]
     registry_timeout: u64,
+    /// Connections hyperd holds open at once, all users together (root and hyperd's own user
+    /// may exceed it by 32)
+    #[arg(
+        long,
+        env = "HYPERD_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 1024
+    )]
+    max_connections: usize,
+    /// Connections hyperd holds open at once from any one user (uid)
+    #[arg(
+        long,
+        env = "HYPERD_MAX_CONNECTIONS_PER_UID",
+        value_name = "N",
+        default_value_t = 128
+    )]
+    max_connections_per_uid: usize,
+    /// Close a connection whose client has not sent a request's headers this many seconds after
+    /// connecting, or leaves a header block or a frame unfinished this long
+    #[arg(
+        long,
+        env = "HYPERD_STALL_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 30
+    )]
+    stall_timeout: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -109,6 +135,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             certs_dir: args.certs_dir,
             insecure: args.insecure_registries,
             timeout: std::time::Duration::from_secs(args.registry_timeout),
+        },
+        connections: hyperd::ConnectionLimits {
+            total: args.max_connections,
+            per_uid: args.max_connections_per_uid,
+            stall: std::time::Duration::from_secs(args.stall_timeout),
         },
     };
     let result = hyperd::run(store, listener, fd_listener, settings, stop).await;

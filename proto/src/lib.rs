@@ -35,7 +35,9 @@ pub const CHUNK_SIZE: usize = 1 << 20;
 const STREAM_WINDOW: u32 = 8 << 20;
 /// See [`STREAM_WINDOW`].
 const CONNECTION_WINDOW: u32 = 16 << 20;
-/// Largest HTTP/2 frame either side sends: one 1 MiB chunk per frame (the default is 16 KiB).
+/// Largest HTTP/2 frame a client accepts from hyperd: one 1 MiB chunk per frame (the default is
+/// 16 KiB). hyperd accepts only 16 KiB frames from clients: it buffers a frame whole, so that is
+/// all a client stalled mid-frame makes it hold (a 512 MiB load streamed as fast either way).
 pub const MAX_FRAME: u32 = (1 << 20) - 1;
 
 /// Caps glibc's per-thread arenas at two. Loads and saves move megabyte buffers between threads,

@@ -27,6 +27,12 @@ pub(crate) const MAX_BLOCK: usize = 64 << 10;
 /// advertised.
 pub(crate) const MAX_OUT_FRAME: usize = 16_384;
 
+/// The largest frame a client may send, as hyperd advertises it (SETTINGS_MAX_FRAME_SIZE, h2's
+/// default): h2 buffers a frame whole before it decodes it, so this bounds what a client that
+/// stops mid-frame leaves in hyperd's memory. A header block frame past it is refused here, as h2
+/// would refuse it.
+pub(crate) const MAX_IN_FRAME: usize = 16_384;
+
 /// h2's SETTINGS_HEADER_TABLE_SIZE: hyperd never changes it, so the client's encoder uses this.
 const HEADER_TABLE_SIZE: usize = 4_096;
 
@@ -76,6 +82,23 @@ pub(crate) struct Inbound {
     ready: BytesMut,
     block: Option<Block>,
     hpack: Decoder<'static>,
+    /// Frames (the preface counted as one) whose last byte arrived, and header blocks that ended:
+    /// a connection's progress, which `Progress` reports to the stall deadline.
+    frames: u64,
+    blocks: u64,
+}
+
+/// Where a client's byte stream stands, for the deadline of a client that stalls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Progress {
+    /// Frames complete so far (the preface counts as one).
+    pub(crate) frames: u64,
+    /// Whether some frame has begun and not ended.
+    pub(crate) mid_frame: bool,
+    /// Header blocks complete so far.
+    pub(crate) blocks: u64,
+    /// Whether a header block has begun and not ended.
+    pub(crate) mid_block: bool,
 }
 
 impl Default for Inbound {
@@ -89,6 +112,8 @@ impl Default for Inbound {
             ready: BytesMut::new(),
             block: None,
             hpack,
+            frames: 0,
+            blocks: 0,
         }
     }
 }
@@ -102,7 +127,16 @@ impl Inbound {
         if self.block.is_some() {
             return 0;
         }
-        passable(&mut self.passing, bytes)
+        passable(&mut self.passing, &mut self.frames, bytes)
+    }
+
+    pub(crate) fn progress(&self) -> Progress {
+        Progress {
+            frames: self.frames,
+            mid_frame: self.passing > 0 || !self.held.is_empty(),
+            blocks: self.blocks,
+            mid_block: self.block.is_some(),
+        }
     }
 
     /// Whether bytes wait in `held`: then reads go there, not straight to h2.
@@ -129,7 +163,7 @@ impl Inbound {
     pub(crate) fn drain(&mut self) -> io::Result<()> {
         loop {
             if self.block.is_none() {
-                let n = passable(&mut self.passing, &self.held);
+                let n = passable(&mut self.passing, &mut self.frames, &self.held);
                 let pass = self.held.split_to(n);
                 self.ready.extend_from_slice(&pass);
             }
@@ -137,7 +171,7 @@ impl Inbound {
                 return Ok(());
             }
             let head = Head::parse(&self.held);
-            if head.len > MAX_BLOCK {
+            if head.len > MAX_IN_FRAME {
                 return Err(invalid("header block frame over the size limit"));
             }
             if self.held.len() < FRAME_HEAD + head.len {
@@ -145,6 +179,7 @@ impl Inbound {
                 return Ok(());
             }
             let frame = self.held.split_to(FRAME_HEAD + head.len);
+            self.frames += 1;
             self.header_frame(head, &frame[FRAME_HEAD..])?;
         }
     }
@@ -172,17 +207,22 @@ impl Inbound {
             let block = self.block.take().expect("a block is open");
             let encoded = rewrite(&mut self.hpack, &block.fragment)?;
             emit(&block, &encoded, &mut self.ready);
+            self.blocks += 1;
         }
         Ok(())
     }
 }
 
-fn passable(passing: &mut usize, bytes: &[u8]) -> usize {
+/// Also counts in `frames` each frame that passes whole.
+fn passable(passing: &mut usize, frames: &mut u64, bytes: &[u8]) -> usize {
     let mut at = 0;
     loop {
         let skip = (*passing).min(bytes.len() - at);
         *passing -= skip;
         at += skip;
+        if skip > 0 && *passing == 0 {
+            *frames += 1;
+        }
         if *passing > 0 || bytes.len() - at < FRAME_HEAD {
             return at;
         }

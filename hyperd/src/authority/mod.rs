@@ -27,7 +27,8 @@
 //! decode and encode per request's headers, not per byte.
 //!
 //! Bounds: a block of more than 64 KiB, compressed or decoded (RFC 7541 sizes), closes the
-//! connection, as does a block that fails to decode or a frame out of place inside one. hyper
+//! connection, as does a header block frame over the 16 KiB frame size hyperd advertises (h2 would
+//! refuse it too), a block that fails to decode or a frame out of place inside one. hyper
 //! advertises a max header list size of 16 KiB (h2's own default is 16 MiB) and h2 refuses streams
 //! past it, so this bound only cuts off clients that ignore that setting fourfold; and at 64 KiB
 //! the re-encoded block needs at most 4 frames, within the 5 CONTINUATION frames h2 accepts per
@@ -50,6 +51,7 @@ use tokio::net::UnixStream;
 use tonic::transport::server::{Connected, UdsConnectInfo};
 
 use inbound::Inbound;
+pub(crate) use inbound::{MAX_IN_FRAME, Progress};
 
 /// A read into held bytes asks for at least this much room: a header block and what follows it
 /// usually arrive in one read.
@@ -68,6 +70,11 @@ impl<S> AnyAuthority<S> {
             io,
             inbound: Inbound::default(),
         }
+    }
+
+    /// How far the client's bytes have come: frames and header blocks begun and ended.
+    pub(crate) fn progress(&self) -> Progress {
+        self.inbound.progress()
     }
 }
 

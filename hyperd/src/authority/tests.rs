@@ -230,7 +230,8 @@ async fn a_large_block_leaves_in_frames_of_16_kib() {
     fields.push((b"x-big".to_vec(), vec![b'a'; 40_000]));
     let mut sent = PREFACE.to_vec();
     let block = encode(&mut Encoder::new(), &fields);
-    sent.extend(frame(0x1, 0x0, 1, &block[..30_000]));
+    sent.extend(frame(0x1, 0x0, 1, &block[..16_000]));
+    sent.extend(frame(0x9, 0x0, 1, &block[16_000..30_000]));
     sent.extend(frame(0x9, 0x4, 1, &block[30_000..]));
     let out = through(&sent, &[1 << 20], 1 << 20).await.unwrap();
     let frames = parse(&out[24..]);
@@ -286,4 +287,41 @@ async fn broken_blocks_close_the_connection() {
     refused(frame(0x9, 0x4, 1, &[0x82])).await;
     // A table size above h2's 4096.
     refused(frame(0x1, 0x4, 1, &[0x3f, 0xe2, 0x1f, 0x82])).await;
+}
+
+/// The wrapper's progress after the client sent `data` and stopped.
+async fn progress_after(data: &[u8], read_size: usize) -> super::Progress {
+    let mut w = AnyAuthority::new(Chunked {
+        data: data.to_vec(),
+        at: 0,
+        sizes: vec![read_size],
+        turn: 0,
+    });
+    let mut buf = vec![0; 1 << 20];
+    while w.read(&mut buf).await.unwrap() > 0 {}
+    w.progress()
+}
+
+#[tokio::test]
+async fn progress_counts_whole_frames_and_blocks_whatever_the_reads() {
+    let (sent, _) = session();
+    let ends = |frames, blocks| super::Progress {
+        frames,
+        mid_frame: false,
+        blocks,
+        mid_block: false,
+    };
+    for read_size in [1, 7, 1 << 20] {
+        // The preface and 11 frames, 4 of them header blocks; then a frame cut short.
+        assert_eq!(progress_after(&sent, read_size).await, ends(12, 4));
+        let cut = progress_after(&sent[..sent.len() - 1], read_size).await;
+        assert!(cut.mid_frame && cut.frames == 11, "{cut:?}");
+        let mut open = sent.clone();
+        open.extend(frame(0x1, 0, 9, &[0x82]));
+        let open = progress_after(&open, read_size).await;
+        assert!(
+            open.mid_block && !open.mid_frame && open.blocks == 4,
+            "{open:?}"
+        );
+    }
 }
