@@ -9,6 +9,7 @@ mod authority;
 mod content;
 mod daemon;
 mod errors;
+mod files_cancel;
 mod handoff;
 mod incremental;
 mod memory;

@@ -50,7 +50,11 @@ pub(super) async fn load(
             .load_file(file, start, &map, &done, stop)
             .await;
         // Logged while the slot is still held: a load's copies have stopped by now.
-        tracing::info!(uid, ok = loaded.is_ok(), "load from a handed-over file ended");
+        tracing::info!(
+            uid,
+            ok = loaded.is_ok(),
+            "load from a handed-over file ended"
+        );
         let loaded = loaded
             .map_err(to_status)
             .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "load refused"))?;
@@ -119,7 +123,9 @@ async fn on_own_task<R: Send + 'static>(
     job: impl Future<Output = Result<R, Status>> + Send + 'static,
 ) -> Result<R, Status> {
     let _stop_when_dropped = stop.drop_guard();
-    tokio::spawn(job).await.expect("a load or save task panicked")
+    tokio::spawn(job)
+        .await
+        .expect("a load or save task panicked")
 }
 
 /// The file behind `token` for the caller with `uid`.
