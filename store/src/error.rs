@@ -59,6 +59,13 @@ pub enum Error {
     /// The write was aborted or expired while a client was writing it.
     #[error("{0}")]
     Aborted(String),
+    /// A handed-over file a save could not write (a seal, a full or read-only file system, an
+    /// I/O error on the client's side): the client's file is at fault, not the store.
+    #[error("cannot write the handed-over file: {0}")]
+    FileUnwritable(String),
+    /// The caller stopped the job (it hung up, or hyperd is stopping) before it was done.
+    #[error("stopped before it was done")]
+    Cancelled,
     /// Another process holds the store root.
     #[error("store root {0} is in use by another hyperd")]
     Locked(String),

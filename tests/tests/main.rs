@@ -10,6 +10,7 @@ mod connections;
 mod content;
 mod daemon;
 mod errors;
+mod files_cancel;
 mod handoff;
 mod incremental;
 mod memory;

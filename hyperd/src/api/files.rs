@@ -1,5 +1,10 @@
 //! LoadFile and SaveFile: a load or save through a file handed over on the companion socket,
 //! answered with progress while it runs and its result at the end.
+//!
+//! The job runs on a task of its own, which the call only asks to stop: a load or save copies on
+//! blocking threads that dropping a future cannot stop, so a client that hangs up (or shutdown)
+//! cancels the job's token, and the job ends once its copies have (`store`'s `blob/threads.rs`).
+//! A load's slot goes with the job, so it is free only when the copying is over.
 
 use std::fs::File;
 use std::time::Instant;
@@ -7,6 +12,7 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use hyperd_proto::v1::{self, load_file_response, save_file_response};
 use store::Progress;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::images::Images;
@@ -27,8 +33,12 @@ pub(super) async fn load(
     let (store, slots, start) = (images.store.clone(), images.load_slots.clone(), req.offset);
     let progress = Progress::default();
     let done = progress.clone();
-    let work = async move {
-        let _slot = slots.take(uid).await?;
+    let stop = images.shutdown.child_token();
+    let work = on_own_task(stop.clone(), async move {
+        let Some(slot) = stop.run_until_cancelled(slots.take(uid)).await else {
+            return Err(status::shutting_down());
+        };
+        let _slot = slot?;
         tracing::info!(
             uid,
             refs = map.len(),
@@ -37,12 +47,19 @@ pub(super) async fn load(
         );
         let loaded = store
             .images()
-            .load_file(file, start, &map, &done)
-            .await
+            .load_file(file, start, &map, &done, stop)
+            .await;
+        // Logged while the slot is still held: a load's copies have stopped by now.
+        tracing::info!(
+            uid,
+            ok = loaded.is_ok(),
+            "load from a handed-over file ended"
+        );
+        let loaded = loaded
             .map_err(to_status)
             .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "load refused"))?;
         Ok(convert::loaded(uid, loaded))
-    };
+    });
     let updates = ticks(progress).map(|n| v1::LoadFileResponse {
         part: Some(Part::Progress(n)),
     });
@@ -78,12 +95,13 @@ pub(super) async fn save(
         .map_err(to_status)?;
     let progress = Progress::default();
     let written = progress.clone();
-    let work = async move {
-        job.write_file(file, &written)
+    let stop = images.shutdown.child_token();
+    let work = on_own_task(stop.clone(), async move {
+        job.write_file(file, &written, stop)
             .await
             .map_err(to_status)
             .inspect_err(|s| tracing::warn!(error = %s.message(), "save ended early"))
-    };
+    });
     let updates = ticks(progress).map(|n| v1::SaveFileResponse {
         part: Some(Part::Progress(n)),
     });
@@ -95,6 +113,19 @@ pub(super) async fn save(
             part: Some(Part::Done(n)),
         },
     )))
+}
+
+/// Runs `job` on a task of its own, to its end: dropping the returned future (the client hung
+/// up) cancels `stop` instead, which the job heeds, so what the job holds is let go only once
+/// its work has stopped.
+async fn on_own_task<R: Send + 'static>(
+    stop: CancellationToken,
+    job: impl Future<Output = Result<R, Status>> + Send + 'static,
+) -> Result<R, Status> {
+    let _stop_when_dropped = stop.drop_guard();
+    tokio::spawn(job)
+        .await
+        .expect("a load or save task panicked")
 }
 
 /// The file behind `token` for the caller with `uid`.

@@ -50,6 +50,12 @@ pub(crate) fn write_aborted() -> Status {
     )
 }
 
+/// A handed-over file a save could not write: the client's file is at fault (a seal, its file
+/// system full or read-only), and the message names the errno.
+fn file_unwritable(message: String) -> Status {
+    status_with_reason(Code::FailedPrecondition, message, R::HandedFileUnwritable)
+}
+
 /// A file hand-over asked for by a caller whose credentials hyperd could not read.
 pub(crate) fn no_peer_credentials() -> Status {
     status_with_reason(
@@ -99,6 +105,9 @@ pub(crate) fn to_status(e: store::Error) -> Status {
         E::Conflict(_) => (Code::FailedPrecondition, R::Conflict),
         E::LeftOutBlobGone(_) => (Code::FailedPrecondition, R::LeftOutBlobGone),
         E::Locked(_) => (Code::FailedPrecondition, R::StoreLocked),
+        E::FileUnwritable(_) => return file_unwritable(message),
+        // A job is stopped because its client hung up (who hears nothing) or hyperd is stopping.
+        E::Cancelled => return shutting_down(),
         E::Database(_) | E::Io { .. } => {
             tracing::error!(error = %message, "store failure");
             let message = format!("hyperd store failure: {message}");

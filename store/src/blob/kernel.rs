@@ -12,6 +12,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, mpsc};
 
+use tokio_util::sync::CancellationToken;
+
+use super::Threads;
 use super::copy::{CHUNK, Hashed, start_writeback};
 use crate::decompress::Compression;
 use crate::digest::Hasher;
@@ -25,7 +28,7 @@ const STEP: u64 = 8 << 20;
 const READ: usize = 1 << 20;
 
 /// Where a body comes from: `len` bytes at `at` in the client's file. `base` is where the body
-/// starts in the archive, for progress.
+/// starts in the archive, for progress. `threads` are the load's, which its copies run on.
 #[derive(Clone)]
 pub(crate) struct Body {
     pub(crate) file: Arc<File>,
@@ -33,10 +36,17 @@ pub(crate) struct Body {
     pub(crate) len: u64,
     pub(crate) base: u64,
     pub(crate) progress: Progress,
+    pub(crate) threads: Threads,
 }
 
-/// Copies the body into a new file at `dest` and hashes the copy. Blocking.
-pub(crate) fn copy_hashed(body: &Body, dest: &Path, what: &str) -> Result<Hashed> {
+/// Copies the body into a new file at `dest` and hashes the copy, until `stop` is cancelled.
+/// Blocking.
+pub(crate) fn copy_hashed(
+    body: &Body,
+    dest: &Path,
+    what: &str,
+    stop: &CancellationToken,
+) -> Result<Hashed> {
     let out = File::options()
         .read(true)
         .write(true)
@@ -46,13 +56,13 @@ pub(crate) fn copy_hashed(body: &Body, dest: &Path, what: &str) -> Result<Hashed
     if body.len <= STEP {
         // Small bodies are common (configs, manifests, small layers): a thread each would cost
         // more than the overlap saves.
-        copy(body, &out, dest, what, &mut |_| ())?;
+        copy(body, &out, dest, what, stop, &mut |_| ())?;
         return hash(&out, body.len).context(|| format!("reading back {}", dest.display()));
     }
     let (tx, rx) = mpsc::sync_channel::<u64>(4);
     std::thread::scope(|s| {
         let hasher = s.spawn(|| hash_following(&out, rx));
-        let copied = copy(body, &out, dest, what, &mut |n| {
+        let copied = copy(body, &out, dest, what, stop, &mut |n| {
             let _ = tx.send(n);
         });
         drop(tx);
@@ -63,12 +73,19 @@ pub(crate) fn copy_hashed(body: &Body, dest: &Path, what: &str) -> Result<Hashed
 }
 
 /// Copies the body, telling `done` each time another step has landed.
-fn copy(body: &Body, out: &File, dest: &Path, what: &str, done: &mut dyn FnMut(u64)) -> Result<()> {
+fn copy(
+    body: &Body,
+    out: &File,
+    dest: &Path,
+    what: &str,
+    stop: &CancellationToken,
+    done: &mut dyn FnMut(u64),
+) -> Result<()> {
     let step = &mut |copied| {
         body.progress.reach(body.base + copied);
         done(copied);
     };
-    copy_range(&body.file, body.at, out, 0, body.len, step).map_err(|e| match e {
+    copy_range(&body.file, body.at, out, 0, body.len, stop, step).map_err(|e| match e {
         Failed::Write(e) => Error::Io {
             context: format!("writing {}", dest.display()),
             source: e,
@@ -79,31 +96,39 @@ fn copy(body: &Body, out: &File, dest: &Path, what: &str, done: &mut dyn FnMut(u
              hyperd read it?",
             body.len
         )),
+        Failed::Stopped => Error::Cancelled,
     })
 }
 
-/// Why a [`copy_range`] stopped: the side at fault, or the source ended after this many bytes.
+/// Why a [`copy_range`] stopped: the side at fault, the source ended after this many bytes, or
+/// the job was stopped.
 pub(crate) enum Failed {
     Read(io::Error),
     Write(io::Error),
     Short(u64),
+    Stopped,
 }
 
 /// Copies `len` bytes at `src_at` in `src` to `dst_at` in `dst`, in the kernel where both files
 /// allow (else through a buffer), starting writeback of each step and telling `done` how many
-/// bytes have landed. Blocking; neither file's offset moves.
+/// bytes have landed. Blocking; neither file's offset moves. `stop` is checked before each step,
+/// so a stopped copy writes at most one more step.
 pub(crate) fn copy_range(
     src: &File,
     src_at: u64,
     dst: &File,
     dst_at: u64,
     len: u64,
+    stop: &CancellationToken,
     done: &mut dyn FnMut(u64),
 ) -> std::result::Result<(), Failed> {
     let mut copied = 0u64;
     let mut kernel = true;
     let mut buf = Vec::new();
     while copied < len {
+        if stop.is_cancelled() {
+            return Err(Failed::Stopped);
+        }
         let want = (len - copied).min(STEP);
         let n = if kernel {
             let (mut from, mut to) = (src_at + copied, dst_at + copied);
@@ -120,7 +145,7 @@ pub(crate) fn copy_range(
                     kernel = false;
                     continue;
                 }
-                Err(e) if full(e) => return Err(Failed::Write(e.into())),
+                Err(e) if destination_refused(e) => return Err(Failed::Write(e.into())),
                 Err(e) => return Err(Failed::Read(e.into())),
             }
         } else {
@@ -147,10 +172,19 @@ fn cross_device(e: rustix::io::Errno) -> bool {
     [Errno::XDEV, Errno::INVAL, Errno::OPNOTSUPP, Errno::NOSYS].contains(&e)
 }
 
-/// A kernel copy that failed because the destination's disk is full or read-only.
-fn full(e: rustix::io::Errno) -> bool {
+/// A kernel copy that failed because of the destination: its disk is full or read-only, or the
+/// file refuses writes (a seal, an immutable or append-only file, a running executable).
+fn destination_refused(e: rustix::io::Errno) -> bool {
     use rustix::io::Errno;
-    [Errno::NOSPC, Errno::DQUOT, Errno::FBIG, Errno::ROFS].contains(&e)
+    [
+        Errno::NOSPC,
+        Errno::DQUOT,
+        Errno::FBIG,
+        Errno::ROFS,
+        Errno::PERM,
+        Errno::TXTBSY,
+    ]
+    .contains(&e)
 }
 
 /// Hashes the first `len` bytes of `file`.

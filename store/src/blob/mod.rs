@@ -5,6 +5,7 @@ mod copy;
 mod kernel;
 mod lease;
 mod staging;
+mod threads;
 
 use std::collections::HashSet;
 use std::fs;
@@ -17,6 +18,7 @@ pub(crate) use copy::{CHUNK, Copier, Writeback, drain, fill};
 pub(crate) use kernel::{Body, Failed, copy_range};
 pub(crate) use lease::Lease;
 pub(crate) use staging::Staging;
+pub(crate) use threads::Threads;
 
 use crate::decompress::Compression;
 use crate::digest::Digest;

@@ -155,11 +155,13 @@ impl Staging {
     }
 }
 
+/// The copy on one of the load's threads, which stops with the load.
 async fn copy_blocking(body: Body, tmp: PathBuf, what: &str) -> Result<Hashed> {
     let what = what.to_owned();
-    tokio::task::spawn_blocking(move || copy_hashed(&body, &tmp, &what))
+    let threads = body.threads.clone();
+    threads
+        .run(move |stop| copy_hashed(&body, &tmp, &what, stop))
         .await
-        .expect("copy thread panicked")
 }
 
 impl Drop for Staging {

@@ -5,7 +5,7 @@ pub(crate) mod docker;
 pub(crate) mod oci;
 mod out;
 
-pub(crate) use out::{Direct, Out, Streamed};
+pub(crate) use out::{Direct, Out, Streamed, blame};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_tar::{Builder, EntryType, Header};

@@ -10,6 +10,11 @@
 //! archive's length and synced once. Both go through the same `TarWriter`, so the bytes are those a
 //! streamed save writes (a test compares them). Only a regular file open for writing, and not for
 //! appending, is taken. A save pins every blob of its images before it writes a byte.
+//!
+//! Into a handed-over file, what fails writing that file is the client's (a seal, its file
+//! system full or read-only) and is told apart from the store's own failures
+//! ([`Error::FileUnwritable`]); a stopped save ends its copy within one step, as a load does
+//! (`blob/threads.rs`).
 
 use std::fs::File;
 use std::io;
@@ -20,8 +25,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncReadExt, AsyncWrite, BufReader};
 
-use crate::blob::{Failed, copy_range};
-use crate::error::{Error, IoContext, Result};
+use crate::blob::{Failed, Threads, copy_range};
+use crate::error::{Error, Result};
 use crate::progress::Progress;
 
 /// tokio-tar's own `append` copies through `tokio::io::copy`, 8 KiB at a time, which halved
@@ -65,17 +70,50 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Streamed<W> {
 }
 
 /// A regular file a client handed over, written from offset 0 with positioned writes: the
-/// client's file offset is never moved.
+/// client's file offset is never moved. Blob bodies are copied on the save's `threads`.
 pub(crate) struct Direct {
     file: Arc<File>,
     pos: u64,
     progress: Progress,
+    threads: Threads,
+}
+
+/// What an I/O error on the way out of a [`Direct`] carries, so that [`blame`] can tell it from
+/// the store's own failures once the tar writer has wrapped it in [`Error::Io`].
+#[derive(Debug, thiserror::Error)]
+enum Marked {
+    /// Writing the client's file failed.
+    #[error("{0}")]
+    Unwritable(io::Error),
+    /// The save was stopped.
+    #[error("stopped")]
+    Stopped,
+}
+
+fn marked(m: Marked) -> io::Error {
+    io::Error::other(m)
+}
+
+/// A save's error as the caller should see it: a failure writing the client's file is
+/// [`Error::FileUnwritable`], a stop [`Error::Cancelled`]; the rest are the store's.
+pub(crate) fn blame(e: Error) -> Error {
+    let Error::Io { context, source } = e else {
+        return e;
+    };
+    if !source.get_ref().is_some_and(|inner| inner.is::<Marked>()) {
+        return Error::Io { context, source };
+    }
+    let inner = source.into_inner().expect("checked").downcast::<Marked>();
+    match *inner.expect("checked") {
+        Marked::Unwritable(e) => Error::FileUnwritable(format!("{context}: {e}")),
+        Marked::Stopped => Error::Cancelled,
+    }
 }
 
 impl Direct {
     /// Accepts only a regular file open for writing, and not for appending (which would put
     /// every positioned write at the end).
-    pub(crate) fn open(file: File, progress: Progress) -> Result<Self> {
+    pub(crate) fn open(file: File, progress: Progress, threads: Threads) -> Result<Self> {
         let refuse = |why: &str| Error::Conflict(format!("cannot save into that file: {why}"));
         let meta = file.metadata().map_err(|e| refuse(&e.to_string()))?;
         if !meta.is_file() {
@@ -95,6 +133,7 @@ impl Direct {
             file: Arc::new(file),
             pos: 0,
             progress,
+            threads,
         })
     }
 
@@ -107,7 +146,7 @@ impl Direct {
         })
         .await
         .expect("sync thread panicked")
-        .context(|| "syncing the archive file".into())?;
+        .map_err(|e| Error::FileUnwritable(format!("cutting and syncing the archive: {e}")))?;
         Ok(len)
     }
 }
@@ -116,17 +155,22 @@ impl Out for Direct {
     async fn append_file(&mut self, blob: tokio::fs::File, size: u64) -> io::Result<u64> {
         let blob = blob.into_std().await;
         let (out, at, progress) = (self.file.clone(), self.pos, self.progress.clone());
-        let copied = tokio::task::spawn_blocking(move || {
-            copy_range(&blob, 0, &out, at, size, &mut |n| progress.reach(at + n))
-        })
-        .await
-        .expect("copy thread panicked");
+        let copied = self
+            .threads
+            .run(move |stop| {
+                copy_range(&blob, 0, &out, at, size, stop, &mut |n| {
+                    progress.reach(at + n)
+                })
+            })
+            .await;
         match copied {
             Ok(()) => {
                 self.pos += size;
                 Ok(size)
             }
-            Err(Failed::Read(e) | Failed::Write(e)) => Err(e),
+            Err(Failed::Read(e)) => Err(e),
+            Err(Failed::Write(e)) => Err(marked(Marked::Unwritable(e))),
+            Err(Failed::Stopped) => Err(marked(Marked::Stopped)),
             // The caller finds the blob shorter than its size and reports it.
             Err(Failed::Short(n)) => Ok(n),
         }
@@ -141,7 +185,10 @@ impl AsyncWrite for Direct {
     ) -> Poll<io::Result<usize>> {
         // On the runtime's thread: what passes here is headers, padding, documents and, in a
         // docker-format save, decompressed layers in 1 MiB writes into the page cache.
-        let n = self.file.write_at(buf, self.pos)?;
+        let n = self
+            .file
+            .write_at(buf, self.pos)
+            .map_err(|e| marked(Marked::Unwritable(e)))?;
         self.pos += n as u64;
         self.progress.reach(self.pos);
         Poll::Ready(Ok(n))

@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::blob::Body;
+use crate::blob::{Body, Threads};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -41,6 +41,8 @@ pub(crate) struct Direct {
     /// Archive offsets below this are bodies taken otherwise; the reader passes over them.
     free_until: Arc<AtomicU64>,
     progress: Progress,
+    /// The load's threads, which its kernel copies run on.
+    threads: Threads,
 }
 
 impl Direct {
@@ -50,6 +52,7 @@ impl Direct {
         file: File,
         start: u64,
         progress: Progress,
+        threads: Threads,
     ) -> Result<(Self, impl AsyncRead + Send + 'static)> {
         let meta = file
             .metadata()
@@ -78,6 +81,7 @@ impl Direct {
             start,
             free_until,
             progress,
+            threads,
         };
         Ok((direct, reader))
     }
@@ -90,6 +94,7 @@ impl Direct {
             len,
             base: at,
             progress: self.progress.clone(),
+            threads: self.threads.clone(),
         }
     }
 

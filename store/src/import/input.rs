@@ -13,6 +13,7 @@ use futures_util::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::file::Direct;
+use crate::blob::Threads;
 use crate::error::Result;
 use crate::progress::Progress;
 
@@ -44,9 +45,15 @@ impl Input {
         }
     }
 
-    /// An archive in a file the client handed over, starting at byte `start`.
-    pub(crate) fn file(file: std::fs::File, start: u64, progress: Progress) -> Result<Self> {
-        let (direct, reader) = Direct::open(file, start, progress)?;
+    /// An archive in a file the client handed over, starting at byte `start`, whose bodies are
+    /// copied on `threads`.
+    pub(crate) fn file(
+        file: std::fs::File,
+        start: u64,
+        progress: Progress,
+        threads: Threads,
+    ) -> Result<Self> {
+        let (direct, reader) = Direct::open(file, start, progress, threads)?;
         Ok(Input {
             reader: Box::pin(reader),
             holes: Holes::default(),

@@ -2,8 +2,10 @@
 
 use futures_util::Stream;
 use tokio::io::AsyncRead;
+use tokio_util::sync::CancellationToken;
 
 use super::Images;
+use crate::blob::Threads;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::image::ImageRecord;
@@ -55,16 +57,20 @@ impl Images<'_> {
     /// [`Images::load`] from a file a client handed over, the archive starting at byte `start`:
     /// the same import, with each kept body copied by the kernel from the file and hashed from
     /// the copy. `progress` counts the archive's bytes as they are done. Only a regular file
-    /// open for reading is accepted; its offset is left alone.
+    /// open for reading is accepted; its offset is left alone. Cancelling `stop` ends the load
+    /// with [`crate::Error::Cancelled`], which returns only once its copies have stopped (each
+    /// within one 8 MiB step) and its staging is gone.
     pub async fn load_file(
         self,
         file: std::fs::File,
         start: u64,
         map: &[(ImageName, String)],
         progress: &Progress,
+        stop: CancellationToken,
     ) -> Result<Vec<LoadedImage>> {
-        let input = Input::file(file, start, progress.clone())?;
-        let result = self.load_pinned(input, map).await;
+        let threads = Threads::new(stop);
+        let input = Input::file(file, start, progress.clone(), threads.clone())?;
+        let result = threads.bound(self.load_pinned(input, map)).await;
         self.0.collect_deferred().await?;
         result
     }

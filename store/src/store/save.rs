@@ -1,9 +1,10 @@
 //! Saves: resolve the images, pin their blobs, then stream the archive.
 
 use tokio::io::AsyncWrite;
+use tokio_util::sync::CancellationToken;
 
 use super::{Images, Store, referrers};
-use crate::blob::Lease;
+use crate::blob::{Lease, Threads};
 use crate::error::{Error, Result};
 use crate::export::{self, Direct, Item, Out, Streamed};
 use crate::image::Platform;
@@ -55,10 +56,27 @@ impl SaveJob {
     /// Writes the archive into a file a client handed over, from offset 0: blob bodies are
     /// copied file to file by the kernel, the file is cut to the archive's length and synced
     /// once. The bytes are those [`SaveJob::write`] streams. `progress` counts the bytes written.
-    /// Only a regular file open for writing, not for appending, is accepted.
-    pub async fn write_file(self, file: std::fs::File, progress: &Progress) -> Result<u64> {
-        let out = Direct::open(file, progress.clone())?;
-        self.write_to(out).await?.finish().await
+    /// Only a regular file open for writing, not for appending, is accepted; a failure writing
+    /// it is [`Error::FileUnwritable`]. Cancelling `stop` ends the save with
+    /// [`Error::Cancelled`], which returns only once its copies have stopped.
+    pub async fn write_file(
+        self,
+        file: std::fs::File,
+        progress: &Progress,
+        stop: CancellationToken,
+    ) -> Result<u64> {
+        let store = self.store.clone();
+        let threads = Threads::new(stop);
+        let out = Direct::open(file, progress.clone(), threads.clone())?;
+        let written = threads
+            .bound(async move { self.write_to(out).await?.finish().await })
+            .await
+            .map_err(export::blame);
+        if matches!(written, Err(Error::Cancelled)) {
+            // Dropped before it could collect what its pins held back.
+            store.collect_deferred().await?;
+        }
+        written
     }
 
     async fn write_to<W: Out>(self, writer: W) -> Result<W> {
