@@ -4,6 +4,7 @@ mod check;
 mod completion;
 mod images;
 mod inspect;
+mod leases;
 mod load;
 mod login;
 mod pull;
@@ -70,6 +71,7 @@ pub(crate) async fn run(command: Command, socket: &Path) -> anyhow::Result<ExitC
         Command::Push(a) => push::run(RegistryServiceClient::new(channel), a).await,
         Command::Login(a) => login::login(RegistryServiceClient::new(channel), a).await,
         Command::Check => check::run(client).await,
+        Command::Leases(c) => leases::run(ContentServiceClient::new(channel), c).await,
         Command::Version | Command::Completion(_) | Command::Logout(_) => {
             unreachable!("handled above")
         }

@@ -1,7 +1,6 @@
 //! LoadFile and SaveFile: a load or save through a file handed over on the companion socket,
 //! answered with progress while it runs and its result at the end.
 
-use std::fs::File;
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -13,7 +12,7 @@ use super::images::Images;
 use super::status::{self, to_status};
 use super::stream::{Answers, answer, ticks};
 use super::{convert, peer_uid};
-use crate::handoff::{Refused, Tokens};
+use crate::handoff::{Redeemed, Refused, Tokens};
 
 pub(super) async fn load(
     images: &Images,
@@ -22,12 +21,14 @@ pub(super) async fn load(
     use load_file_response::Part;
     let uid = peer_uid(&req);
     let req = req.into_inner();
-    let file = redeem(&images.tokens, &req.fd_token, uid)?;
+    let Redeemed { file, held } = redeem(&images.tokens, &req.fd_token, uid)?;
     let map = convert::ref_map(req.options.unwrap_or_default().refs)?;
     let (store, slots, start) = (images.store.clone(), images.load_slots.clone(), req.offset);
     let progress = Progress::default();
     let done = progress.clone();
     let work = async move {
+        // The file counts against the uid's quota until the work ends and closes it.
+        let _held = held;
         let _slot = slots.take(uid).await?;
         tracing::info!(
             uid,
@@ -63,7 +64,7 @@ pub(super) async fn save(
     use save_file_response::Part;
     let uid = peer_uid(&req);
     let req = req.into_inner();
-    let file = redeem(&images.tokens, &req.fd_token, uid)?;
+    let Redeemed { file, held } = redeem(&images.tokens, &req.fd_token, uid)?;
     let save = req
         .save
         .ok_or_else(|| status::invalid_request("a SaveFile request needs `save`"))?;
@@ -79,6 +80,7 @@ pub(super) async fn save(
     let progress = Progress::default();
     let written = progress.clone();
     let work = async move {
+        let _held = held;
         job.write_file(file, &written)
             .await
             .map_err(to_status)
@@ -98,7 +100,7 @@ pub(super) async fn save(
 }
 
 /// The file behind `token` for the caller with `uid`.
-fn redeem(tokens: &Tokens, token: &str, uid: Option<u32>) -> Result<File, Status> {
+fn redeem(tokens: &Tokens, token: &str, uid: Option<u32>) -> Result<Redeemed, Status> {
     let uid = uid.ok_or_else(status::no_peer_credentials)?;
     tokens
         .take(token, uid, Instant::now())
