@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use hyperd_proto::v1::lease_info::Maker;
 use hyperd_proto::v1::{DeleteLeaseRequest, LeaseInfo, ListLeasesRequest};
 
 use super::ContentClient;
@@ -59,7 +60,10 @@ fn table(leases: &[LeaseInfo], now: i64) -> String {
         .map(|l| {
             [
                 l.id.clone(),
-                l.uid.map_or("-".into(), |u| u.to_string()),
+                match l.maker {
+                    Some(Maker::Uid(uid)) => uid.to_string(),
+                    None => "-".into(),
+                },
                 created(l.created_at, now),
                 expires(l.expires_at, now),
                 l.blobs.to_string(),
@@ -112,9 +116,9 @@ mod tests {
     #[test]
     fn table_shows_uid_ages_and_blobs() {
         let now = 1_000_000;
-        let lease = |id: &str, uid, created_at| LeaseInfo {
+        let lease = |id: &str, uid: Option<u32>, created_at| LeaseInfo {
             id: id.into(),
-            uid,
+            maker: uid.map(Maker::Uid),
             created_at,
             expires_at: now + 3600,
             blobs: 3,

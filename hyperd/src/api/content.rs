@@ -288,7 +288,7 @@ impl ContentService for Content {
             .into_iter()
             .map(|l| v1::LeaseInfo {
                 id: l.id,
-                uid: l.owner,
+                maker: l.owner.map(v1::lease_info::Maker::Uid),
                 created_at: l.created_at.unwrap_or(0),
                 expires_at: l.expires_at,
                 blobs: l.blobs,
