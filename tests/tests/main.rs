@@ -12,6 +12,7 @@ mod errors;
 mod handoff;
 mod incremental;
 mod memory;
+mod quotas;
 mod referrers;
 mod reliability;
 mod slots;
