@@ -134,9 +134,9 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "LEASE ID   UID    CREATED       EXPIRES        BLOBS",
-                "ab12       1000   2 hours ago   in 1 hour      3",
-                "cd34       -      N/A           in 1 hour      3",
+                "LEASE ID   UID    CREATED       EXPIRES     BLOBS",
+                "ab12       1000   2 hours ago   in 1 hour   3",
+                "cd34       -      N/A           in 1 hour   3",
             ]
         );
     }
