@@ -37,6 +37,9 @@ pub(crate) enum Command {
     Login(LoginArgs),
     /// Remove a registry credential
     Logout(LogoutArgs),
+    /// List or delete leases (what keeps written blobs from collection)
+    #[command(subcommand)]
+    Leases(LeasesCommand),
     /// Re-hash every stored blob and verify every reference
     Check,
     /// Show client and daemon versions
@@ -127,6 +130,28 @@ pub(crate) struct RmiArgs {
     /// Images to remove: names or IDs
     #[arg(required = true, value_name = "IMAGE")]
     pub(crate) images: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum LeasesCommand {
+    /// List leases: all of them as root, your own otherwise
+    Ls(LeasesLsArgs),
+    /// Delete leases: any as root, your own otherwise
+    Rm(LeasesRmArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LeasesLsArgs {
+    /// Only show lease IDs
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LeasesRmArgs {
+    /// Leases to delete, by ID
+    #[arg(required = true, value_name = "ID")]
+    pub(crate) ids: Vec<String>,
 }
 
 #[derive(clap::Args)]

@@ -56,6 +56,10 @@ pub enum Error {
     /// A bound on open writes, leases or a lease's blobs was reached.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The caller (an owner, a uid to hyperd) reached its own quota of leases or open writes;
+    /// others are unaffected.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The write was aborted or expired while a client was writing it.
     #[error("{0}")]
     Aborted(String),

@@ -33,9 +33,13 @@ pub const BOMB_GRACE: u64 = 64 << 20;
 pub const MAX_INFO_DIGESTS: usize = 10_000;
 /// Longest write ref, in bytes.
 pub const MAX_WRITE_REF: usize = 256;
-/// Most content writes open at once (streaming or waiting to be resumed): each holds a partial
-/// file and a hash state in memory.
-pub const MAX_OPEN_WRITES: usize = 1_024;
+/// Most content writes one uid may have open at once (streaming or waiting to be resumed): each
+/// holds a partial file, an open descriptor and a hash state in memory.
+pub const MAX_OPEN_WRITES_PER_OWNER: usize = 256;
+/// Most content writes open at once, hyperd's own (a pull's) and every uid's together: a safety
+/// net on descriptors and memory, sixteen times what one uid may hold, so that one uid at its
+/// quota leaves room for the others and for pulls.
+pub const MAX_OPEN_WRITES: usize = 4_096;
 /// Largest blob a content write may announce: 1 TiB, far above any real layer.
 pub const MAX_WRITE_TOTAL: u64 = 1 << 40;
 /// Lease lifetime when a request names none; also the span of the shared lease that holds the
@@ -43,8 +47,11 @@ pub const MAX_WRITE_TOTAL: u64 = 1 << 40;
 pub const DEFAULT_LEASE_TTL: u64 = 3_600;
 /// Longest lease lifetime a client may ask for: 7 days.
 pub const MAX_LEASE_TTL: u64 = 7 * 24 * 3_600;
-/// Most leases clients may hold at once (the shared leases of writes without one do not count).
-pub const MAX_LEASES: usize = 4_096;
+/// Most leases one uid may hold at once.
+pub const MAX_LEASES_PER_OWNER: usize = 1_024;
+/// Most leases at once, every uid's and hyperd's own (a transfer's) together, the shared leases
+/// of writes without one aside: a safety net on the lease table, 64 times what one uid may hold.
+pub const MAX_LEASES: usize = 65_536;
 /// Most (lease, blob) pairs across all leases, the shared ones included: room for ten
 /// multi-platform images of 10,000 blobs in flight at once. Each costs one key of ~100 bytes in
 /// the database, and collection keeps the set of leased digests in memory.

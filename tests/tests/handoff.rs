@@ -200,8 +200,8 @@ async fn hyperctl_streams_when_hyperd_refuses_the_file_or_has_no_companion_socke
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "hyperd did not take the file (too many handed-over files waiting for uid {}; use or \
-         let them expire); streaming it instead\n"
+        "hyperd did not take the file (uid {} holds 16 handed-over files, waiting or in calls, \
+         its quota; let some calls end or tokens expire); streaming it instead\n"
             .replace("{}", &rustix::process::getuid().as_raw().to_string())
     );
     assert!(!d.log().contains(HANDED));

@@ -14,6 +14,7 @@ mod files_cancel;
 mod handoff;
 mod incremental;
 mod memory;
+mod quotas;
 mod referrers;
 mod reliability;
 mod slots;

@@ -98,8 +98,16 @@ fn created(rfc3339: &str, now: SystemTime) -> String {
         return "N/A".into();
     };
     let secs = now.duration_since(t).unwrap_or(Duration::ZERO).as_secs();
+    match span(secs) {
+        Some(span) => format!("{span} ago"),
+        None => "Less than a minute ago".into(),
+    }
+}
+
+/// "3 days", as docker says how long ago something was; `None` under a minute.
+pub(super) fn span(secs: u64) -> Option<String> {
     let (n, unit) = match secs {
-        s if s < 60 => return "Less than a minute ago".into(),
+        s if s < 60 => return None,
         s if s < 3600 => (s / 60, "minute"),
         s if s < 86_400 => (s / 3600, "hour"),
         s if s < 86_400 * 14 => (s / 86_400, "day"),
@@ -108,7 +116,7 @@ fn created(rfc3339: &str, now: SystemTime) -> String {
         s => (s / (86_400 * 365), "year"),
     };
     let plural = if n == 1 { "" } else { "s" };
-    format!("{n} {unit}{plural} ago")
+    Some(format!("{n} {unit}{plural}"))
 }
 
 /// Decimal units with three significant digits, as docker prints sizes.

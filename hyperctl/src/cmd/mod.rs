@@ -4,6 +4,7 @@ mod check;
 mod completion;
 mod images;
 mod inspect;
+mod leases;
 mod load;
 mod login;
 mod pull;
@@ -74,6 +75,7 @@ pub(crate) async fn run(command: Command, socket: Option<PathBuf>) -> anyhow::Re
         Command::Push(a) => push::run(RegistryServiceClient::new(channel), &peer, a).await,
         Command::Login(a) => login::login(RegistryServiceClient::new(channel), &peer, a).await,
         Command::Check => check::run(client).await,
+        Command::Leases(c) => leases::run(ContentServiceClient::new(channel), c).await,
         Command::Version | Command::Completion(_) | Command::Logout(_) => {
             unreachable!("handled above")
         }

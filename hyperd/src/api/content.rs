@@ -8,12 +8,11 @@ use hyperd_proto::v1::{self, content_service_server::ContentService};
 use store::limits::MAX_INFO_DIGESTS;
 use store::{Began, BlobRead, Store, WriteOutcome, WriteStart, Written};
 use tokio::io::AsyncReadExt;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::slots::Slots;
+use super::slots::{Slot, Slots};
 use super::status::{self, to_status};
 use super::stream::{Answers, or_shutdown, until_shutdown};
 use super::{convert, peer_uid};
@@ -28,6 +27,13 @@ pub(crate) const MAX_MESSAGE: usize = 2 * CHUNK_SIZE;
 /// so writes hold at most 16 × 4 MiB, whatever the number of clients; a waiting stream, its
 /// window alone. Writes are bound by hashing and disk, like loads, so more would only queue.
 const WRITE_SLOTS: usize = 16;
+/// Of the write slots, what one uid may hold: half, so that a uid whose streams trickle leaves
+/// the other half to everyone else.
+const WRITE_SLOTS_PER_UID: usize = 8;
+
+/// The uid refs and leases of a caller without peer credentials belong to (`(uid_t) -1`, never
+/// a real user's): it shares them with no one who has credentials.
+const NOBODY: u32 = u32::MAX;
 
 pub(crate) struct Content {
     store: Store,
@@ -44,9 +50,17 @@ impl Content {
         Content {
             store,
             shutdown,
-            write_slots: Slots::new("write", WRITE_SLOTS),
+            write_slots: Slots::new("write", WRITE_SLOTS, WRITE_SLOTS_PER_UID),
             idle_timeout,
         }
+    }
+}
+
+/// Whose leases a caller may see and delete: root every lease (`None`), another uid its own.
+fn leases_of(uid: Option<u32>) -> Option<u32> {
+    match uid {
+        Some(0) => None,
+        uid => Some(uid.unwrap_or(NOBODY)),
     }
 }
 
@@ -68,7 +82,8 @@ async fn write_stream(
     mut stream: Streaming<v1::WriteRequest>,
     shutdown: CancellationToken,
     idle: Duration,
-    _slot: OwnedSemaphorePermit,
+    owner: u32,
+    _slot: Slot,
 ) -> Result<Written, Status> {
     let first = or_shutdown(&shutdown, next_message(&mut stream, idle))
         .await?
@@ -84,7 +99,7 @@ async fn write_stream(
     };
     let mut write = match store
         .content()
-        .begin_write(start)
+        .begin_write_as(owner, start)
         .await
         .map_err(to_status)?
     {
@@ -181,6 +196,7 @@ impl ContentService for Content {
             req.into_inner(),
             self.shutdown.clone(),
             self.idle_timeout,
+            uid.unwrap_or(NOBODY),
             slot,
         );
         let written = tokio::spawn(task)
@@ -202,10 +218,11 @@ impl ContentService for Content {
         &self,
         req: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
+        let owner = peer_uid(&req).unwrap_or(NOBODY);
         let s = self
             .store
             .content()
-            .write_status(&req.into_inner().r#ref)
+            .write_status_as(owner, &req.into_inner().r#ref)
             .map_err(to_status)?;
         Ok(Response::new(v1::StatusResponse {
             r#ref: s.reference,
@@ -221,9 +238,10 @@ impl ContentService for Content {
         &self,
         req: Request<v1::AbortRequest>,
     ) -> Result<Response<v1::AbortResponse>, Status> {
+        let owner = peer_uid(&req).unwrap_or(NOBODY);
         self.store
             .content()
-            .abort_write(&req.into_inner().r#ref)
+            .abort_write_as(owner, &req.into_inner().r#ref)
             .map_err(to_status)?;
         Ok(Response::new(v1::AbortResponse {}))
     }
@@ -236,7 +254,7 @@ impl ContentService for Content {
         let store::Lease { id, expires_at } = self
             .store
             .leases()
-            .create(req.into_inner().ttl_seconds)
+            .create_as(uid.unwrap_or(NOBODY), req.into_inner().ttl_seconds)
             .await
             .map_err(to_status)?;
         tracing::info!(uid, lease = %id, expires_at, "lease created");
@@ -247,11 +265,35 @@ impl ContentService for Content {
         &self,
         req: Request<v1::DeleteLeaseRequest>,
     ) -> Result<Response<v1::DeleteLeaseResponse>, Status> {
+        let uid = peer_uid(&req);
+        let id = req.into_inner().id;
         self.store
             .leases()
-            .delete(&req.into_inner().id)
+            .delete_as(leases_of(uid), &id)
             .await
             .map_err(to_status)?;
+        tracing::info!(uid, lease = %id, "lease deleted by a client");
         Ok(Response::new(v1::DeleteLeaseResponse {}))
+    }
+
+    async fn list_leases(
+        &self,
+        req: Request<v1::ListLeasesRequest>,
+    ) -> Result<Response<v1::ListLeasesResponse>, Status> {
+        let leases = self
+            .store
+            .leases()
+            .list(leases_of(peer_uid(&req)))
+            .map_err(to_status)?
+            .into_iter()
+            .map(|l| v1::LeaseInfo {
+                id: l.id,
+                maker: l.owner.map(v1::lease_info::Maker::Uid),
+                created_at: l.created_at.unwrap_or(0),
+                expires_at: l.expires_at,
+                blobs: l.blobs,
+            })
+            .collect();
+        Ok(Response::new(v1::ListLeasesResponse { leases }))
     }
 }

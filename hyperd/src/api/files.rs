@@ -6,7 +6,6 @@
 //! cancels the job's token, and the job ends once its copies have (`store`'s `blob/threads.rs`).
 //! A load's slot goes with the job, so it is free only when the copying is over.
 
-use std::fs::File;
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -19,7 +18,7 @@ use super::images::Images;
 use super::status::{self, to_status};
 use super::stream::{Answers, answer, ticks};
 use super::{convert, peer_uid};
-use crate::handoff::{Refused, Tokens};
+use crate::handoff::{Redeemed, Refused, Tokens};
 
 pub(super) async fn load(
     images: &Images,
@@ -28,13 +27,15 @@ pub(super) async fn load(
     use load_file_response::Part;
     let uid = peer_uid(&req);
     let req = req.into_inner();
-    let file = redeem(&images.tokens, &req.fd_token, uid)?;
+    let Redeemed { file, held } = redeem(&images.tokens, &req.fd_token, uid)?;
     let map = convert::ref_map(req.options.unwrap_or_default().refs)?;
     let (store, slots, start) = (images.store.clone(), images.load_slots.clone(), req.offset);
     let progress = Progress::default();
     let done = progress.clone();
     let stop = images.shutdown.child_token();
     let work = on_own_task(stop.clone(), async move {
+        // The file counts against the uid's quota until the work ends and closes it.
+        let _held = held;
         let Some(slot) = stop.run_until_cancelled(slots.take(uid)).await else {
             return Err(status::shutting_down());
         };
@@ -80,7 +81,7 @@ pub(super) async fn save(
     use save_file_response::Part;
     let uid = peer_uid(&req);
     let req = req.into_inner();
-    let file = redeem(&images.tokens, &req.fd_token, uid)?;
+    let Redeemed { file, held } = redeem(&images.tokens, &req.fd_token, uid)?;
     let save = req
         .save
         .ok_or_else(|| status::invalid_request("a SaveFile request needs `save`"))?;
@@ -97,6 +98,7 @@ pub(super) async fn save(
     let written = progress.clone();
     let stop = images.shutdown.child_token();
     let work = on_own_task(stop.clone(), async move {
+        let _held = held;
         job.write_file(file, &written, stop)
             .await
             .map_err(to_status)
@@ -129,7 +131,7 @@ async fn on_own_task<R: Send + 'static>(
 }
 
 /// The file behind `token` for the caller with `uid`.
-fn redeem(tokens: &Tokens, token: &str, uid: Option<u32>) -> Result<File, Status> {
+fn redeem(tokens: &Tokens, token: &str, uid: Option<u32>) -> Result<Redeemed, Status> {
     let uid = uid.ok_or_else(status::no_peer_credentials)?;
     tokens
         .take(token, uid, Instant::now())

@@ -23,6 +23,9 @@ use crate::handoff::Tokens;
 /// loads of 64 MiB peaked at 253 MiB without slots. A waiting load holds no more than what its
 /// HTTP/2 window let the client send ahead.
 const LOAD_SLOTS: usize = 4;
+/// Of the load slots, what one uid may hold: half, so that a uid whose loads stall leaves the
+/// other half to everyone else.
+const LOAD_SLOTS_PER_UID: usize = 2;
 
 pub(crate) struct Images {
     pub(super) store: Store,
@@ -44,7 +47,7 @@ impl Images {
         Images {
             store,
             shutdown,
-            load_slots: Slots::new("load", LOAD_SLOTS),
+            load_slots: Slots::new("load", LOAD_SLOTS, LOAD_SLOTS_PER_UID),
             load_idle_timeout,
             tokens,
         }

@@ -31,6 +31,11 @@ pub(crate) fn load_idle(e: store::Error) -> Status {
     status_with_reason(s.code(), s.message(), R::SlotIdle)
 }
 
+/// The caller's uid reached its own quota of something all callers share.
+pub(crate) fn quota_reached(message: impl Into<String>) -> Status {
+    status_with_reason(Code::ResourceExhausted, message, R::QuotaReached)
+}
+
 /// A malformed request.
 pub(crate) fn invalid_request(message: impl Into<String>) -> Status {
     status_with_reason(Code::InvalidArgument, message, R::InvalidRequest)
@@ -101,6 +106,7 @@ pub(crate) fn to_status(e: store::Error) -> Status {
         E::InvalidArgument(_) => (Code::InvalidArgument, R::InvalidRequest),
         E::OutOfRange(_) => (Code::OutOfRange, R::OutOfRange),
         E::ResourceExhausted(_) => (Code::ResourceExhausted, R::LimitReached),
+        E::QuotaExceeded(_) => (Code::ResourceExhausted, R::QuotaReached),
         E::Aborted(_) => (Code::Aborted, R::WriteAborted),
         E::Conflict(_) => (Code::FailedPrecondition, R::Conflict),
         E::LeftOutBlobGone(_) => (Code::FailedPrecondition, R::LeftOutBlobGone),

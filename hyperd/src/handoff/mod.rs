@@ -13,12 +13,13 @@
 //! (Python: `socket.send_fds(sock, [b"F"], [fd])`). hyperd reads the sender's uid (SO_PEERCRED),
 //! checks with fstat that the descriptor is a regular file, and answers one line before it closes
 //! the connection: a token (128 random bits from getrandom, 32 hex digits), or `error: <reason>`
-//! (not a regular file, more or fewer than one descriptor, too many waiting, nothing sent for five
-//! seconds). LoadFile or SaveFile redeems the token: only a caller whose uid, from the gRPC
+//! (not a regular file, more or fewer than one descriptor, the uid's quota reached, nothing sent
+//! for five seconds). LoadFile or SaveFile redeems the token: only a caller whose uid, from the gRPC
 //! connection's peer credentials, is the sender's; only once; within 30 s. hyperd closes the
-//! descriptor when that call ends, and an unredeemed one when it expires. At most 16 per uid wait
-//! at once: each is an open descriptor in hyperd, and descriptors are a limit all users share
-//! (`tokens.rs`). LoadFile needs the file open for reading; SaveFile open for writing and not for
+//! descriptor when that call ends, and an unredeemed one when it expires. At most 16 per uid are held
+//! at once, from the hand-over until the descriptor is closed (waiting for a call, or for a slot,
+//! or in the call): each is an open descriptor in hyperd, and descriptors are a limit all users
+//! share (`tokens.rs`). LoadFile needs the file open for reading; SaveFile open for writing and not for
 //! appending, and writes from offset 0, cuts the file to the archive's length and syncs it before
 //! it reports the result. Both are server-streaming: progress messages (bytes done), then the
 //! result.
@@ -55,7 +56,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use tokens::TTL;
-pub(crate) use tokens::{Refused, Tokens};
+pub(crate) use tokens::{Redeemed, Refused, Tokens};
 
 /// A client that connects and sends nothing is dropped after this long.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -100,7 +101,10 @@ async fn receive(stream: &UnixStream, tokens: &Arc<Tokens>) -> Result<String, St
         .map_err(|e| format!("receiving the descriptor: {e}"))??;
     check(&file)?;
     let token = tokens.give(uid, file, Instant::now()).ok_or_else(|| {
-        format!("too many handed-over files waiting for uid {uid}; use or let them expire")
+        format!(
+            "uid {uid} holds 16 handed-over files, waiting or in calls, its quota; let some \
+             calls end or tokens expire"
+        )
     })?;
     let expiring = tokens.clone();
     tokio::spawn(async move {
@@ -131,6 +135,13 @@ async fn receive_fd(stream: &UnixStream) -> std::io::Result<Result<File, String>
                 }
             }
             // More descriptors than fit are closed by the kernel and flagged.
+            // Truncated with none received: hyperd itself could not take one (out of
+            // descriptors), which is no fault of this client's message.
+            if msg.flags.contains(ReturnFlags::CTRUNC) && fds.is_empty() {
+                return Ok(Err(
+                    "hyperd could not take the descriptor now; retry".to_owned()
+                ));
+            }
             if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > 1 {
                 return Ok(Err("send exactly one descriptor".to_owned()));
             }

@@ -1,16 +1,18 @@
 //! Handed-over files waiting for the call that uses them: each under a random single-use token,
-//! bound to the uid that sent it, for a short while. Pure bookkeeping; the clock is passed in.
+//! bound to the uid that sent it, for a short while. A file counts against its uid's quota from
+//! the hand-over until its descriptor is closed: while it waits for its call, and while the call
+//! that redeemed it waits for a slot and works. Pure bookkeeping; the clock is passed in.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a token waits for its call: long enough for a client to connect and call, short
 /// enough that a forgotten descriptor does not stay open in hyperd.
 pub(crate) const TTL: Duration = Duration::from_secs(30);
-/// Files one uid may have waiting: each is an open descriptor in hyperd, and descriptors are a
-/// limit every user shares.
+/// Files one uid may have held, waiting for their call or in a call: each is an open descriptor
+/// in hyperd, and descriptors are a limit every user shares.
 const PER_UID: usize = 16;
 
 /// Why a token was not honoured.
@@ -31,14 +33,45 @@ struct Waiting {
 #[derive(Default)]
 pub(crate) struct Tokens {
     waiting: Mutex<HashMap<String, Waiting>>,
+    /// Redeemed files still open, by uid.
+    redeemed: Arc<Mutex<HashMap<u32, usize>>>,
+}
+
+/// A redeemed file, counted against its uid's quota until `held` drops: keep `held` until the
+/// file is closed.
+#[derive(Debug)]
+pub(crate) struct Redeemed {
+    pub(crate) file: File,
+    pub(crate) held: Held,
+}
+
+/// One redeemed file's place in its uid's quota.
+#[derive(Debug)]
+pub(crate) struct Held {
+    redeemed: Arc<Mutex<HashMap<u32, usize>>>,
+    uid: u32,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut redeemed = self.redeemed.lock().expect("token lock poisoned");
+        if let Some(n) = redeemed.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                redeemed.remove(&self.uid);
+            }
+        }
+    }
 }
 
 impl Tokens {
-    /// Keeps `file` for `uid` and returns its token, or `None` when `uid` has too many waiting.
+    /// Keeps `file` for `uid` and returns its token, or `None` when `uid` holds its quota of
+    /// files already (waiting, or redeemed and still open).
     pub(crate) fn give(&self, uid: u32, file: File, now: Instant) -> Option<String> {
         let mut waiting = self.waiting.lock().expect("token lock poisoned");
         waiting.retain(|_, w| w.expires > now);
-        if waiting.values().filter(|w| w.uid == uid).count() >= PER_UID {
+        let in_calls = self.in_calls(uid);
+        if waiting.values().filter(|w| w.uid == uid).count() + in_calls >= PER_UID {
             return None;
         }
         let token = random_token();
@@ -53,9 +86,31 @@ impl Tokens {
         Some(token)
     }
 
-    /// The file behind `token`, which is used up, if `uid` was given it and it has not expired.
-    /// A token shown by another uid stays good for its owner.
-    pub(crate) fn take(&self, token: &str, uid: u32, now: Instant) -> Result<File, Refused> {
+    /// Redeemed files of `uid` still open.
+    fn in_calls(&self, uid: u32) -> usize {
+        let redeemed = self.redeemed.lock().expect("token lock poisoned");
+        redeemed.get(&uid).copied().unwrap_or(0)
+    }
+
+    /// The file behind `token`, which is used up, if `uid` was given it and it has not expired;
+    /// it counts against the uid's quota until its [`Held`] drops. A token shown by another uid
+    /// stays good for its owner.
+    pub(crate) fn take(&self, token: &str, uid: u32, now: Instant) -> Result<Redeemed, Refused> {
+        let file = self.take_file(token, uid, now)?;
+        *self
+            .redeemed
+            .lock()
+            .expect("token lock poisoned")
+            .entry(uid)
+            .or_default() += 1;
+        let held = Held {
+            redeemed: self.redeemed.clone(),
+            uid,
+        };
+        Ok(Redeemed { file, held })
+    }
+
+    fn take_file(&self, token: &str, uid: u32, now: Instant) -> Result<File, Refused> {
         let mut waiting = self.waiting.lock().expect("token lock poisoned");
         match waiting.get(token) {
             Some(w) if w.expires <= now => {
@@ -139,6 +194,22 @@ mod tests {
         assert!(tokens.give(1000, file(), now).is_none());
         assert!(tokens.give(1001, file(), now).is_some());
         assert!(tokens.give(1000, file(), now + TTL).is_some());
+    }
+
+    #[test]
+    fn a_redeemed_file_counts_until_it_is_closed() {
+        let (tokens, now) = (Tokens::default(), Instant::now());
+        let mut open = Vec::new();
+        for _ in 0..PER_UID {
+            let t = tokens.give(1000, file(), now).unwrap();
+            open.push(tokens.take(&t, 1000, now).unwrap());
+        }
+        assert!(tokens.give(1000, file(), now).is_none());
+        assert!(tokens.give(1001, file(), now).is_some());
+        open.pop();
+        assert!(tokens.give(1000, file(), now).is_some());
+        drop(open);
+        assert!(tokens.redeemed.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -10,4 +10,4 @@ mod writes;
 
 pub(crate) use write::{Verified, Writer};
 pub use writes::WriteStatus;
-pub(crate) use writes::{Checkout, Writes};
+pub(crate) use writes::{Checkout, Owner, Writes};

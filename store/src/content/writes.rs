@@ -1,4 +1,5 @@
-//! The open content writes, by ref. A stream checks a write out to append to it and hands it back
+//! The open content writes, by owner and ref: each uid has refs of its own, so another's are
+//! absent to it (hyperd's own writes, a pull's, have no owner). A stream checks a write out to append to it and hands it back
 //! when it ends, so a second stream on the same ref meanwhile is refused. Abort and expiry take
 //! a write out of the table, which ends a stream holding it. The table's lock is held for map
 //! updates only: files are created and removed outside it.
@@ -14,7 +15,17 @@ use super::rules::{self, Start};
 use super::{Verified, Writer, expiry};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::limits::MAX_OPEN_WRITES;
+use crate::limits::{MAX_OPEN_WRITES, MAX_OPEN_WRITES_PER_OWNER};
+
+/// Who opened a write: a client's uid, or `None` for hyperd's own.
+pub(crate) type Owner = Option<u32>;
+
+/// A write's key: refs are per owner.
+type Key = (Owner, String);
+
+fn key(owner: Owner, reference: &str) -> Key {
+    (owner, reference.to_owned())
+}
 
 /// Where an open write stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,7 +46,7 @@ pub struct WriteStatus {
 
 pub(crate) struct Writes {
     dir: PathBuf,
-    open: Mutex<HashMap<String, Slot>>,
+    open: Mutex<HashMap<Key, Slot>>,
     next_id: AtomicU64,
 }
 
@@ -76,14 +87,16 @@ impl Writes {
         })
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Slot>> {
         self.open.lock().expect("content writes lock poisoned")
     }
 
-    /// Takes the write under `reference` for one stream: a new one, the open one restarted, or
-    /// the open one resumed, as [`rules::start`] decides. `now_ms` is unix milliseconds.
+    /// Takes `owner`'s write under `reference` for one stream: a new one, the open one
+    /// restarted, or the open one resumed, as [`rules::start`] decides. `now_ms` is unix
+    /// milliseconds.
     pub(crate) fn checkout(
         self: &Arc<Self>,
+        owner: Owner,
         reference: &str,
         expected: &Digest,
         total: u64,
@@ -91,8 +104,9 @@ impl Writes {
         now_ms: i64,
     ) -> Result<Checkout> {
         rules::check_ref(reference)?;
+        let key = key(owner, reference);
         let mut table = self.table();
-        let open = table.get_mut(reference);
+        let open = table.get_mut(&key);
         if open.as_ref().is_some_and(|s| s.writer.is_none()) {
             return Err(Error::Conflict(format!(
                 "ref {reference:?} is being written by another client"
@@ -103,24 +117,22 @@ impl Writes {
             slot.touch(now_ms);
             return Ok(Checkout {
                 writes: self.clone(),
-                reference: reference.to_owned(),
+                key,
                 id: slot.id,
                 writer: slot.writer.take(),
                 aborted: slot.abort.subscribe(),
             });
         }
-        if start == Start::New && table.len() >= MAX_OPEN_WRITES {
-            return Err(Error::ResourceExhausted(format!(
-                "{MAX_OPEN_WRITES} writes are open; finish or abort some first"
-            )));
+        if start == Start::New {
+            check_room(&table, owner)?;
         }
-        let replaced = table.remove(reference);
+        let replaced = table.remove(&key);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (abort, aborted) = watch::channel(false);
         // The slot is reserved checked out, so that no other stream takes the ref while this
         // one creates the file.
         table.insert(
-            reference.to_owned(),
+            key.clone(),
             Slot {
                 id,
                 status: WriteStatus {
@@ -144,7 +156,7 @@ impl Writes {
         // nothing under the ref.
         let mut checkout = Checkout {
             writes: self.clone(),
-            reference: reference.to_owned(),
+            key,
             id,
             writer: None,
             aborted,
@@ -162,22 +174,26 @@ impl Writes {
         Ok(checkout)
     }
 
-    pub(crate) fn status(&self, reference: &str) -> Option<WriteStatus> {
-        self.table().get(reference).map(|s| s.status.clone())
+    /// Where `owner`'s write under `reference` stands.
+    pub(crate) fn status(&self, owner: Owner, reference: &str) -> Option<WriteStatus> {
+        self.table()
+            .get(&key(owner, reference))
+            .map(|s| s.status.clone())
     }
 
-    /// Drops the write under `reference`; a stream writing it ends with ABORTED. False when
-    /// there was none.
-    pub(crate) fn abort(&self, reference: &str) -> bool {
-        let slot = self.table().remove(reference);
+    /// Drops `owner`'s write under `reference`; a stream writing it ends with ABORTED. False
+    /// when there was none.
+    pub(crate) fn abort(&self, owner: Owner, reference: &str) -> bool {
+        let slot = self.table().remove(&key(owner, reference));
         slot.map(Slot::abort).is_some()
     }
 
-    /// Drops the write under `reference` if it is open and no stream is writing it.
-    pub(crate) fn drop_idle(&self, reference: &str) {
+    /// Drops `owner`'s write under `reference` if it is open and no stream is writing it.
+    pub(crate) fn drop_idle(&self, owner: Owner, reference: &str) {
+        let key = key(owner, reference);
         let mut table = self.table();
-        let slot = match table.get(reference) {
-            Some(s) if s.writer.is_some() => table.remove(reference),
+        let slot = match table.get(&key) {
+            Some(s) if s.writer.is_some() => table.remove(&key),
             _ => None,
         };
         drop(table);
@@ -189,15 +205,15 @@ impl Writes {
     /// Drops every write idle for `idle` seconds at `now_ms`, and names them.
     pub(crate) fn drop_expired(&self, idle: u64, now_ms: i64) -> Vec<String> {
         let mut table = self.table();
-        let expired: Vec<String> = table
-            .values()
-            .filter(|s| expiry::write_expired(s.touched_ms, idle, now_ms))
-            .map(|s| s.status.reference.clone())
+        let expired: Vec<Key> = table
+            .iter()
+            .filter(|(_, s)| expiry::write_expired(s.touched_ms, idle, now_ms))
+            .map(|(k, _)| k.clone())
             .collect();
-        let slots: Vec<Slot> = expired.iter().filter_map(|r| table.remove(r)).collect();
+        let slots: Vec<Slot> = expired.iter().filter_map(|k| table.remove(k)).collect();
         drop(table);
         slots.into_iter().for_each(Slot::abort);
-        expired
+        expired.into_iter().map(|(_, r)| r).collect()
     }
 
     /// When each open write was last touched, unix milliseconds.
@@ -206,11 +222,30 @@ impl Writes {
     }
 }
 
+/// Refuses a new write past `owner`'s quota (a client's) or past the total.
+fn check_room(table: &HashMap<Key, Slot>, owner: Owner) -> Result<()> {
+    if let Some(uid) = owner {
+        let open = table.keys().filter(|(o, _)| *o == owner).count();
+        if open >= MAX_OPEN_WRITES_PER_OWNER {
+            return Err(Error::QuotaExceeded(format!(
+                "uid {uid} has {MAX_OPEN_WRITES_PER_OWNER} writes open, its quota; finish or \
+                 abort some first"
+            )));
+        }
+    }
+    if table.len() >= MAX_OPEN_WRITES {
+        return Err(Error::ResourceExhausted(format!(
+            "{MAX_OPEN_WRITES} writes are open; finish or abort some first"
+        )));
+    }
+    Ok(())
+}
+
 /// One stream's hold on a write. Dropped before the write is complete, it hands the write back
 /// for a later stream to resume; finished or discarded, the write is gone.
 pub(crate) struct Checkout {
     writes: Arc<Writes>,
-    reference: String,
+    key: Key,
     id: u64,
     writer: Option<Writer>,
     aborted: watch::Receiver<bool>,
@@ -224,7 +259,7 @@ impl Checkout {
     }
 
     pub(crate) fn reference(&self) -> &str {
-        &self.reference
+        &self.key.1
     }
 
     pub(crate) fn offset(&self) -> u64 {
@@ -239,7 +274,7 @@ impl Checkout {
         if *self.aborted.borrow() {
             return Err(Error::Aborted(format!(
                 "write {:?} was aborted or expired",
-                self.reference
+                self.key.1
             )));
         }
         Ok(())
@@ -254,7 +289,7 @@ impl Checkout {
             return Err(e);
         }
         let offset = writer.offset();
-        if let Some(slot) = self.writes.table().get_mut(&self.reference)
+        if let Some(slot) = self.writes.table().get_mut(&self.key)
             && slot.id == self.id
         {
             slot.status.offset = offset;
@@ -269,7 +304,7 @@ impl Checkout {
     pub(crate) fn finish(&mut self) -> Result<Verified> {
         self.check_live()?;
         let writer = self.writer.take().expect("a checkout holds its writer");
-        writer.finish(&format!("write {:?}", self.reference))
+        writer.finish(&format!("write {:?}", self.key.1))
     }
 
     /// Resolves once the write is aborted or expires.
@@ -284,12 +319,12 @@ impl Drop for Checkout {
         let mut table = self.writes.table();
         // Aborted or expired meanwhile, the slot is gone: the writer and its file go with this
         // checkout.
-        if let Some(slot) = table.get_mut(&self.reference)
+        if let Some(slot) = table.get_mut(&self.key)
             && slot.id == self.id
         {
             match self.writer.take() {
                 Some(writer) => slot.writer = Some(writer),
-                None => drop(table.remove(&self.reference)),
+                None => drop(table.remove(&self.key)),
             }
         }
     }

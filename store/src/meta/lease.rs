@@ -1,13 +1,22 @@
 //! Leases: each change one small write transaction, apart from the image metadata.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::{LEASE_BLOBS, LEASE_EXPIRY, Meta};
+use super::{LEASE_BLOBS, LEASE_EXPIRY, LEASE_INFO, Meta};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::limits::MAX_LEASED_BLOBS;
+
+/// When a lease was made and by whom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LeaseMade {
+    /// Unix seconds.
+    pub(crate) created_at: i64,
+    /// The uid of the client that asked for it; `None` for hyperd's own (a transfer's).
+    pub(crate) owner: Option<u32>,
+}
 
 impl Meta {
     /// Every lease's expiry, by ID.
@@ -36,9 +45,43 @@ impl Meta {
         Ok(out)
     }
 
-    pub(crate) fn put_lease(&self, id: &str, expires_at: i64) -> Result<()> {
+    /// Who made each lease that says so, and when, by ID (see [`LeaseMade`]).
+    pub(crate) fn lease_makers(&self) -> Result<HashMap<String, LeaseMade>> {
+        let tx = self.db.begin_read()?;
+        let mut out = HashMap::new();
+        for row in tx.open_table(LEASE_INFO)?.iter()? {
+            let (k, v) = row?;
+            let (created_at, owner) = v.value();
+            out.insert(k.value().to_owned(), LeaseMade { created_at, owner });
+        }
+        Ok(out)
+    }
+
+    /// How many blobs each lease holding any holds, by ID.
+    pub(crate) fn lease_blob_counts(&self) -> Result<HashMap<String, u64>> {
+        let tx = self.db.begin_read()?;
+        let mut out: HashMap<String, u64> = HashMap::new();
+        for row in tx.open_table(LEASE_BLOBS)?.iter()? {
+            let key = row?.0;
+            let id = key.value().rsplit_once('/').map_or("", |(id, _)| id);
+            *out.entry(id.to_owned()).or_default() += 1;
+        }
+        Ok(out)
+    }
+
+    /// Stores lease `id`; `made` says when and by whom (the shared leases go without).
+    pub(crate) fn put_lease(
+        &self,
+        id: &str,
+        expires_at: i64,
+        made: Option<LeaseMade>,
+    ) -> Result<()> {
         let tx = self.db.begin_write()?;
         tx.open_table(LEASE_EXPIRY)?.insert(id, expires_at)?;
+        if let Some(m) = made {
+            tx.open_table(LEASE_INFO)?
+                .insert(id, (m.created_at, m.owner))?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -50,10 +93,12 @@ impl Meta {
         {
             let mut leases = tx.open_table(LEASE_EXPIRY)?;
             let mut blobs = tx.open_table(LEASE_BLOBS)?;
+            let mut info = tx.open_table(LEASE_INFO)?;
             for id in ids {
                 if leases.remove(id.as_str())?.is_some() {
                     gone.push(id.clone());
                 }
+                info.remove(id.as_str())?;
                 // '0' follows '/': the range is exactly the keys `<id>/…`.
                 let (from, to) = (format!("{id}/"), format!("{id}0"));
                 blobs.retain_in(from.as_str()..to.as_str(), |_, ()| false)?;
@@ -106,7 +151,7 @@ mod tests {
         let (_dir, meta) = open();
         // "ab" is a prefix of "abc": deleting one must leave the other's keys.
         for id in ["ab", "abc"] {
-            meta.put_lease(id, 100).unwrap();
+            meta.put_lease(id, 100, None).unwrap();
         }
         meta.add_to_lease("ab", &d(1), 50).unwrap();
         meta.add_to_lease("ab", &d(1), 50).unwrap();
@@ -137,9 +182,32 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_keeps_who_made_it_until_it_is_deleted() {
+        let (_dir, meta) = open();
+        let made = LeaseMade {
+            created_at: 7,
+            owner: Some(1000),
+        };
+        meta.put_lease("mine", 100, Some(made)).unwrap();
+        meta.put_lease("old", 100, None).unwrap();
+        meta.add_to_lease("mine", &d(1), 50).unwrap();
+        meta.add_to_lease("mine", &d(2), 50).unwrap();
+        assert_eq!(
+            meta.lease_makers().unwrap(),
+            HashMap::from([("mine".into(), made)])
+        );
+        assert_eq!(
+            meta.lease_blob_counts().unwrap(),
+            HashMap::from([("mine".into(), 2)])
+        );
+        meta.delete_leases(&["mine".into()]).unwrap();
+        assert!(meta.lease_makers().unwrap().is_empty());
+    }
+
+    #[test]
     fn all_leases_together_hold_at_most_the_cap() {
         let (_dir, meta) = open();
-        meta.put_lease("full", 100).unwrap();
+        meta.put_lease("full", 100, None).unwrap();
         let tx = meta.db.begin_write().unwrap();
         {
             let mut blobs = tx.open_table(LEASE_BLOBS).unwrap();

@@ -4,7 +4,8 @@
 //! Tables: `tags` (full name to top-level digest), `images` (top-level digest to a JSON
 //! `ImageRecord`), `referrers` (referrer digest to a JSON `ReferrerRecord`) and
 //! `referrers_by_subject` (one empty-valued key `<subject hex>/<referrer hex>` per referrer); in
-//! `lease.rs`, `lease_expiry` (lease ID to expiry) and `lease_blobs` (`<lease ID>/<digest hex>` to
+//! `lease.rs`, `lease_expiry` (lease ID to expiry), `lease_info` (lease ID to when it was made
+//! and by which uid) and `lease_blobs` (`<lease ID>/<digest hex>` to
 //! nothing, so adding a blob is one insert and deleting a lease one key range). `apply` writes a
 //! change in one write transaction, the subject index with the referrer records, and once it
 //! commits updates the in-memory count of records listing each blob (the roots the records make);
@@ -20,6 +21,8 @@
 
 mod lease;
 mod read;
+
+pub(crate) use lease::LeaseMade;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -43,6 +46,9 @@ const REFERRERS: TableDefinition<&str, &[u8]> = TableDefinition::new("referrers"
 const BY_SUBJECT: TableDefinition<&str, ()> = TableDefinition::new("referrers_by_subject");
 /// Lease ID -> when it expires, unix seconds.
 const LEASE_EXPIRY: TableDefinition<&str, i64> = TableDefinition::new("lease_expiry");
+/// Lease ID -> (when it was created, unix seconds; the uid that made it, `None` for hyperd's
+/// own). A lease made before owners were recorded has no row: its maker is unknown.
+const LEASE_INFO: TableDefinition<&str, (i64, Option<u32>)> = TableDefinition::new("lease_info");
 /// `<lease ID>/<digest hex>` -> nothing: the blobs a lease keeps from collection. One key per
 /// pair, so that adding a blob is one insert and deleting a lease one range of keys.
 const LEASE_BLOBS: TableDefinition<&str, ()> = TableDefinition::new("lease_blobs");
@@ -113,6 +119,7 @@ impl Meta {
         tx.open_table(BY_SUBJECT)?;
         tx.open_table(LEASE_EXPIRY)?;
         tx.open_table(LEASE_BLOBS)?;
+        tx.open_table(LEASE_INFO)?;
         tx.delete_table(TableDefinition::<&str, &[u8]>::new(OLD_LEASES))?;
         tx.commit()?;
         let meta = Meta {

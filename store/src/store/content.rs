@@ -5,7 +5,7 @@ use tokio::io::AsyncSeekExt;
 
 use super::Store;
 use super::write::{Began, ContentWrite, WriteOutcome, WriteStart, Written};
-use crate::content::{WriteStatus, rules};
+use crate::content::{Owner, WriteStatus, rules};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 
@@ -77,15 +77,28 @@ impl Content<'_> {
         Ok(BlobRead { file, len })
     }
 
-    /// Starts, restarts or resumes a write as its first message asks. A blob the store holds
-    /// already is answered at once (and added to the lease); a write left open under the ref is
-    /// dropped, but never one another stream is writing.
+    /// Starts, restarts or resumes one of hyperd's own writes (a pull's) as its first message
+    /// asks; see [`Content::begin_write_as`].
     pub async fn begin_write(self, start: WriteStart) -> Result<Began> {
+        self.begin(None, start).await
+    }
+
+    /// Starts, restarts or resumes a write of the client `owner` (a uid) as its first message
+    /// asks. Refs are per owner: another's write under the same ref is absent to this one. The
+    /// lease named must be one `owner` made. A blob the store holds already is answered at once
+    /// (and added to the lease); a write left open under the ref is dropped, but never one
+    /// another stream is writing. At most [`crate::limits::MAX_OPEN_WRITES_PER_OWNER`] writes
+    /// of one owner are open at once.
+    pub async fn begin_write_as(self, owner: u32, start: WriteStart) -> Result<Began> {
+        self.begin(Some(owner), start).await
+    }
+
+    async fn begin(self, owner: Owner, start: WriteStart) -> Result<Began> {
         let (store, inner) = (self.0, &self.0.inner);
         rules::check_ref(&start.reference)?;
         rules::check_total(start.total)?;
         if let Some(id) = &start.lease {
-            store.leases().check(id)?;
+            store.leases().check(id, owner)?;
         }
         {
             let _guard = inner.commit.lock().await;
@@ -99,7 +112,7 @@ impl Content<'_> {
                 store
                     .leases()
                     .hold(start.lease.as_deref(), &start.expected)?;
-                inner.writes.drop_idle(&start.reference);
+                inner.writes.drop_idle(owner, &start.reference);
                 return Ok(Began::Done(Written {
                     digest: start.expected,
                     offset: size,
@@ -108,6 +121,7 @@ impl Content<'_> {
             }
         }
         let checkout = inner.writes.checkout(
+            owner,
             &start.reference,
             &start.expected,
             start.total,
@@ -128,18 +142,28 @@ impl Content<'_> {
         Ok(Began::Open(Box::new(write)))
     }
 
-    /// Where the write under `reference` stands.
-    pub fn write_status(self, reference: &str) -> Result<WriteStatus> {
+    /// Where the client `owner`'s write under `reference` stands; another's is absent.
+    pub fn write_status_as(self, owner: u32, reference: &str) -> Result<WriteStatus> {
         self.0
             .inner
             .writes
-            .status(reference)
+            .status(Some(owner), reference)
             .ok_or_else(|| Error::NotFound(format!("no write under ref {reference:?}")))
     }
 
-    /// Drops the write under `reference`; a stream writing it ends with ABORTED.
+    /// Drops hyperd's own write under `reference` (a pull's); a stream writing it ends with
+    /// ABORTED.
     pub fn abort_write(self, reference: &str) -> Result<()> {
-        if !self.0.inner.writes.abort(reference) {
+        self.abort(None, reference)
+    }
+
+    /// Drops the client `owner`'s write under `reference`; another's is absent.
+    pub fn abort_write_as(self, owner: u32, reference: &str) -> Result<()> {
+        self.abort(Some(owner), reference)
+    }
+
+    fn abort(self, owner: Owner, reference: &str) -> Result<()> {
+        if !self.0.inner.writes.abort(owner, reference) {
             return Err(Error::NotFound(format!("no write under ref {reference:?}")));
         }
         tracing::info!(reference, "write aborted");

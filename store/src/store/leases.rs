@@ -1,7 +1,7 @@
 //! [`Leases`]: what keeps written blobs from collection until an image uses them, and the
 //! janitor's timing (expired leases and idle writes).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,8 +12,8 @@ use super::content::{now, now_ms};
 use crate::content::{expiry, rules};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::limits::MAX_LEASES;
-use crate::meta::Meta;
+use crate::limits::{MAX_LEASES, MAX_LEASES_PER_OWNER};
+use crate::meta::{LeaseMade, Meta};
 
 /// The store's leases, from [`Store::leases`].
 #[derive(Clone, Copy)]
@@ -28,10 +28,28 @@ pub struct Lease {
     pub expires_at: i64,
 }
 
-/// Each lease's expiry, by ID, the shared ones included: the database holds the leases, this
-/// says when to look.
+/// A lease as [`Leases::list`] tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// Names it in later calls.
+    pub id: String,
+    /// The uid of the client that made it; `None` for hyperd's own (a pull's or push's), and for
+    /// a lease made before hyperd recorded owners (its `created_at` is `None` too).
+    pub owner: Option<u32>,
+    /// Unix seconds; `None` for a lease made before hyperd recorded it.
+    pub created_at: Option<i64>,
+    /// When it expires, unix seconds.
+    pub expires_at: i64,
+    /// How many blobs it holds.
+    pub blobs: u64,
+}
+
+/// Each lease's expiry, by ID, the shared ones included, and who made each: the database holds
+/// the leases, this says when to look and whose quota each counts against.
 pub(super) struct Expiries {
     leases: Mutex<BTreeMap<String, i64>>,
+    /// Never locked while `leases` is, nor the other way round.
+    makers: Mutex<HashMap<String, LeaseMade>>,
     /// Told when a lease that expires sooner than the others is created, or a write began.
     wake: Notify,
 }
@@ -40,12 +58,30 @@ impl Expiries {
     pub(super) fn open(meta: &Meta) -> Result<Self> {
         Ok(Expiries {
             leases: Mutex::new(meta.lease_expiries()?),
+            makers: Mutex::new(meta.lease_makers()?),
             wake: Notify::new(),
         })
     }
 
     fn leases(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, i64>> {
         self.leases.lock().expect("lease table lock poisoned")
+    }
+
+    fn makers(&self) -> std::sync::MutexGuard<'_, HashMap<String, LeaseMade>> {
+        self.makers.lock().expect("lease makers lock poisoned")
+    }
+
+    /// Forgets the leases `ids`, deleted from the database.
+    fn forget(&self, ids: &[String]) {
+        let mut leases = self.leases();
+        for id in ids {
+            leases.remove(id);
+        }
+        drop(leases);
+        let mut makers = self.makers();
+        for id in ids {
+            makers.remove(id);
+        }
     }
 
     /// The janitor may be asleep until later than something just begun could expire.
@@ -59,17 +95,50 @@ impl Leases<'_> {
         &self.0.inner.expiries
     }
 
-    /// A new lease of `ttl` seconds (0: the default).
+    /// A new lease of `ttl` seconds (0: the default) of hyperd's own, for a transfer: counted
+    /// against no uid's quota, only the total.
     pub async fn create(self, ttl: u64) -> Result<Lease> {
         let ttl = rules::lease_ttl(ttl)?;
         let _guard = self.0.inner.commit.lock().await;
-        self.new_lease(ttl)
+        self.new_lease(ttl, None)
+    }
+
+    /// A new lease of `ttl` seconds (0: the default) for the client `owner` (a uid), who may
+    /// hold at most [`MAX_LEASES_PER_OWNER`].
+    pub async fn create_as(self, owner: u32, ttl: u64) -> Result<Lease> {
+        let ttl = rules::lease_ttl(ttl)?;
+        let _guard = self.0.inner.commit.lock().await;
+        self.new_lease(ttl, Some(owner))
+    }
+
+    /// The leases clients and transfers made (not the shared ones), in ID order: all of them
+    /// for `owner` `None`, else those `owner` made.
+    pub fn list(self, owner: Option<u32>) -> Result<Vec<LeaseInfo>> {
+        let blobs = self.0.inner.meta.lease_blob_counts()?;
+        let expiries = self.expiries().leases().clone();
+        let makers = self.expiries().makers().clone();
+        let leases = expiries
+            .into_iter()
+            .filter(|(id, _)| !rules::is_shared_lease(id))
+            .map(|(id, expires_at)| {
+                let made = makers.get(&id);
+                LeaseInfo {
+                    owner: made.and_then(|m| m.owner),
+                    created_at: made.map(|m| m.created_at),
+                    expires_at,
+                    blobs: blobs.get(&id).copied().unwrap_or(0),
+                    id,
+                }
+            })
+            .filter(|l| owner.is_none() || l.owner == owner)
+            .collect();
+        Ok(leases)
     }
 
     /// Puts the stored blobs `digests` on lease `id`, so nothing collects them while it lives
     /// (a push reading them while an `rmi` runs). [`Error::NotFound`] names one not stored.
     pub async fn hold_blobs(self, id: &str, digests: &[Digest]) -> Result<()> {
-        self.check(id)?;
+        self.check(id, None)?;
         let _guard = self.0.inner.commit.lock().await;
         for digest in digests {
             if self.0.inner.blobs.size(digest)?.is_none() {
@@ -80,15 +149,21 @@ impl Leases<'_> {
         Ok(())
     }
 
-    /// Deletes a lease; the blobs only it held are collected.
+    /// Deletes a lease, whoever made it; the blobs only it held are collected.
     pub async fn delete(self, id: &str) -> Result<()> {
-        if rules::is_shared_lease(id) {
+        self.delete_as(None, id).await
+    }
+
+    /// Deletes a lease `owner` made (`None`: any lease); the blobs only it held are collected.
+    /// Another's lease is [`Error::NotFound`], as if absent.
+    pub async fn delete_as(self, owner: Option<u32>, id: &str) -> Result<()> {
+        if rules::is_shared_lease(id) || !self.is_owned_by(id, owner) {
             return Err(Error::NotFound(format!("no lease {id:?}")));
         }
         {
             let _guard = self.0.inner.commit.lock().await;
             let gone = self.0.inner.meta.delete_leases(&[id.to_owned()])?;
-            self.expiries().leases().remove(id);
+            self.expiries().forget(&gone);
             if gone.is_empty() {
                 return Err(Error::NotFound(format!("no lease {id:?}")));
             }
@@ -111,10 +186,7 @@ impl Leases<'_> {
         {
             let _guard = inner.commit.lock().await;
             inner.meta.delete_leases(&expired)?;
-            let mut leases = self.expiries().leases();
-            for id in &expired {
-                leases.remove(id);
-            }
+            self.expiries().forget(&expired);
         }
         tracing::info!(count = expired.len(), "leases expired");
         self.0.gc().await.map(drop)
@@ -133,9 +205,22 @@ impl Leases<'_> {
         self.expiries().wake.notified().await
     }
 
-    /// [`Error::NotFound`] unless `id` is a live lease a client created.
-    pub(super) fn check(&self, id: &str) -> Result<()> {
-        if rules::is_shared_lease(id) {
+    /// Whether `owner` made lease `id`; with `owner` `None`, whether it exists at all.
+    fn is_owned_by(&self, id: &str, owner: Option<u32>) -> bool {
+        match owner {
+            None => true,
+            Some(uid) => self
+                .expiries()
+                .makers()
+                .get(id)
+                .is_some_and(|m| m.owner == Some(uid)),
+        }
+    }
+
+    /// [`Error::NotFound`] unless `id` is a live lease a client created, and `owner` made it
+    /// (`owner` `None`: anyone did).
+    pub(super) fn check(&self, id: &str, owner: Option<u32>) -> Result<()> {
+        if rules::is_shared_lease(id) || !self.is_owned_by(id, owner) {
             return Err(Error::NotFound(format!("no lease {id:?}")));
         }
         match self.expiries().leases().get(id) {
@@ -157,7 +242,7 @@ impl Leases<'_> {
             None => {
                 let (id, expires_at) = rules::shared_lease(now);
                 if !self.expiries().leases().contains_key(&id) {
-                    meta.put_lease(&id, expires_at)?;
+                    meta.put_lease(&id, expires_at, None)?;
                     self.track(&id, expires_at);
                 }
                 id
@@ -166,9 +251,18 @@ impl Leases<'_> {
         meta.add_to_lease(&id, digest, now)
     }
 
-    /// The caller holds the commit lock.
-    fn new_lease(&self, ttl: u64) -> Result<Lease> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
+    /// Refuses a lease past `owner`'s quota or the total. The caller holds the commit lock.
+    fn check_room(&self, owner: Option<u32>) -> Result<()> {
+        let makers = self.expiries().makers();
+        if let Some(uid) = owner {
+            let held = makers.values().filter(|m| m.owner == owner).count();
+            if held >= MAX_LEASES_PER_OWNER {
+                return Err(Error::QuotaExceeded(format!(
+                    "uid {uid} holds {MAX_LEASES_PER_OWNER} leases, its quota; delete some first"
+                )));
+            }
+        }
+        drop(makers);
         let held = self
             .expiries()
             .leases()
@@ -180,6 +274,13 @@ impl Leases<'_> {
                 "{MAX_LEASES} leases exist; delete some first"
             )));
         }
+        Ok(())
+    }
+
+    /// The caller holds the commit lock.
+    fn new_lease(&self, ttl: u64, owner: Option<u32>) -> Result<Lease> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        self.check_room(owner)?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -189,8 +290,11 @@ impl Leases<'_> {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let id = Digest::of(seed.as_bytes()).hex()[..32].to_owned();
-        let expires_at = now().saturating_add_unsigned(ttl);
-        self.0.inner.meta.put_lease(&id, expires_at)?;
+        let created_at = now();
+        let expires_at = created_at.saturating_add_unsigned(ttl);
+        let made = LeaseMade { created_at, owner };
+        self.0.inner.meta.put_lease(&id, expires_at, Some(made))?;
+        self.expiries().makers().insert(id.clone(), made);
         self.track(&id, expires_at);
         Ok(Lease { id, expires_at })
     }

@@ -11,5 +11,6 @@ mod elided;
 mod lifecycle;
 mod one_meaning;
 mod property;
+mod quotas;
 mod referrers;
 mod roundtrip;
