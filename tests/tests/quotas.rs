@@ -189,23 +189,26 @@ async fn a_uid_at_its_lease_quota_leaves_others_alone_and_root_lists_and_frees_i
     assert_eq!(as_user(&d, &user, "again"), "lease ok\n");
 }
 
+/// Calls one uid may have waiting for a slot of one kind (`hyperd/src/api/slots.rs`).
+const WAITING: usize = 64;
+
 #[tokio::test]
 async fn a_uid_holding_its_write_and_load_slots_leaves_the_others_their_share() {
     let user = OtherUser::create();
     let d = shared_daemon(&user);
-    // 8 streams hold root's share of the write slots, 16 more wait behind them: all stall.
-    // A connection carries at most 16 streams: three of them.
+    // 8 streams hold root's share of the write slots, 64 more wait behind them: all stall.
+    // A connection carries at most 16 streams: eight a connection, nine of them.
     let blob = noise("stall", 4);
     let mut writes = Vec::new();
-    for i in 0..24 {
+    for i in 0..8 + WAITING {
         if i % 8 == 0 {
             writes.push((content(&d).await, Vec::new()));
         }
         let (c, calls) = writes.last_mut().unwrap();
         calls.push(open_write(c, &format!("stall-{i}"), &blob, 1));
     }
-    eventually(30, "16 writes waiting", async || {
-        d.log().matches("write waiting for a free slot").count() >= 16
+    eventually(30, "64 writes waiting", async || {
+        d.log().matches("write waiting for a free slot").count() >= WAITING
     })
     .await;
     let e = open_write(&content(&d).await, "one-more", &blob, 1)
@@ -216,13 +219,13 @@ async fn a_uid_holding_its_write_and_load_slots_leaves_the_others_their_share() 
     // Another uid writes meanwhile.
     assert_eq!(as_user(&d, &user, "write"), "written True\n");
 
-    // Root's loads likewise: 2 hold a slot, 16 wait; the other uid's hand-over load runs.
+    // Root's loads likewise: 2 hold a slot, 64 wait; the other uid's hand-over load runs.
     let mut stalled = Vec::new();
-    for _ in 0..18 {
+    for _ in 0..2 + WAITING {
         stalled.push(stalled_load(&d).await);
     }
-    eventually(30, "16 loads waiting", async || {
-        d.log().matches("load waiting for a free slot").count() >= 16
+    eventually(30, "64 loads waiting", async || {
+        d.log().matches("load waiting for a free slot").count() >= WAITING
     })
     .await;
     let e = stalled_load(&d).await.1.await.unwrap().unwrap_err();

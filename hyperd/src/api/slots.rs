@@ -13,9 +13,10 @@ use tonic::Status;
 use super::status;
 
 /// Calls one uid may have waiting for a slot of one kind, beyond those holding one: enough for
-/// a script that starts its loads or writes at once, few enough that a uid cannot queue without
-/// bound.
-pub(crate) const WAITING_PER_UID: usize = 16;
+/// a script that starts dozens of loads or writes at once (32 concurrent `hyperctl load`s must all
+/// succeed), few enough that a uid cannot queue without bound (a waiting call holds at most its
+/// 2 MiB stream window: 128 MiB per uid and kind).
+pub(crate) const WAITING_PER_UID: usize = 64;
 
 /// The uid a call without peer credentials is counted as (`(uid_t) -1`, never a real user's).
 const NOBODY: u32 = u32::MAX;
