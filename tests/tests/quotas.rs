@@ -1,5 +1,5 @@
-//! One uid cannot starve the others: at its quota of leases, open writes, write slots and load
-//! slots it is refused (RESOURCE_EXHAUSTED, QUOTA_REACHED) while another uid's calls still work;
+//! One uid cannot starve the others: at its quota of leases, open writes, write slots, load slots
+//! and handed-over files it is refused (RESOURCE_EXHAUSTED, QUOTA_REACHED) while another uid's calls still work;
 //! refs are per uid; root lists and deletes another uid's leases with `hyperctl leases`.
 
 use std::process::Command;
@@ -252,4 +252,129 @@ async fn a_uid_holding_its_write_and_load_slots_leaves_the_others_their_share() 
     assert!(d.log().contains("load from a handed-over file started"));
     drop(writes);
     drop(stalled);
+}
+
+/// The descriptors of `file` that the process `pid` holds open.
+fn open_copies(pid: u32, file: &std::path::Path) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target == file)
+        .count()
+}
+
+/// A handed-over file counts against its uid until hyperd closes it, also while its call waits
+/// for a slot (a uid once held 400 that way); past 16, hyperctl is told the quota and streams
+/// instead, while another uid's hand-over load and pull go on.
+// Multi-threaded: the stalled loads' client side must run while the test blocks on processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_over_files_waiting_for_a_slot_count_against_their_uid() {
+    let user = OtherUser::create();
+    let d = shared_daemon(&user);
+    let reg = integration::registry::TestRegistry::plain();
+    let pushed = format!("{}/shared/app:1", reg.host());
+    let img = noise_image("pushed", 1, 4, None).await;
+    let archive = d.path("pushed.tar");
+    std::fs::write(
+        &archive,
+        oci_archive(&[(&img, &[("io.containerd.image.name", pushed.as_str())])]).await,
+    )
+    .unwrap();
+    let docker_config = d.path("docker");
+    std::fs::create_dir(&docker_config).unwrap();
+    sh(Command::new("chmod").arg("a+rx").arg(&docker_config));
+    d.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    d.ok_with_config(&docker_config, &["push", "-q", &pushed]);
+    d.ok(&["rmi", &pushed]);
+
+    // Root's two load slots stall; its hand-over loads then wait for one, each holding its file.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        stalled.push(stalled_load(&d).await);
+    }
+    eventually(30, "two stalled loads holding root's slots", async || {
+        d.log().matches("load started").count() == 2
+    })
+    .await;
+    let img = noise_image("root", 1, 4, None).await;
+    let file = d.path("root.tar");
+    std::fs::write(
+        &file,
+        oci_archive(&[(&img, &[("io.containerd.image.name", "root:1")])]).await,
+    )
+    .unwrap();
+    let load = || {
+        d.ctl()
+            .args(["load", "-q", "-i", file.to_str().unwrap()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let waiting: Vec<_> = (0..16).map(|_| load()).collect();
+    eventually(30, "16 hand-over loads waiting", async || {
+        d.log().matches("load waiting for a free slot").count() >= 16
+    })
+    .await;
+    assert_eq!(open_copies(d.pid(), &file), 16);
+    // The seventeenth is refused the hand-over, told why, and streams instead (and waits).
+    let mut refused = load();
+    let mut note = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(refused.stderr.take().unwrap())
+        .read_line(&mut note)
+        .unwrap();
+    assert!(
+        note.contains("uid 0 holds 16 handed-over files") && note.contains("streaming it instead"),
+        "{note}"
+    );
+    assert_eq!(open_copies(d.pid(), &file), 16);
+
+    // The other uid hands over a file and pulls meanwhile.
+    let other = d.path("other.tar");
+    let img = noise_image("other", 1, 4, None).await;
+    std::fs::write(
+        &other,
+        oci_archive(&[(&img, &[("io.containerd.image.name", "other:1")])]).await,
+    )
+    .unwrap();
+    sh(Command::new("chmod").arg("a+r").arg(&other));
+    let as_other = |args: &[&str]| {
+        let out = user
+            .command(bin("hyperctl"))
+            .env("DOCKER_CONFIG", &docker_config)
+            .args(["--socket", d.socket.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    as_other(&["load", "-q", "-i", other.to_str().unwrap()]);
+    assert!(
+        d.log().contains(&format!("uid={}", user.uid))
+            && d.log().contains("load from a handed-over file started"),
+        "{}",
+        d.log()
+    );
+    as_other(&["pull", "-q", &pushed]);
+    assert!(d.ok(&["images"]).contains("shared/app"));
+
+    // Root's stalled loads end; every waiting load then succeeds, and hyperd holds no file.
+    drop(stalled);
+    refused.kill().unwrap();
+    refused.wait().unwrap();
+    for c in waiting {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(open_copies(d.pid(), &file), 0);
 }
