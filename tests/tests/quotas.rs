@@ -1,6 +1,7 @@
 //! One uid cannot starve the others: at its quota of leases, open writes, write slots, load
 //! slots and handed-over files it is refused (RESOURCE_EXHAUSTED, QUOTA_REACHED) while another
-//! uid's calls still work; refs are per uid; root lists and deletes another uid's leases with `hyperctl leases`.
+//! uid's calls still work; refs are per uid; root lists and deletes another uid's leases with
+//! `hyperctl leases`.
 
 use std::process::Command;
 
