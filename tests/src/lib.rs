@@ -7,6 +7,7 @@ pub mod damage;
 pub mod fake_registry;
 pub mod fixtures;
 pub mod grpc;
+pub mod handoff;
 pub mod python;
 pub mod registry;
 pub mod tools;

@@ -3,10 +3,8 @@
 //! than there are slots, and SIGTERM does not wait for copies to finish. And a SaveFile into a file
 //! that refuses writes blames the file, not the store.
 
-use std::io::IoSlice;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use hyperd_proto::tonic::Code;
@@ -14,6 +12,7 @@ use hyperd_proto::v1::image_service_client::ImageServiceClient;
 use hyperd_proto::v1::{self, ErrorReason, LoadFileRequest, LoadOptions, load_file_response};
 use integration::TestDaemon;
 use integration::fixtures::*;
+use integration::handoff::hand_over;
 use integration::tools::p;
 use integration::wait::eventually;
 
@@ -22,24 +21,9 @@ const ENDED: &str = "load from a handed-over file ended";
 /// hyperd's load slots.
 const SLOTS: usize = 4;
 
-/// Hands `fd` to the daemon's companion socket and returns its token.
-fn hand_over(d: &TestDaemon, fd: impl AsFd) -> String {
-    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    use std::io::Read;
-    let mut conn = UnixStream::connect(hyperd_proto::fd_socket(&d.socket)).unwrap();
-    let fds = [fd.as_fd()];
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
-    rustix::net::sendmsg(
-        &conn,
-        &[IoSlice::new(b"F")],
-        &mut control,
-        SendFlags::empty(),
-    )
-    .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
+/// The token hyperd answers for the handed-over `fd`.
+fn token_for(d: &TestDaemon, fd: impl AsFd) -> String {
+    let answer = hand_over(d, fd);
     assert_eq!(answer.trim_end().len(), 32, "{answer}");
     answer.trim_end().to_owned()
 }
@@ -62,7 +46,7 @@ fn sparse_archive(path: &Path, len: u64) {
 /// Starts a LoadFile of `archive` on a connection of its own and returns once hyperd reports
 /// progress past the entry's header, so its copy has begun; then hangs up.
 async fn load_then_hang_up(d: &TestDaemon, archive: &Path) {
-    let token = hand_over(d, std::fs::File::open(archive).unwrap());
+    let token = token_for(d, std::fs::File::open(archive).unwrap());
     let mut client = ImageServiceClient::new(hyperd_proto::connect(&d.socket).await.unwrap());
     let call = LoadFileRequest {
         fd_token: token,
@@ -126,7 +110,7 @@ async fn cancelled_file_loads_stop_copying_and_keep_their_slot_until_they_have()
     assert_eq!(staging_dirs(&d.root), Vec::<PathBuf>::new());
     // Loads copying when SIGTERM comes stop, and hyperd exits.
     let copying = (0..2).map(|_| async {
-        let token = hand_over(&d, std::fs::File::open(&archive).unwrap());
+        let token = token_for(&d, std::fs::File::open(&archive).unwrap());
         let mut client = ImageServiceClient::new(hyperd_proto::connect(&d.socket).await.unwrap());
         let call = LoadFileRequest {
             fd_token: token,
@@ -156,7 +140,7 @@ async fn a_save_into_a_file_sealed_against_writing_blames_the_file() {
     d.ok(&["load", "-i", p(&path)]);
     let memfd = rustix::fs::memfd_create("archive", MemfdFlags::ALLOW_SEALING).unwrap();
     rustix::fs::fcntl_add_seals(&memfd, SealFlags::WRITE).unwrap();
-    let token = hand_over(&d, &memfd);
+    let token = token_for(&d, &memfd);
     let mut client = ImageServiceClient::new(hyperd_proto::connect(&d.socket).await.unwrap());
     let call = v1::SaveFileRequest {
         fd_token: token,

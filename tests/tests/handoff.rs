@@ -2,8 +2,6 @@
 //! LoadFile or SaveFile) give exactly what streaming gives; what cannot be handed over is
 //! refused or streamed, with a clear message; hyperd keeps no descriptor past the call.
 
-use std::io::IoSlice;
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -11,30 +9,10 @@ use hyperd_proto::v1::image_service_client::ImageServiceClient;
 use hyperd_proto::v1::{LoadFileRequest, LoadOptions, load_file_response};
 use integration::TestDaemon;
 use integration::fixtures::*;
+use integration::handoff::hand_over;
 use integration::tools::p;
 
 const HANDED: &str = "load from a handed-over file started";
-
-/// Hands `fd` to the daemon's companion socket and returns its one-line answer.
-fn hand_over(d: &TestDaemon, fd: impl AsFd) -> String {
-    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    use std::io::Read;
-    let mut conn = UnixStream::connect(hyperd_proto::fd_socket(&d.socket)).unwrap();
-    let fds = [fd.as_fd()];
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
-    rustix::net::sendmsg(
-        &conn,
-        &[IoSlice::new(b"F")],
-        &mut control,
-        SendFlags::empty(),
-    )
-    .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
-    answer
-}
 
 /// Descriptors the daemon holds open on paths under its temporary directory, its root aside.
 fn open_files(d: &TestDaemon) -> Vec<String> {

@@ -66,15 +66,21 @@ fn table(images: &[Image], now: SystemTime) -> String {
             ]
         })
         .collect();
-    let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from);
+    columns(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
+}
+
+/// `rows` under `header`, in columns as wide as their widest cell, three spaces apart, as docker
+/// prints its tables.
+pub(super) fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let header = header.map(String::from);
     let mut widths = header.each_ref().map(String::len);
-    for r in &rows {
+    for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.len());
         }
     }
     let mut out = String::new();
-    for r in std::iter::once(&header).chain(&rows) {
+    for r in std::iter::once(&header).chain(rows) {
         let line: Vec<String> = r
             .iter()
             .zip(widths)

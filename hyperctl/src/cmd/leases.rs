@@ -8,7 +8,7 @@ use hyperd_proto::v1::lease_info::Maker;
 use hyperd_proto::v1::{DeleteLeaseRequest, LeaseInfo, ListLeasesRequest};
 
 use super::ContentClient;
-use super::images::span;
+use super::images::{columns, span};
 use crate::cli::LeasesCommand;
 use crate::exit;
 
@@ -70,24 +70,7 @@ fn table(leases: &[LeaseInfo], now: i64) -> String {
             ]
         })
         .collect();
-    let header = ["LEASE ID", "UID", "CREATED", "EXPIRES", "BLOBS"].map(String::from);
-    let mut widths = header.each_ref().map(String::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut out = String::new();
-    for r in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
+    columns(["LEASE ID", "UID", "CREATED", "EXPIRES", "BLOBS"], &rows)
 }
 
 /// "3 hours ago"; "N/A" for a lease made before hyperd recorded when (0).
