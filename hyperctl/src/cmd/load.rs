@@ -58,6 +58,13 @@ pub(crate) async fn run(mut clients: Clients, args: LoadArgs) -> anyhow::Result<
                 .map(|(name, ref_name)| RefMapping { name, ref_name })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.input.as_ref().is_some_and(|p| p.as_os_str() != "-") {
+        // Handed over or streamed (no companion socket, --no-fd), the file's bytes reach
+        // whoever serves the socket.
+        clients
+            .peer
+            .require_trusted("the contents of the file -i names")?;
+    }
     if !args.no_fd
         && let Some((file, start, len)) = regular_file(&args).context("reading the archive")?
     {

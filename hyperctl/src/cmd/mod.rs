@@ -36,6 +36,8 @@ pub(crate) struct Clients {
     pub(crate) content: ContentClient,
     /// hyperd's socket, beside which files are handed over.
     pub(crate) socket: PathBuf,
+    /// Who serves the channel: a file's contents go only to root's or the caller's hyperd.
+    pub(crate) peer: Peer,
 }
 
 /// Runs `command` against hyperd at `socket`, or at the default socket when none is given.
@@ -55,7 +57,7 @@ pub(crate) async fn run(command: Command, socket: Option<PathBuf>) -> anyhow::Re
     let client = images(channel.clone());
     match command {
         Command::Images(a) => images::run(client, a).await,
-        Command::Save(a) => save::run(client, socket, a).await,
+        Command::Save(a) => save::run(client, socket, &peer, a).await,
         Command::Load(a) => {
             let content = ContentServiceClient::new(channel);
             load::run(
@@ -63,6 +65,7 @@ pub(crate) async fn run(command: Command, socket: Option<PathBuf>) -> anyhow::Re
                     images: client,
                     content,
                     socket: socket.to_path_buf(),
+                    peer,
                 },
                 a,
             )

@@ -13,14 +13,20 @@ use tokio::io::AsyncWriteExt;
 
 use super::Client;
 use crate::cli::{ArchiveFormat, SaveArgs, split_mapping};
+use crate::peer::Peer;
 use crate::{handoff, progress};
 
 pub(crate) async fn run(
     mut client: Client,
     socket: &Path,
+    peer: &Peer,
     args: SaveArgs,
 ) -> anyhow::Result<ExitCode> {
     let request = request(&args)?;
+    if args.output.is_some() {
+        // Handed over or streamed, what lands in the file comes from whoever serves the socket.
+        peer.require_trusted("the contents of the file -o names")?;
+    }
     if args.output.is_none() && std::io::stdout().is_terminal() {
         bail!("refusing to write an archive to a terminal; use -o FILE or redirect stdout");
     }

@@ -129,16 +129,31 @@ async fn hyperctl_sends_no_credential_or_descriptor_to_another_users_socket() {
     .unwrap();
     let archive = archive.to_str().unwrap();
     let out = dir.path().join("out.tar");
-    let refusals: [(&[&str], &str); 4] = [
+    let out_path = out.to_str().unwrap();
+    // A file's bytes are refused whether handed over or streamed (`--no-fd`, or a hyperd that
+    // serves no companion socket).
+    let refusals: [(&[&str], &str); 7] = [
         (
             &["login", "-u", "u", "--password-stdin", "127.0.0.1:9"],
             "a registry credential",
         ),
         (&["pull", "127.0.0.1:9/x:1"], "a registry credential"),
-        (&["load", "-i", archive], "a file descriptor"),
+        (&["push", "127.0.0.1:9/x:1"], "a registry credential"),
         (
-            &["save", "-o", out.to_str().unwrap(), "trust:1"],
-            "a file descriptor",
+            &["load", "-i", archive],
+            "the contents of the file -i names",
+        ),
+        (
+            &["load", "--no-fd", "-i", archive],
+            "the contents of the file -i names",
+        ),
+        (
+            &["save", "-o", out_path, "trust:1"],
+            "the contents of the file -o names",
+        ),
+        (
+            &["save", "--no-fd", "-o", out_path, "trust:1"],
+            "the contents of the file -o names",
         ),
     ];
     for (args, what) in refusals {
