@@ -125,9 +125,12 @@ async fn on_own_task<R: Send + 'static>(
     job: impl Future<Output = Result<R, Status>> + Send + 'static,
 ) -> Result<R, Status> {
     let _stop_when_dropped = stop.drop_guard();
-    tokio::spawn(job)
-        .await
-        .expect("a load or save task panicked")
+    tokio::spawn(job).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a load or save task failed");
+        Err(status::internal(
+            "a load or save task failed; see hyperd's log",
+        ))
+    })
 }
 
 /// The file behind `token` for the caller with `uid`.

@@ -86,7 +86,13 @@ async fn accept(listener: &UnixListener, gate: &Gate, stall: Duration) -> Conn {
                 }
                 // Dropped: the client sees its connection closed.
             }
-            Err(e) if out_of_resources(&e) => {
+            // A client gone before its connection was accepted: nothing to wait for.
+            Err(e) if client_gone(&e) => {
+                tracing::debug!(error = %e, "accepting a connection failed")
+            }
+            // Out of descriptors or memory, or an error that would repeat at once (a broken
+            // listener): waited out, never spun on.
+            Err(e) => {
                 if failed == 0 {
                     tracing::warn!(error = %e, backoff = ?BACKOFF, "cannot accept connections, retrying \
                         (logged again when one is accepted)");
@@ -94,7 +100,6 @@ async fn accept(listener: &UnixListener, gate: &Gate, stall: Duration) -> Conn {
                 failed += 1;
                 tokio::time::sleep(BACKOFF).await;
             }
-            Err(e) => tracing::debug!(error = %e, "accepting a connection failed"),
         }
     }
 }
@@ -111,11 +116,11 @@ fn admit(stream: &UnixStream, gate: &Gate) -> Option<Slot> {
 
 /// Whether accept failed for want of something the whole process shares, which only time
 /// (a connection closing) gives back.
-fn out_of_resources(e: &io::Error) -> bool {
+fn client_gone(e: &io::Error) -> bool {
     use rustix::io::Errno;
     matches!(
         Errno::from_io_error(e),
-        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
+        Some(Errno::CONNABORTED | Errno::PROTO | Errno::INTR | Errno::AGAIN)
     )
 }
 

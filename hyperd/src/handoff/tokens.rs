@@ -96,31 +96,30 @@ impl Tokens {
     /// it counts against the uid's quota until its [`Held`] drops. A token shown by another uid
     /// stays good for its owner.
     pub(crate) fn take(&self, token: &str, uid: u32, now: Instant) -> Result<Redeemed, Refused> {
-        let file = self.take_file(token, uid, now)?;
+        // The file moves from waiting to redeemed under the waiting lock, which `give` holds
+        // while it counts both: a hand-over racing this redemption never sees it in neither.
+        let mut waiting = self.waiting.lock().expect("token lock poisoned");
+        let file = match waiting.get(token) {
+            Some(w) if w.expires <= now => {
+                waiting.remove(token);
+                return Err(Refused::Unknown);
+            }
+            Some(w) if w.uid != uid => return Err(Refused::OtherUser),
+            Some(_) => waiting.remove(token).expect("present").file,
+            None => return Err(Refused::Unknown),
+        };
         *self
             .redeemed
             .lock()
             .expect("token lock poisoned")
             .entry(uid)
             .or_default() += 1;
+        drop(waiting);
         let held = Held {
             redeemed: self.redeemed.clone(),
             uid,
         };
         Ok(Redeemed { file, held })
-    }
-
-    fn take_file(&self, token: &str, uid: u32, now: Instant) -> Result<File, Refused> {
-        let mut waiting = self.waiting.lock().expect("token lock poisoned");
-        match waiting.get(token) {
-            Some(w) if w.expires <= now => {
-                waiting.remove(token);
-                Err(Refused::Unknown)
-            }
-            Some(w) if w.uid != uid => Err(Refused::OtherUser),
-            Some(_) => Ok(waiting.remove(token).expect("present").file),
-            None => Err(Refused::Unknown),
-        }
     }
 
     /// Closes the files whose tokens have expired.

@@ -43,7 +43,10 @@ pub(super) fn check(dir: &Path) -> anyhow::Result<()> {
         std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
     for d in real.ancestors() {
         let meta = std::fs::metadata(d).with_context(|| format!("examining {}", d.display()))?;
-        if let Some(why) = open_to_others(meta.mode(), meta.uid(), me) {
+        // The sticky bit keeps others from replacing hyperd's socket, not from taking its name
+        // while hyperd is stopped: the socket's own directory must be closed to them.
+        let sticky_is_enough = d != real;
+        if let Some(why) = open_to_others(meta.mode(), meta.uid(), me, sticky_is_enough) {
             bail!(
                 "refusing to bind a socket in {}: {} {why}, so another user could replace the \
                  socket; use a directory only root and uid {me} can write (chmod go-w, or \
@@ -56,16 +59,18 @@ pub(super) fn check(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Why a directory of `mode` owned by `owner` lets a user other than `me` and root rename or
-/// replace its entries, if it does. The sticky bit (as on `/tmp`) keeps others' entries safe.
-fn open_to_others(mode: u32, owner: u32, me: u32) -> Option<String> {
+/// Why a directory of `mode` owned by `owner` lets a user other than `me` and root rename,
+/// replace or create its entries, if it does. With `sticky_is_enough`, the sticky bit (as on
+/// `/tmp`) keeps others' entries safe, which is all a directory above the socket's must do.
+fn open_to_others(mode: u32, owner: u32, me: u32, sticky_is_enough: bool) -> Option<String> {
     if owner != 0 && owner != me {
         return Some(format!("belongs to uid {owner}"));
     }
     let sticky = mode & 0o1000 != 0;
-    if mode & 0o022 != 0 && !sticky {
+    if mode & 0o022 != 0 && !(sticky && sticky_is_enough) {
         return Some(format!(
-            "is writable by others without the sticky bit (mode {:04o})",
+            "is writable by others (mode {:04o}; the socket's own directory may not be, sticky \
+             or not)",
             mode & 0o7777
         ));
     }
@@ -78,21 +83,28 @@ mod tests {
 
     #[test]
     fn a_directory_of_root_or_mine_not_writable_by_others_is_safe() {
-        for (mode, owner) in [(0o755, 0), (0o700, 1000), (0o711, 1000), (0o1777, 0)] {
-            assert_eq!(open_to_others(mode, owner, 1000), None, "{mode:o} {owner}");
+        for (mode, owner) in [(0o755, 0), (0o700, 1000), (0o711, 1000)] {
+            assert_eq!(
+                open_to_others(mode, owner, 1000, false),
+                None,
+                "{mode:o} {owner}"
+            );
         }
+        // Sticky and root's, as /tmp: safe above the socket's directory, not as it.
+        assert_eq!(open_to_others(0o1777, 0, 1000, true), None);
+        assert!(open_to_others(0o1777, 0, 1000, false).is_some());
     }
 
     #[test]
     fn another_owner_or_a_writable_directory_without_sticky_bit_is_refused() {
         for (mode, owner) in [(0o700, 1001), (0o777, 0), (0o770, 1000), (0o757, 0)] {
             assert!(
-                open_to_others(mode, owner, 1000).is_some(),
+                open_to_others(mode, owner, 1000, true).is_some(),
                 "{mode:o} {owner}"
             );
         }
         // Sticky, but another user's: its owner may still rename anything in it.
-        assert!(open_to_others(0o1777, 1001, 1000).is_some());
+        assert!(open_to_others(0o1777, 1001, 1000, true).is_some());
     }
 
     #[test]

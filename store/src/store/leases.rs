@@ -205,7 +205,9 @@ impl Leases<'_> {
         self.expiries().wake.notified().await
     }
 
-    /// Whether `owner` made lease `id`; with `owner` `None`, whether it exists at all.
+    /// Whether `owner` may use lease `id`: it made it, or `owner` is `None` (root or hyperd).
+    /// A lease made before hyperd recorded makers has no record: any client may still use and
+    /// delete it, as it could when it was made, so an upgrade strands no client mid-transfer.
     fn is_owned_by(&self, id: &str, owner: Option<u32>) -> bool {
         match owner {
             None => true,
@@ -213,7 +215,7 @@ impl Leases<'_> {
                 .expiries()
                 .makers()
                 .get(id)
-                .is_some_and(|m| m.owner == Some(uid)),
+                .is_none_or(|m| m.owner == Some(uid)),
         }
     }
 

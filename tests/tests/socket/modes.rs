@@ -167,17 +167,26 @@ fn hyperd_refuses_a_socket_directory_another_user_could_change() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = dir.path().join("theirs");
     let open = dir.path().join("open");
+    // Sticky like /tmp: another user cannot replace hyperd's socket there, but can take its name
+    // while hyperd is stopped.
     let sticky = dir.path().join("sticky");
-    for (d, mode) in [(&theirs, 0o755), (&open, 0o777), (&sticky, 0o1777)] {
+    let mine = dir.path().join("mine");
+    for (d, mode) in [
+        (&theirs, 0o755),
+        (&open, 0o777),
+        (&sticky, 0o1777),
+        (&mine, 0o700),
+    ] {
         std::fs::create_dir(d).unwrap();
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
     }
     give(&theirs, &other);
-    std::fs::write(sticky.join("hyperd.sock"), "not a socket").unwrap();
+    std::fs::write(mine.join("hyperd.sock"), "not a socket").unwrap();
     for (d, why) in [
         (&theirs, format!("belongs to uid {}", other.uid)),
         (&open, "writable by others".to_owned()),
-        (&sticky, "is not a socket".to_owned()),
+        (&sticky, "writable by others".to_owned()),
+        (&mine, "is not a socket".to_owned()),
     ] {
         let out = Command::new(bin("hyperd"))
             .arg("--root")
