@@ -18,8 +18,9 @@ use integration::wait::eventually;
 
 const STARTED: &str = "load from a handed-over file started";
 const ENDED: &str = "load from a handed-over file ended";
-/// hyperd's load slots.
+/// hyperd's load slots, and one uid's share of them (the test runs as one uid).
 const SLOTS: usize = 4;
+const SHARE: usize = 2;
 
 /// The token hyperd answers for the handed-over `fd`.
 fn token_for(d: &TestDaemon, fd: impl AsFd) -> String {
@@ -106,7 +107,7 @@ async fn cancelled_file_loads_stop_copying_and_keep_their_slot_until_they_have()
     let log = d.log();
     assert_eq!(log.matches(STARTED).count(), CALLS, "{log}");
     assert!(log.contains("load waiting for a free slot"), "{log}");
-    assert!(most_at_once(&log) <= SLOTS, "{log}");
+    assert!(most_at_once(&log) <= SHARE, "{log}");
     assert_eq!(staging_dirs(&d.root), Vec::<PathBuf>::new());
     // Loads copying when SIGTERM comes stop, and hyperd exits.
     let copying = (0..2).map(|_| async {

@@ -250,7 +250,8 @@ async fn a_uid_holding_its_write_and_load_slots_leaves_the_others_their_share() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(d.log().contains("load from a handed-over file started"));
+    let handed = format!("load from a handed-over file started uid={}", user.uid);
+    assert!(d.log().contains(&handed), "{}", d.log());
     drop(writes);
     drop(stalled);
 }
@@ -356,12 +357,8 @@ async fn handed_over_files_waiting_for_a_slot_count_against_their_uid() {
         );
     };
     as_other(&["load", "-q", "-i", other.to_str().unwrap()]);
-    assert!(
-        d.log().contains(&format!("uid={}", user.uid))
-            && d.log().contains("load from a handed-over file started"),
-        "{}",
-        d.log()
-    );
+    let handed = format!("load from a handed-over file started uid={}", user.uid);
+    assert!(d.log().contains(&handed), "{}", d.log());
     as_other(&["pull", "-q", &pushed]);
     assert!(d.ok(&["images"]).contains("shared/app"));
 
