@@ -278,3 +278,28 @@ async fn a_file_the_client_cannot_read_is_never_reached_through_hyperd() {
     assert!(!d.log().contains(HANDED));
     assert_eq!(d.ok(&["images", "-q"]), "");
 }
+
+/// Connections to the companion socket are capped per uid (64 in flight), so that no uid can
+/// use up hyperd's descriptors through it; past the cap a connection is closed unanswered, and
+/// one is let in again as soon as the others go.
+#[test]
+fn the_companion_socket_caps_one_uids_connections() {
+    use std::io::Read;
+    let d = TestDaemon::start();
+    let fd_socket = hyperd_proto::fd_socket(&d.socket);
+    let held: Vec<UnixStream> = (0..64)
+        .map(|_| UnixStream::connect(&fd_socket).unwrap())
+        .collect();
+    // Each accepted one waits for its descriptor; the next is closed without a word.
+    let mut refused = UnixStream::connect(&fd_socket).unwrap();
+    let mut answer = String::new();
+    refused.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "");
+    assert!(d.log().contains("refusing connections from this uid"), "{}", d.log());
+    drop(held);
+    let file = d.path("f");
+    std::fs::write(&file, b"x").unwrap();
+    integration::wait::until(10, "a hand-over let in again", || {
+        hand_over(&d, std::fs::File::open(&file).unwrap()).trim_end().len() == 32
+    });
+}

@@ -33,8 +33,7 @@ use futures_util::Stream;
 use tokio::net::{UnixListener, UnixStream};
 
 pub(crate) use conn::Conn;
-use count::{Caps, Gate};
-pub(crate) use count::{PRIVILEGED_RESERVE, Slot};
+pub(crate) use count::{Caps, Gate, PRIVILEGED_RESERVE, Slot};
 
 /// How long the accept loop waits before trying again when accept failed for want of
 /// descriptors or memory (the pause hyper's and tokio's docs suggest).

@@ -55,14 +55,24 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::connections::{Caps, Gate};
 use tokens::TTL;
 pub(crate) use tokens::{Redeemed, Refused, Tokens};
 
 /// A client that connects and sends nothing is dropped after this long.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Connections to the companion socket at once, so that no uid uses up hyperd's descriptors
+/// through it (each lives at most [`SEND_TIMEOUT`]): a uid may have as many in flight as it may
+/// have calls waiting for a load slot.
+const CAPS: Caps = Caps {
+    total: 512,
+    per_uid: 64,
+};
+
 /// Answers clients on `listener` until `stop` is cancelled.
 pub(crate) async fn serve(listener: UnixListener, tokens: Arc<Tokens>, stop: CancellationToken) {
+    let gate = Gate::new(CAPS);
     loop {
         let conn = tokio::select! {
             c = listener.accept() => c,
@@ -70,7 +80,14 @@ pub(crate) async fn serve(listener: UnixListener, tokens: Arc<Tokens>, stop: Can
         };
         match conn {
             Ok((stream, _)) => {
-                tokio::spawn(answer(stream, tokens.clone()));
+                let Some(slot) = stream.peer_cred().ok().and_then(|c| gate.admit(c.uid())) else {
+                    continue; // Dropped: the client sees its connection closed.
+                };
+                let tokens = tokens.clone();
+                tokio::spawn(async move {
+                    answer(stream, tokens).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accepting on the fd socket");
