@@ -90,12 +90,19 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     hyperd_proto::bound_allocator_caching();
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the runtime")?
-        .block_on(serve(Args::parse()))
+        .context("starting the runtime")?;
+    let served = runtime.block_on(serve(Args::parse()));
+    // A copy stuck in a read that never returns (a handed-over file on a hung FUSE mount) never
+    // reaches its stop check: hyperd exits without it rather than hang.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    served
 }
+
+/// How long hyperd waits at exit for blocking work that did not stop when asked.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     init_tracing();

@@ -295,11 +295,18 @@ fn the_companion_socket_caps_one_uids_connections() {
     let mut answer = String::new();
     refused.read_to_string(&mut answer).unwrap();
     assert_eq!(answer, "");
-    assert!(d.log().contains("refusing connections from this uid"), "{}", d.log());
+    assert!(
+        d.log().contains("refusing connections from this uid"),
+        "{}",
+        d.log()
+    );
     drop(held);
     let file = d.path("f");
     std::fs::write(&file, b"x").unwrap();
     integration::wait::until(10, "a hand-over let in again", || {
-        hand_over(&d, std::fs::File::open(&file).unwrap()).trim_end().len() == 32
+        hand_over(&d, std::fs::File::open(&file).unwrap())
+            .trim_end()
+            .len()
+            == 32
     });
 }
