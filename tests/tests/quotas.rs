@@ -55,6 +55,27 @@ fn as_user(d: &TestDaemon, user: &OtherUser, mode: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// hyperctl run as `user` against the daemon's socket.
+fn hyperctl_as(d: &TestDaemon, user: &OtherUser) -> Command {
+    let mut c = user.command(bin("hyperctl"));
+    c.arg("--socket").arg(&d.socket);
+    c
+}
+
+/// `file` in the daemon's directory: an archive of one small image named `name`, which any
+/// user may read.
+async fn named_archive(d: &TestDaemon, file: &str, name: &str) -> std::path::PathBuf {
+    let img = noise_image(name, 1, 4, None).await;
+    let path = d.path(file);
+    std::fs::write(
+        &path,
+        oci_archive(&[(&img, &[("io.containerd.image.name", name)])]).await,
+    )
+    .unwrap();
+    sh(Command::new("chmod").arg("a+r").arg(&path));
+    path
+}
+
 async fn content(d: &TestDaemon) -> Content {
     ContentServiceClient::new(hyperd_proto::connect(d.socket.clone()).await.unwrap())
 }
@@ -165,22 +186,14 @@ async fn a_uid_at_its_lease_quota_leaves_others_alone_and_root_lists_and_frees_i
             .lines()
             .any(|l| l.starts_with(&lease.id) && l.contains("   0   "))
     );
-    let own = user
-        .command(bin("hyperctl"))
-        .args(["--socket", d.socket.to_str().unwrap(), "leases", "ls", "-q"])
+    let own = hyperctl_as(&d, &user)
+        .args(["leases", "ls", "-q"])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&own.stdout).lines().count(), 1024);
     // The user may not delete root's lease; root deletes the user's, which frees its quota.
-    let rm = user
-        .command(bin("hyperctl"))
-        .args([
-            "--socket",
-            d.socket.to_str().unwrap(),
-            "leases",
-            "rm",
-            &lease.id,
-        ])
+    let rm = hyperctl_as(&d, &user)
+        .args(["leases", "rm", &lease.id])
         .output()
         .unwrap();
     assert!(!rm.status.success());
@@ -231,17 +244,9 @@ async fn a_uid_holding_its_write_and_load_slots_leaves_the_others_their_share() 
     .await;
     let e = stalled_load(&d).await.1.await.unwrap().unwrap_err();
     assert!(quota_reached(&e), "{e:?}");
-    let img = noise_image("other", 1, 4, None).await;
-    let archive = d.path("other.tar");
-    std::fs::write(
-        &archive,
-        oci_archive(&[(&img, &[("io.containerd.image.name", "other:1")])]).await,
-    )
-    .unwrap();
-    sh(Command::new("chmod").arg("a+r").arg(&archive));
-    let out = user
-        .command(bin("hyperctl"))
-        .args(["--socket", d.socket.to_str().unwrap(), "load", "-q", "-i"])
+    let archive = named_archive(&d, "other.tar", "other:1").await;
+    let out = hyperctl_as(&d, &user)
+        .args(["load", "-q", "-i"])
         .arg(&archive)
         .output()
         .unwrap();
@@ -275,13 +280,7 @@ async fn handed_over_files_waiting_for_a_slot_count_against_their_uid() {
     let d = shared_daemon(&user);
     let reg = integration::registry::TestRegistry::plain();
     let pushed = format!("{}/shared/app:1", reg.host());
-    let img = noise_image("pushed", 1, 4, None).await;
-    let archive = d.path("pushed.tar");
-    std::fs::write(
-        &archive,
-        oci_archive(&[(&img, &[("io.containerd.image.name", pushed.as_str())])]).await,
-    )
-    .unwrap();
+    let archive = named_archive(&d, "pushed.tar", &pushed).await;
     let docker_config = d.path("docker");
     std::fs::create_dir(&docker_config).unwrap();
     sh(Command::new("chmod").arg("a+rx").arg(&docker_config));
@@ -298,13 +297,7 @@ async fn handed_over_files_waiting_for_a_slot_count_against_their_uid() {
         d.log().matches("load started").count() == 2
     })
     .await;
-    let img = noise_image("root", 1, 4, None).await;
-    let file = d.path("root.tar");
-    std::fs::write(
-        &file,
-        oci_archive(&[(&img, &[("io.containerd.image.name", "root:1")])]).await,
-    )
-    .unwrap();
+    let file = named_archive(&d, "root.tar", "root:1").await;
     let load = || {
         d.ctl()
             .args(["load", "-q", "-i", file.to_str().unwrap()])
@@ -334,19 +327,10 @@ async fn handed_over_files_waiting_for_a_slot_count_against_their_uid() {
     assert_eq!(open_copies(d.pid(), &file), 16);
 
     // The other uid hands over a file and pulls meanwhile.
-    let other = d.path("other.tar");
-    let img = noise_image("other", 1, 4, None).await;
-    std::fs::write(
-        &other,
-        oci_archive(&[(&img, &[("io.containerd.image.name", "other:1")])]).await,
-    )
-    .unwrap();
-    sh(Command::new("chmod").arg("a+r").arg(&other));
+    let other = named_archive(&d, "other.tar", "other:1").await;
     let as_other = |args: &[&str]| {
-        let out = user
-            .command(bin("hyperctl"))
+        let out = hyperctl_as(&d, &user)
             .env("DOCKER_CONFIG", &docker_config)
-            .args(["--socket", d.socket.to_str().unwrap()])
             .args(args)
             .output()
             .unwrap();
