@@ -154,18 +154,18 @@ async fn a_uid_past_its_cap_is_refused_while_root_and_others_are_served() {
     );
 }
 
+/// Flags that let one uid hold 1,000 stalled connections for the whole test.
+const THOUSAND_STALLED: &[&str] = &[
+    "--stall-timeout",
+    "3600",
+    "--max-connections-per-uid",
+    "1000",
+];
+
 #[tokio::test]
 async fn a_thousand_connections_stalled_mid_frame_hold_little_memory() {
     let attacker = OtherUser::create();
-    let d = shared_daemon(
-        &attacker,
-        &[
-            "--stall-timeout",
-            "3600",
-            "--max-connections-per-uid",
-            "1000",
-        ],
-    );
+    let d = shared_daemon(&attacker, THOUSAND_STALLED);
     let before = d.peak_rss_mib();
     let (_data, admitted) = Attack::start(&attacker, &d, 1000, "data");
     assert_eq!(admitted, 1000);
@@ -178,15 +178,7 @@ async fn a_thousand_connections_stalled_mid_frame_hold_little_memory() {
 #[tokio::test]
 async fn a_thousand_connections_stalled_mid_header_block_stay_under_their_bound() {
     let attacker = OtherUser::create();
-    let d = shared_daemon(
-        &attacker,
-        &[
-            "--stall-timeout",
-            "3600",
-            "--max-connections-per-uid",
-            "1000",
-        ],
-    );
+    let d = shared_daemon(&attacker, THOUSAND_STALLED);
     let (_block, admitted) = Attack::start(&attacker, &d, 1000, "block");
     assert_eq!(admitted, 1000);
     let block = d.peak_rss_mib();
