@@ -19,8 +19,9 @@
 //!   rewriter holds at most one header block (64 KiB, see its module doc) and one frame.
 //! - **Accept errors.** Out of descriptors (EMFILE, ENFILE) or kernel memory, accept fails at once
 //!   again until something is freed; the loop sleeps [`BACKOFF`] between tries instead of spinning
-//!   (tonic's own loop retries at once), and logs once per burst. Other accept errors concern one
-//!   connection only and are skipped. hyperd raises its soft descriptor limit to the hard one at
+//!   (tonic's own loop retries at once), and logs once per burst; so does any error that would
+//!   repeat at once (a broken listener). Only a client gone before it was accepted (ECONNABORTED,
+//!   EPROTO) is skipped at once. hyperd raises its soft descriptor limit to the hard one at
 //!   start, so that the connection caps, not the descriptor limit, bound the connections.
 
 mod conn;

@@ -92,7 +92,7 @@ pub(crate) async fn serve(listener: UnixListener, tokens: Arc<Tokens>, stop: Can
             Err(e) => {
                 tracing::warn!(error = %e, "accepting on the fd socket");
                 // Out of descriptors, most likely: let some close before trying again.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(crate::connections::BACKOFF).await;
             }
         }
     }
