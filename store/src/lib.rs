@@ -21,6 +21,7 @@ mod export;
 mod image;
 mod import;
 pub mod limits;
+mod listing;
 mod meta;
 mod ops;
 mod progress;
@@ -35,13 +36,14 @@ pub use document::{BlobRef, Document, Entry, own_media_type};
 pub use error::{Error, Result};
 pub use image::{ImageRecord, OCI_INDEX, Platform, document_types, is_index, is_manifest};
 pub use import::Piece;
+pub use listing::{ListFilter, MAX_PAGE};
 pub use ops::Removed;
 pub use progress::Progress;
 pub use reference::ImageName;
 pub use referrer::{ReferrerRecord, Referrers};
 pub use store::{
     Began, BlobRead, CheckReport, Content, ContentWrite, Created, Format, ImageGraph, ImageSummary,
-    Images, Inspection, Lease, LeaseInfo, Leases, LoadedImage, SaveItem, SaveJob, Store,
+    Images, Inspection, Lease, LeaseInfo, Leases, ListPage, LoadedImage, SaveItem, SaveJob, Store,
     WriteOutcome, WriteStart, Written,
 };
 pub use walk::{Graph, ImageConfig, Source, Visited, Walker};

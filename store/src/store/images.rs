@@ -5,6 +5,7 @@ use super::{Store, referrers};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
+use crate::listing::{self, ListFilter, MAX_PAGE};
 use crate::meta::no_record;
 use crate::ops::{self, Removed, Target};
 use crate::reference::ImageName;
@@ -43,6 +44,15 @@ impl ImageSummary {
             platforms: record.platforms.clone(),
         }
     }
+}
+
+/// One page of the listing, from [`Images::list_page`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// The rows, in the listing's order.
+    pub images: Vec<ImageSummary>,
+    /// The token of the next page; `None` on the last.
+    pub next: Option<String>,
 }
 
 /// An image's manifest and config, as stored.
@@ -85,6 +95,39 @@ impl Images<'_> {
         }
         out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
         Ok(out)
+    }
+
+    /// Up to `limit` rows (at most [`MAX_PAGE`]; 0 means the most) that `filter` keeps, after
+    /// the row `after` names (a token of an earlier page; `None`: from the first), newest first.
+    pub fn list_page(
+        self,
+        filter: &ListFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage> {
+        let after = after.map(listing::parse_token).transpose()?;
+        let limit = if limit == 0 {
+            MAX_PAGE
+        } else {
+            limit.min(MAX_PAGE)
+        };
+        let mut rows: Vec<(Vec<u8>, ImageSummary)> = self
+            .list()?
+            .into_iter()
+            .map(|s| {
+                let name = s.name.as_ref().map(ImageName::full);
+                let key = listing::row_key(s.created.as_deref(), name.as_deref(), &s.digest);
+                (key, s)
+            })
+            .filter(|(k, s)| after.as_ref().is_none_or(|a| k > a) && filter.keeps(s.name.as_ref()))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let next = (rows.len() > limit).then(|| listing::token(&rows[limit - 1].0));
+        rows.truncate(limit);
+        Ok(ListPage {
+            images: rows.into_iter().map(|(_, s)| s).collect(),
+            next,
+        })
     }
 
     /// The stored manifest and config of an image.

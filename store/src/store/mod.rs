@@ -27,7 +27,7 @@ use tokio::sync::Mutex;
 pub use check::CheckReport;
 pub use content::{BlobRead, Content};
 pub use create::Created;
-pub use images::{ImageGraph, ImageSummary, Images, Inspection};
+pub use images::{ImageGraph, ImageSummary, Images, Inspection, ListPage};
 pub use leases::{Lease, LeaseInfo, Leases};
 pub use load::LoadedImage;
 pub use save::{Format, SaveItem, SaveJob};
