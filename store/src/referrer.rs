@@ -29,13 +29,13 @@
 //! an SBOM).
 //!
 //! Saves. An OCI save writes, after its images' descriptors, a descriptor of every referrer that
-//! travels with them (`travelling`: the referrers of each image's manifests, then of those, breadth
+//! travels with them (`meta::Reader::travelling`: the referrers of each image's manifests, then of those, breadth
 //! first, each subject's in digest order, each once), with its `artifactType` and annotations but
 //! no name keys, as oras and docker lay them out, and their blobs; the bytes stay deterministic.
 //! `SaveRequest.no_referrers` leaves them out. A docker-archive has no place for them; hyperctl
 //! asks Inspect and says so in one line on stderr.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -145,6 +145,7 @@ impl Top {
 /// The referrers of `roots`, the referrers of those, and so on: what travels with an image whose
 /// manifests are `roots`, and what stays alive while they are stored. Breadth first, each
 /// subject's referrers in digest order, each once, so that a save is the same every time.
+#[cfg(test)]
 pub(crate) fn travelling<'a>(
     referrers: &'a BTreeMap<Digest, ReferrerRecord>,
     roots: &[&Digest],
@@ -153,7 +154,7 @@ pub(crate) fn travelling<'a>(
     for r in referrers.values() {
         by_subject.entry(&r.subject).or_default().push(r);
     }
-    let mut seen: HashSet<&Digest> = roots.iter().copied().collect();
+    let mut seen: std::collections::HashSet<&Digest> = roots.iter().copied().collect();
     let mut out: Vec<&ReferrerRecord> = Vec::new();
     let mut next = 0;
     let mut subjects: Vec<&Digest> = roots.to_vec();
@@ -167,23 +168,6 @@ pub(crate) fn travelling<'a>(
         }
     }
     out
-}
-
-/// The referrers whose chain of subjects reaches none of `present` (the manifests of the stored
-/// images): those a change leaves without a subject, to delete in that same change.
-pub(crate) fn orphans(
-    referrers: &BTreeMap<Digest, ReferrerRecord>,
-    present: &[&Digest],
-) -> Vec<Digest> {
-    let alive: HashSet<&Digest> = travelling(referrers, present)
-        .into_iter()
-        .map(|r| &r.digest)
-        .collect();
-    referrers
-        .keys()
-        .filter(|d| !alive.contains(d))
-        .cloned()
-        .collect()
 }
 
 /// The image index the distribution spec's referrers endpoint answers with: one descriptor per
@@ -276,22 +260,6 @@ mod tests {
         assert_eq!(got[..2], direct[..]);
         assert_eq!(got[2..], [d(13), d(12)]);
         assert!(travelling(&rs, &[]).is_empty());
-    }
-
-    #[test]
-    fn orphans_are_every_referrer_whose_chain_reaches_no_stored_manifest() {
-        let rs = map(&[
-            referrer(11, 1, "sbom"),
-            referrer(12, 11, "sig"),
-            referrer(13, 2, "sig"),
-        ]);
-        assert!(orphans(&rs, &[&d(1), &d(2)]).is_empty());
-        let mut gone = orphans(&rs, &[&d(2)]);
-        gone.sort();
-        let mut want = vec![d(11), d(12)];
-        want.sort();
-        assert_eq!(gone, want);
-        assert_eq!(orphans(&rs, &[]).len(), 3);
     }
 
     #[test]

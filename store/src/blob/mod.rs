@@ -7,7 +7,6 @@ mod lease;
 mod staging;
 mod threads;
 
-use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -192,23 +191,24 @@ impl Blobs {
         self.ingest.join("content")
     }
 
-    /// Deletes every blob that is neither in `keep` nor pinned, and counts the unreferenced ones
-    /// a pin saved for now. The caller holds the commit lock.
-    pub(crate) fn collect(&self, keep: &HashSet<Digest>) -> Result<(Vec<Digest>, usize)> {
+    /// Deletes each of `candidates` that is stored and not pinned, and counts those a pin saved
+    /// for now. The caller holds the commit lock.
+    pub(crate) fn delete_unpinned(&self, candidates: &[Digest]) -> Result<(Vec<Digest>, usize)> {
         let pins = self.pins.lock().expect("pin lock poisoned");
         let mut removed = Vec::new();
         let mut deferred = 0;
-        for digest in self.all()? {
-            if keep.contains(&digest) {
-                continue;
-            }
+        for digest in candidates {
+            let digest = digest.clone();
             if pins.contains_key(&digest) {
                 deferred += 1;
                 continue;
             }
             let path = self.path(&digest);
-            fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
-            removed.push(digest);
+            match fs::remove_file(&path) {
+                Ok(()) => removed.push(digest),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context(|| format!("removing {}", path.display())),
+            }
         }
         drop(pins);
         if !removed.is_empty() {

@@ -17,15 +17,21 @@ use crate::error::{Error, Result};
 /// the 4 MiB that default gRPC clients accept.
 pub const MAX_PAGE: usize = 1_000;
 
+/// How much of an image's `created` orders the listing.
+const CREATED_SORTED: usize = 64;
+
 /// The bytes under which a row sorts: `created` newest first (bytes complemented, then a 0xFF
 /// terminator so that a longer time with the same prefix sorts first; rows without a time
-/// last), then the name (empty when untagged), then the digest.
+/// last), then the name (empty when untagged), then the digest. Only the first
+/// [`CREATED_SORTED`] bytes of `created` count: an RFC 3339 time is shorter, and a config's
+/// garbage must not make keys of any size.
 pub(crate) fn row_key(created: Option<&str>, name: Option<&str>, digest: &Digest) -> Vec<u8> {
     let mut key = Vec::with_capacity(96);
+    let created = created.map(|c| &c.as_bytes()[..c.len().min(CREATED_SORTED)]);
     match created {
         Some(c) => {
             key.push(0x00);
-            key.extend(c.bytes().map(|b| !b));
+            key.extend(c.iter().map(|b| !b));
             key.push(0xFF);
         }
         None => key.push(0x01),

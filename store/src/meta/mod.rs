@@ -19,12 +19,19 @@
 //! of every image for a subject that is not stored). Then the subject's key range of
 //! `referrers_by_subject`, and a point lookup in `referrers` for each key found.
 
+#[cfg(test)]
+mod consistency;
+mod index;
 mod lease;
 mod read;
+mod view;
 
+pub(crate) use index::ListRow;
 pub(crate) use lease::LeaseMade;
+pub(crate) use read::Reader;
+pub(crate) use view::{AMBIGUOUS_SHOWN, View};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -33,7 +40,6 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
-use crate::reference::ImageName;
 use crate::referrer::ReferrerRecord;
 
 /// Full image name (`docker.io/library/busybox:latest`) -> top-level manifest or index digest.
@@ -62,23 +68,6 @@ pub(crate) struct Snapshot {
     pub(crate) images: BTreeMap<Digest, ImageRecord>,
     pub(crate) tags: BTreeMap<String, Digest>,
     pub(crate) referrers: BTreeMap<Digest, ReferrerRecord>,
-}
-
-impl Snapshot {
-    /// The record of the image `digest`, which a tag or lookup named. Its absence means the
-    /// database is damaged (`hyperctl check` reports it), never a panic.
-    pub(crate) fn record(&self, digest: &Digest) -> Result<&ImageRecord> {
-        self.images.get(digest).ok_or_else(|| no_record(digest))
-    }
-
-    /// The names pointing at the image `digest`, in name order.
-    pub(crate) fn names_of(&self, digest: &Digest) -> Vec<ImageName> {
-        self.tags
-            .iter()
-            .filter(|(_, d)| *d == digest)
-            .filter_map(|(t, _)| t.parse().ok())
-            .collect()
-    }
 }
 
 /// A tag or lookup named the image `digest`, which has no record: the database is damaged.
@@ -121,21 +110,10 @@ impl Meta {
         tx.open_table(LEASE_BLOBS)?;
         tx.open_table(LEASE_INFO)?;
         tx.delete_table(TableDefinition::<&str, &[u8]>::new(OLD_LEASES))?;
+        index::ensure(&tx)?;
         tx.commit()?;
-        let meta = Meta {
-            db,
-            referenced: Mutex::new(HashMap::new()),
-        };
-        let mut referenced = HashMap::new();
-        let snap = meta.snapshot()?;
-        for rec in snap.images.values() {
-            count(&mut referenced, &rec.blobs, 1);
-        }
-        for rec in snap.referrers.values() {
-            count(&mut referenced, &rec.blobs, 1);
-        }
-        *meta.referenced() = referenced;
-        Ok(meta)
+        let referenced = Mutex::new(count_references(&db)?);
+        Ok(Meta { db, referenced })
     }
 
     fn referenced(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, u32>> {
@@ -147,6 +125,11 @@ impl Meta {
     /// Whether some image or referrer record lists `digest`, as of the last committed change.
     pub(crate) fn is_referenced(&self, digest: &Digest) -> bool {
         self.referenced().contains_key(digest)
+    }
+
+    /// Every blob some image or referrer record lists, as of the last committed change.
+    pub(crate) fn referenced_blobs(&self) -> std::collections::HashSet<Digest> {
+        self.referenced().keys().cloned().collect()
     }
 
     pub(crate) fn snapshot(&self) -> Result<Snapshot> {
@@ -178,33 +161,15 @@ impl Meta {
         read.referrers_of(subject).map(Some)
     }
 
-    pub(crate) fn apply(&self, changes: &Changes) -> Result<()> {
+    /// Commits `changes` in one transaction, indexes included. Returns the blobs no record lists
+    /// any more: what a collection after this change has to look at.
+    pub(crate) fn apply(&self, changes: &Changes) -> Result<Vec<Digest>> {
         let tx = self.db.begin_write()?;
-        // The records this change replaces or deletes, whose blobs lose a reference.
-        let mut gone = Vec::new();
-        {
-            let mut images = tx.open_table(IMAGES)?;
-            for d in &changes.delete_images {
-                if let Some(old) = images.remove(d.to_string().as_str())? {
-                    gone.push(parse_image(old.value())?);
-                }
-            }
-            for rec in &changes.put_images {
-                let json = serde_json::to_vec(rec).expect("image record serialises");
-                if let Some(old) =
-                    images.insert(rec.digest.to_string().as_str(), json.as_slice())?
-                {
-                    gone.push(parse_image(old.value())?);
-                }
-            }
-            let mut tags = tx.open_table(TAGS)?;
-            for t in &changes.delete_tags {
-                tags.remove(t.as_str())?;
-            }
-            for (t, d) in &changes.put_tags {
-                tags.insert(t.as_str(), d.to_string().as_str())?;
-            }
-        }
+        let touched = touched(&tx, changes)?;
+        index::unlist(&tx, &touched)?;
+        let gone = apply_images(&tx, changes)?;
+        apply_tags(&tx, changes)?;
+        index::relist(&tx, &touched)?;
         let gone_referrers = apply_referrers(&tx, changes)?;
         tx.commit()?;
         let mut referenced = self.referenced();
@@ -217,11 +182,104 @@ impl Meta {
         for rec in &gone {
             count(&mut referenced, &rec.blobs, -1);
         }
+        let mut freed = BTreeSet::new();
         for rec in &gone_referrers {
             count(&mut referenced, &rec.blobs, -1);
         }
-        Ok(())
+        let lost = gone.iter().map(|r| &r.blobs);
+        for b in lost
+            .chain(gone_referrers.iter().map(|r| &r.blobs))
+            .flatten()
+        {
+            if !referenced.contains_key(b) {
+                freed.insert(b.clone());
+            }
+        }
+        Ok(freed.into_iter().collect())
     }
+}
+
+/// How many image and referrer records list each blob, read row by row.
+fn count_references(db: &Database) -> Result<HashMap<Digest, u32>> {
+    let tx = db.begin_read()?;
+    let mut referenced = HashMap::new();
+    for row in tx.open_table(IMAGES)?.iter()? {
+        count(&mut referenced, &parse_image(row?.1.value())?.blobs, 1);
+    }
+    for row in tx.open_table(REFERRERS)?.iter()? {
+        let rec: ReferrerRecord = parse(row?.1.value(), "referrer")?;
+        count(&mut referenced, &rec.blobs, 1);
+    }
+    Ok(referenced)
+}
+
+/// The images whose listing rows `changes` may change: those it puts or deletes, and those a
+/// name it puts or deletes points at now or will.
+fn touched(tx: &redb::WriteTransaction, changes: &Changes) -> Result<BTreeSet<Digest>> {
+    let mut touched: BTreeSet<Digest> = changes.delete_images.iter().cloned().collect();
+    touched.extend(changes.put_images.iter().map(|r| r.digest.clone()));
+    touched.extend(changes.put_tags.iter().map(|(_, d)| d.clone()));
+    let tags = tx.open_table(TAGS)?;
+    let names = changes
+        .put_tags
+        .iter()
+        .map(|(t, _)| t)
+        .chain(&changes.delete_tags);
+    for t in names {
+        if let Some(d) = tags.get(t.as_str())? {
+            touched.insert(d.value().parse()?);
+        }
+    }
+    Ok(touched)
+}
+
+/// The image part of a change, with the ID and manifest indexes; returns the records it replaced
+/// or deleted, whose blobs lose a reference.
+fn apply_images(tx: &redb::WriteTransaction, changes: &Changes) -> Result<Vec<ImageRecord>> {
+    let mut gone = Vec::new();
+    for d in &changes.delete_images {
+        let old = tx
+            .open_table(IMAGES)?
+            .remove(d.to_string().as_str())?
+            .map(|old| parse_image(old.value()))
+            .transpose()?;
+        if let Some(old) = old {
+            index::index_image(tx, &old, false)?;
+            gone.push(old);
+        }
+    }
+    for rec in &changes.put_images {
+        let json = serde_json::to_vec(rec).expect("image record serialises");
+        let old = tx
+            .open_table(IMAGES)?
+            .insert(rec.digest.to_string().as_str(), json.as_slice())?
+            .map(|old| parse_image(old.value()))
+            .transpose()?;
+        if let Some(old) = old {
+            index::index_image(tx, &old, false)?;
+            gone.push(old);
+        }
+        index::index_image(tx, rec, true)?;
+    }
+    Ok(gone)
+}
+
+/// The name part of a change, with each image's names kept as one key range.
+fn apply_tags(tx: &redb::WriteTransaction, changes: &Changes) -> Result<()> {
+    let mut tags = tx.open_table(TAGS)?;
+    let mut names = tx.open_table(index::IMAGE_NAMES)?;
+    for t in &changes.delete_tags {
+        if let Some(old) = tags.remove(t.as_str())? {
+            names.remove(index::name_key(&old.value().parse()?, t).as_str())?;
+        }
+    }
+    for (t, d) in &changes.put_tags {
+        if let Some(old) = tags.insert(t.as_str(), d.to_string().as_str())? {
+            names.remove(index::name_key(&old.value().parse()?, t).as_str())?;
+        }
+        names.insert(index::name_key(d, t).as_str(), ())?;
+    }
+    Ok(())
 }
 
 /// The referrer part of a change, with the subject index kept in step; returns the records it

@@ -3,12 +3,16 @@
 
 use std::collections::HashSet;
 
-use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{ReadTransaction, ReadableDatabase};
 
-use super::{BY_SUBJECT, IMAGES, Meta, REFERRERS, TAGS, parse, parse_image};
+use super::index::{
+    IMAGE_IDS, IMAGE_MANIFESTS, IMAGE_NAMES, LISTING, ListRow, digest_after_slash, range_of,
+};
+use super::{BY_SUBJECT, IMAGES, Meta, REFERRERS, TAGS, View, parse, parse_image};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
+use crate::reference::ImageName;
 use crate::referrer::ReferrerRecord;
 
 /// A consistent view for a few keyed reads.
@@ -20,66 +24,117 @@ impl Meta {
     }
 }
 
-impl Reader {
-    /// The image the full name `name` points at.
-    pub(crate) fn tag(&self, name: &str) -> Result<Option<Digest>> {
+impl View for Reader {
+    fn tag(&self, name: &str) -> Result<Option<Digest>> {
         let tags = self.0.open_table(TAGS)?;
         let digest = tags.get(name)?.map(|v| v.value().parse()).transpose()?;
         Ok(digest)
     }
 
-    /// The record of the image whose top-level digest is `digest`.
-    pub(crate) fn image(&self, digest: &Digest) -> Result<Option<ImageRecord>> {
+    fn names_of(&self, digest: &Digest) -> Result<Vec<ImageName>> {
+        let (from, to) = range_of(&digest.hex());
+        let mut names = Vec::new();
+        for row in self
+            .0
+            .open_table(IMAGE_NAMES)?
+            .range(from.as_str()..to.as_str())?
+        {
+            let key = row?.0;
+            let name = key.value().split_once('/').map_or("", |(_, n)| n);
+            // A name that no longer parses is not shown, as the snapshot never showed it.
+            if let Ok(name) = name.parse() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn image(&self, digest: &Digest) -> Result<Option<ImageRecord>> {
         let images = self.0.open_table(IMAGES)?;
         let row = images.get(digest.to_string().as_str())?;
         row.map(|v| parse_image(v.value())).transpose()
     }
 
-    /// The record of the referrer `digest`.
-    pub(crate) fn referrer(&self, digest: &Digest) -> Result<Option<ReferrerRecord>> {
+    fn with_id_prefix(&self, hex: &str, limit: usize) -> Result<Vec<Digest>> {
+        let mut found = Vec::new();
+        for row in self.0.open_table(IMAGE_IDS)?.range(hex..)? {
+            let key = row?.0;
+            if !key.value().starts_with(hex) || found.len() == limit {
+                break;
+            }
+            found.push(digest_after_slash(key.value())?);
+        }
+        Ok(found)
+    }
+
+    fn holding(&self, manifest: &Digest) -> Result<Vec<Digest>> {
+        let (from, to) = range_of(&manifest.hex());
+        let mut found = Vec::new();
+        for row in self
+            .0
+            .open_table(IMAGE_MANIFESTS)?
+            .range(from.as_str()..to.as_str())?
+        {
+            found.push(digest_after_slash(row?.0.value())?);
+        }
+        Ok(found)
+    }
+
+    fn referrer(&self, digest: &Digest) -> Result<Option<ReferrerRecord>> {
         let referrers = self.0.open_table(REFERRERS)?;
         let row = referrers.get(digest.to_string().as_str())?;
         row.map(|v| parse(v.value(), "referrer")).transpose()
     }
 
-    /// Whether `subject` is a manifest the store holds: an image's, one inside an image's
-    /// index, or a referrer's.
-    pub(crate) fn holds_manifest(&self, subject: &Digest) -> Result<bool> {
-        let key = subject.to_string();
-        let images = self.0.open_table(IMAGES)?;
-        if images.get(key.as_str())?.is_some()
-            || self.0.open_table(REFERRERS)?.get(key.as_str())?.is_some()
-        {
-            return Ok(true);
-        }
-        // A manifest inside an image's index is found in the records that list it.
-        for row in images.iter()? {
-            if parse_image(row?.1.value())?.subjects().contains(subject) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// The referrers whose subject is `subject`, by digest: one range of the subject index.
-    pub(crate) fn referrers_of(&self, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
+    fn referrers_of(&self, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
         let mut out = Vec::new();
-        // '0' follows '/': the range is exactly the keys `<subject hex>/…`.
-        let (from, to) = (format!("{}/", subject.hex()), format!("{}0", subject.hex()));
+        let (from, to) = range_of(&subject.hex());
         for row in self
             .0
             .open_table(BY_SUBJECT)?
             .range(from.as_str()..to.as_str())?
         {
-            let key = row?.0;
-            let hex = key.value().rsplit_once('/').map_or("", |(_, hex)| hex);
-            let digest = Digest::from_hex(hex).map_err(|e| {
-                Error::Database(format!("corrupt referrer key {:?}: {e}", key.value()))
-            })?;
+            let digest = digest_after_slash(row?.0.value())?;
             let rec = self.referrer(&digest)?.ok_or_else(|| {
                 Error::Corrupt(format!("referrer {digest} of {subject} has no record"))
             })?;
             out.push(rec);
+        }
+        Ok(out)
+    }
+}
+
+impl Reader {
+    /// Whether `subject` is a manifest the store holds: an image's, one inside an image's
+    /// index, or a referrer's.
+    pub(crate) fn holds_manifest(&self, subject: &Digest) -> Result<bool> {
+        Ok(!self.holding(subject)?.is_empty() || self.referrer(subject)?.is_some())
+    }
+
+    /// The listing rows after the key `after` (from the first with `None`) that `keep` keeps,
+    /// at most `limit`, each with its key.
+    pub(crate) fn list(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+        mut keep: impl FnMut(&ListRow) -> bool,
+    ) -> Result<Vec<(Vec<u8>, ListRow)>> {
+        let listing = self.0.open_table(LISTING)?;
+        let rows = match after {
+            Some(after) => listing
+                .range::<&[u8]>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))?,
+            None => listing.range::<&[u8]>(..)?,
+        };
+        let mut out = Vec::new();
+        for row in rows {
+            if out.len() == limit {
+                break;
+            }
+            let (key, value) = row?;
+            let row = ListRow::parse(value.value())?;
+            if keep(&row) {
+                out.push((key.value().to_vec(), row));
+            }
         }
         Ok(out)
     }

@@ -6,10 +6,12 @@ mod referrers;
 pub(crate) use referrers::Arriving;
 use referrers::{keep_referrers, settle};
 
+use std::collections::{BTreeSet, HashSet};
+
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
-use crate::meta::{Changes, Snapshot};
+use crate::meta::{AMBIGUOUS_SHOWN, Changes, View};
 use crate::reference::ImageName;
 
 /// What `remove` did, in the order docker reports it.
@@ -32,65 +34,70 @@ pub(crate) enum Target {
 
 /// Resolves IMAGE as docker does: a name first, then an image ID or an unambiguous ID prefix
 /// (`sha256:` optional), then a top-level digest.
-pub(crate) fn lookup(snap: &Snapshot, arg: &str) -> Result<Target> {
+pub(crate) fn lookup(view: &impl View, arg: &str) -> Result<Target> {
     if let Ok(name) = arg.parse::<ImageName>()
-        && let Some(d) = snap.tags.get(&name.full())
+        && let Some(d) = view.tag(&name.full())?
     {
-        return Ok(Target::Tag(name, d.clone()));
+        return Ok(Target::Tag(name, d));
     }
     let hex = arg.strip_prefix("sha256:").unwrap_or(arg);
     let is_hex = !hex.is_empty()
         && hex
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if is_hex {
-        let matches: Vec<&ImageRecord> = snap
-            .images
-            .values()
-            .filter(|r| r.id.hex().starts_with(hex) || r.digest.hex() == hex)
-            .collect();
-        match matches.as_slice() {
-            [one] => return Ok(Target::Image(one.digest.clone())),
-            [] => {}
-            _ => {
-                return Err(Error::Conflict(format!(
-                    "{arg:?} matches {} images; give more of the ID",
-                    matches.len()
-                )));
-            }
-        }
+    if !is_hex {
+        return Err(Error::NotFound(format!("no such image: {arg}")));
     }
-    Err(Error::NotFound(format!("no such image: {arg}")))
+    let mut matches: BTreeSet<Digest> = view
+        .with_id_prefix(hex, AMBIGUOUS_SHOWN + 1)?
+        .into_iter()
+        .collect();
+    if let Ok(digest) = Digest::from_hex(hex)
+        && view.image(&digest)?.is_some()
+    {
+        matches.insert(digest);
+    }
+    let mut matches = matches.into_iter();
+    match (matches.next(), matches.len()) {
+        (Some(one), 0) => Ok(Target::Image(one)),
+        (None, _) => Err(Error::NotFound(format!("no such image: {arg}"))),
+        (Some(_), more) => Err(Error::Conflict(format!(
+            "{arg:?} matches {} images; give more of the ID",
+            if more + 1 > AMBIGUOUS_SHOWN {
+                format!("more than {AMBIGUOUS_SHOWN}")
+            } else {
+                (more + 1).to_string()
+            }
+        ))),
+    }
 }
 
 pub(crate) fn plan_remove(
-    snap: &Snapshot,
+    view: &impl View,
     arg: &str,
     force: bool,
 ) -> Result<(Changes, Vec<Removed>)> {
     let mut changes = Changes::default();
     let mut removed = Vec::new();
-    let digest = match lookup(snap, arg)? {
+    let digest = match lookup(view, arg)? {
         Target::Tag(name, digest) => {
             changes.delete_tags.push(name.full());
             removed.push(Removed::Untagged(name.clone()));
             // Untagging is all there is to do while other names remain, and it repairs a tag
             // whose record is missing (and the referrers of that record with it).
-            let still_named = snap.names_of(&digest).iter().any(|t| *t != name);
-            if still_named || !snap.images.contains_key(&digest) {
-                removed.extend(
-                    settle(snap, &mut changes)
-                        .into_iter()
-                        .map(Removed::Referrer),
-                );
+            let still_named = view.names_of(&digest)?.iter().any(|t| *t != name);
+            if still_named || view.image(&digest)?.is_none() {
+                let also = if still_named { vec![] } else { vec![digest] };
+                let gone = settle(view, &mut changes, &also)?;
+                removed.extend(gone.into_iter().map(Removed::Referrer));
                 return Ok((changes, removed));
             }
             digest
         }
         Target::Image(digest) => {
-            let names = snap.names_of(&digest);
+            let names = view.names_of(&digest)?;
             if names.len() > 1 && !force {
-                let id = &snap.record(&digest)?.id;
+                let id = &view.record(&digest)?.id;
                 return Err(Error::Conflict(format!(
                     "unable to delete {} (must be forced) - image is referenced in multiple repositories",
                     &id.hex()[..12]
@@ -103,21 +110,18 @@ pub(crate) fn plan_remove(
             digest
         }
     };
-    removed.push(Removed::Deleted(snap.record(&digest)?.id.clone()));
+    removed.push(Removed::Deleted(view.record(&digest)?.id));
     changes.delete_images.push(digest);
-    removed.extend(
-        settle(snap, &mut changes)
-            .into_iter()
-            .map(Removed::Referrer),
-    );
+    let gone = settle(view, &mut changes, &[])?;
+    removed.extend(gone.into_iter().map(Removed::Referrer));
     Ok((changes, removed))
 }
 
-pub(crate) fn plan_tag(snap: &Snapshot, source: &str, target: &ImageName) -> Result<Changes> {
-    let digest = match lookup(snap, source)? {
+pub(crate) fn plan_tag(view: &impl View, source: &str, target: &ImageName) -> Result<Changes> {
+    let digest = match lookup(view, source)? {
         Target::Tag(_, d) | Target::Image(d) => d,
     };
-    snap.record(&digest)?;
+    view.record(&digest)?;
     Ok(Changes {
         put_tags: vec![(target.full(), digest)],
         ..Changes::default()
@@ -129,42 +133,55 @@ pub(crate) fn plan_tag(snap: &Snapshot, source: &str, target: &ImageName) -> Res
 /// has the same ID as the image the name moved to (the same image in another encoding, e.g. a
 /// docker-archive of an OCI image), which docker would not show twice: that record goes, as does
 /// an artifact, which is kept only under a name. Referrers whose subject the store holds once
-/// the load commits are added; see [`keep_referrers`] for the others.
+/// the load commits are added; see [`keep_referrers`] for the others. Reads only the names the
+/// load gives and the images they pointed at.
 pub(crate) fn plan_load(
-    snap: &Snapshot,
+    view: &impl View,
     images: &[(ImageRecord, Vec<ImageName>)],
     arriving: Arriving<'_>,
 ) -> Result<Changes> {
     let mut changes = Changes::default();
-    let mut tags = snap.tags.clone();
+    let mut moved_from = BTreeSet::new();
     for (rec, names) in images {
         changes.put_images.push(rec.clone());
         for n in names {
-            changes.put_tags.push((n.full(), rec.digest.clone()));
-            tags.insert(n.full(), rec.digest.clone());
+            let full = n.full();
+            if let Some(old) = view.tag(&full)?
+                && old != rec.digest
+            {
+                moved_from.insert(old);
+            }
+            changes.put_tags.push((full, rec.digest.clone()));
         }
     }
-    let loaded: std::collections::HashSet<&Digest> =
-        images.iter().map(|(r, _)| &r.digest).collect();
-    for (old_digest, old) in &snap.images {
-        let was_tagged = snap.tags.values().any(|d| d == old_digest);
-        let still_tagged = tags.values().any(|d| d == old_digest);
+    let loaded: HashSet<&Digest> = images.iter().map(|(r, _)| &r.digest).collect();
+    let renamed: HashSet<&str> = changes.put_tags.iter().map(|(t, _)| t.as_str()).collect();
+    let mut delete = Vec::new();
+    for old_digest in moved_from.iter().filter(|d| !loaded.contains(d)) {
+        let still_tagged = view
+            .names_of(old_digest)?
+            .iter()
+            .any(|n| !renamed.contains(n.full().as_str()));
+        let Some(old) = view.image(old_digest)? else {
+            continue;
+        };
         let replaced = images
             .iter()
             .any(|(r, _)| r.id == old.id && r.digest != *old_digest);
-        if was_tagged && !still_tagged && (replaced || old.artifact) && !loaded.contains(old_digest)
-        {
-            changes.delete_images.push(old_digest.clone());
+        if !still_tagged && (replaced || old.artifact) {
+            delete.push(old_digest.clone());
         }
     }
-    keep_referrers(snap, &mut changes, arriving)?;
-    settle(snap, &mut changes);
+    changes.delete_images = delete;
+    keep_referrers(view, &mut changes, arriving)?;
+    settle(view, &mut changes, &[])?;
     Ok(changes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::Snapshot;
 
     pub(super) fn rec(n: u8, id: u8) -> ImageRecord {
         ImageRecord {

@@ -18,13 +18,12 @@
 //! `hyperctl check` reports a referrer whose subject is gone (only damage makes one), and the next
 //! change to the store, such as `rmi` of the tag left pointing nowhere, deletes it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::ImageRecord;
-use crate::meta::{Changes, Snapshot};
-use crate::referrer::{ReferrerRecord, orphans, travelling};
+use crate::meta::{Changes, View};
+use crate::referrer::ReferrerRecord;
 
 /// Referrers that arrive with a load or from stored blobs.
 #[derive(Clone, Copy, Default)]
@@ -35,45 +34,58 @@ pub(crate) struct Arriving<'a> {
     pub(crate) archive: Option<&'a HashSet<Digest>>,
 }
 
-/// The image records as they stand once `changes` commit.
-fn images_after<'a>(
-    snap: &'a Snapshot,
-    changes: &'a Changes,
-) -> BTreeMap<&'a Digest, &'a ImageRecord> {
-    let mut images: BTreeMap<&Digest, &ImageRecord> = snap.images.iter().collect();
-    for d in &changes.delete_images {
-        images.remove(d);
+/// Whether an image holds the manifest `subject` once `changes` commit.
+fn image_holds(view: &impl View, changes: &Changes, subject: &Digest) -> Result<bool> {
+    let put = changes.put_images.iter();
+    if put
+        .clone()
+        .any(|r| r.digest == *subject || r.subjects().contains(subject))
+    {
+        return Ok(true);
     }
-    for r in &changes.put_images {
-        images.insert(&r.digest, r);
+    let holders = view.holding(subject)?;
+    Ok(holders.iter().any(|d| !changes.delete_images.contains(d)))
+}
+
+/// Whether the chain of subjects from `subject`, through arriving and stored referrers, reaches
+/// an image the store holds once `changes` commit.
+fn reaches_image(
+    view: &impl View,
+    changes: &Changes,
+    arriving: &HashMap<&Digest, &ReferrerRecord>,
+    subject: &Digest,
+) -> Result<bool> {
+    let mut subject = subject.clone();
+    let mut seen = HashSet::new();
+    while seen.insert(subject.clone()) {
+        if image_holds(view, changes, &subject)? {
+            return Ok(true);
+        }
+        subject = match arriving.get(&subject) {
+            Some(r) => r.subject.clone(),
+            None if changes.delete_referrers.contains(&subject) => return Ok(false),
+            None => match view.referrer(&subject)? {
+                Some(r) => r.subject,
+                None => return Ok(false),
+            },
+        };
     }
-    images
+    Ok(false)
 }
 
 /// Adds each arriving referrer whose chain of subjects reaches an image the store holds once
 /// `changes` commit. One whose subject is in the archive but not loaded (a map left its image
 /// out) is left out with it; one whose subject is neither stored nor in the archive is refused.
 pub(super) fn keep_referrers(
-    snap: &Snapshot,
+    view: &impl View,
     changes: &mut Changes,
     arriving: Arriving<'_>,
 ) -> Result<()> {
-    if arriving.referrers.is_empty() {
-        return Ok(());
-    }
-    let mut all = snap.referrers.clone();
+    let by_digest: HashMap<&Digest, &ReferrerRecord> =
+        arriving.referrers.iter().map(|r| (&r.digest, r)).collect();
+    let mut kept: Vec<ReferrerRecord> = Vec::new();
     for r in arriving.referrers {
-        all.insert(r.digest.clone(), r.clone());
-    }
-    let images = images_after(snap, changes);
-    let present: Vec<&Digest> = images.values().flat_map(|r| r.subjects()).collect();
-    let alive: HashSet<&Digest> = travelling(&all, &present)
-        .into_iter()
-        .map(|r| &r.digest)
-        .collect();
-    let mut kept = Vec::new();
-    for r in arriving.referrers {
-        if alive.contains(&r.digest) {
+        if reaches_image(view, changes, &by_digest, &r.subject)? {
             if !kept.contains(r) {
                 kept.push(r.clone());
             }
@@ -100,29 +112,55 @@ pub(super) fn keep_referrers(
 
 /// Adds to `changes` the deletion of every referrer whose chain of subjects reaches no image
 /// once they commit, so that a referrer goes in the transaction that removes its subject and
-/// never keeps it alive. Returns the digests deleted.
-pub(super) fn settle(snap: &Snapshot, changes: &mut Changes) -> Vec<Digest> {
-    let mut referrers = snap.referrers.clone();
-    for d in &changes.delete_referrers {
-        referrers.remove(d);
-    }
-    for r in &changes.put_referrers {
-        referrers.insert(r.digest.clone(), r.clone());
-    }
-    let gone = {
-        let images = images_after(snap, changes);
-        let present: Vec<&Digest> = images.values().flat_map(|r| r.subjects()).collect();
-        orphans(&referrers, &present)
-    };
-    let mut deleted = Vec::new();
-    for d in gone {
-        changes.put_referrers.retain(|r| r.digest != d);
-        if snap.referrers.contains_key(&d) {
-            changes.delete_referrers.push(d.clone());
-            deleted.push(d);
+/// never keeps it alive. Only the subjects the change can orphan are looked at: the manifests of
+/// the images it deletes, the referrers it deletes, and `also` (a name's image whose record is
+/// gone). Returns the digests deleted.
+pub(super) fn settle(
+    view: &impl View,
+    changes: &mut Changes,
+    also: &[Digest],
+) -> Result<Vec<Digest>> {
+    let mut queue: Vec<Digest> = also.to_vec();
+    queue.extend(changes.delete_referrers.iter().cloned());
+    for d in &changes.delete_images {
+        if let Some(rec) = view.image(d)? {
+            queue.push(rec.digest.clone());
+            queue.extend(rec.subjects().iter().cloned());
         }
     }
-    deleted
+    let mut seen = HashSet::new();
+    let mut deleted = Vec::new();
+    while let Some(subject) = queue.pop() {
+        if !seen.insert(subject.clone()) || still_held(view, changes, &subject)? {
+            continue;
+        }
+        let arriving = changes
+            .put_referrers
+            .iter()
+            .filter(|r| r.subject == subject);
+        let mut orphaned: Vec<Digest> = arriving.map(|r| r.digest.clone()).collect();
+        changes.put_referrers.retain(|r| r.subject != subject);
+        for r in view.referrers_of(&subject)? {
+            if !changes.delete_referrers.contains(&r.digest) {
+                changes.delete_referrers.push(r.digest.clone());
+                deleted.push(r.digest.clone());
+            }
+            orphaned.push(r.digest);
+        }
+        queue.extend(orphaned);
+    }
+    Ok(deleted)
+}
+
+/// Whether `subject` is still a manifest of the store once `changes` commit: an image's, or a
+/// referrer's that stays.
+fn still_held(view: &impl View, changes: &Changes, subject: &Digest) -> Result<bool> {
+    if image_holds(view, changes, subject)?
+        || changes.put_referrers.iter().any(|r| r.digest == *subject)
+    {
+        return Ok(true);
+    }
+    Ok(!changes.delete_referrers.contains(subject) && view.referrer(subject)?.is_some())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{Store, reachable};
+use super::Store;
 use crate::blob;
 use crate::digest::Digest;
 use crate::error::Result;
@@ -31,7 +31,10 @@ impl Store {
                     .push(format!("tag {tag} points at missing image {digest}"));
             }
         }
-        let keep = reachable(&snap);
+        let images = snap.images.values().flat_map(|r| &r.blobs);
+        let keep: HashSet<&Digest> = images
+            .chain(snap.referrers.values().flat_map(|r| &r.blobs))
+            .collect();
         for rec in snap.images.values() {
             for b in &rec.blobs {
                 if !self.inner.blobs.exists(b) {

@@ -186,16 +186,13 @@ impl Images<'_> {
             referrers,
             archive: None,
         };
-        let changes = {
+        let freed = {
             let _guard = inner.commit.lock().await;
-            let changes = ops::plan_load(&inner.meta.snapshot()?, images, arriving)?;
-            inner.meta.apply(&changes)?;
-            changes
+            let changes = ops::plan_load(&inner.meta.read()?, images, arriving)?;
+            inner.meta.apply(&changes)?
         };
         drop(pins);
-        if !changes.delete_images.is_empty() || !changes.delete_referrers.is_empty() {
-            self.0.gc().await?;
-        }
+        self.0.collect(&freed).await?;
         for r in referrers {
             tracing::info!(digest = %r.digest, subject = %r.subject, "created referrer");
         }

@@ -6,7 +6,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
 use crate::listing::{self, ListFilter, MAX_PAGE};
-use crate::meta::no_record;
+use crate::meta::{ListRow, View, no_record};
 use crate::ops::{self, Removed, Target};
 use crate::reference::ImageName;
 use crate::referrer::ReferrerRecord;
@@ -55,6 +55,18 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
+/// The row a listing index entry shows.
+fn summary(row: ListRow) -> ImageSummary {
+    ImageSummary {
+        name: row.name.and_then(|n| n.parse().ok()),
+        id: row.id,
+        digest: row.digest,
+        created: row.created,
+        size: row.size,
+        platforms: row.platforms,
+    }
+}
+
 /// An image's manifest and config, as stored.
 #[derive(Clone, Debug)]
 pub struct Inspection {
@@ -81,24 +93,24 @@ pub struct ImageGraph {
 }
 
 impl Images<'_> {
-    /// All images, one entry per tag and one per untagged image, newest first.
+    /// All images, one entry per tag and one per untagged image, newest first: every page of
+    /// [`Images::list_page`]. For what reads the whole listing anyway.
     pub fn list(self) -> Result<Vec<ImageSummary>> {
-        let snap = self.0.inner.meta.snapshot()?;
         let mut out = Vec::new();
-        for rec in snap.images.values() {
-            let mut names: Vec<Option<ImageName>> =
-                snap.names_of(&rec.digest).into_iter().map(Some).collect();
-            if names.is_empty() {
-                names.push(None);
+        let mut after = None;
+        loop {
+            let page = self.list_page(&ListFilter::default(), after.as_deref(), MAX_PAGE)?;
+            out.extend(page.images);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
             }
-            out.extend(names.into_iter().map(|name| ImageSummary::new(rec, name)));
         }
-        out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
-        Ok(out)
     }
 
     /// Up to `limit` rows (at most [`MAX_PAGE`]; 0 means the most) that `filter` keeps, after
     /// the row `after` names (a token of an earlier page; `None`: from the first), newest first.
+    /// One range of the listing index: a page costs the same in any size of store.
     pub fn list_page(
         self,
         filter: &ListFilter,
@@ -111,41 +123,37 @@ impl Images<'_> {
         } else {
             limit.min(MAX_PAGE)
         };
-        let mut rows: Vec<(Vec<u8>, ImageSummary)> = self
-            .list()?
-            .into_iter()
-            .map(|s| {
-                let name = s.name.as_ref().map(ImageName::full);
-                let key = listing::row_key(s.created.as_deref(), name.as_deref(), &s.digest);
-                (key, s)
-            })
-            .filter(|(k, s)| after.as_ref().is_none_or(|a| k > a) && filter.keeps(s.name.as_ref()))
-            .collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let read = self.0.inner.meta.read()?;
+        let mut rows = read.list(after.as_deref(), limit + 1, |row| {
+            let name = row.name.as_deref().and_then(|n| n.parse().ok());
+            filter.keeps(name.as_ref())
+        })?;
         let next = (rows.len() > limit).then(|| listing::token(&rows[limit - 1].0));
         rows.truncate(limit);
-        Ok(ListPage {
-            images: rows.into_iter().map(|(_, s)| s).collect(),
-            next,
-        })
+        let images = rows.into_iter().map(|(_, row)| summary(row)).collect();
+        Ok(ListPage { images, next })
     }
 
     /// The stored manifest and config of an image.
     pub async fn inspect(self, image: &str) -> Result<Inspection> {
         let inner = &self.0.inner;
-        let snap = inner.meta.snapshot()?;
-        let digest = match ops::lookup(&snap, image)? {
-            Target::Tag(_, d) | Target::Image(d) => d,
+        let (record, names, referrers) = {
+            let read = inner.meta.read()?;
+            let digest = match ops::lookup(&read, image)? {
+                Target::Tag(_, d) | Target::Image(d) => d,
+            };
+            let record = read.record(&digest)?;
+            let referrers = read.travelling(record.subjects())?;
+            (record, read.names_of(&digest)?, referrers)
         };
-        let record = snap.record(&digest)?.clone();
         let manifest = inner.blobs.read_json(&record.digest).await?;
         let config = match record.artifact {
             false => inner.blobs.read_json(&record.id).await?,
             true => referrers::artifact_config(&inner.blobs, &record.digest, &manifest).await?,
         };
         Ok(Inspection {
-            names: snap.names_of(&digest),
-            referrers: referrers::of_image(&snap, &record),
+            names,
+            referrers,
             manifest,
             config,
             record,
@@ -182,8 +190,8 @@ impl Images<'_> {
     pub async fn tag(self, source: &str, target: &ImageName) -> Result<()> {
         let inner = &self.0.inner;
         let _guard = inner.commit.lock().await;
-        let snap = inner.meta.snapshot()?;
-        inner.meta.apply(&ops::plan_tag(&snap, source, target)?)
+        let changes = ops::plan_tag(&inner.meta.read()?, source, target)?;
+        inner.meta.apply(&changes).map(drop)
     }
 
     /// Removes a tag, deleting the image with its last tag; by ID with `force`, all its tags.
@@ -191,14 +199,12 @@ impl Images<'_> {
     /// nothing else uses.
     pub async fn remove(self, image: &str, force: bool) -> Result<Vec<Removed>> {
         let inner = &self.0.inner;
-        let removed = {
+        let (removed, freed) = {
             let _guard = inner.commit.lock().await;
-            let snap = inner.meta.snapshot()?;
-            let (changes, removed) = ops::plan_remove(&snap, image, force)?;
-            inner.meta.apply(&changes)?;
-            removed
+            let (changes, removed) = ops::plan_remove(&inner.meta.read()?, image, force)?;
+            (removed, inner.meta.apply(&changes)?)
         };
-        self.0.gc().await?;
+        self.0.collect(&freed).await?;
         Ok(removed)
     }
 }
@@ -233,7 +239,12 @@ mod tests {
         let graph = images.graph(&name).unwrap();
         assert_eq!(graph.record, image);
         let snap = store.inner.meta.snapshot().unwrap();
-        assert_eq!(graph.referrers, referrers::of_image(&snap, &image));
+        let roots: Vec<&Digest> = image.subjects().iter().collect();
+        let all: Vec<ReferrerRecord> = crate::referrer::travelling(&snap.referrers, &roots)
+            .into_iter()
+            .cloned()
+            .collect();
+        assert_eq!(graph.referrers, all);
         assert_eq!(graph.referrers, [referrer(10, 1), referrer(11, 10)]);
         let e = images.graph(&"b:1".parse().unwrap()).unwrap_err();
         assert!(matches!(e, Error::NotFound(m) if m == "no such image: docker.io/library/b:1"));

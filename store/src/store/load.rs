@@ -100,7 +100,7 @@ impl Images<'_> {
             archive: Some(&found.documents),
         };
         let guard = inner.commit.lock().await;
-        let changes = ops::plan_load(&inner.meta.snapshot()?, &images, arriving)?;
+        let changes = ops::plan_load(&inner.meta.read()?, &images, arriving)?;
         let needed: Vec<Digest> = images
             .iter()
             .flat_map(|(r, _)| r.blobs.iter())
@@ -108,11 +108,9 @@ impl Images<'_> {
             .cloned()
             .collect();
         inner.blobs.publish(&ingested.staging, &needed)?;
-        inner.meta.apply(&changes)?;
+        let freed = inner.meta.apply(&changes)?;
         drop(guard);
-        if !changes.delete_images.is_empty() || !changes.delete_referrers.is_empty() {
-            self.0.gc().await?;
-        }
+        self.0.collect(&freed).await?;
         for (rec, names) in &images {
             let names: Vec<String> = names.iter().map(ToString::to_string).collect();
             tracing::info!(digest = %rec.digest, id = %rec.id, names = ?names, "loaded image");

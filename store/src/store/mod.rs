@@ -7,7 +7,6 @@
 //! Every metadata write and every collection holds the one commit mutex, so a collection never
 //! sees half a commit; loads, creates and saves pin the blobs they are about to commit or read.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +36,7 @@ use crate::blob::Blobs;
 use crate::content::Writes;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::meta::{Meta, Snapshot};
+use crate::meta::Meta;
 
 /// An image store rooted at one directory. Cheap to clone; all clones share the same state.
 #[derive(Clone)]
@@ -103,10 +102,40 @@ impl Store {
     /// pinned.
     pub async fn gc(&self) -> Result<Vec<Digest>> {
         let _guard = self.inner.commit.lock().await;
-        let snap = self.inner.meta.snapshot()?;
-        let mut keep = reachable(&snap);
+        let mut keep = self.inner.meta.referenced_blobs();
         keep.extend(self.inner.meta.leased()?);
-        let (removed, deferred) = self.inner.blobs.collect(&keep)?;
+        let candidates: Vec<Digest> = self
+            .inner
+            .blobs
+            .all()?
+            .into_iter()
+            .filter(|d| !keep.contains(d))
+            .collect();
+        self.delete_unpinned(&candidates)
+    }
+
+    /// Deletes those of `freed` (the blobs a change left without a record listing them) that
+    /// no lease holds: what a change can have made unreferenced, without reading the rest of
+    /// the store. The caller holds no commit lock.
+    pub(crate) async fn collect(&self, freed: &[Digest]) -> Result<Vec<Digest>> {
+        if freed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _guard = self.inner.commit.lock().await;
+        let leased = self.inner.meta.leased()?;
+        let meta = &self.inner.meta;
+        let candidates: Vec<Digest> = freed
+            .iter()
+            .filter(|d| !meta.is_referenced(d) && !leased.contains(d))
+            .cloned()
+            .collect();
+        self.delete_unpinned(&candidates)
+    }
+
+    /// Deletes `candidates`, but for those a load or save in flight pinned, which wait for the
+    /// next collection. The caller holds the commit lock.
+    fn delete_unpinned(&self, candidates: &[Digest]) -> Result<Vec<Digest>> {
+        let (removed, deferred) = self.inner.blobs.delete_unpinned(candidates)?;
         if deferred > 0 {
             self.inner.gc_deferred.store(true, Ordering::SeqCst);
         }
@@ -126,12 +155,6 @@ impl Store {
         }
         Ok(())
     }
-}
-
-fn reachable(snap: &Snapshot) -> HashSet<Digest> {
-    let images = snap.images.values().flat_map(|r| r.blobs.iter());
-    let referrers = snap.referrers.values().flat_map(|r| r.blobs.iter());
-    images.chain(referrers).cloned().collect()
 }
 
 fn create_private_dir(root: &Path) -> Result<()> {

@@ -5,23 +5,12 @@ use super::Images;
 use crate::blob::Blobs;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::ImageRecord;
-use crate::meta::Snapshot;
-use crate::referrer::{ReferrerRecord, index_json, travelling};
+use crate::referrer::index_json;
 
 /// The `config` field of a manifest, which is all an artifact's inspection needs of it.
 #[derive(serde::Deserialize)]
 struct WithConfig {
     config: Option<oci_spec::image::Descriptor>,
-}
-
-/// The referrers of `record`'s manifests, of those referrers, and so on, as a save writes them.
-pub(super) fn of_image(snap: &Snapshot, record: &ImageRecord) -> Vec<ReferrerRecord> {
-    let roots: Vec<&Digest> = record.subjects().iter().collect();
-    travelling(&snap.referrers, &roots)
-        .into_iter()
-        .cloned()
-        .collect()
 }
 
 impl Images<'_> {

@@ -3,12 +3,12 @@
 use tokio::io::AsyncWrite;
 use tokio_util::sync::CancellationToken;
 
-use super::{Images, Store, referrers};
+use super::{Images, Store};
 use crate::blob::{Lease, Threads};
 use crate::error::{Error, Result};
 use crate::export::{self, Direct, Item, Out, Streamed};
 use crate::image::Platform;
-use crate::meta::Snapshot;
+use crate::meta::{Reader, View};
 use crate::ops::{self, Target};
 use crate::progress::Progress;
 use crate::referrer::{ReferrerRecord, Referrers};
@@ -107,7 +107,7 @@ impl Images<'_> {
         };
         let inner = &self.0.inner;
         let _guard = inner.commit.lock().await;
-        let snap = inner.meta.snapshot()?;
+        let read = inner.meta.read()?;
         let mut job = SaveJob {
             store: self.0.clone(),
             items: Vec::new(),
@@ -116,7 +116,7 @@ impl Images<'_> {
             lease: inner.blobs.lease(),
         };
         for item in items {
-            job.pin(&snap, item, travel)?;
+            job.pin(&read, item, travel)?;
         }
         Ok(job)
     }
@@ -134,15 +134,15 @@ impl Images<'_> {
 impl SaveJob {
     /// Adds `item` to the save with its blobs pinned, and those of its referrers that no item
     /// before it brought. The caller holds the commit lock.
-    fn pin(&mut self, snap: &Snapshot, item: &SaveItem, travel: Referrers) -> Result<()> {
-        let (name, digest) = match ops::lookup(snap, &item.image)? {
+    fn pin(&mut self, read: &Reader, item: &SaveItem, travel: Referrers) -> Result<()> {
+        let (name, digest) = match ops::lookup(read, &item.image)? {
             Target::Tag(n, d) => (Some(n), d),
-            Target::Image(d) => (snap.names_of(&d).into_iter().next(), d),
+            Target::Image(d) => (read.names_of(&d)?.into_iter().next(), d),
         };
-        let record = snap.record(&digest)?.clone();
+        let record = read.record(&digest)?;
         let mut with = Vec::new();
         if travel == Referrers::Include {
-            with = referrers::of_image(snap, &record);
+            with = read.travelling(record.subjects())?;
             with.retain(|r| !self.referrers.iter().any(|t| t.digest == r.digest));
         }
         let blobs = &self.store.inner.blobs;
