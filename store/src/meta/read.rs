@@ -70,12 +70,17 @@ impl View for Reader {
     fn holding(&self, manifest: &Digest) -> Result<Vec<Digest>> {
         let (from, to) = range_of(&manifest.hex());
         let mut found = Vec::new();
+        let images = self.0.open_table(IMAGES)?;
         for row in self
             .0
             .open_table(IMAGE_MANIFESTS)?
             .range(from.as_str()..to.as_str())?
         {
-            found.push(digest_after_slash(row?.0.value())?);
+            let holder = digest_after_slash(row?.0.value())?;
+            // A holder whose record is gone (damage) holds nothing.
+            if images.get(holder.to_string().as_str())?.is_some() {
+                found.push(holder);
+            }
         }
         Ok(found)
     }
