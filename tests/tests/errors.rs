@@ -163,7 +163,12 @@ async fn every_call_answers_a_store_whose_tag_points_at_a_missing_record() {
     // Removing the tag repairs the store.
     assert_eq!(d.ok(&["rmi", "a:1"]), "Untagged: a:1\n");
     assert!(d.ok(&["check"]).contains("0 problems"));
-    assert_eq!(d.ok(&["images", "--format", "json"]).matches("\"Name\"").count(), 1);
+    assert_eq!(
+        d.ok(&["images", "--format", "json"])
+            .matches("\"Name\"")
+            .count(),
+        1
+    );
     assert_eq!(d.pid(), pid, "hyperd restarted");
     assert!(!d.log().contains("panicked"), "{}", d.log());
 }

@@ -157,12 +157,11 @@ async fn send_documents(remote: &Remote, top: &Reference, documents: &[Fetched])
 /// there), so a mount can replace the upload.
 async fn mount_sources(store: &Store, target: &Reference) -> Result<HashMap<Digest, Vec<String>>> {
     let mut sources: HashMap<Digest, Vec<String>> = HashMap::new();
-    for image in store.images().list()? {
-        let Some(name) = image.name else { continue };
+    for (name, digest) in store.images().named_in(target.registry())? {
         if name.registry() != target.registry() || name.repository() == target.repository() {
             continue;
         }
-        let blobs = match store.images().blobs_of(&image.digest) {
+        let blobs = match store.images().blobs_of(&digest) {
             Ok(blobs) => blobs,
             // Removed since the listing (an unrelated `rmi`): it offers nothing to mount.
             Err(store::Error::NotFound(_)) => continue,

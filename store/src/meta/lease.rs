@@ -35,12 +35,7 @@ impl Meta {
         let tx = self.db.begin_read()?;
         let mut out = HashSet::new();
         for row in tx.open_table(LEASE_BLOBS)?.iter()? {
-            let key = row?.0;
-            let hex = key.value().rsplit_once('/').map_or("", |(_, hex)| hex);
-            let digest = Digest::from_hex(hex).map_err(|e| {
-                Error::Database(format!("corrupt lease entry {:?}: {e}", key.value()))
-            })?;
-            out.insert(digest);
+            out.insert(leased_digest(row?.0.value())?);
         }
         Ok(out)
     }
@@ -86,10 +81,12 @@ impl Meta {
         Ok(())
     }
 
-    /// Removes the leases `ids` and what they hold; says which of them existed.
-    pub(crate) fn delete_leases(&self, ids: &[String]) -> Result<Vec<String>> {
+    /// Deletes the leases `ids`; returns those that existed and the blobs they held, which a
+    /// collection then looks at.
+    pub(crate) fn delete_leases(&self, ids: &[String]) -> Result<(Vec<String>, Vec<Digest>)> {
         let tx = self.db.begin_write()?;
         let mut gone = Vec::new();
+        let mut held = Vec::new();
         {
             let mut leases = tx.open_table(LEASE_EXPIRY)?;
             let mut blobs = tx.open_table(LEASE_BLOBS)?;
@@ -101,11 +98,14 @@ impl Meta {
                 info.remove(id.as_str())?;
                 // '0' follows '/': the range is exactly the keys `<id>/…`.
                 let (from, to) = (format!("{id}/"), format!("{id}0"));
+                for row in blobs.range(from.as_str()..to.as_str())? {
+                    held.push(leased_digest(row?.0.value())?);
+                }
                 blobs.retain_in(from.as_str()..to.as_str(), |_, ()| false)?;
             }
         }
         tx.commit()?;
-        Ok(gone)
+        Ok((gone, held))
     }
 
     /// Adds `digest` to the lease `id`, which must exist and not have expired at `now`. At most
@@ -136,6 +136,12 @@ impl Meta {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// The blob of a `<lease ID>/<digest hex>` key.
+fn leased_digest(key: &str) -> Result<Digest> {
+    let hex = key.rsplit_once('/').map_or("", |(_, hex)| hex);
+    Digest::from_hex(hex).map_err(|e| Error::Database(format!("corrupt lease entry {key:?}: {e}")))
 }
 
 #[cfg(test)]
@@ -171,7 +177,7 @@ mod tests {
             Err(Error::NotFound(_))
         ));
         assert_eq!(
-            meta.delete_leases(&["ab".into(), "x".into()]).unwrap(),
+            meta.delete_leases(&["ab".into(), "x".into()]).unwrap().0,
             ["ab"]
         );
         assert_eq!(meta.leased().unwrap(), HashSet::from([d(3)]));

@@ -116,6 +116,18 @@ impl Reader {
         Ok(!self.holding(subject)?.is_empty() || self.referrer(subject)?.is_some())
     }
 
+    /// The names under `registry` (`docker.io`, `127.0.0.1:5000`) with the images they point
+    /// at: one range of the tags.
+    pub(crate) fn names_in(&self, registry: &str) -> Result<Vec<(String, Digest)>> {
+        let (from, to) = range_of(registry);
+        let mut out = Vec::new();
+        for row in self.0.open_table(TAGS)?.range(from.as_str()..to.as_str())? {
+            let (name, digest) = row?;
+            out.push((name.value().to_owned(), digest.value().parse()?));
+        }
+        Ok(out)
+    }
+
     /// The listing rows after the key `after` (from the first with `None`) that `keep` keeps,
     /// at most `limit`, each with its key.
     pub(crate) fn list(

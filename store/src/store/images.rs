@@ -173,6 +173,16 @@ impl Images<'_> {
         }
     }
 
+    /// The names under `registry` (`docker.io`, `ghcr.io`) and the top-level digests they point
+    /// at, in name order: one range of keys, however many images other registries have.
+    pub fn named_in(self, registry: &str) -> Result<Vec<(ImageName, Digest)>> {
+        let names = self.0.inner.meta.read()?.names_in(registry)?;
+        Ok(names
+            .into_iter()
+            .filter_map(|(n, d)| Some((n.parse().ok()?, d)))
+            .collect())
+    }
+
     /// The record of the image `name` points at and the referrers that travel with it, in one
     /// read transaction of keyed reads: what a push or a registry endpoint walks.
     pub fn graph(self, name: &ImageName) -> Result<ImageGraph> {

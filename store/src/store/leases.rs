@@ -160,16 +160,17 @@ impl Leases<'_> {
         if rules::is_shared_lease(id) || !self.is_owned_by(id, owner) {
             return Err(Error::NotFound(format!("no lease {id:?}")));
         }
-        {
+        let held = {
             let _guard = self.0.inner.commit.lock().await;
-            let gone = self.0.inner.meta.delete_leases(&[id.to_owned()])?;
+            let (gone, held) = self.0.inner.meta.delete_leases(&[id.to_owned()])?;
             self.expiries().forget(&gone);
             if gone.is_empty() {
                 return Err(Error::NotFound(format!("no lease {id:?}")));
             }
-        }
+            held
+        };
         tracing::info!(lease = id, "lease deleted");
-        self.0.gc().await.map(drop)
+        self.0.collect(&held).await.map(drop)
     }
 
     /// Drops the leases expired now and the writes idle for `write_expiry` seconds, then
@@ -183,13 +184,14 @@ impl Leases<'_> {
         if expired.is_empty() {
             return Ok(());
         }
-        {
+        let held = {
             let _guard = inner.commit.lock().await;
-            inner.meta.delete_leases(&expired)?;
+            let (_, held) = inner.meta.delete_leases(&expired)?;
             self.expiries().forget(&expired);
-        }
+            held
+        };
         tracing::info!(count = expired.len(), "leases expired");
-        self.0.gc().await.map(drop)
+        self.0.collect(&held).await.map(drop)
     }
 
     /// How long until the next lease or idle write expires (zero when one is due).
