@@ -1,23 +1,27 @@
-//! Image, tag and referrer metadata in redb: a snapshot to read, one write transaction to
-//! change. Leases are in `lease.rs`, keyed lookups in one read transaction in `read.rs`.
+//! Image, tag and referrer metadata in redb: keyed reads in one read transaction (`read.rs`,
+//! through the [`View`] the plans in `ops/` ask), one write transaction to change. Leases are in
+//! `lease.rs`, the indexes in `index.rs`.
 //!
 //! Tables: `tags` (full name to top-level digest), `images` (top-level digest to a JSON
 //! `ImageRecord`), `referrers` (referrer digest to a JSON `ReferrerRecord`) and
 //! `referrers_by_subject` (one empty-valued key `<subject hex>/<referrer hex>` per referrer); in
-//! `lease.rs`, `lease_expiry` (lease ID to expiry), `lease_info` (lease ID to when it was made
-//! and by which uid) and `lease_blobs` (`<lease ID>/<digest hex>` to
-//! nothing, so adding a blob is one insert and deleting a lease one key range). `apply` writes a
-//! change in one write transaction, the subject index with the referrer records, and once it
-//! commits updates the in-memory count of records listing each blob (the roots the records make);
-//! callers hold the store's commit lock. The snapshot carries every image, tag and referrer: the
-//! plans in `ops/` work on it.
+//! `index.rs`, the names of each image, images by ID, the images holding each manifest and the
+//! listing in its order; in `lease.rs`, `lease_expiry` (lease ID to expiry), `lease_info` (lease
+//! ID to when it was made and by which uid) and `lease_blobs` (`<lease ID>/<digest hex>` to
+//! nothing, so adding a blob is one insert and deleting a lease one key range).
 //!
-//! What the Referrers RPC reads (`referrers_of`, through `read.rs`), in one read transaction. First whether the
-//! subject is stored at all, to tell an absent subject (NOT_FOUND) from one without referrers: a
-//! point lookup in `images`, then in `referrers`, and when neither holds it, a scan of `images`
-//! that parses each record until one lists the subject among the manifests inside its index (a scan
-//! of every image for a subject that is not stored). Then the subject's key range of
-//! `referrers_by_subject`, and a point lookup in `referrers` for each key found.
+//! `apply` writes a change in one write transaction, the indexes with the records, and once it
+//! commits updates the in-memory count of records listing each blob (the roots the records make)
+//! and returns the blobs whose count reached zero: all a collection after that change looks at.
+//! Callers hold the store's commit lock, so what a plan read is still true when its change
+//! commits. Nothing but `check` reads every record; [`Snapshot`] (all of them in memory) is for
+//! it and for the plans' tests.
+//!
+//! What the Referrers RPC reads (`referrers_of`, through `read.rs`), in one read transaction:
+//! whether the subject is stored at all, to tell an absent subject (NOT_FOUND) from one without
+//! referrers (the images holding it, a range of `image_manifests`, then `referrers`), then the
+//! subject's key range of `referrers_by_subject`, and a point lookup in `referrers` for each key
+//! found.
 
 #[cfg(test)]
 mod consistency;
@@ -62,6 +66,11 @@ const LEASE_BLOBS: TableDefinition<&str, ()> = TableDefinition::new("lease_blobs
 /// a store that still has the table drops it at open (and with it what it leased).
 const OLD_LEASES: &str = "leases";
 
+/// What redb may keep of the database in memory. Its default, 1 GiB, would hold the whole
+/// database of a store of 100,000 images (about 400 MB) in hyperd's memory; every operation
+/// but a listing or a check touches a few pages.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// A consistent view of all images, tags and referrers.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Snapshot {
@@ -97,10 +106,15 @@ pub(crate) struct Meta {
 
 impl Meta {
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked(path.display().to_string()),
-            e => Error::Database(format!("opening {}: {e}", path.display())),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    Error::Locked(path.display().to_string())
+                }
+                e => Error::Database(format!("opening {}: {e}", path.display())),
+            })?;
         let tx = db.begin_write()?;
         tx.open_table(TAGS)?;
         tx.open_table(IMAGES)?;
