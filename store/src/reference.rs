@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use oci_spec::distribution::Reference;
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 
 /// A tagged image name, normalised: `busybox` is `docker.io/library/busybox:latest`.
@@ -105,6 +106,19 @@ impl FromStr for ImageName {
         })?;
         ImageName::from_reference(&parsed, s)
     }
+}
+
+/// `NAME@DIGEST` (`app@sha256:…`, `quay.io/x/y:1@sha256:…`) as (registry, repository, digest):
+/// docker's way to name one image among several of the same repository. `None` for anything
+/// else, a tag alone included.
+pub(crate) fn by_digest(s: &str) -> Option<(String, String, Digest)> {
+    let parsed = Reference::from_str(s).ok()?;
+    let digest = parsed.digest()?.parse().ok()?;
+    Some((
+        parsed.registry().to_owned(),
+        parsed.repository().to_owned(),
+        digest,
+    ))
 }
 
 /// True when `s` names an image on its own (`busybox:1.35`, `quay.io/x/y`) rather than being a bare

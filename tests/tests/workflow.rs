@@ -240,3 +240,41 @@ async fn images_quiet_json_tag_inspect_and_check() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn two_images_sharing_an_id_are_named_each_by_name_at_digest() {
+    let d = TestDaemon::start();
+    let img = Image::new(&["shared"], "amd64", Comp::None).await;
+    let oci = d.path("oci.tar");
+    let name = [("io.containerd.image.name", "docker.io/library/app:oci")];
+    std::fs::write(&oci, oci_archive(&[(&img, &name)]).await).unwrap();
+    let docker = d.path("docker.tar");
+    std::fs::write(&docker, docker_archive(&[(&img, &["app:docker"])]).await).unwrap();
+    d.ok(&["load", "-i", oci.to_str().unwrap()]);
+    d.ok(&["load", "-i", docker.to_str().unwrap()]);
+    let rows: serde_json::Value =
+        serde_json::from_str(&d.ok(&["images", "--format", "json"])).unwrap();
+    let digest_of = |tag: &str| {
+        let row = rows.as_array().unwrap().iter().find(|r| r["Tag"] == tag);
+        row.unwrap()["Digest"].as_str().unwrap().to_owned()
+    };
+    let (oci_digest, docker_digest) = (digest_of("oci"), digest_of("docker"));
+    assert_ne!(oci_digest, docker_digest);
+
+    // The shared ID names neither, and says how to name each.
+    let out = d.run(&["rmi", "-f", &img.id()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for each in [&oci_digest, &docker_digest] {
+        assert!(err.contains(&format!("app@{each}")), "{err}");
+    }
+    let removed = d.ok(&["rmi", &format!("app@{oci_digest}")]);
+    assert_eq!(
+        removed,
+        format!("Untagged: app:oci\nDeleted: {}\n", img.id())
+    );
+    // Another repository's NAME@DIGEST is no such image; the ID now names one.
+    let out = d.run(&["inspect", &format!("other@{docker_digest}")]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(d.ok(&["rmi", &img.id()]).contains("Untagged: app:docker"));
+}

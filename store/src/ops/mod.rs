@@ -12,7 +12,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
 use crate::meta::{AMBIGUOUS_SHOWN, Changes, View};
-use crate::reference::ImageName;
+use crate::reference::{ImageName, by_digest};
 
 /// What `remove` did, in the order docker reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,13 +32,24 @@ pub(crate) enum Target {
     Image(Digest),
 }
 
-/// Resolves IMAGE as docker does: a name first, then an image ID or an unambiguous ID prefix
-/// (`sha256:` optional), then a top-level digest.
+/// Resolves IMAGE as docker does: a name first, then `NAME@DIGEST` (the image of that top-level
+/// digest, which a name of that repository points at), then an image ID or an unambiguous ID
+/// prefix (`sha256:` optional), or a top-level digest.
 pub(crate) fn lookup(view: &impl View, arg: &str) -> Result<Target> {
     if let Ok(name) = arg.parse::<ImageName>()
         && let Some(d) = view.tag(&name.full())?
     {
         return Ok(Target::Tag(name, d));
+    }
+    if let Some((registry, repository, digest)) = by_digest(arg) {
+        let names = view.names_of(&digest)?;
+        return match names
+            .iter()
+            .any(|n| n.registry() == registry && n.repository() == repository)
+        {
+            true => Ok(Target::Image(digest)),
+            false => Err(Error::NotFound(format!("no such image: {arg}"))),
+        };
     }
     let hex = arg.strip_prefix("sha256:").unwrap_or(arg);
     let is_hex = !hex.is_empty()
@@ -57,19 +68,35 @@ pub(crate) fn lookup(view: &impl View, arg: &str) -> Result<Target> {
     {
         matches.insert(digest);
     }
-    let mut matches = matches.into_iter();
-    match (matches.next(), matches.len()) {
-        (Some(one), 0) => Ok(Target::Image(one)),
+    let mut found = matches.iter();
+    match (found.next(), found.len()) {
+        (Some(one), 0) => Ok(Target::Image(one.clone())),
         (None, _) => Err(Error::NotFound(format!("no such image: {arg}"))),
-        (Some(_), more) => Err(Error::Conflict(format!(
-            "{arg:?} matches {} images; give more of the ID",
-            if more + 1 > AMBIGUOUS_SHOWN {
-                format!("more than {AMBIGUOUS_SHOWN}")
-            } else {
-                (more + 1).to_string()
-            }
-        ))),
+        (Some(_), _) => Err(ambiguous(view, arg, &matches)),
     }
+}
+
+/// An ID that several images share (the same image from an OCI archive and a docker-archive)
+/// or a prefix of several IDs: which images, and how to name each on its own.
+fn ambiguous(view: &impl View, arg: &str, matches: &BTreeSet<Digest>) -> Error {
+    let count = match matches.len() {
+        n if n > AMBIGUOUS_SHOWN => format!("more than {AMBIGUOUS_SHOWN}"),
+        n => n.to_string(),
+    };
+    let each: Vec<String> = matches
+        .iter()
+        .take(AMBIGUOUS_SHOWN)
+        .map(
+            |d| match view.names_of(d).ok().and_then(|n| n.into_iter().next()) {
+                Some(name) => format!("{}@{d}", name.familiar_repository()),
+                None => d.to_string(),
+            },
+        )
+        .collect();
+    Error::Conflict(format!(
+        "{arg:?} matches {count} images; name one by its digest: {}",
+        each.join(", ")
+    ))
 }
 
 pub(crate) fn plan_remove(
@@ -266,6 +293,42 @@ mod tests {
             lookup(&s, &format!("sha256:{}", a.hex())).unwrap(),
             Target::Image(Digest::of(&[1]))
         );
+    }
+
+    #[test]
+    fn name_at_digest_names_one_of_two_images_sharing_an_id() {
+        let (oci, mut docker) = (rec(1, 7), rec(2, 7));
+        docker.id = oci.id.clone();
+        let s = snap(
+            &[oci.clone(), docker.clone()],
+            &[("app:1", 1), ("app:2", 2)],
+        );
+        let id = oci.id.to_string();
+        let e = lookup(&s, &id).unwrap_err();
+        let want = format!("app@{}, app@{}", oci.digest, docker.digest);
+        assert!(matches!(&e, Error::Conflict(m) if m.contains(&want)), "{e}");
+        let at = |name: &str, d: &Digest| lookup(&s, &format!("{name}@{d}"));
+        assert_eq!(
+            at("app", &docker.digest).unwrap(),
+            Target::Image(docker.digest.clone())
+        );
+        assert_eq!(
+            at("docker.io/library/app", &oci.digest).unwrap(),
+            Target::Image(oci.digest.clone())
+        );
+        // Another repository, or a digest no image has, names nothing.
+        assert!(matches!(at("other", &oci.digest), Err(Error::NotFound(_))));
+        assert!(matches!(
+            at("app", &Digest::of(b"x")),
+            Err(Error::NotFound(_))
+        ));
+        // The bare top-level digest names its image too.
+        assert_eq!(
+            lookup(&s, &docker.digest.to_string()).unwrap(),
+            Target::Image(docker.digest.clone())
+        );
+        let (changes, _) = plan_remove(&s, &format!("app@{}", oci.digest), false).unwrap();
+        assert_eq!(changes.delete_images, [oci.digest]);
     }
 
     #[test]
