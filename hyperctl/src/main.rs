@@ -20,7 +20,11 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("starting the runtime");
-    runtime.block_on(run(cli::Cli::parse()))
+    let code = runtime.block_on(run(cli::Cli::parse()));
+    // A read of stdin blocked on a terminal or a silent pipe runs on a thread that nothing can
+    // cancel: exit without waiting for it.
+    runtime.shutdown_background();
+    code
 }
 
 async fn run(cli: cli::Cli) -> ExitCode {

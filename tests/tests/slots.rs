@@ -164,3 +164,31 @@ async fn stalled_clients_give_their_slots_up() {
         );
     }
 }
+
+/// stdin that is neither a file nor a pipe (a socket, as a service manager may pass) is read on a
+/// thread nothing can cancel: once hyperd ends the stalled load, hyperctl must exit anyway.
+#[test]
+fn a_load_from_a_silent_stdin_ends_when_hyperd_gives_up_on_it() {
+    let d = TestDaemon::start_with_args(&["--load-idle-timeout", "1"]);
+    let (mut feeder, stdin) = std::os::unix::net::UnixStream::pair().unwrap();
+    // A tar starts: hyperctl begins the load, then hears nothing more.
+    std::io::Write::write_all(&mut feeder, &[0u8; 1024]).unwrap();
+    let mut child = d
+        .ctl()
+        .args(["load", "--no-fd"])
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(stdin)))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut exited = None;
+    integration::wait::until(60, "hyperctl's exit once hyperd ended its load", || {
+        exited = child.try_wait().unwrap();
+        exited.is_some()
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(!exited.unwrap().success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sent nothing for 1s"), "{err}");
+    drop(feeder);
+}

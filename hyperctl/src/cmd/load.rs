@@ -21,13 +21,13 @@
 //! out is reported on the `Loaded image:` line.
 
 use std::collections::HashSet;
-use std::io::SeekFrom;
+use std::io::{IsTerminal, SeekFrom};
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::pin::Pin;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use hyperd_proto::tonic::{Code, Status};
 use hyperd_proto::v1::{
@@ -50,6 +50,10 @@ const PIPE_BUFFER: usize = 1 << 20;
 const INFO_BATCH: usize = 10_000;
 
 pub(crate) async fn run(mut clients: Clients, args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let from_stdin = args.input.as_ref().is_none_or(|p| p.as_os_str() == "-");
+    if from_stdin && std::io::stdin().is_terminal() {
+        bail!("refusing to read an archive from a terminal; use -i FILE or redirect stdin");
+    }
     let refs = args
         .refs
         .iter()

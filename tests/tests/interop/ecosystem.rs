@@ -344,25 +344,45 @@ async fn progress_shows_on_a_terminal_and_nowhere_else() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
-#[test]
-fn save_refuses_to_write_an_archive_to_a_terminal() {
-    let d = TestDaemon::start();
+/// hyperctl with `args` run with a pseudo-terminal for stdin and stdout (`script`), as a user
+/// types it; what it printed there, and whether it succeeded.
+fn on_a_terminal(d: &TestDaemon, args: &str) -> (String, bool) {
     let command = format!(
-        "{} --socket {} save busybox",
+        "{} --socket {} {args}",
         bin("hyperctl").display(),
         d.socket.display()
     );
-    let out = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
+    let out = Command::new("timeout")
+        .args(["60", "script", "-qec", &command, "/dev/null"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (text, out.status.success())
+}
+
+#[test]
+fn save_refuses_to_write_an_archive_to_a_terminal() {
+    let d = TestDaemon::start();
+    let (text, ok) = on_a_terminal(&d, "save busybox");
     assert!(
         text.contains("refusing to write an archive to a terminal"),
         "{text}"
     );
-    assert!(!out.status.success());
+    assert!(!ok);
+}
+
+#[test]
+fn load_refuses_to_read_an_archive_from_a_terminal() {
+    let d = TestDaemon::start();
+    for args in ["load", "load -i -"] {
+        let (text, ok) = on_a_terminal(&d, args);
+        assert!(
+            text.contains("refusing to read an archive from a terminal"),
+            "{args}: {text}"
+        );
+        assert!(!ok, "{args}");
+    }
 }
 
 #[test]
