@@ -54,6 +54,9 @@ pub(crate) async fn run(mut clients: Clients, args: LoadArgs) -> anyhow::Result<
     if from_stdin && std::io::stdin().is_terminal() {
         bail!("refusing to read an archive from a terminal; use -i FILE or redirect stdin");
     }
+    if let Some(dir) = args.input.as_ref().filter(|p| p.is_dir()) {
+        bail!("{} is a directory; -i takes an archive file", dir.display());
+    }
     let refs = args
         .refs
         .iter()

@@ -40,7 +40,11 @@ pub(crate) async fn run(
     };
     bars.clear();
     if result.referrers > 0 && !args.quiet {
-        println!("Pushed {} referrers", result.referrers);
+        println!(
+            "Pushed {} referrer{}",
+            result.referrers,
+            if result.referrers == 1 { "" } else { "s" }
+        );
     }
     let tag = result.name.rsplit_once(':').map_or("latest", |(_, t)| t);
     println!("{tag}: digest: {} size: {}", result.digest, result.size);

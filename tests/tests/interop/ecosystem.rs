@@ -386,6 +386,20 @@ fn load_refuses_to_read_an_archive_from_a_terminal() {
 }
 
 #[test]
+fn load_of_a_directory_names_it() {
+    let d = TestDaemon::start();
+    let dir = d.path("layout");
+    std::fs::create_dir(&dir).unwrap();
+    let out = d.run(&["load", "-i", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{} is a directory", dir.display())),
+        "{err}"
+    );
+}
+
+#[test]
 fn completion_scripts_are_generated() {
     for shell in ["bash", "zsh", "fish"] {
         let out = Command::new(bin("hyperctl"))
