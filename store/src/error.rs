@@ -97,6 +97,16 @@ impl Error {
 }
 
 /// Attaches what was being done to an I/O error.
+/// Whether a read failed because its input ended before the reader was done: the tar crate says
+/// so in its own words ("unexpected EOF during skip", "failed to read entire block" of a header
+/// cut short) as often as by the error's kind.
+pub(crate) fn ended_early(e: &io::Error) -> bool {
+    let text = e.to_string();
+    e.kind() == io::ErrorKind::UnexpectedEof
+        || text.contains("unexpected EOF")
+        || text.contains("failed to read entire block")
+}
+
 pub(crate) trait IoContext<T> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T>;
 }

@@ -76,6 +76,51 @@ async fn a_bad_archive_names_the_cause_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn what_is_not_a_tar_archive_is_named_for_what_it_is() {
+    let d = TestDaemon::start();
+    let img = Image::new(&["cut"], "amd64", Comp::None).await;
+    let whole = oci_archive(&[(&img, &[("io.containerd.image.name", "cut:1")])]).await;
+    let text = b"hello, this is not an archive\n".repeat(40);
+    let cases: [(&str, Vec<u8>, &str); 6] = [
+        ("empty", vec![], "the archive is empty (0 bytes)"),
+        (
+            "empty.gz",
+            gzip(b"").await,
+            "the archive decompresses to nothing",
+        ),
+        ("text", text.clone(), "not a tar archive: the input is text"),
+        (
+            "text.gz",
+            gzip(&text).await,
+            "not a tar archive: the input is gzip-compressed text",
+        ),
+        (
+            "elf",
+            b"\x7fELF\x02\x01\x01".repeat(100),
+            "binary data starting 7f 45 4c 46",
+        ),
+        ("cut", whole[..whole.len() / 2 + 100].to_vec(), "truncated"),
+    ];
+    for (name, bytes, want) in cases {
+        let f = d.path(name);
+        std::fs::write(&f, bytes).unwrap();
+        for how in [
+            &["load", "-i", f.to_str().unwrap()][..],
+            &["load", "--no-fd", "-i", f.to_str().unwrap()],
+        ] {
+            let out = d.run(how);
+            assert_eq!(out.status.code(), Some(1), "{name}");
+            assert!(
+                stderr(&out).contains(want),
+                "{name} {how:?}: {}",
+                stderr(&out)
+            );
+        }
+    }
+    assert_eq!(d.ok(&["images", "-q"]), "");
+}
+
+#[tokio::test]
 async fn usage_errors_exit_2_and_bad_names_are_refused() {
     let d = TestDaemon::start();
     assert_eq!(d.run(&["save"]).status.code(), Some(2));

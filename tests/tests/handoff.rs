@@ -231,7 +231,7 @@ async fn a_file_cut_short_while_hyperd_reads_it_is_refused_and_a_token_serves_on
     };
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(
-        err.message().contains("was it cut short"),
+        err.message().contains("cut short while hyperd read it"),
         "{}",
         err.message()
     );

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::BlobInfo;
 use crate::decompress::Compression;
 use crate::digest::{Digest, Hasher};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Result, ended_early};
 
 /// Read and hash in slices that fit in L2: sha256 measured fastest fed 128-256 KiB at a time
 /// (about 1.4 GB/s, against 0.96 GB/s in 1 MiB slices).
@@ -213,7 +213,12 @@ pub(crate) async fn hash_copy<R: AsyncRead + Unpin, S: Sink>(
             };
             let n = fill(reader, &mut buf[..want])
                 .await
-                .map_err(|e| Error::invalid(format!("reading {what}: {e}")))?;
+                .map_err(|e| match ended_early(&e) {
+                    true => {
+                        Error::invalid(format!("the input ends inside {what}: it is truncated"))
+                    }
+                    false => Error::invalid(format!("reading {what}: {e}")),
+                })?;
             if n == 0 {
                 return Ok(());
             }

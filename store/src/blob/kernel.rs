@@ -92,8 +92,8 @@ fn copy(
         },
         Failed::Read(e) => Error::invalid(format!("reading {what} from the file: {e}")),
         Failed::Short(copied) => Error::invalid(format!(
-            "{what}: the file ended {copied} bytes into a {}-byte body; was it cut short while \
-             hyperd read it?",
+            "{what}: the file ended {copied} bytes into a {}-byte body: the archive is \
+             truncated (or the file was cut short while hyperd read it)",
             body.len
         )),
         Failed::Stopped => Error::Cancelled,

@@ -19,11 +19,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use super::entry::{self, Kind, Shape};
 use super::file::Direct;
 use super::gate::{Gate, Gated};
+use super::head::{Head, Kept};
 use super::input::{Holes, Input};
 use crate::blob::{self, BlobInfo, Blobs, CHUNK, Lease, Staging};
 use crate::decompress::{self, Compression};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ended_early};
 use crate::limits::{MAX_ENTRIES, MAX_ENTRY_NAME, MAX_JSON};
 
 /// What one pass over an archive found. Blobs named here are either staged or pinned.
@@ -112,7 +113,7 @@ async fn decompressed(
     mut reader: Pin<Box<dyn AsyncRead + Send>>,
     holes: &Holes,
     direct: &mut Option<Direct>,
-) -> Result<Pin<Box<dyn AsyncRead + Send>>> {
+) -> Result<(Pin<Box<dyn AsyncRead + Send>>, Compression)> {
     let mut head = [0u8; 4];
     let n = blob::fill(&mut reader, &mut head)
         .await
@@ -120,14 +121,12 @@ async fn decompressed(
     let compression = Compression::sniff(&head[..n]);
     let whole = std::io::Cursor::new(head[..n].to_vec()).chain(reader);
     if compression == Compression::None {
-        return Ok(Box::pin(whole));
+        return Ok((Box::pin(whole), compression));
     }
     holes.forbid();
     *direct = None;
-    Ok(decompress::decoder(
-        BufReader::with_capacity(CHUNK, whole),
-        compression,
-    ))
+    let decoder = decompress::decoder(BufReader::with_capacity(CHUNK, whole), compression);
+    Ok((decoder, compression))
 }
 
 /// Sizes that index.json or an already-seen manifest promised, to refuse a lying entry before
@@ -192,7 +191,9 @@ type Entry = tokio_tar::Entry<tokio_tar::Archive<Gated<Pin<Box<dyn AsyncRead + S
 
 /// Reads the whole archive once. On error the staging area and pins are dropped with it.
 pub(crate) async fn ingest(blobs: &Blobs, mut input: Input) -> Result<Ingested> {
-    let reader = decompressed(input.reader, &input.holes, &mut input.direct).await?;
+    let (reader, compression) = decompressed(input.reader, &input.holes, &mut input.direct).await?;
+    let (reader, kept) = Head::new(reader);
+    let reader: Pin<Box<dyn AsyncRead + Send>> = Box::pin(reader);
     let mut pass = Pass {
         out: Ingested::new(blobs)?,
         expected: Expected::default(),
@@ -203,10 +204,11 @@ pub(crate) async fn ingest(blobs: &Blobs, mut input: Input) -> Result<Ingested> 
         holes: input.holes.clone(),
         direct: input.direct,
     };
-    let tar_error = |e: std::io::Error| Error::invalid(format!("reading tar: {e}"));
+    let mut read_any = false;
+    let tar_error = |e, read_any| kept.refusal(e, read_any, compression);
     let gate = Gate::default();
     let mut archive = tokio_tar::Archive::new(gate.wrap(reader));
-    let mut entries = archive.entries().map_err(tar_error)?;
+    let mut entries = archive.entries().map_err(|e| tar_error(e, false))?;
     let mut unread = 0;
     loop {
         gate.limit(unread);
@@ -214,10 +216,14 @@ pub(crate) async fn ingest(blobs: &Blobs, mut input: Input) -> Result<Ingested> 
         pass.holes.disallow();
         pass.check_holes()?;
         let Some(entry) = next else {
+            if !read_any && kept.is_empty() {
+                return Err(Kept::empty(compression));
+            }
             break;
         };
         gate.open();
-        let mut entry = entry.map_err(tar_error)?;
+        let mut entry = entry.map_err(|e| tar_error(e, read_any))?;
+        read_any = true;
         unread = match pass.entry(&mut entry).await {
             Ok(unread) => unread,
             Err(e) => {
@@ -235,7 +241,7 @@ pub(crate) async fn ingest(blobs: &Blobs, mut input: Input) -> Result<Ingested> 
             // is skipped here, with the gate open: it is data, not the next entry's metadata.
             tokio::io::copy(&mut entry, &mut tokio::io::sink())
                 .await
-                .map_err(tar_error)?;
+                .map_err(|e| tar_error(e, true))?;
         }
     }
     Ok(pass.out)
@@ -433,6 +439,11 @@ async fn read_doc<R: AsyncRead + Unpin>(reader: &mut R, size: u64, path: &str) -
     reader
         .read_to_end(&mut doc)
         .await
-        .map_err(|e| Error::invalid(format!("reading entry {path:?}: {e}")))?;
+        .map_err(|e| match ended_early(&e) {
+            true => Error::invalid(format!(
+                "the archive ends inside entry {path:?}: it is truncated"
+            )),
+            false => Error::invalid(format!("reading entry {path:?}: {e}")),
+        })?;
     Ok(doc)
 }

@@ -6,6 +6,7 @@ mod docker;
 mod entry;
 mod file;
 mod gate;
+mod head;
 mod input;
 mod naming;
 mod oci;

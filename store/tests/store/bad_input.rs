@@ -257,13 +257,17 @@ async fn truncated_streams() {
 
 #[tokio::test]
 async fn empty_input_and_not_a_tar() {
-    refused(vec![], "neither index.json").await;
+    refused(vec![], "the archive is empty (0 bytes)").await;
     refused(
         b"this is not a tar archive, just some words".repeat(20),
-        "tar",
+        "not a tar archive: the input is text",
     )
     .await;
-    refused(gzip(b"gzip of something that is not a tar").await, "").await;
+    refused(
+        gzip(b"gzip of something that is not a tar").await,
+        "not a tar archive: the input is gzip-compressed text",
+    )
+    .await;
 }
 
 #[tokio::test]
