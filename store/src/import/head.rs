@@ -61,7 +61,8 @@ impl Kept {
     /// about tar: before any entry was read (`read_any`), the user learns what the input was
     /// instead; after one, that an input which ended early is a truncated archive.
     pub(super) fn refusal(&self, e: std::io::Error, read_any: bool, c: Compression) -> Error {
-        match (read_any, ended_early(&e)) {
+        let tar_header = is_tar_header(&self.0.lock().expect("kept bytes lock poisoned"));
+        match (read_any || tar_header, ended_early(&e)) {
             (false, _) => Error::invalid(format!(
                 "not a tar archive: the input is {}",
                 self.describe(c)
@@ -90,6 +91,32 @@ impl Kept {
             Compression::Zstd => format!("zstd-compressed {what}"),
         }
     }
+}
+
+/// Whether `head` starts with a tar header block whose checksum holds: then what went wrong is
+/// in the archive (a refused extension, a header cut short), not in what the input is.
+fn is_tar_header(head: &[u8]) -> bool {
+    let Some(block) = head.get(..512) else {
+        return false;
+    };
+    let field = String::from_utf8_lossy(&block[148..156]);
+    let Ok(stored) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+    else {
+        return false;
+    };
+    // The checksum counts its own field as eight spaces.
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == stored
 }
 
 fn describe(head: &[u8]) -> String {
@@ -127,6 +154,18 @@ mod tests {
             "binary data starting 7f 45 4c 46"
         );
         assert_eq!(describe(b"\0\0"), "binary data starting 00 00");
+    }
+
+    #[test]
+    fn a_tar_header_is_told_by_its_checksum() {
+        let mut block = [0u8; 512];
+        block[..4].copy_from_slice(b"file");
+        assert!(!is_tar_header(&block));
+        let sum: u32 = block.iter().map(|b| u32::from(*b)).sum::<u32>() + 8 * 32;
+        block[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        assert!(is_tar_header(&block));
+        assert!(!is_tar_header(&block[..300]));
+        assert!(!is_tar_header(&[b' '; 512]));
     }
 
     #[tokio::test]
