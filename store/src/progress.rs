@@ -45,24 +45,27 @@ pub struct CheckCounted {
 }
 
 impl CheckProgress {
-    /// The counts now. Each only ever grows.
+    /// The counts now. Each only ever grows, and a reading that counts a blob done also has the
+    /// total: the total is read last, and set before any blob is done.
     pub fn counted(&self) -> CheckCounted {
+        let blobs_done = self.0.blobs_done.load(Ordering::SeqCst);
+        let bytes_done = self.0.bytes_done.load(Ordering::SeqCst);
         CheckCounted {
-            blobs_total: self.0.blobs_total.load(Ordering::Relaxed),
-            blobs_done: self.0.blobs_done.load(Ordering::Relaxed),
-            bytes_done: self.0.bytes_done.load(Ordering::Relaxed),
+            blobs_total: self.0.blobs_total.load(Ordering::SeqCst),
+            blobs_done,
+            bytes_done,
         }
     }
 
     pub(crate) fn set_total(&self, blobs: u64) {
-        self.0.blobs_total.store(blobs, Ordering::Relaxed);
+        self.0.blobs_total.store(blobs, Ordering::SeqCst);
     }
 
     pub(crate) fn add_bytes(&self, bytes: u64) {
-        self.0.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        self.0.bytes_done.fetch_add(bytes, Ordering::SeqCst);
     }
 
     pub(crate) fn blob_done(&self) {
-        self.0.blobs_done.fetch_add(1, Ordering::Relaxed);
+        self.0.blobs_done.fetch_add(1, Ordering::SeqCst);
     }
 }
