@@ -1,7 +1,8 @@
 //! The driver of the server-streamed answers that report a job's progress (LoadFile, SaveFile,
 //! Pull, Push, CheckStream): the work runs on a task of its own while its updates go to the
-//! client, then its result or an error status. Also the shutdown helpers every call in flight ends by, which
-//! Save (chunks from its export's pipe) and Read (a blob's chunks) use on their own streams.
+//! client, then its result or an error status. Also the shutdown helpers every call in flight
+//! ends by, which Save (chunks from its export's pipe) and Read (a blob's chunks) use on their
+//! own streams.
 
 use std::pin::Pin;
 use std::time::Duration;

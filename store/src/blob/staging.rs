@@ -30,8 +30,8 @@ const SYNCFS_FROM: usize = 16;
 pub(crate) struct Staging {
     dir: PathBuf,
     /// The directory, opened before any blob was staged: `syncfs` on it reports every writeback
-    /// error of the filesystem since it was opened (Linux 5.8 on), so none of a staged blob's
-    /// goes unseen.
+    /// error of the filesystem since it was opened (Linux 5.8 on), so a staged blob that did not
+    /// reach the disk fails the load.
     handle: fs::File,
     staged: HashMap<Digest, BlobInfo>,
     next_tmp: u64,
@@ -145,7 +145,7 @@ impl Staging {
     /// from [`SYNCFS_FROM`] of them one `syncfs` of the filesystem that holds them. Staged blobs
     /// are synced here rather than as they stream, so that a few fsyncs (or one syncfs) do the
     /// work of many, and entries no image references (docker-archive bookkeeping, junk) cost
-    /// none of their own; writeback of the large ones started while they streamed. Runs outside
+    /// no fsync of their own; writeback of the large ones started while they streamed. Runs outside
     /// the commit lock: the staging area is private.
     pub(crate) async fn sync(&self, digests: &[Digest]) -> Result<()> {
         let staged: HashSet<&Digest> = digests.iter().filter(|d| self.contains(d)).collect();
