@@ -31,6 +31,7 @@ impl Store {
         let (mut problems, keep) = self.check_records()?;
         let digests = self.inner.blobs.all()?;
         let unreferenced = digests.iter().filter(|d| !keep.contains(d)).count();
+        // Megabytes at 100,000 images, and the re-hashing has no use for it.
         drop(keep);
         let blobs_checked = digests.len();
         let mismatches = self.inner.blobs.rehash(digests, progress.clone()).await?;
