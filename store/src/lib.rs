@@ -38,7 +38,7 @@ pub use image::{ImageRecord, OCI_INDEX, Platform, document_types, is_index, is_m
 pub use import::Piece;
 pub use listing::{ListFilter, MAX_PAGE};
 pub use ops::Removed;
-pub use progress::Progress;
+pub use progress::{CheckCounted, CheckProgress, Progress};
 pub use reference::ImageName;
 pub use referrer::{ReferrerRecord, Referrers};
 pub use store::{

@@ -6,6 +6,7 @@
 //! `mod` names it; `every_test_file_is_part_of_the_binary` fails when one is left out.
 
 mod authority;
+mod check;
 mod connections;
 mod content;
 mod daemon;

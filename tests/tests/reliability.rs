@@ -277,3 +277,99 @@ async fn sixteen_clients_at_once_lose_nothing() {
     assert!(names[0].contains("docker.io/library/shared:1"));
     assert_clean(&d);
 }
+
+/// The files the loads in flight have staged under `ingest/` (content writes aside).
+fn staged_files(d: &TestDaemon) -> usize {
+    let Ok(loads) = std::fs::read_dir(d.root.join("ingest")) else {
+        return 0;
+    };
+    loads
+        .flatten()
+        .filter(|l| l.file_name() != "content")
+        .filter_map(|l| std::fs::read_dir(l.path()).ok())
+        .map(Iterator::count)
+        .sum()
+}
+
+/// A load of many images (synced with one syncfs, published, then committed in one
+/// transaction) killed while it stages its blobs, then once its blobs begin to appear in
+/// `blobs/sha256/`: after the restart all of its images are there or none is, and none of its
+/// blobs without them.
+#[tokio::test]
+async fn sigkill_during_a_bulk_load_leaves_all_of_it_or_nothing() {
+    const IMAGES: usize = 1000;
+    let shared = layer_tar("bulk-shared").await;
+    let mut images = Vec::with_capacity(IMAGES);
+    for k in 0..IMAGES {
+        let label = format!("bulk-{k}");
+        images.push(Image::from_layers(vec![shared.clone()], &label, "amd64", Comp::None).await);
+    }
+    let names: Vec<[(&str, String); 1]> = (0..IMAGES)
+        .map(|k| [("io.containerd.image.name", format!("bulk{k}:1"))])
+        .collect();
+    let annotations: Vec<[(&str, &str); 1]> =
+        names.iter().map(|[(k, v)]| [(*k, v.as_str())]).collect();
+    let tagged: Vec<(&Image, &[(&str, &str)])> = images
+        .iter()
+        .zip(&annotations)
+        .map(|(i, a)| (i, &a[..]))
+        .collect();
+    let archive = oci_archive(&tagged).await;
+    let of_the_load: std::collections::BTreeSet<String> = images
+        .iter()
+        .flat_map(Image::blob_entries)
+        .map(|e| e.path.trim_start_matches("blobs/sha256/").to_owned())
+        .collect();
+
+    for round in 0..2 {
+        let mut d = TestDaemon::start();
+        let keep = noise_image("bulk-keep", 1, 1, None).await;
+        let keep_f = d.write_file(
+            "keep.tar",
+            &oci_archive(&[(&keep, &[("io.containerd.image.name", "keep:1")])]).await,
+        );
+        d.ok(&["load", "-q", "-i", p(&keep_f)]);
+        let before = d.blob_files().len();
+        let f = d.write_file("bulk.tar", &archive);
+        let mut client = d
+            .ctl()
+            .args(["load", "-q", "-i", p(&f)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Round 0 kills it halfway through staging; round 1 once it publishes (or has committed).
+        let reached = |d: &TestDaemon| match round {
+            0 => staged_files(d) >= IMAGES,
+            _ => d.blob_files().len() > before,
+        };
+        while client.try_wait().unwrap().is_none() && !reached(&d) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        d.kill();
+        let _ = client.wait();
+        d.restart();
+
+        let ids = d.ok(&["images", "-q"]);
+        assert!(
+            ids.contains(&hex_of(&keep.id())[..12]),
+            "round {round}: {ids}"
+        );
+        let listed = ids.lines().count() - 1;
+        assert!(
+            listed == 0 || listed == IMAGES,
+            "round {round}: {listed} listed"
+        );
+        let blobs = d.blob_files();
+        if listed == 0 {
+            let left: Vec<_> = blobs.intersection(&of_the_load).collect();
+            assert!(
+                left.is_empty(),
+                "round {round}: blobs of the load left: {left:?}"
+            );
+        } else {
+            assert!(of_the_load.is_subset(&blobs), "round {round}");
+        }
+        assert_clean(&d);
+    }
+}

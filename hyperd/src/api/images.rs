@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::slots::Slots;
 use super::status::{self, to_status};
 use super::stream::{Answers, or_shutdown};
-use super::{convert, files, peer_uid};
+use super::{check, convert, files, peer_uid};
 use crate::handoff::Tokens;
 
 /// Loads that stream at once; the rest wait for a slot before hyperd reads their data. Loads
@@ -268,12 +268,17 @@ impl ImageService for Images {
         &self,
         _: Request<v1::CheckRequest>,
     ) -> Result<Response<v1::CheckResponse>, Status> {
-        let report = self.store.check().await.map_err(to_status)?;
-        Ok(Response::new(v1::CheckResponse {
-            blobs_checked: report.blobs_checked as u64,
-            unreferenced: report.unreferenced as u64,
-            problems: report.problems,
-        }))
+        check::unary(&self.store).await.map(Response::new)
+    }
+
+    type CheckStreamStream = Answers<v1::CheckStreamResponse>;
+
+    async fn check_stream(
+        &self,
+        _: Request<v1::CheckRequest>,
+    ) -> Result<Response<Self::CheckStreamStream>, Status> {
+        let answers = check::streamed(self.store.clone(), self.shutdown.clone());
+        Ok(Response::new(answers))
     }
 
     async fn create_image(

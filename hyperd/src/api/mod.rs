@@ -1,10 +1,12 @@
 //! The gRPC adapter layer: each service decodes a request, calls the store or the registry logic
 //! (`crate::registry`, which knows no gRPC), and encodes the answer, or a status built in
 //! `status`, the one place failures become codes, messages and reasons. `stream` drives the
-//! answers that report a job's progress (LoadFile, SaveFile, Pull, Push) and holds the helpers
-//! that end every call in flight at shutdown (Save streams its export's pipe and Read a blob,
-//! each with those helpers); `slots` bounds the loads and writes that stream at once.
+//! answers that report a job's progress (LoadFile, SaveFile, Pull, Push, CheckStream) and holds
+//! the helpers that end every call in flight at shutdown (Save streams its export's pipe and
+//! Read a blob, each with those helpers); `slots` bounds the loads and writes that stream at
+//! once.
 
+mod check;
 mod content;
 mod convert;
 mod files;

@@ -1,7 +1,8 @@
 //! The driver of the server-streamed answers that report a job's progress (LoadFile, SaveFile,
-//! Pull, Push): the work runs on a task of its own while its updates go to the client, then its
-//! result or an error status. Also the shutdown helpers every call in flight ends by, which
-//! Save (chunks from its export's pipe) and Read (a blob's chunks) use on their own streams.
+//! Pull, Push, CheckStream): the work runs on a task of its own while its updates go to the
+//! client, then its result or an error status. Also the shutdown helpers every call in flight
+//! ends by, which Save (chunks from its export's pipe) and Read (a blob's chunks) use on their
+//! own streams.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -76,14 +77,25 @@ const TICK: Duration = Duration::from_millis(200);
 /// The bytes `progress` has counted, every tick that it changed. A client slow to read misses a
 /// report, not the work's progress.
 pub(crate) fn ticks(progress: Progress) -> impl Stream<Item = u64> + Send + 'static {
+    readings(move || progress.bytes())
+}
+
+/// What `read` returns, every tick that it changed from the last reading (the first, from its
+/// default).
+pub(crate) fn readings<T>(
+    mut read: impl FnMut() -> T + Send + 'static,
+) -> impl Stream<Item = T> + Send + 'static
+where
+    T: PartialEq + Clone + Default + Send + 'static,
+{
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut reported = 0;
+    let mut reported = T::default();
     IntervalStream::new(interval).filter_map(move |_| {
-        let n = progress.bytes();
-        let changed = n != reported;
-        reported = n;
-        std::future::ready(changed.then_some(n))
+        let now = read();
+        let changed = now != reported;
+        reported = now.clone();
+        std::future::ready(changed.then_some(now))
     })
 }
 

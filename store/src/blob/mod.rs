@@ -4,6 +4,7 @@
 mod copy;
 mod kernel;
 mod lease;
+mod rehash;
 mod staging;
 mod threads;
 
