@@ -3,12 +3,14 @@
 //! `status`, the one place failures become codes, messages and reasons. `stream` drives the
 //! answers that report a job's progress (LoadFile, SaveFile, Pull, Push) and holds the helpers
 //! that end every call in flight at shutdown (Save streams its export's pipe and Read a blob,
-//! each with those helpers); `slots` bounds the loads and writes that stream at once.
+//! each with those helpers); `slots` bounds the loads and writes that stream at once; `listing`
+//! answers List and ListStream a page at a time.
 
 mod content;
 mod convert;
 mod files;
 mod images;
+mod listing;
 mod registry;
 mod slots;
 mod status;
