@@ -56,9 +56,24 @@ pub(crate) struct ImagesArgs {
     /// Only show image IDs
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// Only rows that pass: reference=PATTERN (the name with or without its tag; `*` stops at
+    /// `/`; several: any), dangling=true|false (only untagged rows, or only tagged ones)
+    #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = filter)]
+    pub(crate) filters: Vec<String>,
+    /// Show digests (of the top-level manifest or index)
+    #[arg(long)]
+    pub(crate) digests: bool,
     /// Output format
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub(crate) format: ListFormat,
+}
+
+/// A filter's shape, `KEY=VALUE`; hyperd judges the key and the value.
+fn filter(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((key, _)) if !key.is_empty() => Ok(s.to_owned()),
+        _ => Err("expected KEY=VALUE: reference=PATTERN or dangling=true|false".to_owned()),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -14,7 +14,18 @@ pub const ERROR_DOMAIN: &str = "hyperd.v1";
 
 /// A status with `code` and `message`, and `reason` in its details.
 pub fn status_with_reason(code: Code, message: impl Into<String>, reason: ErrorReason) -> Status {
-    let info = ErrorDetails::with_error_info(reason.as_str_name(), ERROR_DOMAIN, HashMap::new());
+    status_with_metadata(code, message, reason, HashMap::new())
+}
+
+/// [`status_with_reason`] whose ErrorInfo also carries `metadata`, what a client needs to act on
+/// the reason (the errors.proto value says which keys).
+pub fn status_with_metadata(
+    code: Code,
+    message: impl Into<String>,
+    reason: ErrorReason,
+    metadata: HashMap<String, String>,
+) -> Status {
+    let info = ErrorDetails::with_error_info(reason.as_str_name(), ERROR_DOMAIN, metadata);
     Status::with_error_details(code, message, info)
 }
 

@@ -10,9 +10,9 @@ use tonic::transport::{Channel, Endpoint, Uri};
 mod errors;
 mod text;
 
-pub use errors::{ERROR_DOMAIN, reason_of, status_with_reason};
+pub use errors::{ERROR_DOMAIN, reason_of, status_with_metadata, status_with_reason};
 pub use text::escape_controls;
-pub use tonic;
+pub use {prost, tonic};
 
 /// Generated messages, the `ImageService`, `ContentService` and `RegistryService` clients and
 /// servers, and `ErrorReason`.

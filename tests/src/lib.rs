@@ -1,5 +1,6 @@
 //! Test support: archive fixtures, a real `hyperd` on a temporary socket and root, and a real
-//! registry on a free port, a fake one that misbehaves on demand, and a second local user.
+//! registry on a free port, a fake one that misbehaves on demand, a second local user, and stores
+//! of many tiny images.
 
 pub mod artifacts;
 pub mod daemon;
@@ -10,6 +11,7 @@ pub mod grpc;
 pub mod handoff;
 pub mod python;
 pub mod registry;
+pub mod scale;
 pub mod tools;
 pub mod users;
 pub mod wait;

@@ -216,7 +216,7 @@ async fn sixteen_clients_at_once_lose_nothing() {
                 assert_eq!(loaded.images[0].id, own.id());
                 load(&mut c, shared_tar.clone()).await.unwrap();
                 let names: Vec<String> = c
-                    .list(v1::ListRequest {})
+                    .list(v1::ListRequest::default())
                     .await
                     .unwrap()
                     .into_inner()

@@ -102,9 +102,14 @@ async fn channel(socket: &Path, peer: &Peer) -> anyhow::Result<Channel> {
     )
 }
 
+/// The largest answer hyperctl takes from the image service. Streams come in 1 MiB chunks and
+/// 1,000-row pages, but an Inspect holds a manifest and a config of up to 4 MiB each, and a
+/// Load's answer a line per image (an archive's index of up to 4 MiB lists ~19,000).
+const MAX_ANSWER: usize = 16 << 20;
+
 fn images(channel: Channel) -> Client {
     ImageServiceClient::new(channel)
-        .max_decoding_message_size(hyperd_proto::CHUNK_SIZE * 2)
+        .max_decoding_message_size(MAX_ANSWER)
         .max_encoding_message_size(hyperd_proto::CHUNK_SIZE * 2)
 }
 

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::slots::Slots;
 use super::status::{self, to_status};
 use super::stream::{Answers, or_shutdown};
-use super::{check, convert, files, peer_uid};
+use super::{check, convert, files, listing, peer_uid};
 use crate::handoff::Tokens;
 
 /// Loads that stream at once; the rest wait for a slot before hyperd reads their data. Loads
@@ -92,12 +92,21 @@ fn archive_pieces(
 impl ImageService for Images {
     async fn list(
         &self,
-        _: Request<v1::ListRequest>,
+        req: Request<v1::ListRequest>,
     ) -> Result<Response<v1::ListResponse>, Status> {
-        let images = self.store.images().list().map_err(to_status)?;
-        Ok(Response::new(v1::ListResponse {
-            images: images.iter().map(convert::image).collect(),
-        }))
+        let answer = listing::list(&self.store, req.into_inner());
+        Ok(Response::new(or_shutdown(&self.shutdown, answer).await?))
+    }
+
+    type ListStreamStream = Answers<v1::ListResponse>;
+
+    async fn list_stream(
+        &self,
+        req: Request<v1::ListRequest>,
+    ) -> Result<Response<Self::ListStreamStream>, Status> {
+        let (store, shutdown) = (self.store.clone(), self.shutdown.clone());
+        let pages = listing::list_stream(store, req.into_inner(), shutdown)?;
+        Ok(Response::new(pages))
     }
 
     async fn load(

@@ -4,13 +4,14 @@
 //! answers that report a job's progress (LoadFile, SaveFile, Pull, Push, CheckStream) and holds
 //! the helpers that end every call in flight at shutdown (Save streams its export's pipe and
 //! Read a blob, each with those helpers); `slots` bounds the loads and writes that stream at
-//! once.
+//! once; `listing` answers List and ListStream a page at a time.
 
 mod check;
 mod content;
 mod convert;
 mod files;
 mod images;
+mod listing;
 mod registry;
 mod slots;
 mod status;

@@ -2,8 +2,10 @@
 //! reason (`hyperd.v1.ErrorReason`, as `google.rpc.ErrorInfo` in the details) that clients
 //! decide on. One constructor per reason; store and registry errors map by variant.
 
-use hyperd_proto::status_with_reason;
+use std::collections::HashMap;
+
 use hyperd_proto::v1::ErrorReason as R;
+use hyperd_proto::{status_with_metadata, status_with_reason};
 use tonic::{Code, Status};
 
 /// hyperd is stopping: every call in flight ends with this.
@@ -85,6 +87,23 @@ pub(crate) fn fd_token_other_user() -> Status {
         Code::PermissionDenied,
         "that fd token was given to another user",
         R::FdTokenOtherUser,
+    )
+}
+
+/// A List without `page_size` whose one answer would be larger than default clients receive;
+/// `next_page_token` (the first page's) lets the client list the rest page by page.
+pub(crate) fn listing_too_large(next_page_token: String) -> Status {
+    let message = format!(
+        "the listing is over {} MiB, too large for one answer: list it in pages (page_size, and \
+         page_token from next_page_token in this error's ErrorInfo metadata) or call ListStream",
+        super::listing::WHOLE_ANSWER_MAX >> 20
+    );
+    let metadata = HashMap::from([("next_page_token".to_owned(), next_page_token)]);
+    status_with_metadata(
+        Code::FailedPrecondition,
+        message,
+        R::ListingTooLarge,
+        metadata,
     )
 }
 

@@ -49,7 +49,7 @@ async fn an_image_created_from_written_blobs_lists_saves_and_loads_in_skopeo() {
         }
     );
     let listed: Vec<(String, String)> = images
-        .list(v1::ListRequest {})
+        .list(v1::ListRequest::default())
         .await
         .unwrap()
         .into_inner()

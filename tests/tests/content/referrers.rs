@@ -56,7 +56,11 @@ async fn a_referrer_created_from_written_blobs_lives_with_its_subject() {
     let unnamed = images.create_image(create(&chart.digest(), &[])).await;
     refused(unnamed, Code::InvalidArgument, "kept only under a name");
 
-    let listed = images.list(v1::ListRequest {}).await.unwrap().into_inner();
+    let listed = images
+        .list(v1::ListRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(listed.images.len(), 1);
     let req = ReferrersRequest {
         digest: sha(&img.manifest),

@@ -1,0 +1,112 @@
+//! List and ListStream: the listing read from the store one page at a time, so that neither the
+//! store nor hyperd holds the whole of a large listing, and no answer is larger than a default
+//! client receives.
+
+use hyperd_proto::prost::Message;
+use hyperd_proto::v1;
+use store::{ListFilter, ListPage, Store};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use super::convert;
+use super::status::{self, to_status};
+use super::stream::{Answers, until_shutdown};
+
+/// Largest List answer without `page_size`: under the 4 MiB that grpcio, grpc-go and grpcurl
+/// receive by default, with room to spare for framing.
+pub(super) const WHOLE_ANSWER_MAX: usize = 3 << 20;
+
+/// A ListRequest, checked.
+struct Query {
+    filter: ListFilter,
+    /// The token the listing resumes after; `None`: from the first row.
+    after: Option<String>,
+    /// Rows per answer or page; 0: the store's most.
+    page_size: usize,
+}
+
+fn query(req: v1::ListRequest) -> Result<Query, Status> {
+    let page_size = usize::try_from(req.page_size)
+        .map_err(|_| status::invalid_request(format!("page_size {} is negative", req.page_size)))?;
+    Ok(Query {
+        filter: ListFilter::parse(&req.filters).map_err(to_status)?,
+        after: convert::non_empty(req.page_token),
+        page_size,
+    })
+}
+
+/// One page, read on a blocking thread: it is database reads.
+async fn page(
+    store: &Store,
+    filter: &ListFilter,
+    after: Option<String>,
+    limit: usize,
+) -> Result<v1::ListResponse, Status> {
+    let (store, filter) = (store.clone(), filter.clone());
+    let read = move || store.images().list_page(&filter, after.as_deref(), limit);
+    let page = tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| status::internal(format!("listing task failed: {e}")))?
+        .map_err(to_status)?;
+    Ok(response(page))
+}
+
+fn response(page: ListPage) -> v1::ListResponse {
+    v1::ListResponse {
+        images: page.images.iter().map(convert::image).collect(),
+        next_page_token: page.next.unwrap_or_default(),
+    }
+}
+
+/// List: one page when the request sets `page_size`, else the whole listing in one answer.
+pub(super) async fn list(store: &Store, req: v1::ListRequest) -> Result<v1::ListResponse, Status> {
+    let q = query(req)?;
+    match q.page_size {
+        0 => whole(store, q).await,
+        n => page(store, &q.filter, q.after, n).await,
+    }
+}
+
+/// Every row after `q.after` in one answer, gathered a page at a time; once the answer grows
+/// past [`WHOLE_ANSWER_MAX`], LISTING_TOO_LARGE with the first page's token instead, so that a
+/// client that follows it lists each row once. A listing of one page is answered whatever its
+/// size: it is what a page of ListStream would be.
+async fn whole(store: &Store, q: Query) -> Result<v1::ListResponse, Status> {
+    let mut answer = v1::ListResponse::default();
+    let mut first_token = None;
+    let mut after = q.after;
+    loop {
+        let page = page(store, &q.filter, after, 0).await?;
+        answer.images.extend(page.images);
+        let first = first_token.get_or_insert_with(|| page.next_page_token.clone());
+        if !first.is_empty() && answer.encoded_len() > WHOLE_ANSWER_MAX {
+            return Err(status::listing_too_large(first.clone()));
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(answer);
+        }
+        after = Some(page.next_page_token);
+    }
+}
+
+/// ListStream: the listing as pages, each read from the store when the client has taken the one
+/// before (the answer stream is polled only as its messages go out). A client that hangs up
+/// drops the stream, and with it the reading; shutdown ends it with UNAVAILABLE.
+pub(super) fn list_stream(
+    store: Store,
+    req: v1::ListRequest,
+    shutdown: CancellationToken,
+) -> Result<Answers<v1::ListResponse>, Status> {
+    let q = query(req)?;
+    // The state is the token to resume after, `None` once the last page went.
+    let pages = futures_util::stream::try_unfold(Some(q.after), move |after| {
+        let (store, filter) = (store.clone(), q.filter.clone());
+        async move {
+            let Some(after) = after else { return Ok(None) };
+            let page = page(&store, &filter, after, q.page_size).await?;
+            let next = convert::non_empty(page.next_page_token.clone()).map(Some);
+            Ok(Some((page, next)))
+        }
+    });
+    Ok(until_shutdown(pages, shutdown))
+}
