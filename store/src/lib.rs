@@ -1,7 +1,8 @@
 //! A content-addressed OCI image store over one root directory.
 //!
 //! ```text
-//! <root>/meta.redb          tags, image and referrer records, leases (redb)
+//! <root>/                   mode 0700
+//! <root>/meta.redb          tags, image and referrer records and their indexes, leases (redb)
 //! <root>/blobs/sha256/<hex> immutable blobs, visible only once their digest was checked
 //! <root>/ingest/<load>/     a load's staged blobs; moved into blobs/ when the load commits
 //! <root>/ingest/content/    content writes in progress; moved into blobs/ once verified
