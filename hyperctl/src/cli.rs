@@ -8,8 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser)]
 #[command(name = "hyperctl", version, about)]
 pub(crate) struct Cli {
-    /// hyperd's socket [default: /run/hyperd/hyperd.sock as root, else $XDG_RUNTIME_DIR/hyperd.sock]
-    #[arg(long, global = true, env = "HYPERD_SOCKET")]
+    /// hyperd's socket [env: HYPERD_SOCKET] [default: /run/hyperd/hyperd.sock as root, else
+    /// $XDG_RUNTIME_DIR/hyperd.sock]
+    // Read from the environment by hand (`socket_from_env`): clap's `env` shows a value taken from
+    // the environment in every usage line, as if `--socket` were required.
+    #[arg(long, global = true)]
     pub(crate) socket: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -100,7 +103,7 @@ pub(crate) struct SaveArgs {
     pub(crate) format: ArchiveFormat,
     /// Name IMAGE as REFNAME in the archive (OCI ref name, or docker RepoTag)
     #[arg(short, long = "ref", value_name = "IMAGE=REFNAME")]
-    pub(crate) refs: Vec<String>,
+    pub(crate) refs: Vec<Mapping>,
     /// Platform to write for a multi-platform image in docker format (os/arch[/variant])
     #[arg(long)]
     pub(crate) platform: Option<String>,
@@ -125,7 +128,7 @@ pub(crate) struct LoadArgs {
     pub(crate) input: Option<PathBuf>,
     /// Load only the image with ref name REFNAME, as NAME:TAG
     #[arg(short, long = "ref", value_name = "NAME:TAG=REFNAME")]
-    pub(crate) refs: Vec<String>,
+    pub(crate) refs: Vec<Mapping>,
     /// Suppress progress and the list of loaded images
     #[arg(short, long)]
     pub(crate) quiet: bool,
@@ -241,11 +244,37 @@ pub(crate) struct CompletionArgs {
     pub(crate) shell: clap_complete::Shell,
 }
 
-/// Splits `LEFT=RIGHT` at the last `=` (names never hold one).
-pub(crate) fn split_mapping(s: &str, what: &str) -> anyhow::Result<(String, String)> {
-    match s.rsplit_once('=') {
-        Some((l, r)) if !l.is_empty() && !r.is_empty() => Ok((l.to_owned(), r.to_owned())),
-        _ => anyhow::bail!("invalid -r {s:?}: expected {what}"),
+/// `HYPERD_SOCKET`, when set and not empty.
+pub(crate) fn socket_from_env() -> Option<PathBuf> {
+    std::env::var_os("HYPERD_SOCKET")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A `-r LEFT=RIGHT`, split at the last `=` (names never hold one). clap parses it, so a
+/// malformed one is a usage error (exit 2) naming the flag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Mapping {
+    pub(crate) left: String,
+    pub(crate) right: String,
+}
+
+impl std::str::FromStr for Mapping {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.rsplit_once('=') {
+            Some((l, r)) if !l.is_empty() && !r.is_empty() => Ok(Mapping {
+                left: l.to_owned(),
+                right: r.to_owned(),
+            }),
+            _ => Err("expected LEFT=RIGHT, both sides named".to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.left, self.right)
     }
 }
 

@@ -28,7 +28,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: cli::Cli) -> ExitCode {
-    match cmd::run(cli.command, cli.socket).await {
+    let socket = cli.socket.or_else(cli::socket_from_env);
+    match cmd::run(cli.command, socket).await {
         Ok(code) => code,
         Err(e) => ExitCode::from(exit::report(&e)),
     }

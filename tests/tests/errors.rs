@@ -139,6 +139,27 @@ async fn usage_errors_exit_2_and_bad_names_are_refused() {
         "{}",
         stderr(&out)
     );
+    for args in [
+        &["load", "-r", "hello"][..],
+        &["save", "-r", "centos:7", "centos:7"],
+    ] {
+        let out = d.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains("invalid value"), "{}", stderr(&out));
+    }
+    // A socket from the environment is no required flag in the usage line.
+    let mut ctl = std::process::Command::new(integration::bin("hyperctl"));
+    let out = ctl
+        .env("HYPERD_SOCKET", &d.socket)
+        .arg("tag")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("Usage: hyperctl tag <SOURCE> <TARGET>"),
+        "{}",
+        stderr(&out)
+    );
     let out = d.run(&["save", "-o", d.path("x.tar").to_str().unwrap(), "missing:1"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(

@@ -38,7 +38,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Clients, ContentClient, images::size};
-use crate::cli::{LoadArgs, split_mapping};
+use crate::cli::LoadArgs;
 use crate::elide::{self, Piece, Source, Stopped, Walked};
 use crate::{handoff, progress};
 
@@ -57,14 +57,14 @@ pub(crate) async fn run(mut clients: Clients, args: LoadArgs) -> anyhow::Result<
     if let Some(dir) = args.input.as_ref().filter(|p| p.is_dir()) {
         bail!("{} is a directory; -i takes an archive file", dir.display());
     }
-    let refs = args
+    let refs: Vec<RefMapping> = args
         .refs
         .iter()
-        .map(|r| {
-            split_mapping(r, "NAME:TAG=REFNAME")
-                .map(|(name, ref_name)| RefMapping { name, ref_name })
+        .map(|r| RefMapping {
+            name: r.left.clone(),
+            ref_name: r.right.clone(),
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect();
     if args.input.as_ref().is_some_and(|p| p.as_os_str() != "-") {
         // Handed over or streamed (no companion socket, --no-fd), the file's bytes reach
         // whoever serves the socket.

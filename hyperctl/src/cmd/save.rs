@@ -12,7 +12,7 @@ use hyperd_proto::v1::{ArchiveFormat as Wire, InspectRequest, SaveImage, SaveReq
 use tokio::io::AsyncWriteExt;
 
 use super::Client;
-use crate::cli::{ArchiveFormat, SaveArgs, split_mapping};
+use crate::cli::{ArchiveFormat, SaveArgs};
 use crate::peer::Peer;
 use crate::{handoff, progress};
 
@@ -141,11 +141,13 @@ async fn note_referrers_left_out(client: &mut Client, images: &[String]) {
 fn request(args: &SaveArgs) -> anyhow::Result<SaveRequest> {
     let mut refs = std::collections::HashMap::new();
     for r in &args.refs {
-        let (image, refname) = split_mapping(r, "IMAGE=REFNAME")?;
-        if !args.images.contains(&image) {
-            bail!("-r {r:?} names {image:?}, which is not among the images to save");
+        if !args.images.contains(&r.left) {
+            bail!(
+                "-r \"{r}\" names {:?}, which is not among the images to save",
+                r.left
+            );
         }
-        refs.insert(image, refname);
+        refs.insert(r.left.clone(), r.right.clone());
     }
     Ok(SaveRequest {
         images: args
