@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
+use redb::ReadableDatabase;
 
 use super::index::ListRow;
 use super::tests::{d, open};
@@ -142,4 +143,37 @@ proptest! {
         super::index::tests::forget_indexes(&path);
         assert_indexes_agree(&Meta::open(&path).unwrap());
     }
+}
+
+#[test]
+fn indexes_a_build_without_them_left_behind_are_rebuilt_at_open() {
+    let (dir, meta) = open();
+    for s in [
+        Step::PutImage {
+            n: 1,
+            id: 1,
+            inside: 20,
+            created: None,
+        },
+        Step::PutTag { name: 0, n: 1 },
+    ] {
+        meta.apply(&changes(&s)).unwrap();
+    }
+    drop(meta);
+    // What an older hyperd does: a second name, in `tags` alone.
+    let path = dir.path().join("meta.redb");
+    let db = redb::Database::open(&path).unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_table(super::TAGS)
+        .unwrap()
+        .insert(name(1).as_str(), d(1).to_string().as_str())
+        .unwrap();
+    tx.commit().unwrap();
+    assert!(!super::index::agree_read(&db.begin_read().unwrap()).unwrap());
+    drop(db);
+
+    let meta = Meta::open(&path).unwrap();
+    assert!(meta.indexes_agree().unwrap());
+    assert_eq!(meta.read().unwrap().names_of(&d(1)).unwrap().len(), 2);
+    assert_indexes_agree(&meta);
 }

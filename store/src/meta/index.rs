@@ -14,7 +14,7 @@
 
 use std::collections::BTreeSet;
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{IMAGES, TAGS, parse, parse_image};
@@ -64,45 +64,117 @@ pub(super) fn digest_after_slash(key: &str) -> Result<Digest> {
     Digest::from_hex(hex).map_err(|e| Error::Database(format!("corrupt index key {key:?}: {e}")))
 }
 
-/// Creates the index tables, and fills them when the store predates them.
+/// Creates the index tables, and builds them anew when the store predates them or when they
+/// disagree with the records: a build without them (an older hyperd run on this root) changed
+/// the records and left them as they were.
 pub(super) fn ensure(tx: &WriteTransaction) -> Result<()> {
-    tx.open_table(IMAGE_NAMES)?;
+    let built = tx.open_table(SCHEMA)?.get("indexes")?.map(|v| v.value());
+    if built == Some(INDEXES) && agree(tx)? {
+        return Ok(());
+    }
+    if built.is_some() {
+        tracing::warn!("the metadata indexes disagree with the records; rebuilding them");
+    }
+    rebuild(tx)?;
+    tx.open_table(SCHEMA)?.insert("indexes", INDEXES)?;
+    Ok(())
+}
+
+/// [`agree_in`] the tables of a write transaction.
+fn agree(tx: &WriteTransaction) -> Result<bool> {
+    agree_in(Tables {
+        names: &tx.open_table(IMAGE_NAMES)?,
+        tags: &tx.open_table(TAGS)?,
+        images: &tx.open_table(IMAGES)?,
+        listed: &tx.open_table(LISTED)?,
+        ids: &tx.open_table(IMAGE_IDS)?,
+    })
+}
+
+/// [`agree_in`] the tables of a read transaction: what `check` asks.
+pub(super) fn agree_read(tx: &redb::ReadTransaction) -> Result<bool> {
+    agree_in(Tables {
+        names: &tx.open_table(IMAGE_NAMES)?,
+        tags: &tx.open_table(TAGS)?,
+        images: &tx.open_table(IMAGES)?,
+        listed: &tx.open_table(LISTED)?,
+        ids: &tx.open_table(IMAGE_IDS)?,
+    })
+}
+
+/// The tables [`agree_in`] compares, from either kind of transaction.
+struct Tables<'a, N, T, I, L, D> {
+    names: &'a N,
+    tags: &'a T,
+    images: &'a I,
+    listed: &'a L,
+    ids: &'a D,
+}
+
+/// Whether every name is in its image's key range and every image has its listing rows and an
+/// ID key, as many as there are records: what a change made without the indexes breaks. Reads
+/// every key once, parsing nothing.
+fn agree_in<N, T, I, L, D>(t: Tables<'_, N, T, I, L, D>) -> Result<bool>
+where
+    N: ReadableTable<&'static str, ()> + ReadableTableMetadata,
+    T: ReadableTable<&'static str, &'static str> + ReadableTableMetadata,
+    I: ReadableTable<&'static str, &'static [u8]> + ReadableTableMetadata,
+    L: ReadableTable<&'static str, &'static [u8]> + ReadableTableMetadata,
+    D: ReadableTableMetadata,
+{
+    if t.names.len()? != t.tags.len()? {
+        return Ok(false);
+    }
+    for row in t.tags.iter()? {
+        let (name, digest) = row?;
+        let digest: Digest = digest.value().parse()?;
+        if t.names
+            .get(name_key(&digest, name.value()).as_str())?
+            .is_none()
+        {
+            return Ok(false);
+        }
+    }
+    let records = t.images.len()?;
+    if t.listed.len()? != records || t.ids.len()? != records {
+        return Ok(false);
+    }
+    for row in t.images.iter()? {
+        let digest: Digest = row?.0.value().parse()?;
+        if t.listed.get(digest.hex().as_str())?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Empties the indexes and fills them from the records, one record at a time.
+fn rebuild(tx: &WriteTransaction) -> Result<()> {
+    tx.delete_table(IMAGE_NAMES)?;
+    tx.delete_table(IMAGE_IDS)?;
+    tx.delete_table(IMAGE_MANIFESTS)?;
+    tx.delete_table(LISTING)?;
+    tx.delete_table(LISTED)?;
+    {
+        let mut names = tx.open_table(IMAGE_NAMES)?;
+        for row in tx.open_table(TAGS)?.iter()? {
+            let (name, digest) = row?;
+            let digest: Digest = digest.value().parse()?;
+            names.insert(name_key(&digest, name.value()).as_str(), ())?;
+        }
+    }
+    let mut digests = BTreeSet::new();
+    for row in tx.open_table(IMAGES)?.iter()? {
+        let rec = parse_image(row?.1.value())?;
+        index_image(tx, &rec, true)?;
+        digests.insert(rec.digest);
+    }
+    relist(tx, &digests)?;
+    // An empty store creates the tables here, so that a read finds them.
     tx.open_table(IMAGE_IDS)?;
     tx.open_table(IMAGE_MANIFESTS)?;
     tx.open_table(LISTING)?;
     tx.open_table(LISTED)?;
-    let built = tx.open_table(SCHEMA)?.get("indexes")?.map(|v| v.value());
-    if built == Some(INDEXES) {
-        return Ok(());
-    }
-    let mut digests = BTreeSet::new();
-    let records: Vec<ImageRecord> = {
-        let images = tx.open_table(IMAGES)?;
-        let rows = images.iter()?;
-        rows.map(|row| parse_image(row?.1.value()))
-            .collect::<Result<_>>()?
-    };
-    for rec in &records {
-        index_image(tx, rec, true)?;
-        digests.insert(rec.digest.clone());
-    }
-    let tags: Vec<(String, String)> = {
-        let tags = tx.open_table(TAGS)?;
-        let rows = tags.iter()?;
-        rows.map(|row| {
-            let (k, v) = row?;
-            Ok((k.value().to_owned(), v.value().to_owned()))
-        })
-        .collect::<Result<_>>()?
-    };
-    let mut names = tx.open_table(IMAGE_NAMES)?;
-    for (name, digest) in &tags {
-        let digest: Digest = digest.parse()?;
-        names.insert(name_key(&digest, name).as_str(), ())?;
-    }
-    drop(names);
-    relist(tx, &digests)?;
-    tx.open_table(SCHEMA)?.insert("indexes", INDEXES)?;
     Ok(())
 }
 

@@ -141,6 +141,11 @@ impl Meta {
         self.referenced().contains_key(digest)
     }
 
+    /// Whether the indexes agree with the records (see `index::agree_in`).
+    pub(crate) fn indexes_agree(&self) -> Result<bool> {
+        index::agree_read(&self.db.begin_read()?)
+    }
+
     /// Every blob some image or referrer record lists, as of the last committed change.
     pub(crate) fn referenced_blobs(&self) -> std::collections::HashSet<Digest> {
         self.referenced().keys().cloned().collect()

@@ -52,6 +52,13 @@ impl Store {
     fn check_records(&self) -> Result<(Vec<String>, HashSet<Digest>)> {
         let snap = self.inner.meta.snapshot()?;
         let mut problems = Vec::new();
+        if !self.inner.meta.indexes_agree()? {
+            problems.push(
+                "the metadata indexes disagree with the records (did another build of hyperd \
+                 change this store?); restarting hyperd rebuilds them"
+                    .to_owned(),
+            );
+        }
         for (tag, digest) in &snap.tags {
             if !snap.images.contains_key(digest) {
                 problems.push(format!("tag {tag} points at missing image {digest}"));
