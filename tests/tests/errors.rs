@@ -199,8 +199,7 @@ async fn every_call_answers_a_store_whose_tag_points_at_a_missing_record() {
     d.restart();
     let pid = d.pid();
 
-    // The listing is an index of its own: the row stays until `rmi` repairs the tag.
-    assert_eq!(d.ok(&["images", "-q"]).lines().count(), 1);
+    assert_eq!(d.ok(&["images", "-q"]), "");
     for args in [
         &["inspect", "a:1"][..],
         &["save", "-o", d.path("out.tar").to_str().unwrap(), "a:1"],

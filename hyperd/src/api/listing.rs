@@ -4,7 +4,7 @@
 
 use hyperd_proto::prost::Message;
 use hyperd_proto::v1;
-use store::{ListFilter, ListPage, Store};
+use store::{ListFilter, ListPage, MAX_PAGE, Store};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -15,6 +15,10 @@ use super::stream::{Answers, until_shutdown};
 /// Largest List answer without `page_size`: under the 4 MiB that grpcio, grpc-go and grpcurl
 /// receive by default, with room to spare for framing.
 pub(super) const WHOLE_ANSWER_MAX: usize = 3 << 20;
+
+/// Rows read for a List without `page_size`: more than [`WHOLE_ANSWER_MAX`] holds (a row
+/// encodes to at least ~150 bytes), so reading no further cannot change the answer.
+const WHOLE_ROWS: usize = 25_000;
 
 /// A ListRequest, checked.
 struct Query {
@@ -67,26 +71,28 @@ pub(super) async fn list(store: &Store, req: v1::ListRequest) -> Result<v1::List
     }
 }
 
-/// Every row after `q.after` in one answer, gathered a page at a time; once the answer grows
-/// past [`WHOLE_ANSWER_MAX`], LISTING_TOO_LARGE with the first page's token instead, so that a
-/// client that follows it lists each row once. A listing of one page is answered whatever its
-/// size: it is what a page of ListStream would be.
+/// Every row after `q.after` in one answer, from one read of the store; once it passes
+/// [`WHOLE_ANSWER_MAX`], LISTING_TOO_LARGE with the token that follows the first page of
+/// `MAX_PAGE` rows. A listing of one page is answered whatever its size: it is what a page of
+/// ListStream would be.
 async fn whole(store: &Store, q: Query) -> Result<v1::ListResponse, Status> {
-    let mut answer = v1::ListResponse::default();
-    let mut first_token = None;
-    let mut after = q.after;
-    loop {
-        let page = page(store, &q.filter, after, 0).await?;
-        answer.images.extend(page.images);
-        let first = first_token.get_or_insert_with(|| page.next_page_token.clone());
-        if !first.is_empty() && answer.encoded_len() > WHOLE_ANSWER_MAX {
-            return Err(status::listing_too_large(first.clone()));
-        }
-        if page.next_page_token.is_empty() {
-            return Ok(answer);
-        }
-        after = Some(page.next_page_token);
+    let (reader, filter, after) = (store.clone(), q.filter.clone(), q.after.clone());
+    let read = move || {
+        reader
+            .images()
+            .list_rows(&filter, after.as_deref(), WHOLE_ROWS)
+    };
+    let rows = tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| status::internal(format!("listing task failed: {e}")))?
+        .map_err(to_status)?;
+    let one_page = rows.images.len() <= MAX_PAGE && rows.next.is_none();
+    let answer = response(rows);
+    if one_page || (answer.next_page_token.is_empty() && answer.encoded_len() <= WHOLE_ANSWER_MAX) {
+        return Ok(answer);
     }
+    let first = page(store, &q.filter, q.after, MAX_PAGE).await?;
+    Err(status::listing_too_large(first.next_page_token))
 }
 
 /// ListStream: the listing as pages, each read from the store when the client has taken the one

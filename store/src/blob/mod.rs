@@ -192,16 +192,19 @@ impl Blobs {
         self.ingest.join("content")
     }
 
-    /// Deletes each of `candidates` that is stored and not pinned, and counts those a pin saved
-    /// for now. The caller holds the commit lock.
-    pub(crate) fn delete_unpinned(&self, candidates: &[Digest]) -> Result<(Vec<Digest>, usize)> {
+    /// Deletes each of `candidates` that is stored and not pinned; returns those deleted and
+    /// those a pin saved for now. The caller holds the commit lock.
+    pub(crate) fn delete_unpinned(
+        &self,
+        candidates: &[Digest],
+    ) -> Result<(Vec<Digest>, Vec<Digest>)> {
         let pins = self.pins.lock().expect("pin lock poisoned");
         let mut removed = Vec::new();
-        let mut deferred = 0;
+        let mut deferred = Vec::new();
         for digest in candidates {
             let digest = digest.clone();
             if pins.contains_key(&digest) {
-                deferred += 1;
+                deferred.push(digest);
                 continue;
             }
             let path = self.path(&digest);

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{LEASE_BLOBS, LEASE_EXPIRY, LEASE_INFO, Meta};
 use crate::digest::Digest;
@@ -28,6 +28,16 @@ impl Meta {
             out.insert(k.value().to_owned(), v.value());
         }
         Ok(out)
+    }
+
+    /// Whether some lease holds `digest`: one range of the reverse index.
+    pub(crate) fn is_leased(&self, digest: &Digest) -> Result<bool> {
+        let tx = self.db.begin_read()?;
+        let (from, to) = (format!("{}/", digest.hex()), format!("{}0", digest.hex()));
+        let mut held = tx
+            .open_table(BLOB_LEASES)?
+            .range(from.as_str()..to.as_str())?;
+        Ok(held.next().transpose()?.is_some())
     }
 
     /// Every digest some lease holds: roots for collection.
@@ -91,6 +101,7 @@ impl Meta {
             let mut leases = tx.open_table(LEASE_EXPIRY)?;
             let mut blobs = tx.open_table(LEASE_BLOBS)?;
             let mut info = tx.open_table(LEASE_INFO)?;
+            let mut by_blob = tx.open_table(BLOB_LEASES)?;
             for id in ids {
                 if leases.remove(id.as_str())?.is_some() {
                     gone.push(id.clone());
@@ -98,10 +109,14 @@ impl Meta {
                 info.remove(id.as_str())?;
                 // '0' follows '/': the range is exactly the keys `<id>/…`.
                 let (from, to) = (format!("{id}/"), format!("{id}0"));
+                let before = held.len();
                 for row in blobs.range(from.as_str()..to.as_str())? {
                     held.push(leased_digest(row?.0.value())?);
                 }
                 blobs.retain_in(from.as_str()..to.as_str(), |_, ()| false)?;
+                for digest in &held[before..] {
+                    by_blob.remove(reverse_key(digest, id).as_str())?;
+                }
             }
         }
         tx.commit()?;
@@ -132,10 +147,37 @@ impl Meta {
                 )));
             }
             blobs.insert(key.as_str(), ())?;
+            tx.open_table(BLOB_LEASES)?
+                .insert(reverse_key(digest, id).as_str(), ())?;
         }
         tx.commit()?;
         Ok(())
     }
+}
+
+/// `<digest hex>/<lease ID>` -> nothing: the leases holding a blob, as one key range, so that a
+/// collection asks about a blob without reading every lease.
+const BLOB_LEASES: TableDefinition<&str, ()> = TableDefinition::new("blob_leases");
+
+fn reverse_key(digest: &Digest, id: &str) -> String {
+    format!("{}/{id}", digest.hex())
+}
+
+/// Creates the reverse index of the leased blobs, and builds it when it does not hold as many
+/// keys as `lease_blobs` (a store from before it existed).
+pub(super) fn ensure(tx: &redb::WriteTransaction) -> Result<()> {
+    let forward = tx.open_table(LEASE_BLOBS)?;
+    if tx.open_table(BLOB_LEASES)?.len()? == forward.len()? {
+        return Ok(());
+    }
+    tx.delete_table(BLOB_LEASES)?;
+    let mut reverse = tx.open_table(BLOB_LEASES)?;
+    for row in forward.iter()? {
+        let key = row?.0;
+        let id = key.value().rsplit_once('/').map_or("", |(id, _)| id);
+        reverse.insert(reverse_key(&leased_digest(key.value())?, id).as_str(), ())?;
+    }
+    Ok(())
 }
 
 /// The blob of a `<lease ID>/<digest hex>` key.
@@ -185,6 +227,33 @@ mod tests {
             meta.lease_expiries().unwrap(),
             BTreeMap::from([("abc".into(), 100)])
         );
+        let leased = |n| meta.is_leased(&d(n)).unwrap();
+        assert!(leased(3) && !leased(1) && !leased(2));
+    }
+
+    #[test]
+    fn the_leases_of_a_blob_are_indexed_and_rebuilt_for_an_older_store() {
+        let (dir, meta) = open();
+        meta.put_lease("a", 100, None).unwrap();
+        meta.put_lease("b", 100, None).unwrap();
+        meta.add_to_lease("a", &d(1), 50).unwrap();
+        meta.add_to_lease("b", &d(1), 50).unwrap();
+        meta.delete_leases(&["a".into()]).unwrap();
+        assert!(meta.is_leased(&d(1)).unwrap());
+        meta.delete_leases(&["b".into()]).unwrap();
+        assert!(!meta.is_leased(&d(1)).unwrap());
+        meta.put_lease("c", 100, None).unwrap();
+        meta.add_to_lease("c", &d(2), 50).unwrap();
+        drop(meta);
+        // A store from before the reverse index: it is built at open.
+        let path = dir.path().join("meta.redb");
+        let db = Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.delete_table(BLOB_LEASES).unwrap();
+        tx.commit().unwrap();
+        drop(db);
+        let meta = Meta::open(&path).unwrap();
+        assert!(meta.is_leased(&d(2)).unwrap() && !meta.is_leased(&d(1)).unwrap());
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //! subject's key range of `referrers_by_subject`, and a point lookup in `referrers` for each key
 //! found.
 
+mod apply;
 #[cfg(test)]
 mod consistency;
 mod index;
@@ -125,6 +126,7 @@ impl Meta {
         tx.open_table(LEASE_INFO)?;
         tx.delete_table(TableDefinition::<&str, &[u8]>::new(OLD_LEASES))?;
         index::ensure(&tx)?;
+        lease::ensure(&tx)?;
         tx.commit()?;
         let referenced = Mutex::new(count_references(&db)?);
         Ok(Meta { db, referenced })
@@ -184,12 +186,12 @@ impl Meta {
     /// any more: what a collection after this change has to look at.
     pub(crate) fn apply(&self, changes: &Changes) -> Result<Vec<Digest>> {
         let tx = self.db.begin_write()?;
-        let touched = touched(&tx, changes)?;
+        let touched = apply::touched(&tx, changes)?;
         index::unlist(&tx, &touched)?;
-        let gone = apply_images(&tx, changes)?;
-        apply_tags(&tx, changes)?;
+        let gone = apply::images(&tx, changes)?;
+        apply::tags(&tx, changes)?;
         index::relist(&tx, &touched)?;
-        let gone_referrers = apply_referrers(&tx, changes)?;
+        let gone_referrers = apply::referrers(&tx, changes)?;
         tx.commit()?;
         let mut referenced = self.referenced();
         for rec in &changes.put_images {
@@ -230,101 +232,6 @@ fn count_references(db: &Database) -> Result<HashMap<Digest, u32>> {
         count(&mut referenced, &rec.blobs, 1);
     }
     Ok(referenced)
-}
-
-/// The images whose listing rows `changes` may change: those it puts or deletes, and those a
-/// name it puts or deletes points at now or will.
-fn touched(tx: &redb::WriteTransaction, changes: &Changes) -> Result<BTreeSet<Digest>> {
-    let mut touched: BTreeSet<Digest> = changes.delete_images.iter().cloned().collect();
-    touched.extend(changes.put_images.iter().map(|r| r.digest.clone()));
-    touched.extend(changes.put_tags.iter().map(|(_, d)| d.clone()));
-    let tags = tx.open_table(TAGS)?;
-    let names = changes
-        .put_tags
-        .iter()
-        .map(|(t, _)| t)
-        .chain(&changes.delete_tags);
-    for t in names {
-        if let Some(d) = tags.get(t.as_str())? {
-            touched.insert(d.value().parse()?);
-        }
-    }
-    Ok(touched)
-}
-
-/// The image part of a change, with the ID and manifest indexes; returns the records it replaced
-/// or deleted, whose blobs lose a reference.
-fn apply_images(tx: &redb::WriteTransaction, changes: &Changes) -> Result<Vec<ImageRecord>> {
-    let mut gone = Vec::new();
-    for d in &changes.delete_images {
-        let old = tx
-            .open_table(IMAGES)?
-            .remove(d.to_string().as_str())?
-            .map(|old| parse_image(old.value()))
-            .transpose()?;
-        if let Some(old) = old {
-            index::index_image(tx, &old, false)?;
-            gone.push(old);
-        }
-    }
-    for rec in &changes.put_images {
-        let json = serde_json::to_vec(rec).expect("image record serialises");
-        let old = tx
-            .open_table(IMAGES)?
-            .insert(rec.digest.to_string().as_str(), json.as_slice())?
-            .map(|old| parse_image(old.value()))
-            .transpose()?;
-        if let Some(old) = old {
-            index::index_image(tx, &old, false)?;
-            gone.push(old);
-        }
-        index::index_image(tx, rec, true)?;
-    }
-    Ok(gone)
-}
-
-/// The name part of a change, with each image's names kept as one key range.
-fn apply_tags(tx: &redb::WriteTransaction, changes: &Changes) -> Result<()> {
-    let mut tags = tx.open_table(TAGS)?;
-    let mut names = tx.open_table(index::IMAGE_NAMES)?;
-    for t in &changes.delete_tags {
-        if let Some(old) = tags.remove(t.as_str())? {
-            names.remove(index::name_key(&old.value().parse()?, t).as_str())?;
-        }
-    }
-    for (t, d) in &changes.put_tags {
-        if let Some(old) = tags.insert(t.as_str(), d.to_string().as_str())? {
-            names.remove(index::name_key(&old.value().parse()?, t).as_str())?;
-        }
-        names.insert(index::name_key(d, t).as_str(), ())?;
-    }
-    Ok(())
-}
-
-/// The referrer part of a change, with the subject index kept in step; returns the records it
-/// replaced or deleted.
-fn apply_referrers(tx: &redb::WriteTransaction, changes: &Changes) -> Result<Vec<ReferrerRecord>> {
-    let mut gone = Vec::new();
-    let mut records = tx.open_table(REFERRERS)?;
-    let mut by_subject = tx.open_table(BY_SUBJECT)?;
-    let index_key = |r: &ReferrerRecord| format!("{}/{}", r.subject.hex(), r.digest.hex());
-    for d in &changes.delete_referrers {
-        if let Some(old) = records.remove(d.to_string().as_str())? {
-            let old: ReferrerRecord = parse(old.value(), "referrer")?;
-            by_subject.remove(index_key(&old).as_str())?;
-            gone.push(old);
-        }
-    }
-    for rec in &changes.put_referrers {
-        let json = serde_json::to_vec(rec).expect("referrer record serialises");
-        if let Some(old) = records.insert(rec.digest.to_string().as_str(), json.as_slice())? {
-            let old: ReferrerRecord = parse(old.value(), "referrer")?;
-            by_subject.remove(index_key(&old).as_str())?;
-            gone.push(old);
-        }
-        by_subject.insert(index_key(rec).as_str(), ())?;
-    }
-    Ok(gone)
 }
 
 /// Adds `by` to the count of each of `blobs`, forgetting a blob whose count reaches zero.

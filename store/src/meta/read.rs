@@ -57,12 +57,17 @@ impl View for Reader {
 
     fn with_id_prefix(&self, hex: &str, limit: usize) -> Result<Vec<Digest>> {
         let mut found = Vec::new();
+        let images = self.0.open_table(IMAGES)?;
         for row in self.0.open_table(IMAGE_IDS)?.range(hex..)? {
             let key = row?.0;
             if !key.value().starts_with(hex) || found.len() == limit {
                 break;
             }
-            found.push(digest_after_slash(key.value())?);
+            let image = digest_after_slash(key.value())?;
+            // An image whose record is gone (damage) has no ID to be found by.
+            if images.get(image.to_string().as_str())?.is_some() {
+                found.push(image);
+            }
         }
         Ok(found)
     }

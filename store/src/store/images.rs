@@ -117,18 +117,29 @@ impl Images<'_> {
         after: Option<&str>,
         limit: usize,
     ) -> Result<ListPage> {
-        let after = after.map(listing::parse_token).transpose()?;
         let limit = if limit == 0 {
             MAX_PAGE
         } else {
             limit.min(MAX_PAGE)
         };
+        self.list_rows(filter, after, limit)
+    }
+
+    /// [`Images::list_page`] without the page's bound: up to `limit` rows from one read of the
+    /// store, for an answer that must be one consistent view.
+    pub fn list_rows(
+        self,
+        filter: &ListFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage> {
+        let after = after.map(listing::parse_token).transpose()?;
         let read = self.0.inner.meta.read()?;
-        let mut rows = read.list(after.as_deref(), limit + 1, |row| {
+        let mut rows = read.list(after.as_deref(), limit.saturating_add(1), |row| {
             let name = row.name.as_deref().and_then(|n| n.parse().ok());
             filter.keeps(name.as_ref())
         })?;
-        let next = (rows.len() > limit).then(|| listing::token(&rows[limit - 1].0));
+        let next = (rows.len() > limit && limit > 0).then(|| listing::token(&rows[limit - 1].0));
         rows.truncate(limit);
         let images = rows.into_iter().map(|(_, row)| summary(row)).collect();
         Ok(ListPage { images, next })

@@ -107,8 +107,12 @@ impl Images<'_> {
             .chain(changes.put_referrers.iter().flat_map(|r| r.blobs.iter()))
             .cloned()
             .collect();
-        inner.blobs.publish(&ingested.staging, &needed)?;
-        let freed = inner.meta.apply(&changes)?;
+        let committed = inner
+            .blobs
+            .publish(&ingested.staging, &needed)
+            .and_then(|()| inner.meta.apply(&changes));
+        // Blobs published for a commit that failed are no one's: looked at once the pins go.
+        let freed = committed.inspect_err(|_| self.0.defer(needed.iter().cloned()))?;
         drop(guard);
         self.0.collect(&freed).await?;
         for (rec, names) in &images {

@@ -7,9 +7,9 @@
 //! Every metadata write and every collection holds the one commit mutex, so a collection never
 //! sees half a commit; loads, creates and saves pin the blobs they are about to commit or read.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 mod check;
 mod content;
@@ -49,9 +49,10 @@ struct Inner {
     meta: Meta,
     /// Serialises metadata writes and collection, so a collection never sees half a commit.
     commit: Mutex<()>,
-    /// A collection left unreferenced blobs because a load or save had them pinned; the next
-    /// load or save to finish collects again.
-    gc_deferred: AtomicBool,
+    /// Blobs a collection left because a load or save had them pinned (or a load published and
+    /// failed to commit): the next load or save to finish looks at them again. See
+    /// [`Store::defer`].
+    deferred: std::sync::Mutex<HashSet<Digest>>,
     /// Content writes in progress.
     writes: Arc<Writes>,
     /// When each lease expires, for the janitor.
@@ -74,7 +75,7 @@ impl Store {
                 blobs,
                 meta,
                 commit: Mutex::new(()),
-                gc_deferred: AtomicBool::new(false),
+                deferred: std::sync::Mutex::default(),
                 writes,
                 expiries,
             }),
@@ -122,13 +123,13 @@ impl Store {
             return Ok(Vec::new());
         }
         let _guard = self.inner.commit.lock().await;
-        let leased = self.inner.meta.leased()?;
         let meta = &self.inner.meta;
-        let candidates: Vec<Digest> = freed
-            .iter()
-            .filter(|d| !meta.is_referenced(d) && !leased.contains(d))
-            .cloned()
-            .collect();
+        let mut candidates = Vec::new();
+        for d in freed {
+            if !meta.is_referenced(d) && !meta.is_leased(d)? {
+                candidates.push(d.clone());
+            }
+        }
         self.delete_unpinned(&candidates)
     }
 
@@ -136,24 +137,34 @@ impl Store {
     /// next collection. The caller holds the commit lock.
     fn delete_unpinned(&self, candidates: &[Digest]) -> Result<Vec<Digest>> {
         let (removed, deferred) = self.inner.blobs.delete_unpinned(candidates)?;
-        if deferred > 0 {
-            self.inner.gc_deferred.store(true, Ordering::SeqCst);
-        }
         if !removed.is_empty() {
             tracing::info!(
                 count = removed.len(),
-                deferred,
+                deferred = deferred.len(),
                 "collected unreferenced blobs"
             );
         }
+        self.defer(deferred);
         Ok(removed)
     }
 
+    /// Blobs to look at again once the pins in flight are gone: pinned when a collection wanted
+    /// them, or published by a load whose commit then failed.
+    pub(crate) fn defer(&self, blobs: impl IntoIterator<Item = Digest>) {
+        self.deferred().extend(blobs);
+    }
+
+    fn deferred(&self) -> std::sync::MutexGuard<'_, HashSet<Digest>> {
+        self.inner
+            .deferred
+            .lock()
+            .expect("deferred blobs lock poisoned")
+    }
+
+    /// Collects the deferred blobs, each looked at as a change's freed blobs are.
     async fn collect_deferred(&self) -> Result<()> {
-        if self.inner.gc_deferred.swap(false, Ordering::SeqCst) {
-            self.gc().await?;
-        }
-        Ok(())
+        let blobs: Vec<Digest> = std::mem::take(&mut *self.deferred()).into_iter().collect();
+        self.collect(&blobs).await.map(drop)
     }
 }
 
