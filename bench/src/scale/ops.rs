@@ -1,0 +1,194 @@
+//! The operations measured at one store size: hyperctl's listings and single-image commands
+//! (each a process, as a user runs it), Referrers and Info as gRPC calls on one connection, and
+//! `check` once; with hyperd's peak RSS while listing, removing (and collecting) and checking.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use hyperd_proto::v1::content_service_client::ContentServiceClient;
+use hyperd_proto::v1::image_service_client::ImageServiceClient;
+use hyperd_proto::v1::{InfoRequest, ReferrersRequest};
+
+use super::tiny::Tiny;
+use crate::measure::{Daemon, Run, try_run};
+
+/// Every run of one operation, or why it failed (the first failure stops its runs).
+pub(crate) struct Timing {
+    pub(crate) name: String,
+    pub(crate) secs: Vec<f64>,
+    pub(crate) error: Option<String>,
+}
+
+/// The figures at one store size.
+pub(crate) struct AtSize {
+    pub(crate) timings: Vec<Timing>,
+    /// hyperd's and hyperctl's peak RSS (KiB) over the full listings.
+    pub(crate) list_hyperd_kib: u64,
+    pub(crate) list_ctl_kib: u64,
+    /// hyperd's peak RSS over removing an image and collecting its blobs.
+    pub(crate) gc_hyperd_kib: u64,
+    pub(crate) check: Result<f64, String>,
+    pub(crate) check_hyperd_kib: u64,
+}
+
+impl AtSize {
+    fn record(&mut self, name: &str, result: Result<f64, String>) {
+        let t = match self.timings.iter_mut().position(|t| t.name == name) {
+            Some(i) => &mut self.timings[i],
+            None => {
+                self.timings.push(Timing {
+                    name: name.to_owned(),
+                    secs: Vec::new(),
+                    error: None,
+                });
+                self.timings.last_mut().unwrap()
+            }
+        };
+        match result {
+            Ok(secs) => t.secs.push(secs),
+            Err(e) => {
+                t.error.get_or_insert(e);
+            }
+        }
+    }
+
+    pub(crate) fn timing(&self, name: &str) -> Option<&Timing> {
+        self.timings.iter().find(|t| t.name == name)
+    }
+}
+
+/// What the measurements run with.
+pub(crate) struct Ctx<'a> {
+    pub(crate) hyperctl: &'a Path,
+    pub(crate) daemon: &'a Daemon,
+    /// One 1-image archive per run, of an image no store holds: `extras[r]` holds image `extra_k(r)`.
+    pub(crate) extras: &'a [PathBuf],
+    /// Whether this hyperctl has docker's `--filter` and `--digests` for `images`.
+    pub(crate) filters: bool,
+}
+
+/// The image of `extras[r]`: past any store's images.
+pub(crate) fn extra_k(r: usize) -> usize {
+    1_000_000_000 + r
+}
+
+pub(crate) const LIST: &str = "`hyperctl images`";
+pub(crate) const LIST_Q: &str = "`hyperctl images -q`";
+pub(crate) const LIST_DIGESTS: &str = "`hyperctl images --digests`";
+pub(crate) const LIST_REF: &str = "`hyperctl images --filter reference=scale/imgK`";
+pub(crate) const LIST_DANGLING: &str = "`hyperctl images --filter dangling=true`";
+pub(crate) const INSPECT: &str = "`hyperctl inspect`";
+pub(crate) const TAG: &str = "`hyperctl tag`";
+pub(crate) const RMI_TAG: &str = "`hyperctl rmi` of a tag";
+pub(crate) const LOAD_ONE: &str = "`hyperctl load` of one image";
+pub(crate) const RMI_IMAGE: &str = "`hyperctl rmi` of an image (with its GC)";
+pub(crate) const REFERRERS: &str = "Referrers (gRPC call)";
+pub(crate) const INFO: &str = "Info of one blob (gRPC call)";
+
+impl Ctx<'_> {
+    fn ctl(&self, args: &[&str]) -> Result<Run, String> {
+        try_run(
+            Command::new(self.hyperctl)
+                .arg("--socket")
+                .arg(&self.daemon.socket)
+                .args(args),
+        )
+    }
+
+    /// `runs` runs of every operation in a store of `images` tiny images (`scale/img0:v1`…),
+    /// each run on another image, then `check` once.
+    pub(crate) async fn measure(&self, images: usize, runs: usize) -> AtSize {
+        let mut at = AtSize {
+            timings: Vec::new(),
+            list_hyperd_kib: 0,
+            list_ctl_kib: 0,
+            gc_hyperd_kib: 0,
+            check: Err("not run".into()),
+            check_hyperd_kib: 0,
+        };
+        let channel = hyperd_proto::connect(&self.daemon.socket).await.unwrap();
+        let mut images_api = ImageServiceClient::new(channel.clone());
+        let mut content_api = ContentServiceClient::new(channel);
+        for r in 0..runs {
+            eprintln!("  run {}/{runs}", r + 1);
+            // Spread over the store, so that no run finds the last one's pages cached.
+            let k = (r * 7919 + 13) % images;
+            self.listings(&mut at, k);
+            self.single_image(&mut at, k, r);
+            let tiny = Tiny::new(k);
+            let t = Instant::now();
+            let referrers = images_api
+                .referrers(ReferrersRequest {
+                    digest: tiny.manifest_digest(),
+                    artifact_type: String::new(),
+                })
+                .await;
+            at.record(REFERRERS, timed(t, referrers));
+            let t = Instant::now();
+            let info = content_api
+                .info(InfoRequest {
+                    digests: vec![tiny.config_digest()],
+                })
+                .await;
+            at.record(INFO, timed(t, info));
+        }
+        eprintln!("  check");
+        self.daemon.reset_peak();
+        at.check = self.ctl(&["check"]).map(|r| r.secs);
+        at.check_hyperd_kib = self.daemon.peak_rss_kib();
+        at
+    }
+
+    /// The full listings, with the peak RSS of both sides, and the filtered ones.
+    fn listings(&self, at: &mut AtSize, k: usize) {
+        self.daemon.reset_peak();
+        let full = self.ctl(&["images"]);
+        at.list_hyperd_kib = at.list_hyperd_kib.max(self.daemon.peak_rss_kib());
+        if let Ok(run) = &full {
+            at.list_ctl_kib = at.list_ctl_kib.max(run.max_rss_kib);
+        }
+        at.record(LIST, full.map(|r| r.secs));
+        at.record(LIST_Q, self.ctl(&["images", "-q"]).map(|r| r.secs));
+        if !self.filters {
+            return;
+        }
+        let reference = format!("reference=scale/img{k}");
+        for (name, args) in [
+            (LIST_DIGESTS, vec!["images", "--digests"]),
+            (LIST_REF, vec!["images", "--filter", &reference]),
+            (LIST_DANGLING, vec!["images", "--filter", "dangling=true"]),
+        ] {
+            at.record(name, self.ctl(&args).map(|r| r.secs));
+        }
+    }
+
+    /// inspect, tag, rmi of that tag, load of a new image and its removal, with its GC.
+    fn single_image(&self, at: &mut AtSize, k: usize, r: usize) {
+        let name = format!("scale/img{k}:v1");
+        let tag = format!("scale/tag{k}:r{r}");
+        at.record(INSPECT, self.ctl(&["inspect", &name]).map(|r| r.secs));
+        at.record(TAG, self.ctl(&["tag", &name, &tag]).map(|r| r.secs));
+        at.record(RMI_TAG, self.ctl(&["rmi", &tag]).map(|r| r.secs));
+        let extra = path_str(&self.extras[r]);
+        at.record(
+            LOAD_ONE,
+            self.ctl(&["load", "-q", "-i", extra]).map(|r| r.secs),
+        );
+        self.daemon.reset_peak();
+        let rmi = self.ctl(&["rmi", &Tiny::new(extra_k(r)).name]);
+        at.gc_hyperd_kib = at.gc_hyperd_kib.max(self.daemon.peak_rss_kib());
+        at.record(RMI_IMAGE, rmi.map(|r| r.secs));
+    }
+}
+
+fn timed<T>(start: Instant, result: Result<T, hyperd_proto::tonic::Status>) -> Result<f64, String> {
+    let secs = start.elapsed().as_secs_f64();
+    result
+        .map(|_| secs)
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+pub(crate) fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
