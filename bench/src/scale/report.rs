@@ -18,8 +18,12 @@ fn duration(secs: f64) -> String {
     }
 }
 
+/// Nothing read (0: the command failed) is "n/a".
 fn mib(kib: u64) -> String {
-    format!("{:.0} MiB", kib as f64 / 1024.0)
+    match kib {
+        0 => "n/a".into(),
+        k => format!("{:.0} MiB", k as f64 / 1024.0),
+    }
 }
 
 /// The failures the table's cells refer to, printed under it.
@@ -194,7 +198,10 @@ fn memory_rows(r: &Results, notes: &mut Notes) {
             "≤ 128 MiB",
         ),
     ] {
-        let times = format!("{:.1}×", big as f64 / small.max(1) as f64);
+        let times = match (small, big) {
+            (0, _) | (_, 0) => String::new(),
+            _ => format!("{:.1}×", big as f64 / small as f64),
+        };
         row(&[name, &mib(small), &mib(big), &times, target, ""]);
     }
 }
@@ -204,7 +211,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
