@@ -14,12 +14,12 @@ pub(crate) struct Run {
 }
 
 pub(crate) fn run(cmd: &mut Command) -> Run {
-    try_run(cmd).unwrap_or_else(|e| panic!("{e}"))
+    try_run(cmd).unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
 // The child is reaped by wait4, which std's Child does not offer and which alone reports its
 // peak RSS.
-/// Runs `cmd` to its end, stdout discarded; a failure is the command, its status and stderr.
+/// Runs `cmd` to its end, stdout discarded; a failure is its wait status and stderr.
 #[allow(clippy::zombie_processes)]
 pub(crate) fn try_run(cmd: &mut Command) -> Result<Run, String> {
     // A spawned child starts as a copy of this process, and Linux carries the old address space's
@@ -42,7 +42,7 @@ pub(crate) fn try_run(cmd: &mut Command) -> Result<Run, String> {
         let mut text = String::new();
         stderr.seek(std::io::SeekFrom::Start(0)).unwrap();
         stderr.read_to_string(&mut text).unwrap_or_default();
-        return Err(format!("{cmd:?} failed ({status}): {}", text.trim()));
+        return Err(format!("wait status {status}: {}", text.trim()));
     }
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Run {

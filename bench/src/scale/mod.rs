@@ -109,6 +109,7 @@ fn load(hyperctl: &Path, daemon: &Daemon, archive: &Path) -> Result<f64, String>
             .args(["load", "-q", "-i", path_str(archive)]),
     )
     .map(|r| r.secs)
+    .map_err(|e| format!("`hyperctl load` failed, {e}"))
 }
 
 /// What both stores' phases run with.

@@ -94,6 +94,7 @@ impl Ctx<'_> {
                 .arg(&self.daemon.socket)
                 .args(args),
         )
+        .map_err(|e| format!("`hyperctl {}` failed, {e}", args.join(" ")))
     }
 
     /// `runs` runs of every operation in a store of `images` tiny images (`scale/img0:v1`…),
