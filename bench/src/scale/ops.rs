@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyperd_proto::v1::content_service_client::ContentServiceClient;
 use hyperd_proto::v1::image_service_client::ImageServiceClient;
@@ -13,15 +13,22 @@ use hyperd_proto::v1::{InfoRequest, ReferrersRequest};
 use super::tiny::Tiny;
 use crate::measure::{Daemon, Run, try_run};
 
-/// Every run of one operation, or why it failed (the first failure stops its runs).
+/// Every run of one operation, or why it failed (the first failure ends its runs).
 pub(crate) struct Timing {
     pub(crate) name: String,
     pub(crate) secs: Vec<f64>,
     pub(crate) error: Option<String>,
 }
 
+/// Runs always made, and the time after which no further run starts: a slow store (today's at
+/// 100,000 images takes minutes a run) still finishes, while a fast one gets every `--runs` run.
+const MIN_RUNS: usize = 3;
+const BUDGET: Duration = Duration::from_secs(120);
+
 /// The figures at one store size.
 pub(crate) struct AtSize {
+    /// The runs made: `--runs`, or fewer past `BUDGET`.
+    pub(crate) runs: usize,
     pub(crate) timings: Vec<Timing>,
     /// hyperd's and hyperctl's peak RSS (KiB) over the full listings.
     pub(crate) list_hyperd_kib: u64,
@@ -97,10 +104,11 @@ impl Ctx<'_> {
         .map_err(|e| format!("`hyperctl {}` failed, {e}", args.join(" ")))
     }
 
-    /// `runs` runs of every operation in a store of `images` tiny images (`scale/img0:v1`…),
-    /// each run on another image, then `check` once.
+    /// `runs` runs (fewer when slow) of every operation in a store of `images` tiny images
+    /// (`scale/img0:v1`…), each run on another image, then `check` once.
     pub(crate) async fn measure(&self, images: usize, runs: usize) -> AtSize {
         let mut at = AtSize {
+            runs: 0,
             timings: Vec::new(),
             list_hyperd_kib: 0,
             list_ctl_kib: 0,
@@ -111,7 +119,13 @@ impl Ctx<'_> {
         let channel = hyperd_proto::connect(&self.daemon.socket).await.unwrap();
         let mut images_api = ImageServiceClient::new(channel.clone());
         let mut content_api = ContentServiceClient::new(channel);
+        let start = Instant::now();
         for r in 0..runs {
+            if r >= MIN_RUNS && start.elapsed() > BUDGET {
+                eprintln!("  stopping after {r} runs, {BUDGET:?} spent");
+                break;
+            }
+            at.runs = r + 1;
             eprintln!("  run {}/{runs}", r + 1);
             // Spread over the store, so that no run finds the last one's pages cached.
             let k = (r * 7919 + 13) % images;
@@ -141,45 +155,47 @@ impl Ctx<'_> {
         at
     }
 
+    /// Runs hyperctl with `args` as a run of operation `name`, unless an earlier run of it
+    /// failed (a repeat would only fail again, slowly when the store is big).
+    fn attempt(&self, at: &mut AtSize, name: &str, args: &[&str]) -> Option<Run> {
+        if at.timing(name).is_some_and(|t| t.error.is_some()) {
+            return None;
+        }
+        let result = self.ctl(args);
+        at.record(name, result.as_ref().map(|r| r.secs).map_err(Clone::clone));
+        result.ok()
+    }
+
     /// The full listings, with the peak RSS of both sides, and the filtered ones.
     fn listings(&self, at: &mut AtSize, k: usize) {
         self.daemon.reset_peak();
-        let full = self.ctl(&["images"]);
+        let full = self.attempt(at, LIST, &["images"]);
         at.list_hyperd_kib = at.list_hyperd_kib.max(self.daemon.peak_rss_kib());
-        if let Ok(run) = &full {
+        if let Some(run) = full {
             at.list_ctl_kib = at.list_ctl_kib.max(run.max_rss_kib);
         }
-        at.record(LIST, full.map(|r| r.secs));
-        at.record(LIST_Q, self.ctl(&["images", "-q"]).map(|r| r.secs));
+        self.attempt(at, LIST_Q, &["images", "-q"]);
         if !self.filters {
             return;
         }
         let reference = format!("reference=scale/img{k}");
-        for (name, args) in [
-            (LIST_DIGESTS, vec!["images", "--digests"]),
-            (LIST_REF, vec!["images", "--filter", &reference]),
-            (LIST_DANGLING, vec!["images", "--filter", "dangling=true"]),
-        ] {
-            at.record(name, self.ctl(&args).map(|r| r.secs));
-        }
+        self.attempt(at, LIST_DIGESTS, &["images", "--digests"]);
+        self.attempt(at, LIST_REF, &["images", "--filter", &reference]);
+        self.attempt(at, LIST_DANGLING, &["images", "--filter", "dangling=true"]);
     }
 
     /// inspect, tag, rmi of that tag, load of a new image and its removal, with its GC.
     fn single_image(&self, at: &mut AtSize, k: usize, r: usize) {
         let name = format!("scale/img{k}:v1");
         let tag = format!("scale/tag{k}:r{r}");
-        at.record(INSPECT, self.ctl(&["inspect", &name]).map(|r| r.secs));
-        at.record(TAG, self.ctl(&["tag", &name, &tag]).map(|r| r.secs));
-        at.record(RMI_TAG, self.ctl(&["rmi", &tag]).map(|r| r.secs));
+        self.attempt(at, INSPECT, &["inspect", &name]);
+        self.attempt(at, TAG, &["tag", &name, &tag]);
+        self.attempt(at, RMI_TAG, &["rmi", &tag]);
         let extra = path_str(&self.extras[r]);
-        at.record(
-            LOAD_ONE,
-            self.ctl(&["load", "-q", "-i", extra]).map(|r| r.secs),
-        );
+        self.attempt(at, LOAD_ONE, &["load", "-q", "-i", extra]);
         self.daemon.reset_peak();
-        let rmi = self.ctl(&["rmi", &Tiny::new(extra_k(r)).name]);
+        self.attempt(at, RMI_IMAGE, &["rmi", &Tiny::new(extra_k(r)).name]);
         at.gc_hyperd_kib = at.gc_hyperd_kib.max(self.daemon.peak_rss_kib());
-        at.record(RMI_IMAGE, rmi.map(|r| r.secs));
     }
 }
 

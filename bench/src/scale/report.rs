@@ -252,9 +252,12 @@ pub(crate) fn print(r: &Results) {
     let big = thousands(r.scale_images);
     println!("\n### {big} images ({})\n", machine());
     println!(
-        "Medians of {} runs. The big store was filled by {} archives of {}; each image is a \
+        "Medians of {} runs at 1,000 images and {} at {big} (of --runs {}, at least 3; no run \
+         starts after 2 minutes). The big store was filled by {} archives of {}; each image is a \
          distinct config and manifest over one shared 5-byte layer. hyperctl commands are timed \
          as whole processes; Referrers and Info as single calls on an open connection.\n",
+        r.small.runs,
+        r.big.runs,
         r.runs,
         r.batch_loads.len(),
         thousands(r.batch)
