@@ -3,10 +3,12 @@
 //! store) get the same operations, whose medians are printed side by side with their ratio, and
 //! beside a private containerd's import and listing of the same archives where it is installed.
 //! hyperd's peak RSS (VmHWM) is read after loading and during listing, collecting and checking.
+//! The images are `integration::scale`'s tiny images, named `scale/imgK:v1` here.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use integration::scale::tiny_images_layout;
 use integration::tools::Containerd;
 
 use crate::measure::{Daemon, try_run};
@@ -14,9 +16,8 @@ use crate::measure::{Daemon, try_run};
 mod ctr;
 mod ops;
 mod report;
-mod tiny;
 
-use ops::{AtSize, Ctx, extra_k, path_str};
+use ops::{AtSize, Ctx, path_str};
 
 /// The images of the small store, the yardstick of every ratio.
 const SMALL: usize = 1000;
@@ -38,7 +39,12 @@ pub(crate) struct Scale {
 struct Archives {
     small: PathBuf,
     batches: Vec<PathBuf>,
-    extras: Vec<PathBuf>,
+    extras: Vec<(PathBuf, String)>,
+}
+
+/// Image `k`'s name in every archive.
+fn tiny_name(k: usize) -> String {
+    format!("scale/img{k}:v1")
 }
 
 async fn write_archives(s: &Scale, work: &Path) -> Archives {
@@ -46,24 +52,28 @@ async fn write_archives(s: &Scale, work: &Path) -> Archives {
         "scale: writing archives of tiny images: {SMALL}, and {} in batches of {}",
         s.images, s.batch
     );
-    let small = work.join("small.tar");
-    tiny::write_archive(&small, 0..SMALL).await;
-    let mut batches = Vec::new();
-    for (i, first) in (0..s.images).step_by(s.batch).enumerate() {
-        let path = work.join(format!("batch-{i:03}.tar"));
-        tiny::write_archive(&path, first..(first + s.batch).min(s.images)).await;
-        batches.push(path);
+    // A directory each, as an archive's file is named by its range only.
+    let dirs = ["small", "batches", "extras"].map(|d| work.join(d));
+    for dir in &dirs {
+        std::fs::create_dir(dir).unwrap();
     }
-    let mut extras = Vec::new();
-    for r in 0..s.runs {
-        let path = work.join(format!("extra-{r}.tar"));
-        tiny::write_archive(&path, extra_k(r)..extra_k(r) + 1).await;
-        extras.push(path);
+    let [small, batches, extras] = &dirs;
+    let small = tiny_images_layout(small, 0..SMALL, tiny_name).await;
+    let mut batch_paths = Vec::new();
+    for first in (0..s.images).step_by(s.batch) {
+        let range = first..(first + s.batch).min(s.images);
+        batch_paths.push(tiny_images_layout(batches, range, tiny_name).await);
+    }
+    let mut extra_paths = Vec::new();
+    // Past the big store's images, and so the small one's.
+    for k in s.images..s.images + s.runs {
+        let path = tiny_images_layout(extras, k..k + 1, tiny_name).await;
+        extra_paths.push((path, tiny_name(k)));
     }
     Archives {
         small,
-        batches,
-        extras,
+        batches: batch_paths,
+        extras: extra_paths,
     }
 }
 

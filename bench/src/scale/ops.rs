@@ -10,7 +10,10 @@ use hyperd_proto::v1::content_service_client::ContentServiceClient;
 use hyperd_proto::v1::image_service_client::ImageServiceClient;
 use hyperd_proto::v1::{InfoRequest, ReferrersRequest};
 
-use super::tiny::Tiny;
+use integration::fixtures::sha;
+use integration::scale::tiny_image;
+
+use super::tiny_name;
 use crate::measure::{Daemon, Run, try_run};
 
 /// Every run of one operation, or why it failed (the first failure ends its runs).
@@ -69,15 +72,10 @@ impl AtSize {
 pub(crate) struct Ctx<'a> {
     pub(crate) hyperctl: &'a Path,
     pub(crate) daemon: &'a Daemon,
-    /// One 1-image archive per run, of an image no store holds: `extras[r]` holds image `extra_k(r)`.
-    pub(crate) extras: &'a [PathBuf],
+    /// One 1-image archive per run, of an image no store holds, and that image's name.
+    pub(crate) extras: &'a [(PathBuf, String)],
     /// Whether this hyperctl has docker's `--filter` and `--digests` for `images`.
     pub(crate) filters: bool,
-}
-
-/// The image of `extras[r]`: past any store's images.
-pub(crate) fn extra_k(r: usize) -> usize {
-    1_000_000_000 + r
 }
 
 pub(crate) const LIST: &str = "`hyperctl images`";
@@ -131,11 +129,11 @@ impl Ctx<'_> {
             let k = (r * 7919 + 13) % images;
             self.listings(&mut at, k);
             self.single_image(&mut at, k, r);
-            let tiny = Tiny::new(k);
+            let (config, manifest) = tiny_image(k);
             let t = Instant::now();
             let referrers = images_api
                 .referrers(ReferrersRequest {
-                    digest: tiny.manifest_digest(),
+                    digest: sha(&manifest),
                     artifact_type: String::new(),
                 })
                 .await;
@@ -143,7 +141,7 @@ impl Ctx<'_> {
             let t = Instant::now();
             let info = content_api
                 .info(InfoRequest {
-                    digests: vec![tiny.config_digest()],
+                    digests: vec![sha(&config)],
                 })
                 .await;
             at.record(INFO, timed(t, info));
@@ -186,15 +184,15 @@ impl Ctx<'_> {
 
     /// inspect, tag, rmi of that tag, load of a new image and its removal, with its GC.
     fn single_image(&self, at: &mut AtSize, k: usize, r: usize) {
-        let name = format!("scale/img{k}:v1");
+        let name = tiny_name(k);
         let tag = format!("scale/tag{k}:r{r}");
         self.attempt(at, INSPECT, &["inspect", &name]);
         self.attempt(at, TAG, &["tag", &name, &tag]);
         self.attempt(at, RMI_TAG, &["rmi", &tag]);
-        let extra = path_str(&self.extras[r]);
-        self.attempt(at, LOAD_ONE, &["load", "-q", "-i", extra]);
+        let (extra, extra_name) = &self.extras[r];
+        self.attempt(at, LOAD_ONE, &["load", "-q", "-i", path_str(extra)]);
         self.daemon.reset_peak();
-        self.attempt(at, RMI_IMAGE, &["rmi", &Tiny::new(extra_k(r)).name]);
+        self.attempt(at, RMI_IMAGE, &["rmi", extra_name]);
         at.gc_hyperd_kib = at.gc_hyperd_kib.max(self.daemon.peak_rss_kib());
     }
 }
