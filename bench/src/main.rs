@@ -120,6 +120,15 @@ fn megabytes(path: &Path) -> f64 {
     std::fs::metadata(path).unwrap().len() as f64 / 1e6
 }
 
+fn scale_of(args: &Args) -> scale::Scale {
+    scale::Scale {
+        images: args.scale_images,
+        batch: args.scale_batch,
+        runs: args.runs.unwrap_or(15),
+        containerd_ls: args.scale_containerd_ls,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -134,14 +143,7 @@ async fn main() {
         .unwrap();
     let w = work.path();
     if args.scale {
-        let scale = scale::Scale {
-            images: args.scale_images,
-            batch: args.scale_batch,
-            runs: args.runs.unwrap_or(15),
-            containerd_ls: args.scale_containerd_ls,
-        };
-        scale::bench(&bin_dir, w, scale).await;
-        return;
+        return scale::bench(&bin_dir, w, scale_of(&args)).await;
     }
     let runs = args.runs.unwrap_or(3);
     let has_skopeo = Command::new("skopeo")

@@ -255,7 +255,9 @@ pub(crate) fn print(r: &Results) {
         "Medians of {} runs at 1,000 images and {} at {big} (of --runs {}, at least 3; no run \
          starts after 2 minutes). The big store was filled by {} archives of {}; each image is a \
          distinct config and manifest over one shared 5-byte layer. hyperctl commands are timed \
-         as whole processes; Referrers and Info as single calls on an open connection.\n",
+         as whole processes; Referrers and Info as single calls on an open connection. A peak \
+         RSS is hyperd's highest resident size from the operation's start (VmHWM reset then), so \
+         it is at least what hyperd held before it.\n",
         r.small.runs,
         r.big.runs,
         r.runs,
