@@ -6,7 +6,7 @@
 //! speed-ups over the first load: from the file, from a pipe, from a pipe sending every byte, and
 //! an image that adds one 1 MiB layer to the stored one (`reload.rs`). Then pulls and pushes
 //! through a registry on loopback (`registry.rs`; `--registry-only` measures those alone).
-//! Medians of `--runs` runs.
+//! Medians of `--runs` runs. `--scale` measures a store of many tiny images instead (`scale/`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,6 +20,7 @@ mod local;
 mod measure;
 mod registry;
 mod reload;
+mod scale;
 
 use archive::{make_layer, write_archive};
 use cases::{Inputs, Samples};
@@ -30,9 +31,9 @@ use reload::Reloads;
 /// and skopeo where installed.
 #[derive(Parser)]
 struct Args {
-    /// Runs of each case; the figures are their medians.
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
+    /// Runs of each case; the figures are their medians [default: 3, 15 with --scale]
+    #[arg(long)]
+    runs: Option<usize>,
     /// Layers of the big image.
     #[arg(long, default_value_t = 4)]
     layers: usize,
@@ -51,6 +52,18 @@ struct Args {
     /// Measure only pulls and pushes through a registry on loopback.
     #[arg(long)]
     registry_only: bool,
+    /// Measure a store of many tiny images against one of 1,000 instead (issue 24).
+    #[arg(long)]
+    scale: bool,
+    /// With --scale: images in the big store.
+    #[arg(long, default_value_t = 100_000)]
+    scale_images: usize,
+    /// With --scale: images per archive loaded into the big store.
+    #[arg(long, default_value_t = 5_000)]
+    scale_batch: usize,
+    /// With --scale: also import 10,000 images into containerd and time `ctr images ls` (minutes).
+    #[arg(long)]
+    scale_containerd_ls: bool,
 }
 
 /// The uncompressed layer files of the big image: `layers` of `layer_mib` MiB each.
@@ -107,6 +120,15 @@ fn megabytes(path: &Path) -> f64 {
     std::fs::metadata(path).unwrap().len() as f64 / 1e6
 }
 
+fn scale_of(args: &Args) -> scale::Scale {
+    scale::Scale {
+        images: args.scale_images,
+        batch: args.scale_batch,
+        runs: args.runs.unwrap_or(15),
+        containerd_ls: args.scale_containerd_ls,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -120,6 +142,10 @@ async fn main() {
         .tempdir_in(&args.dir)
         .unwrap();
     let w = work.path();
+    if args.scale {
+        return scale::bench(&bin_dir, w, scale_of(&args)).await;
+    }
+    let runs = args.runs.unwrap_or(3);
     let has_skopeo = Command::new("skopeo")
         .arg("--version")
         .stdout(Stdio::null())
@@ -139,7 +165,7 @@ async fn main() {
         for (p, _, _) in &layers {
             std::fs::remove_file(p).unwrap();
         }
-        registry::bench(&bin_dir, &big, args.runs, w, has_skopeo);
+        registry::bench(&bin_dir, &big, runs, w, has_skopeo);
         return;
     }
     let next = next_archive(w, &layers).await;
@@ -156,8 +182,8 @@ async fn main() {
     let mut samples = Samples::default();
     let mut reloads = Reloads::default();
     let mut locals = local::Locals::default();
-    for r in 0..args.runs {
-        eprintln!("run {}/{}", r + 1, args.runs);
+    for r in 0..runs {
+        eprintln!("run {}/{runs}", r + 1);
         samples.measure(&bin_dir, &daemon, &inputs, w, &mut reloads);
         locals.measure(&bin_dir.join("hyperctl"), &daemon, &inputs.big, w);
         if has_skopeo {
@@ -165,12 +191,12 @@ async fn main() {
         }
     }
     println!(
-        "\nmedians of {} runs; image {} x {} MiB incompressible layers\n",
-        args.runs, args.layers, args.layer_mib
+        "\nmedians of {runs} runs; image {} x {} MiB incompressible layers\n",
+        args.layers, args.layer_mib
     );
     let first_secs = median(samples.first_secs.clone());
     cases::print(&samples.cases(&inputs, args.small_files, has_skopeo));
     reloads.print(first_secs);
     locals.print(w);
-    registry::bench(&bin_dir, &inputs.big, args.runs, w, has_skopeo);
+    registry::bench(&bin_dir, &inputs.big, runs, w, has_skopeo);
 }

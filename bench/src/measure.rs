@@ -1,5 +1,6 @@
 //! Measuring: a child's wall time and peak RSS, the daemon's peak RSS, medians.
 
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -12,16 +13,24 @@ pub(crate) struct Run {
     pub(crate) cpu_secs: f64,
 }
 
+pub(crate) fn run(cmd: &mut Command) -> Run {
+    try_run(cmd).unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
 // The child is reaped by wait4, which std's Child does not offer and which alone reports its
 // peak RSS.
+/// Runs `cmd` to its end, stdout discarded; a failure is its wait status and stderr.
 #[allow(clippy::zombie_processes)]
-pub(crate) fn run(cmd: &mut Command) -> Run {
+pub(crate) fn try_run(cmd: &mut Command) -> Result<Run, String> {
     // A spawned child starts as a copy of this process, and Linux carries the old address space's
     // peak RSS into the child's ru_maxrss across exec: forget ours (the layers built earlier) first.
     std::fs::write("/proc/self/clear_refs", "5").expect("resetting own VmHWM");
+    // A file, not a pipe: a child writing much to a pipe nobody reads would block.
+    let mut stderr = tempfile::tempfile().expect("a file for stderr");
     let start = Instant::now();
     let child = cmd
         .stdout(Stdio::null())
+        .stderr(stderr.try_clone().unwrap())
         .spawn()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     let mut status = 0;
@@ -29,16 +38,18 @@ pub(crate) fn run(cmd: &mut Command) -> Run {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let secs = start.elapsed().as_secs_f64();
-    assert!(
-        pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed ({status})"
-    );
+    if !(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let mut text = String::new();
+        stderr.seek(std::io::SeekFrom::Start(0)).unwrap();
+        stderr.read_to_string(&mut text).unwrap_or_default();
+        return Err(format!("wait status {status}: {}", text.trim()));
+    }
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Run {
+    Ok(Run {
         secs,
         max_rss_kib: usage.ru_maxrss as u64,
         cpu_secs: cpu(usage.ru_utime) + cpu(usage.ru_stime),
-    }
+    })
 }
 
 pub(crate) fn sync() {
