@@ -21,6 +21,8 @@ use super::{BlobEvent, BlobState, Credential, Event, Events, PARALLEL_BLOBS, by_
 
 /// Repositories a blob is offered for mounting from, at most.
 const MOUNT_TRIES: usize = 3;
+/// Names of other repositories a push looks at for blobs to mount.
+const MOUNT_NAMES: usize = 256;
 
 pub(crate) struct Pushed {
     pub(crate) name: ImageName,
@@ -154,13 +156,13 @@ async fn send_documents(remote: &Remote, top: &Reference, documents: &[Fetched])
 
 /// For each blob, the other repositories of the target's registry that stored images are
 /// named in and hold it: where the registry most likely has it already (pulled from or pushed
-/// there), so a mount can replace the upload.
+/// there), so a mount can replace the upload. The first [`MOUNT_NAMES`] such names in name order
+/// are looked at, so that a push costs the same in a store of any size.
 async fn mount_sources(store: &Store, target: &Reference) -> Result<HashMap<Digest, Vec<String>>> {
     let mut sources: HashMap<Digest, Vec<String>> = HashMap::new();
-    for (name, digest) in store.images().named_in(target.registry())? {
-        if name.registry() != target.registry() || name.repository() == target.repository() {
-            continue;
-        }
+    let images = store.images();
+    let others = images.named_in(target.registry(), target.repository(), MOUNT_NAMES)?;
+    for (name, digest) in others {
         let blobs = match store.images().blobs_of(&digest) {
             Ok(blobs) => blobs,
             // Removed since the listing (an unrelated `rmi`): it offers nothing to mount.

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use redb::{ReadTransaction, ReadableDatabase};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::index::{
     IMAGE_IDS, IMAGE_MANIFESTS, IMAGE_NAMES, LISTING, ListRow, digest_after_slash, range_of,
@@ -96,6 +96,15 @@ impl View for Reader {
         row.map(|v| parse(v.value(), "referrer")).transpose()
     }
 
+    fn all_subjects(&self) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for row in self.0.open_table(REFERRERS)?.iter()? {
+            let rec: ReferrerRecord = parse(row?.1.value(), "referrer")?;
+            out.push(rec.subject);
+        }
+        Ok(out)
+    }
+
     fn referrers_of(&self, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
         let mut out = Vec::new();
         let (from, to) = range_of(&subject.hex());
@@ -121,14 +130,24 @@ impl Reader {
         Ok(!self.holding(subject)?.is_empty() || self.referrer(subject)?.is_some())
     }
 
-    /// The names under `registry` (`docker.io`, `127.0.0.1:5000`) with the images they point
-    /// at: one range of the tags.
-    pub(crate) fn names_in(&self, registry: &str) -> Result<Vec<(String, Digest)>> {
+    /// Up to `limit` names under `registry` (`docker.io`, `127.0.0.1:5000`) for which `keep`
+    /// holds, in name order, with the images they point at: one range of the tags.
+    pub(crate) fn names_in(
+        &self,
+        registry: &str,
+        limit: usize,
+        mut keep: impl FnMut(&str) -> bool,
+    ) -> Result<Vec<(String, Digest)>> {
         let (from, to) = range_of(registry);
         let mut out = Vec::new();
         for row in self.0.open_table(TAGS)?.range(from.as_str()..to.as_str())? {
+            if out.len() == limit {
+                break;
+            }
             let (name, digest) = row?;
-            out.push((name.value().to_owned(), digest.value().parse()?));
+            if keep(name.value()) {
+                out.push((name.value().to_owned(), digest.value().parse()?));
+            }
         }
         Ok(out)
     }

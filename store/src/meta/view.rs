@@ -31,6 +31,9 @@ pub(crate) trait View {
     /// The referrers whose subject is `subject`.
     fn referrers_of(&self, subject: &Digest) -> Result<Vec<ReferrerRecord>>;
 
+    /// The subject of every referrer: a scan of all of them, for repairing damage only.
+    fn all_subjects(&self) -> Result<Vec<Digest>>;
+
     /// The record of the image `digest`, which a tag or lookup named. Its absence means the
     /// database is damaged (`hyperctl check` reports it), never a panic.
     fn record(&self, digest: &Digest) -> Result<ImageRecord> {
@@ -78,6 +81,10 @@ impl View for Snapshot {
 
     fn referrer(&self, digest: &Digest) -> Result<Option<ReferrerRecord>> {
         Ok(self.referrers.get(digest).cloned())
+    }
+
+    fn all_subjects(&self) -> Result<Vec<Digest>> {
+        Ok(self.referrers.values().map(|r| r.subject.clone()).collect())
     }
 
     fn referrers_of(&self, subject: &Digest) -> Result<Vec<ReferrerRecord>> {

@@ -114,7 +114,13 @@ pub(crate) fn plan_remove(
             // whose record is missing (and the referrers of that record with it).
             let still_named = view.names_of(&digest)?.iter().any(|t| *t != name);
             if still_named || view.image(&digest)?.is_none() {
-                let also = if still_named { vec![] } else { vec![digest] };
+                // A tag whose record is gone: the referrers of what that record held are found
+                // among all whose subject nothing holds (damage only, so the scan is rare).
+                let also = if still_named {
+                    vec![]
+                } else {
+                    view.all_subjects()?
+                };
                 let gone = settle(view, &mut changes, &also)?;
                 removed.extend(gone.into_iter().map(Removed::Referrer));
                 return Ok((changes, removed));

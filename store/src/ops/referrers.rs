@@ -11,12 +11,13 @@
 //! a referrer the same way (`Store::create_referrer` is that path alone, for registry pulls); names
 //! are then INVALID_ARGUMENT.
 //!
-//! Collection. `plan_remove` and `plan_load` end with `settle`: over the records as they will stand
-//! after the change, every referrer not reached from a stored image's manifests through subjects is
-//! deleted in the same transaction (`rmi` prints each as `Deleted referrer:`). A referrer is a root
-//! for its own blobs only, never for its subject, so it cannot keep a deleted image alive.
-//! `hyperctl check` reports a referrer whose subject is gone (only damage makes one), and the next
-//! change to the store, such as `rmi` of the tag left pointing nowhere, deletes it.
+//! Collection. `plan_remove` and `plan_load` end with `settle`: every referrer whose chain of
+//! subjects the change leaves reaching no stored image is deleted in the same transaction (`rmi`
+//! prints each as `Deleted referrer:`). Only the subjects the change can orphan are looked at:
+//! the manifests of the images it deletes and, in turn, the referrers it deletes. A referrer is a
+//! root for its own blobs only, never for its subject, so it cannot keep a deleted image alive.
+//! `hyperctl check` reports a referrer whose subject is gone (only damage makes one); `rmi` of a
+//! tag left pointing nowhere deletes it, with every other referrer nothing holds.
 
 use std::collections::{HashMap, HashSet};
 

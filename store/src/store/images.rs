@@ -184,10 +184,20 @@ impl Images<'_> {
         }
     }
 
-    /// The names under `registry` (`docker.io`, `ghcr.io`) and the top-level digests they point
-    /// at, in name order: one range of keys, however many images other registries have.
-    pub fn named_in(self, registry: &str) -> Result<Vec<(ImageName, Digest)>> {
-        let names = self.0.inner.meta.read()?.names_in(registry)?;
+    /// Up to `limit` names under `registry` (`docker.io`, `ghcr.io`) outside the repository
+    /// `except` (`library/busybox`), in name order, with the top-level digests they point at: one
+    /// range of keys, however many images the store has.
+    pub fn named_in(
+        self,
+        registry: &str,
+        except: &str,
+        limit: usize,
+    ) -> Result<Vec<(ImageName, Digest)>> {
+        let read = self.0.inner.meta.read()?;
+        let names = read.names_in(registry, limit, |full| {
+            let name: std::result::Result<ImageName, _> = full.parse();
+            name.is_ok_and(|n| n.registry() == registry && n.repository() != except)
+        })?;
         Ok(names
             .into_iter()
             .filter_map(|(n, d)| Some((n.parse().ok()?, d)))
