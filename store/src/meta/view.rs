@@ -1,6 +1,6 @@
 //! [`View`]: the keyed questions the plans in `ops/` ask of the metadata. The database answers
-//! them from its indexes in one read transaction (`read.rs`); a [`Snapshot`] answers them from
-//! memory, for the plans' own tests and for `check`, which reads everything anyway.
+//! them from its indexes in one read transaction (`read.rs`); in the tests a `Snapshot` answers
+//! them from memory.
 
 use crate::digest::Digest;
 use crate::error::Result;
@@ -8,7 +8,9 @@ use crate::image::ImageRecord;
 use crate::reference::ImageName;
 use crate::referrer::ReferrerRecord;
 
-use super::{Snapshot, no_record};
+#[cfg(test)]
+use super::Snapshot;
+use super::no_record;
 
 /// How many images an ambiguous ID prefix names at most, for the message that lists them.
 pub(crate) const AMBIGUOUS_SHOWN: usize = 10;
@@ -41,6 +43,7 @@ pub(crate) trait View {
     }
 }
 
+#[cfg(test)]
 impl View for Snapshot {
     fn tag(&self, name: &str) -> Result<Option<Digest>> {
         Ok(self.tags.get(name).cloned())

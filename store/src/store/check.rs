@@ -48,53 +48,18 @@ impl Store {
     }
 
     /// What is wrong with the records (a tag without its image, a record without its blobs, a
-    /// referrer without its subject), and every blob a record references.
+    /// referrer without its subject, indexes out of step), and every blob a record references.
     fn check_records(&self) -> Result<(Vec<String>, HashSet<Digest>)> {
-        let snap = self.inner.meta.snapshot()?;
+        let meta = &self.inner.meta;
         let mut problems = Vec::new();
-        if !self.inner.meta.indexes_agree()? {
+        if !meta.indexes_agree()? {
             problems.push(
                 "the metadata indexes disagree with the records (did another build of hyperd \
                  change this store?); restarting hyperd rebuilds them"
                     .to_owned(),
             );
         }
-        for (tag, digest) in &snap.tags {
-            if !snap.images.contains_key(digest) {
-                problems.push(format!("tag {tag} points at missing image {digest}"));
-            }
-        }
-        let images = snap.images.values().flat_map(|r| &r.blobs);
-        let keep: HashSet<Digest> = images
-            .chain(snap.referrers.values().flat_map(|r| &r.blobs))
-            .cloned()
-            .collect();
-        for rec in snap.images.values() {
-            for b in &rec.blobs {
-                if !self.inner.blobs.exists(b) {
-                    problems.push(format!("image {} lacks blob {b}", rec.digest));
-                }
-            }
-        }
-        let subjects: HashSet<&Digest> = snap
-            .images
-            .values()
-            .flat_map(|r| r.subjects())
-            .chain(snap.referrers.keys())
-            .collect();
-        for rec in snap.referrers.values() {
-            if !subjects.contains(&rec.subject) {
-                problems.push(format!(
-                    "referrer {} describes {}, which is no longer stored",
-                    rec.digest, rec.subject
-                ));
-            }
-            for b in &rec.blobs {
-                if !self.inner.blobs.exists(b) {
-                    problems.push(format!("referrer {} lacks blob {b}", rec.digest));
-                }
-            }
-        }
-        Ok((problems, keep))
+        problems.extend(meta.audit(|b| self.inner.blobs.exists(b))?);
+        Ok((problems, meta.referenced_blobs()))
     }
 }
