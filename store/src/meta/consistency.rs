@@ -8,7 +8,6 @@ use redb::ReadableDatabase;
 use super::index::ListRow;
 use super::tests::{d, open};
 use super::{Changes, ImageRecord, Meta, View};
-use crate::listing::row_key;
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -76,18 +75,7 @@ fn listing_from_records(meta: &Meta) -> Vec<(Vec<u8>, ListRow)> {
             n if n.is_empty() => vec![None],
             n => n.into_iter().map(|n| Some(n.full())).collect(),
         };
-        for name in names {
-            let key = row_key(rec.created.as_deref(), name.as_deref(), &rec.digest);
-            let row = ListRow {
-                name,
-                id: rec.id.clone(),
-                digest: rec.digest.clone(),
-                created: rec.created.clone(),
-                size: rec.total_size,
-                platforms: rec.platforms.clone(),
-            };
-            rows.push((key, row));
-        }
+        rows.extend(names.into_iter().map(|name| ListRow::keyed(rec, name)));
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     rows

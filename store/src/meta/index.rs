@@ -48,6 +48,20 @@ pub(crate) struct ListRow {
 }
 
 impl ListRow {
+    /// The row of `rec` under `name` (a full name; `None`: untagged), with its key.
+    pub(super) fn keyed(rec: &ImageRecord, name: Option<String>) -> (Vec<u8>, Self) {
+        let key = row_key(rec.created.as_deref(), name.as_deref(), &rec.digest);
+        let row = ListRow {
+            name,
+            id: rec.id.clone(),
+            digest: rec.digest.clone(),
+            created: rec.created.clone(),
+            size: rec.total_size,
+            platforms: rec.platforms.clone(),
+        };
+        (key, row)
+    }
+
     pub(super) fn parse(bytes: &[u8]) -> Result<Self> {
         parse(bytes, "listing row")
     }
@@ -235,18 +249,7 @@ fn rows_of(tx: &WriteTransaction, digest: &Digest) -> Result<Vec<(Vec<u8>, ListR
     }
     Ok(names
         .into_iter()
-        .map(|name| {
-            let key = row_key(rec.created.as_deref(), name.as_deref(), &rec.digest);
-            let row = ListRow {
-                name,
-                id: rec.id.clone(),
-                digest: rec.digest.clone(),
-                created: rec.created.clone(),
-                size: rec.total_size,
-                platforms: rec.platforms.clone(),
-            };
-            (key, row)
-        })
+        .map(|name| ListRow::keyed(&rec, name))
         .collect())
 }
 
