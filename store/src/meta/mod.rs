@@ -14,8 +14,8 @@
 //! commits updates the in-memory count of records listing each blob (the roots the records make)
 //! and returns the blobs whose count reached zero: all a collection after that change looks at.
 //! Callers hold the store's commit lock, so what a plan read is still true when its change
-//! commits. Nothing but `check` reads every record; [`Snapshot`] (all of them in memory) is for
-//! it and for the plans' tests.
+//! commits. Only start-up (counting each blob's records, checking the indexes) and `check`
+//! (`audit.rs`, record by record) read every record.
 //!
 //! What the Referrers RPC reads (`referrers_of`, through `read.rs`), in one read transaction:
 //! whether the subject is stored at all, to tell an absent subject (NOT_FOUND) from one without
