@@ -157,7 +157,7 @@ fn indexes_a_build_without_them_left_behind_are_rebuilt_at_open() {
         .insert(name(1).as_str(), d(1).to_string().as_str())
         .unwrap();
     tx.commit().unwrap();
-    assert!(!super::index::agree_read(&db.begin_read().unwrap()).unwrap());
+    assert!(!super::index::agree(&db.begin_read().unwrap()).unwrap());
     drop(db);
 
     let meta = Meta::open(&path).unwrap();

@@ -14,7 +14,10 @@
 
 use std::collections::BTreeSet;
 
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{IMAGES, TAGS, parse, parse_image};
@@ -78,84 +81,57 @@ pub(super) fn digest_after_slash(key: &str) -> Result<Digest> {
     Digest::from_hex(hex).map_err(|e| Error::Database(format!("corrupt index key {key:?}: {e}")))
 }
 
-/// Creates the index tables, and builds them anew when the store predates them or when they
-/// disagree with the records: a build without them (an older hyperd run on this root) changed
-/// the records and left them as they were.
-pub(super) fn ensure(tx: &WriteTransaction) -> Result<()> {
-    let built = tx.open_table(SCHEMA)?.get("indexes")?.map(|v| v.value());
-    if built == Some(INDEXES) && agree(tx)? {
+/// Builds the indexes anew when the store predates them or when they disagree with the records:
+/// a build without them (an older hyperd run on this root) changed the records and left them as
+/// they were. Checked in a read transaction; rebuilt, when it must be, in a write transaction of
+/// its own (a crash in between leaves the schema mark unset, and the next open rebuilds).
+pub(super) fn ensure(db: &Database) -> Result<()> {
+    let read = db.begin_read()?;
+    let built = match read.open_table(SCHEMA) {
+        Ok(schema) => schema.get("indexes")?.map(|v| v.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if built == Some(INDEXES) && agree(&read)? {
         return Ok(());
     }
+    drop(read);
     if built.is_some() {
         tracing::warn!("the metadata indexes disagree with the records; rebuilding them");
     }
-    rebuild(tx)?;
+    let tx = db.begin_write()?;
+    rebuild(&tx)?;
     tx.open_table(SCHEMA)?.insert("indexes", INDEXES)?;
+    tx.commit()?;
     Ok(())
-}
-
-/// [`agree_in`] the tables of a write transaction.
-fn agree(tx: &WriteTransaction) -> Result<bool> {
-    agree_in(Tables {
-        names: &tx.open_table(IMAGE_NAMES)?,
-        tags: &tx.open_table(TAGS)?,
-        images: &tx.open_table(IMAGES)?,
-        listed: &tx.open_table(LISTED)?,
-        ids: &tx.open_table(IMAGE_IDS)?,
-    })
-}
-
-/// [`agree_in`] the tables of a read transaction: what `check` asks.
-pub(super) fn agree_read(tx: &redb::ReadTransaction) -> Result<bool> {
-    agree_in(Tables {
-        names: &tx.open_table(IMAGE_NAMES)?,
-        tags: &tx.open_table(TAGS)?,
-        images: &tx.open_table(IMAGES)?,
-        listed: &tx.open_table(LISTED)?,
-        ids: &tx.open_table(IMAGE_IDS)?,
-    })
-}
-
-/// The tables [`agree_in`] compares, from either kind of transaction.
-struct Tables<'a, N, T, I, L, D> {
-    names: &'a N,
-    tags: &'a T,
-    images: &'a I,
-    listed: &'a L,
-    ids: &'a D,
 }
 
 /// Whether every name is in its image's key range and every image has its listing rows and an
 /// ID key, as many as there are records: what a change made without the indexes breaks. Reads
 /// every key once, parsing nothing.
-fn agree_in<N, T, I, L, D>(t: Tables<'_, N, T, I, L, D>) -> Result<bool>
-where
-    N: ReadableTable<&'static str, ()> + ReadableTableMetadata,
-    T: ReadableTable<&'static str, &'static str> + ReadableTableMetadata,
-    I: ReadableTable<&'static str, &'static [u8]> + ReadableTableMetadata,
-    L: ReadableTable<&'static str, &'static [u8]> + ReadableTableMetadata,
-    D: ReadableTableMetadata,
-{
-    if t.names.len()? != t.tags.len()? {
+pub(super) fn agree(tx: &ReadTransaction) -> Result<bool> {
+    let (names, tags) = (tx.open_table(IMAGE_NAMES)?, tx.open_table(TAGS)?);
+    if names.len()? != tags.len()? {
         return Ok(false);
     }
-    for row in t.tags.iter()? {
+    for row in tags.iter()? {
         let (name, digest) = row?;
         let digest: Digest = digest.value().parse()?;
-        if t.names
+        if names
             .get(name_key(&digest, name.value()).as_str())?
             .is_none()
         {
             return Ok(false);
         }
     }
-    let records = t.images.len()?;
-    if t.listed.len()? != records || t.ids.len()? != records {
+    let (images, listed) = (tx.open_table(IMAGES)?, tx.open_table(LISTED)?);
+    let records = images.len()?;
+    if listed.len()? != records || tx.open_table(IMAGE_IDS)?.len()? != records {
         return Ok(false);
     }
-    for row in t.images.iter()? {
+    for row in images.iter()? {
         let digest: Digest = row?.0.value().parse()?;
-        if t.listed.get(digest.hex().as_str())?.is_none() {
+        if listed.get(digest.hex().as_str())?.is_none() {
             return Ok(false);
         }
     }

@@ -130,9 +130,9 @@ impl Meta {
         tx.open_table(LEASE_BLOBS)?;
         tx.open_table(LEASE_INFO)?;
         tx.delete_table(TableDefinition::<&str, &[u8]>::new(OLD_LEASES))?;
-        index::ensure(&tx)?;
         lease::ensure(&tx)?;
         tx.commit()?;
+        index::ensure(&db)?;
         let referenced = Mutex::new(count_references(&db)?);
         Ok(Meta { db, referenced })
     }
@@ -148,9 +148,9 @@ impl Meta {
         self.referenced().contains_key(digest)
     }
 
-    /// Whether the indexes agree with the records (see `index::agree_in`).
+    /// Whether the indexes agree with the records (see `index::agree`).
     pub(crate) fn indexes_agree(&self) -> Result<bool> {
-        index::agree_read(&self.db.begin_read()?)
+        index::agree(&self.db.begin_read()?)
     }
 
     /// Every blob some image or referrer record lists, as of the last committed change.
