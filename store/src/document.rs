@@ -9,7 +9,7 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{Platform, is_index, is_manifest};
+use crate::image::{Platform, is_image_config, is_index, is_manifest};
 
 /// A blob as a descriptor names it: its digest, and the size promised for it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -96,6 +96,19 @@ impl Document {
         match &self.body {
             Body::Index(_) => None,
             Body::Manifest(m) => Some(m.config().media_type().to_string()),
+        }
+    }
+
+    /// A manifest's config when it is an image's (not an artifact's); none for an index.
+    pub fn image_config(&self) -> Result<Option<BlobRef>> {
+        match &self.body {
+            Body::Manifest(m) if is_image_config(m.config().media_type().as_ref()) => {
+                Ok(Some(BlobRef {
+                    digest: Digest::try_from(m.config().digest())?,
+                    size: m.config().size(),
+                }))
+            }
+            _ => Ok(None),
         }
     }
 

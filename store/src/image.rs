@@ -248,6 +248,11 @@ impl Platform {
         usable.then_some(platform)
     }
 
+    /// The platform an image config declares.
+    pub fn of_config(digest: &Digest, json: &[u8]) -> Result<Self> {
+        Ok(ConfigSummary::parse(digest, json)?.platform())
+    }
+
     pub(crate) fn to_oci(&self) -> Option<oci_spec::image::Platform> {
         let mut b = oci_spec::image::PlatformBuilder::default()
             .os(self.os.as_str())

@@ -8,6 +8,7 @@ mod graph;
 mod lease;
 mod login;
 mod plan;
+mod platform;
 mod pull;
 mod push;
 mod referrers;

@@ -14,6 +14,7 @@ use super::error::{Error, Result, chain};
 use super::graph::{Pulling, Walked};
 use super::lease::Lease;
 use super::plan::{self, Platforms};
+use super::platform;
 use super::referrers::{self, Found, Referrer};
 use super::remote::{Fetched, Remote, retry};
 use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, by_digest, parse_reference};
@@ -84,7 +85,8 @@ pub(crate) async fn pull(
     )
     .await?;
     let mut walks = Pulling::new(&remote, &reference);
-    let mut plan = resolve(&remote, &reference, &platforms, &mut walks).await?;
+    let asked = platforms_asked(&opts, &platforms);
+    let mut plan = resolve(&remote, &reference, &platforms, asked, &mut walks).await?;
     if opts.referrers == Referrers::Include {
         let subjects: Vec<Digest> = plan.documents.iter().map(|d| d.digest.clone()).collect();
         plan.add(referrers::discover(&remote, &reference, &subjects, &mut walks).await?);
@@ -165,11 +167,20 @@ async fn store_referrers(store: &Store, referrers: &[Referrer]) -> Result<u32> {
     Ok(referrers.len() as u32)
 }
 
+/// The platform `--platform` named, which a lone manifest must then be of.
+fn platforms_asked<'a>(opts: &PullOptions, platforms: &'a Platforms) -> Option<&'a Platform> {
+    match platforms {
+        Platforms::One(p) if opts.platform.is_some() => Some(p),
+        _ => None,
+    }
+}
+
 /// Reads the reference's manifest or index and, for an index, the manifests it needs.
 async fn resolve(
     remote: &Remote,
     reference: &Reference,
     platforms: &Platforms,
+    asked: Option<&Platform>,
     walks: &mut Pulling<'_>,
 ) -> Result<Wanted> {
     let mut top = remote.manifest(reference).await?;
@@ -206,6 +217,8 @@ async fn resolve(
                 "an index where the index promised a manifest",
             ));
         }
+    } else if let Some(wanted) = asked {
+        platform::refuse_other(remote, reference, &top, wanted).await?;
     }
     let (digest, media_type) = (top.digest.clone(), top.media_type.clone());
     let Walked { documents, blobs } = walks.walk(top).await?;
@@ -403,7 +416,7 @@ fn from_write(host: &str, digest: &Digest, e: store::Error) -> Error {
     }
 }
 
-fn read_error(host: &str, digest: &Digest, e: &std::io::Error) -> Error {
+pub(super) fn read_error(host: &str, digest: &Digest, e: &std::io::Error) -> Error {
     // The body's own failure, told apart as a request's is: a stall then says so.
     if let Some(e) = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
         return Error::http(host, &format!("blob {digest}"), e);

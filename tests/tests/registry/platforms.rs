@@ -1,6 +1,7 @@
 //! A two-platform index through a real registry both ways: `hyperctl pull` of one platform, of
 //! another, of the whole index (`-a`), a push of that index, and a platform the index lacks;
-//! skopeo puts the index in and checks what hyperd pushed.
+//! skopeo puts the index in and checks what hyperd pushed. A lone manifest of the other platform
+//! is refused for an explicit `--platform` of this one.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -271,4 +272,63 @@ async fn a_platform_the_index_lacks_fails_the_pull_and_stores_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(d.ok(&["images", "-q"]), before);
     assert_eq!(d.inspect(&name)["Digest"], sha(&m.index));
+}
+
+/// docker's rule for a lone manifest: `--platform` must match what its config declares, and the
+/// refusal comes before any layer is fetched; without `--platform` the image is pulled.
+#[tokio::test]
+async fn an_image_of_one_other_platform_is_refused_for_an_explicit_platform() {
+    let reg = TestRegistry::plain();
+    let dir = tempfile::tempdir().unwrap();
+    let m = multi(dir.path()).await;
+    let layout = dir.path().join("single");
+    let top = m
+        .other
+        .descriptor(&[("org.opencontainers.image.ref.name", "v1")]);
+    let mut entries = vec![
+        Entry::file("oci-layout", LAYOUT),
+        Entry::file("index.json", &index_json(vec![top])),
+    ];
+    entries.extend(m.other.blob_entries());
+    for e in &entries {
+        let path = layout.join(&e.path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &e.data).unwrap();
+    }
+    sh(Command::new("skopeo")
+        .args(["copy", "-q"])
+        .args(reg.skopeo_args("dest-"))
+        .arg(format!("oci:{}:v1", p(&layout)))
+        .arg(reg.docker_ref("single:v1")));
+    let name = format!("{}/single:v1", reg.host());
+    let host_platform = match std::env::consts::ARCH {
+        "x86_64" => "linux/amd64",
+        _ => "linux/arm64",
+    };
+
+    let d = TestDaemon::start();
+    let mark = reg.mark();
+    let out = d.run(&["pull", "--platform", host_platform, &name]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "is an image for {} only, not {host_platform}",
+            m.other_platform
+        )),
+        "{err}"
+    );
+    let layers_asked = reg
+        .requests_since(mark)
+        .into_iter()
+        .filter(|r| r.uri.contains("/blobs/") && !r.uri.ends_with(&sha(&m.other.config)))
+        .count();
+    assert_eq!(layers_asked, 0, "a layer was fetched before the refusal");
+    assert_eq!(d.ok(&["images", "-q"]).trim(), "");
+
+    d.ok(&["pull", "-q", "--platform", m.other_platform, &name]);
+    assert_eq!(d.inspect(&name)["Digest"], sha(&m.other.manifest));
+    d.ok(&["rmi", &name]);
+    d.ok(&["pull", "-q", &name]);
+    assert_eq!(d.inspect(&name)["Id"], m.other.id());
 }
