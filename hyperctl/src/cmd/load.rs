@@ -18,7 +18,7 @@
 //! hole that is not such a blob's body. A blob removed between the question and the load fails the
 //! load with FAILED_PRECONDITION, nothing committed; from `-i FILE` hyperctl then sends the whole
 //! archive once more; otherwise the error stands and the next load sends the blob. What was left
-//! out is reported on the `Loaded image:` line.
+//! hyperd held already is reported on a line of its own, whichever way the archive went.
 
 use std::collections::HashSet;
 use std::io::{IsTerminal, SeekFrom};
@@ -80,7 +80,7 @@ pub(crate) async fn run(mut clients: Clients, args: LoadArgs) -> anyhow::Result<
         let (images, socket) = (&mut clients.images, &clients.socket);
         if let Some(response) = handoff::load(images, socket, &file, start, options, &bar).await? {
             bar.finish_and_clear();
-            print_loaded(&args, &response, &Walked::default());
+            print_loaded(&args, &response, Route::HandedOver);
             return Ok(ExitCode::SUCCESS);
         }
     }
@@ -97,29 +97,59 @@ pub(crate) async fn run(mut clients: Clients, args: LoadArgs) -> anyhow::Result<
         }
         sent => sent?,
     };
-    print_loaded(&args, &response, &walked);
+    let route = if walked.elided > 0 {
+        Route::Elided
+    } else {
+        Route::SentWhole
+    };
+    print_loaded(&args, &response, route);
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_loaded(args: &LoadArgs, response: &LoadResponse, walked: &Walked) {
-    if !args.quiet {
-        let mut lines: Vec<String> = Vec::new();
-        for image in &response.images {
-            if image.names.is_empty() {
-                lines.push(format!("Loaded image ID: {}", image.id));
-            }
-            lines.extend(image.names.iter().map(|n| format!("Loaded image: {n}")));
-        }
-        if let (Some(last), true) = (lines.last_mut(), walked.elided > 0) {
-            last.push_str(&format!(
-                " ({} of {} blobs already stored, {} not sent)",
-                walked.elided,
-                walked.blobs.len(),
-                size(walked.elided_bytes)
-            ));
-        }
-        lines.iter().for_each(|l| println!("{l}"));
+fn print_loaded(args: &LoadArgs, response: &LoadResponse, route: Route) {
+    if args.quiet {
+        return;
     }
+    for image in &response.images {
+        if image.names.is_empty() {
+            println!("Loaded image ID: {}", image.id);
+        }
+        image
+            .names
+            .iter()
+            .for_each(|n| println!("Loaded image: {n}"));
+    }
+    if let Some(line) = summary(response, route) {
+        println!("{line}");
+    }
+}
+
+/// How the archive's bytes reached hyperd, which says what its already stored blobs saved.
+#[derive(Clone, Copy)]
+enum Route {
+    /// hyperd read the file itself and passed over their bodies.
+    HandedOver,
+    /// Sent whole (compressed, or `--send-all`): hyperd read them but wrote nothing.
+    SentWhole,
+    /// Their bodies were left out of the stream.
+    Elided,
+}
+
+/// The load's one line on what hyperd already held, when it held anything.
+fn summary(response: &LoadResponse, route: Route) -> Option<String> {
+    if response.already_stored == 0 {
+        return None;
+    }
+    let bytes = size(response.already_stored_bytes);
+    let saved = match route {
+        Route::HandedOver => format!("{bytes} skipped"),
+        Route::SentWhole => format!("{bytes} not written"),
+        Route::Elided => format!("{bytes} not sent"),
+    };
+    Some(format!(
+        "{} of {} blobs already stored ({saved})",
+        response.already_stored, response.blobs
+    ))
 }
 
 /// The input as a regular file that hyperd can be handed, where the archive starts in it, and

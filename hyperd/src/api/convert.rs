@@ -1,7 +1,7 @@
 //! Store types <-> API messages.
 
 use hyperd_proto::v1;
-use store::{Digest, ImageName, ImageSummary, LoadedImage, ReferrerRecord, SaveItem};
+use store::{Digest, ImageName, ImageSummary, Loaded, LoadedImage, ReferrerRecord, SaveItem};
 use tonic::Status;
 
 use super::status::{invalid_request, to_status};
@@ -99,14 +99,19 @@ pub(crate) fn loaded_image(l: &LoadedImage) -> v1::LoadedImage {
 }
 
 /// What a load committed, logged and as the answer.
-pub(crate) fn loaded(uid: Option<u32>, loaded: Vec<LoadedImage>) -> v1::LoadResponse {
+pub(crate) fn loaded(uid: Option<u32>, loaded: Loaded) -> v1::LoadResponse {
     let names: Vec<String> = loaded
+        .images
         .iter()
         .flat_map(|l| l.names.iter().map(ToString::to_string))
         .collect();
-    tracing::info!(uid, images = loaded.len(), names = ?names, "loaded");
+    let (blobs, already_stored) = (loaded.blobs, loaded.already_stored);
+    tracing::info!(uid, images = loaded.images.len(), names = ?names, blobs, already_stored, "loaded");
     v1::LoadResponse {
-        images: loaded.iter().map(loaded_image).collect(),
+        images: loaded.images.iter().map(loaded_image).collect(),
+        blobs,
+        already_stored,
+        already_stored_bytes: loaded.already_stored_bytes,
     }
 }
 

@@ -1,5 +1,7 @@
 //! Loads: an archive's images and referrers, committed together or not at all.
 
+use std::collections::HashSet;
+
 use futures_util::Stream;
 use tokio::io::AsyncRead;
 use tokio_util::sync::CancellationToken;
@@ -9,7 +11,7 @@ use crate::blob::Threads;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::image::ImageRecord;
-use crate::import::{self, Input, Piece};
+use crate::import::{self, Ingested, Input, Piece};
 use crate::ops::{self, Arriving};
 use crate::progress::Progress;
 use crate::reference::ImageName;
@@ -25,11 +27,24 @@ pub struct LoadedImage {
     pub digest: Digest,
 }
 
+/// What a load committed, and how much of it the store held before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    /// The images, in archive order.
+    pub images: Vec<LoadedImage>,
+    /// The blobs the loaded images and referrers use, each once.
+    pub blobs: u32,
+    /// Of those, the ones the store already held: their bytes were neither hashed nor written.
+    pub already_stored: u32,
+    /// Their size.
+    pub already_stored_bytes: u64,
+}
+
 impl Images<'_> {
     /// Imports an OCI image layout or docker-archive tar stream (optionally gzip or zstd
     /// compressed). `map` picks images by ref name and names them (`NAME:TAG=REFNAME`). All of the
     /// load's images and tags are committed together, or none.
-    pub async fn load<R>(self, reader: R, map: &[(ImageName, String)]) -> Result<Vec<LoadedImage>>
+    pub async fn load<R>(self, reader: R, map: &[(ImageName, String)]) -> Result<Loaded>
     where
         R: AsyncRead + Send + 'static,
     {
@@ -41,11 +56,7 @@ impl Images<'_> {
     /// [`Images::load`] from pieces, in which the client may have left out the bodies of
     /// `blobs/sha256/<hex>` entries the store holds. A left-out body anywhere else refuses the
     /// load; one whose blob is no longer stored is [`crate::Error::LeftOutBlobGone`].
-    pub async fn load_pieces<S>(
-        self,
-        pieces: S,
-        map: &[(ImageName, String)],
-    ) -> Result<Vec<LoadedImage>>
+    pub async fn load_pieces<S>(self, pieces: S, map: &[(ImageName, String)]) -> Result<Loaded>
     where
         S: Stream<Item = std::io::Result<Piece>> + Send + Unpin + 'static,
     {
@@ -67,7 +78,7 @@ impl Images<'_> {
         map: &[(ImageName, String)],
         progress: &Progress,
         stop: CancellationToken,
-    ) -> Result<Vec<LoadedImage>> {
+    ) -> Result<Loaded> {
         let threads = Threads::new(stop);
         let input = Input::file(file, start, progress.clone(), threads.clone())?;
         let result = threads.bound(self.load_pinned(input, map)).await;
@@ -76,11 +87,7 @@ impl Images<'_> {
     }
 
     /// The load proper; its pins are released when it returns.
-    async fn load_pinned(
-        self,
-        input: Input,
-        map: &[(ImageName, String)],
-    ) -> Result<Vec<LoadedImage>> {
+    async fn load_pinned(self, input: Input, map: &[(ImageName, String)]) -> Result<Loaded> {
         let inner = &self.0.inner;
         let mut ingested = import::ingest(&inner.blobs, input).await?;
         let found = import::resolve(&mut ingested).await?;
@@ -107,6 +114,7 @@ impl Images<'_> {
             .chain(changes.put_referrers.iter().flat_map(|r| r.blobs.iter()))
             .cloned()
             .collect();
+        let counts = Counts::of(&needed, &ingested);
         let committed = inner
             .blobs
             .publish(&ingested.staging, &needed)
@@ -122,13 +130,50 @@ impl Images<'_> {
         for r in &changes.put_referrers {
             tracing::info!(digest = %r.digest, subject = %r.subject, "loaded referrer");
         }
-        Ok(images
+        let images = images
             .into_iter()
             .map(|(r, names)| LoadedImage {
                 names,
                 id: r.id,
                 digest: r.digest,
             })
-            .collect())
+            .collect();
+        Ok(counts.loaded(images))
+    }
+}
+
+/// The blobs a load needed, each once, and those it found stored (pinned, never staged).
+struct Counts {
+    blobs: u32,
+    already_stored: u32,
+    already_stored_bytes: u64,
+}
+
+impl Counts {
+    fn of(needed: &[Digest], ingested: &Ingested) -> Self {
+        let unique: HashSet<&Digest> = needed.iter().collect();
+        let stored: Vec<&Digest> = unique
+            .iter()
+            .copied()
+            .filter(|d| !ingested.staging.contains(d))
+            .collect();
+        Counts {
+            blobs: unique.len() as u32,
+            already_stored: stored.len() as u32,
+            already_stored_bytes: stored
+                .iter()
+                .filter_map(|d| ingested.present.get(*d))
+                .map(|info| info.size)
+                .sum(),
+        }
+    }
+
+    fn loaded(self, images: Vec<LoadedImage>) -> Loaded {
+        Loaded {
+            images,
+            blobs: self.blobs,
+            already_stored: self.already_stored,
+            already_stored_bytes: self.already_stored_bytes,
+        }
     }
 }

@@ -28,7 +28,7 @@ pub use content::{BlobRead, Content};
 pub use create::Created;
 pub use images::{ImageGraph, ImageSummary, Images, Inspection, ListPage};
 pub use leases::{Lease, LeaseInfo, Leases};
-pub use load::LoadedImage;
+pub use load::{Loaded, LoadedImage};
 pub use save::{Format, SaveItem, SaveJob};
 pub use write::{Began, ContentWrite, WriteOutcome, WriteStart, Written};
 

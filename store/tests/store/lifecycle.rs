@@ -32,7 +32,7 @@ async fn an_image_without_a_usable_name_is_kept_untagged() {
         )
         .await
         .unwrap();
-    assert!(loaded[0].names.is_empty());
+    assert!(loaded.images[0].names.is_empty());
     assert_eq!(rows(&store), vec![("<none>".into(), img.id())]);
     // An untagged image is removed by its ID.
     let removed = store
@@ -321,4 +321,43 @@ async fn blobs_held_on_a_lease_outlive_the_removal_of_their_image() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::NotFound(_)), "{e:?}");
+}
+
+/// A load says which of the blobs it uses the store held before: none the first time, the
+/// shared layer beside a new image, every one on a reload.
+#[tokio::test]
+async fn a_load_counts_the_blobs_it_found_already_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let a = Image::new(&["shared-c", "own-a"], "amd64", Comp::None).await;
+    let b = Image::new(&["shared-c", "own-b"], "amd64", Comp::None).await;
+    let archive = |img: &Image, name: &str| {
+        let img = img.clone();
+        let name = name.to_owned();
+        async move { oci_archive(&[(&img, &[("io.containerd.image.name", name.as_str())])]).await }
+    };
+    let load = |bytes: Vec<u8>| {
+        let store = &store;
+        async move { store.images().load(reader(bytes), &[]).await.unwrap() }
+    };
+    // manifest, config, two layers
+    let first = load(archive(&a, "a:1").await).await;
+    assert_eq!(
+        (
+            first.blobs,
+            first.already_stored,
+            first.already_stored_bytes
+        ),
+        (4, 0, 0)
+    );
+
+    let beside = load(archive(&b, "b:1").await).await;
+    let shared = a.layers[0].0.len() as u64;
+    assert_eq!((beside.blobs, beside.already_stored), (4, 1));
+    assert_eq!(beside.already_stored_bytes, shared);
+
+    let again = load(archive(&a, "a:1").await).await;
+    let all = a.manifest.len() + a.config.len() + a.layers.iter().map(|l| l.0.len()).sum::<usize>();
+    assert_eq!((again.blobs, again.already_stored), (4, 4));
+    assert_eq!(again.already_stored_bytes, all as u64);
 }

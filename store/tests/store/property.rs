@@ -83,7 +83,7 @@ fn mutated_archives_commit_whole_images_or_nothing() {
             match result {
                 Ok(loaded) => {
                     // Whatever was committed saves whole.
-                    for image in loaded {
+                    for image in loaded.images {
                         let items = [store::SaveItem {
                             image: image.id.hex(),
                             ref_name: None,

@@ -97,8 +97,8 @@ async fn docker_archive_round_trip_keeps_ids_and_manifest_digests() {
         )
         .await
         .unwrap();
-    assert_eq!(loaded.len(), 1);
-    assert_eq!(loaded[0].id.to_string(), img.id());
+    assert_eq!(loaded.images.len(), 1);
+    assert_eq!(loaded.images[0].id.to_string(), img.id());
     assert_eq!(
         rows(&store),
         vec![("app:1".into(), img.id()), ("app:2".into(), img.id())]
@@ -116,9 +116,9 @@ async fn docker_archive_round_trip_keeps_ids_and_manifest_digests() {
     let dir2 = tempfile::tempdir().unwrap();
     let other = open(dir2.path()).await;
     let again = other.images().load(reader(saved), &[]).await.unwrap();
-    assert_eq!(again[0].id, loaded[0].id);
+    assert_eq!(again.images[0].id, loaded.images[0].id);
     assert_eq!(
-        again[0].digest, loaded[0].digest,
+        again.images[0].digest, loaded.images[0].digest,
         "the generated manifest is deterministic"
     );
 }
@@ -150,7 +150,7 @@ async fn oci_image_with_gzip_layers_saves_as_docker_with_uncompressed_layers() {
         .await
         .unwrap();
     assert_eq!(
-        loaded[0].id.to_string(),
+        loaded.images[0].id.to_string(),
         img.id(),
         "diff_ids check out against the config"
     );
@@ -261,7 +261,11 @@ async fn layers_are_stored_as_they_came() {
             .load(reader(oci_archive(&[(&img, &[])]).await), &[])
             .await
             .unwrap();
-        assert_eq!(loaded[0].digest.to_string(), sha(&img.manifest), "{comp:?}");
+        assert_eq!(
+            loaded.images[0].digest.to_string(),
+            sha(&img.manifest),
+            "{comp:?}"
+        );
         let stored = std::fs::read(
             dir.path()
                 .join("blobs/sha256")
@@ -373,9 +377,9 @@ async fn docker_25_archives_with_both_manifests_load_once() {
         .load(reader(tar(&entries).await), &[])
         .await
         .unwrap();
-    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded.images.len(), 1);
     assert_eq!(
-        loaded[0].digest.to_string(),
+        loaded.images[0].digest.to_string(),
         sha(&img.manifest),
         "the OCI manifest is kept, not regenerated"
     );
@@ -493,8 +497,8 @@ async fn ctr_export_shape_with_docker_media_types_loads() {
         .load(reader(tar(&entries).await), &[])
         .await
         .unwrap();
-    assert_eq!(loaded.len(), 1);
-    assert_eq!(loaded[0].digest.to_string(), sha(&list));
+    assert_eq!(loaded.images.len(), 1);
+    assert_eq!(loaded.images[0].digest.to_string(), sha(&list));
     assert_eq!(rows(&store), vec![("ctr:1".into(), img.id())]);
     // Saved back as docker: the list resolves to the host platform and the layer is decompressed.
     let saved = untar(&save(&store, &[("ctr:1", None)], DOCKER).await).await;
