@@ -22,6 +22,7 @@ mod reliability;
 mod slots;
 mod socket;
 mod systemd;
+mod walkthrough;
 mod workflow;
 
 /// Archives, layouts and services that other tools make and read.
