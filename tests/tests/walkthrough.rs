@@ -43,7 +43,10 @@ fn steps(readme: &str, heading: &str) -> Vec<Step> {
             continue;
         } else {
             let step = steps.last_mut().expect("output before any command");
-            match line.strip_prefix("[exit ").and_then(|l| l.strip_suffix(']')) {
+            match line
+                .strip_prefix("[exit ")
+                .and_then(|l| l.strip_suffix(']'))
+            {
                 Some(code) => step.exit = code.parse().unwrap(),
                 None => step.output.push(line.to_owned()),
             }
@@ -120,11 +123,19 @@ fn a_walkthrough_is_read_into_commands_outputs_and_exit_codes() {
     let steps = steps(readme, "## W");
     assert_eq!(steps.len(), 2);
     assert_eq!(
-        (steps[0].command.as_str(), &steps[0].output[..], steps[0].exit),
+        (
+            steps[0].command.as_str(),
+            &steps[0].output[..],
+            steps[0].exit
+        ),
         ("a -x", &["out 1".to_owned()][..], 0)
     );
     assert_eq!(
-        (steps[1].command.as_str(), &steps[1].output[..], steps[1].exit),
+        (
+            steps[1].command.as_str(),
+            &steps[1].output[..],
+            steps[1].exit
+        ),
         ("b", &["Error: no".to_owned()][..], 3)
     );
     assert_eq!(
