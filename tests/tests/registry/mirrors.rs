@@ -1,0 +1,346 @@
+//! hyperd's own pulls through the mirrors a containerd `hosts.toml` in its certs directory
+//! lists (issue 25, item 4): a made-up registry (`made.up.example`, which does not resolve)
+//! pulled from a real distribution registry or the fake one acting as its mirror.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use integration::TestDaemon;
+use integration::fake_registry::FakeRegistry;
+use integration::fixtures::{noise_image, sha};
+use integration::registry::{TestRegistry, write_docker_config};
+use integration::tools::*;
+
+const UPSTREAM: &str = "made.up.example";
+/// hyperctl's exit code for a registry that cannot be reached (hyperctl/src/exit.rs).
+const REGISTRY_UNAVAILABLE: i32 = 6;
+
+/// A two-layer image pushed to `reg` as `app:1`; its manifest digest.
+fn image_in(reg: &TestRegistry, dir: &Path) -> String {
+    let layout = umoci_image(
+        dir,
+        "v1",
+        &[
+            &[("etc/hello", "hello\n")],
+            &[("usr/bin/tool", "#!/bin/sh\necho tool\n")],
+        ],
+    );
+    let source = format!("oci:{}:v1", p(&layout));
+    reg.skopeo_copy_to(&source, "app:1");
+    skopeo_digests(&source).0
+}
+
+/// A certs directory whose `made.up.example/hosts.toml` says `hosts_toml`.
+fn certs_dir(dir: &Path, hosts_toml: &str) -> PathBuf {
+    let certs = dir.join("certs.d");
+    std::fs::create_dir_all(certs.join(UPSTREAM)).unwrap();
+    std::fs::write(certs.join(UPSTREAM).join("hosts.toml"), hosts_toml).unwrap();
+    certs
+}
+
+fn daemon(certs: &Path) -> TestDaemon {
+    TestDaemon::start_with_args(&["--certs-dir", p(certs)])
+}
+
+/// `hyperctl pull what`, with the credentials in `docker` (a directory, maybe empty).
+fn pull(d: &TestDaemon, docker: &Path, what: &str) -> Output {
+    d.run_with_config(docker, &["pull", what])
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A loopback port nothing listens on: a mirror that refuses every connection.
+fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_made_up_registry_is_pulled_through_its_mirror_by_tag_and_digest() {
+    let reg = TestRegistry::plain();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = image_in(&reg, dir.path());
+    let certs = certs_dir(
+        dir.path(),
+        &format!(
+            "server = \"https://{UPSTREAM}\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            reg.host()
+        ),
+    );
+    let d = daemon(&certs);
+    let none = dir.path().join("none");
+    let mark = reg.mark();
+
+    let out = ok(pull(&d, &none, &format!("{UPSTREAM}/app:1")));
+    assert!(out.contains(&format!("Digest: {manifest}")), "{out}");
+    let listed = d.ok(&["images", "--format", "json"]);
+    assert!(listed.contains(&format!("{UPSTREAM}/app")), "{listed}");
+    // containerd's way of telling a mirror which registry it stands for, on every request.
+    let asked: Vec<_> = reg
+        .requests_since(mark)
+        .into_iter()
+        .filter(|r| r.uri.starts_with("/v2/app/"))
+        .collect();
+    assert!(!asked.is_empty());
+    for r in &asked {
+        assert!(r.uri.ends_with(&format!("?ns={UPSTREAM}")), "{r:?}");
+    }
+    assert!(
+        asked
+            .iter()
+            .any(|r| r.uri == format!("/v2/app/manifests/1?ns={UPSTREAM}")),
+        "{asked:#?}"
+    );
+    let log = d.log();
+    assert!(
+        log.contains("a mirror serves the pull") && log.contains(&reg.host()),
+        "{log}"
+    );
+
+    d.ok(&["rmi", &format!("{UPSTREAM}/app:1")]);
+    let by_digest = format!("{UPSTREAM}/app@{manifest}");
+    assert_eq!(
+        ok(d.run_with_config(&none, &["pull", "-q", &by_digest])).trim(),
+        by_digest
+    );
+}
+
+#[test]
+fn a_mirror_that_may_only_pull_serves_digests_never_tags() {
+    let reg = TestRegistry::plain();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = image_in(&reg, dir.path());
+    let certs = certs_dir(
+        dir.path(),
+        &format!(
+            "[host.\"http://{}\"]\n  capabilities = [\"pull\"]\n",
+            reg.host()
+        ),
+    );
+    let d = daemon(&certs);
+    let none = dir.path().join("none");
+    let mark = reg.mark();
+
+    // The tag goes to the registry itself, which does not resolve.
+    let out = pull(&d, &none, &format!("{UPSTREAM}/app:1"));
+    assert_eq!(
+        out.status.code(),
+        Some(REGISTRY_UNAVAILABLE),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(stderr_of(&out).contains(UPSTREAM), "{}", stderr_of(&out));
+    assert_eq!(
+        reg.count_since(mark, "GET", "/manifests/1"),
+        0,
+        "{:#?}",
+        reg.requests()
+    );
+
+    let by_digest = format!("{UPSTREAM}/app@{manifest}");
+    ok(pull(&d, &none, &by_digest));
+    assert!(
+        reg.count_since(mark, "GET", &format!("/manifests/{manifest}?ns={UPSTREAM}")) > 0,
+        "{:#?}",
+        reg.requests()
+    );
+    assert!(!d.ok(&["images", "-q", "--all"]).trim().is_empty());
+}
+
+#[test]
+fn a_dead_mirror_and_one_without_the_image_pass_the_pull_to_the_next() {
+    let reg = TestRegistry::plain();
+    let empty = FakeRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = image_in(&reg, dir.path());
+    let certs = certs_dir(
+        dir.path(),
+        &format!(
+            "[host.\"http://127.0.0.1:{}\"]\n[host.\"{}\"]\n[host.\"http://{}\"]\n",
+            dead_port(),
+            empty.url(),
+            reg.host()
+        ),
+    );
+    let d = daemon(&certs);
+
+    let out = ok(pull(
+        &d,
+        &dir.path().join("none"),
+        &format!("{UPSTREAM}/app:1"),
+    ));
+    assert!(out.contains(&format!("Digest: {manifest}")), "{out}");
+    // The empty mirror was asked, told which registry it stands for (colon and all encoded as
+    // containerd encodes them), and answered 404.
+    let manifest_request = format!("/v2/app/manifests/1?ns={UPSTREAM}");
+    assert_eq!(
+        empty.count("GET", &manifest_request),
+        1,
+        "{:#?}",
+        empty.requests()
+    );
+    assert!(reg.count("GET", "/blobs/") >= 2, "{:#?}", reg.requests());
+    let log = d.log();
+    assert!(
+        log.contains("a mirror failed; trying the next host"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_registrys_credential_never_goes_to_a_mirror() {
+    let mirror = FakeRegistry::start();
+    let image = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(noise_image("mirrored", 2, 16, None));
+    mirror.put_image("team/app", "1", &image);
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs_dir(
+        dir.path(),
+        &format!(
+            "[host.\"{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            mirror.url()
+        ),
+    );
+    let d = daemon(&certs);
+    let docker = dir.path().join("docker");
+    write_docker_config(&docker, UPSTREAM, "alice", "s3cret");
+
+    let out = ok(pull(&d, &docker, &format!("{UPSTREAM}/team/app:1")));
+    assert!(out.contains(&sha(&image.manifest)), "{out}");
+    assert_eq!(mirror.authorized(), Vec::<(String, String)>::new());
+    let asked: Vec<_> = mirror
+        .requests()
+        .into_iter()
+        .filter(|(_, path)| path.starts_with("/v2/team/"))
+        .collect();
+    assert_eq!(
+        asked.len(),
+        4,
+        "a manifest, a config, two layers: {asked:#?}"
+    );
+    for (_, path) in &asked {
+        assert!(path.ends_with("?ns=made.up.example"), "{path}");
+    }
+}
+
+#[test]
+fn a_port_in_the_registrys_name_is_encoded_in_ns() {
+    let mirror = FakeRegistry::start();
+    let image = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(noise_image("ported", 1, 4, None));
+    mirror.put_image("app", "1", &image);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = "made.up.example:5601";
+    let certs = dir.path().join("certs.d");
+    // containerd's other name for a host:port directory.
+    let host_dir = certs.join("made.up.example_5601_");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    let hosts = format!("[host.\"{}\"]\n", mirror.url());
+    std::fs::write(host_dir.join("hosts.toml"), hosts).unwrap();
+    let d = daemon(&certs);
+
+    ok(pull(
+        &d,
+        &dir.path().join("none"),
+        &format!("{registry}/app:1"),
+    ));
+    let expected = "/v2/app/manifests/1?ns=made.up.example%3A5601";
+    assert_eq!(mirror.count("GET", expected), 1, "{:#?}", mirror.requests());
+}
+
+#[test]
+fn a_malformed_hosts_toml_fails_the_pull_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs_dir(
+        dir.path(),
+        "[host.\"http://127.0.0.1:5000\"\ncapabilities = 1\n",
+    );
+    let d = daemon(&certs);
+    let out = pull(&d, &dir.path().join("none"), &format!("{UPSTREAM}/app:1"));
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    let file = certs.join(UPSTREAM).join("hosts.toml");
+    assert!(err.contains(p(&file)) && err.contains("line 1"), "{err}");
+
+    std::fs::write(
+        &file,
+        "[host.\"http://127.0.0.1:5000\"]\n  capabilities = [\"pul\"]\n",
+    )
+    .unwrap();
+    let err = stderr_of(&pull(
+        &d,
+        &dir.path().join("none"),
+        &format!("{UPSTREAM}/app:1"),
+    ));
+    assert!(
+        err.contains(p(&file)) && err.contains("unknown capability \"pul\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_push_never_goes_to_a_mirror_that_may_not_push() {
+    let reg = TestRegistry::plain();
+    let dir = tempfile::tempdir().unwrap();
+    image_in(&reg, dir.path());
+    let certs = certs_dir(
+        dir.path(),
+        &format!(
+            "[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            reg.host()
+        ),
+    );
+    let d = daemon(&certs);
+    let none = dir.path().join("none");
+    ok(pull(&d, &none, &format!("{UPSTREAM}/app:1")));
+    let mark = reg.mark();
+
+    let out = d.run_with_config(&none, &["push", &format!("{UPSTREAM}/app:1")]);
+    assert_eq!(
+        out.status.code(),
+        Some(REGISTRY_UNAVAILABLE),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(
+        reg.requests_since(mark).is_empty(),
+        "{:#?}",
+        reg.requests_since(mark)
+    );
+
+    // With the push capability the mirror takes it, as containerd would send it.
+    std::fs::write(
+        certs.join(UPSTREAM).join("hosts.toml"),
+        format!(
+            "[host.\"http://{}\"]\n  capabilities = [\"push\"]\n",
+            reg.host()
+        ),
+    )
+    .unwrap();
+    d.ok_with_config(
+        &none,
+        &[
+            "tag",
+            &format!("{UPSTREAM}/app:1"),
+            &format!("{UPSTREAM}/app:2"),
+        ],
+    );
+    ok(d.run_with_config(&none, &["push", &format!("{UPSTREAM}/app:2")]));
+    assert_eq!(
+        reg.count_since(mark, "PUT", "/v2/app/manifests/2"),
+        1,
+        "{:#?}",
+        reg.requests_since(mark)
+    );
+}
