@@ -32,9 +32,14 @@ fn image_in(reg: &TestRegistry, dir: &Path) -> String {
 
 /// A certs directory whose `made.up.example/hosts.toml` says `hosts_toml`.
 fn certs_dir(dir: &Path, hosts_toml: &str) -> PathBuf {
+    certs_dir_for(dir, UPSTREAM, hosts_toml)
+}
+
+/// A certs directory whose `<registry>/hosts.toml` says `hosts_toml`.
+fn certs_dir_for(dir: &Path, registry: &str, hosts_toml: &str) -> PathBuf {
     let certs = dir.join("certs.d");
-    std::fs::create_dir_all(certs.join(UPSTREAM)).unwrap();
-    std::fs::write(certs.join(UPSTREAM).join("hosts.toml"), hosts_toml).unwrap();
+    std::fs::create_dir_all(certs.join(registry)).unwrap();
+    std::fs::write(certs.join(registry).join("hosts.toml"), hosts_toml).unwrap();
     certs
 }
 
@@ -343,4 +348,73 @@ fn a_push_never_goes_to_a_mirror_that_may_not_push() {
         "{:#?}",
         reg.requests_since(mark)
     );
+}
+
+#[test]
+fn a_tls_mirror_is_trusted_through_its_ca_file_or_skip_verify_and_else_refused() {
+    let reg = TestRegistry::with_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = image_in(&reg, dir.path());
+    // `ca` is relative to the directory of hosts.toml.
+    let mirror = format!("[host.\"https://{}\"]\n", reg.host());
+    let certs = certs_dir(dir.path(), &format!("{mirror}  ca = \"mirror-ca.pem\"\n"));
+    let hosts_toml = certs.join(UPSTREAM).join("hosts.toml");
+    std::fs::write(certs.join(UPSTREAM).join("mirror-ca.pem"), reg.ca_pem()).unwrap();
+    let d = daemon(&certs);
+    let none = dir.path().join("none");
+    let name = format!("{UPSTREAM}/app:1");
+
+    let out = ok(pull(&d, &none, &name));
+    assert!(out.contains(&format!("Digest: {manifest}")), "{out}");
+
+    d.ok(&["rmi", &name]);
+    std::fs::write(&hosts_toml, format!("{mirror}  skip_verify = true\n")).unwrap();
+    ok(pull(&d, &none, &name));
+
+    // Trusted by nothing: the mirror is passed over, and the registry itself does not resolve.
+    d.ok(&["rmi", &name]);
+    std::fs::write(&hosts_toml, &mirror).unwrap();
+    let out = pull(&d, &none, &name);
+    assert_eq!(
+        out.status.code(),
+        Some(REGISTRY_UNAVAILABLE),
+        "{}",
+        stderr_of(&out)
+    );
+    let log = d.log();
+    assert!(
+        log.contains("a mirror failed; trying the next host") && log.contains("certificate"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_mirror_on_the_registrys_own_host_gets_its_credential_and_no_ns() {
+    let reg = TestRegistry::with_auth("alice", "s3cret");
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = image_in(&reg, dir.path());
+    let hosts_toml = format!(
+        "[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+        reg.host()
+    );
+    let certs = certs_dir_for(dir.path(), &reg.host(), &hosts_toml);
+    let d = daemon(&certs);
+    let name = format!("{}/app:1", reg.host());
+
+    let out = pull(&d, &dir.path().join("none"), &name);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr_of(&out));
+
+    let docker = dir.path().join("docker");
+    write_docker_config(&docker, &reg.host(), "alice", "s3cret");
+    let mark = reg.mark();
+    let out = ok(pull(&d, &docker, &name));
+    assert!(out.contains(&format!("Digest: {manifest}")), "{out}");
+    let asked = reg.requests_since(mark);
+    assert!(
+        asked
+            .iter()
+            .any(|r| r.status == 200 && r.uri.contains("/blobs/")),
+        "{asked:#?}"
+    );
+    assert!(asked.iter().all(|r| !r.uri.contains("ns=")), "{asked:#?}");
 }
