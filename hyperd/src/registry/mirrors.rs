@@ -216,11 +216,12 @@ impl<'a> Sources<'a> {
             .iter()
             .filter(|s| need(&s.target.host.capabilities))
             .collect();
-        let mut last = None;
+        let mut failed = Vec::new();
         for (i, source) in able.iter().enumerate() {
             let is_last = i + 1 == able.len();
+            let host = &source.target.host.authority;
             if let Some(why) = source.down.lock().expect("host state").clone() {
-                last = Some(Error::unavailable(why));
+                failed.push(why);
                 continue;
             }
             let reached = source.remote.get_or_try_init(|| {
@@ -229,7 +230,7 @@ impl<'a> Sources<'a> {
             let answer = match reached.await {
                 Ok(remote) => ask(remote).await,
                 Err(e) if !is_last && passes(&e) => {
-                    *source.down.lock().expect("host state") = Some(e.to_string());
+                    *source.down.lock().expect("host state") = Some(format!("{host}: {e}"));
                     Err(e)
                 }
                 Err(e) => Err(e),
@@ -240,14 +241,16 @@ impl<'a> Sources<'a> {
                     return Ok(v);
                 }
                 Err(e) if !is_last && passes(&e) => {
-                    let host = &source.target.host.authority;
                     tracing::warn!(host, registry = self.host(), error = %e, "a mirror failed; trying the next host");
-                    last = Some(e);
+                    failed.push(format!("{host}: {e}"));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(after(e, &failed)),
             }
         }
-        Err(last.unwrap_or_else(|| self.nobody()))
+        Err(match failed.pop() {
+            Some(last) => Error::unavailable(after_text(last, &failed)),
+            None => self.nobody(),
+        })
     }
 
     fn note(&self, source: &Source) {
@@ -281,6 +284,31 @@ fn pulls(c: &Capabilities) -> bool {
 
 fn resolves(c: &Capabilities) -> bool {
     c.resolve
+}
+
+/// The last host's failure `e`, saying what the mirrors before it said.
+fn after(e: Error, failed: &[String]) -> Error {
+    let say = |m: String| after_text(m, failed);
+    match e {
+        Error::NotFound(m) => Error::NotFound(say(m)),
+        Error::InvalidArgument(m) => Error::InvalidArgument(say(m)),
+        Error::Unauthenticated(m) => Error::Unauthenticated(say(m)),
+        Error::Denied(m) => Error::Denied(say(m)),
+        Error::NoPlatform(m) => Error::NoPlatform(say(m)),
+        Error::BadRemote(m) => Error::BadRemote(say(m)),
+        Error::Unavailable { message, retry } => Error::Unavailable {
+            message: say(message),
+            retry,
+        },
+        e @ Error::Store(_) => e,
+    }
+}
+
+fn after_text(message: String, failed: &[String]) -> String {
+    match failed.is_empty() {
+        true => message,
+        false => format!("{message} (mirrors tried first: {})", failed.join("; ")),
+    }
 }
 
 /// Whether a host's failure passes the request to the next host: anything the host did, not a
