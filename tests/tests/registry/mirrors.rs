@@ -418,3 +418,50 @@ fn a_mirror_on_the_registrys_own_host_gets_its_credential_and_no_ns() {
     );
     assert!(asked.iter().all(|r| !r.uri.contains("ns=")), "{asked:#?}");
 }
+
+/// Referrers are listed by a host that may resolve (a listing names digests, as a tag does),
+/// and fetched by digest, both from the mirror with `ns`.
+#[tokio::test(flavor = "multi_thread")]
+async fn referrers_come_through_the_mirror_too() {
+    use integration::artifacts::{MANIFEST, cosign_signature, spdx_sbom};
+    use integration::fixtures::{Comp, Image};
+    // The fake runs a runtime of its own, which cannot start inside this one.
+    let mirror = tokio::task::spawn_blocking(FakeRegistry::start)
+        .await
+        .unwrap();
+    let app = Image::new(&["mirrored referrers"], "amd64", Comp::Gzip).await;
+    let sig = cosign_signature(&app.manifest, MANIFEST, "mirrored referrers");
+    let sbom = spdx_sbom(&app.manifest, MANIFEST);
+    mirror.put_image("app", "v1", &app);
+    for a in [&sig, &sbom] {
+        mirror.put_manifest("app", &a.digest(), &a.manifest);
+        for blob in &a.blobs {
+            mirror.put_blob("app", blob);
+        }
+        mirror.put_referrers("app", &a.digest(), &[vec![]]);
+    }
+    let app_digest = sha(&app.manifest);
+    mirror.put_referrers(
+        "app",
+        &app_digest,
+        &[vec![sig.descriptor(), sbom.descriptor()]],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs_dir(dir.path(), &format!("[host.\"{}\"]\n", mirror.url()));
+    let d = tokio::task::spawn_blocking(move || daemon(&certs))
+        .await
+        .unwrap();
+
+    let name = format!("{UPSTREAM}/app:v1");
+    let out = d.ok_with_config(dir.path(), &["pull", "--referrers", &name]);
+    assert!(out.contains("Referrers: 2"), "{out}");
+    let listed = format!("/v2/app/referrers/{app_digest}?ns={UPSTREAM}");
+    assert_eq!(mirror.count("GET", &listed), 1, "{:#?}", mirror.requests());
+    let by_digest = format!("/v2/app/manifests/{}?ns={UPSTREAM}", sig.digest());
+    assert_eq!(
+        mirror.count("GET", &by_digest),
+        1,
+        "{:#?}",
+        mirror.requests()
+    );
+}
