@@ -7,7 +7,7 @@ use std::process::Output;
 
 use integration::TestDaemon;
 use integration::fake_registry::FakeRegistry;
-use integration::fixtures::{noise_image, sha};
+use integration::fixtures::{Image, noise_image, sha};
 use integration::registry::{TestRegistry, write_docker_config};
 use integration::tools::*;
 
@@ -61,6 +61,33 @@ fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The fake registry serving an image of `layers` small layers as `repo:1`.
+fn fake_mirror(repo: &str, layers: usize) -> (FakeRegistry, Image) {
+    let mut rt = tokio::runtime::Builder::new_current_thread();
+    let image = rt
+        .build()
+        .unwrap()
+        .block_on(noise_image(repo, layers, 8, None));
+    let mirror = FakeRegistry::start();
+    mirror.put_image(repo, "1", &image);
+    (mirror, image)
+}
+
+/// A `[host."URL"]` table allowing `capabilities` (all, when none are given).
+fn host_table(url: &str, capabilities: &[&str]) -> String {
+    match capabilities {
+        [] => format!("[host.{url:?}]\n"),
+        c => format!("[host.{url:?}]\n  capabilities = {c:?}\n"),
+    }
+}
+
+/// The error of a command that must fail with exit code `code`.
+fn failed(out: &Output, code: i32) -> String {
+    let err = stderr_of(out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    err
+}
+
 /// A loopback port nothing listens on: a mirror that refuses every connection.
 fn dead_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -75,8 +102,8 @@ fn a_made_up_registry_is_pulled_through_its_mirror_by_tag_and_digest() {
     let certs = certs_dir(
         dir.path(),
         &format!(
-            "server = \"https://{UPSTREAM}\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-            reg.host()
+            "server = \"https://{UPSTREAM}\"\n\n{}",
+            host_table(&format!("http://{}", reg.host()), &["pull", "resolve"])
         ),
     );
     let d = daemon(&certs);
@@ -124,24 +151,18 @@ fn a_mirror_that_may_only_pull_serves_digests_never_tags() {
     let manifest = image_in(&reg, dir.path());
     let certs = certs_dir(
         dir.path(),
-        &format!(
-            "[host.\"http://{}\"]\n  capabilities = [\"pull\"]\n",
-            reg.host()
-        ),
+        &host_table(&format!("http://{}", reg.host()), &["pull"]),
     );
     let d = daemon(&certs);
     let none = dir.path().join("none");
     let mark = reg.mark();
 
     // The tag goes to the registry itself, which does not resolve.
-    let out = pull(&d, &none, &format!("{UPSTREAM}/app:1"));
-    assert_eq!(
-        out.status.code(),
-        Some(REGISTRY_UNAVAILABLE),
-        "{}",
-        stderr_of(&out)
+    let err = failed(
+        &pull(&d, &none, &format!("{UPSTREAM}/app:1")),
+        REGISTRY_UNAVAILABLE,
     );
-    assert!(stderr_of(&out).contains(UPSTREAM), "{}", stderr_of(&out));
+    assert!(err.contains(UPSTREAM), "{err}");
     assert_eq!(
         reg.count_since(mark, "GET", "/manifests/1"),
         0,
@@ -201,20 +222,9 @@ fn a_dead_mirror_and_one_without_the_image_pass_the_pull_to_the_next() {
 
 #[test]
 fn the_registrys_credential_never_goes_to_a_mirror() {
-    let mirror = FakeRegistry::start();
-    let image = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(noise_image("mirrored", 2, 16, None));
-    mirror.put_image("team/app", "1", &image);
+    let (mirror, image) = fake_mirror("team/app", 2);
     let dir = tempfile::tempdir().unwrap();
-    let certs = certs_dir(
-        dir.path(),
-        &format!(
-            "[host.\"{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-            mirror.url()
-        ),
-    );
+    let certs = certs_dir(dir.path(), &host_table(&mirror.url(), &["pull", "resolve"]));
     let d = daemon(&certs);
     let docker = dir.path().join("docker");
     write_docker_config(&docker, UPSTREAM, "alice", "s3cret");
@@ -239,12 +249,7 @@ fn the_registrys_credential_never_goes_to_a_mirror() {
 
 #[test]
 fn a_port_in_the_registrys_name_is_encoded_in_ns() {
-    let mirror = FakeRegistry::start();
-    let image = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(noise_image("ported", 1, 4, None));
-    mirror.put_image("app", "1", &image);
+    let (mirror, _) = fake_mirror("app", 1);
     let dir = tempfile::tempdir().unwrap();
     let registry = "made.up.example:5601";
     let certs = dir.path().join("certs.d");
@@ -301,10 +306,7 @@ fn a_push_never_goes_to_a_mirror_that_may_not_push() {
     image_in(&reg, dir.path());
     let certs = certs_dir(
         dir.path(),
-        &format!(
-            "[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-            reg.host()
-        ),
+        &host_table(&format!("http://{}", reg.host()), &["pull", "resolve"]),
     );
     let d = daemon(&certs);
     let none = dir.path().join("none");
@@ -312,36 +314,16 @@ fn a_push_never_goes_to_a_mirror_that_may_not_push() {
     let mark = reg.mark();
 
     let out = d.run_with_config(&none, &["push", &format!("{UPSTREAM}/app:1")]);
-    assert_eq!(
-        out.status.code(),
-        Some(REGISTRY_UNAVAILABLE),
-        "{}",
-        stderr_of(&out)
-    );
-    assert!(
-        reg.requests_since(mark).is_empty(),
-        "{:#?}",
-        reg.requests_since(mark)
-    );
+    failed(&out, REGISTRY_UNAVAILABLE);
+    let asked = reg.requests_since(mark);
+    assert!(asked.is_empty(), "{asked:#?}");
 
     // With the push capability the mirror takes it, as containerd would send it.
-    std::fs::write(
-        certs.join(UPSTREAM).join("hosts.toml"),
-        format!(
-            "[host.\"http://{}\"]\n  capabilities = [\"push\"]\n",
-            reg.host()
-        ),
-    )
-    .unwrap();
-    d.ok_with_config(
-        &none,
-        &[
-            "tag",
-            &format!("{UPSTREAM}/app:1"),
-            &format!("{UPSTREAM}/app:2"),
-        ],
-    );
-    ok(d.run_with_config(&none, &["push", &format!("{UPSTREAM}/app:2")]));
+    let pusher = host_table(&format!("http://{}", reg.host()), &["push"]);
+    std::fs::write(certs.join(UPSTREAM).join("hosts.toml"), pusher).unwrap();
+    let (one, two) = (format!("{UPSTREAM}/app:1"), format!("{UPSTREAM}/app:2"));
+    d.ok(&["tag", &one, &two]);
+    ok(d.run_with_config(&none, &["push", &two]));
     assert_eq!(
         reg.count_since(mark, "PUT", "/v2/app/manifests/2"),
         1,
@@ -374,16 +356,16 @@ fn a_tls_mirror_is_trusted_through_its_ca_file_or_skip_verify_and_else_refused()
     // Trusted by nothing: the mirror is passed over, and the registry itself does not resolve.
     d.ok(&["rmi", &name]);
     std::fs::write(&hosts_toml, &mirror).unwrap();
-    let out = pull(&d, &none, &name);
-    assert_eq!(
-        out.status.code(),
-        Some(REGISTRY_UNAVAILABLE),
-        "{}",
-        stderr_of(&out)
+    let err = failed(&pull(&d, &none, &name), REGISTRY_UNAVAILABLE);
+    // The registry's failure, and the mirror's before it.
+    assert!(err.contains(UPSTREAM), "{err}");
+    assert!(
+        err.contains("mirrors tried first") && err.contains("certificate"),
+        "{err}"
     );
     let log = d.log();
     assert!(
-        log.contains("a mirror failed; trying the next host") && log.contains("certificate"),
+        log.contains("a mirror failed; trying the next host"),
         "{log}"
     );
 }
@@ -393,16 +375,12 @@ fn a_mirror_on_the_registrys_own_host_gets_its_credential_and_no_ns() {
     let reg = TestRegistry::with_auth("alice", "s3cret");
     let dir = tempfile::tempdir().unwrap();
     let manifest = image_in(&reg, dir.path());
-    let hosts_toml = format!(
-        "[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-        reg.host()
-    );
-    let certs = certs_dir_for(dir.path(), &reg.host(), &hosts_toml);
+    let mirror = host_table(&format!("http://{}", reg.host()), &["pull", "resolve"]);
+    let certs = certs_dir_for(dir.path(), &reg.host(), &mirror);
     let d = daemon(&certs);
     let name = format!("{}/app:1", reg.host());
 
-    let out = pull(&d, &dir.path().join("none"), &name);
-    assert_eq!(out.status.code(), Some(5), "{}", stderr_of(&out));
+    failed(&pull(&d, &dir.path().join("none"), &name), 5);
 
     let docker = dir.path().join("docker");
     write_docker_config(&docker, &reg.host(), "alice", "s3cret");
@@ -424,7 +402,7 @@ fn a_mirror_on_the_registrys_own_host_gets_its_credential_and_no_ns() {
 #[tokio::test(flavor = "multi_thread")]
 async fn referrers_come_through_the_mirror_too() {
     use integration::artifacts::{MANIFEST, cosign_signature, spdx_sbom};
-    use integration::fixtures::{Comp, Image};
+    use integration::fixtures::Comp;
     // The fake runs a runtime of its own, which cannot start inside this one.
     let mirror = tokio::task::spawn_blocking(FakeRegistry::start)
         .await
