@@ -18,7 +18,9 @@ use super::hosts::{Host, Scheme};
 /// What an operator configures about registries.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// docker's `certs.d` layout: `<dir>/<host[:port]>/*.crt` are CAs trusted for that registry.
+    /// docker's `certs.d` layout: `<dir>/<host[:port]>/*.crt` are CAs trusted for that registry
+    /// (or mirror); `<dir>/<host[:port]>/hosts.toml` lists the registry's mirrors, in
+    /// containerd's format (`hosts.rs`).
     pub certs_dir: PathBuf,
     /// `host[:port]` of registries that may be reached over plain HTTP, beside loopback ones.
     pub insecure: Vec<String>,
