@@ -39,7 +39,8 @@ struct Args {
         default_value_t = 3600
     )]
     content_write_expiry: u64,
-    /// CAs to trust per registry, in docker's layout: DIR/HOST[:PORT]/*.crt
+    /// CAs to trust per registry, in docker's layout: DIR/HOST[:PORT]/*.crt; and the mirrors
+    /// pulls of a registry try first, in containerd's DIR/HOST[:PORT]/hosts.toml
     #[arg(
         long,
         env = "HYPERD_CERTS_DIR",

@@ -43,6 +43,7 @@ mod registry {
     mod faults;
     mod harness;
     mod hostile;
+    mod mirrors;
     mod platforms;
     mod pull_push;
     mod referrers;

@@ -1,18 +1,26 @@
-//! How a registry is reached: HTTPS verified against the system's roots plus the CAs in
-//! `<certs-dir>/<host[:port]>/`, or plain HTTP for a loopback or configured-insecure registry
-//! that does not answer HTTPS. Which one is decided by asking `/v2/` (the distribution spec's
-//! version check), once per request.
+//! How a registry, or one of its mirrors, is reached: HTTPS verified against the system's
+//! roots plus the CAs in `<certs-dir>/<host[:port]>/` (and those its `hosts.toml` entry names),
+//! or plain HTTP for a loopback or configured-insecure registry that does not answer HTTPS, or
+//! a host `hosts.toml` names with `http://`. Which one is decided by asking the API root (`/v2/`,
+//! the distribution spec's version check), once per request. A mirror is asked for the
+//! registry's content with `?ns=REGISTRY` on each request, as containerd asks.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use reqwest::Url;
+use reqwest::header::HeaderMap;
+
 use super::error::{Error, Result, chain};
+use super::hosts::{Host, Scheme};
 
 /// What an operator configures about registries.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// docker's `certs.d` layout: `<dir>/<host[:port]>/*.crt` are CAs trusted for that registry.
+    /// docker's `certs.d` layout: `<dir>/<host[:port]>/*.crt` are CAs trusted for that registry
+    /// (or mirror); `<dir>/<host[:port]>/hosts.toml` lists the registry's mirrors, in
+    /// containerd's format (`hosts.rs`).
     pub certs_dir: PathBuf,
     /// `host[:port]` of registries that may be reached over plain HTTP, beside loopback ones.
     pub insecure: Vec<String>,
@@ -26,6 +34,10 @@ pub(super) struct Endpoint {
     pub(super) host: String,
     /// `https://host` or `http://host`.
     pub(super) base: String,
+    /// The API root: `base` and the host's path, `https://host/v2` unless `hosts.toml` says.
+    api: String,
+    /// The registry a mirror is asked for: `?ns=` on each request.
+    ns: Option<String>,
     /// For manifests, tokens, uploads and the version check: no redirects, bodies read with a
     /// limit.
     pub(super) http: reqwest::Client,
@@ -49,60 +61,109 @@ pub(super) fn allows_http(host: &str, insecure: &[String]) -> bool {
 }
 
 impl Endpoint {
-    pub(super) async fn connect(config: &Config, host: &str) -> Result<Endpoint> {
-        let certs = read_cas(&config.certs_dir.join(host))?;
-        let https = Self::build(config, host, "https", &certs)?;
-        let https_err = match https.ping().await {
-            Ok(challenge) => return Ok(Endpoint { challenge, ..https }),
+    /// Reaches `host`, asking it for `ns`'s content when it is a mirror of that registry.
+    pub(super) async fn connect(
+        config: &Config,
+        host: &Host,
+        ns: Option<&str>,
+    ) -> Result<Endpoint> {
+        let name = host.authority.as_str();
+        let mut certs = read_cas(&config.certs_dir.join(name))?;
+        for path in &host.ca {
+            certs.push(std::fs::read(path).map_err(|e| {
+                Error::InvalidArgument(format!("reading {}, a CA for {name}: {e}", path.display()))
+            })?);
+        }
+        let scheme = match host.scheme {
+            Scheme::Http => "http",
+            Scheme::Https | Scheme::HttpsElseHttp => "https",
+        };
+        let first = Self::build(config, host, scheme, &certs, ns)?;
+        let first_err = match first.ping().await {
+            Ok(challenge) => return Ok(Endpoint { challenge, ..first }),
             Err(e) => e,
         };
-        if !allows_http(host, &config.insecure) || !matches!(https_err, Error::Unavailable { .. }) {
-            return Err(https_err);
+        if host.scheme != Scheme::HttpsElseHttp
+            || !allows_http(name, &config.insecure)
+            || !matches!(first_err, Error::Unavailable { .. })
+        {
+            return Err(first_err);
         }
-        let http = Self::build(config, host, "http", &certs)?;
+        let http = Self::build(config, host, "http", &certs, ns)?;
         match http.ping().await {
             Ok(challenge) => {
-                tracing::info!(registry = host, "registry answers plain HTTP only");
+                tracing::info!(registry = name, "registry answers plain HTTP only");
                 Ok(Endpoint { challenge, ..http })
             }
             // The HTTPS failure is the one that explains: a certificate not trusted, say.
-            Err(_) => Err(https_err),
+            Err(_) => Err(first_err),
         }
     }
 
-    fn build(config: &Config, host: &str, scheme: &str, certs: &[Vec<u8>]) -> Result<Endpoint> {
+    fn build(
+        config: &Config,
+        host: &Host,
+        scheme: &str,
+        certs: &[Vec<u8>],
+        ns: Option<&str>,
+    ) -> Result<Endpoint> {
+        let name = host.authority.as_str();
         let mut roots = Vec::new();
         for pem in certs {
             roots.push(
                 reqwest::Certificate::from_pem(pem).map_err(|e| {
-                    Error::InvalidArgument(format!("a CA for {host}: {}", chain(&e)))
+                    Error::InvalidArgument(format!("a CA for {name}: {}", chain(&e)))
                 })?,
             );
         }
+        let headers: HeaderMap = host.headers.iter().cloned().collect();
         let client = |redirect| {
             reqwest::Client::builder()
                 .tls_certs_merge(roots.clone())
+                .danger_accept_invalid_certs(host.skip_verify)
+                .default_headers(headers.clone())
                 .read_timeout(config.timeout)
                 .connect_timeout(config.timeout)
                 .redirect(redirect)
                 .user_agent(concat!("hyperd/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| {
-                    Error::unavailable(format!("setting up a client for {host}: {}", chain(&e)))
+                    Error::unavailable(format!("setting up a client for {name}: {}", chain(&e)))
                 })
         };
+        let base = format!("{scheme}://{name}");
         Ok(Endpoint {
-            host: host.to_owned(),
-            base: format!("{scheme}://{host}"),
+            host: name.to_owned(),
+            api: format!("{base}{}", host.path),
+            base,
+            ns: ns.map(str::to_owned),
             http: client(reqwest::redirect::Policy::none())?,
             blobs: client(blob_redirects(scheme == "https"))?,
             challenge: None,
         })
     }
 
-    /// `GET /v2/`: 200, or 401 with a challenge, is a registry.
+    /// The URL of `tail` (`REPO/manifests/REF`, say) under the API root, with the `ns` a mirror
+    /// is asked for.
+    pub(super) fn url(&self, tail: &str) -> String {
+        let url = format!("{}/{tail}", self.api);
+        match &self.ns {
+            Some(ns) => with_ns(&url, ns),
+            None => url,
+        }
+    }
+
+    /// `url`, a URL on this host, with the `ns` a mirror is asked for if it lacks one.
+    pub(super) fn keep_ns(&self, url: String) -> String {
+        match &self.ns {
+            Some(ns) if !has_ns(&url) => with_ns(&url, ns),
+            _ => url,
+        }
+    }
+
+    /// `GET /v2/` (the API root): 200, or 401 with a challenge, is a registry.
     async fn ping(&self) -> Result<Option<String>> {
-        let url = format!("{}/v2/", self.base);
+        let url = format!("{}/", self.api);
         let resp = self
             .http
             .get(&url)
@@ -123,6 +184,22 @@ impl Endpoint {
             ))),
         }
     }
+}
+
+/// `url` with `ns=REGISTRY` added to its query, encoded as containerd encodes it
+/// (`ns=127.0.0.1%3A5000`).
+fn with_ns(url: &str, ns: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.query_pairs_mut().append_pair("ns", ns);
+            parsed.into()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+fn has_ns(url: &str) -> bool {
+    Url::parse(url).is_ok_and(|u| u.query_pairs().any(|(k, _)| k == "ns"))
 }
 
 /// Redirects a blob download follows: as many as reqwest's default (10), and never from a
@@ -170,7 +247,19 @@ fn read_cas(dir: &Path) -> Result<Vec<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
-    use super::allows_http;
+    use super::{allows_http, with_ns};
+
+    #[test]
+    fn a_mirror_is_told_the_registry_in_the_query() {
+        assert_eq!(
+            with_ns("http://m:5000/v2/a/b/manifests/1", "127.0.0.1:5601"),
+            "http://m:5000/v2/a/b/manifests/1?ns=127.0.0.1%3A5601"
+        );
+        assert_eq!(
+            with_ns("https://m/v2/a/referrers/sha256:1?n=2", "docker.io"),
+            "https://m/v2/a/referrers/sha256:1?n=2&ns=docker.io"
+        );
+    }
 
     #[test]
     fn plain_http_only_for_loopback_and_listed_registries() {

@@ -10,7 +10,8 @@ use store::{BlobRef, Digest, Document, Graph, ImageName, Source, Store, Walker, 
 
 use super::by_digest;
 use super::error::{Error, Result};
-use super::remote::{Fetched, Remote};
+use super::mirrors::Sources;
+use super::remote::Fetched;
 
 /// A walked graph as a transfer moves it.
 pub(super) struct Walked {
@@ -21,10 +22,10 @@ pub(super) struct Walked {
     pub(super) blobs: Vec<BlobRef>,
 }
 
-/// Documents fetched from a registry by digest (digest checked, at most 4 MiB, in
-/// [`Remote::manifest`]).
+/// Documents fetched from a registry or its mirrors by digest (digest checked, at most 4 MiB,
+/// in `Remote::manifest`).
 struct Registry<'a> {
-    remote: &'a Remote,
+    remote: &'a Sources<'a>,
     repo: &'a Reference,
     read: HashMap<Digest, Bytes>,
 }
@@ -54,7 +55,7 @@ impl Source for Registry<'_> {
 pub(super) struct Pulling<'a>(Walker<Registry<'a>>);
 
 impl<'a> Pulling<'a> {
-    pub(super) fn new(remote: &'a Remote, repo: &'a Reference) -> Self {
+    pub(super) fn new(remote: &'a Sources<'a>, repo: &'a Reference) -> Self {
         Pulling(Walker::new(Registry {
             remote,
             repo,
@@ -96,7 +97,7 @@ impl<'a> Pulling<'a> {
 
 /// An index that lists an index, refused from its own listing before anything it lists is
 /// fetched.
-fn refuse_nested(remote: &Remote, top: &Fetched) -> Result<()> {
+fn refuse_nested(remote: &Sources, top: &Fetched) -> Result<()> {
     if !is_index(&top.media_type) {
         return Ok(());
     }
@@ -114,7 +115,7 @@ fn refuse_nested(remote: &Remote, top: &Fetched) -> Result<()> {
     }
 }
 
-fn nested_index(remote: &Remote, digest: &Digest) -> Error {
+fn nested_index(remote: &Sources, digest: &Digest) -> Error {
     Error::BadRemote(format!(
         "manifest {digest} from {}: an index inside an index, which pulls do not follow",
         remote.host()

@@ -4,6 +4,7 @@ use oci_client::{Reference, RegistryOperation};
 
 use super::endpoint::{Config, Endpoint};
 use super::error::{Error, Result};
+use super::hosts::Host;
 use super::{Credential, remote, token};
 
 /// Checks `credential` against `registry` (`host[:port]`) and returns the address reached.
@@ -12,7 +13,7 @@ pub(crate) async fn login(
     registry: &str,
     credential: &Credential,
 ) -> Result<String> {
-    let endpoint = Endpoint::connect(config, registry).await?;
+    let endpoint = Endpoint::connect(config, &Host::registry(registry), None).await?;
     if endpoint.challenge.is_none() {
         // The registry asks no one for credentials; docker's login succeeds too.
         return Ok(endpoint.base);

@@ -5,8 +5,10 @@
 mod endpoint;
 mod error;
 mod graph;
+mod hosts;
 mod lease;
 mod login;
+mod mirrors;
 mod plan;
 mod platform;
 mod pull;

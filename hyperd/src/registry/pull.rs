@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt};
-use oci_client::{Reference, RegistryOperation};
+use oci_client::Reference;
 use store::{
     Began, BlobRef, Created, Digest, Document, ImageName, Platform, Referrers, Store, WriteStart,
 };
@@ -13,10 +13,11 @@ use super::endpoint::Config;
 use super::error::{Error, Result, chain};
 use super::graph::{Pulling, Walked};
 use super::lease::Lease;
+use super::mirrors::Sources;
 use super::plan::{self, Platforms};
 use super::platform;
 use super::referrers::{self, Found, Referrer};
-use super::remote::{Fetched, Remote, retry};
+use super::remote::{Fetched, retry};
 use super::{BlobState, Credential, Event, Events, PARALLEL_BLOBS, by_digest, parse_reference};
 
 /// Bytes gathered from the registry before they are handed to the writer in one piece.
@@ -77,13 +78,8 @@ pub(crate) async fn pull(
         (false, Some(p)) => Platforms::One(p.parse::<Platform>()?),
         (false, None) => Platforms::One(Platform::host()),
     };
-    let remote = Remote::connect(
-        config,
-        &reference,
-        &opts.credential,
-        RegistryOperation::Pull,
-    )
-    .await?;
+    // The registry's mirrors, if its hosts.toml lists any, then the registry.
+    let remote = Sources::new(config, &reference, &opts.credential)?;
     let mut walks = Pulling::new(&remote, &reference);
     let asked = platforms_asked(&opts, &platforms);
     let mut plan = resolve(&remote, &reference, &platforms, asked, &mut walks).await?;
@@ -97,7 +93,8 @@ pub(crate) async fn pull(
     lease.release().await;
     let pulled = result?;
     let (digest, downloaded, present) = (&pulled.digest, pulled.downloaded, pulled.present);
-    tracing::info!(reference = %reference.whole(), %digest, downloaded, present, "pulled");
+    let mirrors = remote.mirrors_used().join(", ");
+    tracing::info!(reference = %reference.whole(), %digest, downloaded, present, mirrors, "pulled");
     Ok(pulled)
 }
 
@@ -127,7 +124,7 @@ impl Wanted {
 /// Writes what the pull wants under its lease, then names the image and records its referrers.
 async fn store_image(
     store: &Store,
-    remote: &Remote,
+    remote: &Sources<'_>,
     reference: &Reference,
     plan: &Wanted,
     name: Option<ImageName>,
@@ -177,7 +174,7 @@ fn platforms_asked<'a>(opts: &PullOptions, platforms: &'a Platforms) -> Option<&
 
 /// Reads the reference's manifest or index and, for an index, the manifests it needs.
 async fn resolve(
-    remote: &Remote,
+    remote: &Sources<'_>,
     reference: &Reference,
     platforms: &Platforms,
     asked: Option<&Platform>,
@@ -231,19 +228,19 @@ async fn resolve(
     })
 }
 
-fn bad(remote: &Remote, doc: &Fetched, why: &str) -> Error {
+fn bad(remote: &Sources<'_>, doc: &Fetched, why: &str) -> Error {
     Error::BadRemote(format!("{}: {why}", sent(remote, doc)))
 }
 
 /// Where a document came from, as messages say it.
-fn sent(remote: &Remote, doc: &Fetched) -> String {
+fn sent(remote: &Sources<'_>, doc: &Fetched) -> String {
     format!("manifest {} from {}", doc.digest, remote.host())
 }
 
 /// Writes every document and blob the store lacks.
 async fn store_all(
     store: &Store,
-    remote: &Remote,
+    remote: &Sources<'_>,
     repo: &Reference,
     plan: &Wanted,
     lease: &str,
@@ -284,7 +281,7 @@ fn write_ref(lease: &str, digest: &Digest) -> String {
 /// on the lease too, so nothing can collect it before the image is named).
 async fn begin(
     store: &Store,
-    remote: &Remote,
+    remote: &Sources<'_>,
     blob: &BlobRef,
     lease: &str,
 ) -> Result<Option<Box<store::ContentWrite>>> {
@@ -336,7 +333,7 @@ impl Drop for Unfinished<'_> {
 /// Downloads one blob unless the store has it; returns the bytes downloaded, `None` if present.
 async fn fetch(
     store: &Store,
-    remote: &Remote,
+    remote: &Sources<'_>,
     repo: &Reference,
     blob: BlobRef,
     lease: &str,
@@ -365,13 +362,14 @@ async fn fetch(
 /// Streams the blob's body into the write in 1 MiB pieces; the write verifies and commits it.
 async fn fill(
     write: &mut store::ContentWrite,
-    remote: &Remote,
+    remote: &Sources<'_>,
     repo: &Reference,
     blob: &BlobRef,
     events: &Events,
 ) -> Result<u64> {
-    let (digest, size, host) = (&blob.digest, blob.size, remote.host());
-    let mut body = remote.blob(repo, digest, size).await?;
+    let (digest, size) = (&blob.digest, blob.size);
+    let (host, mut body) = remote.blob(repo, digest, size).await?;
+    let host = host.as_str();
     events.blob(digest, BlobState::Moving, 0, size).await;
     let mut piece = BytesMut::with_capacity(PIECE);
     let mut received = 0u64;

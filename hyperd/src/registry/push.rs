@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use oci_client::{Reference, RegistryOperation};
+use oci_client::Reference;
 use store::{BlobRef, Digest, ImageGraph, ImageName, ReferrerRecord, Referrers, Store};
 use tokio_util::io::ReaderStream;
 
@@ -14,6 +14,7 @@ use super::endpoint::Config;
 use super::error::Result;
 use super::graph::{self, Walked};
 use super::lease::Lease;
+use super::mirrors;
 use super::plan;
 use super::referrers;
 use super::remote::{Fetched, Remote};
@@ -90,7 +91,7 @@ pub(crate) async fn push(
         });
     }
     let blobs = plan::unique(blobs);
-    let remote = Remote::connect(config, &reference, credential, RegistryOperation::Push).await?;
+    let remote = mirrors::push_remote(config, &reference, credential).await?;
     let outcomes = send_blobs(store, &remote, &reference, &blobs, events).await?;
     send_documents(&remote, &reference, &documents).await?;
     // The image first: a registry may check that a referrer's subject is there.

@@ -16,6 +16,7 @@ use store::{BlobRef, Digest, Document, Entry, OCI_INDEX, ReferrerRecord};
 use super::by_digest;
 use super::error::{Error, Result};
 use super::graph::Pulling;
+use super::mirrors::Sources;
 use super::remote::{Fetched, Remote, read_limited, refusal, retry};
 
 /// Referrers one pull follows, at most: a registry could list them without end.
@@ -42,7 +43,7 @@ pub(super) struct Referrer {
 /// The referrers of `subjects` at the registry, and theirs in turn (a signature of an SBOM).
 /// A listed manifest whose `subject` is another is left out: the listing is stale.
 pub(super) async fn discover(
-    remote: &Remote,
+    sources: &Sources<'_>,
     repo: &Reference,
     subjects: &[Digest],
     walks: &mut Pulling<'_>,
@@ -51,7 +52,10 @@ pub(super) async fn discover(
     let mut seen: HashSet<Digest> = subjects.iter().cloned().collect();
     let mut queue: VecDeque<Digest> = subjects.iter().cloned().collect();
     while let Some(subject) = queue.pop_front() {
-        for listed in listed(remote, repo, &subject).await? {
+        let listing = sources
+            .listing(|remote| listed(remote, repo, &subject))
+            .await?;
+        for listed in listing {
             let digest = listed.blob.digest;
             if !seen.insert(digest.clone()) {
                 continue;
@@ -60,7 +64,7 @@ pub(super) async fn discover(
                 tracing::warn!(%subject, "more than {MAX_REFERRERS} referrers; the rest are left");
                 return Ok(found);
             }
-            let manifest = remote.manifest(&by_digest(repo, &digest)).await?;
+            let manifest = sources.manifest(&by_digest(repo, &digest)).await?;
             let named = Document::parse(&manifest.digest, &manifest.media_type, &manifest.bytes)
                 .and_then(|d| d.subject())
                 .ok()
@@ -175,11 +179,8 @@ fn add_descriptors(index: &mut Value, descriptors: impl Iterator<Item = Value>) 
 /// registry has none (it answers 404, as registries before OCI 1.1 do).
 async fn api(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<Option<Vec<Entry>>> {
     let what = format!("referrers of {subject}");
-    let mut url = format!(
-        "{}/v2/{}/referrers/{subject}",
-        remote.base(),
-        repo.repository()
-    );
+    let tail = format!("{}/referrers/{subject}", repo.repository());
+    let mut url = remote.endpoint.url(&tail);
     let mut listed = Vec::new();
     for _ in 0..MAX_PAGES {
         let Some((bytes, next)) = retry(|| page(remote, &url, &what)).await? else {
@@ -226,11 +227,15 @@ async fn page(remote: &Remote, url: &str, what: &str) -> Result<Option<(Vec<u8>,
         return Err(refusal(resp, host, what).await);
     }
     let next = match resp.headers().get(LINK).and_then(|v| v.to_str().ok()) {
-        Some(link) => Some(next_page(remote.base(), link).ok_or_else(|| {
-            Error::BadRemote(format!(
-                "{what} at {host}: the next page is not on the registry ({link})"
-            ))
-        })?),
+        Some(link) => Some(
+            next_page(remote.base(), link)
+                .map(|next| remote.endpoint.keep_ns(next))
+                .ok_or_else(|| {
+                    Error::BadRemote(format!(
+                        "{what} at {host}: the next page is not on the registry ({link})"
+                    ))
+                })?,
+        ),
         None => None,
     };
     let bytes = read_limited(&mut resp, MAX_JSON, host, what).await?;

@@ -15,9 +15,9 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use store::Digest;
 use store::limits::MAX_JSON;
 
-use super::Credential;
 use super::endpoint::{Config, Endpoint};
 use super::error::{Error, Result};
+use super::mirrors::Target;
 use super::token;
 
 /// Every manifest and index type the store reads, as a manifest request accepts them.
@@ -42,15 +42,16 @@ pub(super) struct Remote {
 }
 
 impl Remote {
-    /// Reaches the registry of `reference` and authorises `op` on its repository.
+    /// Reaches `target`, a host of the registry of `reference`, and authorises `op` on the
+    /// repository there.
     pub(super) async fn connect(
         config: &Config,
+        target: &Target,
         reference: &Reference,
-        credential: &Credential,
         op: RegistryOperation,
     ) -> Result<Remote> {
-        let endpoint = Endpoint::connect(config, reference.resolve_registry()).await?;
-        let auth = credential.to_auth();
+        let endpoint = Endpoint::connect(config, &target.host, target.ns.as_deref()).await?;
+        let auth = target.credential.to_auth();
         let bearer = token::authorise(&endpoint, &config.insecure, reference, &auth, op).await?;
         Ok(Remote {
             endpoint,
@@ -78,11 +79,9 @@ impl Remote {
         let what = format!("manifest {}", reference.whole());
         let host = self.host();
         let tail = reference.digest().or(reference.tag()).unwrap_or("latest");
-        let url = format!(
-            "{}/v2/{}/manifests/{tail}",
-            self.endpoint.base,
-            reference.repository()
-        );
+        let url = self
+            .endpoint
+            .url(&format!("{}/manifests/{tail}", reference.repository()));
         let mut resp = self.get(&url, &MANIFEST_TYPES, &what).await?;
         let status = resp.status();
         if status.is_redirection() {
@@ -158,11 +157,9 @@ impl Remote {
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>> {
         let what = format!("blob {digest}");
         let host = self.host();
-        let url = format!(
-            "{}/v2/{}/blobs/{digest}",
-            self.endpoint.base,
-            repo.repository()
-        );
+        let url = self
+            .endpoint
+            .url(&format!("{}/blobs/{digest}", repo.repository()));
         // The credential goes to the registry only: reqwest drops it on a redirect elsewhere.
         let resp = self.send(self.endpoint.blobs.get(&url), &what).await?;
         let status = resp.status();

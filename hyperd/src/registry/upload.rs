@@ -13,9 +13,9 @@ use super::error::{Error, Result, chain};
 use super::remote::{Remote, refusal, retry};
 
 impl Remote {
-    /// `<base>/v2/<repository>/<tail>`.
+    /// `<API root>/<repository>/<tail>`: `https://host/v2/…` unless `hosts.toml` says.
     fn v2(&self, repo: &Reference, tail: &str) -> String {
-        format!("{}/v2/{}/{tail}", self.base(), repo.repository())
+        self.endpoint.url(&format!("{}/{tail}", repo.repository()))
     }
 
     /// Whether the registry holds `digest` in `repo`.

@@ -1,0 +1,333 @@
+//! The hosts a pull reads a registry's images from, and the one a push writes to, as the
+//! registry's `hosts.toml` in the certs directory lists them (`hosts.rs`; containerd's rules):
+//! without the file, the registry alone.
+//!
+//! A pull asks the hosts in order, each reached on first use: a tag goes only to hosts that may
+//! `resolve` (the digest it names decides what is pulled), a digest (manifests, blobs) to those
+//! that may `pull`. A host that cannot be reached, fails, or lacks what is asked for passes the
+//! request to the next; the last host's failure is the pull's. A host that could not be reached
+//! is not tried again during the pull. What any host sends is checked as the registry's would
+//! be: digests decide. A push goes to the first host that may `push`, as containerd's does.
+//!
+//! A mirror (a host other than the registry) is asked with `?ns=REGISTRY` and is never sent
+//! the credential, which belongs to the registry; it gets no credential at all.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use oci_client::{Reference, RegistryOperation, RegistryOperation::Pull};
+use store::Digest;
+use tokio::sync::OnceCell;
+
+use super::Credential;
+use super::endpoint::Config;
+use super::error::{Error, Result};
+use super::hosts::{self, Capabilities, Host};
+use super::remote::{Fetched, Remote};
+
+/// One host as a transfer reaches it.
+pub(super) struct Target {
+    pub(super) host: Host,
+    /// The registry a mirror is asked for; none for the registry's own hosts.
+    pub(super) ns: Option<String>,
+    pub(super) credential: Credential,
+}
+
+/// The hosts of the registry `reference` names, in order, with the file that listed them.
+fn targets(
+    config: &Config,
+    reference: &Reference,
+    credential: &Credential,
+) -> Result<(Option<PathBuf>, Vec<Target>)> {
+    let registry = reference.registry();
+    let (file, hosts) = match read_hosts(&config.certs_dir, registry)? {
+        Some((file, text)) => {
+            let hosts = hosts::parse(&text, &file, reference.resolve_registry())?;
+            (Some(file), hosts)
+        }
+        None => (None, vec![Host::registry(reference.resolve_registry())]),
+    };
+    let targets = hosts
+        .into_iter()
+        .map(|host| {
+            let own = same_registry(&host.authority, registry);
+            Target {
+                ns: (!own).then(|| registry.to_owned()),
+                credential: if own {
+                    credential.clone()
+                } else {
+                    Credential::default()
+                },
+                host,
+            }
+        })
+        .collect();
+    Ok((file, targets))
+}
+
+/// The registry's `hosts.toml`: `<certs-dir>/<host>_<port>_/` or `<certs-dir>/<host:port>/`,
+/// the directories containerd looks in.
+fn read_hosts(certs_dir: &Path, registry: &str) -> Result<Option<(PathBuf, String)>> {
+    let mut dirs = Vec::new();
+    if let Some((name, port)) = registry.rsplit_once(':')
+        && !name.ends_with(']')
+        && !name.is_empty()
+    {
+        dirs.push(format!("{name}_{port}_"));
+    }
+    dirs.push(registry.to_owned());
+    for dir in dirs {
+        let file = certs_dir.join(dir).join("hosts.toml");
+        match std::fs::read_to_string(&file) {
+            Ok(text) => return Ok(Some((file, text))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                let why = format!("reading {}: {e}", file.display());
+                return Err(Error::InvalidArgument(why));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether a host is the registry itself: the same `host[:port]`, or one of Docker Hub's names.
+fn same_registry(host: &str, registry: &str) -> bool {
+    const HUB: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+    host == registry || (HUB.contains(&host) && HUB.contains(&registry))
+}
+
+/// The host a push of `reference` goes to: the first that may push.
+pub(super) async fn push_remote(
+    config: &Config,
+    reference: &Reference,
+    credential: &Credential,
+) -> Result<Remote> {
+    let (file, targets) = targets(config, reference, credential)?;
+    let Some(target) = targets.iter().find(|t| t.host.capabilities.push) else {
+        let file = file.as_deref().unwrap_or(Path::new("hosts.toml"));
+        return Err(Error::InvalidArgument(format!(
+            "{}: no host there may push to {}",
+            file.display(),
+            reference.registry()
+        )));
+    };
+    Remote::connect(config, target, reference, RegistryOperation::Push).await
+}
+
+/// One host of a pull, reached on first use.
+struct Source {
+    target: Target,
+    remote: OnceCell<Remote>,
+    /// Why it could not be reached, once it could not.
+    down: Mutex<Option<String>>,
+}
+
+/// The hosts one pull reads from.
+pub(super) struct Sources<'a> {
+    config: &'a Config,
+    reference: &'a Reference,
+    file: Option<PathBuf>,
+    hosts: Vec<Source>,
+    /// The mirrors that served something.
+    served: Mutex<BTreeSet<String>>,
+}
+
+impl<'a> Sources<'a> {
+    pub(super) fn new(
+        config: &'a Config,
+        reference: &'a Reference,
+        credential: &Credential,
+    ) -> Result<Self> {
+        let (file, targets) = targets(config, reference, credential)?;
+        let hosts = targets
+            .into_iter()
+            .map(|target| Source {
+                target,
+                remote: OnceCell::new(),
+                down: Mutex::new(None),
+            })
+            .collect();
+        Ok(Sources {
+            config,
+            reference,
+            file,
+            hosts,
+            served: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// The registry, as messages name it.
+    pub(super) fn host(&self) -> &str {
+        self.reference.resolve_registry()
+    }
+
+    /// The mirrors that served something, for the log.
+    pub(super) fn mirrors_used(&self) -> Vec<String> {
+        let served = self.served.lock().expect("served mirrors");
+        served.iter().cloned().collect()
+    }
+
+    /// The manifest or index `reference` names: by tag from the hosts that may resolve, by
+    /// digest from those that may pull.
+    pub(super) async fn manifest(&self, reference: &Reference) -> Result<Fetched> {
+        let need = match reference.digest() {
+            Some(_) => pulls,
+            None => resolves,
+        };
+        self.each(need, |remote| remote.manifest(reference)).await
+    }
+
+    /// The body of a blob, and the host that sends it.
+    pub(super) async fn blob(
+        &self,
+        repo: &Reference,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(String, impl Stream<Item = std::io::Result<Bytes>> + use<>)> {
+        self.each(pulls, |remote| async move {
+            let body = remote.blob(repo, digest, size).await?;
+            Ok((remote.host().to_owned(), body))
+        })
+        .await
+    }
+
+    /// What a listing (the referrers of a digest) says, from the first host that may resolve
+    /// and answers: like a tag, a listing names digests.
+    pub(super) async fn listing<'s, T, F, Fut>(&'s self, ask: F) -> Result<T>
+    where
+        F: Fn(&'s Remote) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.each(resolves, ask).await
+    }
+
+    /// `ask` of each host that `need` admits, in order, until one answers.
+    async fn each<'s, T, F, Fut>(&'s self, need: fn(&Capabilities) -> bool, ask: F) -> Result<T>
+    where
+        F: Fn(&'s Remote) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let able: Vec<&Source> = self
+            .hosts
+            .iter()
+            .filter(|s| need(&s.target.host.capabilities))
+            .collect();
+        let mut failed = Vec::new();
+        for (i, source) in able.iter().enumerate() {
+            let is_last = i + 1 == able.len();
+            let host = &source.target.host.authority;
+            if let Some(why) = source.down.lock().expect("host state").clone() {
+                failed.push(why);
+                continue;
+            }
+            let reached = source.remote.get_or_try_init(|| {
+                Remote::connect(self.config, &source.target, self.reference, Pull)
+            });
+            let answer = match reached.await {
+                Ok(remote) => ask(remote).await,
+                Err(e) if !is_last && passes(&e) => {
+                    *source.down.lock().expect("host state") = Some(format!("{host}: {e}"));
+                    Err(e)
+                }
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(v) => {
+                    self.note(source);
+                    return Ok(v);
+                }
+                Err(e) if !is_last && passes(&e) => {
+                    tracing::warn!(host, registry = self.host(), error = %e, "a mirror failed; trying the next host");
+                    failed.push(format!("{host}: {e}"));
+                }
+                Err(e) => return Err(after(e, &failed)),
+            }
+        }
+        Err(match failed.pop() {
+            Some(last) => Error::unavailable(after_text(last, &failed)),
+            None => self.nobody(),
+        })
+    }
+
+    fn note(&self, source: &Source) {
+        if source.target.ns.is_none() {
+            return;
+        }
+        let host = &source.target.host.authority;
+        if self
+            .served
+            .lock()
+            .expect("served mirrors")
+            .insert(host.clone())
+        {
+            tracing::info!(mirror = %host, registry = self.host(), "a mirror serves the pull");
+        }
+    }
+
+    fn nobody(&self) -> Error {
+        let file = self.file.as_deref().unwrap_or(Path::new("hosts.toml"));
+        Error::InvalidArgument(format!(
+            "{}: no host there may serve this request for {}",
+            file.display(),
+            self.reference.whole()
+        ))
+    }
+}
+
+fn pulls(c: &Capabilities) -> bool {
+    c.pull
+}
+
+fn resolves(c: &Capabilities) -> bool {
+    c.resolve
+}
+
+/// The last host's failure `e`, saying what the mirrors before it said.
+fn after(e: Error, failed: &[String]) -> Error {
+    let say = |m: String| after_text(m, failed);
+    match e {
+        Error::NotFound(m) => Error::NotFound(say(m)),
+        Error::InvalidArgument(m) => Error::InvalidArgument(say(m)),
+        Error::Unauthenticated(m) => Error::Unauthenticated(say(m)),
+        Error::Denied(m) => Error::Denied(say(m)),
+        Error::NoPlatform(m) => Error::NoPlatform(say(m)),
+        Error::BadRemote(m) => Error::BadRemote(say(m)),
+        Error::Unavailable { message, retry } => Error::Unavailable {
+            message: say(message),
+            retry,
+        },
+        e @ Error::Store(_) => e,
+    }
+}
+
+fn after_text(message: String, failed: &[String]) -> String {
+    match failed.is_empty() {
+        true => message,
+        false => format!("{message} (mirrors tried first: {})", failed.join("; ")),
+    }
+}
+
+/// Whether a host's failure passes the request to the next host: anything the host did, not a
+/// misconfiguration (a CA that cannot be read) or the store's own failure.
+fn passes(e: &Error) -> bool {
+    !matches!(e, Error::InvalidArgument(_) | Error::Store(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_registry;
+
+    #[test]
+    fn the_registry_itself_is_its_own_name_or_one_of_docker_hubs() {
+        assert!(same_registry("made.up.example", "made.up.example"));
+        assert!(same_registry("registry-1.docker.io", "docker.io"));
+        assert!(same_registry("index.docker.io", "docker.io"));
+        assert!(!same_registry("127.0.0.1:5000", "made.up.example"));
+        assert!(!same_registry("made.up.example:443", "made.up.example"));
+        assert!(!same_registry("mirror.gcr.io", "docker.io"));
+    }
+}
