@@ -8,8 +8,9 @@ use oci_client::Reference;
 use store::{Digest, Document, Platform};
 
 use super::error::{Error, Result};
+use super::mirrors::Sources;
 use super::pull::read_error;
-use super::remote::{Fetched, Remote, retry};
+use super::remote::{Fetched, retry};
 
 /// Configs larger than this are not read ahead: the platform then goes unchecked, as it would
 /// be without `--platform`, rather than holding an unbounded body in memory.
@@ -18,19 +19,19 @@ const CONFIG_READ_LIMIT: u64 = 4 << 20;
 /// Refuses `top`, a manifest the reference names directly, unless its config declares a
 /// platform that satisfies `wanted`.
 pub(super) async fn refuse_other(
-    remote: &Remote,
+    sources: &Sources<'_>,
     reference: &Reference,
     top: &Fetched,
     wanted: &Platform,
 ) -> Result<()> {
-    let context = format!("{} from {}", reference.whole(), remote.host());
+    let context = format!("{} from {}", reference.whole(), sources.host());
     let config = Document::parse(&top.digest, &top.media_type, &top.bytes)
         .and_then(|doc| doc.image_config())
         .map_err(|e| Error::bad_document(&context, e))?;
     let Some(config) = config.filter(|c| c.size <= CONFIG_READ_LIMIT) else {
         return Ok(());
     };
-    let json = retry(|| read_config(remote, reference, &config.digest, config.size)).await?;
+    let json = retry(|| read_config(sources, reference, &config.digest, config.size)).await?;
     let has =
         Platform::of_config(&config.digest, &json).map_err(|e| Error::bad_document(&context, e))?;
     if has.satisfies(wanted) {
@@ -44,23 +45,22 @@ pub(super) async fn refuse_other(
 
 /// The config's bytes, at most `size`, checked against its digest.
 async fn read_config(
-    remote: &Remote,
+    sources: &Sources<'_>,
     reference: &Reference,
     digest: &Digest,
     size: u64,
 ) -> Result<Vec<u8>> {
-    let mut body = remote.blob(reference, digest, size).await?;
+    let (host, mut body) = sources.blob(reference, digest, size).await?;
     let mut json = BytesMut::new();
     let too_long = || {
         Error::BadRemote(format!(
-            "config {digest} at {}: more than the {size} bytes the manifest gives",
-            remote.host()
+            "config {digest} at {host}: more than the {size} bytes the manifest gives"
         ))
     };
     while let Some(chunk) = body
         .try_next()
         .await
-        .map_err(|e| read_error(remote.host(), digest, &e))?
+        .map_err(|e| read_error(&host, digest, &e))?
     {
         if (json.len() + chunk.len()) as u64 > size {
             return Err(too_long());
@@ -69,8 +69,7 @@ async fn read_config(
     }
     if Digest::of(&json) != *digest {
         return Err(Error::BadRemote(format!(
-            "config {digest} at {}: its bytes have another digest",
-            remote.host()
+            "config {digest} at {host}: its bytes have another digest"
         )));
     }
     Ok(json.to_vec())
