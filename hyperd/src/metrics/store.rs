@@ -22,10 +22,10 @@ impl Collector for Sampled {
         let s = self.0.stats();
         let b = s.blobs;
         let gauges = [
-            ("store_blobs", "Blobs stored", b.blobs),
-            ("store_blob_bytes", "Bytes of the blobs stored", b.bytes),
-            ("leases", "Leases clients and transfers hold", s.leases),
-            ("content_writes_open", "Content writes open", s.open_writes),
+            ("store_blobs", "Blobs stored.", b.blobs),
+            ("store_blob_bytes", "Bytes of the blobs stored.", b.bytes),
+            ("leases", "Leases clients and transfers hold.", s.leases),
+            ("content_writes_open", "Content writes open.", s.open_writes),
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
@@ -34,17 +34,17 @@ impl Collector for Sampled {
         let counters = [
             (
                 "gc_runs",
-                "Collections of unreferenced blobs",
+                "Collections of unreferenced blobs.",
                 b.collections,
             ),
             (
                 "gc_freed_blobs",
-                "Blobs collections deleted",
+                "Blobs collections deleted.",
                 b.collected_blobs,
             ),
             (
                 "gc_freed_bytes",
-                "Bytes collections freed",
+                "Bytes collections freed.",
                 b.collected_bytes,
             ),
         ];

@@ -1,0 +1,195 @@
+//! `--metrics-listen`: the Prometheus page, scraped over loopback TCP and a Unix socket, moves
+//! by the bytes and calls of a known workload and passes Debian's `promtool check metrics`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use integration::TestDaemon;
+use integration::daemon::bin;
+use integration::fixtures::*;
+
+/// `name{labels}` to value, for every sample of a page.
+type Samples = BTreeMap<String, f64>;
+
+/// The answer to `GET /metrics` over `stream`: status line, head and body.
+fn get(mut stream: impl Read + Write) -> (String, String) {
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    (head.to_owned(), body.to_owned())
+}
+
+/// The TCP address hyperd logged for its page (it was given port 0).
+fn logged_address(d: &TestDaemon) -> String {
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("serving metrics"))
+        .unwrap_or_else(|| panic!("no metrics address in the log: {log}"));
+    let at = line.split("at=").nth(1).expect("at= in the log line");
+    at.split_whitespace()
+        .next()
+        .unwrap()
+        .trim_matches('"')
+        .to_owned()
+}
+
+fn scrape_tcp(d: &TestDaemon) -> String {
+    let stream = std::net::TcpStream::connect(logged_address(d)).unwrap();
+    let (head, body) = get(stream);
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    body
+}
+
+fn samples(page: &str) -> Samples {
+    page.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap();
+            (name.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+fn value(s: &Samples, key: &str) -> f64 {
+    s.get(key).copied().unwrap_or(0.0)
+}
+
+/// What `promtool check metrics` says of `page`; it must say nothing and exit 0.
+fn promtool(page: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{page}"
+    );
+}
+
+fn stored_bytes(d: &TestDaemon) -> u64 {
+    let dir = d.root.join("blobs/sha256");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+const LOAD: &str = "/hyperd.v1.ImageService/Load";
+const REMOVE: &str = "/hyperd.v1.ImageService/Remove";
+
+fn calls(method: &str, code: &str) -> String {
+    format!("hyperd_grpc_requests_total{{method=\"{method}\",code=\"{code}\"}}")
+}
+
+#[tokio::test]
+async fn a_workload_moves_the_counters_by_its_bytes_and_calls() {
+    let d = TestDaemon::start_with_args(&["--metrics-listen", "127.0.0.1:0"]);
+    let before = samples(&scrape_tcp(&d));
+    assert_eq!(value(&before, "hyperd_store_blobs"), 0.0);
+
+    let image = Image::new(&["metrics-a", "metrics-b"], "amd64", Comp::None).await;
+    let archive = docker_archive(&[(&image, &["metrics:1"])]).await;
+    let input = d.write_file("in.tar", &archive);
+    d.ok(&["load", "--no-fd", "-q", "-i", input.to_str().unwrap()]);
+    let out = d.path("out.tar");
+    d.ok(&["save", "--no-fd", "-o", out.to_str().unwrap(), "metrics:1"]);
+    let saved = std::fs::metadata(&out).unwrap().len();
+    let failed = d.run(&["rmi", "no-such-image:1"]);
+    assert!(!failed.status.success());
+
+    let page = scrape_tcp(&d);
+    promtool(&page);
+    let after = samples(&page);
+    assert_eq!(
+        value(&after, "hyperd_load_bytes_total"),
+        archive.len() as f64
+    );
+    assert_eq!(value(&after, "hyperd_save_bytes_total"), saved as f64);
+    assert_eq!(value(&after, &calls(LOAD, "OK")), 1.0);
+    assert_eq!(value(&after, &calls(REMOVE, "NotFound")), 1.0);
+    let held = stored_bytes(&d);
+    assert!(held > 0);
+    assert_eq!(value(&after, "hyperd_store_blob_bytes"), held as f64);
+    assert_eq!(
+        value(&after, "hyperd_store_blobs"),
+        d.blob_files().len() as f64
+    );
+    let timed = format!("hyperd_grpc_request_duration_seconds_count{{method=\"{LOAD}\"}}");
+    assert_eq!(value(&after, &timed), 1.0);
+    assert_eq!(value(&after, "hyperd_connections"), 0.0);
+
+    // Removing the only image collects every blob: the collection's bytes are all that was held.
+    let runs = value(&after, "hyperd_gc_runs_total");
+    d.ok(&["rmi", "metrics:1"]);
+    let gone = samples(&scrape_tcp(&d));
+    promtool(&scrape_tcp(&d));
+    assert_eq!(value(&gone, "hyperd_store_blobs"), 0.0);
+    assert_eq!(value(&gone, "hyperd_store_blob_bytes"), 0.0);
+    assert!(value(&gone, "hyperd_gc_runs_total") > runs);
+    assert_eq!(value(&gone, "hyperd_gc_freed_bytes_total"), held as f64);
+    assert_eq!(value(&gone, &calls(REMOVE, "OK")), 1.0);
+}
+
+#[tokio::test]
+async fn the_page_is_served_on_a_unix_socket_which_goes_at_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics.sock");
+    let mut d = TestDaemon::start_with_args(&["--metrics-listen", path.to_str().unwrap()]);
+    d.ok(&["images"]);
+    let (head, body) = get(std::os::unix::net::UnixStream::connect(&path).unwrap());
+    assert!(head.contains(" 200 "), "{head}");
+    promtool(&body);
+    let s = samples(&body);
+    let listed = calls("/hyperd.v1.ImageService/List", "OK");
+    assert!(
+        value(&s, &listed) + value(&s, &calls("/hyperd.v1.ImageService/ListStream", "OK")) >= 1.0,
+        "{body}"
+    );
+    assert_eq!(value(&s, "hyperd_slots_in_use{kind=\"load\"}"), 0.0);
+    assert!(d.terminate().success());
+    assert!(!path.exists(), "the metrics socket is removed at exit");
+}
+
+#[test]
+fn an_address_off_loopback_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("hyperd"))
+        .arg("--root")
+        .arg(dir.path().join("root"))
+        .arg("--socket")
+        .arg(dir.path().join("hyperd.sock"))
+        .args(["--metrics-listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("loopback"), "{said}");
+}
