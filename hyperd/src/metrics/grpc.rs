@@ -1,10 +1,12 @@
 //! Every gRPC call counted by method and code, and timed: a tower layer on tonic's server, the
 //! one place every call passes.
 //!
-//! A call is counted once its response body ends, so a stream (a Load, a Pull's events) counts
-//! its whole life and the code it ended with: the `grpc-status` of its trailers, or of its
-//! headers when it failed before any message (gRPC's trailers-only answer). A call whose client
-//! went away first is counted as `Cancelled`, one that ended with no status at all as `Unknown`.
+//! A call is counted when its status passes, so a stream (a Load, a Pull's events) counts its
+//! whole life and the code it ended with: the `grpc-status` of its trailers, or of its headers
+//! when it failed before any message (gRPC's trailers-only answer). Either way it is counted
+//! before the status reaches the client, so a scrape after a call ended finds it. A call whose
+//! client went away first is counted as `Cancelled`, one that ended with no status at all as
+//! `Unknown`.
 //! The method label is the call's path (`/hyperd.v1.ImageService/Load`) when it names a method
 //! hyperd serves, else `other`: a client picks the path, and must not grow the label set.
 //!
@@ -161,9 +163,12 @@ where
         Box::pin(async move {
             let response = answer.await?;
             call.saw(response.headers());
+            // A status in the headers is the whole answer (trailers-only): counted before the
+            // client can see it, as a status in trailers is.
+            let call = call.code.is_none().then_some(call);
             Ok(response.map(|body| Timed {
                 body: Box::pin(body),
-                call: Some(call),
+                call,
             }))
         })
     }
@@ -244,13 +249,17 @@ impl<B: Body> Body for Timed<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let frame = ready!(self.body.as_mut().poll_frame(cx));
         match &frame {
+            // The status, the last frame of a call: counted before it reaches the client, so
+            // that a scrape after the call ended (as the client saw it) finds it counted.
             Some(Ok(f)) => {
-                if let (Some(trailers), Some(call)) = (f.trailers_ref(), self.call.as_mut()) {
+                if let Some(trailers) = f.trailers_ref()
+                    && let Some(mut call) = self.call.take()
+                {
                     call.saw(trailers);
+                    call.code.get_or_insert("Unknown");
                 }
             }
-            // The end, or an error that ends the body: count the call now, not when hyper
-            // gets round to dropping the body.
+            // The end without a status, or an error that ends the body.
             Some(Err(_)) | None => {
                 if let Some(mut call) = self.call.take() {
                     call.code.get_or_insert("Unknown");
