@@ -124,18 +124,27 @@ async fn a_workload_moves_the_counters_by_its_bytes_and_calls() {
     let out = d.path("out.tar");
     d.ok(&["save", "--no-fd", "-o", out.to_str().unwrap(), "metrics:1"]);
     let saved = std::fs::metadata(&out).unwrap().len();
+    // The same through handed-over files (LoadFile, SaveFile): the load skips the blobs it holds
+    // but passes over the whole archive.
+    d.ok(&["load", "-q", "-i", input.to_str().unwrap()]);
+    let out_fd = d.path("out-fd.tar");
+    d.ok(&["save", "-o", out_fd.to_str().unwrap(), "metrics:1"]);
+    let saved_fd = std::fs::metadata(&out_fd).unwrap().len();
     let failed = d.run(&["rmi", "no-such-image:1"]);
     assert!(!failed.status.success());
 
     let page = scrape_tcp(&d);
     promtool(&page);
     let after = samples(&page);
+    let loaded = 2 * archive.len();
+    assert_eq!(value(&after, "hyperd_load_bytes_total"), loaded as f64);
     assert_eq!(
-        value(&after, "hyperd_load_bytes_total"),
-        archive.len() as f64
+        value(&after, "hyperd_save_bytes_total"),
+        (saved + saved_fd) as f64
     );
-    assert_eq!(value(&after, "hyperd_save_bytes_total"), saved as f64);
     assert_eq!(value(&after, &calls(LOAD, "OK")), 1.0);
+    let load_file = "/hyperd.v1.ImageService/LoadFile";
+    assert_eq!(value(&after, &calls(load_file, "OK")), 1.0);
     assert_eq!(value(&after, &calls(REMOVE, "NotFound")), 1.0);
     let held = stored_bytes(&d);
     assert!(held > 0);

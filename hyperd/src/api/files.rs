@@ -32,6 +32,8 @@ pub(super) async fn load(
     let (store, slots, start) = (images.store.clone(), images.load_slots.clone(), req.offset);
     let progress = Progress::default();
     let (done, read) = (progress.clone(), progress.clone());
+    // A load that succeeds has passed over the whole archive, its end-of-archive blocks too.
+    let length = file.metadata().map_or(0, |m| m.len()).saturating_sub(start);
     let metrics = images.metrics.clone();
     let stop = images.shutdown.child_token();
     let work = on_own_task(stop.clone(), async move {
@@ -51,7 +53,9 @@ pub(super) async fn load(
             .images()
             .load_file(file, start, &map, &done, stop)
             .await;
-        metrics.load_bytes.inc_by(read.bytes());
+        metrics
+            .load_bytes
+            .inc_by(loaded.as_ref().map_or(read.bytes(), |_| length));
         // Logged while the slot is still held: a load's copies have stopped by now.
         tracing::info!(
             uid,

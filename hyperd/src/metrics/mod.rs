@@ -30,7 +30,8 @@ pub(crate) use serve::serve;
 pub(crate) struct Metrics {
     registry: Registry,
     pub(crate) grpc: grpc::Calls,
-    /// Archive bytes loads read (Load's chunks, LoadFile's file), whether the load succeeded.
+    /// Archive bytes loads read: a Load's chunks as they arrive; a LoadFile's archive length
+    /// when it succeeds (blobs it held passed over, not copied), else as far as it got.
     pub(crate) load_bytes: Counter,
     /// Bytes a client left out of a Load stream because hyperd holds them (`elided`).
     pub(crate) load_elided_bytes: Counter,
