@@ -170,6 +170,7 @@ impl Blobs {
     }
 
     fn place(&self, from: &Path, digest: &Digest) -> Result<()> {
+        let _counted_once = self.tally.placing();
         if !self.exists(digest) {
             let to = self.path(digest);
             let size = fs::metadata(from).context(|| format!("publishing {}", to.display()))?;

@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
@@ -16,6 +17,9 @@ pub(crate) struct Tally {
     collections: AtomicU64,
     collected_blobs: AtomicU64,
     collected_bytes: AtomicU64,
+    /// Held from the check whether a blob is in place to its rename: two writers of the same
+    /// blob would otherwise both see it absent, both rename, and count it twice.
+    placing: Mutex<()>,
 }
 
 /// A reading of the [`Tally`].
@@ -50,6 +54,13 @@ impl Tally {
             }
         }
         Ok(tally)
+    }
+
+    /// Held while a blob is looked for and placed.
+    pub(crate) fn placing(&self) -> MutexGuard<'_, ()> {
+        self.placing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn placed(&self, size: u64) {
