@@ -249,3 +249,34 @@ fn an_address_off_loopback_is_refused() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("loopback"), "{said}");
 }
+
+#[tokio::test]
+async fn leases_and_open_writes_are_counted() {
+    use hyperd_proto::v1::{self, content_service_client::ContentServiceClient};
+    let d = TestDaemon::start_with_args(&["--metrics-listen", "127.0.0.1:0"]);
+    let channel = hyperd_proto::connect(d.socket.clone()).await.unwrap();
+    let mut c = ContentServiceClient::new(channel);
+    let request = v1::CreateLeaseRequest { ttl_seconds: 3600 };
+    let lease = c.create_lease(request).await.unwrap().into_inner();
+    // Half a blob, then the stream ends: the write stays open, to be resumed.
+    let blob = noise("metrics-open-write", 1000);
+    let half = v1::WriteRequest {
+        r#ref: "half".into(),
+        expected: sha(&blob),
+        total: blob.len() as u64,
+        lease: lease.id,
+        offset: 0,
+        data: blob[..500].to_vec().into(),
+    };
+    let written = c.write(tokio_stream::iter([half])).await.unwrap();
+    assert_eq!(written.into_inner().offset, 500);
+
+    let page = scrape_tcp(&d);
+    promtool(&page);
+    let s = samples(&page);
+    assert_eq!(value(&s, "hyperd_leases"), 1.0);
+    assert_eq!(value(&s, "hyperd_content_writes_open"), 1.0);
+    assert_eq!(value(&s, "hyperd_slots_in_use{kind=\"write\"}"), 0.0);
+    let write = "/hyperd.v1.ContentService/Write";
+    assert_eq!(value(&s, &calls(write, "OK")), 1.0);
+}
