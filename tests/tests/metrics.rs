@@ -280,3 +280,46 @@ async fn leases_and_open_writes_are_counted() {
     let write = "/hyperd.v1.ContentService/Write";
     assert_eq!(value(&s, &calls(write, "OK")), 1.0);
 }
+
+/// The load slots' gauges, as (in use, waiting).
+fn load_slots(d: &TestDaemon) -> (f64, f64) {
+    let s = samples(&scrape_tcp(d));
+    let kind = "{kind=\"load\"}";
+    (
+        value(&s, &format!("hyperd_slots_in_use{kind}")),
+        value(&s, &format!("hyperd_slots_waiting{kind}")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_holding_and_waiting_for_slots_are_counted() {
+    use integration::grpc::{images, load_messages};
+    use integration::wait::eventually;
+    let d = TestDaemon::start_with_args(&["--metrics-listen", "127.0.0.1:0"]);
+    let img = noise_image("metrics-slots", 1, 3 << 10, None).await;
+    let archive = bytes::Bytes::from(oci_archive(&[(&img, &[])]).await);
+    // Three loads of one uid send their options and a chunk, then hold their streams open: two
+    // take the slots one uid may hold, the third waits.
+    let mut open = Vec::new();
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        let mut c = images(&d.socket).await;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        for m in load_messages(&archive).into_iter().take(2) {
+            tx.send(m).await.unwrap();
+        }
+        open.push(tx);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        calls.push(tokio::spawn(async move { c.load(stream).await }));
+    }
+    eventually(30, "two loads holding slots and one waiting", async || {
+        load_slots(&d) == (2.0, 1.0)
+    })
+    .await;
+    // The clients end their streams short: the loads fail and give everything back.
+    drop(open);
+    for call in calls {
+        assert!(call.await.unwrap().is_err());
+    }
+    assert_eq!(load_slots(&d), (0.0, 0.0));
+}
