@@ -323,3 +323,27 @@ async fn loads_holding_and_waiting_for_slots_are_counted() {
     }
     assert_eq!(load_slots(&d), (0.0, 0.0));
 }
+
+#[tokio::test]
+async fn connections_open_and_refused_are_counted() {
+    use integration::wait::eventually;
+    let d = TestDaemon::start_with_args(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--max-connections-per-uid",
+        "1",
+    ]);
+    let count = |key: &str| value(&samples(&scrape_tcp(&d)), key);
+    let _held = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    eventually(30, "the connection counted", async || {
+        count("hyperd_connections") == 1.0
+    })
+    .await;
+    let _refused = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    let refused = "hyperd_connections_refused_total{reason=\"uid\"}";
+    eventually(30, "the second connection refused", async || {
+        count(refused) == 1.0
+    })
+    .await;
+    assert_eq!(count("hyperd_connections"), 1.0);
+}

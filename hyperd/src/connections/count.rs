@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::metrics::{Held, Metrics, Reason};
+use crate::metrics::{Held, Metrics};
 
 /// Connections a privileged uid (root, or the uid hyperd runs as) may hold beyond the total, so
 /// that an administrator can always connect (the per-uid cap still applies to it).
@@ -145,11 +145,7 @@ impl Gate {
         }
         let m = self.metrics.as_deref();
         if let (Err(r), Some(m)) = (result, m) {
-            let reason = match r {
-                Refusal::Total => Reason::TOTAL,
-                Refusal::Uid => Reason::UID,
-            };
-            m.connections_refused.get_or_create(&reason).inc();
+            m.connection_refused(r == Refusal::Total);
         }
         result.ok().map(|()| Slot {
             gate: self.clone(),

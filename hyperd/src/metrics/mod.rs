@@ -43,7 +43,7 @@ pub(crate) struct Metrics {
     /// Connections open on hyperd's gRPC socket.
     pub(crate) connections: Gauge,
     /// Connections refused because one uid, or all together, held as many as they may.
-    pub(crate) connections_refused: Family<Reason, Counter>,
+    connections_refused: Family<Reason, Counter>,
 }
 
 /// What successful pulls stored: blobs fetched from the registry, and blobs the store held
@@ -63,13 +63,13 @@ struct Kind {
 
 /// Why a connection was refused: `uid` (its uid's cap) or `total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct Reason {
+struct Reason {
     reason: &'static str,
 }
 
 impl Reason {
-    pub(crate) const UID: Reason = Reason { reason: "uid" };
-    pub(crate) const TOTAL: Reason = Reason { reason: "total" };
+    const UID: Reason = Reason { reason: "uid" };
+    const TOTAL: Reason = Reason { reason: "total" };
 }
 
 /// The gauges of one kind of slot, for `api/slots.rs`.
@@ -176,6 +176,12 @@ impl Metrics {
             in_use: self.slots.get_or_create(&kind).clone(),
             waiting: self.slots_waiting.get_or_create(&kind).clone(),
         }
+    }
+
+    /// Counts a connection refused at the total cap, or at its uid's.
+    pub(crate) fn connection_refused(&self, at_total: bool) {
+        let reason = if at_total { Reason::TOTAL } else { Reason::UID };
+        self.connections_refused.get_or_create(&reason).inc();
     }
 
     /// Counts what a successful pull stored.
