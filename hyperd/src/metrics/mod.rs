@@ -4,7 +4,11 @@
 //! (`store.rs`), so neither the store nor its callers keep a second count.
 //!
 //! - `grpc.rs`: the tower layer on the gRPC server that counts every call by method and code
-//!   and times it, the code read at the end of the response body (a stream's end included).
+//!   and times it, when its status passes (at a stream's end), before the client sees it.
+//!
+//! Every count is taken before the client learns that the work ended, so a scrape after a call
+//! returned sees what it did. The counts are kept whether or not the page is served: a few
+//! atomic additions a call, and one per chunk of a load or save.
 //! - `text.rs`: the page in the Prometheus text format (0.0.4) that Debian's promtool checks.
 //! - `serve.rs`: `--metrics-listen`: the address, the listener, and `GET /metrics`.
 //!
