@@ -5,6 +5,7 @@ mod authority;
 mod connections;
 mod handoff;
 mod janitor;
+mod metrics;
 mod registry;
 mod socket;
 
@@ -16,6 +17,7 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
 pub use connections::Limits as ConnectionLimits;
+pub use metrics::Listener as MetricsListener;
 pub use registry::Config as RegistryConfig;
 pub use socket::{activated_listeners, bind, default_root, group_id};
 
@@ -42,6 +44,8 @@ pub struct Settings {
     pub registry: RegistryConfig,
     /// How many connections, and how long a client may stall.
     pub connections: ConnectionLimits,
+    /// Where the metrics page is served, if anywhere (`--metrics-listen`).
+    pub metrics: Option<MetricsListener>,
 }
 
 /// Serves `store` on `listener`, and takes handed-over files on `fd_listener` (the companion
@@ -64,8 +68,19 @@ pub async fn run(
     let tokens = Arc::new(handoff::Tokens::default());
     // The services first: a start-up error then leaves no janitor or hand-over server running.
     let expiry = settings.content_write_expiry;
-    let (routes, health) =
-        api::services(store.clone(), settings, tokens.clone(), cancel.clone()).await?;
+    let metrics = Arc::new(metrics::Metrics::new(store.clone()));
+    let page = settings
+        .metrics
+        .clone()
+        .map(|l| tokio::spawn(metrics::serve(l, metrics.clone(), cancel.clone())));
+    let (routes, health) = api::services(
+        store.clone(),
+        settings,
+        tokens.clone(),
+        cancel.clone(),
+        metrics.clone(),
+    )
+    .await?;
     let janitor = tokio::spawn(janitor::run(store, expiry, cancel.clone()));
     if let Some(l) = fd_listener {
         tokio::spawn(handoff::serve(l, tokens, cancel.clone()));
@@ -81,9 +96,13 @@ pub async fn run(
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(MAX_STREAMS)
         .max_frame_size(authority::MAX_IN_FRAME as u32)
+        .layer(metrics::Layer::new(&metrics))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(connections::incoming(listener, limits), stop)
+        .serve_with_incoming_shutdown(connections::incoming(listener, limits, metrics), stop)
         .await?;
     janitor.await?;
+    if let Some(page) = page {
+        page.await?;
+    }
     Ok(())
 }

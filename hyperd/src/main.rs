@@ -87,6 +87,10 @@ struct Args {
         default_value_t = 30
     )]
     stall_timeout: u64,
+    /// Serve Prometheus metrics at /metrics on ADDR: a loopback IP:PORT (127.0.0.1:9464) or a
+    /// Unix socket path (anything with a `/`, given --group's group); off unless set
+    #[arg(long, env = "HYPERD_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -121,6 +125,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // Before the socket exists: a client may send SIGTERM as soon as it can connect.
     let stop = stop_signal();
     let fd_socket = hyperd_proto::fd_socket(&socket);
+    let metrics = match args.metrics_listen {
+        Some(a) => {
+            let gid = args.group.as_deref().map(hyperd::group_id).transpose()?;
+            Some(hyperd::MetricsListener::bind(&a, gid)?)
+        }
+        None => None,
+    };
+    if let Some(m) = &metrics {
+        tracing::info!(at = m.address(), "serving metrics");
+    }
     let (listener, fd_listener, owns_socket) = match hyperd::activated_listeners()? {
         Some((l, fd)) => (l, fd, false),
         None => {
@@ -149,6 +163,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             per_uid: args.max_connections_per_uid,
             stall: std::time::Duration::from_secs(args.stall_timeout),
         },
+        metrics,
     };
     let result = hyperd::run(store, listener, fd_listener, settings, stop).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);

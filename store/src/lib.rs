@@ -31,6 +31,7 @@ mod referrer;
 mod store;
 mod walk;
 
+pub use blob::BlobCounts;
 pub use content::WriteStatus;
 pub use digest::Digest;
 pub use document::{BlobRef, Document, Entry, own_media_type};
@@ -42,6 +43,7 @@ pub use ops::Removed;
 pub use progress::{CheckCounted, CheckProgress, Progress};
 pub use reference::ImageName;
 pub use referrer::{ReferrerRecord, Referrers};
+pub use store::Stats;
 pub use store::{
     Began, BlobRead, CheckReport, Content, ContentWrite, Created, Format, ImageGraph, ImageSummary,
     Images, Inspection, Lease, LeaseInfo, Leases, ListPage, Loaded, LoadedImage, SaveItem, SaveJob,

@@ -16,6 +16,7 @@ mod handoff;
 mod incremental;
 mod listing;
 mod memory;
+mod metrics;
 mod quotas;
 mod referrers;
 mod reliability;

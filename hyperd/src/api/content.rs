@@ -46,11 +46,16 @@ pub(crate) struct Content {
 }
 
 impl Content {
-    pub(crate) fn new(store: Store, shutdown: CancellationToken, idle_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        shutdown: CancellationToken,
+        idle_timeout: Duration,
+        slots: crate::metrics::SlotGauges,
+    ) -> Self {
         Content {
             store,
             shutdown,
-            write_slots: Slots::new("write", WRITE_SLOTS, WRITE_SLOTS_PER_UID),
+            write_slots: Slots::new("write", WRITE_SLOTS, WRITE_SLOTS_PER_UID, slots),
             idle_timeout,
         }
     }

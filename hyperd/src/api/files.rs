@@ -31,7 +31,10 @@ pub(super) async fn load(
     let map = convert::ref_map(req.options.unwrap_or_default().refs)?;
     let (store, slots, start) = (images.store.clone(), images.load_slots.clone(), req.offset);
     let progress = Progress::default();
-    let done = progress.clone();
+    let (done, read) = (progress.clone(), progress.clone());
+    // A load that succeeds has passed over the whole archive, its end-of-archive blocks too.
+    let length = file.metadata().map_or(0, |m| m.len()).saturating_sub(start);
+    let metrics = images.metrics.clone();
     let stop = images.shutdown.child_token();
     let work = on_own_task(stop.clone(), async move {
         // The file counts against the uid's quota until the work ends and closes it.
@@ -50,6 +53,9 @@ pub(super) async fn load(
             .images()
             .load_file(file, start, &map, &done, stop)
             .await;
+        metrics
+            .load_bytes
+            .inc_by(loaded.as_ref().map_or(read.bytes(), |_| length));
         // Logged while the slot is still held: a load's copies have stopped by now.
         tracing::info!(
             uid,
@@ -96,11 +102,13 @@ pub(super) async fn save(
         .map_err(to_status)?;
     let progress = Progress::default();
     let written = progress.clone();
+    let metrics = images.metrics.clone();
     let stop = images.shutdown.child_token();
     let work = on_own_task(stop.clone(), async move {
         let _held = held;
-        job.write_file(file, &written, stop)
-            .await
+        let saved = job.write_file(file, &written, stop).await;
+        metrics.save_bytes.inc_by(written.bytes());
+        saved
             .map_err(to_status)
             .inspect_err(|s| tracing::warn!(error = %s.message(), "save ended early"))
     });

@@ -17,6 +17,7 @@ use super::status::{self, to_status};
 use super::stream::{Answers, or_shutdown};
 use super::{check, convert, files, listing, peer_uid};
 use crate::handoff::Tokens;
+use crate::metrics::Metrics;
 
 /// Loads that stream at once; the rest wait for a slot before hyperd reads their data. Loads
 /// are bound by hashing on the host's cores, so more at once only adds buffers: 32 concurrent
@@ -35,6 +36,7 @@ pub(crate) struct Images {
     load_idle_timeout: Duration,
     /// Files handed over on the companion socket, for LoadFile and SaveFile.
     pub(super) tokens: Arc<Tokens>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl Images {
@@ -43,13 +45,16 @@ impl Images {
         shutdown: CancellationToken,
         load_idle_timeout: Duration,
         tokens: Arc<Tokens>,
+        metrics: Arc<Metrics>,
     ) -> Self {
+        let slots = metrics.slots("load");
         Images {
             store,
             shutdown,
-            load_slots: Slots::new("load", LOAD_SLOTS, LOAD_SLOTS_PER_UID),
+            load_slots: Slots::new("load", LOAD_SLOTS, LOAD_SLOTS_PER_UID, slots),
             load_idle_timeout,
             tokens,
+            metrics,
         }
     }
 }
@@ -60,14 +65,21 @@ fn archive_pieces(
     stream: Streaming<v1::LoadRequest>,
     idle: Duration,
     idled: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 ) -> impl Stream<Item = std::io::Result<Piece>> {
     tokio_stream::StreamExt::timeout(stream, idle).map(move |m| match m {
         Ok(Ok(v1::LoadRequest {
             part: Some(Part::Chunk(b)),
-        })) => Ok(Piece::Bytes(b)),
+        })) => {
+            metrics.load_bytes.inc_by(b.len() as u64);
+            Ok(Piece::Bytes(b))
+        }
         Ok(Ok(v1::LoadRequest {
             part: Some(Part::Elided(n)),
-        })) => Ok(Piece::Elided(n)),
+        })) => {
+            metrics.load_elided_bytes.inc_by(n);
+            Ok(Piece::Elided(n))
+        }
         Ok(Ok(_)) => Err(std::io::Error::other(
             "only the first message of a Load stream may hold options",
         )),
@@ -130,7 +142,8 @@ impl ImageService for Images {
         let _slot = or_shutdown(&self.shutdown, self.load_slots.take(uid)).await?;
         tracing::info!(uid, refs = map.len(), "load started");
         let idled = Arc::new(AtomicBool::new(false));
-        let pieces = archive_pieces(stream, self.load_idle_timeout, idled.clone());
+        let metrics = self.metrics.clone();
+        let pieces = archive_pieces(stream, self.load_idle_timeout, idled.clone(), metrics);
         let loaded = or_shutdown(&self.shutdown, async {
             let loaded = self
                 .store
@@ -180,9 +193,13 @@ impl ImageService for Images {
             }
             let _ = done_tx.send(result);
         });
-        let chunks = ReaderStream::with_capacity(reader, CHUNK_SIZE).map(|r| {
-            r.map(|chunk| v1::SaveResponse { chunk })
-                .map_err(|e| status::internal(e.to_string()))
+        let metrics = self.metrics.clone();
+        let chunks = ReaderStream::with_capacity(reader, CHUNK_SIZE).map(move |r| {
+            r.inspect(|chunk| {
+                metrics.save_bytes.inc_by(chunk.len() as u64);
+            })
+            .map(|chunk| v1::SaveResponse { chunk })
+            .map_err(|e| status::internal(e.to_string()))
         });
         // After the last chunk, the export's own result: an error reaches the client as the
         // stream's status instead of a silently short archive.

@@ -31,6 +31,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::Settings;
 use crate::handoff::Tokens;
+use crate::metrics::Metrics;
 
 type Images = ImageServiceServer<images::Images>;
 type Content = ContentServiceServer<content::Content>;
@@ -45,11 +46,18 @@ pub(crate) async fn services(
     settings: Settings,
     tokens: Arc<Tokens>,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<(Routes, HealthReporter)> {
     let idle = settings.load_idle_timeout;
-    let content = content::Content::new(store.clone(), shutdown.clone(), idle);
-    let registries = registry::Registries::new(store.clone(), settings.registry, shutdown.clone());
-    let images = images::Images::new(store, shutdown, idle, tokens);
+    let write_slots = metrics.slots("write");
+    let content = content::Content::new(store.clone(), shutdown.clone(), idle, write_slots);
+    let registries = registry::Registries::new(
+        store.clone(),
+        settings.registry,
+        shutdown.clone(),
+        metrics.clone(),
+    );
+    let images = images::Images::new(store, shutdown, idle, tokens, metrics);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<Images>().await;
     health.set_serving::<Content>().await;

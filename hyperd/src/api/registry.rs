@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use super::convert::non_empty;
 use super::status::registry_status;
 use super::stream::{Answers, answer};
+use crate::metrics::Metrics;
 use crate::registry::{self, BlobEvent, BlobState, Event, Events};
 
 /// Events a transfer may make before it waits for the client to take them.
@@ -23,14 +24,21 @@ pub(crate) struct Registries {
     store: Store,
     config: Arc<registry::Config>,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 impl Registries {
-    pub(crate) fn new(store: Store, config: registry::Config, shutdown: CancellationToken) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        config: registry::Config,
+        shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Registries {
             store,
             config: Arc::new(config),
             shutdown,
+            metrics,
         }
     }
 }
@@ -71,11 +79,13 @@ impl RegistryService for Registries {
             },
         };
         let (store, config) = (self.store.clone(), self.config.clone());
+        let metrics = self.metrics.clone();
         let (events, updates) = events();
         let work = async move {
             let p = registry::pull(&store, &config, opts, &events)
                 .await
                 .map_err(transfer_failed)?;
+            metrics.pulled(&p);
             Ok(v1::PullResult {
                 name: p.name.map(|n| n.to_string()).unwrap_or_default(),
                 digest: p.digest.to_string(),

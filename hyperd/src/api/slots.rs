@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 
 use super::status;
+use crate::metrics::{Held, SlotGauges};
 
 /// Calls one uid may have waiting for a slot of one kind, beyond those holding one: enough for
 /// a script that starts dozens of loads or writes at once (32 concurrent `hyperctl load`s must all
@@ -29,6 +30,7 @@ pub(crate) struct Slots {
     per_uid: usize,
     total: Arc<Semaphore>,
     uids: Arc<Mutex<HashMap<u32, Share>>>,
+    gauges: SlotGauges,
 }
 
 /// One uid's share: its slots, and its calls holding or waiting for one.
@@ -42,6 +44,7 @@ pub(crate) struct Slot {
     _total: OwnedSemaphorePermit,
     _share: OwnedSemaphorePermit,
     _call: Call,
+    _in_use: Held,
 }
 
 /// One call of a uid counted against its share until it ends, waiting or holding a slot.
@@ -63,12 +66,19 @@ impl Drop for Call {
 }
 
 impl Slots {
-    pub(crate) fn new(what: &'static str, count: usize, per_uid: usize) -> Self {
+    /// `count` slots, `per_uid` of them for one uid, held and waited for as `gauges` count.
+    pub(crate) fn new(
+        what: &'static str,
+        count: usize,
+        per_uid: usize,
+        gauges: SlotGauges,
+    ) -> Self {
         Slots {
             what,
             per_uid,
             total: Arc::new(Semaphore::new(count)),
             uids: Arc::new(Mutex::new(HashMap::new())),
+            gauges,
         }
     }
 
@@ -106,6 +116,7 @@ impl Slots {
         }
         // The semaphores are never closed; were they, hyperd would be going away. The uid's
         // share first, so that its calls past the share queue behind its own, not the others'.
+        let waiting = Held::new(&self.gauges.waiting);
         let share = share
             .acquire_owned()
             .await
@@ -116,10 +127,12 @@ impl Slots {
             .acquire_owned()
             .await
             .map_err(|_| status::shutting_down())?;
+        drop(waiting);
         Ok(Slot {
             _total: total,
             _share: share,
             _call: call,
+            _in_use: Held::new(&self.gauges.in_use),
         })
     }
 }
@@ -130,7 +143,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_uid_holds_at_most_its_share_and_the_others_still_get_slots() {
-        let slots = Slots::new("write", 4, 2);
+        let slots = Slots::new("write", 4, 2, SlotGauges::default());
         let a: Vec<Slot> = vec![
             slots.take(Some(1)).await.unwrap(),
             slots.take(Some(1)).await.unwrap(),
@@ -147,7 +160,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_uid_past_its_share_and_its_waiting_calls_is_refused() {
-        let slots = Slots::new("load", 4, 1);
+        let slots = Slots::new("load", 4, 1, SlotGauges::default());
         let _held = slots.take(Some(1)).await.unwrap();
         let mut waiting = Vec::new();
         for _ in 0..WAITING_PER_UID {

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::metrics::{Held, Metrics};
+
 /// Connections a privileged uid (root, or the uid hyperd runs as) may hold beyond the total, so
 /// that an administrator can always connect (the per-uid cap still applies to it).
 pub(crate) const PRIVILEGED_RESERVE: usize = 32;
@@ -110,6 +112,8 @@ pub(crate) struct Gate {
     caps: Caps,
     /// The uid hyperd runs as: privileged like root.
     own_uid: u32,
+    /// Where the gRPC socket's connections are counted for the metrics page.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Gate {
@@ -118,6 +122,15 @@ impl Gate {
             counts: Arc::new(Mutex::new(Counts::new(caps))),
             caps,
             own_uid: rustix::process::geteuid().as_raw(),
+            metrics: None,
+        }
+    }
+
+    /// The gate, its connections and refusals counted in `metrics`.
+    pub(crate) fn counted(self, metrics: Arc<Metrics>) -> Self {
+        Gate {
+            metrics: Some(metrics),
+            ..self
         }
     }
 
@@ -130,9 +143,14 @@ impl Gate {
         for note in notes {
             log(note, uid, caps);
         }
+        let m = self.metrics.as_deref();
+        if let (Err(r), Some(m)) = (result, m) {
+            m.connection_refused(r == Refusal::Total);
+        }
         result.ok().map(|()| Slot {
             gate: self.clone(),
             uid,
+            _open: m.map(|m| Held::new(&m.connections)),
         })
     }
 
@@ -170,6 +188,7 @@ fn log(note: Note, uid: u32, caps: Caps) {
 pub(crate) struct Slot {
     gate: Gate,
     uid: u32,
+    _open: Option<Held>,
 }
 
 impl Drop for Slot {

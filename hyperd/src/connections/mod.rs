@@ -28,10 +28,13 @@ mod conn;
 mod count;
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
 use tokio::net::{UnixListener, UnixStream};
+
+use crate::metrics::Metrics;
 
 pub(crate) use conn::Conn;
 pub(crate) use count::{Caps, Gate, PRIVILEGED_RESERVE, Slot};
@@ -60,11 +63,13 @@ pub struct Limits {
 pub(crate) fn incoming(
     listener: UnixListener,
     limits: Limits,
+    metrics: Arc<Metrics>,
 ) -> impl Stream<Item = io::Result<Conn>> {
     let gate = Gate::new(Caps {
         total: limits.total,
         per_uid: limits.per_uid,
-    });
+    })
+    .counted(metrics);
     futures_util::stream::unfold((listener, gate), move |(listener, gate)| async move {
         let conn = accept(&listener, &gate, limits.stall).await;
         Some((Ok(conn), (listener, gate)))

@@ -27,7 +27,7 @@ pub(crate) use error::Error;
 #[cfg(test)]
 pub(crate) use error::Retry;
 pub(crate) use login::login;
-pub(crate) use pull::{PullOptions, pull};
+pub(crate) use pull::{PullOptions, Pulled, pull};
 pub(crate) use push::push;
 
 /// How many blobs one pull or push moves at once.

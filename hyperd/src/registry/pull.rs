@@ -40,6 +40,8 @@ pub(crate) struct Pulled {
     pub(crate) downloaded: u32,
     pub(crate) present: u32,
     pub(crate) downloaded_bytes: u64,
+    /// The bytes of the blobs the store held already (`present` of them).
+    pub(crate) present_bytes: u64,
     pub(crate) referrers: u32,
 }
 
@@ -59,6 +61,7 @@ struct Counts {
     downloaded: u32,
     present: u32,
     downloaded_bytes: u64,
+    present_bytes: u64,
 }
 
 pub(crate) async fn pull(
@@ -149,6 +152,7 @@ async fn store_image(
         downloaded: counts.downloaded,
         present: counts.present,
         downloaded_bytes: counts.downloaded_bytes,
+        present_bytes: counts.present_bytes,
         referrers,
     })
 }
@@ -266,10 +270,14 @@ async fn store_all(
         .try_collect()
         .await?;
     let downloaded = results.iter().flatten().count() as u32;
+    // A blob fetched is fetched whole (its size checked), so the rest of the bytes were present.
+    let downloaded_bytes: u64 = results.iter().flatten().sum();
+    let wanted: u64 = plan.blobs.iter().map(|b| b.size).sum();
     Ok(Counts {
         downloaded,
         present: results.len() as u32 - downloaded,
-        downloaded_bytes: results.iter().flatten().sum(),
+        downloaded_bytes,
+        present_bytes: wanted - downloaded_bytes,
     })
 }
 

@@ -6,10 +6,12 @@ mod kernel;
 mod lease;
 mod rehash;
 mod staging;
+mod tally;
 mod threads;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::AsyncReadExt;
@@ -18,6 +20,7 @@ pub(crate) use copy::{CHUNK, Copier, Writeback, drain, fill};
 pub(crate) use kernel::{Body, Failed, copy_range};
 pub(crate) use lease::Lease;
 pub(crate) use staging::Staging;
+pub use tally::BlobCounts;
 pub(crate) use threads::Threads;
 
 use crate::decompress::Compression;
@@ -31,6 +34,7 @@ pub(crate) struct Blobs {
     dir: PathBuf,
     ingest: PathBuf,
     pins: lease::Pins,
+    tally: Arc<tally::Tally>,
 }
 
 /// A blob the current load holds: staged by it, or already in the store and pinned.
@@ -52,6 +56,7 @@ impl Blobs {
             fs::create_dir_all(d).context(|| format!("creating {}", d.display()))?;
         }
         Ok(Blobs {
+            tally: Arc::new(tally::Tally::open(&dir)?),
             dir,
             ingest,
             pins: lease::Pins::default(),
@@ -165,9 +170,12 @@ impl Blobs {
     }
 
     fn place(&self, from: &Path, digest: &Digest) -> Result<()> {
+        let _counted_once = self.tally.placing();
         if !self.exists(digest) {
             let to = self.path(digest);
+            let size = fs::metadata(from).context(|| format!("publishing {}", to.display()))?;
             fs::rename(from, &to).context(|| format!("publishing {}", to.display()))?;
+            self.tally.placed(size.len());
         }
         Ok(())
     }
@@ -201,6 +209,7 @@ impl Blobs {
         let pins = self.pins.lock().expect("pin lock poisoned");
         let mut removed = Vec::new();
         let mut deferred = Vec::new();
+        let mut sizes = Vec::new();
         for digest in candidates {
             let digest = digest.clone();
             if pins.contains_key(&digest) {
@@ -208,17 +217,30 @@ impl Blobs {
                 continue;
             }
             let path = self.path(&digest);
+            let size = fs::metadata(&path).map_or(0, |m| m.len());
             match fs::remove_file(&path) {
-                Ok(()) => removed.push(digest),
+                Ok(()) => {
+                    removed.push(digest);
+                    sizes.push(size);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).context(|| format!("removing {}", path.display())),
+                Err(e) => {
+                    self.tally.collected(&sizes);
+                    return Err(e).context(|| format!("removing {}", path.display()));
+                }
             }
         }
         drop(pins);
+        self.tally.collected(&sizes);
         if !removed.is_empty() {
             sync_dir(&self.dir)?;
         }
         Ok((removed, deferred))
+    }
+
+    /// How many blobs are stored and their bytes, and what collections deleted.
+    pub(crate) fn counts(&self) -> BlobCounts {
+        self.tally.counts()
     }
 
     /// Every stored blob, in digest order. Files not named by a digest are not ours to judge and

@@ -87,6 +87,11 @@ impl Writes {
         })
     }
 
+    /// How many writes are open.
+    pub(crate) fn count(&self) -> u64 {
+        self.table().len() as u64
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Slot>> {
         self.open.lock().expect("content writes lock poisoned")
     }

@@ -84,6 +84,11 @@ impl Expiries {
         }
     }
 
+    /// How many leases there are, but for those `skip` names.
+    pub(super) fn count(&self, skip: impl Fn(&str) -> bool) -> u64 {
+        self.leases().keys().filter(|id| !skip(id)).count() as u64
+    }
+
     /// The janitor may be asleep until later than something just begun could expire.
     pub(super) fn wake(&self) {
         self.wake.notify_one();

@@ -14,3 +14,4 @@ mod property;
 mod quotas;
 mod referrers;
 mod roundtrip;
+mod stats;
