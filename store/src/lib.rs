@@ -44,7 +44,7 @@ pub use reference::ImageName;
 pub use referrer::{ReferrerRecord, Referrers};
 pub use store::{
     Began, BlobRead, CheckReport, Content, ContentWrite, Created, Format, ImageGraph, ImageSummary,
-    Images, Inspection, Lease, LeaseInfo, Leases, ListPage, LoadedImage, SaveItem, SaveJob, Store,
-    WriteOutcome, WriteStart, Written,
+    Images, Inspection, Lease, LeaseInfo, Leases, ListPage, LoadedImage, NamePage, SaveItem,
+    SaveJob, Store, WriteOutcome, WriteStart, Written,
 };
 pub use walk::{Graph, ImageConfig, Source, Visited, Walker};

@@ -19,6 +19,7 @@ mod leases;
 mod load;
 mod referrers;
 mod save;
+mod serve;
 mod write;
 
 use tokio::sync::Mutex;
@@ -30,6 +31,7 @@ pub use images::{ImageGraph, ImageSummary, Images, Inspection, ListPage};
 pub use leases::{Lease, LeaseInfo, Leases};
 pub use load::LoadedImage;
 pub use save::{Format, SaveItem, SaveJob};
+pub use serve::NamePage;
 pub use write::{Began, ContentWrite, WriteOutcome, WriteStart, Written};
 
 use crate::blob::Blobs;
