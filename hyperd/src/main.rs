@@ -86,6 +86,27 @@ struct Args {
         default_value_t = 30
     )]
     stall_timeout: u64,
+    /// Serve the store as an OCI registry (distribution spec, read side) on this address
+    /// (`127.0.0.1:5000`; port 0: any); repeatable. Off when not given
+    #[arg(long = "registry-listen", value_name = "ADDR")]
+    registry_listen: Vec<std::net::SocketAddr>,
+    /// Certificate chain (PEM) for the registry endpoint's TLS, with --registry-tls-key
+    #[arg(long, env = "HYPERD_REGISTRY_TLS_CERT", value_name = "FILE")]
+    registry_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for the registry endpoint's TLS
+    #[arg(long, env = "HYPERD_REGISTRY_TLS_KEY", value_name = "FILE")]
+    registry_tls_key: Option<PathBuf>,
+    /// Serve the registry endpoint over plain HTTP on addresses other than loopback
+    #[arg(long)]
+    registry_insecure: bool,
+    /// Connections the registry endpoint holds open at once, over all its addresses
+    #[arg(
+        long,
+        env = "HYPERD_REGISTRY_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 512
+    )]
+    registry_max_connections: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -117,6 +138,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let store = store::Store::open(&root)
         .await
         .with_context(|| format!("opening store {}", root.display()))?;
+    let registry = hyperd::distribution::bind(hyperd::distribution::Config {
+        tls: hyperd::distribution::tls_pair(args.registry_tls_cert, args.registry_tls_key)?,
+        listen: args.registry_listen,
+        insecure: args.registry_insecure,
+        max_connections: args.registry_max_connections,
+        stall: std::time::Duration::from_secs(args.stall_timeout),
+    })
+    .await
+    .context("starting the registry endpoint")?;
     // Before the socket exists: a client may send SIGTERM as soon as it can connect.
     let stop = stop_signal();
     let fd_socket = hyperd_proto::fd_socket(&socket);
@@ -149,7 +179,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             stall: std::time::Duration::from_secs(args.stall_timeout),
         },
     };
-    let result = hyperd::run(store, listener, fd_listener, settings, stop).await;
+    let result = hyperd::run(store, listener, fd_listener, settings, registry, stop).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // A socket systemd passed belongs to systemd, which keeps listening on it.
     for path in [&socket, &fd_socket].into_iter().filter(|_| owns_socket) {

@@ -1,0 +1,1 @@
+//! Real clients pull from hyperd's registry endpoint on loopback.
