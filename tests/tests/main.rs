@@ -51,6 +51,7 @@ mod registry {
 mod serve {
     mod clients;
     mod conformance;
+    mod limits;
 }
 
 /// Each `.rs` file under `tests/` is declared as a module by `main.rs` or by its directory's
