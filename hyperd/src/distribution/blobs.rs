@@ -12,7 +12,7 @@ use super::range::{Wanted, wanted};
 pub(super) async fn get(ask: &Ask<'_>, name: &str, raw: &str) -> Result<Response<Body>, Problem> {
     let repository = ask.known_repository(name)?;
     let digest = digest(raw, Problem::blob_unknown)?;
-    if !ask.store.images().may_see(&repository, &digest)? {
+    if !ask.may_see(&repository, &digest).await? {
         return Err(Problem::blob_unknown(raw));
     }
     let content = ask.store.content();

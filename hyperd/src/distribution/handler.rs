@@ -23,6 +23,22 @@ impl Ask<'_> {
         names::repository(name, self.query.ns.as_deref()).map_err(|e| Problem::name_invalid(e.0))
     }
 
+    /// Whether an image tagged in `repository` uses `digest`: as many keyed reads as the
+    /// repository has tags, so off the async threads.
+    pub(super) async fn may_see(
+        &self,
+        repository: &str,
+        digest: &store::Digest,
+    ) -> Result<bool, Problem> {
+        let (store, repository, digest) =
+            (self.store.clone(), repository.to_owned(), digest.clone());
+        let seen =
+            tokio::task::spawn_blocking(move || store.images().may_see(&repository, &digest))
+                .await
+                .expect("a registry lookup panicked")?;
+        Ok(seen)
+    }
+
     /// As [`Ask::repository`], and NAME_UNKNOWN when the store holds no tag of it.
     pub(super) fn known_repository(&self, name: &str) -> Result<String, Problem> {
         let repository = self.repository(name)?;
@@ -71,7 +87,7 @@ async fn answer<B>(store: &Store, request: &Request<B>) -> Result<Response<Body>
         Route::Tags { name } => listing::tags(&ask, name),
         Route::Manifest { name, reference } => manifests::get(&ask, name, reference).await,
         Route::Blob { name, digest } => blobs::get(&ask, name, digest).await,
-        Route::Referrers { name, digest } => referrers::get(&ask, name, digest),
+        Route::Referrers { name, digest } => referrers::get(&ask, name, digest).await,
         Route::Upload => Err(Problem::unsupported(method)),
     }
 }

@@ -18,7 +18,7 @@ pub(super) async fn get(
     let unknown = || Problem::manifest_unknown(reference);
     let digest = if reference.contains(':') {
         let d = digest(reference, Problem::manifest_unknown)?;
-        if !images.may_see(&repository, &d)? {
+        if !ask.may_see(&repository, &d).await? {
             return Err(unknown());
         }
         d

@@ -9,7 +9,7 @@ use super::body::Body;
 use super::error::Problem;
 use super::handler::{Ask, digest, json};
 
-pub(super) fn get(ask: &Ask<'_>, name: &str, raw: &str) -> Result<Response<Body>, Problem> {
+pub(super) async fn get(ask: &Ask<'_>, name: &str, raw: &str) -> Result<Response<Body>, Problem> {
     let repository = ask.known_repository(name)?;
     // Another algorithm's digest names nothing stored: its referrers are none.
     let subject = match digest(raw, |_| Problem::manifest_unknown(raw)) {
@@ -20,11 +20,13 @@ pub(super) fn get(ask: &Ask<'_>, name: &str, raw: &str) -> Result<Response<Body>
     let images = ask.store.images();
     let filter = ask.query.artifact_type.as_deref();
     let index = match subject {
-        Some(d) if images.may_see(&repository, &d)? => match images.referrers_index(&d, filter) {
-            Ok(index) => index,
-            Err(store::Error::NotFound(_)) => empty(),
-            Err(e) => return Err(e.into()),
-        },
+        Some(d) if ask.may_see(&repository, &d).await? => {
+            match images.referrers_index(&d, filter) {
+                Ok(index) => index,
+                Err(store::Error::NotFound(_)) => empty(),
+                Err(e) => return Err(e.into()),
+            }
+        }
         _ => empty(),
     };
     let mut response = json(ask, OCI_INDEX, index);

@@ -79,3 +79,55 @@ fn hyperd_stops_with_registry_connections_open() {
     assert!(d.terminate().success(), "{}", d.log());
     assert!(TcpStream::connect(&addr).is_err());
 }
+
+#[tokio::test]
+async fn fifty_concurrent_pulls_of_one_image_stay_small() {
+    use integration::fixtures::*;
+    let d = TestDaemon::start_with_args(&["--registry-listen", "127.0.0.1:0"]);
+    let image = noise_image("fifty", 2, 32 << 10, None).await;
+    let archive = oci_archive(&[(&image, &[("org.opencontainers.image.ref.name", "big:1")])]).await;
+    d.ok(&[
+        "load",
+        "-i",
+        integration::tools::p(&d.write_file("big.tar", &archive)),
+    ]);
+    let addr = registry_addr(&d);
+    d.reset_peak_rss();
+    let before = d.peak_rss_mib();
+    let mut urls = vec![
+        format!("http://{addr}/v2/big/manifests/1"),
+        format!("http://{addr}/v2/big/blobs/{}", image.id()),
+    ];
+    urls.extend(
+        image
+            .layers
+            .iter()
+            .map(|(b, _)| format!("http://{addr}/v2/big/blobs/{}", sha(b))),
+    );
+    let pulls: Vec<_> = (0..50)
+        .map(|_| {
+            std::process::Command::new("curl")
+                .args([
+                    "-sS",
+                    "--fail",
+                    "-o",
+                    "/dev/null",
+                    "-o",
+                    "/dev/null",
+                    "-o",
+                    "/dev/null",
+                    "-o",
+                    "/dev/null",
+                ])
+                .args(&urls)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut pull in pulls {
+        assert!(pull.wait().unwrap().success());
+    }
+    let peak = d.peak_rss_mib();
+    eprintln!("MEASURE before {before} MiB, peak {peak} MiB");
+    assert!(peak <= 128, "{peak} MiB");
+}
