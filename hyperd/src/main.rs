@@ -99,6 +99,10 @@ struct Args {
     /// Serve the registry endpoint over plain HTTP on addresses other than loopback
     #[arg(long)]
     registry_insecure: bool,
+    /// Serve the registry endpoint only to the users of this htpasswd file (bcrypt entries, as
+    /// `htpasswd -B` makes them), by basic auth
+    #[arg(long, env = "HYPERD_REGISTRY_HTPASSWD", value_name = "FILE")]
+    registry_htpasswd: Option<PathBuf>,
     /// Connections the registry endpoint holds open at once, over all its addresses
     #[arg(
         long,
@@ -142,6 +146,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tls: hyperd::distribution::tls_pair(args.registry_tls_cert, args.registry_tls_key)?,
         listen: args.registry_listen,
         insecure: args.registry_insecure,
+        htpasswd: args.registry_htpasswd,
         max_connections: args.registry_max_connections,
         stall: std::time::Duration::from_secs(args.stall_timeout),
     })

@@ -49,6 +49,7 @@ mod registry {
 
 /// hyperd's registry endpoint: our conformance module, and real clients pulling from it.
 mod serve {
+    mod auth;
     mod clients;
     mod conformance;
     mod limits;

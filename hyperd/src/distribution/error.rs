@@ -90,6 +90,15 @@ impl Problem {
         )
     }
 
+    /// No credentials, or not those of a user of the htpasswd file.
+    pub(super) fn unauthorized() -> Self {
+        problem(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required".to_owned(),
+        )
+    }
+
     /// A method this endpoint does not serve: pushes are not enabled.
     pub(super) fn unsupported(method: &http::Method) -> Self {
         problem(
@@ -140,6 +149,10 @@ impl Problem {
         if let Some(size) = self.size {
             let range = HeaderValue::from_str(&format!("bytes */{size}")).expect("a number");
             headers.insert(header::CONTENT_RANGE, range);
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            let challenge = HeaderValue::from_static("Basic realm=\"hyperd\"");
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

@@ -1,8 +1,11 @@
 //! One request to one answer: the method, the route, the name, then the endpoint's module.
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use std::sync::Arc;
+
 use store::Store;
 
+use super::auth::Htpasswd;
 use super::body::{Body, full};
 use super::error::Problem;
 use super::names;
@@ -49,9 +52,25 @@ impl Ask<'_> {
     }
 }
 
-pub(super) async fn handle<B>(store: &Store, request: Request<B>) -> Response<Body> {
+/// What answers requests: the store, and who may ask.
+#[derive(Clone)]
+pub(super) struct Endpoint {
+    pub(super) store: Store,
+    pub(super) auth: Option<Arc<Htpasswd>>,
+}
+
+pub(super) async fn handle<B>(endpoint: &Endpoint, request: Request<B>) -> Response<Body> {
     let head = request.method() == Method::HEAD;
-    let mut response = match answer(store, &request).await {
+    let authorization = request.headers().get(header::AUTHORIZATION);
+    let admitted = match &endpoint.auth {
+        None => true,
+        Some(auth) => auth.admits(authorization.map(HeaderValue::as_bytes)).await,
+    };
+    let answered = match admitted {
+        true => answer(&endpoint.store, &request).await,
+        false => Err(Problem::unauthorized()),
+    };
+    let mut response = match answered {
         Ok(response) => response,
         Err(problem) => problem.into_response(head),
     };

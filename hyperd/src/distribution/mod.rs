@@ -16,7 +16,9 @@
 //!   connection is closed at accept); a client must send a request's headers, and finish a TLS
 //!   handshake, within [`Config::stall`]; a blob is streamed in 256 KiB reads (`body.rs`).
 //!   Write methods are 405 UNSUPPORTED: push is not served.
+//! - **Who.** With `--registry-htpasswd`, only the file's users, by basic auth (`auth.rs`).
 
+mod auth;
 mod blobs;
 mod body;
 mod error;
@@ -52,6 +54,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Serve plain HTTP on non-loopback addresses.
     pub insecure: bool,
+    /// An htpasswd file (bcrypt entries) whose users alone may read.
+    pub htpasswd: Option<PathBuf>,
     /// Connections open at once, over all the listeners.
     pub max_connections: usize,
     /// How long a client may take to finish a TLS handshake or send a request's headers.
@@ -68,6 +72,8 @@ pub enum StartError {
     Exposed(SocketAddr),
     #[error("--registry-tls-cert and --registry-tls-key go together")]
     HalfTls,
+    #[error("--registry-htpasswd {0}")]
+    Htpasswd(String),
     #[error("registry TLS: {0}")]
     Tls(String),
     #[error("listening on {addr}: {source}")]
@@ -81,6 +87,7 @@ pub enum StartError {
 pub struct Listeners {
     sockets: Vec<TcpListener>,
     tls: Option<TlsAcceptor>,
+    auth: Option<Arc<auth::Htpasswd>>,
     config: Config,
 }
 
@@ -97,6 +104,11 @@ pub async fn bind(config: Config) -> Result<Listeners, StartError> {
     {
         return Err(StartError::Exposed(*exposed));
     }
+    let auth = config
+        .htpasswd
+        .as_deref()
+        .map(auth::Htpasswd::load)
+        .transpose()?;
     let mut sockets = Vec::new();
     for &addr in &config.listen {
         let socket = TcpListener::bind(addr)
@@ -112,6 +124,7 @@ pub async fn bind(config: Config) -> Result<Listeners, StartError> {
     Ok(Listeners {
         sockets,
         tls,
+        auth,
         config,
     })
 }
@@ -134,7 +147,10 @@ pub(crate) fn serve(listeners: Listeners, store: Store, cancel: CancellationToke
     let cap = Arc::new(Semaphore::new(listeners.config.max_connections));
     for socket in listeners.sockets {
         let serving = Serving {
-            store: store.clone(),
+            endpoint: handler::Endpoint {
+                store: store.clone(),
+                auth: listeners.auth.clone(),
+            },
             tls: listeners.tls.clone(),
             stall: listeners.config.stall,
             cancel: cancel.clone(),
@@ -146,7 +162,7 @@ pub(crate) fn serve(listeners: Listeners, store: Store, cancel: CancellationToke
 /// What each connection needs.
 #[derive(Clone)]
 struct Serving {
-    store: Store,
+    endpoint: handler::Endpoint,
     tls: Option<TlsAcceptor>,
     stall: Duration,
     cancel: CancellationToken,
@@ -204,10 +220,10 @@ async fn http<I>(io: I, serving: Serving)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let store = serving.store.clone();
+    let endpoint = serving.endpoint.clone();
     let service = hyper::service::service_fn(move |request| {
-        let store = store.clone();
-        async move { Ok::<_, Infallible>(handler::handle(&store, request).await) }
+        let endpoint = endpoint.clone();
+        async move { Ok::<_, Infallible>(handler::handle(&endpoint, request).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
