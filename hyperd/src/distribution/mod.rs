@@ -14,7 +14,9 @@
 //!   `--registry-tls-key`) unless `--registry-insecure`; hyperd refuses to start otherwise.
 //! - **Costs.** At most [`Config::max_connections`] connections at once (past that a
 //!   connection is closed at accept); a client must send a request's headers, and finish a TLS
-//!   handshake, within [`Config::stall`]; a blob is streamed in 256 KiB reads (`body.rs`).
+//!   handshake, within [`Config::stall`], and a client that reads nothing of an answer for that
+//!   long is cut off (`stall.rs`); a blob is streamed in 64 KiB reads (`body.rs`), and hyper
+//!   queues at most [`MAX_BUFFER`] of it for the socket.
 //!   Write methods are 405 UNSUPPORTED: push is not served.
 //! - **Who.** With `--registry-htpasswd`, only the file's users, by basic auth (`auth.rs`).
 
@@ -29,6 +31,7 @@ mod names;
 mod range;
 mod referrers;
 mod route;
+mod stall;
 mod tls;
 
 use std::convert::Infallible;
@@ -159,6 +162,10 @@ pub(crate) fn serve(listeners: Listeners, store: Store, cancel: CancellationToke
     }
 }
 
+/// What hyper buffers of a connection, each way: a request's headers at most, and the answer's
+/// bytes queued for the socket (a blob's reads are 64 KiB, `body.rs`).
+const MAX_BUFFER: usize = 128 << 10;
+
 /// What each connection needs.
 #[derive(Clone)]
 struct Serving {
@@ -206,17 +213,20 @@ async fn connection(
     serving: Serving,
     _permit: OwnedSemaphorePermit,
 ) {
+    // Under TLS too: what waits is the socket.
+    let (stream, waiting) = stall::Watched::new(stream);
+    let stalled = stall::stalled(waiting, serving.stall);
     match serving.tls.clone() {
-        None => http(stream, serving).await,
+        None => http(stream, serving, stalled).await,
         Some(tls) => match tokio::time::timeout(serving.stall, tls.accept(stream)).await {
-            Ok(Ok(stream)) => http(stream, serving).await,
+            Ok(Ok(stream)) => http(stream, serving, stalled).await,
             Ok(Err(e)) => tracing::debug!(error = %e, "registry endpoint: TLS handshake failed"),
             Err(_) => tracing::debug!("registry endpoint: TLS handshake stalled"),
         },
     }
 }
 
-async fn http<I>(io: I, serving: Serving)
+async fn http<I>(io: I, serving: Serving, stalled: impl Future<Output = ()>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -228,10 +238,12 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(serving.stall)
+        .max_buf_size(MAX_BUFFER)
         .serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => log_end(result),
+        _ = stalled => tracing::debug!("registry endpoint: a client stopped reading; closed"),
         _ = serving.cancel.cancelled() => {
             conn.as_mut().graceful_shutdown();
             log_end(conn.await);

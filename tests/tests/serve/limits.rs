@@ -1,6 +1,7 @@
 //! What a registry client may cost: a connection that owes its request's headers is cut off
 //! after `--stall-timeout`, connections past `--registry-max-connections` are closed at accept,
-//! and hyperd stops cleanly with registry connections open.
+//! a client that stops reading an answer is cut off after `--stall-timeout` too, fifty pulls at
+//! once stay small, and hyperd stops cleanly with registry connections open.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -63,6 +64,46 @@ fn connections_past_the_cap_are_closed_until_one_ends() {
         let _ = s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         until_closed(s).starts_with(b"HTTP/1.1 200")
     });
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_blob_is_cut_off() {
+    use integration::fixtures::*;
+    let d = TestDaemon::start_with_args(&[
+        "--registry-listen",
+        "127.0.0.1:0",
+        "--registry-max-connections",
+        "1",
+        "--stall-timeout",
+        "2",
+    ]);
+    // Far more than the sockets' buffers hold.
+    let image = noise_image("stop reading", 1, 32 << 10, None).await;
+    let archive = oci_archive(&[(&image, &[("org.opencontainers.image.ref.name", "big:1")])]).await;
+    d.ok(&[
+        "load",
+        "-i",
+        integration::tools::p(&d.write_file("big.tar", &archive)),
+    ]);
+    let addr = registry_addr(&d);
+    let mut reader = TcpStream::connect(&addr).unwrap();
+    let blob = sha(&image.layers[0].0);
+    write!(
+        reader,
+        "GET /v2/big/blobs/{blob} HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    // It holds the one place under the cap until hyperd gives up on it.
+    until(
+        60,
+        "a connection served after the stalled reader was cut off",
+        || {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            let _ = s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            until_closed(s).starts_with(b"HTTP/1.1 200")
+        },
+    );
+    drop(reader);
 }
 
 #[test]
@@ -128,6 +169,6 @@ async fn fifty_concurrent_pulls_of_one_image_stay_small() {
         assert!(pull.wait().unwrap().success());
     }
     let peak = d.peak_rss_mib();
-    eprintln!("MEASURE before {before} MiB, peak {peak} MiB");
+    eprintln!("hyperd peak RSS: {before} MiB before the pulls, {peak} MiB with them");
     assert!(peak <= 128, "{peak} MiB");
 }
