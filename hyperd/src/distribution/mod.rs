@@ -256,3 +256,31 @@ fn log_end(result: hyper::Result<()>) {
         tracing::debug!(error = %e, "registry endpoint: connection ended");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str) -> Config {
+        Config {
+            listen: vec![listen.parse().unwrap()],
+            max_connections: 1,
+            stall: Duration::from_secs(1),
+            ..Config::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn only_loopback_is_served_without_tls_unless_insecure() {
+        for exposed in ["0.0.0.0:0", "192.0.2.1:5000", "[::]:0"] {
+            let e = bind(config(exposed)).await.err().expect(exposed);
+            assert!(matches!(e, StartError::Exposed(_)), "{e}");
+        }
+        let bound = bind(config("127.0.0.1:0")).await.unwrap();
+        assert_eq!(bound.sockets.len(), 1);
+        let path = || Some(PathBuf::from("x"));
+        assert!(matches!(tls_pair(path(), None), Err(StartError::HalfTls)));
+        assert!(matches!(tls_pair(None, path()), Err(StartError::HalfTls)));
+        assert!(matches!(tls_pair(None, None), Ok(None)));
+    }
+}

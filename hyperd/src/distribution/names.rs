@@ -26,6 +26,8 @@ pub(super) fn repository(name: &str, ns: Option<&str>) -> Result<String, Invalid
         Some(host) if host.is_empty() || host.contains(['/', '@']) => {
             return Err(Invalid(format!("invalid ns {host:?}")));
         }
+        // containerd names Docker Hub by any of its hosts; the store keeps `docker.io`.
+        Some(host) if DOCKER_HUB.contains(&host) => format!("docker.io/{name}"),
         Some(host) => format!("{host}/{name}"),
         None => name.to_owned(),
     };
@@ -111,6 +113,9 @@ mod tests {
             "127.0.0.1:5601/team/app"
         );
         assert_eq!(full("x/y", Some("quay.io")), "quay.io/x/y");
+        for hub in ["index.docker.io", "registry-1.docker.io"] {
+            assert_eq!(full("busybox", Some(hub)), "docker.io/library/busybox");
+        }
     }
 
     #[test]
