@@ -1,7 +1,8 @@
 //! Real clients pull from hyperd's registry endpoint on loopback and get the stored digests:
 //! skopeo by name (one image, and an index with `--all`), containerd 1.6 through a
 //! `hosts.toml` that names hyperd as the mirror of a made-up host (it adds `?ns=HOST`), and
-//! podman through a `registries.conf` mirror (it asks for `/v2/<prefix>/<repo>`).
+//! podman through a `registries.conf` mirror (it asks for `/v2/<prefix>/<repo>`), and another
+//! hyperd, referrers included.
 
 use integration::TestDaemon;
 use integration::fixtures::*;
@@ -136,4 +137,40 @@ async fn podman_pulls_through_a_registries_conf_mirror() {
         digest.trim(),
         format!("{} {}", sha(&app.manifest), &id[7..])
     );
+}
+
+#[tokio::test]
+async fn another_hyperd_pulls_an_image_and_its_referrers_through_the_referrers_api() {
+    use integration::artifacts::*;
+    let app = Image::new(&["clients hyperd"], "amd64", Comp::Gzip).await;
+    let (sig, sbom) = (
+        cosign_signature(&app.manifest, MANIFEST, "clients"),
+        spdx_sbom(&app.manifest, MANIFEST),
+    );
+    let source = TestDaemon::start_with_args(&["--registry-listen", "127.0.0.1:0"]);
+    let entries = layout(&[(&app, &[(REF_NAME, "team/app:1")])], &[&sig, &sbom]);
+    source.ok(&[
+        "load",
+        "-i",
+        p(&source.write_file("app.tar", &tar(&entries).await)),
+    ]);
+    let addr = registry_addr(&source);
+
+    let receiver = TestDaemon::start();
+    let name = format!("{addr}/team/app:1");
+    let out = receiver.ok(&["pull", "--referrers", &name]);
+    assert!(out.contains("Referrers: 2"), "{out}");
+    let inspect = receiver.inspect(&name);
+    assert_eq!(inspect["Digest"], sha(&app.manifest).as_str());
+    let mut referrers: Vec<String> = inspect["Referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Digest"].as_str().unwrap().to_owned())
+        .collect();
+    referrers.sort();
+    let mut expected = vec![sig.digest(), sbom.digest()];
+    expected.sort();
+    // Only the referrers API has them: the tag schema's `sha256-<hex>` tags are not stored.
+    assert_eq!(referrers, expected);
 }
