@@ -241,14 +241,23 @@ where
         .max_buf_size(MAX_BUFFER)
         .serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
+    let mut stalled = std::pin::pin!(stalled);
     tokio::select! {
         result = conn.as_mut() => log_end(result),
-        _ = stalled => tracing::debug!("registry endpoint: a client stopped reading; closed"),
+        _ = stalled.as_mut() => stopped_reading(),
         _ = serving.cancel.cancelled() => {
+            // The answer in flight is finished, unless its client stops reading it.
             conn.as_mut().graceful_shutdown();
-            log_end(conn.await);
+            tokio::select! {
+                result = conn => log_end(result),
+                _ = stalled => stopped_reading(),
+            }
         }
     }
+}
+
+fn stopped_reading() {
+    tracing::debug!("registry endpoint: a client stopped reading; closed");
 }
 
 fn log_end(result: hyper::Result<()>) {
