@@ -3,6 +3,7 @@
 mod api;
 mod authority;
 mod connections;
+pub mod distribution;
 mod handoff;
 mod janitor;
 mod metrics;
@@ -49,7 +50,7 @@ pub struct Settings {
 }
 
 /// Serves `store` on `listener`, and takes handed-over files on `fd_listener` (the companion
-/// socket) when given one, until `shutdown` completes, with a janitor that drops expired leases
+/// socket) when given one, and as an OCI registry on `registry`'s sockets, until `shutdown` completes, with a janitor that drops expired leases
 /// and content writes. Then it stops accepting, ends in-flight loads, saves, reads and writes
 /// with UNAVAILABLE (a load's staged blobs are dropped), and returns once every connection has
 /// closed.
@@ -58,6 +59,7 @@ pub async fn run(
     listener: UnixListener,
     fd_listener: Option<UnixListener>,
     settings: Settings,
+    registry: distribution::Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     // rustls needs one process-wide crypto provider; reqwest is built without its default one.
@@ -81,6 +83,7 @@ pub async fn run(
         metrics.clone(),
     )
     .await?;
+    distribution::serve(registry, store.clone(), cancel.clone());
     let janitor = tokio::spawn(janitor::run(store, expiry, cancel.clone()));
     if let Some(l) = fd_listener {
         tokio::spawn(handoff::serve(l, tokens, cancel.clone()));

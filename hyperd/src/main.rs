@@ -91,6 +91,31 @@ struct Args {
     /// Unix socket path (anything with a `/`, given --group's group); off unless set
     #[arg(long, env = "HYPERD_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Serve the store as an OCI registry (distribution spec, read side) on this address
+    /// (`127.0.0.1:5000`; port 0: any); repeatable. Off when not given
+    #[arg(long = "registry-listen", value_name = "ADDR")]
+    registry_listen: Vec<std::net::SocketAddr>,
+    /// Certificate chain (PEM) for the registry endpoint's TLS, with --registry-tls-key
+    #[arg(long, env = "HYPERD_REGISTRY_TLS_CERT", value_name = "FILE")]
+    registry_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for the registry endpoint's TLS
+    #[arg(long, env = "HYPERD_REGISTRY_TLS_KEY", value_name = "FILE")]
+    registry_tls_key: Option<PathBuf>,
+    /// Serve the registry endpoint over plain HTTP on addresses other than loopback
+    #[arg(long)]
+    registry_insecure: bool,
+    /// Serve the registry endpoint only to the users of this htpasswd file (bcrypt entries, as
+    /// `htpasswd -B` makes them), by basic auth
+    #[arg(long, env = "HYPERD_REGISTRY_HTPASSWD", value_name = "FILE")]
+    registry_htpasswd: Option<PathBuf>,
+    /// Connections the registry endpoint holds open at once, over all its addresses
+    #[arg(
+        long,
+        env = "HYPERD_REGISTRY_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 512
+    )]
+    registry_max_connections: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -122,6 +147,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let store = store::Store::open(&root)
         .await
         .with_context(|| format!("opening store {}", root.display()))?;
+    let registry = hyperd::distribution::bind(hyperd::distribution::Config {
+        tls: hyperd::distribution::tls_pair(args.registry_tls_cert, args.registry_tls_key)?,
+        listen: args.registry_listen,
+        insecure: args.registry_insecure,
+        htpasswd: args.registry_htpasswd,
+        max_connections: args.registry_max_connections,
+        stall: std::time::Duration::from_secs(args.stall_timeout),
+    })
+    .await
+    .context("starting the registry endpoint")?;
     // Before the socket exists: a client may send SIGTERM as soon as it can connect.
     let stop = stop_signal();
     let fd_socket = hyperd_proto::fd_socket(&socket);
@@ -165,7 +200,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         },
         metrics,
     };
-    let result = hyperd::run(store, listener, fd_listener, settings, stop).await;
+    let result = hyperd::run(store, listener, fd_listener, settings, registry, stop).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // A socket systemd passed belongs to systemd, which keeps listening on it.
     for path in [&socket, &fd_socket].into_iter().filter(|_| owns_socket) {

@@ -46,7 +46,7 @@ pub use referrer::{ReferrerRecord, Referrers};
 pub use store::Stats;
 pub use store::{
     Began, BlobRead, CheckReport, Content, ContentWrite, Created, Format, ImageGraph, ImageSummary,
-    Images, Inspection, Lease, LeaseInfo, Leases, ListPage, Loaded, LoadedImage, SaveItem, SaveJob,
-    Store, WriteOutcome, WriteStart, Written,
+    Images, Inspection, Lease, LeaseInfo, Leases, ListPage, Loaded, LoadedImage, NamePage,
+    SaveItem, SaveJob, Store, WriteOutcome, WriteStart, Written,
 };
 pub use walk::{Graph, ImageConfig, Source, Visited, Walker};

@@ -12,6 +12,7 @@ pub mod handoff;
 pub mod python;
 pub mod registry;
 pub mod scale;
+pub mod serve;
 pub mod tools;
 pub mod users;
 pub mod wait;

@@ -50,6 +50,14 @@ mod registry {
     mod referrers;
 }
 
+/// hyperd's registry endpoint: our conformance module, and real clients pulling from it.
+mod serve {
+    mod auth;
+    mod clients;
+    mod conformance;
+    mod limits;
+}
+
 /// Each `.rs` file under `tests/` is declared as a module by `main.rs` or by its directory's
 /// `mod.rs`: without Cargo's discovery, a file nobody declares would silently never run.
 #[test]

@@ -152,6 +152,25 @@ impl Reader {
         Ok(out)
     }
 
+    /// Up to `limit` tags (full names) with the images they point at, in key order, from the
+    /// key `from` (inclusive) to `to` (exclusive): one range of the tags.
+    pub(crate) fn tags_between(
+        &self,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Digest)>> {
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        for row in self.0.open_table(TAGS)?.range(from..to)?.take(limit) {
+            let (name, digest) = row?;
+            out.push((name.value().to_owned(), digest.value().parse()?));
+        }
+        Ok(out)
+    }
+
     /// The listing rows after the key `after` (from the first with `None`) that `keep` keeps,
     /// at most `limit`, each with its key.
     pub(crate) fn list(

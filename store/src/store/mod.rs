@@ -20,6 +20,7 @@ mod load;
 mod referrers;
 mod save;
 mod stats;
+mod serve;
 mod write;
 
 use tokio::sync::Mutex;
@@ -32,6 +33,7 @@ pub use leases::{Lease, LeaseInfo, Leases};
 pub use load::{Loaded, LoadedImage};
 pub use save::{Format, SaveItem, SaveJob};
 pub use stats::Stats;
+pub use serve::NamePage;
 pub use write::{Began, ContentWrite, WriteOutcome, WriteStart, Written};
 
 use crate::blob::Blobs;

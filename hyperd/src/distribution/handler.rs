@@ -1,0 +1,158 @@
+//! One request to one answer: the method, the route, the name, then the endpoint's module.
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use std::sync::Arc;
+
+use store::Store;
+
+use super::auth::Htpasswd;
+use super::body::{Body, full};
+use super::error::Problem;
+use super::names;
+use super::route::{self, Route};
+use super::{blobs, listing, manifests, referrers};
+
+/// What every endpoint module is handed.
+pub(super) struct Ask<'a> {
+    pub(super) store: &'a Store,
+    pub(super) head: bool,
+    pub(super) headers: &'a http::HeaderMap,
+    pub(super) query: route::Query,
+}
+
+impl Ask<'_> {
+    /// The store's repository for the request's `name`.
+    pub(super) fn repository(&self, name: &str) -> Result<String, Problem> {
+        names::repository(name, self.query.ns.as_deref()).map_err(|e| Problem::name_invalid(e.0))
+    }
+
+    /// Whether an image tagged in `repository` uses `digest`: as many keyed reads as the
+    /// repository has tags, so off the async threads.
+    pub(super) async fn may_see(
+        &self,
+        repository: &str,
+        digest: &store::Digest,
+    ) -> Result<bool, Problem> {
+        let (store, repository, digest) =
+            (self.store.clone(), repository.to_owned(), digest.clone());
+        let seen =
+            tokio::task::spawn_blocking(move || store.images().may_see(&repository, &digest))
+                .await
+                .expect("a registry lookup panicked")?;
+        Ok(seen)
+    }
+
+    /// As [`Ask::repository`], and NAME_UNKNOWN when the store holds no tag of it.
+    pub(super) fn known_repository(&self, name: &str) -> Result<String, Problem> {
+        let repository = self.repository(name)?;
+        match self.store.images().has_repository(&repository)? {
+            true => Ok(repository),
+            false => Err(Problem::name_unknown(name)),
+        }
+    }
+}
+
+/// What answers requests: the store, and who may ask.
+#[derive(Clone)]
+pub(super) struct Endpoint {
+    pub(super) store: Store,
+    pub(super) auth: Option<Arc<Htpasswd>>,
+}
+
+pub(super) async fn handle<B>(endpoint: &Endpoint, request: Request<B>) -> Response<Body> {
+    let head = request.method() == Method::HEAD;
+    let authorization = request.headers().get(header::AUTHORIZATION);
+    let admitted = match &endpoint.auth {
+        None => true,
+        Some(auth) => auth.admits(authorization.map(HeaderValue::as_bytes)).await,
+    };
+    let answered = match admitted {
+        true => answer(&endpoint.store, &request).await,
+        false => Err(Problem::unauthorized()),
+    };
+    let mut response = match answered {
+        Ok(response) => response,
+        Err(problem) => problem.into_response(head),
+    };
+    tracing::debug!(
+        method = %request.method(),
+        path = request.uri().path(),
+        status = response.status().as_u16(),
+        "registry request"
+    );
+    response.headers_mut().insert(
+        "Docker-Distribution-API-Version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    response
+}
+
+async fn answer<B>(store: &Store, request: &Request<B>) -> Result<Response<Body>, Problem> {
+    let method = request.method();
+    if method != Method::GET && method != Method::HEAD {
+        return Err(Problem::unsupported(method));
+    }
+    let path = request.uri().path();
+    let route = route::route(path).ok_or_else(|| Problem::no_route(path))?;
+    let ask = Ask {
+        store,
+        head: method == Method::HEAD,
+        headers: request.headers(),
+        query: route::query(request.uri().query()),
+    };
+    match route {
+        Route::Base => Ok(base()),
+        Route::Catalog => listing::catalog(&ask),
+        Route::Tags { name } => listing::tags(&ask, name),
+        Route::Manifest { name, reference } => manifests::get(&ask, name, reference).await,
+        Route::Blob { name, digest } => blobs::get(&ask, name, digest).await,
+        Route::Referrers { name, digest } => referrers::get(&ask, name, digest).await,
+        Route::Upload => Err(Problem::unsupported(method)),
+    }
+}
+
+/// `/v2/`: an empty JSON object, as distribution answers.
+fn base() -> Response<Body> {
+    let mut response = Response::new(full(&b"{}"[..]));
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CONTENT_LENGTH, 2.into());
+    response
+}
+
+/// A JSON answer (a listing, a referrers index) of `media_type`, with its length.
+pub(super) fn json(ask: &Ask<'_>, media_type: &'static str, bytes: Vec<u8>) -> Response<Body> {
+    let len = bytes.len();
+    let mut response = Response::new(full(if ask.head { Vec::new() } else { bytes }));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    headers.insert(header::CONTENT_LENGTH, len.into());
+    response
+}
+
+/// A request's digest: sha256 only, the one algorithm the store names blobs by. DIGEST_INVALID
+/// when it does not parse; `unknown` (the endpoint's "not here") for another algorithm.
+pub(super) fn digest(
+    raw: &str,
+    unknown: impl FnOnce(&str) -> Problem,
+) -> Result<store::Digest, Problem> {
+    let Some((algorithm, hex)) = raw.split_once(':') else {
+        return Err(Problem::digest_invalid(raw));
+    };
+    let lower_alnum = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+    };
+    if algorithm != "sha256" {
+        return match lower_alnum(algorithm) && lower_alnum(hex) {
+            true => Err(unknown(raw)),
+            false => Err(Problem::digest_invalid(raw)),
+        };
+    }
+    store::Digest::from_hex(hex).map_err(|_| Problem::digest_invalid(raw))
+}

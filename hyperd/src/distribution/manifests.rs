@@ -1,0 +1,146 @@
+//! `GET`/`HEAD /v2/<name>/manifests/<tag|digest>`: the stored bytes under their own media type,
+//! when an image of that repository uses them and the client accepts that type.
+
+use http::{HeaderValue, Response, header};
+use store::{Digest, limits::MAX_JSON};
+
+use super::body::{Body, full};
+use super::error::Problem;
+use super::handler::{Ask, digest};
+
+pub(super) async fn get(
+    ask: &Ask<'_>,
+    name: &str,
+    reference: &str,
+) -> Result<Response<Body>, Problem> {
+    let repository = ask.known_repository(name)?;
+    let images = ask.store.images();
+    let unknown = || Problem::manifest_unknown(reference);
+    let digest = if reference.contains(':') {
+        let d = digest(reference, Problem::manifest_unknown)?;
+        if !ask.may_see(&repository, &d).await? {
+            return Err(unknown());
+        }
+        d
+    } else {
+        images.tagged(&repository, reference)?.ok_or_else(unknown)?
+    };
+    // A layer asked for as a manifest is not read whole.
+    let content = ask.store.content();
+    match content
+        .blob_sizes(vec![digest.clone()])
+        .await?
+        .pop()
+        .flatten()
+    {
+        Some(size) if size <= MAX_JSON => {}
+        _ => return Err(unknown()),
+    }
+    let bytes = content.read_json(&digest).await?;
+    let media_type = media_type(&digest, &bytes).ok_or_else(unknown)?;
+    if !accepts(ask.headers, &media_type) {
+        return Err(Problem::not_acceptable(reference, &media_type));
+    }
+    Ok(answer(ask, &digest, &media_type, bytes))
+}
+
+/// The document's media type: its own `mediaType`, else what its fields say it is (an OCI
+/// manifest or index may leave `mediaType` out). `None` for what is no manifest or index (a
+/// config, say).
+fn media_type(digest: &Digest, bytes: &[u8]) -> Option<String> {
+    if let Ok(Some(own)) = store::own_media_type(digest, bytes) {
+        return (store::is_manifest(&own) || store::is_index(&own)).then_some(own);
+    }
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        manifests: Option<serde_json::Value>,
+        config: Option<serde_json::Value>,
+        layers: Option<serde_json::Value>,
+    }
+    let shape: Shape = serde_json::from_slice(bytes).ok()?;
+    match (shape.manifests, shape.config, shape.layers) {
+        (Some(_), None, None) => Some(store::OCI_INDEX.to_owned()),
+        (None, Some(_), Some(_)) => Some("application/vnd.oci.image.manifest.v1+json".to_owned()),
+        _ => None,
+    }
+}
+
+/// Whether the request's `Accept` headers admit `media_type`: no header admits everything.
+fn accepts(headers: &http::HeaderMap, media_type: &str) -> bool {
+    let mut offered = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|item| item.split(';').next().unwrap_or("").trim())
+        .filter(|item| !item.is_empty())
+        .peekable();
+    if offered.peek().is_none() {
+        return true;
+    }
+    offered.any(|t| t == media_type || t == "*/*" || t == "application/*")
+}
+
+fn answer(ask: &Ask<'_>, digest: &Digest, media_type: &str, bytes: Vec<u8>) -> Response<Body> {
+    let len = bytes.len();
+    let mut response = Response::new(full(if ask.head { Vec::new() } else { bytes }));
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(media_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    headers.insert(header::CONTENT_LENGTH, len.into());
+    let etag = HeaderValue::from_str(&format!("\"{digest}\"")).expect("a digest is a header value");
+    headers.insert(header::ETAG, etag);
+    let digest = HeaderValue::from_str(&digest.to_string()).expect("a digest is a header value");
+    headers.insert("Docker-Content-Digest", digest);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_admits_the_stored_type_or_a_wildcard() {
+        let with = |values: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for v in values {
+                h.append(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        let oci = "application/vnd.oci.image.manifest.v1+json";
+        let docker = "application/vnd.docker.distribution.manifest.v2+json";
+        assert!(accepts(&with(&[]), oci));
+        assert!(accepts(&with(&[docker, oci]), oci));
+        assert!(accepts(&with(&[&format!("{docker}, {oci}; q=0.5")]), oci));
+        assert!(accepts(&with(&["*/*"]), oci));
+        assert!(!accepts(&with(&[docker]), oci));
+        assert!(!accepts(
+            &with(&["application/vnd.oci.image.index.v1+json"]),
+            oci
+        ));
+    }
+
+    #[test]
+    fn a_document_without_its_media_type_is_known_by_its_fields() {
+        let d = Digest::of(b"");
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        assert_eq!(media_type(&d, index).as_deref(), Some(store::OCI_INDEX));
+        let manifest = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
+        assert!(media_type(&d, manifest).unwrap().contains("manifest"));
+        let docker = br#"{"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}"#;
+        assert!(media_type(&d, docker).unwrap().contains("list"));
+        assert_eq!(
+            media_type(&d, br#"{"architecture":"amd64","rootfs":{}}"#),
+            None
+        );
+        assert_eq!(
+            media_type(
+                &d,
+                br#"{"mediaType":"application/vnd.oci.image.config.v1+json"}"#
+            ),
+            None
+        );
+    }
+}

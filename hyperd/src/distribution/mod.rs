@@ -1,0 +1,295 @@
+//! The store served as an OCI registry, read side of the distribution spec v1.1, over HTTP/1.1
+//! on TCP (`--registry-listen`); no gRPC here.
+//!
+//! - `route.rs` reads the path and query, `names.rs` maps a `<name>` (and containerd's
+//!   `?ns=HOST`) to the store's repository, `handler.rs` dispatches to `manifests.rs`,
+//!   `blobs.rs` (with `range.rs`), `listing.rs` (tags and catalog) and `referrers.rs`;
+//!   `error.rs` builds every refusal as the spec's JSON body.
+//! - **What a name may see.** A manifest, blob or referrer is served under a repository only
+//!   when an image tagged there uses it (`store.images().may_see`): no blob reaches a name that
+//!   does not reference it, whatever digest is asked for.
+//! - **No paths from requests.** Digests are parsed into `store::Digest`; the store opens the
+//!   blob by it. Nothing of a request is joined into a path.
+//! - **Exposure.** A listener on a non-loopback address needs TLS (`--registry-tls-cert`,
+//!   `--registry-tls-key`) unless `--registry-insecure`; hyperd refuses to start otherwise.
+//! - **Costs.** At most [`Config::max_connections`] connections at once (past that a
+//!   connection is closed at accept); a client must send a request's headers, and finish a TLS
+//!   handshake, within [`Config::stall`], and a client that reads nothing of an answer for that
+//!   long is cut off (`stall.rs`); a blob is streamed in 128 KiB reads (`body.rs`), and hyper
+//!   queues at most [`MAX_BUFFER`] of it for the socket.
+//!   Write methods are 405 UNSUPPORTED: push is not served.
+//! - **Who.** With `--registry-htpasswd`, only the file's users, by basic auth (`auth.rs`).
+
+mod auth;
+mod blobs;
+mod body;
+mod error;
+mod handler;
+mod listing;
+mod manifests;
+mod names;
+mod range;
+mod referrers;
+mod route;
+mod stall;
+mod tls;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use store::Store;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+/// What an operator chooses about the registry endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// The addresses to listen on; none: the endpoint is off.
+    pub listen: Vec<SocketAddr>,
+    /// The certificate chain and key (PEM) to serve TLS with.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Serve plain HTTP on non-loopback addresses.
+    pub insecure: bool,
+    /// An htpasswd file (bcrypt entries) whose users alone may read.
+    pub htpasswd: Option<PathBuf>,
+    /// Connections open at once, over all the listeners.
+    pub max_connections: usize,
+    /// How long a client may take to finish a TLS handshake or send a request's headers.
+    pub stall: Duration,
+}
+
+/// Why the endpoint cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "--registry-listen {0} is not a loopback address: serving it needs \
+         --registry-tls-cert and --registry-tls-key, or --registry-insecure for plain HTTP"
+    )]
+    Exposed(SocketAddr),
+    #[error("--registry-tls-cert and --registry-tls-key go together")]
+    HalfTls,
+    #[error("--registry-htpasswd {0}")]
+    Htpasswd(String),
+    #[error("registry TLS: {0}")]
+    Tls(String),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The endpoint's sockets, bound and checked, before hyperd reports ready.
+pub struct Listeners {
+    sockets: Vec<TcpListener>,
+    tls: Option<TlsAcceptor>,
+    auth: Option<Arc<auth::Htpasswd>>,
+    config: Config,
+}
+
+/// Checks `config` and binds its addresses, logging each bound address (`127.0.0.1:0` gets a
+/// port of the kernel's choice).
+pub async fn bind(config: Config) -> Result<Listeners, StartError> {
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
+    if tls.is_none()
+        && !config.insecure
+        && let Some(exposed) = config.listen.iter().find(|a| !a.ip().is_loopback())
+    {
+        return Err(StartError::Exposed(*exposed));
+    }
+    let auth = config
+        .htpasswd
+        .as_deref()
+        .map(auth::Htpasswd::load)
+        .transpose()?;
+    let mut sockets = Vec::new();
+    for &addr in &config.listen {
+        let socket = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let bound = socket
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %bound, scheme, "registry endpoint listening");
+        sockets.push(socket);
+    }
+    Ok(Listeners {
+        sockets,
+        tls,
+        auth,
+        config,
+    })
+}
+
+/// The TLS pair from `--registry-tls-cert` and `--registry-tls-key`: both or neither.
+pub fn tls_pair(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<(PathBuf, PathBuf)>, StartError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        _ => Err(StartError::HalfTls),
+    }
+}
+
+/// Serves `store` on every listener until `cancel`: then the listeners close and each
+/// connection ends after its request in flight.
+pub(crate) fn serve(listeners: Listeners, store: Store, cancel: CancellationToken) {
+    let cap = Arc::new(Semaphore::new(listeners.config.max_connections));
+    for socket in listeners.sockets {
+        let serving = Serving {
+            endpoint: handler::Endpoint {
+                store: store.clone(),
+                auth: listeners.auth.clone(),
+            },
+            tls: listeners.tls.clone(),
+            stall: listeners.config.stall,
+            cancel: cancel.clone(),
+        };
+        tokio::spawn(accept_loop(socket, serving, cap.clone()));
+    }
+}
+
+/// What hyper buffers of a connection, each way: a request's headers at most, and the answer's
+/// bytes queued for the socket (a blob's reads are 128 KiB, `body.rs`).
+const MAX_BUFFER: usize = 256 << 10;
+
+/// What each connection needs.
+#[derive(Clone)]
+struct Serving {
+    endpoint: handler::Endpoint,
+    tls: Option<TlsAcceptor>,
+    stall: Duration,
+    cancel: CancellationToken,
+}
+
+async fn accept_loop(socket: TcpListener, serving: Serving, cap: Arc<Semaphore>) {
+    let mut refused = 0u64;
+    loop {
+        let accepted = tokio::select! {
+            _ = serving.cancel.cancelled() => return,
+            accepted = socket.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors or memory, accept fails again at once: pause, don't spin.
+                tracing::warn!(error = %e, "registry endpoint: accept failed");
+                tokio::time::sleep(crate::connections::BACKOFF).await;
+                continue;
+            }
+        };
+        let Ok(permit) = cap.clone().try_acquire_owned() else {
+            refused += 1;
+            // Logged once per burst: the first refusal, then every 1,024th.
+            if refused % 1024 == 1 {
+                tracing::warn!(
+                    refused,
+                    "registry endpoint: connection cap reached, closing"
+                );
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(connection(stream, serving.clone(), permit));
+    }
+}
+
+/// One connection, TLS first when configured, holding its place under the cap until it ends.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    serving: Serving,
+    _permit: OwnedSemaphorePermit,
+) {
+    // Under TLS too: what waits is the socket.
+    let (stream, waiting) = stall::Watched::new(stream);
+    let stalled = stall::stalled(waiting, serving.stall);
+    match serving.tls.clone() {
+        None => http(stream, serving, stalled).await,
+        Some(tls) => match tokio::time::timeout(serving.stall, tls.accept(stream)).await {
+            Ok(Ok(stream)) => http(stream, serving, stalled).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, "registry endpoint: TLS handshake failed"),
+            Err(_) => tracing::debug!("registry endpoint: TLS handshake stalled"),
+        },
+    }
+}
+
+async fn http<I>(io: I, serving: Serving, stalled: impl Future<Output = ()>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let endpoint = serving.endpoint.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let endpoint = endpoint.clone();
+        async move { Ok::<_, Infallible>(handler::handle(&endpoint, request).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(serving.stall)
+        .max_buf_size(MAX_BUFFER)
+        .serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let mut stalled = std::pin::pin!(stalled);
+    tokio::select! {
+        result = conn.as_mut() => log_end(result),
+        _ = stalled.as_mut() => stopped_reading(),
+        _ = serving.cancel.cancelled() => {
+            // The answer in flight is finished, unless its client stops reading it.
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = conn => log_end(result),
+                _ = stalled => stopped_reading(),
+            }
+        }
+    }
+}
+
+fn stopped_reading() {
+    tracing::debug!("registry endpoint: a client stopped reading; closed");
+}
+
+fn log_end(result: hyper::Result<()>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "registry endpoint: connection ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str) -> Config {
+        Config {
+            listen: vec![listen.parse().unwrap()],
+            max_connections: 1,
+            stall: Duration::from_secs(1),
+            ..Config::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn only_loopback_is_served_without_tls_unless_insecure() {
+        for exposed in ["0.0.0.0:0", "192.0.2.1:5000", "[::]:0"] {
+            let e = bind(config(exposed)).await.err().expect(exposed);
+            assert!(matches!(e, StartError::Exposed(_)), "{e}");
+        }
+        let bound = bind(config("127.0.0.1:0")).await.unwrap();
+        assert_eq!(bound.sockets.len(), 1);
+        let path = || Some(PathBuf::from("x"));
+        assert!(matches!(tls_pair(path(), None), Err(StartError::HalfTls)));
+        assert!(matches!(tls_pair(None, path()), Err(StartError::HalfTls)));
+        assert!(matches!(tls_pair(None, None), Ok(None)));
+    }
+}

@@ -1,0 +1,83 @@
+//! A `Range` header against a blob's size (RFC 9110 §14): one byte range, or none. Pure.
+
+/// What a `Range` header asks of a blob of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Wanted {
+    /// The whole blob: no header, or one in another unit (which a server may ignore).
+    Whole,
+    /// The bytes `start..=end`.
+    Part { start: u64, end: u64 },
+    /// A byte range that does not parse or lies past the end: 416.
+    Unsatisfiable,
+}
+
+pub(super) fn wanted(header: Option<&str>, size: u64) -> Wanted {
+    let Some(spec) = header.map(str::trim).and_then(|h| h.strip_prefix("bytes=")) else {
+        return Wanted::Whole;
+    };
+    // Several ranges would need a multipart answer; no registry client asks for them.
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Wanted::Unsatisfiable;
+    };
+    let number = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let part = match (first.trim().is_empty(), number(first), number(last)) {
+        // `bytes=-N`: the last N bytes.
+        (true, _, Some(n)) if n > 0 && size > 0 => Some((size.saturating_sub(n), size - 1)),
+        (false, Some(start), None) if last.trim().is_empty() && start < size => {
+            Some((start, size - 1))
+        }
+        (false, Some(start), Some(end)) if start <= end && start < size => {
+            Some((start, end.min(size - 1)))
+        }
+        _ => None,
+    };
+    match part {
+        Some((start, end)) => Wanted::Part { start, end },
+        None => Wanted::Unsatisfiable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(start: u64, end: u64) -> Wanted {
+        Wanted::Part { start, end }
+    }
+
+    #[test]
+    fn one_byte_range_is_served_as_asked() {
+        assert_eq!(wanted(None, 10), Wanted::Whole);
+        assert_eq!(wanted(Some("items=0-1"), 10), Wanted::Whole);
+        assert_eq!(wanted(Some("bytes=0-0"), 10), part(0, 0));
+        assert_eq!(wanted(Some("bytes=2-5"), 10), part(2, 5));
+        assert_eq!(wanted(Some("bytes=2-"), 10), part(2, 9));
+        assert_eq!(wanted(Some("bytes=5-100"), 10), part(5, 9));
+        assert_eq!(wanted(Some("bytes=-3"), 10), part(7, 9));
+        assert_eq!(wanted(Some("bytes=-30"), 10), part(0, 9));
+    }
+
+    #[test]
+    fn ranges_past_the_end_or_malformed_are_unsatisfiable() {
+        for bad in [
+            "bytes=10-",
+            "bytes=10-12",
+            "bytes=5-2",
+            "bytes=-0",
+            "bytes=",
+            "bytes=a-b",
+            "bytes=0-1,3-4",
+            "bytes=+1-2",
+            "bytes=99999999999999999999-",
+        ] {
+            assert_eq!(wanted(Some(bad), 10), Wanted::Unsatisfiable, "{bad}");
+        }
+        assert_eq!(wanted(Some("bytes=0-"), 0), Wanted::Unsatisfiable);
+        assert_eq!(wanted(Some("bytes=-1"), 0), Wanted::Unsatisfiable);
+    }
+}

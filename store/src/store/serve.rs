@@ -1,0 +1,244 @@
+//! What a registry endpoint asks of the store, each answered by keyed reads of one read
+//! transaction. A repository is a full name without its tag (`docker.io/library/busybox`); its
+//! tags are the keys `<repository>:<tag>` of the tags table, so they are one key range, and the
+//! repositories are found by skipping from one such range to the next (`<repository>;` is the
+//! first key past it: ';' follows ':'), never by reading every tag.
+
+use std::collections::HashSet;
+
+use super::Images;
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::listing::MAX_PAGE;
+use crate::meta::{Reader, View};
+
+/// One page of tags or repositories, from [`Images::tags_page`] or [`Images::repositories_page`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamePage {
+    /// The tags (the part after `:`) or repositories (full, `docker.io/library/busybox`).
+    pub names: Vec<String>,
+    /// Whether more follow the last one.
+    pub more: bool,
+}
+
+/// Past every full name: they are ASCII.
+const PAST_ALL: &str = "\u{7f}";
+
+impl Images<'_> {
+    /// The top-level digest `<repository>:<tag>` names, if stored.
+    pub fn tagged(self, repository: &str, tag: &str) -> Result<Option<Digest>> {
+        let key = format!("{repository}:{tag}");
+        let read = self.0.inner.meta.read()?;
+        let found = read.tags_between(&key, &format!("{key}\0"), 1)?;
+        Ok(found.into_iter().next().map(|(_, d)| d))
+    }
+
+    /// Whether any tag of `repository` is stored.
+    pub fn has_repository(self, repository: &str) -> Result<bool> {
+        let read = self.0.inner.meta.read()?;
+        let (from, to) = tags_of(repository);
+        Ok(!read.tags_between(&from, &to, 1)?.is_empty())
+    }
+
+    /// Up to `n` (at most [`MAX_PAGE`]) tags of `repository` after `last`, in byte order.
+    pub fn tags_page(self, repository: &str, last: Option<&str>, n: usize) -> Result<NamePage> {
+        let n = n.min(MAX_PAGE);
+        let (first, to) = tags_of(repository);
+        let from = match last {
+            Some(last) => format!("{first}{last}\0"),
+            None => first.clone(),
+        };
+        let read = self.0.inner.meta.read()?;
+        let rows = read.tags_between(&from, &to, n + 1)?;
+        let more = rows.len() > n;
+        let names = rows
+            .into_iter()
+            .take(n)
+            .map(|(key, _)| key[first.len()..].to_owned())
+            .collect();
+        Ok(NamePage { names, more })
+    }
+
+    /// Up to `n` (at most [`MAX_PAGE`]) repositories under `registry` (all with `None`) after
+    /// `last`, in the order of their tags' keys: one keyed read per repository.
+    pub fn repositories_page(
+        self,
+        registry: Option<&str>,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<NamePage> {
+        let n = n.min(MAX_PAGE);
+        let (start, to) = match registry {
+            Some(r) => (format!("{r}/"), format!("{r}0")),
+            None => (String::new(), PAST_ALL.to_owned()),
+        };
+        let mut from = match last {
+            Some(last) => format!("{last};").max(start),
+            None => start,
+        };
+        let read = self.0.inner.meta.read()?;
+        let mut names = Vec::new();
+        while let Some((key, _)) = read.tags_between(&from, &to, 1)?.pop() {
+            if names.len() == n {
+                return Ok(NamePage { names, more: true });
+            }
+            let repository = key.rsplit_once(':').map_or(key.as_str(), |(r, _)| r);
+            from = format!("{repository};");
+            names.push(repository.to_owned());
+        }
+        Ok(NamePage { names, more: false })
+    }
+
+    /// Whether `digest` is something an image tagged in `repository` uses: its manifest or
+    /// index, a manifest inside it, a config, a layer, or a referrer that travels with it (and
+    /// that referrer's blobs). Reads the repository's tags and their images' records, nothing of
+    /// other repositories; the referrers only when the images do not answer.
+    pub fn may_see(self, repository: &str, digest: &Digest) -> Result<bool> {
+        let read = self.0.inner.meta.read()?;
+        let images = images_of(&read, repository)?;
+        let mut records = Vec::new();
+        for image in &images {
+            if image == digest {
+                return Ok(true);
+            }
+            // A tag whose record is gone (damage) shows nothing.
+            let Some(record) = read.image(image)? else {
+                continue;
+            };
+            if record.blobs.contains(digest) {
+                return Ok(true);
+            }
+            records.push(record);
+        }
+        for record in records {
+            for referrer in read.travelling(record.subjects())? {
+                if referrer.digest == *digest || referrer.blobs.contains(digest) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The key range of `repository`'s tags.
+fn tags_of(repository: &str) -> (String, String) {
+    (format!("{repository}:"), format!("{repository};"))
+}
+
+/// The distinct images `repository`'s tags point at, a page of tags at a time.
+fn images_of(read: &Reader, repository: &str) -> Result<Vec<Digest>> {
+    let (mut from, to) = tags_of(repository);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    loop {
+        let rows = read.tags_between(&from, &to, MAX_PAGE)?;
+        let Some((last, _)) = rows.last() else {
+            return Ok(out);
+        };
+        from = format!("{last}\0");
+        let full = rows.len() == MAX_PAGE;
+        out.extend(
+            rows.into_iter()
+                .filter_map(|(_, d)| seen.insert(d.clone()).then_some(d)),
+        );
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::meta::Changes;
+    use crate::meta::tests::{d, image, referrer};
+    use crate::store::Store;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let tags = [
+            ("docker.io/library/a:1", 1),
+            ("docker.io/library/a:2", 1),
+            ("docker.io/library/a:10", 2),
+            ("docker.io/library/a-b:1", 2),
+            ("docker.io/x/y:1", 1),
+            ("127.0.0.1:5000/a:1", 2),
+            ("quay.io/q/r:1", 1),
+        ];
+        let changes = Changes {
+            put_images: vec![image(1, &[1, 3, 4], &[1]), image(2, &[2, 5], &[2])],
+            put_tags: tags.iter().map(|(n, i)| ((*n).into(), d(*i))).collect(),
+            put_referrers: vec![referrer(10, 1, &[10, 11]), referrer(12, 10, &[12])],
+            ..Changes::default()
+        };
+        store.inner.meta.apply(&changes).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn tags_are_one_range_paged_after_last() {
+        let (_dir, store) = store().await;
+        let images = store.images();
+        let repo = "docker.io/library/a";
+        assert_eq!(images.tagged(repo, "10").unwrap(), Some(d(2)));
+        assert_eq!(images.tagged(repo, "3").unwrap(), None);
+        assert!(images.has_repository(repo).unwrap());
+        assert!(!images.has_repository("docker.io/library/b").unwrap());
+        let all = images.tags_page(repo, None, 100).unwrap();
+        assert_eq!(all.names, ["1", "10", "2"]);
+        assert!(!all.more);
+        let first = images.tags_page(repo, None, 2).unwrap();
+        assert_eq!(first.names, ["1", "10"]);
+        assert!(first.more);
+        let rest = images.tags_page(repo, Some("10"), 2).unwrap();
+        assert_eq!(rest.names, ["2"]);
+        assert!(!rest.more);
+        assert!(images.tags_page(repo, None, 0).unwrap().names.is_empty());
+    }
+
+    #[tokio::test]
+    async fn repositories_skip_from_one_to_the_next() {
+        let (_dir, store) = store().await;
+        let images = store.images();
+        let all = images.repositories_page(None, None, 100).unwrap();
+        let expected = [
+            "127.0.0.1:5000/a",
+            "docker.io/library/a-b",
+            "docker.io/library/a",
+            "docker.io/x/y",
+            "quay.io/q/r",
+        ];
+        assert_eq!(all.names, expected);
+        let page = images.repositories_page(None, None, 2).unwrap();
+        assert_eq!(page.names, expected[..2]);
+        assert!(page.more);
+        let page = images
+            .repositories_page(None, Some(expected[1]), 2)
+            .unwrap();
+        assert_eq!(page.names, expected[2..4]);
+        assert!(page.more);
+        let page = images
+            .repositories_page(Some("docker.io"), None, 100)
+            .unwrap();
+        assert_eq!(page.names, expected[1..4]);
+        let page = images.repositories_page(Some("quay.io"), Some("docker.io/x/y"), 9);
+        assert_eq!(page.unwrap().names, ["quay.io/q/r"]);
+    }
+
+    #[tokio::test]
+    async fn a_repository_sees_only_what_its_images_use() {
+        let (_dir, store) = store().await;
+        let images = store.images();
+        // Image 1: blobs 1, 3, 4 and the referrers 10 (blob 11) and 12, a referrer's referrer.
+        for n in [1, 3, 4, 10, 11, 12] {
+            assert!(images.may_see("docker.io/x/y", &d(n)).unwrap(), "{n}");
+        }
+        for n in [2, 5, 99] {
+            assert!(!images.may_see("docker.io/x/y", &d(n)).unwrap(), "{n}");
+        }
+        assert!(images.may_see("docker.io/library/a-b", &d(5)).unwrap());
+        assert!(!images.may_see("docker.io/library/a-b", &d(3)).unwrap());
+        assert!(!images.may_see("docker.io/library/none", &d(1)).unwrap());
+    }
+}
