@@ -19,8 +19,8 @@ mod leases;
 mod load;
 mod referrers;
 mod save;
-mod stats;
 mod serve;
+mod stats;
 mod write;
 
 use tokio::sync::Mutex;
@@ -32,8 +32,8 @@ pub use images::{ImageGraph, ImageSummary, Images, Inspection, ListPage};
 pub use leases::{Lease, LeaseInfo, Leases};
 pub use load::{Loaded, LoadedImage};
 pub use save::{Format, SaveItem, SaveJob};
-pub use stats::Stats;
 pub use serve::NamePage;
+pub use stats::Stats;
 pub use write::{Began, ContentWrite, WriteOutcome, WriteStart, Written};
 
 use crate::blob::Blobs;
