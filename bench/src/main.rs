@@ -6,7 +6,8 @@
 //! speed-ups over the first load: from the file, from a pipe, from a pipe sending every byte, and
 //! an image that adds one 1 MiB layer to the stored one (`reload.rs`). Then pulls and pushes
 //! through a registry on loopback (`registry.rs`; `--registry-only` measures those alone).
-//! Medians of `--runs` runs. `--scale` measures a store of many tiny images instead (`scale/`).
+//! Medians of `--runs` runs. `--scale` measures a store of many tiny images instead (`scale/`);
+//! `--serve` hyperd as a registry beside docker-registry (`serve.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,6 +22,7 @@ mod measure;
 mod registry;
 mod reload;
 mod scale;
+mod serve;
 
 use archive::{make_layer, write_archive};
 use cases::{Inputs, Samples};
@@ -64,6 +66,12 @@ struct Args {
     /// With --scale: also import 10,000 images into containerd and time `ctr images ls` (minutes).
     #[arg(long)]
     scale_containerd_ls: bool,
+    /// Measure only hyperd as a registry (`--registry-listen`) against docker-registry (issue 25).
+    #[arg(long)]
+    serve: bool,
+    /// With --serve: clients pulling the image at once.
+    #[arg(long, default_value_t = 50)]
+    serve_clients: usize,
 }
 
 /// The uncompressed layer files of the big image: `layers` of `layer_mib` MiB each.
@@ -159,6 +167,13 @@ async fn main() {
         .unwrap_or_else(|| w.join("big.tar"));
     write_archive(&big, &layers, "big:1").await;
     if args.make_archive.is_some() {
+        return;
+    }
+    if args.serve {
+        for (p, _, _) in &layers {
+            std::fs::remove_file(p).unwrap();
+        }
+        serve::bench(&bin_dir, &big, runs, w, args.serve_clients);
         return;
     }
     if args.registry_only {

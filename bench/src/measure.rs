@@ -68,6 +68,11 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(bin_dir: &Path, dir: &Path) -> Daemon {
+        Self::start_with(bin_dir, dir, &[])
+    }
+
+    /// A daemon started with these further flags.
+    pub(crate) fn start_with(bin_dir: &Path, dir: &Path, args: &[&str]) -> Daemon {
         let socket = dir.join("bench.sock");
         // hyperd reports READY=1 here once it serves, as under systemd.
         std::fs::create_dir_all(dir).unwrap();
@@ -78,6 +83,7 @@ impl Daemon {
             .arg(dir.join("root"))
             .arg("--socket")
             .arg(&socket)
+            .args(args)
             .env("RUST_LOG", "warn")
             .env("NOTIFY_SOCKET", &notify_socket)
             .spawn()

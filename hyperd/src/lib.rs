@@ -70,6 +70,7 @@ pub async fn run(
     let tokens = Arc::new(handoff::Tokens::default());
     // The services first: a start-up error then leaves no janitor or hand-over server running.
     let expiry = settings.content_write_expiry;
+    let registries = settings.registry.clone();
     let metrics = Arc::new(metrics::Metrics::new(store.clone()));
     let page = settings
         .metrics
@@ -83,7 +84,7 @@ pub async fn run(
         metrics.clone(),
     )
     .await?;
-    distribution::serve(registry, store.clone(), cancel.clone());
+    distribution::serve(registry, store.clone(), registries, cancel.clone());
     let janitor = tokio::spawn(janitor::run(store, expiry, cancel.clone()));
     if let Some(l) = fd_listener {
         tokio::spawn(handoff::serve(l, tokens, cancel.clone()));

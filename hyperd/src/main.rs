@@ -116,6 +116,19 @@ struct Args {
         default_value_t = 512
     )]
     registry_max_connections: usize,
+    /// Pull what a registry-endpoint client asks for and the store lacks from the repository's
+    /// own registry (containerd's `?ns=HOST`, a podman prefix `HOST/REPO`, Docker Hub for short
+    /// names), store it, then serve it
+    #[arg(long)]
+    registry_pull_through: bool,
+    /// With --registry-pull-through: seconds a tag looked up upstream is served before it is
+    /// looked up again (digests never are)
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    registry_pull_through_age: u64,
+    /// With --registry-pull-through: a docker config.json whose `auths` hold hyperd's own
+    /// credentials for the registries it pulls through from
+    #[arg(long, value_name = "FILE")]
+    registry_pull_through_auth: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -154,6 +167,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         htpasswd: args.registry_htpasswd,
         max_connections: args.registry_max_connections,
         stall: std::time::Duration::from_secs(args.stall_timeout),
+        pull_through: args
+            .registry_pull_through
+            .then(|| hyperd::distribution::PullThroughConfig {
+                tag_age: std::time::Duration::from_secs(args.registry_pull_through_age),
+                credentials: args.registry_pull_through_auth,
+            }),
     })
     .await
     .context("starting the registry endpoint")?;

@@ -56,6 +56,7 @@ mod serve {
     mod clients;
     mod conformance;
     mod limits;
+    mod through;
 }
 
 /// Each `.rs` file under `tests/` is declared as a module by `main.rs` or by its directory's

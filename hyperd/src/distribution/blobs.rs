@@ -10,7 +10,7 @@ use super::handler::{Ask, digest};
 use super::range::{Wanted, wanted};
 
 pub(super) async fn get(ask: &Ask<'_>, name: &str, raw: &str) -> Result<Response<Body>, Problem> {
-    let repository = ask.known_repository(name)?;
+    let repository = ask.serving_repository(name)?;
     let digest = digest(raw, Problem::blob_unknown)?;
     if !ask.may_see(&repository, &digest).await? {
         return Err(Problem::blob_unknown(raw));

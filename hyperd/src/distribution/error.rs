@@ -117,6 +117,15 @@ impl Problem {
         )
     }
 
+    /// Pull-through could not get `wanted` from its registry.
+    pub(super) fn upstream(wanted: &str, e: &crate::registry::Error) -> Self {
+        problem(
+            StatusCode::BAD_GATEWAY,
+            "UNKNOWN",
+            format!("pulling {wanted} through: {e}"),
+        )
+    }
+
     /// The store failed (damage, I/O): logged, and shown to the client without its details.
     pub(super) fn store(e: &store::Error) -> Self {
         tracing::warn!(error = %e, "registry endpoint: the store failed");

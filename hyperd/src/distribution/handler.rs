@@ -10,11 +10,15 @@ use super::body::{Body, full};
 use super::error::Problem;
 use super::names;
 use super::route::{self, Route};
-use super::{blobs, listing, manifests, referrers};
+use super::{blobs, listing, manifests, referrers, through};
+use crate::registry::PullThrough;
 
 /// What every endpoint module is handed.
 pub(super) struct Ask<'a> {
     pub(super) store: &'a Store,
+    pub(super) through: Option<&'a PullThrough>,
+    /// `host:port` of this endpoint's own addresses, never pulled through.
+    pub(super) own_hosts: &'a [String],
     pub(super) head: bool,
     pub(super) headers: &'a http::HeaderMap,
     pub(super) query: route::Query,
@@ -35,11 +39,23 @@ impl Ask<'_> {
     ) -> Result<bool, Problem> {
         let (store, repository, digest) =
             (self.store.clone(), repository.to_owned(), digest.clone());
-        let seen =
-            tokio::task::spawn_blocking(move || store.images().may_see(&repository, &digest))
-                .await
-                .expect("a registry lookup panicked")?;
-        Ok(seen)
+        let (r, d) = (repository.clone(), digest.clone());
+        let seen = tokio::task::spawn_blocking(move || store.images().may_see(&r, &d))
+            .await
+            .expect("a registry lookup panicked")?;
+        Ok(seen
+            || self
+                .through
+                .is_some_and(|t| through::pulled_uses(self, t, &repository, &digest)))
+    }
+
+    /// The repository a manifest or blob is looked up in: any, with pull-through (what is not
+    /// stored yet may be pulled), else only one the store holds a tag of.
+    pub(super) fn serving_repository(&self, name: &str) -> Result<String, Problem> {
+        match self.through {
+            Some(_) => self.repository(name),
+            None => self.known_repository(name),
+        }
     }
 
     /// As [`Ask::repository`], and NAME_UNKNOWN when the store holds no tag of it.
@@ -57,6 +73,8 @@ impl Ask<'_> {
 pub(super) struct Endpoint {
     pub(super) store: Store,
     pub(super) auth: Option<Arc<Htpasswd>>,
+    pub(super) through: Option<Arc<PullThrough>>,
+    pub(super) own_hosts: Arc<Vec<String>>,
 }
 
 pub(super) async fn handle<B>(endpoint: &Endpoint, request: Request<B>) -> Response<Body> {
@@ -67,7 +85,7 @@ pub(super) async fn handle<B>(endpoint: &Endpoint, request: Request<B>) -> Respo
         Some(auth) => auth.admits(authorization.map(HeaderValue::as_bytes)).await,
     };
     let answered = match admitted {
-        true => answer(&endpoint.store, &request).await,
+        true => answer(endpoint, &request).await,
         false => Err(Problem::unauthorized()),
     };
     let mut response = match answered {
@@ -87,7 +105,7 @@ pub(super) async fn handle<B>(endpoint: &Endpoint, request: Request<B>) -> Respo
     response
 }
 
-async fn answer<B>(store: &Store, request: &Request<B>) -> Result<Response<Body>, Problem> {
+async fn answer<B>(endpoint: &Endpoint, request: &Request<B>) -> Result<Response<Body>, Problem> {
     let method = request.method();
     if method != Method::GET && method != Method::HEAD {
         return Err(Problem::unsupported(method));
@@ -95,7 +113,9 @@ async fn answer<B>(store: &Store, request: &Request<B>) -> Result<Response<Body>
     let path = request.uri().path();
     let route = route::route(path).ok_or_else(|| Problem::no_route(path))?;
     let ask = Ask {
-        store,
+        store: &endpoint.store,
+        through: endpoint.through.as_deref(),
+        own_hosts: &endpoint.own_hosts,
         head: method == Method::HEAD,
         headers: request.headers(),
         query: route::query(request.uri().query()),

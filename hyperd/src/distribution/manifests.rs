@@ -7,13 +7,17 @@ use store::{Digest, limits::MAX_JSON};
 use super::body::{Body, full};
 use super::error::Problem;
 use super::handler::{Ask, digest};
+use super::through;
 
 pub(super) async fn get(
     ask: &Ask<'_>,
     name: &str,
     reference: &str,
 ) -> Result<Response<Body>, Problem> {
-    let repository = ask.known_repository(name)?;
+    let repository = ask.serving_repository(name)?;
+    if let Some(t) = ask.through {
+        through::before_manifest(ask, t, &repository, reference).await?;
+    }
     let images = ask.store.images();
     let unknown = || Problem::manifest_unknown(reference);
     let digest = if reference.contains(':') {

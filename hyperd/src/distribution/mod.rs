@@ -19,6 +19,9 @@
 //!   queues at most [`MAX_BUFFER`] of it for the socket.
 //!   Write methods are 405 UNSUPPORTED: push is not served.
 //! - **Who.** With `--registry-htpasswd`, only the file's users, by basic auth (`auth.rs`).
+//! - **Pull-through** (`--registry-pull-through`, `through.rs`): a manifest the store lacks is
+//!   pulled from the repository's registry first; what it pulled is then a stored image, served
+//!   as any other.
 
 mod auth;
 mod blobs;
@@ -32,6 +35,7 @@ mod range;
 mod referrers;
 mod route;
 mod stall;
+mod through;
 mod tls;
 
 use std::convert::Infallible;
@@ -48,6 +52,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::registry::{Config as RegistryConfig, Credentials, PullThrough};
+
 /// What an operator chooses about the registry endpoint.
 #[derive(Clone, Debug, Default)]
 pub struct Config {
@@ -63,6 +69,18 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a client may take to finish a TLS handshake or send a request's headers.
     pub stall: Duration,
+    /// Pull what mirror requests miss from their registries; off when `None`.
+    pub pull_through: Option<PullThroughConfig>,
+}
+
+/// `--registry-pull-through` and what goes with it.
+#[derive(Clone, Debug)]
+pub struct PullThroughConfig {
+    /// How long a tag looked up upstream is served before it is looked up again.
+    pub tag_age: Duration,
+    /// A docker `config.json` whose `auths` are hyperd's own credentials for the registries it
+    /// pulls through from.
+    pub credentials: Option<PathBuf>,
 }
 
 /// Why the endpoint cannot start.
@@ -77,6 +95,8 @@ pub enum StartError {
     HalfTls,
     #[error("--registry-htpasswd {0}")]
     Htpasswd(String),
+    #[error("--registry-pull-through-auth {0}")]
+    Credentials(String),
     #[error("registry TLS: {0}")]
     Tls(String),
     #[error("listening on {addr}: {source}")]
@@ -91,6 +111,9 @@ pub struct Listeners {
     sockets: Vec<TcpListener>,
     tls: Option<TlsAcceptor>,
     auth: Option<Arc<auth::Htpasswd>>,
+    credentials: Credentials,
+    /// `host:port` of each bound address, as repository names would spell it.
+    own_hosts: Vec<String>,
     config: Config,
 }
 
@@ -112,7 +135,16 @@ pub async fn bind(config: Config) -> Result<Listeners, StartError> {
         .as_deref()
         .map(auth::Htpasswd::load)
         .transpose()?;
+    let credentials = match config
+        .pull_through
+        .as_ref()
+        .and_then(|p| p.credentials.as_ref())
+    {
+        Some(path) => Credentials::read(path).map_err(StartError::Credentials)?,
+        None => Credentials::default(),
+    };
     let mut sockets = Vec::new();
+    let mut own_hosts = Vec::new();
     for &addr in &config.listen {
         let socket = TcpListener::bind(addr)
             .await
@@ -122,12 +154,18 @@ pub async fn bind(config: Config) -> Result<Listeners, StartError> {
             .map_err(|source| StartError::Bind { addr, source })?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(addr = %bound, scheme, "registry endpoint listening");
+        own_hosts.push(bound.to_string());
+        if bound.ip().is_loopback() {
+            own_hosts.push(format!("localhost:{}", bound.port()));
+        }
         sockets.push(socket);
     }
     Ok(Listeners {
         sockets,
         tls,
         auth,
+        credentials,
+        own_hosts,
         config,
     })
 }
@@ -145,14 +183,32 @@ pub fn tls_pair(
 }
 
 /// Serves `store` on every listener until `cancel`: then the listeners close and each
-/// connection ends after its request in flight.
-pub(crate) fn serve(listeners: Listeners, store: Store, cancel: CancellationToken) {
+/// connection ends after its request in flight. Pull-through pulls as hyperd's own pulls do,
+/// with `registries`.
+pub(crate) fn serve(
+    listeners: Listeners,
+    store: Store,
+    registries: RegistryConfig,
+    cancel: CancellationToken,
+) {
     let cap = Arc::new(Semaphore::new(listeners.config.max_connections));
+    let through = listeners.config.pull_through.as_ref().map(|p| {
+        let credentials = listeners.credentials.clone();
+        Arc::new(PullThrough::new(
+            store.clone(),
+            registries,
+            credentials,
+            p.tag_age,
+        ))
+    });
+    let own_hosts = Arc::new(listeners.own_hosts);
     for socket in listeners.sockets {
         let serving = Serving {
             endpoint: handler::Endpoint {
                 store: store.clone(),
                 auth: listeners.auth.clone(),
+                through: through.clone(),
+                own_hosts: own_hosts.clone(),
             },
             tls: listeners.tls.clone(),
             stall: listeners.config.stall,

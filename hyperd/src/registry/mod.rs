@@ -15,6 +15,7 @@ mod pull;
 mod push;
 mod referrers;
 mod remote;
+mod through;
 mod token;
 mod upload;
 
@@ -29,6 +30,7 @@ pub(crate) use error::Retry;
 pub(crate) use login::login;
 pub(crate) use pull::{PullOptions, Pulled, pull};
 pub(crate) use push::push;
+pub(crate) use through::{Credentials, PullThrough};
 
 /// How many blobs one pull or push moves at once.
 const PARALLEL_BLOBS: usize = 3;
