@@ -30,8 +30,8 @@ impl Ask<'_> {
         names::repository(name, self.query.ns.as_deref()).map_err(|e| Problem::name_invalid(e.0))
     }
 
-    /// Whether an image tagged in `repository` uses `digest`: as many keyed reads as the
-    /// repository has tags, so off the async threads.
+    /// Whether an image tagged in `repository` uses `digest` (or, with pull-through, an image
+    /// pulled from it by digest does): a few keyed reads from the blob up, off the async threads.
     pub(super) async fn may_see(
         &self,
         repository: &str,

@@ -91,6 +91,7 @@ pub(super) fn referrers(tx: &WriteTransaction, changes: &Changes) -> Result<Vec<
         if let Some(old) = records.remove(d.to_string().as_str())? {
             let old: ReferrerRecord = parse(old.value(), "referrer")?;
             by_subject.remove(index_key(&old).as_str())?;
+            index::index_referrer(tx, &old, false)?;
             gone.push(old);
         }
     }
@@ -99,9 +100,11 @@ pub(super) fn referrers(tx: &WriteTransaction, changes: &Changes) -> Result<Vec<
         if let Some(old) = records.insert(rec.digest.to_string().as_str(), json.as_slice())? {
             let old: ReferrerRecord = parse(old.value(), "referrer")?;
             by_subject.remove(index_key(&old).as_str())?;
+            index::index_referrer(tx, &old, false)?;
             gone.push(old);
         }
         by_subject.insert(index_key(rec).as_str(), ())?;
+        index::index_referrer(tx, rec, true)?;
     }
     Ok(gone)
 }

@@ -5,6 +5,9 @@
 //! - `image_ids`: `<ID hex>/<image digest hex>`, images by ID or ID prefix;
 //! - `image_manifests`: `<manifest hex>/<image digest hex>`, for each manifest an image holds
 //!   (its own, or those inside its index), which images hold it;
+//! - `blob_users`: `<blob hex>/<image or referrer digest hex>`, for each blob a record lists,
+//!   which records list it: what a registry endpoint asks to tell whether a repository may see a
+//!   blob, from the blob up rather than through every image of the repository;
 //! - `listing`: one row per tag and one per untagged image, under a key that sorts in the
 //!   listing's order (`listing::row_key`), valued with what the row shows. A page of `images` is
 //!   a range of it.
@@ -20,23 +23,26 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{IMAGES, TAGS, parse, parse_image};
+use super::{IMAGES, REFERRERS, TAGS, parse, parse_image};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
 use crate::listing::row_key;
+use crate::referrer::ReferrerRecord;
 
 pub(super) const IMAGE_NAMES: TableDefinition<&str, ()> = TableDefinition::new("image_names");
 pub(super) const IMAGE_IDS: TableDefinition<&str, ()> = TableDefinition::new("image_ids");
 pub(super) const IMAGE_MANIFESTS: TableDefinition<&str, ()> =
     TableDefinition::new("image_manifests");
+pub(super) const BLOB_USERS: TableDefinition<&str, ()> = TableDefinition::new("blob_users");
 pub(super) const LISTING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("listing");
 /// Image digest hex -> the listing keys of its rows, concatenated (each prefixed by its length as
 /// four bytes), so that its rows go even when its record is gone (damage that `rmi` repairs).
 const LISTED: TableDefinition<&str, &[u8]> = TableDefinition::new("listed");
 /// What the database's layout is at: `indexes` -> [`INDEXES`] once the indexes above are built.
 const SCHEMA: TableDefinition<&str, u32> = TableDefinition::new("schema");
-const INDEXES: u32 = 1;
+/// 2: `blob_users` added; a store indexed at 1 is rebuilt.
+const INDEXES: u32 = 2;
 
 /// What a listing row shows, stored under its key so that a page reads no image record.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -143,6 +149,7 @@ fn rebuild(tx: &WriteTransaction) -> Result<()> {
     tx.delete_table(IMAGE_NAMES)?;
     tx.delete_table(IMAGE_IDS)?;
     tx.delete_table(IMAGE_MANIFESTS)?;
+    tx.delete_table(BLOB_USERS)?;
     tx.delete_table(LISTING)?;
     tx.delete_table(LISTED)?;
     {
@@ -160,9 +167,14 @@ fn rebuild(tx: &WriteTransaction) -> Result<()> {
         digests.insert(rec.digest);
     }
     relist(tx, &digests)?;
+    for row in tx.open_table(REFERRERS)?.iter()? {
+        let rec: ReferrerRecord = parse(row?.1.value(), "referrer")?;
+        index_referrer(tx, &rec, true)?;
+    }
     // An empty store creates the tables here, so that a read finds them.
     tx.open_table(IMAGE_IDS)?;
     tx.open_table(IMAGE_MANIFESTS)?;
+    tx.open_table(BLOB_USERS)?;
     tx.open_table(LISTING)?;
     tx.open_table(LISTED)?;
     Ok(())
@@ -195,6 +207,23 @@ pub(super) fn index_image(tx: &WriteTransaction, rec: &ImageRecord, add: bool) -
         for k in manifest_keys {
             manifests.remove(k.as_str())?;
         }
+    }
+    index_users(tx, &rec.blobs, &rec.digest, add)
+}
+
+/// Adds (or removes) the blob-user keys of a referrer's blobs.
+pub(super) fn index_referrer(tx: &WriteTransaction, rec: &ReferrerRecord, add: bool) -> Result<()> {
+    index_users(tx, &rec.blobs, &rec.digest, add)
+}
+
+fn index_users(tx: &WriteTransaction, blobs: &[Digest], user: &Digest, add: bool) -> Result<()> {
+    let mut users = tx.open_table(BLOB_USERS)?;
+    for blob in blobs {
+        let key = format!("{}/{}", blob.hex(), user.hex());
+        match add {
+            true => users.insert(key.as_str(), ())?,
+            false => users.remove(key.as_str())?,
+        };
     }
     Ok(())
 }
@@ -283,6 +312,7 @@ pub(super) mod tests {
         tx.delete_table(IMAGE_NAMES).unwrap();
         tx.delete_table(IMAGE_IDS).unwrap();
         tx.delete_table(IMAGE_MANIFESTS).unwrap();
+        tx.delete_table(BLOB_USERS).unwrap();
         tx.delete_table(LISTING).unwrap();
         tx.delete_table(LISTED).unwrap();
         tx.delete_table(SCHEMA).unwrap();

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::index::{
-    IMAGE_IDS, IMAGE_MANIFESTS, IMAGE_NAMES, LISTING, ListRow, digest_after_slash, range_of,
+    BLOB_USERS, IMAGE_IDS, IMAGE_MANIFESTS, IMAGE_NAMES, LISTING, ListRow, digest_after_slash,
+    range_of,
 };
 use super::{BY_SUBJECT, IMAGES, Meta, REFERRERS, TAGS, View, parse, parse_image};
 use crate::digest::Digest;
@@ -197,6 +198,20 @@ impl Reader {
             }
         }
         Ok(out)
+    }
+
+    /// The image and referrer records that list `blob`, by digest: one key range.
+    pub(crate) fn users_of(&self, blob: &Digest) -> Result<Vec<Digest>> {
+        let (from, to) = range_of(&blob.hex());
+        let mut users = Vec::new();
+        for row in self
+            .0
+            .open_table(BLOB_USERS)?
+            .range(from.as_str()..to.as_str())?
+        {
+            users.push(digest_after_slash(row?.0.value())?);
+        }
+        Ok(users)
     }
 
     /// The referrers of `roots`, of those referrers, and so on, breadth first: the order

@@ -91,61 +91,42 @@ impl Images<'_> {
 
     /// Whether `digest` is something an image tagged in `repository` uses: its manifest or
     /// index, a manifest inside it, a config, a layer, or a referrer that travels with it (and
-    /// that referrer's blobs). Reads the repository's tags and their images' records, nothing of
-    /// other repositories; the referrers only when the images do not answer.
+    /// that referrer's blobs). Read from the blob up: the records that list it, the subjects of
+    /// those that are referrers, and the names of the images among them, never the repository's
+    /// other images.
     pub fn may_see(self, repository: &str, digest: &Digest) -> Result<bool> {
         let read = self.0.inner.meta.read()?;
-        let images = images_of(&read, repository)?;
-        let mut records = Vec::new();
-        for image in &images {
-            if image == digest {
-                return Ok(true);
-            }
-            // A tag whose record is gone (damage) shows nothing.
-            let Some(record) = read.image(image)? else {
-                continue;
-            };
-            if record.blobs.contains(digest) {
-                return Ok(true);
-            }
-            records.push(record);
-        }
-        for record in records {
-            for referrer in read.travelling(record.subjects())? {
-                if referrer.digest == *digest || referrer.blobs.contains(digest) {
+        let mut users = read.users_of(digest)?;
+        let mut seen: HashSet<Digest> = users.iter().cloned().collect();
+        while let Some(user) = users.pop() {
+            if read.image(&user)?.is_some() {
+                if named_in(&read, &user, repository)? {
                     return Ok(true);
                 }
+            } else if let Some(referrer) = read.referrer(&user)? {
+                // Its subject is a manifest some image holds, or another referrer.
+                let above = read.holding(&referrer.subject)?.into_iter();
+                let above = above.chain(std::iter::once(referrer.subject));
+                users.extend(above.filter(|d| seen.insert(d.clone())));
             }
         }
         Ok(false)
     }
 }
 
+/// Whether the image `digest` has a name in `repository`.
+fn named_in(read: &Reader, digest: &Digest, repository: &str) -> Result<bool> {
+    Ok(read.names_of(digest)?.iter().any(|name| {
+        let full = name.full();
+        full.strip_suffix(name.tag())
+            .and_then(|r| r.strip_suffix(':'))
+            .is_some_and(|r| r == repository)
+    }))
+}
+
 /// The key range of `repository`'s tags.
 fn tags_of(repository: &str) -> (String, String) {
     (format!("{repository}:"), format!("{repository};"))
-}
-
-/// The distinct images `repository`'s tags point at, a page of tags at a time.
-fn images_of(read: &Reader, repository: &str) -> Result<Vec<Digest>> {
-    let (mut from, to) = tags_of(repository);
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    loop {
-        let rows = read.tags_between(&from, &to, MAX_PAGE)?;
-        let Some((last, _)) = rows.last() else {
-            return Ok(out);
-        };
-        from = format!("{last}\0");
-        let full = rows.len() == MAX_PAGE;
-        out.extend(
-            rows.into_iter()
-                .filter_map(|(_, d)| seen.insert(d.clone()).then_some(d)),
-        );
-        if !full {
-            return Ok(out);
-        }
-    }
 }
 
 #[cfg(test)]
