@@ -85,43 +85,75 @@ pub(crate) fn bench(bin_dir: &Path, big: &Path, runs: usize, work: &Path, client
     let (ok, secs) = b.concurrent_pulls(&served, clients);
     let rss_mib = daemon.peak_rss_kib() as f64 / 1024.0;
 
-    let (h, d) = (median(hyperd), median(distribution));
-    let (c, k) = (median(curl), median(cat));
-    let blob_mb = blob.1 as f64 / 1e6;
-    println!(
-        "\nregistry endpoint on loopback, {:.0} MB image: medians of {runs} runs\n",
-        b.mb
-    );
-    println!("{:<58} {:>8} {:>8} {:>8}", "case", "s", "MB/s", "ratio");
-    println!(
-        "{:<58} {d:>8.3} {:>8.0} {:>8}",
-        "skopeo copy docker: oci: + sync, from docker-registry 2.8",
-        b.mb / d,
-        "1.00"
-    );
-    println!(
-        "{:<58} {h:>8.3} {:>8.0} {:>7.2}x",
-        "skopeo copy docker: oci: + sync, from hyperd",
-        b.mb / h,
-        d / h
-    );
-    println!(
-        "{:<58} {k:>8.3} {:>8.0} {:>8}",
-        "cat BLOB > /dev/null (one layer)",
-        blob_mb / k,
-        "1.00"
-    );
-    println!(
-        "{:<58} {c:>8.3} {:>8.0} {:>7.2}x",
-        "curl -o /dev/null of that blob from hyperd",
-        blob_mb / c,
-        k / c
-    );
-    println!(
-        "{:<58} {secs:>8.3} {:>8.0} {ok}/{clients} ok, hyperd peak RSS {rss_mib:.1} MiB",
-        format!("{clients} clients pulling the image at once"),
-        b.mb * clients as f64 / secs,
-    );
+    Figures {
+        mb: b.mb,
+        runs,
+        clients,
+        hyperd: median(hyperd),
+        distribution: median(distribution),
+        curl: median(curl),
+        cat: median(cat),
+        blob_mb: blob.1 as f64 / 1e6,
+        ok,
+        all_secs: secs,
+        rss_mib,
+    }
+    .print();
+}
+
+/// The medians of one run, and the concurrent pulls.
+struct Figures {
+    mb: f64,
+    runs: usize,
+    clients: usize,
+    hyperd: f64,
+    distribution: f64,
+    curl: f64,
+    cat: f64,
+    blob_mb: f64,
+    ok: usize,
+    all_secs: f64,
+    rss_mib: f64,
+}
+
+impl Figures {
+    fn print(&self) {
+        let (h, d, c, k) = (self.hyperd, self.distribution, self.curl, self.cat);
+        let (mb, blob_mb, runs) = (self.mb, self.blob_mb, self.runs);
+        println!("\nregistry endpoint on loopback, {mb:.0} MB image: medians of {runs} runs\n");
+        println!("{:<58} {:>8} {:>8} {:>8}", "case", "s", "MB/s", "ratio");
+        let row = |case: &str, secs: f64, mbps: f64, ratio: f64| {
+            println!("{case:<58} {secs:>8.3} {mbps:>8.0} {ratio:>7.2}x");
+        };
+        row(
+            "skopeo copy docker: oci: + sync, from docker-registry 2.8",
+            d,
+            mb / d,
+            1.0,
+        );
+        row(
+            "skopeo copy docker: oci: + sync, from hyperd",
+            h,
+            mb / h,
+            d / h,
+        );
+        row("cat BLOB > /dev/null (one layer)", k, blob_mb / k, 1.0);
+        row(
+            "curl -o /dev/null of that blob from hyperd",
+            c,
+            blob_mb / c,
+            k / c,
+        );
+        println!(
+            "{:<58} {:>8.3} {:>8.0} {}/{} ok, hyperd peak RSS {:.1} MiB",
+            format!("{} clients pulling the image at once", self.clients),
+            self.all_secs,
+            mb * self.clients as f64 / self.all_secs,
+            self.ok,
+            self.clients,
+            self.rss_mib
+        );
+    }
 }
 
 impl Bench<'_> {

@@ -91,6 +91,13 @@ struct Args {
     /// Unix socket path (anything with a `/`, given --group's group); off unless set
     #[arg(long, env = "HYPERD_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+}
+
+/// The registry endpoint's flags (`hyperd::distribution`).
+#[derive(clap::Args)]
+struct EndpointArgs {
     /// Serve the store as an OCI registry (distribution spec, read side) on this address
     /// (`127.0.0.1:5000`; port 0: any); repeatable. Off when not given
     #[arg(long = "registry-listen", value_name = "ADDR")]
@@ -131,6 +138,29 @@ struct Args {
     registry_pull_through_auth: Option<PathBuf>,
 }
 
+impl EndpointArgs {
+    /// The endpoint's configuration; `stall` is `--stall-timeout`, which it shares.
+    fn config(
+        self,
+        stall: std::time::Duration,
+    ) -> Result<hyperd::distribution::Config, hyperd::distribution::StartError> {
+        Ok(hyperd::distribution::Config {
+            tls: hyperd::distribution::tls_pair(self.registry_tls_cert, self.registry_tls_key)?,
+            listen: self.registry_listen,
+            insecure: self.registry_insecure,
+            htpasswd: self.registry_htpasswd,
+            max_connections: self.registry_max_connections,
+            stall,
+            pull_through: self.registry_pull_through.then(|| {
+                hyperd::distribution::PullThroughConfig {
+                    tag_age: std::time::Duration::from_secs(self.registry_pull_through_age),
+                    credentials: self.registry_pull_through_auth,
+                }
+            }),
+        })
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     hyperd_proto::bound_allocator_caching();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -160,22 +190,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let store = store::Store::open(&root)
         .await
         .with_context(|| format!("opening store {}", root.display()))?;
-    let registry = hyperd::distribution::bind(hyperd::distribution::Config {
-        tls: hyperd::distribution::tls_pair(args.registry_tls_cert, args.registry_tls_key)?,
-        listen: args.registry_listen,
-        insecure: args.registry_insecure,
-        htpasswd: args.registry_htpasswd,
-        max_connections: args.registry_max_connections,
-        stall: std::time::Duration::from_secs(args.stall_timeout),
-        pull_through: args
-            .registry_pull_through
-            .then(|| hyperd::distribution::PullThroughConfig {
-                tag_age: std::time::Duration::from_secs(args.registry_pull_through_age),
-                credentials: args.registry_pull_through_auth,
-            }),
-    })
-    .await
-    .context("starting the registry endpoint")?;
+    let stall = std::time::Duration::from_secs(args.stall_timeout);
+    let registry = hyperd::distribution::bind(args.endpoint.config(stall)?)
+        .await
+        .context("starting the registry endpoint")?;
     // Before the socket exists: a client may send SIGTERM as soon as it can connect.
     let stop = stop_signal();
     let fd_socket = hyperd_proto::fd_socket(&socket);
