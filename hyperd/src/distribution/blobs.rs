@@ -31,7 +31,14 @@ pub(super) async fn get(ask: &Ask<'_>, name: &str, raw: &str) -> Result<Response
     let body = match ask.head || len == 0 {
         true => full(Vec::new()),
         false => {
-            let read = content.read_blob(&digest, start, len).await?;
+            // Collected since it was looked at: gone, not a failure of the store.
+            let read = content
+                .read_blob(&digest, start, len)
+                .await
+                .map_err(|e| match e {
+                    store::Error::NotFound(_) => Problem::blob_unknown(raw),
+                    e => e.into(),
+                })?;
             body::file(read.file, read.len)
         }
     };

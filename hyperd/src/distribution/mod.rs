@@ -91,6 +91,11 @@ pub enum StartError {
          --registry-tls-cert and --registry-tls-key, or --registry-insecure for plain HTTP"
     )]
     Exposed(SocketAddr),
+    #[error(
+        "--registry-htpasswd on {0}, not a loopback address, needs TLS: basic auth over plain \
+         HTTP would send the passwords in the clear"
+    )]
+    PasswordsInClear(SocketAddr),
     #[error("--registry-tls-cert and --registry-tls-key go together")]
     HalfTls,
     #[error("--registry-htpasswd {0}")]
@@ -124,11 +129,15 @@ pub async fn bind(config: Config) -> Result<Listeners, StartError> {
         Some((cert, key)) => Some(tls::acceptor(cert, key)?),
         None => None,
     };
-    if tls.is_none()
-        && !config.insecure
-        && let Some(exposed) = config.listen.iter().find(|a| !a.ip().is_loopback())
-    {
-        return Err(StartError::Exposed(*exposed));
+    let exposed = config.listen.iter().find(|a| !a.ip().is_loopback());
+    if let (None, Some(exposed)) = (&tls, exposed) {
+        if !config.insecure {
+            return Err(StartError::Exposed(*exposed));
+        }
+        // Basic auth over plain HTTP off this machine would hand out the passwords.
+        if config.htpasswd.is_some() {
+            return Err(StartError::PasswordsInClear(*exposed));
+        }
     }
     let auth = config
         .htpasswd
@@ -343,6 +352,13 @@ mod tests {
         }
         let bound = bind(config("127.0.0.1:0")).await.unwrap();
         assert_eq!(bound.sockets.len(), 1);
+        let clear = Config {
+            insecure: true,
+            htpasswd: Some(PathBuf::from("/nonexistent/htpasswd")),
+            ..config("0.0.0.0:0")
+        };
+        let e = bind(clear).await.err().expect("passwords in the clear");
+        assert!(matches!(e, StartError::PasswordsInClear(_)), "{e}");
         let path = || Some(PathBuf::from("x"));
         assert!(matches!(tls_pair(path(), None), Err(StartError::HalfTls)));
         assert!(matches!(tls_pair(None, path()), Err(StartError::HalfTls)));

@@ -3,11 +3,12 @@
 /// What a `Range` header asks of a blob of `size` bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Wanted {
-    /// The whole blob: no header, or one in another unit (which a server may ignore).
+    /// The whole blob: no header, one in another unit, several ranges or one that does not
+    /// parse, all of which RFC 9110 lets a server ignore.
     Whole,
     /// The bytes `start..=end`.
     Part { start: u64, end: u64 },
-    /// A byte range that does not parse or lies past the end: 416.
+    /// A range that starts past the end (or an empty blob's): 416.
     Unsatisfiable,
 }
 
@@ -16,8 +17,8 @@ pub(super) fn wanted(header: Option<&str>, size: u64) -> Wanted {
         return Wanted::Whole;
     };
     // Several ranges would need a multipart answer; no registry client asks for them.
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return Wanted::Unsatisfiable;
+    let Some((first, last)) = spec.trim().split_once('-').filter(|_| !spec.contains(',')) else {
+        return Wanted::Whole;
     };
     let number = |s: &str| {
         let s = s.trim();
@@ -25,20 +26,28 @@ pub(super) fn wanted(header: Option<&str>, size: u64) -> Wanted {
             .then(|| s.parse::<u64>().ok())
             .flatten()
     };
-    let part = match (first.trim().is_empty(), number(first), number(last)) {
+    let (first_empty, last_empty) = (first.trim().is_empty(), last.trim().is_empty());
+    match (number(first), number(last)) {
         // `bytes=-N`: the last N bytes.
-        (true, _, Some(n)) if n > 0 && size > 0 => Some((size.saturating_sub(n), size - 1)),
-        (false, Some(start), None) if last.trim().is_empty() && start < size => {
-            Some((start, size - 1))
+        (None, Some(n)) if first_empty => match n > 0 && size > 0 {
+            true => Wanted::Part {
+                start: size.saturating_sub(n),
+                end: size - 1,
+            },
+            false => Wanted::Unsatisfiable,
+        },
+        (Some(start), None) if last_empty => satisfiable(start, size.saturating_sub(1), size),
+        (Some(start), Some(end)) if start <= end => {
+            satisfiable(start, end.min(size.saturating_sub(1)), size)
         }
-        (false, Some(start), Some(end)) if start <= end && start < size => {
-            Some((start, end.min(size - 1)))
-        }
-        _ => None,
-    };
-    match part {
-        Some((start, end)) => Wanted::Part { start, end },
-        None => Wanted::Unsatisfiable,
+        _ => Wanted::Whole,
+    }
+}
+
+fn satisfiable(start: u64, end: u64, size: u64) -> Wanted {
+    match start < size {
+        true => Wanted::Part { start, end },
+        false => Wanted::Unsatisfiable,
     }
 }
 
@@ -63,19 +72,19 @@ mod tests {
     }
 
     #[test]
-    fn ranges_past_the_end_or_malformed_are_unsatisfiable() {
-        for bad in [
-            "bytes=10-",
-            "bytes=10-12",
+    fn ranges_past_the_end_are_unsatisfiable_and_malformed_ones_ignored() {
+        for past in ["bytes=10-", "bytes=10-12", "bytes=-0"] {
+            assert_eq!(wanted(Some(past), 10), Wanted::Unsatisfiable, "{past}");
+        }
+        for ignored in [
             "bytes=5-2",
-            "bytes=-0",
             "bytes=",
             "bytes=a-b",
             "bytes=0-1,3-4",
             "bytes=+1-2",
             "bytes=99999999999999999999-",
         ] {
-            assert_eq!(wanted(Some(bad), 10), Wanted::Unsatisfiable, "{bad}");
+            assert_eq!(wanted(Some(ignored), 10), Wanted::Whole, "{ignored}");
         }
         assert_eq!(wanted(Some("bytes=0-"), 0), Wanted::Unsatisfiable);
         assert_eq!(wanted(Some("bytes=-1"), 0), Wanted::Unsatisfiable);

@@ -42,7 +42,10 @@ pub(super) fn route(path: &str) -> Option<Route<'_>> {
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Some(Route::Tags { name });
     }
-    if let Some((before, _)) = rest.split_once("/blobs/uploads") {
+    // `/blobs/uploads` as whole path components only: a repository may be named `uploadsx`.
+    if let Some((before, after)) = rest.split_once("/blobs/uploads")
+        && (after.is_empty() || after.starts_with('/'))
+    {
         return (!before.is_empty()).then_some(Route::Upload);
     }
     let (front, last) = rest.rsplit_once('/')?;
@@ -133,6 +136,13 @@ mod tests {
         );
         assert_eq!(route("/v2/a/blobs/uploads/"), Some(Route::Upload));
         assert_eq!(route("/v2/a/blobs/uploads/123"), Some(Route::Upload));
+        assert_eq!(
+            route("/v2/a/blobs/uploadsx/manifests/1"),
+            Some(Route::Manifest {
+                name: "a/blobs/uploadsx",
+                reference: "1"
+            })
+        );
     }
 
     #[test]

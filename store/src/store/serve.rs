@@ -27,10 +27,7 @@ const PAST_ALL: &str = "\u{7f}";
 impl Images<'_> {
     /// The top-level digest `<repository>:<tag>` names, if stored.
     pub fn tagged(self, repository: &str, tag: &str) -> Result<Option<Digest>> {
-        let key = format!("{repository}:{tag}");
-        let read = self.0.inner.meta.read()?;
-        let found = read.tags_between(&key, &format!("{key}\0"), 1)?;
-        Ok(found.into_iter().next().map(|(_, d)| d))
+        self.0.inner.meta.read()?.tag(&format!("{repository}:{tag}"))
     }
 
     /// Whether any tag of `repository` is stored.
