@@ -10,7 +10,7 @@ pub(super) type Body = BoxBody<Bytes, std::io::Error>;
 
 /// How much of a blob is read at a time: memory per download stays this much (and hyper's
 /// write buffer, `MAX_BUFFER`), whatever the blob's size.
-const CHUNK: usize = 128 << 10;
+const CHUNK: usize = 512 << 10;
 
 pub(super) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())

@@ -15,7 +15,7 @@
 //! - **Costs.** At most [`Config::max_connections`] connections at once (past that a
 //!   connection is closed at accept); a client must send a request's headers, and finish a TLS
 //!   handshake, within [`Config::stall`], and a client that reads nothing of an answer for that
-//!   long is cut off (`stall.rs`); a blob is streamed in 128 KiB reads (`body.rs`), and hyper
+//!   long is cut off (`stall.rs`); a blob is streamed in 512 KiB reads (`body.rs`), and hyper
 //!   queues at most [`MAX_BUFFER`] of it for the socket.
 //!   Write methods are 405 UNSUPPORTED: push is not served.
 //! - **Who.** With `--registry-htpasswd`, only the file's users, by basic auth (`auth.rs`).
@@ -228,7 +228,7 @@ pub(crate) fn serve(
 }
 
 /// What hyper buffers of a connection, each way: a request's headers at most, and the answer's
-/// bytes queued for the socket (a blob's reads are 128 KiB, `body.rs`).
+/// bytes queued for the socket (a blob's reads are 512 KiB, `body.rs`).
 const MAX_BUFFER: usize = 256 << 10;
 
 /// What each connection needs.
