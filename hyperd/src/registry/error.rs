@@ -85,6 +85,17 @@ impl Error {
         }
     }
 
+    /// This error from a host hyperd sends no credential, `why` not: a refusal for want of one
+    /// says so, rather than advising a login that would change nothing.
+    pub(super) fn withheld(self, host: &str, why: Option<&str>) -> Self {
+        match (self, why) {
+            (Error::Unauthenticated(_), Some(why)) => Error::Unauthenticated(format!(
+                "{host} asks for a credential, and gets none: {why}"
+            )),
+            (e, _) => e,
+        }
+    }
+
     /// A registry's answer with an error status.
     pub(super) fn status(host: &str, what: &str, code: u16, detail: &str) -> Self {
         let message = format!("{what} at {host}: {code} {detail}");

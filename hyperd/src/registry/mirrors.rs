@@ -10,7 +10,9 @@
 //! be: digests decide. A push goes to the first host that may `push`, as containerd's does.
 //!
 //! A mirror (a host other than the registry) is asked with `?ns=REGISTRY` and is never sent
-//! the credential, which belongs to the registry; it gets no credential at all.
+//! the credential, which belongs to the registry; it gets no credential at all. Nor does the
+//! registry's own host when the file names it with `http://` where hyperd would not speak
+//! plain HTTP (not loopback, not `--insecure-registry`).
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -24,9 +26,9 @@ use store::Digest;
 use tokio::sync::OnceCell;
 
 use super::Credential;
-use super::endpoint::Config;
+use super::endpoint::{Config, allows_http};
 use super::error::{Error, Result};
-use super::hosts::{self, Capabilities, Host};
+use super::hosts::{self, Capabilities, Host, Scheme};
 use super::remote::{Fetched, Remote};
 
 /// One host as a transfer reaches it.
@@ -35,6 +37,8 @@ pub(super) struct Target {
     /// The registry a mirror is asked for; none for the registry's own hosts.
     pub(super) ns: Option<String>,
     pub(super) credential: Credential,
+    /// Why the host gets no credential, when hyperd keeps the registry's from it.
+    pub(super) withheld: Option<String>,
 }
 
 /// The hosts of the registry `reference` names, in order, with the file that listed them.
@@ -55,13 +59,14 @@ fn targets(
         .into_iter()
         .map(|host| {
             let own = same_registry(&host.authority, registry);
+            let withheld = withheld(&host, registry, &config.insecure);
             Target {
                 ns: (!own).then(|| registry.to_owned()),
-                credential: if own {
-                    credential.clone()
-                } else {
-                    Credential::default()
+                credential: match withheld {
+                    None => credential.clone(),
+                    Some(_) => Credential::default(),
                 },
+                withheld,
                 host,
             }
         })
@@ -92,6 +97,26 @@ fn read_hosts(certs_dir: &Path, registry: &str) -> Result<Option<(PathBuf, Strin
         }
     }
     Ok(None)
+}
+
+/// Why `host` must not get the credential of `registry`, if it must not: it belongs to the
+/// registry's own host alone, and goes over plain HTTP only where hyperd allows plain HTTP at
+/// all (loopback, `--insecure-registry`). An `http://` URL in a file, or a `:80` that makes
+/// the URL name the registry's own host, does not get around the operator's choice.
+fn withheld(host: &Host, registry: &str, insecure: &[String]) -> Option<String> {
+    let name = &host.authority;
+    if !same_registry(name, registry) {
+        return Some(format!(
+            "hyperd sends the credential for {registry} to {registry} only, never to a mirror"
+        ));
+    }
+    if host.scheme == Scheme::Http && !allows_http(name, insecure) {
+        return Some(format!(
+            "hosts.toml names {name} with http://, and a credential goes over plain HTTP only \
+             to loopback hosts and those given to --insecure-registry"
+        ));
+    }
+    None
 }
 
 /// Whether a host is the registry itself: the same `host[:port]`, or one of Docker Hub's names.
@@ -220,18 +245,12 @@ impl<'a> Sources<'a> {
         for (i, source) in able.iter().enumerate() {
             let is_last = i + 1 == able.len();
             let host = &source.target.host.authority;
-            if let Some(why) = source.down.lock().expect("host state").clone() {
-                failed.push(why);
-                continue;
-            }
-            let reached = source.remote.get_or_try_init(|| {
-                Remote::connect(self.config, &source.target, self.reference, Pull)
-            });
-            let answer = match reached.await {
-                Ok(remote) => ask(remote).await,
-                Err(e) if !is_last && passes(&e) => {
-                    *source.down.lock().expect("host state") = Some(format!("{host}: {e}"));
-                    Err(e)
+            let answer = match self.reach(source, is_last).await {
+                Ok(Some(remote)) => ask(remote).await.map_err(|e| remote.told(e)),
+                Ok(None) => {
+                    let down = source.down.lock().expect("host state").clone();
+                    failed.extend(down);
+                    continue;
                 }
                 Err(e) => Err(e),
             };
@@ -242,7 +261,7 @@ impl<'a> Sources<'a> {
                 }
                 Err(e) if !is_last && passes(&e) => {
                     tracing::warn!(host, registry = self.host(), error = %e, "a mirror failed; trying the next host");
-                    failed.push(format!("{host}: {e}"));
+                    failed.push(naming(host, &e));
                 }
                 Err(e) => return Err(after(e, &failed)),
             }
@@ -251,6 +270,32 @@ impl<'a> Sources<'a> {
             Some(last) => Error::unavailable(after_text(last, &failed)),
             None => self.nobody(),
         })
+    }
+
+    /// The host's connection, made on its first use; `None` once it could not be made and its
+    /// failure (kept in `down`) passes requests on. Requests that waited for that first attempt
+    /// make no other: a dead mirror costs a pull one attempt, not one per blob in flight.
+    async fn reach<'s>(&'s self, source: &'s Source, is_last: bool) -> Result<Option<&'s Remote>> {
+        let host = &source.target.host.authority;
+        let connect = || async {
+            if source.down.lock().expect("host state").is_some() {
+                return Err(None);
+            }
+            match Remote::connect(self.config, &source.target, self.reference, Pull).await {
+                Ok(remote) => Ok(remote),
+                Err(e) if !is_last && passes(&e) => {
+                    tracing::warn!(host, registry = self.host(), error = %e, "a mirror failed; trying the next host");
+                    *source.down.lock().expect("host state") = Some(naming(host, &e));
+                    Err(None)
+                }
+                Err(e) => Err(Some(e)),
+            }
+        };
+        match source.remote.get_or_try_init(connect).await {
+            Ok(remote) => Ok(Some(remote)),
+            Err(None) => Ok(None),
+            Err(Some(e)) => Err(e),
+        }
     }
 
     fn note(&self, source: &Source) {
@@ -304,6 +349,15 @@ fn after(e: Error, failed: &[String]) -> Error {
     }
 }
 
+/// A host's failure, naming the host once.
+fn naming(host: &str, e: &Error) -> String {
+    let said = e.to_string();
+    match said.contains(host) {
+        true => said,
+        false => format!("{host}: {said}"),
+    }
+}
+
 fn after_text(message: String, failed: &[String]) -> String {
     match failed.is_empty() {
         true => message,
@@ -319,7 +373,47 @@ fn passes(e: &Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::same_registry;
+    use super::{Host, Scheme, same_registry, withheld};
+
+    #[test]
+    fn the_credential_goes_over_plain_http_only_where_the_operator_allows_it() {
+        let insecure = vec!["registry.lan:5000".to_owned()];
+        let host = |scheme, authority: &str| Host {
+            scheme,
+            ..Host::registry(authority)
+        };
+        let gets = |h: &Host, registry: &str| withheld(h, registry, &insecure).is_none();
+        // `http://registry.example` or `http://registry.example:80` in hosts.toml.
+        assert!(!gets(
+            &host(Scheme::Http, "registry.example"),
+            "registry.example"
+        ));
+        assert!(gets(
+            &host(Scheme::Https, "registry.example"),
+            "registry.example"
+        ));
+        assert!(gets(
+            &host(Scheme::HttpsElseHttp, "registry.example"),
+            "registry.example"
+        ));
+        assert!(gets(
+            &host(Scheme::Http, "registry.lan:5000"),
+            "registry.lan:5000"
+        ));
+        assert!(gets(
+            &host(Scheme::Http, "127.0.0.1:5000"),
+            "127.0.0.1:5000"
+        ));
+        // A mirror never, whatever its scheme.
+        assert!(!gets(
+            &host(Scheme::Https, "mirror.example"),
+            "registry.example"
+        ));
+        assert!(!gets(
+            &host(Scheme::Http, "127.0.0.1:5001"),
+            "127.0.0.1:5000"
+        ));
+    }
 
     #[test]
     fn the_registry_itself_is_its_own_name_or_one_of_docker_hubs() {
