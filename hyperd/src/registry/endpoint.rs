@@ -79,7 +79,7 @@ impl Endpoint {
             Scheme::Https | Scheme::HttpsElseHttp => "https",
         };
         let first = Self::build(config, host, scheme, &certs, ns)?;
-        let first_err = match first.ping().await {
+        let first_err = match first.ping(host.listed).await {
             Ok(challenge) => return Ok(Endpoint { challenge, ..first }),
             Err(e) => e,
         };
@@ -90,7 +90,7 @@ impl Endpoint {
             return Err(first_err);
         }
         let http = Self::build(config, host, "http", &certs, ns)?;
-        match http.ping().await {
+        match http.ping(host.listed).await {
             Ok(challenge) => {
                 tracing::info!(registry = name, "registry answers plain HTTP only");
                 Ok(Endpoint { challenge, ..http })
@@ -153,6 +153,11 @@ impl Endpoint {
         }
     }
 
+    /// Whether this host is asked for another registry's content: a mirror.
+    pub(super) fn is_mirror(&self) -> bool {
+        self.ns.is_some()
+    }
+
     /// `url`, a URL on this host, with the `ns` a mirror is asked for if it lacks one.
     pub(super) fn keep_ns(&self, url: String) -> String {
         match &self.ns {
@@ -161,8 +166,10 @@ impl Endpoint {
         }
     }
 
-    /// `GET /v2/` (the API root): 200, or 401 with a challenge, is a registry.
-    async fn ping(&self) -> Result<Option<String>> {
+    /// `GET /v2/` (the API root): 200, or 401 with a challenge, is a registry. A host that
+    /// `hosts.toml` lists may answer anything else there: containerd never asks, so neither
+    /// answer says it is not one, only that it asks for no credential up front.
+    async fn ping(&self, listed: bool) -> Result<Option<String>> {
         let url = format!("{}/", self.api);
         let resp = self
             .http
@@ -178,6 +185,10 @@ impl Endpoint {
         match resp.status().as_u16() {
             200 => Ok(None),
             401 => Ok(challenge),
+            code if listed => {
+                tracing::debug!(%url, code, "a host hosts.toml lists answers its API root so");
+                Ok(None)
+            }
             code => Err(Error::BadRemote(format!(
                 "{url} answered {code}: is {} a registry?",
                 self.host

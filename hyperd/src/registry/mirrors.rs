@@ -3,11 +3,12 @@
 //! without the file, the registry alone.
 //!
 //! A pull asks the hosts in order, each reached on first use: a tag goes only to hosts that may
-//! `resolve` (the digest it names decides what is pulled), a digest (manifests, blobs) to those
-//! that may `pull`. A host that cannot be reached, fails, or lacks what is asked for passes the
+//! `resolve` and `pull` (the digest it names decides what is pulled), a digest (manifests,
+//! blobs) to those that may `pull`. A host that cannot be reached, fails, or lacks what is asked for passes the
 //! request to the next; the last host's failure is the pull's. A host that could not be reached
 //! is not tried again during the pull. What any host sends is checked as the registry's would
-//! be: digests decide. A push goes to the first host that may `push`, as containerd's does.
+//! be: digests decide. A push goes to the first host that may `push`, as containerd's does,
+//! and without `ns`, as containerd's pusher sends it.
 //!
 //! A mirror (a host other than the registry) is asked with `?ns=REGISTRY` and is never sent
 //! the credential, which belongs to the registry; it gets no credential at all. Nor does the
@@ -77,15 +78,7 @@ fn targets(
 /// The registry's `hosts.toml`: `<certs-dir>/<host>_<port>_/` or `<certs-dir>/<host:port>/`,
 /// the directories containerd looks in.
 fn read_hosts(certs_dir: &Path, registry: &str) -> Result<Option<(PathBuf, String)>> {
-    let mut dirs = Vec::new();
-    if let Some((name, port)) = registry.rsplit_once(':')
-        && !name.ends_with(']')
-        && !name.is_empty()
-    {
-        dirs.push(format!("{name}_{port}_"));
-    }
-    dirs.push(registry.to_owned());
-    for dir in dirs {
+    for dir in host_dirs(registry) {
         let file = certs_dir.join(dir).join("hosts.toml");
         match std::fs::read_to_string(&file) {
             Ok(text) => return Ok(Some((file, text))),
@@ -97,6 +90,21 @@ fn read_hosts(certs_dir: &Path, registry: &str) -> Result<Option<(PathBuf, Strin
         }
     }
     Ok(None)
+}
+
+/// The directories that may hold the registry's `hosts.toml`, in containerd's order:
+/// `host_port_` (`[::1]_5000_` for `[::1]:5000`) when it has a port, then `host[:port]`.
+fn host_dirs(registry: &str) -> Vec<String> {
+    let mut dirs = Vec::new();
+    if let Some((name, port)) = registry.rsplit_once(':')
+        && !name.is_empty()
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+    {
+        dirs.push(format!("{name}_{port}_"));
+    }
+    dirs.push(registry.to_owned());
+    dirs
 }
 
 /// Why `host` must not get the credential of `registry`, if it must not: it belongs to the
@@ -132,7 +140,7 @@ pub(super) async fn push_remote(
     credential: &Credential,
 ) -> Result<Remote> {
     let (file, targets) = targets(config, reference, credential)?;
-    let Some(target) = targets.iter().find(|t| t.host.capabilities.push) else {
+    let Some(target) = targets.into_iter().find(|t| t.host.capabilities.push) else {
         let file = file.as_deref().unwrap_or(Path::new("hosts.toml"));
         return Err(Error::InvalidArgument(format!(
             "{}: no host there may push to {}",
@@ -140,7 +148,9 @@ pub(super) async fn push_remote(
             reference.registry()
         )));
     };
-    Remote::connect(config, target, reference, RegistryOperation::Push).await
+    // containerd's pusher asks a mirror with no `ns`: the push is to that host itself.
+    let target = Target { ns: None, ..target };
+    Remote::connect(config, &target, reference, RegistryOperation::Push).await
 }
 
 /// One host of a pull, reached on first use.
@@ -327,8 +337,10 @@ fn pulls(c: &Capabilities) -> bool {
     c.pull
 }
 
+/// A tag resolves only where the digest it names can be pulled too: containerd's
+/// `filterHosts(Pull|Resolve)`.
 fn resolves(c: &Capabilities) -> bool {
-    c.resolve
+    c.pull && c.resolve
 }
 
 /// The last host's failure `e`, saying what the mirrors before it said.
@@ -372,56 +384,4 @@ fn passes(e: &Error) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{Host, Scheme, same_registry, withheld};
-
-    #[test]
-    fn the_credential_goes_over_plain_http_only_where_the_operator_allows_it() {
-        let insecure = vec!["registry.lan:5000".to_owned()];
-        let host = |scheme, authority: &str| Host {
-            scheme,
-            ..Host::registry(authority)
-        };
-        let gets = |h: &Host, registry: &str| withheld(h, registry, &insecure).is_none();
-        // `http://registry.example` or `http://registry.example:80` in hosts.toml.
-        assert!(!gets(
-            &host(Scheme::Http, "registry.example"),
-            "registry.example"
-        ));
-        assert!(gets(
-            &host(Scheme::Https, "registry.example"),
-            "registry.example"
-        ));
-        assert!(gets(
-            &host(Scheme::HttpsElseHttp, "registry.example"),
-            "registry.example"
-        ));
-        assert!(gets(
-            &host(Scheme::Http, "registry.lan:5000"),
-            "registry.lan:5000"
-        ));
-        assert!(gets(
-            &host(Scheme::Http, "127.0.0.1:5000"),
-            "127.0.0.1:5000"
-        ));
-        // A mirror never, whatever its scheme.
-        assert!(!gets(
-            &host(Scheme::Https, "mirror.example"),
-            "registry.example"
-        ));
-        assert!(!gets(
-            &host(Scheme::Http, "127.0.0.1:5001"),
-            "127.0.0.1:5000"
-        ));
-    }
-
-    #[test]
-    fn the_registry_itself_is_its_own_name_or_one_of_docker_hubs() {
-        assert!(same_registry("made.up.example", "made.up.example"));
-        assert!(same_registry("registry-1.docker.io", "docker.io"));
-        assert!(same_registry("index.docker.io", "docker.io"));
-        assert!(!same_registry("127.0.0.1:5000", "made.up.example"));
-        assert!(!same_registry("made.up.example:443", "made.up.example"));
-        assert!(!same_registry("mirror.gcr.io", "docker.io"));
-    }
-}
+mod tests;
