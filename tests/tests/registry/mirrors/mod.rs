@@ -12,8 +12,8 @@ use std::process::Output;
 
 use integration::TestDaemon;
 use integration::fake_registry::FakeRegistry;
-use integration::fixtures::{Image, noise_image, sha};
-use integration::registry::{TestRegistry, write_docker_config};
+use integration::fixtures::{Image, noise_image};
+use integration::registry::TestRegistry;
 use integration::tools::*;
 
 const UPSTREAM: &str = "made.up.example";

@@ -2,7 +2,7 @@
 //! dead mirror reached once per waiting fetch, referrers a mirror does not know, a login
 //! advised to a host never sent a credential, `ca` files that are not certificates.
 
-use integration::fake_registry::{Fault, FakeRegistry};
+use integration::fake_registry::{FakeRegistry, Fault};
 use integration::fixtures::{Image, sha};
 use integration::tools::p;
 
@@ -41,7 +41,12 @@ fn a_host_with_override_path_serves_though_its_api_root_is_no_registrys() {
     ));
     assert!(out.contains(&sha(&image.manifest)), "{out}");
     let manifest = format!("/custom/root/app/manifests/1?ns={UPSTREAM}");
-    assert_eq!(mirror.count("GET", &manifest), 1, "{:#?}", mirror.requests());
+    assert_eq!(
+        mirror.count("GET", &manifest),
+        1,
+        "{:#?}",
+        mirror.requests()
+    );
 }
 
 /// A mirror that may only pull is first used by the blob fetches, three at a time; its token
@@ -63,7 +68,10 @@ fn a_mirror_that_cannot_be_reached_is_tried_once_however_many_fetches_wait() {
     assert!(out.contains(&sha(&image.manifest)), "{out}");
     let asked = mirror.requests();
     let pings = asked.iter().filter(|(_, path)| path == "/v2/").count();
-    let tokens = asked.iter().filter(|(_, path)| path.starts_with("/token")).count();
+    let tokens = asked
+        .iter()
+        .filter(|(_, path)| path.starts_with("/token"))
+        .count();
     assert_eq!((pings, tokens), (1, 1), "{asked:#?}");
     assert!(registry.count("GET", &FakeRegistry::blob_path("app", &sha(&image.config))) >= 1);
 }
@@ -74,11 +82,10 @@ fn a_mirror_that_cannot_be_reached_is_tried_once_however_many_fetches_wait() {
 async fn referrers_a_mirror_does_not_know_come_from_the_registry() {
     use integration::artifacts::{MANIFEST, cosign_signature};
     use integration::fixtures::Comp;
-    let (registry, mirror) = tokio::task::spawn_blocking(|| {
-        (FakeRegistry::start(), FakeRegistry::start())
-    })
-    .await
-    .unwrap();
+    let (registry, mirror) =
+        tokio::task::spawn_blocking(|| (FakeRegistry::start(), FakeRegistry::start()))
+            .await
+            .unwrap();
     let app = Image::new(&["unknown referrers"], "amd64", Comp::Gzip).await;
     let sig = cosign_signature(&app.manifest, MANIFEST, "unknown referrers");
     for reg in [&registry, &mirror] {
@@ -104,8 +111,18 @@ async fn referrers_a_mirror_does_not_know_come_from_the_registry() {
     let ns = registry.host().replace(':', "%3A");
     let listing = format!("/v2/app/referrers/{app_digest}");
     let asked_mirror = format!("{listing}?ns={ns}");
-    assert_eq!(mirror.count("GET", &asked_mirror), 1, "{:#?}", mirror.requests());
-    assert_eq!(registry.count("GET", &listing), 1, "{:#?}", registry.requests());
+    assert_eq!(
+        mirror.count("GET", &asked_mirror),
+        1,
+        "{:#?}",
+        mirror.requests()
+    );
+    assert_eq!(
+        registry.count("GET", &listing),
+        1,
+        "{:#?}",
+        registry.requests()
+    );
 }
 
 /// A mirror is never sent the registry's credential, so its 401 is no reason to log in to it.
@@ -124,7 +141,7 @@ fn a_mirrors_refusal_for_want_of_a_credential_advises_no_login() {
     assert_eq!(err.matches(&mirror.host()).count(), 1, "{err}");
 }
 
-/// A `ca` file that holds no certificate is the operator's mistake, said with the file's name;
+/// A `ca` file that holds no certificate (or is over 1 MiB) is the operator's mistake, said with the file's name;
 /// the pull does not pass over the mirror as if it were down.
 #[test]
 fn a_ca_file_without_a_certificate_fails_the_pull_and_names_the_file() {
@@ -137,7 +154,12 @@ fn a_ca_file_without_a_certificate_fails_the_pull_and_names_the_file() {
     let d = daemon(&certs);
     let name = format!("{UPSTREAM}/app:1");
 
-    for text in ["not a certificate\n", "-----BEGIN CERTIFICATE-----\n!!\n"] {
+    let texts = [
+        b"not a certificate\n".to_vec(),
+        b"-----BEGIN CERTIFICATE-----\n!!\n".to_vec(),
+        vec![b'\n'; 2 << 20],
+    ];
+    for text in texts {
         std::fs::write(&ca, text).unwrap();
         let err = failed(&pull(&d, &dir.path().join("none"), &name), 1);
         assert!(err.contains(p(&ca)), "{err}");
