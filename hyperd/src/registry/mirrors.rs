@@ -15,7 +15,7 @@
 //! registry's own host when the file names it with `http://` where hyperd would not speak
 //! plain HTTP (not loopback, not `--insecure-registry`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -169,6 +169,8 @@ pub(super) struct Sources<'a> {
     hosts: Vec<Source>,
     /// The mirrors that served something.
     served: Mutex<BTreeSet<String>>,
+    /// The mirror that sent each document a mirror sent, for messages about it.
+    sent: Mutex<HashMap<Digest, String>>,
 }
 
 impl<'a> Sources<'a> {
@@ -192,6 +194,7 @@ impl<'a> Sources<'a> {
             file,
             hosts,
             served: Mutex::new(BTreeSet::new()),
+            sent: Mutex::new(HashMap::new()),
         })
     }
 
@@ -213,7 +216,25 @@ impl<'a> Sources<'a> {
             Some(_) => pulls,
             None => resolves,
         };
-        self.each(need, |remote| remote.manifest(reference)).await
+        self.each(need, |remote| async move {
+            let fetched = remote.manifest(reference).await?;
+            if remote.endpoint.is_mirror() {
+                let mut sent = self.sent.lock().expect("documents sent");
+                sent.insert(fetched.digest.clone(), remote.host().to_owned());
+            }
+            Ok(fetched)
+        })
+        .await
+    }
+
+    /// Who sent the document `digest`, as messages about it say: the registry, or the mirror
+    /// that sent it in the registry's stead.
+    pub(super) fn sent_by(&self, digest: &Digest) -> String {
+        let sent = self.sent.lock().expect("documents sent");
+        match sent.get(digest) {
+            Some(mirror) => format!("{mirror} (a mirror of {})", self.host()),
+            None => self.host().to_owned(),
+        }
     }
 
     /// The body of a blob, and the host that sends it.

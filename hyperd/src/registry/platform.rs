@@ -24,7 +24,11 @@ pub(super) async fn refuse_other(
     top: &Fetched,
     wanted: &Platform,
 ) -> Result<()> {
-    let context = format!("{} from {}", reference.whole(), sources.host());
+    let context = format!(
+        "{} from {}",
+        reference.whole(),
+        sources.sent_by(&top.digest)
+    );
     let config = Document::parse(&top.digest, &top.media_type, &top.bytes)
         .and_then(|doc| doc.image_config())
         .map_err(|e| Error::bad_document(&context, e))?;

@@ -238,7 +238,11 @@ fn bad(remote: &Sources<'_>, doc: &Fetched, why: &str) -> Error {
 
 /// Where a document came from, as messages say it.
 fn sent(remote: &Sources<'_>, doc: &Fetched) -> String {
-    format!("manifest {} from {}", doc.digest, remote.host())
+    format!(
+        "manifest {} from {}",
+        doc.digest,
+        remote.sent_by(&doc.digest)
+    )
 }
 
 /// Writes every document and blob the store lacks.

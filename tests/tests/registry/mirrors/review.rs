@@ -3,7 +3,7 @@
 //! advised to a host never sent a credential, `ca` files that are not certificates.
 
 use integration::fake_registry::{FakeRegistry, Fault};
-use integration::fixtures::{Image, sha};
+use integration::fixtures::{Image, index_json, sha};
 use integration::tools::p;
 
 use super::*;
@@ -166,4 +166,34 @@ fn a_ca_file_without_a_certificate_fails_the_pull_and_names_the_file() {
         assert!(!err.contains("mirrors tried first"), "{err}");
     }
     assert!(mirror.requests().is_empty(), "{:#?}", mirror.requests());
+}
+
+/// A document a mirror sent that fails a check is the mirror's, and messages say so.
+#[test]
+fn a_bad_document_from_a_mirror_names_the_mirror() {
+    let (mirror, image) = fake_mirror("app", 1);
+    let json: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+    let lying = serde_json::json!({
+        "mediaType": json["mediaType"],
+        "digest": sha(&image.manifest),
+        "size": image.manifest.len() + 1,
+        "platform": {"architecture": "amd64", "os": "linux"},
+    });
+    mirror.put_manifest("app", "1", &index_json(vec![lying]));
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs_dir(dir.path(), &host_table(&mirror.url(), &[]));
+    let d = daemon(&certs);
+
+    let name = format!("{UPSTREAM}/app:1");
+    let out = d.run_with_config(
+        &dir.path().join("none"),
+        &["pull", "--platform", "linux/amd64", &name],
+    );
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    let from = format!("from {} (a mirror of {UPSTREAM})", mirror.host());
+    assert!(
+        err.contains(&from) && err.contains("the index says"),
+        "{err}"
+    );
 }
