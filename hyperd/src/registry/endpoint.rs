@@ -2,8 +2,11 @@
 //! roots plus the CAs in `<certs-dir>/<host[:port]>/` (and those its `hosts.toml` entry names),
 //! or plain HTTP for a loopback or configured-insecure registry that does not answer HTTPS, or
 //! a host `hosts.toml` names with `http://`. Which one is decided by asking the API root (`/v2/`,
-//! the distribution spec's version check), once per request. A mirror is asked for the
-//! registry's content with `?ns=REGISTRY` on each request, as containerd asks.
+//! the distribution spec's version check), once per request; a host `hosts.toml` lists may
+//! answer it with any status (containerd never asks). A mirror is asked for the registry's
+//! content with `?ns=REGISTRY` on each request, as containerd asks. CA files are read off the
+//! async threads, each at most [`MAX_CA_FILE`] bytes of PEM certificates; one that is not is
+//! the operator's mistake, failing the request with the file's name.
 
 use std::io::Read;
 use std::net::IpAddr;
