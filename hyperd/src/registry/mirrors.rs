@@ -7,7 +7,8 @@
 //! blobs) to those that may `pull`. A host that cannot be reached, fails, or lacks what is asked for passes the
 //! request to the next; the last host's failure is the pull's. A host that could not be reached
 //! is not tried again during the pull. What any host sends is checked as the registry's would
-//! be: digests decide. A push goes to the first host that may `push`, as containerd's does,
+//! be: digests decide. A mirror whose body of a blob fails (cut short, stalled, or not what its
+//! digest says) is passed over for that blob, which the next host then sends. A push goes to the first host that may `push`, as containerd's does,
 //! and without `ns`, as containerd's pusher sends it.
 //!
 //! A mirror (a host other than the registry) is asked with `?ns=REGISTRY` and is never sent
@@ -216,7 +217,7 @@ impl<'a> Sources<'a> {
             Some(_) => pulls,
             None => resolves,
         };
-        self.each(need, |remote| async move {
+        self.each(need, &[], |remote| async move {
             let fetched = remote.manifest(reference).await?;
             if remote.endpoint.is_mirror() {
                 let mut sent = self.sent.lock().expect("documents sent");
@@ -237,14 +238,15 @@ impl<'a> Sources<'a> {
         }
     }
 
-    /// The body of a blob, and the host that sends it.
+    /// The body of a blob, and the host that sends it: not a mirror in `skip`.
     pub(super) async fn blob(
         &self,
         repo: &Reference,
         digest: &Digest,
         size: u64,
+        skip: &[String],
     ) -> Result<(String, impl Stream<Item = std::io::Result<Bytes>> + use<>)> {
-        self.each(pulls, |remote| async move {
+        self.each(pulls, skip, |remote| async move {
             let body = remote.blob(repo, digest, size).await?;
             Ok((remote.host().to_owned(), body))
         })
@@ -258,11 +260,35 @@ impl<'a> Sources<'a> {
         F: Fn(&'s Remote) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.each(resolves, ask).await
+        self.each(resolves, &[], ask).await
     }
 
-    /// `ask` of each host that `need` admits, in order, until one answers.
-    async fn each<'s, T, F, Fut>(&'s self, need: fn(&Capabilities) -> bool, ask: F) -> Result<T>
+    /// A failure `e` of the body `host` sent: when a mirror sent it, the mirror is added to
+    /// `avoid` and the failure made worth a retry, which the next host then serves.
+    pub(super) fn pass_over(&self, host: &str, e: Error, avoid: &Mutex<Vec<String>>) -> Error {
+        let mirror = self
+            .hosts
+            .iter()
+            .any(|s| s.target.ns.is_some() && s.target.host.authority == host);
+        if !mirror || !passes(&e) {
+            return e;
+        }
+        tracing::warn!(host, registry = self.host(), error = %e, "a mirror sent a bad body; trying the next host");
+        avoid
+            .lock()
+            .expect("hosts passed over")
+            .push(host.to_owned());
+        Error::unavailable(naming(host, &e))
+    }
+
+    /// `ask` of each host that `need` admits, other than those in `skip`, in order, until one
+    /// answers.
+    async fn each<'s, T, F, Fut>(
+        &'s self,
+        need: fn(&Capabilities) -> bool,
+        skip: &[String],
+        ask: F,
+    ) -> Result<T>
     where
         F: Fn(&'s Remote) -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -271,6 +297,7 @@ impl<'a> Sources<'a> {
             .hosts
             .iter()
             .filter(|s| need(&s.target.host.capabilities))
+            .filter(|s| !skip.contains(&s.target.host.authority))
             .collect();
         let mut failed = Vec::new();
         for (i, source) in able.iter().enumerate() {

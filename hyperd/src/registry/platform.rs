@@ -7,9 +7,8 @@ use futures_util::TryStreamExt;
 use oci_client::Reference;
 use store::{Digest, Document, Platform};
 
-use super::error::{Error, Result};
+use super::error::{Error, Result, read_error};
 use super::mirrors::Sources;
-use super::pull::read_error;
 use super::remote::{Fetched, retry};
 
 /// Configs larger than this are not read ahead: the platform then goes unchecked, as it would
@@ -54,7 +53,7 @@ async fn read_config(
     digest: &Digest,
     size: u64,
 ) -> Result<Vec<u8>> {
-    let (host, mut body) = sources.blob(reference, digest, size).await?;
+    let (host, mut body) = sources.blob(reference, digest, size, &[]).await?;
     let mut json = BytesMut::new();
     let too_long = || {
         Error::BadRemote(format!(

@@ -197,3 +197,48 @@ fn a_bad_document_from_a_mirror_names_the_mirror() {
         "{err}"
     );
 }
+
+/// A mirror that sends a blob's body other than its digest says is passed over for that blob:
+/// the registry sends it instead, and the pull succeeds.
+#[test]
+fn a_bad_blob_body_from_a_mirror_is_fetched_again_from_the_next_host() {
+    let (registry, image) = fake_mirror("app", 2);
+    let mirror = FakeRegistry::start();
+    mirror.put_image("app", "1", &image);
+    let layer = &image.layers[1].0;
+    let path = FakeRegistry::blob_path("app", &sha(layer));
+    mirror.fault(&path, Fault::Body(vec![b'x'; layer.len()]));
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs_dir_for(
+        dir.path(),
+        &registry.host(),
+        &host_table(&mirror.url(), &[]),
+    );
+    let d = daemon(&certs);
+
+    let name = format!("{}/app:1", registry.host());
+    let out = ok(pull(&d, &dir.path().join("none"), &name));
+    assert!(out.contains(&sha(&image.manifest)), "{out}");
+    let ns = registry.host().replace(':', "%3A");
+    let from_mirror = format!("{path}?ns={ns}");
+    assert_eq!(
+        mirror.count("GET", &from_mirror),
+        1,
+        "{:#?}",
+        mirror.requests()
+    );
+    assert_eq!(
+        registry.count("GET", &path),
+        1,
+        "{:#?}",
+        registry.requests()
+    );
+    let other = FakeRegistry::blob_path("app", &sha(&image.layers[0].0));
+    assert_eq!(
+        registry.count("GET", &other),
+        0,
+        "{:#?}",
+        registry.requests()
+    );
+    assert!(d.log().contains("a mirror sent a bad body"), "{}", d.log());
+}
