@@ -1,6 +1,8 @@
 //! Which directories, hosts and credentials a registry's `hosts.toml` leads to.
 
-use super::{Capabilities, Host, Scheme, host_dirs, resolves, same_registry, withheld};
+use super::{
+    Capabilities, Error, Host, Scheme, host_dirs, naming, resolves, same_registry, withheld,
+};
 
 #[test]
 fn a_registrys_port_gives_containerds_other_directory_name_ipv6_too() {
@@ -73,4 +75,15 @@ fn the_registry_itself_is_its_own_name_or_one_of_docker_hubs() {
     assert!(!same_registry("127.0.0.1:5000", "made.up.example"));
     assert!(!same_registry("made.up.example:443", "made.up.example"));
     assert!(!same_registry("mirror.gcr.io", "docker.io"));
+}
+
+#[test]
+fn a_mirrors_failure_names_it_once() {
+    let at = Error::NotFound("manifest a:1 at m.example:5000: 404 not found".to_owned());
+    assert_eq!(naming("m.example:5000", &at), at.to_string());
+    let bare = Error::unavailable("connection refused".to_owned());
+    assert_eq!(
+        naming("m.example:5000", &bare),
+        "m.example:5000: connection refused"
+    );
 }
