@@ -4,11 +4,12 @@
 //!
 //! A pull asks the hosts in order, each reached on first use: a tag goes only to hosts that may
 //! `resolve` and `pull` (the digest it names decides what is pulled), a digest (manifests,
-//! blobs) to those that may `pull`. A host that cannot be reached, fails, or lacks what is asked for passes the
-//! request to the next; the last host's failure is the pull's. A host that could not be reached
-//! is not tried again during the pull. What any host sends is checked as the registry's would
-//! be: digests decide. A mirror whose body of a blob fails (cut short, stalled, or not what its
-//! digest says) is passed over for that blob, which the next host then sends. A push goes to the first host that may `push`, as containerd's does,
+//! blobs) to those that may `pull`. A host that cannot be reached, fails, or lacks what is
+//! asked for passes the request to the next; the last host's failure is the pull's. A host
+//! that could not be reached is not tried again during the pull. What any host sends is
+//! checked as the registry's would be: digests decide. A mirror whose body of a blob fails
+//! (cut short, stalled, or not what its digest says) is passed over for that blob, which the
+//! next host then sends. A push goes to the first host that may `push`, as containerd's does,
 //! and without `ns`, as containerd's pusher sends it.
 //!
 //! A mirror (a host other than the registry) is asked with `?ns=REGISTRY` and is never sent
@@ -266,11 +267,14 @@ impl<'a> Sources<'a> {
     /// A failure `e` of the body `host` sent: when a mirror sent it, the mirror is added to
     /// `avoid` and the failure made worth a retry, which the next host then serves.
     pub(super) fn pass_over(&self, host: &str, e: Error, avoid: &Mutex<Vec<String>>) -> Error {
-        let mirror = self
+        let pullers = self
             .hosts
             .iter()
-            .any(|s| s.target.ns.is_some() && s.target.host.authority == host);
-        if !mirror || !passes(&e) {
+            .filter(|s| s.target.host.capabilities.pull);
+        let mut after = pullers.skip_while(|s| s.target.host.authority != host);
+        let mirror = after.next().is_some_and(|s| s.target.ns.is_some());
+        // The last host that may pull has no other to pass the blob to.
+        if !mirror || after.next().is_none() || !passes(&e) {
             return e;
         }
         tracing::warn!(host, registry = self.host(), error = %e, "a mirror sent a bad body; trying the next host");

@@ -141,8 +141,8 @@ fn a_mirrors_refusal_for_want_of_a_credential_advises_no_login() {
     assert_eq!(err.matches(&mirror.host()).count(), 1, "{err}");
 }
 
-/// A `ca` file that holds no certificate (or is over 1 MiB) is the operator's mistake, said with the file's name;
-/// the pull does not pass over the mirror as if it were down.
+/// A `ca` file that holds no certificate (or is over 1 MiB) is the operator's mistake, said
+/// with the file's name; the pull does not pass over the mirror as if it were down.
 #[test]
 fn a_ca_file_without_a_certificate_fails_the_pull_and_names_the_file() {
     let (mirror, _) = fake_mirror("app", 1);
