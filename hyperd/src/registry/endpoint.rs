@@ -2,18 +2,27 @@
 //! roots plus the CAs in `<certs-dir>/<host[:port]>/` (and those its `hosts.toml` entry names),
 //! or plain HTTP for a loopback or configured-insecure registry that does not answer HTTPS, or
 //! a host `hosts.toml` names with `http://`. Which one is decided by asking the API root (`/v2/`,
-//! the distribution spec's version check), once per request. A mirror is asked for the
-//! registry's content with `?ns=REGISTRY` on each request, as containerd asks.
+//! the distribution spec's version check), once per request; a host `hosts.toml` lists may
+//! answer it with any status (containerd never asks). A mirror is asked for the registry's
+//! content with `?ns=REGISTRY` on each request, as containerd asks. CA files are read off the
+//! async threads, each at most [`MAX_CA_FILE`] bytes of PEM certificates; one that is not is
+//! the operator's mistake, failing the request with the file's name.
 
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::Url;
 use reqwest::header::HeaderMap;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use super::error::{Error, Result, chain};
 use super::hosts::{Host, Scheme};
+
+/// Largest CA file read: a bundle of every public root is about 220 KiB.
+const MAX_CA_FILE: u64 = 1 << 20;
 
 /// What an operator configures about registries.
 #[derive(Clone, Debug)]
@@ -68,18 +77,16 @@ impl Endpoint {
         ns: Option<&str>,
     ) -> Result<Endpoint> {
         let name = host.authority.as_str();
-        let mut certs = read_cas(&config.certs_dir.join(name))?;
-        for path in &host.ca {
-            certs.push(std::fs::read(path).map_err(|e| {
-                Error::InvalidArgument(format!("reading {}, a CA for {name}: {e}", path.display()))
-            })?);
-        }
+        let (dir, files) = (config.certs_dir.join(name), host.ca.clone());
+        let certs = tokio::task::spawn_blocking(move || read_cas(&dir, &files))
+            .await
+            .map_err(|e| Error::unavailable(format!("reading the CAs for {name}: {e}")))??;
         let scheme = match host.scheme {
             Scheme::Http => "http",
             Scheme::Https | Scheme::HttpsElseHttp => "https",
         };
         let first = Self::build(config, host, scheme, &certs, ns)?;
-        let first_err = match first.ping().await {
+        let first_err = match first.ping(host.listed).await {
             Ok(challenge) => return Ok(Endpoint { challenge, ..first }),
             Err(e) => e,
         };
@@ -90,7 +97,7 @@ impl Endpoint {
             return Err(first_err);
         }
         let http = Self::build(config, host, "http", &certs, ns)?;
-        match http.ping().await {
+        match http.ping(host.listed).await {
             Ok(challenge) => {
                 tracing::info!(registry = name, "registry answers plain HTTP only");
                 Ok(Endpoint { challenge, ..http })
@@ -104,22 +111,14 @@ impl Endpoint {
         config: &Config,
         host: &Host,
         scheme: &str,
-        certs: &[Vec<u8>],
+        roots: &[reqwest::Certificate],
         ns: Option<&str>,
     ) -> Result<Endpoint> {
         let name = host.authority.as_str();
-        let mut roots = Vec::new();
-        for pem in certs {
-            roots.push(
-                reqwest::Certificate::from_pem(pem).map_err(|e| {
-                    Error::InvalidArgument(format!("a CA for {name}: {}", chain(&e)))
-                })?,
-            );
-        }
         let headers: HeaderMap = host.headers.iter().cloned().collect();
         let client = |redirect| {
             reqwest::Client::builder()
-                .tls_certs_merge(roots.clone())
+                .tls_certs_merge(roots.to_vec())
                 .danger_accept_invalid_certs(host.skip_verify)
                 .default_headers(headers.clone())
                 .read_timeout(config.timeout)
@@ -153,6 +152,11 @@ impl Endpoint {
         }
     }
 
+    /// Whether this host is asked for another registry's content: a mirror.
+    pub(super) fn is_mirror(&self) -> bool {
+        self.ns.is_some()
+    }
+
     /// `url`, a URL on this host, with the `ns` a mirror is asked for if it lacks one.
     pub(super) fn keep_ns(&self, url: String) -> String {
         match &self.ns {
@@ -161,8 +165,10 @@ impl Endpoint {
         }
     }
 
-    /// `GET /v2/` (the API root): 200, or 401 with a challenge, is a registry.
-    async fn ping(&self) -> Result<Option<String>> {
+    /// `GET /v2/` (the API root): 200, or 401 with a challenge, is a registry. A host that
+    /// `hosts.toml` lists may answer anything else there: containerd never asks, so neither
+    /// answer says it is not one, only that it asks for no credential up front.
+    async fn ping(&self, listed: bool) -> Result<Option<String>> {
         let url = format!("{}/", self.api);
         let resp = self
             .http
@@ -178,6 +184,10 @@ impl Endpoint {
         match resp.status().as_u16() {
             200 => Ok(None),
             401 => Ok(challenge),
+            code if listed => {
+                tracing::debug!(%url, code, "a host hosts.toml lists answers its API root so");
+                Ok(None)
+            }
             code => Err(Error::BadRemote(format!(
                 "{url} answered {code}: is {} a registry?",
                 self.host
@@ -218,12 +228,13 @@ fn blob_redirects(https: bool) -> reqwest::redirect::Policy {
     })
 }
 
-/// The PEM files in a registry's certificate directory (`*.crt`, as docker reads them);
-/// none when it does not exist.
-fn read_cas(dir: &Path) -> Result<Vec<Vec<u8>>> {
+/// The CAs trusted for a host: the PEM files in its certificate directory (`*.crt`, as docker
+/// reads them; none when it does not exist), then the `ca` files its `hosts.toml` entry names.
+/// Blocking: run off the async threads.
+fn read_cas(dir: &Path, files: &[PathBuf]) -> Result<Vec<reqwest::Certificate>> {
     let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Ok(entries) => Some(entries),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             return Err(Error::InvalidArgument(format!(
                 "reading {}: {e}",
@@ -232,15 +243,42 @@ fn read_cas(dir: &Path) -> Result<Vec<Vec<u8>>> {
         }
     };
     let mut paths: Vec<PathBuf> = entries
+        .into_iter()
+        .flatten()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "crt"))
         .collect();
     paths.sort();
-    paths
-        .iter()
-        .map(|p| {
-            std::fs::read(p)
-                .map_err(|e| Error::InvalidArgument(format!("reading {}: {e}", p.display())))
+    paths.extend(files.iter().cloned());
+    let mut roots = Vec::new();
+    for path in &paths {
+        roots.extend(read_pem(path)?);
+    }
+    Ok(roots)
+}
+
+/// The certificates of one PEM file of at most [`MAX_CA_FILE`] bytes. A file that cannot be
+/// read, is too large, is not PEM or holds no certificate is the operator's mistake, named:
+/// it fails the request rather than passing it to another host as if this one were down.
+fn read_pem(path: &Path) -> Result<Vec<reqwest::Certificate>> {
+    let bad = |why: String| Error::InvalidArgument(format!("{}: {why}", path.display()));
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE + 1).read_to_end(&mut pem))
+        .map_err(|e| bad(format!("reading a CA file: {e}")))?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(bad(format!("a CA file of more than {MAX_CA_FILE} bytes")));
+    }
+    let ders: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| bad(format!("not a PEM file of certificates: {e}")))?;
+    if ders.is_empty() {
+        return Err(bad("no PEM certificate in it".to_owned()));
+    }
+    ders.iter()
+        .map(|der| {
+            reqwest::Certificate::from_der(der)
+                .map_err(|e| bad(format!("a certificate that cannot be used: {}", chain(&e))))
         })
         .collect()
 }

@@ -1,6 +1,8 @@
 //! What can go wrong talking to a registry, and how a failure of the HTTP client is told
 //! apart: the registry's answer decides, not the library's wording.
 
+use store::Digest;
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
     /// The registry has no such repository, tag, manifest or blob.
@@ -85,6 +87,17 @@ impl Error {
         }
     }
 
+    /// This error from a host hyperd sends no credential, `why` not: a refusal for want of one
+    /// says so, rather than advising a login that would change nothing.
+    pub(super) fn withheld(self, host: &str, why: Option<&str>) -> Self {
+        match (self, why) {
+            (Error::Unauthenticated(_), Some(why)) => Error::Unauthenticated(format!(
+                "{host} asks for a credential, and gets none: {why}"
+            )),
+            (e, _) => e,
+        }
+    }
+
     /// A registry's answer with an error status.
     pub(super) fn status(host: &str, what: &str, code: u16, detail: &str) -> Self {
         let message = format!("{what} at {host}: {code} {detail}");
@@ -98,6 +111,25 @@ impl Error {
             _ => Error::BadRemote(message),
         }
     }
+}
+
+/// A blob write's failure as the registry's fault, where its body was not what its digest says.
+pub(super) fn from_write(host: &str, digest: &Digest, e: store::Error) -> Error {
+    match e {
+        e @ store::Error::DigestMismatch { .. } => Error::BadRemote(format!(
+            "blob {digest} from {host} is not what its digest says: {e}"
+        )),
+        e => e.into(),
+    }
+}
+
+/// A failure reading a blob body from `host`.
+pub(super) fn read_error(host: &str, digest: &Digest, e: &std::io::Error) -> Error {
+    // The body's own failure, told apart as a request's is: a stall then says so.
+    if let Some(e) = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
+        return Error::http(host, &format!("blob {digest}"), e);
+    }
+    Error::unavailable(format!("blob {digest} from {host}: {}", chain(e)))
 }
 
 /// An error and its causes on one line: reqwest's own message leaves out why a request failed.

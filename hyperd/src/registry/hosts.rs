@@ -60,6 +60,10 @@ pub(super) struct Host {
     pub(super) skip_verify: bool,
     /// Sent with every request to the host.
     pub(super) headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether a `hosts.toml` lists it. containerd never asks such a host's API root, so that
+    /// root need not answer as a registry's does (a host with `override_path` often does not):
+    /// hyperd's version check then only learns a challenge, where one comes.
+    pub(super) listed: bool,
 }
 
 impl Host {
@@ -73,6 +77,7 @@ impl Host {
             ca: Vec::new(),
             skip_verify: false,
             headers: Vec::new(),
+            listed: false,
         }
     }
 }
@@ -142,6 +147,7 @@ pub(super) fn parse(text: &str, file: &Path, registry: &str) -> Result<Vec<Host>
             ca: last.ca,
             skip_verify: last.skip_verify,
             headers: last.headers,
+            listed: true,
             ..Host::registry(registry)
         };
     }
@@ -181,6 +187,7 @@ fn host(url: Option<&str>, table: Table, dir: &Path) -> std::result::Result<Host
         ca,
         skip_verify: table.skip_verify.unwrap_or(false),
         headers,
+        listed: true,
     })
 }
 

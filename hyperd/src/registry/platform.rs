@@ -7,9 +7,8 @@ use futures_util::TryStreamExt;
 use oci_client::Reference;
 use store::{Digest, Document, Platform};
 
-use super::error::{Error, Result};
+use super::error::{Error, Result, read_error};
 use super::mirrors::Sources;
-use super::pull::read_error;
 use super::remote::{Fetched, retry};
 
 /// Configs larger than this are not read ahead: the platform then goes unchecked, as it would
@@ -24,7 +23,11 @@ pub(super) async fn refuse_other(
     top: &Fetched,
     wanted: &Platform,
 ) -> Result<()> {
-    let context = format!("{} from {}", reference.whole(), sources.host());
+    let context = format!(
+        "{} from {}",
+        reference.whole(),
+        sources.sent_by(&top.digest)
+    );
     let config = Document::parse(&top.digest, &top.media_type, &top.bytes)
         .and_then(|doc| doc.image_config())
         .map_err(|e| Error::bad_document(&context, e))?;
@@ -50,7 +53,7 @@ async fn read_config(
     digest: &Digest,
     size: u64,
 ) -> Result<Vec<u8>> {
-    let (host, mut body) = sources.blob(reference, digest, size).await?;
+    let (host, mut body) = sources.blob(reference, digest, size, &[]).await?;
     let mut json = BytesMut::new();
     let too_long = || {
         Error::BadRemote(format!(

@@ -3,14 +3,16 @@
 //! fails drops its lease, so whatever it wrote is collected.
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{StreamExt, TryStreamExt};
+use std::sync::Mutex;
+
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use oci_client::Reference;
 use store::{
     Began, BlobRef, Created, Digest, Document, ImageName, Platform, Referrers, Store, WriteStart,
 };
 
 use super::endpoint::Config;
-use super::error::{Error, Result, chain};
+use super::error::{Error, Result, from_write, read_error};
 use super::graph::{Pulling, Walked};
 use super::lease::Lease;
 use super::mirrors::Sources;
@@ -238,7 +240,11 @@ fn bad(remote: &Sources<'_>, doc: &Fetched, why: &str) -> Error {
 
 /// Where a document came from, as messages say it.
 fn sent(remote: &Sources<'_>, doc: &Fetched) -> String {
-    format!("manifest {} from {}", doc.digest, remote.host())
+    format!(
+        "manifest {} from {}",
+        doc.digest,
+        remote.sent_by(&doc.digest)
+    )
 }
 
 /// Writes every document and blob the store lacks.
@@ -347,13 +353,13 @@ async fn fetch(
     lease: &str,
     events: &Events,
 ) -> Result<Option<u64>> {
-    let blob = &blob;
+    let (blob, avoid) = (&blob, Mutex::new(Vec::new()));
     let downloaded = retry(|| async {
         let Some(mut write) = begin(store, remote, blob, lease).await? else {
             return Ok(None);
         };
         let unfinished = Unfinished::new(store, lease, &blob.digest);
-        let filled = fill(&mut write, remote, repo, blob, events).await?;
+        let filled = fill(&mut write, remote, repo, blob, events, &avoid).await?;
         unfinished.finished();
         Ok(Some(filled))
     })
@@ -367,18 +373,34 @@ async fn fetch(
     Ok(downloaded)
 }
 
-/// Streams the blob's body into the write in 1 MiB pieces; the write verifies and commits it.
+/// Streams the blob's body into the write from the first host that answers, other than the
+/// mirrors in `avoid`, whose bodies of it failed before.
 async fn fill(
     write: &mut store::ContentWrite,
     remote: &Sources<'_>,
     repo: &Reference,
     blob: &BlobRef,
     events: &Events,
+    avoid: &Mutex<Vec<String>>,
+) -> Result<u64> {
+    let skip = avoid.lock().expect("hosts passed over").clone();
+    let (host, body) = remote.blob(repo, &blob.digest, blob.size, &skip).await?;
+    events
+        .blob(&blob.digest, BlobState::Moving, 0, blob.size)
+        .await;
+    let streamed = stream_into(write, &host, body, blob, events).await;
+    streamed.map_err(|e| remote.pass_over(&host, e, avoid))
+}
+
+/// Streams a blob's body into the write in 1 MiB pieces; the write verifies and commits it.
+async fn stream_into(
+    write: &mut store::ContentWrite,
+    host: &str,
+    mut body: impl Stream<Item = std::io::Result<Bytes>> + Unpin,
+    blob: &BlobRef,
+    events: &Events,
 ) -> Result<u64> {
     let (digest, size) = (&blob.digest, blob.size);
-    let (host, mut body) = remote.blob(repo, digest, size).await?;
-    let host = host.as_str();
-    events.blob(digest, BlobState::Moving, 0, size).await;
     let mut piece = BytesMut::with_capacity(PIECE);
     let mut received = 0u64;
     let mut put = async |piece: Bytes, received: u64| -> Result<()> {
@@ -411,21 +433,4 @@ async fn fill(
         put(piece.freeze(), received).await?;
     }
     Ok(received)
-}
-
-fn from_write(host: &str, digest: &Digest, e: store::Error) -> Error {
-    match e {
-        e @ store::Error::DigestMismatch { .. } => Error::BadRemote(format!(
-            "blob {digest} from {host} is not what its digest says: {e}"
-        )),
-        e => e.into(),
-    }
-}
-
-pub(super) fn read_error(host: &str, digest: &Digest, e: &std::io::Error) -> Error {
-    // The body's own failure, told apart as a request's is: a stall then says so.
-    if let Some(e) = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
-        return Error::http(host, &format!("blob {digest}"), e);
-    }
-    Error::unavailable(format!("blob {digest} from {host}: {}", chain(e)))
 }

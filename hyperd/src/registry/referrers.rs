@@ -52,9 +52,15 @@ pub(super) async fn discover(
     let mut seen: HashSet<Digest> = subjects.iter().cloned().collect();
     let mut queue: VecDeque<Digest> = subjects.iter().cloned().collect();
     while let Some(subject) = queue.pop_front() {
-        let listing = sources
+        let listing = match sources
             .listing(|remote| listed(remote, repo, &subject))
-            .await?;
+            .await
+        {
+            Ok(listing) => listing,
+            // The last host that may list is a mirror that knows of none: there are none.
+            Err(Error::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
         for listed in listing {
             let digest = listed.blob.digest;
             if !seen.insert(digest.clone()) {
@@ -87,6 +93,8 @@ pub(super) async fn discover(
 }
 
 /// What the registry lists as referrers of `subject`: its referrers API, else the tag schema.
+/// A mirror with neither is not the registry saying there are none (a pull-through cache
+/// rarely has either): it is NotFound, which passes the listing to the next host.
 async fn listed(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<Vec<Entry>> {
     if let Some(listed) = api(remote, repo, subject).await? {
         return Ok(listed);
@@ -100,6 +108,10 @@ async fn listed(remote: &Remote, repo: &Reference, subject: &Digest) -> Result<V
                 remote.host()
             ))),
         },
+        None if remote.endpoint.is_mirror() => Err(Error::NotFound(format!(
+            "referrers of {subject} at {}: neither the referrers API nor a tag-schema index",
+            remote.host()
+        ))),
         None => Ok(Vec::new()),
     }
 }

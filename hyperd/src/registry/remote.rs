@@ -39,6 +39,8 @@ pub(super) struct Remote {
     auth: RegistryAuth,
     /// The bearer token for this operation's scope, when the registry uses tokens.
     bearer: Option<String>,
+    /// Why this host gets no credential, when hyperd keeps the registry's from it.
+    withheld: Option<String>,
 }
 
 impl Remote {
@@ -52,12 +54,20 @@ impl Remote {
     ) -> Result<Remote> {
         let endpoint = Endpoint::connect(config, &target.host, target.ns.as_deref()).await?;
         let auth = target.credential.to_auth();
-        let bearer = token::authorise(&endpoint, &config.insecure, reference, &auth, op).await?;
+        let bearer = token::authorise(&endpoint, &config.insecure, reference, &auth, op)
+            .await
+            .map_err(|e| e.withheld(&target.host.authority, target.withheld.as_deref()))?;
         Ok(Remote {
             endpoint,
             auth,
             bearer,
+            withheld: target.withheld.clone(),
         })
+    }
+
+    /// This host's error `e`, told as a refusal for want of a credential it is never sent.
+    pub(super) fn told(&self, e: Error) -> Error {
+        e.withheld(self.host(), self.withheld.as_deref())
     }
 
     pub(super) fn host(&self) -> &str {

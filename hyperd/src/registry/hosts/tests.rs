@@ -151,7 +151,11 @@ fn without_a_server_the_registry_itself_comes_last_and_may_do_everything() {
     assert_eq!(last.authority, "index.docker.io");
     assert_eq!(last.capabilities, Capabilities::ALL);
     assert!(last.skip_verify);
-    assert_eq!(hosts(""), [Host::registry("index.docker.io")]);
+    let registry = Host {
+        listed: true,
+        ..Host::registry("index.docker.io")
+    };
+    assert_eq!(hosts(""), [registry]);
 }
 
 #[test]
