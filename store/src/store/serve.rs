@@ -27,7 +27,11 @@ const PAST_ALL: &str = "\u{7f}";
 impl Images<'_> {
     /// The top-level digest `<repository>:<tag>` names, if stored.
     pub fn tagged(self, repository: &str, tag: &str) -> Result<Option<Digest>> {
-        self.0.inner.meta.read()?.tag(&format!("{repository}:{tag}"))
+        self.0
+            .inner
+            .meta
+            .read()?
+            .tag(&format!("{repository}:{tag}"))
     }
 
     /// Whether any tag of `repository` is stored.
