@@ -29,6 +29,7 @@ mod progress;
 mod reference;
 mod referrer;
 mod store;
+mod usage;
 mod walk;
 
 pub use blob::BlobCounts;
@@ -47,6 +48,7 @@ pub use store::Stats;
 pub use store::{
     Began, BlobRead, CheckReport, Content, ContentWrite, Created, Format, ImageGraph, ImageSummary,
     Images, Inspection, Lease, LeaseInfo, Leases, ListPage, Loaded, LoadedImage, NamePage,
-    SaveItem, SaveJob, Store, WriteOutcome, WriteStart, Written,
+    PruneOptions, Pruned, SaveItem, SaveJob, Store, WriteOutcome, WriteStart, Written,
 };
+pub use usage::{DiskUsage, ImageUsage};
 pub use walk::{Graph, ImageConfig, Source, Visited, Walker};

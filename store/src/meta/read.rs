@@ -214,6 +214,15 @@ impl Reader {
         Ok(users)
     }
 
+    /// Calls `each` with every image record, one at a time: for what must see them all (disk
+    /// usage, prune), never for a question about one image.
+    pub(crate) fn each_image(&self, mut each: impl FnMut(ImageRecord) -> Result<()>) -> Result<()> {
+        for row in self.0.open_table(IMAGES)?.iter()? {
+            each(parse_image(row?.1.value())?)?;
+        }
+        Ok(())
+    }
+
     /// The referrers of `roots`, of those referrers, and so on, breadth first: the order
     /// `referrer::travelling` gives from all the records.
     pub(crate) fn travelling(&self, roots: &[Digest]) -> Result<Vec<ReferrerRecord>> {

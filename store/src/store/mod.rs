@@ -21,6 +21,7 @@ mod referrers;
 mod save;
 mod serve;
 mod stats;
+mod usage;
 mod write;
 
 use tokio::sync::Mutex;
@@ -34,6 +35,7 @@ pub use load::{Loaded, LoadedImage};
 pub use save::{Format, SaveItem, SaveJob};
 pub use serve::NamePage;
 pub use stats::Stats;
+pub use usage::{PruneOptions, Pruned};
 pub use write::{Began, ContentWrite, WriteOutcome, WriteStart, Written};
 
 use crate::blob::Blobs;

@@ -15,3 +15,4 @@ mod quotas;
 mod referrers;
 mod roundtrip;
 mod stats;
+mod usage;
