@@ -45,6 +45,12 @@ pub(crate) enum Command {
     Leases(LeasesCommand),
     /// Re-hash every stored blob and verify every reference
     Check,
+    /// What images keep on disk (`system df`)
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Remove unused images (`image prune`)
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Show client and daemon versions
     Version,
     /// Print a shell completion script
@@ -170,6 +176,63 @@ pub(crate) struct LeasesRmArgs {
     /// Leases to delete, by ID
     #[arg(required = true, value_name = "ID")]
     pub(crate) ids: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SystemCommand {
+    /// Show what images keep on disk, and what a prune of the dangling ones would free
+    Df(DfArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct DfArgs {
+    /// Show each image: its size, what it shares with others and what is its alone
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Remove dangling (untagged) images, or with -a every image, and what they alone kept
+    Prune(PruneArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PruneArgs {
+    /// Remove every image, tagged or not, not only the dangling ones
+    #[arg(short, long)]
+    pub(crate) all: bool,
+    /// Only images created before: until=DURATION (24h, 7d) or until=TIME (RFC 3339, unix
+    /// seconds)
+    #[arg(long = "filter", value_name = "until=WHEN", value_parser = until)]
+    pub(crate) created_before: Option<i64>,
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub(crate) force: bool,
+    /// Say what would be removed and freed; remove nothing
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+/// `until=…` as unix seconds: a duration before now, an RFC 3339 time, or unix seconds.
+fn until(s: &str) -> Result<i64, String> {
+    let when = s
+        .strip_prefix("until=")
+        .ok_or("only until=DURATION or until=TIME is supported")?;
+    let now = std::time::SystemTime::now();
+    let at = if let Ok(secs) = when.parse::<i64>() {
+        return Ok(secs);
+    } else if let Ok(ago) = humantime::parse_duration(when) {
+        now.checked_sub(ago)
+            .ok_or("a duration longer than the epoch")?
+    } else {
+        humantime::parse_rfc3339_weak(when).map_err(|e| format!("{when}: {e}"))?
+    };
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| "a time before 1970")?
+        .as_secs();
+    Ok(secs as i64)
 }
 
 #[derive(clap::Args)]

@@ -23,6 +23,7 @@ mod reliability;
 mod slots;
 mod socket;
 mod systemd;
+mod usage;
 mod walkthrough;
 mod workflow;
 

@@ -220,7 +220,7 @@ fn line(cells: &[String], widths: &[usize]) -> String {
 }
 
 /// "3 days ago", as docker prints it.
-fn created(rfc3339: &str, now: SystemTime) -> String {
+pub(super) fn created(rfc3339: &str, now: SystemTime) -> String {
     let Ok(t) = humantime::parse_rfc3339_weak(
         rfc3339
             .trim_end_matches('Z')

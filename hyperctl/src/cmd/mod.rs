@@ -7,10 +7,12 @@ mod inspect;
 mod leases;
 mod load;
 mod login;
+mod prune;
 mod pull;
 mod push;
 mod rmi;
 mod save;
+mod system;
 mod tag;
 mod version;
 
@@ -22,7 +24,7 @@ use hyperd_proto::v1::content_service_client::ContentServiceClient;
 use hyperd_proto::v1::image_service_client::ImageServiceClient;
 use hyperd_proto::v1::registry_service_client::RegistryServiceClient;
 
-use crate::cli::Command;
+use crate::cli::{Command, ImageCommand, SystemCommand};
 use crate::exit::Unreachable;
 use crate::peer::Peer;
 
@@ -78,6 +80,8 @@ pub(crate) async fn run(command: Command, socket: Option<PathBuf>) -> anyhow::Re
         Command::Push(a) => push::run(RegistryServiceClient::new(channel), &peer, a).await,
         Command::Login(a) => login::login(RegistryServiceClient::new(channel), &peer, a).await,
         Command::Check => check::run(client).await,
+        Command::System(SystemCommand::Df(a)) => system::df(client, a).await,
+        Command::Image(ImageCommand::Prune(a)) => prune::run(client, a).await,
         Command::Leases(c) => leases::run(ContentServiceClient::new(channel), c).await,
         Command::Version | Command::Completion(_) | Command::Logout(_) => {
             unreachable!("handled above")

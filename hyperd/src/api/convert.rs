@@ -1,7 +1,9 @@
 //! Store types <-> API messages.
 
 use hyperd_proto::v1;
-use store::{Digest, ImageName, ImageSummary, Loaded, LoadedImage, ReferrerRecord, SaveItem};
+use store::{
+    Digest, ImageName, ImageSummary, Loaded, LoadedImage, ReferrerRecord, Removed, SaveItem,
+};
 use tonic::Status;
 
 use super::status::{invalid_request, to_status};
@@ -113,6 +115,19 @@ pub(crate) fn loaded(uid: Option<u32>, loaded: Loaded) -> v1::LoadResponse {
         already_stored,
         already_stored_bytes: loaded.already_stored_bytes,
     }
+}
+
+/// What removals did, as Remove answers it.
+pub(crate) fn removed(removed: Vec<Removed>) -> v1::RemoveResponse {
+    let mut resp = v1::RemoveResponse::default();
+    for r in removed {
+        match r {
+            Removed::Untagged(n) => resp.untagged.push(n.to_string()),
+            Removed::Deleted(id) => resp.deleted.push(id.to_string()),
+            Removed::Referrer(d) => resp.deleted_referrers.push(d.to_string()),
+        }
+    }
+    resp
 }
 
 /// The images a save names, and its format.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use hyperd_proto::CHUNK_SIZE;
 use hyperd_proto::v1::{self, image_service_server::ImageService, load_request::Part};
-use store::{Created, Piece, Removed, Store};
+use store::{Created, Piece, Store};
 use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::slots::Slots;
 use super::status::{self, to_status};
 use super::stream::{Answers, or_shutdown};
-use super::{check, convert, files, listing, peer_uid};
+use super::{check, convert, files, listing, peer_uid, usage};
 use crate::handoff::Tokens;
 use crate::metrics::Metrics;
 
@@ -245,15 +245,24 @@ impl ImageService for Images {
             .await
             .map_err(to_status)?;
         tracing::info!(uid, image = %req.image, force = req.force, "removed");
-        let mut resp = v1::RemoveResponse::default();
-        for r in removed {
-            match r {
-                Removed::Untagged(n) => resp.untagged.push(n.to_string()),
-                Removed::Deleted(id) => resp.deleted.push(id.to_string()),
-                Removed::Referrer(d) => resp.deleted_referrers.push(d.to_string()),
-            }
-        }
-        Ok(Response::new(resp))
+        Ok(Response::new(convert::removed(removed)))
+    }
+
+    async fn disk_usage(
+        &self,
+        _req: Request<v1::DiskUsageRequest>,
+    ) -> Result<Response<v1::DiskUsageResponse>, Status> {
+        let answer = usage::disk_usage(self.store.clone());
+        Ok(Response::new(or_shutdown(&self.shutdown, answer).await?))
+    }
+
+    async fn prune(
+        &self,
+        req: Request<v1::PruneRequest>,
+    ) -> Result<Response<v1::PruneResponse>, Status> {
+        let uid = peer_uid(&req);
+        let answer = usage::prune(&self.store, uid, req.into_inner());
+        Ok(Response::new(or_shutdown(&self.shutdown, answer).await?))
     }
 
     async fn tag(&self, req: Request<v1::TagRequest>) -> Result<Response<v1::TagResponse>, Status> {

@@ -16,6 +16,7 @@ mod registry;
 mod slots;
 mod status;
 mod stream;
+mod usage;
 
 use std::sync::Arc;
 
