@@ -83,6 +83,21 @@ pub fn skopeo_copy(source: &str, dest: &str) {
     sh(&mut cmd("skopeo", &["copy", "-q", source, dest]));
 }
 
+/// A two-layer umoci layout in `dir`: its `oci:` reference and manifest digest.
+pub fn two_layer_image(dir: &Path) -> (String, String) {
+    let layout = umoci_image(
+        dir,
+        "v1",
+        &[
+            &[("etc/hello", "hello\n")],
+            &[("usr/bin/tool", "#!/bin/sh\necho tool\n")],
+        ],
+    );
+    let source = format!("oci:{}:v1", p(&layout));
+    let (manifest, _) = skopeo_digests(&source);
+    (source, manifest)
+}
+
 /// The manifest digest and config digest (image ID) `skopeo inspect` reports for `image`.
 pub fn skopeo_digests(image: &str) -> (String, String) {
     let raw = sh(&mut cmd("skopeo", &["inspect", "--raw", image]));

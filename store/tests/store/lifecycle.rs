@@ -227,15 +227,10 @@ async fn start_up_drops_crash_leftovers_and_unreferenced_blobs() {
     // metadata commit.
     std::fs::create_dir_all(dir.path().join("ingest/123-0")).unwrap();
     std::fs::write(dir.path().join("ingest/123-0/tmp-1"), b"partial").unwrap();
-    let orphan = b"orphan";
-    std::fs::write(
-        dir.path().join("blobs/sha256").join(hex_of(&sha(orphan))),
-        orphan,
-    )
-    .unwrap();
+    let orphan = write_orphan(dir.path());
     let store = open(dir.path()).await;
     assert_eq!(ingest_files(dir.path()), 0);
-    assert!(!blob_files(dir.path()).contains(&hex_of(&sha(orphan)).to_owned()));
+    assert!(!blob_files(dir.path()).contains(&orphan));
     assert_eq!(rows(&store), vec![("k:1".into(), img.id())]);
     assert!(store.check().await.unwrap().problems.is_empty());
 }

@@ -41,15 +41,10 @@ async fn the_counts_follow_loads_removals_and_a_reopen() {
     drop(store);
 
     // A blob no record lists, left by a crash: counted at open, then collected.
-    let orphan = b"orphan";
-    std::fs::write(
-        dir.path().join("blobs/sha256").join(hex_of(&sha(orphan))),
-        orphan,
-    )
-    .unwrap();
+    write_orphan(dir.path());
     let store = open(dir.path()).await;
     let reopened = store.stats();
     assert_eq!((reopened.blobs.blobs, reopened.blobs.bytes), (blobs, bytes));
-    assert_eq!(reopened.blobs.collected_bytes, orphan.len() as u64);
+    assert_eq!(reopened.blobs.collected_bytes, b"orphan".len() as u64);
     assert_eq!((reopened.leases, reopened.open_writes), (0, 0));
 }

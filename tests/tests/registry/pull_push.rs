@@ -8,23 +8,12 @@ use integration::registry::{TestRegistry, write_certs_d, write_docker_config};
 use integration::tools::*;
 use integration::wait::until;
 
-/// A two-layer umoci layout: its `oci:` reference and manifest digest.
 fn r(reg: &TestRegistry, repo_tag: &str) -> String {
     format!("{}/{repo_tag}", reg.host())
 }
 
 fn image(dir: &Path) -> (String, String) {
-    let layout = umoci_image(
-        dir,
-        "v1",
-        &[
-            &[("etc/hello", "hello\n")],
-            &[("usr/bin/tool", "#!/bin/sh\necho tool\n")],
-        ],
-    );
-    let source = format!("oci:{}:v1", p(&layout));
-    let (manifest, _) = skopeo_digests(&source);
-    (source, manifest)
+    two_layer_image(dir)
 }
 
 #[test]

@@ -78,13 +78,7 @@ async fn a_client_that_stops_reading_a_blob_is_cut_off() {
         "2",
     ]);
     // Far more than the sockets' buffers hold.
-    let image = noise_image("stop reading", 1, 32 << 10, None).await;
-    let archive = oci_archive(&[(&image, &[("org.opencontainers.image.ref.name", "big:1")])]).await;
-    d.ok(&[
-        "load",
-        "-i",
-        integration::tools::p(&d.write_file("big.tar", &archive)),
-    ]);
+    let image = big_image(&d, "stop reading", 1).await;
     let addr = registry_addr(&d);
     let mut reader = TcpStream::connect(&addr).unwrap();
     let blob = sha(&image.layers[0].0);
@@ -125,13 +119,7 @@ fn hyperd_stops_with_registry_connections_open() {
 async fn fifty_concurrent_pulls_of_one_image_stay_small() {
     use integration::fixtures::*;
     let d = TestDaemon::start_with_args(&["--registry-listen", "127.0.0.1:0"]);
-    let image = noise_image("fifty", 2, 32 << 10, None).await;
-    let archive = oci_archive(&[(&image, &[("org.opencontainers.image.ref.name", "big:1")])]).await;
-    d.ok(&[
-        "load",
-        "-i",
-        integration::tools::p(&d.write_file("big.tar", &archive)),
-    ]);
+    let image = big_image(&d, "fifty", 2).await;
     let addr = registry_addr(&d);
     d.reset_peak_rss();
     let before = d.peak_rss_mib();
@@ -171,4 +159,17 @@ async fn fifty_concurrent_pulls_of_one_image_stay_small() {
     let peak = d.peak_rss_mib();
     eprintln!("hyperd peak RSS: {before} MiB before the pulls, {peak} MiB with them");
     assert!(peak <= 128, "{peak} MiB");
+}
+
+/// An image of `layers` 32 MiB layers loaded into `d` as `big:1`.
+async fn big_image(d: &TestDaemon, seed: &str, layers: usize) -> integration::fixtures::Image {
+    use integration::fixtures::*;
+    let image = noise_image(seed, layers, 32 << 10, None).await;
+    let archive = oci_archive(&[(&image, &[("org.opencontainers.image.ref.name", "big:1")])]).await;
+    d.ok(&[
+        "load",
+        "-i",
+        integration::tools::p(&d.write_file("big.tar", &archive)),
+    ]);
+    image
 }

@@ -48,6 +48,21 @@ fn manifest(url: &str) -> integration::serve::Reply {
     request("GET", url, &[("Accept", OCI_MANIFEST)])
 }
 
+/// `clients` requests of `url` at once, each answered with the manifest `digest`.
+fn all_answer(clients: usize, url: &str, digest: &str) {
+    let asking: Vec<_> = (0..clients)
+        .map(|_| {
+            let url = url.to_owned();
+            std::thread::spawn(move || manifest(&url))
+        })
+        .collect();
+    for a in asking {
+        let reply = a.join().unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.header("Docker-Content-Digest"), Some(digest));
+    }
+}
+
 #[test]
 fn another_hyperd_pulls_through_this_one_and_blobs_cross_once() {
     let upstream = TestRegistry::plain();
@@ -77,17 +92,7 @@ fn another_hyperd_pulls_through_this_one_and_blobs_cross_once() {
 
     // Five more clients at once, and a pull by digest: all from the store.
     let mark = upstream.mark();
-    let clients: Vec<_> = (0..5)
-        .map(|_| {
-            let url = manifest_url(&addr, &upstream.host(), "1");
-            std::thread::spawn(move || manifest(&url))
-        })
-        .collect();
-    for c in clients {
-        let reply = c.join().unwrap();
-        assert_eq!(reply.status, 200, "{reply:?}");
-        assert_eq!(reply.header("Docker-Content-Digest"), Some(digest.as_str()));
-    }
+    all_answer(5, &manifest_url(&addr, &upstream.host(), "1"), &digest);
     let by_digest = manifest(&manifest_url(&addr, &upstream.host(), &digest));
     assert_eq!(by_digest.status, 200, "{by_digest:?}");
     assert!(
@@ -103,17 +108,7 @@ fn concurrent_first_requests_share_one_pull() {
     let digest = pushed(&upstream, dir.path(), "shared");
     let (_mirror, addr) = through(&[]);
     let mark = upstream.mark();
-    let clients: Vec<_> = (0..8)
-        .map(|_| {
-            let url = manifest_url(&addr, &upstream.host(), "1");
-            std::thread::spawn(move || manifest(&url))
-        })
-        .collect();
-    for c in clients {
-        let reply = c.join().unwrap();
-        assert_eq!(reply.status, 200, "{reply:?}");
-        assert_eq!(reply.header("Docker-Content-Digest"), Some(digest.as_str()));
-    }
+    all_answer(8, &manifest_url(&addr, &upstream.host(), "1"), &digest);
     assert_eq!(upstream.count_since(mark, "GET", "/blobs/"), 2);
 }
 

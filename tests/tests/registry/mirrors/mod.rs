@@ -22,17 +22,9 @@ const REGISTRY_UNAVAILABLE: i32 = 6;
 
 /// A two-layer image pushed to `reg` as `app:1`; its manifest digest.
 fn image_in(reg: &TestRegistry, dir: &Path) -> String {
-    let layout = umoci_image(
-        dir,
-        "v1",
-        &[
-            &[("etc/hello", "hello\n")],
-            &[("usr/bin/tool", "#!/bin/sh\necho tool\n")],
-        ],
-    );
-    let source = format!("oci:{}:v1", p(&layout));
+    let (source, manifest) = two_layer_image(dir);
     reg.skopeo_copy_to(&source, "app:1");
-    skopeo_digests(&source).0
+    manifest
 }
 
 /// A certs directory whose `made.up.example/hosts.toml` says `hosts_toml`.
