@@ -87,6 +87,18 @@ impl<'a> Users<'a> {
     }
 }
 
+/// Bytes of the blobs that only the images `going` picks use, and nothing else holds: what
+/// removing those images frees.
+pub(crate) fn freed_by(
+    images: &[UsageImage],
+    going: impl Fn(&UsageImage) -> bool,
+    sizes: &HashMap<Digest, u64>,
+    held: &HashSet<Digest>,
+) -> u64 {
+    let picked = (0..images.len()).filter(|&i| going(&images[i])).collect();
+    Users::of(images).freed(&picked, sizes, held)
+}
+
 /// The usage of `images`, given each blob's size and the blobs something else holds (leases,
 /// loads in flight).
 pub(crate) fn disk_usage(

@@ -49,17 +49,7 @@ impl Images<'_> {
         let picked: Vec<&UsageImage> = images.iter().filter(|i| picks(opts, i)).collect();
         let digests: Vec<Digest> = picked.iter().map(|i| i.digest.clone()).collect();
         if opts.dry_run {
-            let going: HashSet<&Digest> = digests.iter().collect();
-            let left = images.iter().filter(|i| !going.contains(&i.digest));
-            let kept: HashSet<&Digest> = left.flat_map(|i| i.blobs.iter()).collect();
-            let freed = picked
-                .iter()
-                .flat_map(|i| i.blobs.iter())
-                .filter(|b| !kept.contains(b) && !held.contains(*b))
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .map(|b| sizes.get(b).copied().unwrap_or(0))
-                .sum();
+            let freed = usage::freed_by(&images, |i| picks(opts, i), &sizes, &held);
             return Ok(Pruned {
                 removed: Vec::new(),
                 images: digests,
