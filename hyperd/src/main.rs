@@ -98,7 +98,8 @@ struct Args {
 /// The registry endpoint's flags (`hyperd::distribution`).
 #[derive(clap::Args)]
 struct EndpointArgs {
-    /// Serve the store as an OCI registry (distribution spec, read side) on this address
+    /// Serve the store as an OCI registry (distribution spec; reads, and pushes with
+    /// --registry-push) on this address
     /// (`127.0.0.1:5000`; port 0: any); repeatable. Off when not given
     #[arg(long = "registry-listen", value_name = "ADDR")]
     registry_listen: Vec<std::net::SocketAddr>,
@@ -123,6 +124,14 @@ struct EndpointArgs {
         default_value_t = 512
     )]
     registry_max_connections: usize,
+    /// Take pushes on the registry endpoint (uploads, mounts, manifests by tag and digest).
+    /// Off loopback it needs --registry-htpasswd
+    #[arg(long)]
+    registry_push: bool,
+    /// With --registry-push and --registry-htpasswd: a user of the file who may push
+    /// (repeatable); none named: every user of the file may
+    #[arg(long, value_name = "USER", requires = "registry_push")]
+    registry_push_user: Vec<String>,
     /// Pull what a registry-endpoint client asks for and the store lacks from the repository's
     /// own registry (containerd's `?ns=HOST`, a podman prefix `HOST/REPO`, Docker Hub for short
     /// names), store it, then serve it
@@ -157,6 +166,11 @@ impl EndpointArgs {
                     credentials: self.registry_pull_through_auth,
                 }
             }),
+            push: self
+                .registry_push
+                .then_some(hyperd::distribution::PushConfig {
+                    users: self.registry_push_user,
+                }),
         })
     }
 }

@@ -52,6 +52,15 @@ impl Reply {
 /// `method url` with these request headers, through curl (`--path-as-is`: the path goes as
 /// written, `..` included).
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+    exchange(method, url, headers, None)
+}
+
+/// As [`request`], sending `body` (with its `Content-Length`).
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    exchange(method, url, headers, Some(body))
+}
+
+fn exchange(method: &str, url: &str, headers: &[(&str, &str)], sent: Option<&[u8]>) -> Reply {
     let dir = tempfile::tempdir().unwrap();
     let (head, body) = (dir.path().join("head"), dir.path().join("body"));
     let mut curl = Command::new("curl");
@@ -65,6 +74,20 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
     };
     for (name, value) in headers {
         curl.arg("-H").arg(format!("{name}: {value}"));
+    }
+    if let Some(sent) = sent {
+        let file = dir.path().join("sent");
+        std::fs::write(&file, sent).unwrap();
+        // No `Expect: 100-continue` round trip, and no form content type of curl's own.
+        curl.arg("--data-binary")
+            .arg(format!("@{}", file.display()));
+        curl.args(["-H", "Expect:"]);
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            curl.args(["-H", "Content-Type: application/octet-stream"]);
+        }
     }
     let out = curl.arg(url).output().expect("running curl");
     assert!(

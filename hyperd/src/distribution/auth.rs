@@ -1,33 +1,55 @@
 //! Basic auth from an htpasswd file of bcrypt entries (`htpasswd -B`): every request, `/v2/`
 //! included, must carry a user and password the file admits, else 401 with the challenge
-//! `WWW-Authenticate: Basic realm="hyperd"`. Any user of the file may read.
+//! `WWW-Authenticate: Basic realm="hyperd"`. Any user of the file may read; who may push is
+//! the handler's question.
 //!
 //! bcrypt is slow by design (~50-100 ms a check at cost 10), and a pull makes a request per
-//! blob, so a password once verified is remembered per user as its sha256 (one entry per user
-//! of the file: bounded), and checks run off the async threads, [`MAX_CHECKS`] at a time, so a
-//! flood of wrong passwords costs at most that many cores. An unknown user is checked against a
-//! dummy hash, so that timing does not tell which users exist.
+//! blob, so a password once verified is remembered per user (one entry per user of the file:
+//! bounded) as the sha256 of a key of this process's and the password, compared in constant
+//! time. Checks run off the async threads, [`MAX_CHECKS`] at a time, and at most
+//! [`MAX_WAITING`] wait for a turn: past that a request is refused at once (429), so a flood of
+//! wrong passwords costs at most that many cores and that much memory. An unknown user is
+//! checked against a dummy hash, so that timing does not tell which users exist.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use store::Digest;
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::StartError;
 
 /// bcrypt checks running at once.
 const MAX_CHECKS: usize = 2;
+/// bcrypt checks waiting for a turn.
+const MAX_WAITING: usize = 64;
+
+/// What a request's credentials are.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// A user of the file, with its password.
+    User(String),
+    /// None, or not a user's with its password.
+    Denied,
+    /// Not checked: too many checks are waiting.
+    Busy,
+}
 
 /// The users of an htpasswd file and the passwords verified so far.
 pub(super) struct Htpasswd {
     users: HashMap<String, String>,
     /// What an unknown user is checked against: a hash at the cost of the file's entries.
     dummy: String,
+    /// Mixed into what is remembered of a password, so the cache holds nothing a table of
+    /// sha256 sums could reverse.
+    key: String,
     verified: Mutex<HashMap<String, Digest>>,
     checks: Semaphore,
+    waiting: AtomicUsize,
 }
 
 impl Htpasswd {
@@ -45,22 +67,38 @@ impl Htpasswd {
         Ok(Arc::new(Htpasswd {
             users,
             dummy,
+            key: crate::handoff::random_token(),
             verified: Mutex::default(),
             checks: Semaphore::new(MAX_CHECKS),
+            waiting: AtomicUsize::new(0),
         }))
     }
 
-    /// Whether an `Authorization` header names a user of the file with its password.
-    pub(super) async fn admits(self: &Arc<Self>, authorization: Option<&[u8]>) -> bool {
+    /// Whether the file has `user`.
+    pub(super) fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// Who an `Authorization` header names, if it is a user of the file with its password.
+    pub(super) async fn admits(self: &Arc<Self>, authorization: Option<&[u8]>) -> Verdict {
         let Some((user, password)) = authorization.and_then(basic) else {
-            return false;
+            return Verdict::Denied;
         };
-        let remembered = Digest::of(password.as_bytes());
-        if self.verified.lock().expect("htpasswd cache").get(&user) == Some(&remembered) {
-            return true;
+        let remembered = Digest::of(format!("{}:{password}", self.key).as_bytes());
+        let known_before = self
+            .verified
+            .lock()
+            .expect("htpasswd cache")
+            .get(&user)
+            .is_some_and(|d| bool::from(d.hex().as_bytes().ct_eq(remembered.hex().as_bytes())));
+        if known_before {
+            return Verdict::User(user);
         }
+        let Some(_waiting) = Waiting::enter(&self.waiting) else {
+            return Verdict::Busy;
+        };
         let Ok(_turn) = self.checks.acquire().await else {
-            return false;
+            return Verdict::Denied;
         };
         let hash = self.users.get(&user).cloned();
         let known = hash.is_some();
@@ -70,11 +108,32 @@ impl Htpasswd {
             .ok()
             .and_then(Result::ok)
             .unwrap_or(false);
-        if checked && known {
-            let mut verified = self.verified.lock().expect("htpasswd cache");
-            verified.insert(user, remembered);
+        if !(checked && known) {
+            return Verdict::Denied;
         }
-        checked && known
+        let mut verified = self.verified.lock().expect("htpasswd cache");
+        verified.insert(user.clone(), remembered);
+        Verdict::User(user)
+    }
+}
+
+/// A place among the checks waiting or running, given back when it drops.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_WAITING + MAX_CHECKS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Waiting(count))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -158,12 +217,32 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode(creds)
             )
         };
-        assert!(!auth.admits(None).await);
-        assert!(!auth.admits(Some(header("ann:no").as_bytes())).await);
-        assert!(!auth.admits(Some(header("bob:pw").as_bytes())).await);
-        assert!(auth.admits(Some(header("ann:pw").as_bytes())).await);
+        let ann = || Verdict::User("ann".to_owned());
+        assert_eq!(auth.admits(None).await, Verdict::Denied);
+        assert_eq!(
+            auth.admits(Some(header("ann:no").as_bytes())).await,
+            Verdict::Denied
+        );
+        assert_eq!(
+            auth.admits(Some(header("bob:pw").as_bytes())).await,
+            Verdict::Denied
+        );
+        assert_eq!(auth.admits(Some(header("ann:pw").as_bytes())).await, ann());
         // Remembered, and still only with that password.
-        assert!(auth.admits(Some(header("ann:pw").as_bytes())).await);
-        assert!(!auth.admits(Some(header("ann:pw2").as_bytes())).await);
+        assert_eq!(auth.admits(Some(header("ann:pw").as_bytes())).await, ann());
+        assert_eq!(
+            auth.admits(Some(header("ann:pw2").as_bytes())).await,
+            Verdict::Denied
+        );
+        assert!(auth.has_user("ann") && !auth.has_user("bob"));
+    }
+
+    #[test]
+    fn waiting_checks_are_bounded() {
+        let count = AtomicUsize::new(0);
+        let places: Vec<_> = std::iter::from_fn(|| Waiting::enter(&count)).collect();
+        assert_eq!(places.len(), MAX_WAITING + MAX_CHECKS);
+        drop(places);
+        assert!(Waiting::enter(&count).is_some());
     }
 }

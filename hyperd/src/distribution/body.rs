@@ -1,10 +1,15 @@
-//! The one body type every answer has: whole bytes, or a blob file streamed in chunks.
+//! The one body type every answer has (whole bytes, or a blob file streamed in chunks), and the
+//! bodies of pushes read in bounded pieces.
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use hyper::body::Frame;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
 use tokio::io::AsyncReadExt;
+
+use super::error::Problem;
 
 pub(super) type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -22,4 +27,53 @@ pub(super) fn full(bytes: impl Into<Bytes>) -> Body {
 pub(super) fn file(file: tokio::fs::File, len: u64) -> Body {
     let chunks = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
     StreamBody::new(chunks.map_ok(Frame::data)).boxed()
+}
+
+/// What a push hands the store at a time: an upload request holds about this much.
+const PIECE: usize = 1 << 20;
+
+/// Feeds a request's body to `upload` a piece at a time. A client that sends nothing for
+/// `stall` is cut off; what reached the upload stays (only whole pieces are written), for the
+/// client to resume from the offset it asks for.
+pub(super) async fn into_upload(
+    mut body: Incoming,
+    upload: &mut store::Upload,
+    stall: Duration,
+) -> Result<(), Problem> {
+    let mut piece = BytesMut::new();
+    loop {
+        let frame = tokio::time::timeout(stall, body.frame())
+            .await
+            .map_err(|_| Problem::upload_invalid(format!("no bytes for {stall:?}")))?;
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| Problem::upload_invalid(format!("reading the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            piece.extend_from_slice(&data);
+            if piece.len() >= PIECE {
+                upload.write(piece.split().freeze()).await?;
+            }
+        }
+    }
+    if !piece.is_empty() {
+        upload.write(piece.freeze()).await?;
+    }
+    Ok(())
+}
+
+/// A request's whole body, up to `limit` bytes; `too_large` past that.
+pub(super) async fn collect(
+    body: Incoming,
+    limit: u64,
+    stall: Duration,
+    too_large: Problem,
+) -> Result<Bytes, Problem> {
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    let collected = tokio::time::timeout(stall, limited.collect())
+        .await
+        .map_err(|_| Problem::upload_invalid(format!("the body took over {stall:?}")))?;
+    match collected {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large),
+        Err(e) => Err(Problem::upload_invalid(format!("reading the body: {e}"))),
+    }
 }

@@ -14,6 +14,8 @@ pub(super) struct Problem {
     pub(super) message: String,
     /// For a 416: the blob's size, which `Content-Range: bytes */SIZE` tells.
     pub(super) size: Option<u64>,
+    /// For a 405: the methods that are served, which `Allow` tells.
+    pub(super) allow: Option<&'static str>,
 }
 
 fn problem(status: StatusCode, code: &'static str, message: String) -> Problem {
@@ -22,6 +24,7 @@ fn problem(status: StatusCode, code: &'static str, message: String) -> Problem {
         code,
         message,
         size: None,
+        allow: None,
     }
 }
 
@@ -99,13 +102,97 @@ impl Problem {
         )
     }
 
-    /// A method this endpoint does not serve: pushes are not enabled.
-    pub(super) fn unsupported(method: &http::Method) -> Self {
+    /// Too many password checks are waiting: try again shortly.
+    pub(super) fn too_many_requests() -> Self {
+        problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOOMANYREQUESTS",
+            "too many requests are waiting for a password check".to_owned(),
+        )
+    }
+
+    /// A user of the htpasswd file without push rights asked to push.
+    pub(super) fn denied(user: &str) -> Self {
+        problem(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            format!("user {user:?} may not push to this registry"),
+        )
+    }
+
+    /// A write method while pushes are not enabled (`--registry-push`).
+    pub(super) fn read_only(method: &http::Method) -> Self {
+        Problem {
+            allow: Some("GET, HEAD"),
+            ..problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                format!("{method} is not supported: this registry is read-only"),
+            )
+        }
+    }
+
+    /// A method the path has no endpoint for.
+    pub(super) fn method_not_allowed(method: &http::Method) -> Self {
         problem(
             StatusCode::METHOD_NOT_ALLOWED,
             "UNSUPPORTED",
-            format!("{method} is not supported: this registry is read-only"),
+            format!("{method} is not supported here"),
         )
+    }
+
+    pub(super) fn upload_unknown(id: &str) -> Self {
+        problem(
+            StatusCode::NOT_FOUND,
+            "BLOB_UPLOAD_UNKNOWN",
+            format!("upload {id:?} is not known"),
+        )
+    }
+
+    /// An upload's bytes did not arrive as the request said (a `Content-Range` out of order, a
+    /// body cut short, two requests at once).
+    pub(super) fn upload_invalid(message: String) -> Self {
+        problem(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", message)
+    }
+
+    /// A `PATCH` whose `Content-Range` does not start where the upload is.
+    pub(super) fn upload_out_of_order(offset: u64) -> Self {
+        problem(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "BLOB_UPLOAD_INVALID",
+            format!("the upload has {offset} bytes: a chunk must start there"),
+        )
+    }
+
+    pub(super) fn tag_invalid(tag: &str) -> Self {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "TAG_INVALID",
+            format!("invalid tag {tag:?}"),
+        )
+    }
+
+    /// A pushed manifest names a blob the store does not hold.
+    pub(super) fn manifest_blob_unknown(message: String) -> Self {
+        problem(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN", message)
+    }
+
+    pub(super) fn manifest_invalid(message: String) -> Self {
+        problem(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", message)
+    }
+
+    /// A manifest past the size the store takes for a JSON document.
+    pub(super) fn manifest_too_large(limit: u64) -> Self {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "SIZE_INVALID",
+            format!("a manifest is at most {limit} bytes"),
+        )
+    }
+
+    /// The bytes that came do not hash to the digest they were sent as.
+    pub(super) fn digest_mismatch(message: String) -> Self {
+        problem(StatusCode::BAD_REQUEST, "DIGEST_INVALID", message)
     }
 
     /// A path that is no endpoint of the spec.
@@ -163,8 +250,8 @@ impl Problem {
             let challenge = HeaderValue::from_static("Basic realm=\"hyperd\"");
             headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
-        if self.status == StatusCode::METHOD_NOT_ALLOWED {
-            headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        if let Some(allow) = self.allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         response
     }

@@ -1,22 +1,25 @@
 //! One request to one answer: the method, the route, the name, then the endpoint's module.
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
 use std::sync::Arc;
 
 use store::Store;
 
-use super::auth::Htpasswd;
+use super::auth::{Htpasswd, Verdict};
 use super::body::{Body, full};
 use super::error::Problem;
 use super::names;
+use super::pushed::Push;
 use super::route::{self, Route};
-use super::{blobs, listing, manifests, referrers, through};
+use super::{blobs, listing, manifest_push, manifests, referrers, through, uploads};
 use crate::registry::PullThrough;
 
 /// What every endpoint module is handed.
 pub(super) struct Ask<'a> {
     pub(super) store: &'a Store,
     pub(super) through: Option<&'a PullThrough>,
+    pub(super) push: Option<&'a Push>,
     /// `host:port` of this endpoint's own addresses, never pulled through.
     pub(super) own_hosts: &'a [String],
     pub(super) head: bool,
@@ -44,6 +47,7 @@ impl Ask<'_> {
             .await
             .expect("a registry lookup panicked")?;
         Ok(seen
+            || self.push.is_some_and(|p| p.has(&repository, &digest))
             || self
                 .through
                 .is_some_and(|t| through::pulled_uses(self, t, &repository, &digest)))
@@ -58,13 +62,16 @@ impl Ask<'_> {
         }
     }
 
-    /// As [`Ask::repository`], and NAME_UNKNOWN when the store holds no tag of it.
+    /// As [`Ask::repository`], and NAME_UNKNOWN when the store holds no tag of it (and nothing
+    /// was pushed under it).
     pub(super) fn known_repository(&self, name: &str) -> Result<String, Problem> {
         let repository = self.repository(name)?;
-        match self.store.images().has_repository(&repository)? {
-            true => Ok(repository),
-            false => Err(Problem::name_unknown(name)),
+        if self.push.is_some_and(|p| p.has_repository(&repository))
+            || self.store.images().has_repository(&repository)?
+        {
+            return Ok(repository);
         }
+        Err(Problem::name_unknown(name))
     }
 }
 
@@ -74,27 +81,31 @@ pub(super) struct Endpoint {
     pub(super) store: Store,
     pub(super) auth: Option<Arc<Htpasswd>>,
     pub(super) through: Option<Arc<PullThrough>>,
+    pub(super) push: Option<Arc<Push>>,
     pub(super) own_hosts: Arc<Vec<String>>,
 }
 
-pub(super) async fn handle<B>(endpoint: &Endpoint, request: Request<B>) -> Response<Body> {
-    let head = request.method() == Method::HEAD;
-    let authorization = request.headers().get(header::AUTHORIZATION);
-    let admitted = match &endpoint.auth {
-        None => true,
-        Some(auth) => auth.admits(authorization.map(HeaderValue::as_bytes)).await,
+pub(super) async fn handle(endpoint: &Endpoint, request: Request<Incoming>) -> Response<Body> {
+    let (request, body) = request.into_parts();
+    let head = request.method == Method::HEAD;
+    let authorization = request.headers.get(header::AUTHORIZATION);
+    let verdict = match &endpoint.auth {
+        None => None,
+        Some(auth) => Some(auth.admits(authorization.map(HeaderValue::as_bytes)).await),
     };
-    let answered = match admitted {
-        true => answer(endpoint, &request).await,
-        false => Err(Problem::unauthorized()),
+    let answered = match verdict {
+        None => answer(endpoint, &request, None, body).await,
+        Some(Verdict::User(user)) => answer(endpoint, &request, Some(&user), body).await,
+        Some(Verdict::Denied) => Err(Problem::unauthorized()),
+        Some(Verdict::Busy) => Err(Problem::too_many_requests()),
     };
     let mut response = match answered {
         Ok(response) => response,
         Err(problem) => problem.into_response(head),
     };
     tracing::debug!(
-        method = %request.method(),
-        path = request.uri().path(),
+        method = %request.method,
+        path = request.uri.path(),
         status = response.status().as_u16(),
         "registry request"
     );
@@ -105,29 +116,59 @@ pub(super) async fn handle<B>(endpoint: &Endpoint, request: Request<B>) -> Respo
     response
 }
 
-async fn answer<B>(endpoint: &Endpoint, request: &Request<B>) -> Result<Response<Body>, Problem> {
-    let method = request.method();
-    if method != Method::GET && method != Method::HEAD {
-        return Err(Problem::unsupported(method));
-    }
-    let path = request.uri().path();
+async fn answer(
+    endpoint: &Endpoint,
+    request: &http::request::Parts,
+    user: Option<&str>,
+    body: Incoming,
+) -> Result<Response<Body>, Problem> {
+    let method = &request.method;
+    let path = request.uri.path();
     let route = route::route(path).ok_or_else(|| Problem::no_route(path))?;
     let ask = Ask {
         store: &endpoint.store,
         through: endpoint.through.as_deref(),
+        push: endpoint.push.as_deref(),
         own_hosts: &endpoint.own_hosts,
         head: method == Method::HEAD,
-        headers: request.headers(),
-        query: route::query(request.uri().query()),
+        headers: &request.headers,
+        query: route::query(request.uri.query()),
     };
+    if *method == Method::GET || *method == Method::HEAD {
+        return read(&ask, route).await;
+    }
+    let Some(push) = endpoint.push.as_deref() else {
+        return Err(Problem::read_only(method));
+    };
+    if !push.may_push(user) {
+        return Err(Problem::denied(user.unwrap_or_default()));
+    }
+    match (route, method.as_str()) {
+        (Route::Uploads { name }, "POST") => uploads::start(&ask, push, name, body).await,
+        (Route::Upload { name, id }, "PATCH") => uploads::append(&ask, push, name, id, body).await,
+        (Route::Upload { name, id }, "PUT") => uploads::end(&ask, push, name, id, body).await,
+        (Route::Upload { name, id }, "DELETE") => uploads::cancel(&ask, name, id),
+        (Route::Manifest { name, reference }, "PUT") => {
+            manifest_push::put(&ask, push, name, reference, body).await
+        }
+        _ => Err(Problem::method_not_allowed(method)),
+    }
+}
+
+/// The read side: `GET` and `HEAD`.
+async fn read(ask: &Ask<'_>, route: Route<'_>) -> Result<Response<Body>, Problem> {
     match route {
         Route::Base => Ok(base()),
-        Route::Catalog => listing::catalog(&ask),
-        Route::Tags { name } => listing::tags(&ask, name),
-        Route::Manifest { name, reference } => manifests::get(&ask, name, reference).await,
-        Route::Blob { name, digest } => blobs::get(&ask, name, digest).await,
-        Route::Referrers { name, digest } => referrers::get(&ask, name, digest).await,
-        Route::Upload => Err(Problem::unsupported(method)),
+        Route::Catalog => listing::catalog(ask),
+        Route::Tags { name } => listing::tags(ask, name),
+        Route::Manifest { name, reference } => manifests::get(ask, name, reference).await,
+        Route::Blob { name, digest } => blobs::get(ask, name, digest).await,
+        Route::Referrers { name, digest } => referrers::get(ask, name, digest).await,
+        Route::Uploads { .. } => Err(Problem::method_not_allowed(&Method::GET)),
+        Route::Upload { name, id } => match ask.push {
+            Some(_) => uploads::status(ask, name, id),
+            None => Err(Problem::read_only(&Method::GET)),
+        },
     }
 }
 

@@ -17,8 +17,13 @@
 //!   handshake, within [`Config::stall`], and a client that reads nothing of an answer for that
 //!   long is cut off (`stall.rs`); a blob is streamed in 512 KiB reads (`body.rs`), and hyper
 //!   queues at most [`MAX_BUFFER`] of it for the socket.
-//!   Write methods are 405 UNSUPPORTED: push is not served.
-//! - **Who.** With `--registry-htpasswd`, only the file's users, by basic auth (`auth.rs`).
+//! - **Push** (`--registry-push`, off by default: write methods are then 405 UNSUPPORTED):
+//!   `uploads.rs` takes blobs (monolithic, chunked, mounted) through the store's uploads,
+//!   `manifest_push.rs` writes a manifest through the content API and makes it an image with
+//!   `create_image`; `pushed.rs` keeps who may push and what was pushed but is not yet used by
+//!   an image. At most 16 pushes read their bytes at once, a 1 MiB piece each.
+//! - **Who.** With `--registry-htpasswd`, only the file's users, by basic auth (`auth.rs`);
+//!   with `--registry-push-user`, only those of them push. Pushes off loopback need the file.
 //! - **Pull-through** (`--registry-pull-through`, `through.rs`): a manifest the store lacks is
 //!   pulled from the repository's registry first; what it pulled is then a stored image, served
 //!   as any other.
@@ -29,14 +34,17 @@ mod body;
 mod error;
 mod handler;
 mod listing;
+mod manifest_push;
 mod manifests;
 mod names;
+mod pushed;
 mod range;
 mod referrers;
 mod route;
 mod stall;
 mod through;
 mod tls;
+mod uploads;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -71,6 +79,15 @@ pub struct Config {
     pub stall: Duration,
     /// Pull what mirror requests miss from their registries; off when `None`.
     pub pull_through: Option<PullThroughConfig>,
+    /// Take pushes; off when `None`.
+    pub push: Option<PushConfig>,
+}
+
+/// `--registry-push` and what goes with it.
+#[derive(Clone, Debug, Default)]
+pub struct PushConfig {
+    /// The users of the htpasswd file who may push; none named: every user of the file.
+    pub users: Vec<String>,
 }
 
 /// `--registry-pull-through` and what goes with it.
@@ -96,6 +113,13 @@ pub enum StartError {
          HTTP would send the passwords in the clear"
     )]
     PasswordsInClear(SocketAddr),
+    #[error(
+        "--registry-push on {0}, not a loopback address, needs --registry-htpasswd: anyone who \
+         reaches it could write into the store"
+    )]
+    PushUnauthenticated(SocketAddr),
+    #[error("--registry-push-user {0}: {1}")]
+    PushUser(String, &'static str),
     #[error("--registry-tls-cert and --registry-tls-key go together")]
     HalfTls,
     #[error("--registry-htpasswd {0}")]
@@ -139,11 +163,31 @@ pub async fn bind(config: Config) -> Result<Listeners, StartError> {
             return Err(StartError::PasswordsInClear(*exposed));
         }
     }
+    if let (Some(_), None, Some(exposed)) = (&config.push, &config.htpasswd, exposed) {
+        return Err(StartError::PushUnauthenticated(*exposed));
+    }
     let auth = config
         .htpasswd
         .as_deref()
         .map(auth::Htpasswd::load)
         .transpose()?;
+    for user in config.push.iter().flat_map(|p| &p.users) {
+        match &auth {
+            None => {
+                return Err(StartError::PushUser(
+                    user.clone(),
+                    "needs --registry-htpasswd",
+                ));
+            }
+            Some(a) if !a.has_user(user) => {
+                return Err(StartError::PushUser(
+                    user.clone(),
+                    "is no user of the htpasswd file",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     let credentials = match config
         .pull_through
         .as_ref()
@@ -210,6 +254,10 @@ pub(crate) fn serve(
             p.tag_age,
         ))
     });
+    let push = listeners.config.push.as_ref().map(|p| {
+        let users = (!p.users.is_empty()).then(|| p.users.iter().cloned().collect());
+        Arc::new(pushed::Push::new(users, listeners.config.stall))
+    });
     let own_hosts = Arc::new(listeners.own_hosts);
     for socket in listeners.sockets {
         let serving = Serving {
@@ -217,6 +265,7 @@ pub(crate) fn serve(
                 store: store.clone(),
                 auth: listeners.auth.clone(),
                 through: through.clone(),
+                push: push.clone(),
                 own_hosts: own_hosts.clone(),
             },
             tls: listeners.tls.clone(),
@@ -359,6 +408,21 @@ mod tests {
         };
         let e = bind(clear).await.err().expect("passwords in the clear");
         assert!(matches!(e, StartError::PasswordsInClear(_)), "{e}");
+        let open = Config {
+            insecure: true,
+            push: Some(PushConfig::default()),
+            ..config("0.0.0.0:0")
+        };
+        let e = bind(open).await.err().expect("anyone could push");
+        assert!(matches!(e, StartError::PushUnauthenticated(_)), "{e}");
+        let unknown = Config {
+            push: Some(PushConfig {
+                users: vec!["ann".to_owned()],
+            }),
+            ..config("127.0.0.1:0")
+        };
+        let e = bind(unknown).await.err().expect("no file to name users of");
+        assert!(matches!(e, StartError::PushUser(..)), "{e}");
         let path = || Some(PathBuf::from("x"));
         assert!(matches!(tls_pair(path(), None), Err(StartError::HalfTls)));
         assert!(matches!(tls_pair(None, path()), Err(StartError::HalfTls)));

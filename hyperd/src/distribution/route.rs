@@ -1,9 +1,9 @@
 //! Which endpoint a request's path names, and its query. Pure. A `<name>` holds slashes, so the
 //! path is read from its end: `/v2/<name>/manifests/<reference>`, `/v2/<name>/blobs/<digest>`,
-//! `/v2/<name>/tags/list`, `/v2/<name>/referrers/<digest>`; the name is checked later
-//! (`names.rs`), and digests are parsed, never joined into a path.
+//! `/v2/<name>/tags/list`, `/v2/<name>/referrers/<digest>`, `/v2/<name>/blobs/uploads/[<id>]`;
+//! the name is checked later (`names.rs`), and digests are parsed, never joined into a path.
 
-/// An endpoint of the spec's read side.
+/// An endpoint of the spec.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Route<'a> {
     /// `/v2/`: the API is here.
@@ -25,8 +25,15 @@ pub(super) enum Route<'a> {
         name: &'a str,
         digest: &'a str,
     },
-    /// A path of the push side (`/v2/<name>/blobs/uploads/…`): known, not served.
-    Upload,
+    /// `/v2/<name>/blobs/uploads/`: starts an upload (or mounts a blob).
+    Uploads {
+        name: &'a str,
+    },
+    /// `/v2/<name>/blobs/uploads/<id>`: one upload.
+    Upload {
+        name: &'a str,
+        id: &'a str,
+    },
 }
 
 /// The endpoint at `path`, `None` when it is none.
@@ -43,10 +50,17 @@ pub(super) fn route(path: &str) -> Option<Route<'_>> {
         return Some(Route::Tags { name });
     }
     // `/blobs/uploads` as whole path components only: a repository may be named `uploadsx`.
-    if let Some((before, after)) = rest.split_once("/blobs/uploads")
+    if let Some((name, after)) = rest.split_once("/blobs/uploads")
         && (after.is_empty() || after.starts_with('/'))
     {
-        return (!before.is_empty()).then_some(Route::Upload);
+        if name.is_empty() {
+            return None;
+        }
+        return match after.trim_start_matches('/') {
+            "" => Some(Route::Uploads { name }),
+            id if !id.contains('/') => Some(Route::Upload { name, id }),
+            _ => None,
+        };
     }
     let (front, last) = rest.rsplit_once('/')?;
     let (name, kind) = front.rsplit_once('/')?;
@@ -64,7 +78,7 @@ pub(super) fn route(path: &str) -> Option<Route<'_>> {
     }
 }
 
-/// The query parameters the read side takes; the others are ignored.
+/// The query parameters the endpoints take; the others are ignored.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Query {
     /// containerd's mirror host (`ns=127.0.0.1%3A5601`), percent-decoded.
@@ -72,6 +86,11 @@ pub(super) struct Query {
     pub(super) n: Option<String>,
     pub(super) last: Option<String>,
     pub(super) artifact_type: Option<String>,
+    /// A push's `?digest=`: the blob an upload is, or ends as.
+    pub(super) digest: Option<String>,
+    /// A cross-repository mount's `?mount=DIGEST&from=REPOSITORY`.
+    pub(super) mount: Option<String>,
+    pub(super) from: Option<String>,
 }
 
 pub(super) fn query(raw: Option<&str>) -> Query {
@@ -82,6 +101,9 @@ pub(super) fn query(raw: Option<&str>) -> Query {
             "n" => &mut q.n,
             "last" => &mut q.last,
             "artifactType" => &mut q.artifact_type,
+            "digest" => &mut q.digest,
+            "mount" => &mut q.mount,
+            "from" => &mut q.from,
             _ => continue,
         };
         slot.get_or_insert_with(|| value.into_owned());
@@ -134,8 +156,21 @@ mod tests {
                 digest: "sha256:00"
             })
         );
-        assert_eq!(route("/v2/a/blobs/uploads/"), Some(Route::Upload));
-        assert_eq!(route("/v2/a/blobs/uploads/123"), Some(Route::Upload));
+        assert_eq!(
+            route("/v2/a/b/blobs/uploads/"),
+            Some(Route::Uploads { name: "a/b" })
+        );
+        assert_eq!(
+            route("/v2/a/blobs/uploads"),
+            Some(Route::Uploads { name: "a" })
+        );
+        assert_eq!(
+            route("/v2/a/blobs/uploads/123"),
+            Some(Route::Upload {
+                name: "a",
+                id: "123"
+            })
+        );
         assert_eq!(
             route("/v2/a/blobs/uploadsx/manifests/1"),
             Some(Route::Manifest {
@@ -155,6 +190,8 @@ mod tests {
             "/v2/a/manifests/",
             "/v2/manifests/1",
             "/v2/a/other/1",
+            "/v2/blobs/uploads/",
+            "/v2/a/blobs/uploads/1/2",
         ] {
             assert_eq!(route(path), None, "{path}");
         }
@@ -163,8 +200,9 @@ mod tests {
     #[test]
     fn the_query_is_percent_decoded_and_the_first_value_counts() {
         let q = query(Some(
-            "ns=127.0.0.1%3A5601&n=2&last=a%2Bb&n=9&artifactType=x%2Fy&z=1",
+            "ns=127.0.0.1%3A5601&n=2&last=a%2Bb&n=9&artifactType=x%2Fy&z=1&digest=sha256%3A0",
         ));
+        assert_eq!(q.digest.as_deref(), Some("sha256:0"));
         assert_eq!(q.ns.as_deref(), Some("127.0.0.1:5601"));
         assert_eq!(q.n.as_deref(), Some("2"));
         assert_eq!(q.last.as_deref(), Some("a+b"));

@@ -57,6 +57,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connections::{Caps, Gate};
 use tokens::TTL;
+pub(crate) use tokens::random_token;
 pub(crate) use tokens::{Redeemed, Refused, Tokens};
 
 /// A client that connects and sends nothing is dropped after this long.

@@ -132,7 +132,7 @@ impl Tokens {
 }
 
 /// 128 random bits from the kernel, as 32 lowercase hex digits.
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 16];
     let mut filled = 0;
     while filled < bytes.len() {

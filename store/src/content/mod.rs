@@ -5,9 +5,11 @@
 
 pub(crate) mod expiry;
 pub(crate) mod rules;
+mod uploads;
 mod write;
 mod writes;
 
+pub(crate) use uploads::{UploadCheckout, Uploads};
 pub(crate) use write::{Verified, Writer};
 pub use writes::WriteStatus;
 pub(crate) use writes::{Checkout, Owner, Writes};

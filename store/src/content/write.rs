@@ -19,7 +19,7 @@ pub(crate) struct Writer {
 
 /// The partial file, removed when it drops; once published it is gone and there is nothing left
 /// to remove.
-struct Partial(PathBuf);
+pub(super) struct Partial(pub(super) PathBuf);
 
 impl Drop for Partial {
     fn drop(&mut self) {
@@ -40,6 +40,10 @@ pub(crate) struct Verified {
 }
 
 impl Verified {
+    pub(super) fn new(partial: Partial, digest: Digest) -> Self {
+        Verified { partial, digest }
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.partial.0
     }

@@ -21,6 +21,7 @@ mod referrers;
 mod save;
 mod serve;
 mod stats;
+mod upload;
 mod usage;
 mod write;
 
@@ -35,11 +36,12 @@ pub use load::{Loaded, LoadedImage};
 pub use save::{Format, SaveItem, SaveJob};
 pub use serve::NamePage;
 pub use stats::Stats;
+pub use upload::Upload;
 pub use usage::{PruneOptions, Pruned};
 pub use write::{Began, ContentWrite, WriteOutcome, WriteStart, Written};
 
 use crate::blob::Blobs;
-use crate::content::Writes;
+use crate::content::{Uploads, Writes};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::meta::Meta;
@@ -61,6 +63,8 @@ struct Inner {
     deferred: std::sync::Mutex<HashSet<Digest>>,
     /// Content writes in progress.
     writes: Arc<Writes>,
+    /// Uploads in progress (pushes to the registry endpoint).
+    uploads: Arc<Uploads>,
     /// When each lease expires, for the janitor.
     expiries: leases::Expiries,
 }
@@ -75,6 +79,7 @@ impl Store {
         let meta = Meta::open(&root.join("meta.redb"))?;
         let blobs = Blobs::open(&root)?;
         let writes = Writes::new(blobs.content_ingest());
+        let uploads = Uploads::new(blobs.content_ingest());
         let expiries = leases::Expiries::open(&meta)?;
         let store = Store {
             inner: Arc::new(Inner {
@@ -83,6 +88,7 @@ impl Store {
                 commit: Mutex::new(()),
                 deferred: std::sync::Mutex::default(),
                 writes,
+                uploads,
                 expiries,
             }),
         };

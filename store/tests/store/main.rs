@@ -15,4 +15,5 @@ mod quotas;
 mod referrers;
 mod roundtrip;
 mod stats;
+mod uploads;
 mod usage;
