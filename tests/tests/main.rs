@@ -57,6 +57,7 @@ mod serve {
     mod clients;
     mod conformance;
     mod limits;
+    mod review;
     mod through;
 }
 

@@ -1,0 +1,80 @@
+//! What a review of the registry endpoint found: `Accept` read as RFC 9110 says (case, `q=0`),
+//! and a catalog that lists only names a request can ask for.
+
+use integration::serve::get;
+
+use super::conformance::served;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+#[tokio::test]
+async fn accept_ignores_case_and_q_zero_refuses() {
+    let s = served().await;
+    let url = format!("{}/v2/app/manifests/1", s.base);
+    let ask = |accept: &str| integration::serve::request("GET", &url, &[("Accept", accept)]);
+    let upper = ask(&OCI_MANIFEST.to_ascii_uppercase());
+    assert_eq!(upper.status, 200, "{upper:?}");
+    assert_eq!(upper.header("content-type"), Some(OCI_MANIFEST));
+    for refused in [
+        format!("{OCI_MANIFEST};q=0"),
+        format!("*/*, {OCI_MANIFEST}; q=0"),
+    ] {
+        let r = ask(&refused);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (404, "MANIFEST_UNKNOWN"),
+            "{refused}"
+        );
+    }
+    assert_eq!(ask(&format!("*/*;q=0, {OCI_MANIFEST}")).status, 200);
+}
+
+#[tokio::test]
+async fn the_catalog_lists_without_ns_only_names_a_path_can_ask_for() {
+    let s = served().await;
+    // No path names these: a path's name has no port. `?ns=` does.
+    s.d.ok(&["tag", "app:1", "registry.example:5000/app:1"]);
+    s.d.ok(&["tag", "app:1", "127.0.0.1:5601/team/app:1"]);
+    let catalog = |query: &str| get(&format!("{}/v2/_catalog{query}", s.base));
+    let reachable = ["docker.io/library/app", "made.up.example/other"];
+    assert_eq!(
+        catalog("").json()["repositories"],
+        serde_json::json!(reachable)
+    );
+    // Every listed name is served as it is shown.
+    for name in reachable {
+        let tags = get(&format!("{}/v2/{name}/tags/list", s.base));
+        assert_eq!(tags.status, 200, "{name}: {tags:?}");
+    }
+    let first = catalog("?n=1");
+    assert_eq!(
+        first.json()["repositories"],
+        serde_json::json!(["docker.io/library/app"])
+    );
+    assert_eq!(
+        first.header("link"),
+        Some("</v2/_catalog?n=1&last=docker.io%2Flibrary%2Fapp>; rel=\"next\"")
+    );
+    // The last listed name ends the catalog: no link to a page of what is not listed.
+    let last = catalog("?n=1&last=docker.io/library/app");
+    assert_eq!(
+        last.json()["repositories"],
+        serde_json::json!(["made.up.example/other"])
+    );
+    assert_eq!(last.header("link"), None);
+    assert_eq!(catalog("?n=2").header("link"), None);
+    for (ns, name) in [
+        ("registry.example:5000", "app"),
+        ("registry.example%3A5000", "app"),
+        ("127.0.0.1:5601", "team/app"),
+    ] {
+        let under = catalog(&format!("?ns={ns}"));
+        assert_eq!(
+            under.json()["repositories"],
+            serde_json::json!([name]),
+            "{ns}"
+        );
+        let tags = get(&format!("{}/v2/{name}/tags/list?ns={ns}", s.base));
+        assert_eq!(tags.json()["tags"], serde_json::json!(["1"]), "{ns}");
+    }
+}
