@@ -31,21 +31,31 @@ pub(super) async fn get(
     };
     // A layer asked for as a manifest is not read whole.
     let content = ask.store.content();
-    match content
+    let size = match content
         .blob_sizes(vec![digest.clone()])
         .await?
         .pop()
         .flatten()
     {
-        Some(size) if size <= MAX_JSON => {}
+        Some(size) if size <= MAX_JSON => size,
         _ => return Err(unknown()),
-    }
-    let bytes = content.read_json(&digest).await?;
-    let media_type = media_type(&digest, &bytes).ok_or_else(unknown)?;
+    };
+    // An image's or a referrer's type is recorded: a HEAD of one reads no document.
+    let recorded = images
+        .recorded_media_type(&digest)?
+        .filter(|t| store::is_manifest(t) || store::is_index(t));
+    let (media_type, bytes) = match recorded {
+        Some(t) if ask.head => (t, None),
+        recorded => {
+            let bytes = content.read_json(&digest).await?;
+            let t = recorded.or_else(|| media_type(&digest, &bytes));
+            (t.ok_or_else(unknown)?, Some(bytes))
+        }
+    };
     if !accepts(ask.headers, &media_type) {
         return Err(Problem::not_acceptable(reference, &media_type));
     }
-    Ok(answer(ask, &digest, &media_type, bytes))
+    Ok(answer(&digest, &media_type, size, bytes))
 }
 
 /// The document's media type: its own `mediaType`, else what its fields say it is (an OCI
@@ -117,14 +127,14 @@ fn quality(item: &mime::Mime) -> f32 {
         .unwrap_or(1.0)
 }
 
-fn answer(ask: &Ask<'_>, digest: &Digest, media_type: &str, bytes: Vec<u8>) -> Response<Body> {
-    let len = bytes.len();
-    let mut response = Response::new(full(if ask.head { Vec::new() } else { bytes }));
+/// The answer of `size` bytes: `bytes` for a GET, none for a HEAD.
+fn answer(digest: &Digest, media_type: &str, size: u64, bytes: Option<Vec<u8>>) -> Response<Body> {
+    let mut response = Response::new(full(bytes.unwrap_or_default()));
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(media_type) {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    headers.insert(header::CONTENT_LENGTH, len.into());
+    headers.insert(header::CONTENT_LENGTH, size.into());
     let etag = HeaderValue::from_str(&format!("\"{digest}\"")).expect("a digest is a header value");
     headers.insert(header::ETAG, etag);
     let digest = HeaderValue::from_str(&digest.to_string()).expect("a digest is a header value");

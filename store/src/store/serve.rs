@@ -99,6 +99,17 @@ impl Images<'_> {
         Ok(NamePage { names, more: false })
     }
 
+    /// The media type the store recorded for `digest` when it stored it as an image's
+    /// top-level manifest or index, or as a referrer: one keyed read or two, the document
+    /// unread. `None` for any other blob (a manifest inside an index among them).
+    pub fn recorded_media_type(self, digest: &Digest) -> Result<Option<String>> {
+        let read = self.0.inner.meta.read()?;
+        if let Some(image) = read.image(digest)? {
+            return Ok(Some(image.media_type));
+        }
+        Ok(read.referrer(digest)?.map(|r| r.media_type))
+    }
+
     /// Whether `digest` is something an image tagged in `repository` uses: its manifest or
     /// index, a manifest inside it, a config, a layer, or a referrer that travels with it (and
     /// that referrer's blobs). Read from the blob up: the records that list it, the subjects of
@@ -237,6 +248,19 @@ mod tests {
         let page = images.repositories_page(None, None, 3, hub_only).unwrap();
         assert_eq!(page.names.len(), 3);
         assert!(!page.more, "quay.io is not listed: nothing follows");
+    }
+
+    #[tokio::test]
+    async fn media_types_are_those_recorded_for_images_and_referrers() {
+        let (_dir, store) = store().await;
+        let images = store.images();
+        let recorded = |n| images.recorded_media_type(&d(n)).unwrap();
+        // The fixtures' records leave it empty.
+        assert_eq!(recorded(1).as_deref(), Some(""));
+        assert_eq!(recorded(10).as_deref(), Some(""));
+        // A blob of an image, and what the store does not hold.
+        assert_eq!(recorded(3), None);
+        assert_eq!(recorded(99), None);
     }
 
     #[tokio::test]

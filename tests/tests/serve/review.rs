@@ -1,7 +1,10 @@
 //! What a review of the registry endpoint found: `Accept` read as RFC 9110 says (case, `q=0`),
-//! and a catalog that lists only names a request can ask for.
+//! a catalog that lists only names a request can ask for, and a HEAD of a manifest that says
+//! what its GET says, from the store's records when it has them.
 
-use integration::serve::get;
+use integration::fixtures::{multi_platform, sha, tar};
+use integration::serve::{get, request};
+use integration::tools::p;
 
 use super::conformance::served;
 
@@ -11,7 +14,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 async fn accept_ignores_case_and_q_zero_refuses() {
     let s = served().await;
     let url = format!("{}/v2/app/manifests/1", s.base);
-    let ask = |accept: &str| integration::serve::request("GET", &url, &[("Accept", accept)]);
+    let ask = |accept: &str| request("GET", &url, &[("Accept", accept)]);
     let upper = ask(&OCI_MANIFEST.to_ascii_uppercase());
     assert_eq!(upper.status, 200, "{upper:?}");
     assert_eq!(upper.header("content-type"), Some(OCI_MANIFEST));
@@ -76,5 +79,37 @@ async fn the_catalog_lists_without_ns_only_names_a_path_can_ask_for() {
         );
         let tags = get(&format!("{}/v2/{name}/tags/list?ns={ns}", s.base));
         assert_eq!(tags.json()["tags"], serde_json::json!(["1"]), "{ns}");
+    }
+}
+
+#[tokio::test]
+async fn a_head_of_a_manifest_says_what_its_get_says() {
+    let s = served().await;
+    let (entries, amd, _arm, index) = multi_platform("docker.io/library/multi:1").await;
+    let archive = s.d.write_file("multi.tar", &tar(&entries).await);
+    s.d.ok(&["load", "-i", p(&archive)]);
+    // Recorded: an image's manifest, an index, a referrer. Read: a manifest inside an index.
+    let cases = [
+        ("app", "1".to_owned(), s.app.manifest.len()),
+        ("app", sha(&s.app.manifest), s.app.manifest.len()),
+        ("app", s.sig.digest(), s.sig.manifest.len()),
+        ("multi", "1".to_owned(), index.len()),
+        ("multi", sha(&amd.manifest), amd.manifest.len()),
+    ];
+    for (name, reference, len) in cases {
+        let url = format!("{}/v2/{name}/manifests/{reference}", s.base);
+        let got = request("GET", &url, &[]);
+        let head = request("HEAD", &url, &[]);
+        assert_eq!((got.status, head.status), (200, 200), "{url}: {head:?}");
+        assert!(head.body.is_empty());
+        assert_eq!(got.body.len(), len, "{url}");
+        for h in [
+            "content-type",
+            "content-length",
+            "docker-content-digest",
+            "etag",
+        ] {
+            assert_eq!(got.header(h), head.header(h), "{url}: {h}");
+        }
     }
 }
