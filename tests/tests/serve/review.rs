@@ -1,10 +1,16 @@
 //! What a review of the registry endpoint found: `Accept` read as RFC 9110 says (case, `q=0`),
 //! a catalog that lists only names a request can ask for, and a HEAD of a manifest that says
-//! what its GET says, from the store's records when it has them.
+//! what its GET says, from the store's records when it has them, and a cap on the connections
+//! of one client address.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use integration::TestDaemon;
 use integration::fixtures::{multi_platform, sha, tar};
-use integration::serve::{get, request};
+use integration::serve::{get, registry_addr, request};
 use integration::tools::p;
+use integration::wait::until;
 
 use super::conformance::served;
 
@@ -112,4 +118,75 @@ async fn a_head_of_a_manifest_says_what_its_get_says() {
             assert_eq!(got.header(h), head.header(h), "{url}: {h}");
         }
     }
+}
+
+/// Whether `s` is answered `GET /v2/`, the connection kept open.
+fn answered(s: &mut TcpStream) -> bool {
+    let _ = s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut said = Vec::new();
+    let mut buf = [0; 1024];
+    // `/v2/` answers `{}` after its headers: then the whole answer is in.
+    while !said.ends_with(b"\r\n\r\n{}") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => said.extend_from_slice(&buf[..n]),
+        }
+    }
+    said.starts_with(b"HTTP/1.1 200")
+}
+
+/// A connection to `addr` from the local address `from`.
+async fn connect_from(from: &str, addr: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn one_address_past_its_cap_is_closed_while_others_are_served() {
+    let d = TestDaemon::start_with_args(&[
+        "--registry-listen",
+        "127.0.0.1:0",
+        "--registry-max-connections-per-ip",
+        "2",
+        "--stall-timeout",
+        "3600",
+    ]);
+    let addr = registry_addr(&d);
+    let mut held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    for s in &mut held {
+        assert!(answered(s));
+    }
+    // The third from 127.0.0.1 is accepted and closed unanswered.
+    let mut third = TcpStream::connect(&addr).unwrap();
+    assert!(!answered(&mut third));
+    // Another address has its own two places.
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let mut other = connect_from("127.0.0.2", &addr).await;
+        assert!(answered(&mut other));
+        others.push(other);
+    }
+    let mut past = connect_from("127.0.0.2", &addr).await;
+    assert!(!answered(&mut past));
+    // One of 127.0.0.1's closes: it has a place again, and one only.
+    drop(held.pop());
+    let mut again = None;
+    until(
+        30,
+        "127.0.0.1 served after one of its connections closed",
+        || {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            let ok = answered(&mut s);
+            again = ok.then_some(s);
+            ok
+        },
+    );
+    let mut over = TcpStream::connect(&addr).unwrap();
+    assert!(!answered(&mut over), "{}", d.log());
+    assert!(d.log().contains("a client's cap reached"));
+    drop((again, others));
 }
