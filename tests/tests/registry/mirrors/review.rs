@@ -1,6 +1,7 @@
 //! What a review of the first mirror support found: hosts whose API root is no registry's, a
 //! dead mirror reached once per waiting fetch, referrers a mirror does not know, a login
-//! advised to a host never sent a credential, `ca` files that are not certificates.
+//! advised to a host never sent a credential, `ca` files that are not certificates, a host's
+//! `header` sent to its token realm too.
 
 use integration::fake_registry::{FakeRegistry, Fault};
 use integration::fixtures::{Image, index_json, sha};
@@ -241,4 +242,47 @@ fn a_bad_blob_body_from_a_mirror_is_fetched_again_from_the_next_host() {
         registry.requests()
     );
     assert!(d.log().contains("a mirror sent a bad body"), "{}", d.log());
+}
+
+/// A host's `header` (here a credential meant for the mirror alone) goes to that host, never to
+/// the token realm it names, another host: containerd applies it to the host alone.
+#[test]
+fn a_hosts_headers_are_not_sent_to_its_token_realm() {
+    let (mirror, image) = fake_mirror("app", 1);
+    let realm = FakeRegistry::start();
+    realm.put_raw(
+        "/token",
+        br#"{"token":"from-the-realm"}"#,
+        "application/json",
+    );
+    let challenge = format!("Bearer realm=\"{}/token\",service=\"mirror\"", realm.url());
+    mirror.challenge(&challenge);
+    let dir = tempfile::tempdir().unwrap();
+    let header = "Basic bWlycm9yLW9ubHk=";
+    let table = format!(
+        "{}  header = {{ Authorization = {header:?} }}\n",
+        host_table(&mirror.url(), &[])
+    );
+    let certs = certs_dir(dir.path(), &table);
+    let d = daemon(&certs);
+
+    let out = ok(pull(
+        &d,
+        &dir.path().join("none"),
+        &format!("{UPSTREAM}/app:1"),
+    ));
+    assert!(out.contains(&sha(&image.manifest)), "{out}");
+    let tokens = realm.requests();
+    assert!(
+        tokens.iter().any(|(_, path)| path.starts_with("/token")),
+        "{tokens:#?}"
+    );
+    assert!(realm.authorized().is_empty(), "{:#?}", realm.authorized());
+    let to_mirror = mirror.authorized();
+    assert!(
+        to_mirror
+            .iter()
+            .any(|(path, auth)| path == "/v2/" && auth == header),
+        "{to_mirror:#?}"
+    );
 }
