@@ -1,7 +1,8 @@
 //! What a review of the first mirror support found: hosts whose API root is no registry's, a
 //! dead mirror reached once per waiting fetch, referrers a mirror does not know, a login
 //! advised to a host never sent a credential, `ca` files that are not certificates, a host's
-//! `header` sent to its token realm too.
+//! `header` sent to its token realm too, a walk's refusal that named the registry for what a
+//! mirror sent.
 
 use integration::fake_registry::{FakeRegistry, Fault};
 use integration::fixtures::{Image, index_json, sha};
@@ -285,4 +286,38 @@ fn a_hosts_headers_are_not_sent_to_its_token_realm() {
             .any(|(path, auth)| path == "/v2/" && auth == header),
         "{to_mirror:#?}"
     );
+}
+
+/// A document the walk refuses names the mirror that sent it, not the registry it stands in for.
+#[test]
+fn a_document_the_walk_refuses_names_the_mirror_that_sent_it() {
+    let (mirror, _) = fake_mirror("app", 1);
+    let broken = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": "not a descriptor",
+        "layers": [],
+    }))
+    .unwrap();
+    mirror.put_manifest("app", &sha(&broken), &broken);
+    let child = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha(&broken),
+        "size": broken.len(),
+        "platform": {"architecture": "amd64", "os": "linux"},
+    });
+    mirror.put_manifest("app", "1", &index_json(vec![child]));
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs_dir(dir.path(), &host_table(&mirror.url(), &[]));
+    let d = daemon(&certs);
+
+    let name = format!("{UPSTREAM}/app:1");
+    let out = d.run_with_config(
+        &dir.path().join("none"),
+        &["pull", "--all-platforms", &name],
+    );
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    let from = format!("{name} from {} (a mirror of {UPSTREAM})", mirror.host());
+    assert!(err.contains(&from), "{err}");
 }
