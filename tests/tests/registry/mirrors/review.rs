@@ -321,3 +321,24 @@ fn a_document_the_walk_refuses_names_the_mirror_that_sent_it() {
     let from = format!("{name} from {} (a mirror of {UPSTREAM})", mirror.host());
     assert!(err.contains(&from), "{err}");
 }
+
+/// A push-capable mirror that refuses the push for want of a credential is named as the host
+/// that refused; no login to the registry is advised, as the mirror never gets its credential.
+#[test]
+fn a_push_refused_by_a_mirror_names_the_mirror() {
+    let (mirror, _) = fake_mirror("app", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs_dir(dir.path(), &host_table(&mirror.url(), &[]));
+    let d = daemon(&certs);
+    let name = format!("{UPSTREAM}/app:1");
+    ok(pull(&d, &dir.path().join("none"), &name));
+    mirror.fault(&FakeRegistry::manifest_path("app", "1"), Fault::Status(401));
+
+    let out = d.run_with_config(&dir.path().join("none"), &["push", &name]);
+    // hyperctl's exit code for a registry's refusal of the credential (hyperctl/src/exit.rs).
+    let err = failed(&out, 5);
+    let refused = format!("{} asks for a credential, and gets none", mirror.host());
+    assert!(err.contains(&refused), "{err}");
+    assert!(!err.contains("hyperctl login"), "{err}");
+    assert!(err.contains("never to a mirror"), "{err}");
+}
