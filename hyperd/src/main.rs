@@ -145,6 +145,15 @@ struct EndpointArgs {
     /// credentials for the registries it pulls through from
     #[arg(long, value_name = "FILE")]
     registry_pull_through_auth: Option<PathBuf>,
+    /// Connections the registry endpoint holds open at once from one client address (an IPv6
+    /// client's /64), within --registry-max-connections; 0: no cap per address
+    #[arg(
+        long,
+        env = "HYPERD_REGISTRY_MAX_CONNECTIONS_PER_IP",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    registry_max_connections_per_ip: usize,
 }
 
 impl EndpointArgs {
@@ -159,6 +168,7 @@ impl EndpointArgs {
             insecure: self.registry_insecure,
             htpasswd: self.registry_htpasswd,
             max_connections: self.registry_max_connections,
+            max_connections_per_ip: self.registry_max_connections_per_ip,
             stall,
             pull_through: self.registry_pull_through.then(|| {
                 hyperd::distribution::PullThroughConfig {

@@ -58,6 +58,7 @@ mod serve {
     mod conformance;
     mod limits;
     mod push;
+    mod review;
     mod through;
 }
 

@@ -1,5 +1,6 @@
 //! `GET /v2/<name>/tags/list` and `GET /v2/_catalog`, a page at a time (`n`, `last`), with a
-//! `Link` to the next page when there is one. Each page is one range of the store's tags.
+//! `Link` to the next page when there is one. Each page is one range of the store's tags. The
+//! catalog lists what a request can name: without `ns`, no repository of a registry with a port.
 
 use http::{HeaderValue, Response, header};
 use store::MAX_PAGE;
@@ -53,10 +54,12 @@ pub(super) fn catalog(ask: &Ask<'_>) -> Result<Response<Body>, Problem> {
         Some(r) => format!("{r}/{l}"),
         None => l.to_owned(),
     });
-    let page = ask
-        .store
-        .images()
-        .repositories_page(registry.as_deref(), last.as_deref(), n)?;
+    // Without `ns`, only what a path can name: a path's name has no port.
+    let listed = |host: &str| registry.is_some() || names::reachable_without_ns(host);
+    let page =
+        ask.store
+            .images()
+            .repositories_page(registry.as_deref(), last.as_deref(), n, listed)?;
     let shown: Vec<String> = page
         .names
         .iter()

@@ -12,8 +12,9 @@
 //!   blob by it. Nothing of a request is joined into a path.
 //! - **Exposure.** A listener on a non-loopback address needs TLS (`--registry-tls-cert`,
 //!   `--registry-tls-key`) unless `--registry-insecure`; hyperd refuses to start otherwise.
-//! - **Costs.** At most [`Config::max_connections`] connections at once (past that a
-//!   connection is closed at accept); a client must send a request's headers, and finish a TLS
+//! - **Costs.** At most [`Config::max_connections`] connections at once, and
+//!   [`Config::max_connections_per_ip`] from one client (`peers.rs`); past either a connection
+//!   is closed at accept. A client must send a request's headers, and finish a TLS
 //!   handshake, within [`Config::stall`], and a client that reads nothing of an answer for that
 //!   long is cut off (`stall.rs`); a blob is streamed in 512 KiB reads (`body.rs`), and hyper
 //!   queues at most [`MAX_BUFFER`] of it for the socket.
@@ -37,6 +38,7 @@ mod listing;
 mod manifest_push;
 mod manifests;
 mod names;
+mod peers;
 mod pushed;
 mod range;
 mod referrers;
@@ -81,6 +83,8 @@ pub struct Config {
     pub pull_through: Option<PullThroughConfig>,
     /// Take pushes; off when `None`.
     pub push: Option<PushConfig>,
+    /// Connections one client address (an IPv6 client's /64) holds at once; 0: no such cap.
+    pub max_connections_per_ip: usize,
 }
 
 /// `--registry-push` and what goes with it.
@@ -245,6 +249,7 @@ pub(crate) fn serve(
     cancel: CancellationToken,
 ) {
     let cap = Arc::new(Semaphore::new(listeners.config.max_connections));
+    let peers = peers::Peers::new(listeners.config.max_connections_per_ip);
     let through = listeners.config.pull_through.as_ref().map(|p| {
         let credentials = listeners.credentials.clone();
         Arc::new(PullThrough::new(
@@ -272,7 +277,7 @@ pub(crate) fn serve(
             stall: listeners.config.stall,
             cancel: cancel.clone(),
         };
-        tokio::spawn(accept_loop(socket, serving, cap.clone()));
+        tokio::spawn(accept_loop(socket, serving, cap.clone(), peers.clone()));
     }
 }
 
@@ -289,21 +294,34 @@ struct Serving {
     cancel: CancellationToken,
 }
 
-async fn accept_loop(socket: TcpListener, serving: Serving, cap: Arc<Semaphore>) {
-    let mut refused = 0u64;
+async fn accept_loop(
+    socket: TcpListener,
+    serving: Serving,
+    cap: Arc<Semaphore>,
+    peers: peers::Peers,
+) {
+    let (mut refused, mut refused_peer) = (0u64, 0u64);
     loop {
         let accepted = tokio::select! {
             _ = serving.cancel.cancelled() => return,
             accepted = socket.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors or memory, accept fails again at once: pause, don't spin.
                 tracing::warn!(error = %e, "registry endpoint: accept failed");
                 tokio::time::sleep(crate::connections::BACKOFF).await;
                 continue;
             }
+        };
+        let Some(held) = peers.admit(peer.ip()) else {
+            refused_peer += 1;
+            if refused_peer % 1024 == 1 {
+                let refused = refused_peer;
+                tracing::warn!(refused, %peer, "registry endpoint: a client's cap reached, closing");
+            }
+            continue;
         };
         let Ok(permit) = cap.clone().try_acquire_owned() else {
             refused += 1;
@@ -317,15 +335,15 @@ async fn accept_loop(socket: TcpListener, serving: Serving, cap: Arc<Semaphore>)
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, serving.clone(), permit));
+        tokio::spawn(connection(stream, serving.clone(), (permit, held)));
     }
 }
 
-/// One connection, TLS first when configured, holding its place under the cap until it ends.
+/// One connection, TLS first when configured, holding its places under the caps until it ends.
 async fn connection(
     stream: tokio::net::TcpStream,
     serving: Serving,
-    _permit: OwnedSemaphorePermit,
+    _held: (OwnedSemaphorePermit, peers::Held),
 ) {
     // Under TLS too: what waits is the socket.
     let (stream, waiting) = stall::Watched::new(stream);

@@ -58,6 +58,13 @@ pub(super) fn registry_of(ns: &str) -> Result<String, Invalid> {
     Ok(name.registry().to_owned())
 }
 
+/// Whether a path without `ns` can name the repositories of `host`: not when its name has a
+/// port (`registry.example:5000`), which the path grammar cannot spell. Those are listed only
+/// under `?ns=HOST`.
+pub(super) fn reachable_without_ns(host: &str) -> bool {
+    repository(&format!("{host}/x"), None).is_ok_and(|r| r.starts_with(&format!("{host}/")))
+}
+
 /// How the catalog shows `repository` (full) to a client of `registry` (all with `None`): the
 /// name it would ask for.
 pub(super) fn shown(repository: &str, registry: Option<&str>) -> String {
@@ -152,5 +159,22 @@ mod tests {
         assert_eq!(shown(busybox, Some("docker.io")), "library/busybox");
         assert_eq!(shown(busybox, None), busybox);
         assert_eq!(repository(&shown(busybox, None), None).unwrap(), busybox);
+        for host in [
+            "docker.io",
+            "quay.io",
+            "made.up.example",
+            "localhost",
+            "127.0.0.1",
+        ] {
+            assert!(reachable_without_ns(host), "{host}");
+        }
+        for host in [
+            "registry.example:5000",
+            "127.0.0.1:5601",
+            "localhost:5000",
+            "[::1]:5000",
+        ] {
+            assert!(!reachable_without_ns(host), "{host}");
+        }
     }
 }

@@ -6,11 +6,12 @@
 //! answer it with any status (containerd never asks). A mirror is asked for the registry's
 //! content with `?ns=REGISTRY` on each request, as containerd asks. CA files are read off the
 //! async threads, each at most [`MAX_CA_FILE`] bytes of PEM certificates; one that is not is
-//! the operator's mistake, failing the request with the file's name.
+//! the operator's mistake, failing the request with the file's name. A token realm is reached
+//! as a registry no file describes, whatever `hosts.toml` says of the host that named it.
 
 use std::io::Read;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::Url;
@@ -117,18 +118,12 @@ impl Endpoint {
         let name = host.authority.as_str();
         let headers: HeaderMap = host.headers.iter().cloned().collect();
         let client = |redirect| {
-            reqwest::Client::builder()
+            let builder = reqwest::Client::builder()
                 .tls_certs_merge(roots.to_vec())
                 .danger_accept_invalid_certs(host.skip_verify)
                 .default_headers(headers.clone())
-                .read_timeout(config.timeout)
-                .connect_timeout(config.timeout)
-                .redirect(redirect)
-                .user_agent(concat!("hyperd/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| {
-                    Error::unavailable(format!("setting up a client for {name}: {}", chain(&e)))
-                })
+                .redirect(redirect);
+            build_client(config, builder, name)
         };
         let base = format!("{scheme}://{name}");
         Ok(Endpoint {
@@ -194,6 +189,53 @@ impl Endpoint {
             ))),
         }
     }
+}
+
+/// A client for a registry's token realm, another host perhaps: reached as hyperd reaches any
+/// host (the system's roots and the CAs of the realm's own `certs.d` directory), never with
+/// the `skip_verify`, CAs or headers `hosts.toml` gives the host that named the realm, which
+/// containerd applies to that host alone. No redirects, as for manifests.
+pub(super) async fn realm_client(config: &Config, realm: &Url) -> Result<reqwest::Client> {
+    let name = match (realm.host_str(), realm.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        (None, _) => String::new(),
+    };
+    // The realm is the remote's word: `https://../` must not name the certs directory's parent.
+    let one_name = {
+        let mut parts = Path::new(&name).components();
+        matches!(
+            (parts.next(), parts.next()),
+            (Some(Component::Normal(_)), None)
+        )
+    };
+    let certs = match one_name {
+        true => {
+            let dir = config.certs_dir.join(&name);
+            tokio::task::spawn_blocking(move || read_cas(&dir, &[]))
+                .await
+                .map_err(|e| Error::unavailable(format!("reading the CAs for {realm}: {e}")))??
+        }
+        false => Vec::new(),
+    };
+    let builder = reqwest::Client::builder()
+        .tls_certs_merge(certs)
+        .redirect(reqwest::redirect::Policy::none());
+    build_client(config, builder, &name)
+}
+
+/// `builder` with what every client of hyperd's has: its timeouts and its name.
+fn build_client(
+    config: &Config,
+    builder: reqwest::ClientBuilder,
+    name: &str,
+) -> Result<reqwest::Client> {
+    builder
+        .read_timeout(config.timeout)
+        .connect_timeout(config.timeout)
+        .user_agent(concat!("hyperd/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::unavailable(format!("setting up a client for {name}: {}", chain(&e))))
 }
 
 /// `url` with `ns=REGISTRY` added to its query, encoded as containerd encodes it

@@ -28,6 +28,9 @@ struct Registry<'a> {
     remote: &'a Sources<'a>,
     repo: &'a Reference,
     read: HashMap<Digest, Bytes>,
+    /// The documents the walk under way asked for, in order: who sent them is who a refusal
+    /// of the walk names.
+    asked: Vec<Digest>,
 }
 
 impl Source for Registry<'_> {
@@ -41,6 +44,7 @@ impl Source for Registry<'_> {
     }
 
     async fn json(&mut self, digest: &Digest) -> Result<Bytes> {
+        self.asked.push(digest.clone());
         if let Some(bytes) = self.read.get(digest) {
             return Ok(bytes.clone());
         }
@@ -60,6 +64,7 @@ impl<'a> Pulling<'a> {
             remote,
             repo,
             read: HashMap::new(),
+            asked: Vec::new(),
         }))
     }
 
@@ -69,27 +74,29 @@ impl<'a> Pulling<'a> {
             let source = self.0.source();
             (source.remote, source.repo)
         };
-        let host = remote.host();
         refuse_nested(remote, &top)?;
         let blob = BlobRef {
             digest: top.digest.clone(),
             size: top.bytes.len() as u64,
         };
-        self.0.source().read.insert(top.digest, top.bytes);
-        let graph = self
+        let source = self.0.source();
+        source.asked = vec![top.digest.clone()];
+        source.read.insert(top.digest, top.bytes);
+        let walk = self
             .0
             .walk_document(&blob, &top.media_type, "the reference")
-            .await
-            .map_err(|e| match e {
-                // What the walk refuses, the registry sent.
-                Error::Store(e @ store::Error::InvalidArchive(_)) => {
-                    Error::bad_document(&format!("{} from {host}", repo.whole()), e)
-                }
-                e => e,
-            })?;
+            .await;
+        let senders = senders(remote, &self.0.source().asked);
+        let graph = walk.map_err(|e| match e {
+            // What the walk refuses, the hosts that sent its documents sent.
+            Error::Store(e @ store::Error::InvalidArchive(_)) => {
+                Error::bad_document(&format!("{} from {senders}", repo.whole()), e)
+            }
+            e => e,
+        })?;
         // Only reachable through a manifest that lists an index as a layer or config.
         if let Some(nested) = graph.nested_index() {
-            return Err(nested_index(remote, &nested.digest));
+            return Err(nested_index(&senders, &nested.digest));
         }
         Ok(walked(graph, &self.0.source().read))
     }
@@ -104,21 +111,34 @@ fn refuse_nested(remote: &Sources, top: &Fetched) -> Result<()> {
     let entries = Document::parse(&top.digest, &top.media_type, &top.bytes)
         .and_then(|index| index.entries())
         .map_err(|e| {
-            Error::bad_document(
-                &format!("manifest {} from {}", top.digest, remote.host()),
-                e,
-            )
+            let sender = remote.sent_by(&top.digest);
+            Error::bad_document(&format!("manifest {} from {sender}", top.digest), e)
         })?;
     match entries.iter().find(|e| is_index(&e.media_type)) {
-        Some(nested) => Err(nested_index(remote, &nested.blob.digest)),
+        Some(nested) => Err(nested_index(
+            &remote.sent_by(&top.digest),
+            &nested.blob.digest,
+        )),
         None => Ok(()),
     }
 }
 
-fn nested_index(remote: &Sources, digest: &Digest) -> Error {
+/// The hosts that sent `documents`, as messages name them, each once, in order: a mirror
+/// named as one (`sent_by`), the registry as itself.
+fn senders(remote: &Sources, documents: &[Digest]) -> String {
+    let mut named: Vec<String> = Vec::new();
+    for sender in documents.iter().map(|d| remote.sent_by(d)) {
+        if !named.contains(&sender) {
+            named.push(sender);
+        }
+    }
+    named.join(" and ")
+}
+
+/// `digest`, an index listed inside one of the documents `sender` sent.
+fn nested_index(sender: &str, digest: &Digest) -> Error {
     Error::BadRemote(format!(
-        "manifest {digest} from {}: an index inside an index, which pulls do not follow",
-        remote.host()
+        "manifest {digest} from {sender}: an index inside an index, which pulls do not follow"
     ))
 }
 

@@ -32,7 +32,7 @@ pub(crate) async fn login(
     );
     let auth = credential.to_auth();
     let op = RegistryOperation::Pull;
-    let token = token::authorise(&endpoint, &config.insecure, &probe, &auth, op).await?;
+    let token = token::authorise(&endpoint, config, &probe, &auth, op).await?;
     let req = endpoint.http.get(format!("{}/v2/", endpoint.base));
     let req = remote::authorise(req, token.as_deref(), &auth);
     let resp = remote::retry(|| async {

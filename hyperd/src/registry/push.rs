@@ -92,16 +92,17 @@ pub(crate) async fn push(
     }
     let blobs = plan::unique(blobs);
     let remote = mirrors::push_remote(config, &reference, credential).await?;
-    let outcomes = send_blobs(store, &remote, &reference, &blobs, events).await?;
-    send_documents(&remote, &reference, &documents).await?;
-    // The image first: a registry may check that a referrer's subject is there.
-    let mut records = Vec::new();
-    for t in travelling {
-        let at = by_digest(&reference, &t.record.digest);
-        send_documents(&remote, &at, &t.documents).await?;
-        records.push(t.record);
-    }
-    referrers::publish(&remote, &reference, &records).await?;
+    let sending = Sending {
+        store,
+        remote: &remote,
+        reference: &reference,
+        events,
+    };
+    let (outcomes, records) = sending
+        .send(&blobs, &documents, travelling)
+        .await
+        // A mirror is never sent the registry's credential: its refusal advises no login.
+        .map_err(|e| remote.told(e))?;
     lease.release().await;
     let count = |s: BlobState| outcomes.iter().filter(|o| **o == s).count() as u32;
     tracing::info!(name = %name.full(), digest = %record.digest, "pushed");
@@ -114,6 +115,37 @@ pub(crate) async fn push(
         present: count(BlobState::Present),
         referrers: records.len() as u32,
     })
+}
+
+/// Where a push sends, and what it tells of it.
+struct Sending<'a> {
+    store: &'a Store,
+    remote: &'a Remote,
+    reference: &'a Reference,
+    events: &'a Events,
+}
+
+impl Sending<'_> {
+    /// The blobs, the image's documents, then each referrer's: the image first, as a registry
+    /// may check that a referrer's subject is there. What each blob came to, and the referrers.
+    async fn send(
+        &self,
+        blobs: &[BlobRef],
+        documents: &[Fetched],
+        travelling: Vec<Travelling>,
+    ) -> Result<(Vec<BlobState>, Vec<ReferrerRecord>)> {
+        let (remote, reference) = (self.remote, self.reference);
+        let outcomes = send_blobs(self.store, remote, reference, blobs, self.events).await?;
+        send_documents(remote, reference, documents).await?;
+        let mut records = Vec::new();
+        for t in travelling {
+            let at = by_digest(reference, &t.record.digest);
+            send_documents(remote, &at, &t.documents).await?;
+            records.push(t.record);
+        }
+        referrers::publish(remote, reference, &records).await?;
+        Ok((outcomes, records))
+    }
 }
 
 /// Every blob, up to [`PARALLEL_BLOBS`] at once, each mounted or uploaded unless present.

@@ -54,7 +54,7 @@ impl Remote {
     ) -> Result<Remote> {
         let endpoint = Endpoint::connect(config, &target.host, target.ns.as_deref()).await?;
         let auth = target.credential.to_auth();
-        let bearer = token::authorise(&endpoint, &config.insecure, reference, &auth, op)
+        let bearer = token::authorise(&endpoint, config, reference, &auth, op)
             .await
             .map_err(|e| e.withheld(&target.host.authority, target.withheld.as_deref()))?;
         Ok(Remote {

@@ -9,7 +9,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 use reqwest::Url;
 
-use super::endpoint::{Endpoint, allows_http};
+use super::endpoint::{Config, Endpoint, allows_http, realm_client};
 use super::error::{Error, Result};
 use super::remote::{read_limited, refusal};
 
@@ -33,7 +33,7 @@ enum Challenge {
 /// The bearer token requests carry, if the registry wants one (else they carry the credential).
 pub(super) async fn authorise(
     endpoint: &Endpoint,
-    insecure: &[String],
+    config: &Config,
     reference: &Reference,
     auth: &RegistryAuth,
     op: RegistryOperation,
@@ -47,8 +47,9 @@ pub(super) async fn authorise(
                     format!("repository:{}:pull,push", reference.repository())
                 }
             };
-            let realm = checked_realm(endpoint, insecure, &realm, auth)?;
-            let token = fetch(endpoint, realm, service.as_deref(), &scope, auth).await?;
+            let realm = checked_realm(endpoint, &config.insecure, &realm, auth)?;
+            let client = realm_client(config, &realm).await?;
+            let token = fetch(endpoint, &client, realm, service.as_deref(), &scope, auth).await?;
             Ok(Some(token))
         }
         _ => Ok(None),
@@ -127,6 +128,7 @@ fn clear_allowed(host: &str, insecure: &[String], realm: &Url) -> bool {
 /// Asks the realm for a token for `scope`, with the credential if there is one.
 async fn fetch(
     endpoint: &Endpoint,
+    client: &reqwest::Client,
     realm: Url,
     service: Option<&str>,
     scope: &str,
@@ -141,7 +143,7 @@ async fn fetch(
     let what = format!("the token answer from {realm}");
     let mut query = vec![("scope", scope)];
     query.extend(service.map(|s| ("service", s)));
-    let mut req = endpoint.http.get(realm.clone()).query(&query);
+    let mut req = client.get(realm.clone()).query(&query);
     if let RegistryAuth::Basic(user, password) = auth {
         req = req.basic_auth(user, Some(password));
     }

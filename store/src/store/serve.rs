@@ -61,12 +61,15 @@ impl Images<'_> {
     }
 
     /// Up to `n` (at most [`MAX_PAGE`]) repositories under `registry` (all with `None`) after
-    /// `last`, in the order of their tags' keys: one keyed read per repository.
+    /// `last`, in the order of their tags' keys, of the registries `listed` admits: one keyed
+    /// read per repository, and one to skip a registry `listed` refuses, however many
+    /// repositories it holds.
     pub fn repositories_page(
         self,
         registry: Option<&str>,
         last: Option<&str>,
         n: usize,
+        listed: impl Fn(&str) -> bool,
     ) -> Result<NamePage> {
         let n = n.min(MAX_PAGE);
         let (start, to) = match registry {
@@ -80,14 +83,31 @@ impl Images<'_> {
         let read = self.0.inner.meta.read()?;
         let mut names = Vec::new();
         while let Some((key, _)) = read.tags_between(&from, &to, 1)?.pop() {
+            let repository = key.rsplit_once(':').map_or(key.as_str(), |(r, _)| r);
+            let host = repository.split_once('/').map_or(repository, |(h, _)| h);
+            if !listed(host) {
+                // '0' follows '/': past every `<host>/…` key.
+                from = format!("{host}0");
+                continue;
+            }
             if names.len() == n {
                 return Ok(NamePage { names, more: true });
             }
-            let repository = key.rsplit_once(':').map_or(key.as_str(), |(r, _)| r);
             from = format!("{repository};");
             names.push(repository.to_owned());
         }
         Ok(NamePage { names, more: false })
+    }
+
+    /// The media type the store recorded for `digest` when it stored it as an image's
+    /// top-level manifest or index, or as a referrer: one keyed read or two, the document
+    /// unread. `None` for any other blob (a manifest inside an index among them).
+    pub fn recorded_media_type(self, digest: &Digest) -> Result<Option<String>> {
+        let read = self.0.inner.meta.read()?;
+        if let Some(image) = read.image(digest)? {
+            return Ok(Some(image.media_type));
+        }
+        Ok(read.referrer(digest)?.map(|r| r.media_type))
     }
 
     /// Whether `digest` is something an image tagged in `repository` uses: its manifest or
@@ -183,7 +203,7 @@ mod tests {
     async fn repositories_skip_from_one_to_the_next() {
         let (_dir, store) = store().await;
         let images = store.images();
-        let all = images.repositories_page(None, None, 100).unwrap();
+        let all = images.repositories_page(None, None, 100, every).unwrap();
         let expected = [
             "127.0.0.1:5000/a",
             "docker.io/library/a-b",
@@ -192,20 +212,55 @@ mod tests {
             "quay.io/q/r",
         ];
         assert_eq!(all.names, expected);
-        let page = images.repositories_page(None, None, 2).unwrap();
+        let page = images.repositories_page(None, None, 2, every).unwrap();
         assert_eq!(page.names, expected[..2]);
         assert!(page.more);
         let page = images
-            .repositories_page(None, Some(expected[1]), 2)
+            .repositories_page(None, Some(expected[1]), 2, every)
             .unwrap();
         assert_eq!(page.names, expected[2..4]);
         assert!(page.more);
         let page = images
-            .repositories_page(Some("docker.io"), None, 100)
+            .repositories_page(Some("docker.io"), None, 100, every)
             .unwrap();
         assert_eq!(page.names, expected[1..4]);
-        let page = images.repositories_page(Some("quay.io"), Some("docker.io/x/y"), 9);
+        let page = images.repositories_page(Some("quay.io"), Some("docker.io/x/y"), 9, every);
         assert_eq!(page.unwrap().names, ["quay.io/q/r"]);
+    }
+
+    fn every(_: &str) -> bool {
+        true
+    }
+
+    #[tokio::test]
+    async fn a_registry_not_listed_is_skipped_whole() {
+        let (_dir, store) = store().await;
+        let images = store.images();
+        let no_port = |host: &str| !host.contains(':');
+        let page = images.repositories_page(None, None, 2, no_port).unwrap();
+        assert_eq!(page.names, ["docker.io/library/a-b", "docker.io/library/a"]);
+        assert!(page.more);
+        let last = Some("docker.io/library/a");
+        let page = images.repositories_page(None, last, 2, no_port).unwrap();
+        assert_eq!(page.names, ["docker.io/x/y", "quay.io/q/r"]);
+        assert!(!page.more);
+        let hub_only = |host: &str| host == "docker.io";
+        let page = images.repositories_page(None, None, 3, hub_only).unwrap();
+        assert_eq!(page.names.len(), 3);
+        assert!(!page.more, "quay.io is not listed: nothing follows");
+    }
+
+    #[tokio::test]
+    async fn media_types_are_those_recorded_for_images_and_referrers() {
+        let (_dir, store) = store().await;
+        let images = store.images();
+        let recorded = |n| images.recorded_media_type(&d(n)).unwrap();
+        // The fixtures' records leave it empty.
+        assert_eq!(recorded(1).as_deref(), Some(""));
+        assert_eq!(recorded(10).as_deref(), Some(""));
+        // A blob of an image, and what the store does not hold.
+        assert_eq!(recorded(3), None);
+        assert_eq!(recorded(99), None);
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! What a review of the first mirror support found: hosts whose API root is no registry's, a
 //! dead mirror reached once per waiting fetch, referrers a mirror does not know, a login
-//! advised to a host never sent a credential, `ca` files that are not certificates.
+//! advised to a host never sent a credential, `ca` files that are not certificates, a host's
+//! `header` sent to its token realm too, a walk's refusal that named the registry for what a
+//! mirror sent.
 
 use integration::fake_registry::{FakeRegistry, Fault};
 use integration::fixtures::{Image, index_json, sha};
@@ -241,4 +243,102 @@ fn a_bad_blob_body_from_a_mirror_is_fetched_again_from_the_next_host() {
         registry.requests()
     );
     assert!(d.log().contains("a mirror sent a bad body"), "{}", d.log());
+}
+
+/// A host's `header` (here a credential meant for the mirror alone) goes to that host, never to
+/// the token realm it names, another host: containerd applies it to the host alone.
+#[test]
+fn a_hosts_headers_are_not_sent_to_its_token_realm() {
+    let (mirror, image) = fake_mirror("app", 1);
+    let realm = FakeRegistry::start();
+    realm.put_raw(
+        "/token",
+        br#"{"token":"from-the-realm"}"#,
+        "application/json",
+    );
+    let challenge = format!("Bearer realm=\"{}/token\",service=\"mirror\"", realm.url());
+    mirror.challenge(&challenge);
+    let dir = tempfile::tempdir().unwrap();
+    let header = "Basic bWlycm9yLW9ubHk=";
+    let table = format!(
+        "{}  header = {{ Authorization = {header:?} }}\n",
+        host_table(&mirror.url(), &[])
+    );
+    let certs = certs_dir(dir.path(), &table);
+    let d = daemon(&certs);
+
+    let out = ok(pull(
+        &d,
+        &dir.path().join("none"),
+        &format!("{UPSTREAM}/app:1"),
+    ));
+    assert!(out.contains(&sha(&image.manifest)), "{out}");
+    let tokens = realm.requests();
+    assert!(
+        tokens.iter().any(|(_, path)| path.starts_with("/token")),
+        "{tokens:#?}"
+    );
+    assert!(realm.authorized().is_empty(), "{:#?}", realm.authorized());
+    let to_mirror = mirror.authorized();
+    assert!(
+        to_mirror
+            .iter()
+            .any(|(path, auth)| path == "/v2/" && auth == header),
+        "{to_mirror:#?}"
+    );
+}
+
+/// A document the walk refuses names the mirror that sent it, not the registry it stands in for.
+#[test]
+fn a_document_the_walk_refuses_names_the_mirror_that_sent_it() {
+    let (mirror, _) = fake_mirror("app", 1);
+    let broken = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": "not a descriptor",
+        "layers": [],
+    }))
+    .unwrap();
+    mirror.put_manifest("app", &sha(&broken), &broken);
+    let child = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha(&broken),
+        "size": broken.len(),
+        "platform": {"architecture": "amd64", "os": "linux"},
+    });
+    mirror.put_manifest("app", "1", &index_json(vec![child]));
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs_dir(dir.path(), &host_table(&mirror.url(), &[]));
+    let d = daemon(&certs);
+
+    let name = format!("{UPSTREAM}/app:1");
+    let out = d.run_with_config(
+        &dir.path().join("none"),
+        &["pull", "--all-platforms", &name],
+    );
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    let from = format!("{name} from {} (a mirror of {UPSTREAM})", mirror.host());
+    assert!(err.contains(&from), "{err}");
+}
+
+/// A push-capable mirror that refuses the push for want of a credential is named as the host
+/// that refused; no login to the registry is advised, as the mirror never gets its credential.
+#[test]
+fn a_push_refused_by_a_mirror_names_the_mirror() {
+    let (mirror, _) = fake_mirror("app", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs_dir(dir.path(), &host_table(&mirror.url(), &[]));
+    let d = daemon(&certs);
+    let name = format!("{UPSTREAM}/app:1");
+    ok(pull(&d, &dir.path().join("none"), &name));
+    mirror.fault(&FakeRegistry::manifest_path("app", "1"), Fault::Status(401));
+
+    let out = d.run_with_config(&dir.path().join("none"), &["push", &name]);
+    // hyperctl's exit code for a registry's refusal of the credential (hyperctl/src/exit.rs).
+    let err = failed(&out, 5);
+    let refused = format!("{} asks for a credential, and gets none", mirror.host());
+    assert!(err.contains(&refused), "{err}");
+    assert!(!err.contains("hyperctl login"), "{err}");
+    assert!(err.contains("never to a mirror"), "{err}");
 }
