@@ -1,7 +1,8 @@
 //! hyperd as a registry (`--registry-listen`), beside Debian's `docker-registry` 2.8 holding the
 //! same image and `cat` of the same blob file, in one run:
 //! - `skopeo copy docker://… oci:DIR` of the image from each (with `sync`): hyperd's speed-up;
-//! - one layer by `curl -o /dev/null` against `cat BLOB > /dev/null` (both from the page cache);
+//! - one layer by `curl -o /dev/null` against `cat BLOB > /dev/null` (both from the page cache),
+//!   and the same from docker-registry, which sends it with `sendfile(2)`;
 //! - many clients pulling the whole image at once (manifest, then each blob by curl): all must
 //!   succeed, and hyperd's peak RSS meanwhile.
 
@@ -64,7 +65,9 @@ pub(crate) fn bench(bin_dir: &Path, big: &Path, runs: usize, work: &Path, client
     let blob_file = work
         .join("serve-store/root/blobs/sha256")
         .join(blob.0.trim_start_matches("sha256:"));
-    let (mut hyperd, mut distribution, mut curl, mut cat) = (vec![], vec![], vec![], vec![]);
+    let upstream_blob = format!("http://{}/v2/bench/big/blobs/{}", registry.host(), blob.0);
+    let (mut hyperd, mut distribution, mut cat) = (vec![], vec![], vec![]);
+    let (mut curl, mut curl_distribution) = (vec![], vec![]);
     for r in 0..runs {
         eprintln!("serve run {}/{runs}", r + 1);
         hyperd.push(b.skopeo_copy(&format!("docker://{listen}/big:1")));
@@ -80,6 +83,12 @@ pub(crate) fn bench(bin_dir: &Path, big: &Path, runs: usize, work: &Path, client
             "/dev/null",
             &format!("{}/blobs/{}", served.base, blob.0),
         ])));
+        curl_distribution.push(timed(Command::new("curl").args([
+            "-sf",
+            "-o",
+            "/dev/null",
+            &upstream_blob,
+        ])));
     }
     daemon.reset_peak();
     let (ok, secs) = b.concurrent_pulls(&served, clients);
@@ -92,6 +101,7 @@ pub(crate) fn bench(bin_dir: &Path, big: &Path, runs: usize, work: &Path, client
         hyperd: median(hyperd),
         distribution: median(distribution),
         curl: median(curl),
+        curl_distribution: median(curl_distribution),
         cat: median(cat),
         blob_mb: blob.1 as f64 / 1e6,
         ok,
@@ -109,6 +119,8 @@ struct Figures {
     hyperd: f64,
     distribution: f64,
     curl: f64,
+    /// The same blob from docker-registry, which sends it with `sendfile(2)`.
+    curl_distribution: f64,
     cat: f64,
     blob_mb: f64,
     ok: usize,
@@ -143,6 +155,13 @@ impl Figures {
             c,
             blob_mb / c,
             k / c,
+        );
+        let cd = self.curl_distribution;
+        row(
+            "curl -o /dev/null of that blob from docker-registry 2.8",
+            cd,
+            blob_mb / cd,
+            k / cd,
         );
         println!(
             "{:<58} {:>8.3} {:>8.0} {}/{} ok, hyperd peak RSS {:.1} MiB",

@@ -1,5 +1,5 @@
-//! The store served as an OCI registry, read side of the distribution spec v1.1, over HTTP/1.1
-//! on TCP (`--registry-listen`); no gRPC here.
+//! The store served as an OCI registry (distribution spec v1.1: pulls and content discovery, and
+//! pushes when enabled), over HTTP/1.1 on TCP (`--registry-listen`); no gRPC here.
 //!
 //! - `route.rs` reads the path and query, `names.rs` maps a `<name>` (and containerd's
 //!   `?ns=HOST`) to the store's repository, `handler.rs` dispatches to `manifests.rs`,
@@ -17,7 +17,7 @@
 //!   is closed at accept. A client must send a request's headers, and finish a TLS
 //!   handshake, within [`Config::stall`], and a client that reads nothing of an answer for that
 //!   long is cut off (`stall.rs`); a blob is streamed in 512 KiB reads (`body.rs`), and hyper
-//!   queues at most [`MAX_BUFFER`] of it for the socket.
+//!   queues at most [`connections::MAX_BUFFER`] of it for the socket.
 //! - **Push** (`--registry-push`, off by default: write methods are then 405 UNSUPPORTED):
 //!   `uploads.rs` takes blobs (monolithic, chunked, mounted) through the store's uploads,
 //!   `manifest_push.rs` writes a manifest through the content API and makes it an image with
@@ -32,6 +32,7 @@
 mod auth;
 mod blobs;
 mod body;
+mod connections;
 mod error;
 mod handler;
 mod listing;
@@ -48,17 +49,14 @@ mod through;
 mod tls;
 mod uploads;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
 use store::Store;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -265,7 +263,7 @@ pub(crate) fn serve(
     });
     let own_hosts = Arc::new(listeners.own_hosts);
     for socket in listeners.sockets {
-        let serving = Serving {
+        let serving = connections::Serving {
             endpoint: handler::Endpoint {
                 store: store.clone(),
                 auth: listeners.auth.clone(),
@@ -277,124 +275,12 @@ pub(crate) fn serve(
             stall: listeners.config.stall,
             cancel: cancel.clone(),
         };
-        tokio::spawn(accept_loop(socket, serving, cap.clone(), peers.clone()));
-    }
-}
-
-/// What hyper buffers of a connection, each way: a request's headers at most, and the answer's
-/// bytes queued for the socket (a blob's reads are 512 KiB, `body.rs`).
-const MAX_BUFFER: usize = 256 << 10;
-
-/// What each connection needs.
-#[derive(Clone)]
-struct Serving {
-    endpoint: handler::Endpoint,
-    tls: Option<TlsAcceptor>,
-    stall: Duration,
-    cancel: CancellationToken,
-}
-
-async fn accept_loop(
-    socket: TcpListener,
-    serving: Serving,
-    cap: Arc<Semaphore>,
-    peers: peers::Peers,
-) {
-    let (mut refused, mut refused_peer) = (0u64, 0u64);
-    loop {
-        let accepted = tokio::select! {
-            _ = serving.cancel.cancelled() => return,
-            accepted = socket.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of descriptors or memory, accept fails again at once: pause, don't spin.
-                tracing::warn!(error = %e, "registry endpoint: accept failed");
-                tokio::time::sleep(crate::connections::BACKOFF).await;
-                continue;
-            }
-        };
-        let Some(held) = peers.admit(peer.ip()) else {
-            refused_peer += 1;
-            if refused_peer % 1024 == 1 {
-                let refused = refused_peer;
-                tracing::warn!(refused, %peer, "registry endpoint: a client's cap reached, closing");
-            }
-            continue;
-        };
-        let Ok(permit) = cap.clone().try_acquire_owned() else {
-            refused += 1;
-            // Logged once per burst: the first refusal, then every 1,024th.
-            if refused % 1024 == 1 {
-                tracing::warn!(
-                    refused,
-                    "registry endpoint: connection cap reached, closing"
-                );
-            }
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, serving.clone(), (permit, held)));
-    }
-}
-
-/// One connection, TLS first when configured, holding its places under the caps until it ends.
-async fn connection(
-    stream: tokio::net::TcpStream,
-    serving: Serving,
-    _held: (OwnedSemaphorePermit, peers::Held),
-) {
-    // Under TLS too: what waits is the socket.
-    let (stream, waiting) = stall::Watched::new(stream);
-    let stalled = stall::stalled(waiting, serving.stall);
-    match serving.tls.clone() {
-        None => http(stream, serving, stalled).await,
-        Some(tls) => match tokio::time::timeout(serving.stall, tls.accept(stream)).await {
-            Ok(Ok(stream)) => http(stream, serving, stalled).await,
-            Ok(Err(e)) => tracing::debug!(error = %e, "registry endpoint: TLS handshake failed"),
-            Err(_) => tracing::debug!("registry endpoint: TLS handshake stalled"),
-        },
-    }
-}
-
-async fn http<I>(io: I, serving: Serving, stalled: impl Future<Output = ()>)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let endpoint = serving.endpoint.clone();
-    let service = hyper::service::service_fn(move |request| {
-        let endpoint = endpoint.clone();
-        async move { Ok::<_, Infallible>(handler::handle(&endpoint, request).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(serving.stall)
-        .max_buf_size(MAX_BUFFER)
-        .serve_connection(TokioIo::new(io), service);
-    let mut conn = std::pin::pin!(conn);
-    let mut stalled = std::pin::pin!(stalled);
-    tokio::select! {
-        result = conn.as_mut() => log_end(result),
-        _ = stalled.as_mut() => stopped_reading(),
-        _ = serving.cancel.cancelled() => {
-            // The answer in flight is finished, unless its client stops reading it.
-            conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                result = conn => log_end(result),
-                _ = stalled => stopped_reading(),
-            }
-        }
-    }
-}
-
-fn stopped_reading() {
-    tracing::debug!("registry endpoint: a client stopped reading; closed");
-}
-
-fn log_end(result: hyper::Result<()>) {
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "registry endpoint: connection ended");
+        tokio::spawn(connections::accept_loop(
+            socket,
+            serving,
+            cap.clone(),
+            peers.clone(),
+        ));
     }
 }
 
