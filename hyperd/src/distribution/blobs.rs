@@ -39,7 +39,7 @@ pub(super) async fn get(ask: &Ask<'_>, name: &str, raw: &str) -> Result<Response
                     store::Error::NotFound(_) => Problem::blob_unknown(raw),
                     e => e.into(),
                 })?;
-            body::file(read.file, read.len)
+            body::file(read.file.into_std().await, start, read.len)
         }
     };
     let mut response = Response::new(body);

@@ -1,21 +1,24 @@
 //! The one body type every answer has (whole bytes, or a blob file streamed in chunks), and the
 //! bodies of pushes read in bounded pieces.
 
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::TryStreamExt;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use tokio::io::AsyncReadExt;
 
 use super::error::Problem;
 
 pub(super) type Body = BoxBody<Bytes, std::io::Error>;
 
-/// How much of a blob is read at a time: memory per download stays this much (and hyper's
-/// write buffer, `MAX_BUFFER`), whatever the blob's size.
-const CHUNK: usize = 512 << 10;
+/// How much of a blob is read at a time: memory per download stays [`READ_AHEAD`] + 1 of these
+/// (and hyper's write buffer, `MAX_BUFFER`), whatever the blob's size.
+const CHUNK: u64 = 256 << 10;
+/// Reads of a blob in flight at once: while hyper sends one chunk, the next ones are read, so
+/// the page cache (or the disk) and the socket work at the same time.
+const READ_AHEAD: usize = 2;
 
 pub(super) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
@@ -23,10 +26,25 @@ pub(super) fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-/// `len` bytes of `file` from where it is positioned, a chunk at a time.
-pub(super) fn file(file: tokio::fs::File, len: u64) -> Body {
-    let chunks = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
-    StreamBody::new(chunks.map_ok(Frame::data)).boxed()
+/// `len` bytes of `file` from `start`, a chunk at a time, each read (`pread`) off the async
+/// threads while the one before it goes out.
+pub(super) fn file(file: std::fs::File, start: u64, len: u64) -> Body {
+    let file = Arc::new(file);
+    let reads = (0..len.div_ceil(CHUNK)).map(move |i| {
+        let file = file.clone();
+        let at = i * CHUNK;
+        let n = CHUNK.min(len - at) as usize;
+        async move {
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0; n];
+                file.read_exact_at(&mut buf, start + at).map(|()| buf)
+            });
+            let buf = read.await.map_err(std::io::Error::other)??;
+            Ok(Frame::data(Bytes::from(buf)))
+        }
+    });
+    let chunks = futures_util::StreamExt::buffered(futures_util::stream::iter(reads), READ_AHEAD);
+    StreamBody::new(chunks).boxed()
 }
 
 /// What a push hands the store at a time: an upload request holds about this much.

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{handler, peers, stall};
 
 /// What hyper buffers of a connection, each way: a request's headers at most, and the answer's
-/// bytes queued for the socket (a blob's reads are 512 KiB, `body.rs`).
+/// bytes queued for the socket (a blob is read 256 KiB at a time, `body.rs`).
 pub(super) const MAX_BUFFER: usize = 256 << 10;
 
 /// What each connection needs.

@@ -16,8 +16,8 @@
 //!   [`Config::max_connections_per_ip`] from one client (`peers.rs`); past either a connection
 //!   is closed at accept. A client must send a request's headers, and finish a TLS
 //!   handshake, within [`Config::stall`], and a client that reads nothing of an answer for that
-//!   long is cut off (`stall.rs`); a blob is streamed in 512 KiB reads (`body.rs`), and hyper
-//!   queues at most [`connections::MAX_BUFFER`] of it for the socket.
+//!   long is cut off (`stall.rs`); a blob is streamed in 256 KiB reads, two ahead (`body.rs`),
+//!   and hyper queues at most [`connections::MAX_BUFFER`] of it for the socket.
 //! - **Push** (`--registry-push`, off by default: write methods are then 405 UNSUPPORTED):
 //!   `uploads.rs` takes blobs (monolithic, chunked, mounted) through the store's uploads,
 //!   `manifest_push.rs` writes a manifest through the content API and makes it an image with
