@@ -77,18 +77,8 @@ pub(crate) fn bench(bin_dir: &Path, big: &Path, runs: usize, work: &Path, client
                 .arg("-c")
                 .arg(format!("cat {} > /dev/null", blob_file.display())),
         ));
-        curl.push(timed(Command::new("curl").args([
-            "-sf",
-            "-o",
-            "/dev/null",
-            &format!("{}/blobs/{}", served.base, blob.0),
-        ])));
-        curl_distribution.push(timed(Command::new("curl").args([
-            "-sf",
-            "-o",
-            "/dev/null",
-            &upstream_blob,
-        ])));
+        curl.push(curl_secs(&format!("{}/blobs/{}", served.base, blob.0)));
+        curl_distribution.push(curl_secs(&upstream_blob));
     }
     daemon.reset_peak();
     let (ok, secs) = b.concurrent_pulls(&served, clients);
@@ -109,6 +99,11 @@ pub(crate) fn bench(bin_dir: &Path, big: &Path, runs: usize, work: &Path, client
         rss_mib,
     }
     .print();
+}
+
+/// Seconds of `curl -o /dev/null URL`.
+fn curl_secs(url: &str) -> f64 {
+    timed(Command::new("curl").args(["-sf", "-o", "/dev/null", url]))
 }
 
 /// The medians of one run, and the concurrent pulls.

@@ -124,11 +124,11 @@ struct EndpointArgs {
         default_value_t = 512
     )]
     registry_max_connections: usize,
-    /// Take pushes on the registry endpoint (uploads, mounts, manifests by tag and digest).
-    /// Off loopback it needs --registry-htpasswd
+    /// Take pushes on the registry endpoint (uploads, mounts, manifests by tag and digest) from
+    /// the users of --registry-htpasswd, which it needs
     #[arg(long)]
     registry_push: bool,
-    /// With --registry-push and --registry-htpasswd: a user of the file who may push
+    /// With --registry-push: a user of the --registry-htpasswd file who may push
     /// (repeatable); none named: every user of the file may
     #[arg(long, value_name = "USER", requires = "registry_push")]
     registry_push_user: Vec<String>,

@@ -56,8 +56,8 @@ pub const MAX_LEASES: usize = 65_536;
 /// multi-platform images of 10,000 blobs in flight at once. Each costs one key of ~100 bytes in
 /// the database, and collection keeps the set of leased digests in memory.
 pub const MAX_LEASED_BLOBS: u64 = 100_000;
-/// Uploads (blobs pushed to the registry endpoint) open at once.
-pub const MAX_OPEN_UPLOADS: usize = 1_024;
-/// An upload that receives nothing for this long is dropped, with its partial file, when the
+/// Uploads (blobs pushed to the registry endpoint) open at once; each holds a file descriptor.
+pub const MAX_OPEN_UPLOADS: usize = 256;
+/// An upload that receives no bytes for this long is dropped, with its partial file, when the
 /// next upload begins.
 pub const UPLOAD_IDLE_SECS: u64 = 15 * 60;

@@ -5,7 +5,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 
@@ -45,37 +45,6 @@ pub(super) fn file(file: std::fs::File, start: u64, len: u64) -> Body {
     });
     let chunks = futures_util::StreamExt::buffered(futures_util::stream::iter(reads), READ_AHEAD);
     StreamBody::new(chunks).boxed()
-}
-
-/// What a push hands the store at a time: an upload request holds about this much.
-const PIECE: usize = 1 << 20;
-
-/// Feeds a request's body to `upload` a piece at a time. A client that sends nothing for
-/// `stall` is cut off; what reached the upload stays (only whole pieces are written), for the
-/// client to resume from the offset it asks for.
-pub(super) async fn into_upload(
-    mut body: Incoming,
-    upload: &mut store::Upload,
-    stall: Duration,
-) -> Result<(), Problem> {
-    let mut piece = BytesMut::new();
-    loop {
-        let frame = tokio::time::timeout(stall, body.frame())
-            .await
-            .map_err(|_| Problem::upload_invalid(format!("no bytes for {stall:?}")))?;
-        let Some(frame) = frame else { break };
-        let frame = frame.map_err(|e| Problem::upload_invalid(format!("reading the body: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            piece.extend_from_slice(&data);
-            if piece.len() >= PIECE {
-                upload.write(piece.split().freeze()).await?;
-            }
-        }
-    }
-    if !piece.is_empty() {
-        upload.write(piece.freeze()).await?;
-    }
-    Ok(())
 }
 
 /// A request's whole body, up to `limit` bytes; `too_large` past that.

@@ -102,12 +102,12 @@ impl Problem {
         )
     }
 
-    /// Too many password checks are waiting: try again shortly.
+    /// Too many password checks are waiting, or uploads open: try again shortly.
     pub(super) fn too_many_requests() -> Self {
         problem(
             StatusCode::TOO_MANY_REQUESTS,
             "TOOMANYREQUESTS",
-            "too many requests are waiting for a password check".to_owned(),
+            "too many requests at once: try again shortly".to_owned(),
         )
     }
 

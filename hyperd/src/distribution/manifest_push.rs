@@ -13,11 +13,12 @@
 use http::{HeaderValue, Response, StatusCode, header};
 use hyper::body::Incoming;
 use store::limits::MAX_JSON;
-use store::{Began, Digest, ImageName, WriteStart};
+use store::{Began, Digest, Document, ImageName, WriteStart};
 
 use super::body::{self, Body, full};
 use super::error::Problem;
 use super::handler::{Ask, digest};
+use super::manifests;
 use super::pushed::Push;
 
 pub(super) async fn put(
@@ -43,19 +44,21 @@ pub(super) async fn put(
             "the manifest's bytes are {pushed}, not {reference}"
         )));
     }
-    let subject = subject_of(&bytes)?;
+    let (document, media_type) = parse(ask.headers, &pushed, &bytes)?;
+    let subject = document.subject().map_err(invalid)?;
+    if tag.is_some() && subject.is_some() {
+        return Err(Problem::manifest_invalid(
+            "a manifest with a subject is kept as a referrer of it, under no tag: push it by \
+             digest"
+                .to_owned(),
+        ));
+    }
+    check_visible(ask, &repository, &document, subject.as_ref()).await?;
     write(ask, &pushed, bytes).await?;
-    let media_type = content_type(ask.headers);
     let images = ask.store.images();
+    let media_type = Some(media_type);
     match (tag, &subject) {
-        (Some(_), Some(_)) => {
-            return Err(Problem::manifest_invalid(
-                "a manifest with a subject is kept as a referrer of it, under no tag: push it \
-                 by digest"
-                    .to_owned(),
-            ));
-        }
-        (Some(name), None) => {
+        (Some(name), _) => {
             let names = [name];
             let created = images.create_image(&pushed, media_type.as_deref(), &names);
             created.await.map_err(invalid)?;
@@ -66,7 +69,53 @@ pub(super) async fn put(
         }
         (None, None) => push.note(&repository, &pushed),
     }
-    Ok(created(name, &pushed, subject.as_deref()))
+    Ok(created(name, &pushed, subject.as_ref()))
+}
+
+/// The pushed bytes as the manifest or index they must be: of the request's `Content-Type` when
+/// that names one, else of their own `mediaType` or, failing that, their fields.
+fn parse(
+    headers: &http::HeaderMap,
+    digest: &Digest,
+    bytes: &[u8],
+) -> Result<(Document, String), Problem> {
+    let media_type = content_type(headers)
+        .filter(|t| store::is_manifest(t) || store::is_index(t))
+        .or_else(|| manifests::media_type(digest, bytes))
+        .ok_or_else(|| {
+            Problem::manifest_invalid("the body is neither an image manifest nor an index".into())
+        })?;
+    let document = Document::parse(digest, &media_type, bytes)
+        .map_err(|e| Problem::manifest_invalid(e.to_string()))?;
+    Ok((document, media_type))
+}
+
+/// Every blob the document points at, and its subject, must be one this repository may see, as
+/// distribution requires each to be linked to the repository: naming a digest never reaches a
+/// blob that only another repository (or nobody) shows. A child manifest was checked so when it
+/// was pushed, and an image's blobs when it was stored, so one level suffices.
+async fn check_visible(
+    ask: &Ask<'_>,
+    repository: &str,
+    document: &Document,
+    subject: Option<&Digest>,
+) -> Result<(), Problem> {
+    for entry in document.entries().map_err(invalid)? {
+        let digest = &entry.blob.digest;
+        if !ask.may_see(repository, digest).await? {
+            return Err(Problem::manifest_blob_unknown(format!(
+                "{digest} is not in this repository: push it first"
+            )));
+        }
+    }
+    if let Some(subject) = subject
+        && !ask.may_see(repository, subject).await?
+    {
+        return Err(Problem::manifest_invalid(format!(
+            "the subject {subject} is not in this repository: push it first"
+        )));
+    }
+    Ok(())
 }
 
 /// `<repository>:<tag>`, refused as the spec's TAG_INVALID when the tag is none.
@@ -76,21 +125,6 @@ fn tagged(repository: &str, tag: &str) -> Result<ImageName, Problem> {
         .ok()
         .filter(|n| n.tag() == tag)
         .ok_or_else(|| Problem::tag_invalid(tag))
-}
-
-/// The digest the document's `subject` names, if it has one.
-fn subject_of(bytes: &[u8]) -> Result<Option<String>, Problem> {
-    #[derive(serde::Deserialize)]
-    struct Subject {
-        digest: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct Shape {
-        subject: Option<Subject>,
-    }
-    let shape: Shape = serde_json::from_slice(bytes)
-        .map_err(|e| Problem::manifest_invalid(format!("the manifest is not JSON: {e}")))?;
-    Ok(shape.subject.map(|s| s.digest))
 }
 
 /// Stores the document's bytes, verified against `digest`, held by the lease of the hour.
@@ -130,7 +164,7 @@ fn invalid(e: store::Error) -> Problem {
     }
 }
 
-fn created(name: &str, digest: &Digest, subject: Option<&str>) -> Response<Body> {
+fn created(name: &str, digest: &Digest, subject: Option<&Digest>) -> Response<Body> {
     let mut response = Response::new(full(Vec::new()));
     *response.status_mut() = StatusCode::CREATED;
     let headers = response.headers_mut();
@@ -141,7 +175,7 @@ fn created(name: &str, digest: &Digest, subject: Option<&str>) -> Response<Body>
     if let Some(shown) = value(&digest.to_string()) {
         headers.insert("Docker-Content-Digest", shown);
     }
-    if let Some(subject) = subject.and_then(value) {
+    if let Some(subject) = subject.and_then(|s| value(&s.to_string())) {
         headers.insert("OCI-Subject", subject);
     }
     headers.insert(header::CONTENT_LENGTH, 0.into());
@@ -164,11 +198,18 @@ mod tests {
     }
 
     #[test]
-    fn the_subject_and_the_media_type_are_read() {
-        let with = br#"{"schemaVersion":2,"subject":{"digest":"sha256:00","size":1}}"#;
-        assert_eq!(subject_of(with).unwrap().as_deref(), Some("sha256:00"));
-        assert_eq!(subject_of(br#"{"schemaVersion":2}"#).unwrap(), None);
-        assert!(subject_of(b"not json").is_err());
+    fn the_media_type_is_the_requests_else_the_documents() {
+        let d = Digest::of(b"");
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        assert!(
+            parse(&http::HeaderMap::new(), &d, index)
+                .unwrap()
+                .0
+                .is_index()
+        );
+        assert!(parse(&http::HeaderMap::new(), &d, b"not json").is_err());
+        let config = br#"{"mediaType":"application/vnd.oci.image.config.v1+json"}"#;
+        assert!(parse(&http::HeaderMap::new(), &d, config).is_err());
         let mut h = http::HeaderMap::new();
         assert_eq!(content_type(&h), None);
         h.insert(

@@ -61,7 +61,7 @@ pub(super) async fn get(
 /// The document's media type: its own `mediaType`, else what its fields say it is (an OCI
 /// manifest or index may leave `mediaType` out). `None` for what is no manifest or index (a
 /// config, say).
-fn media_type(digest: &Digest, bytes: &[u8]) -> Option<String> {
+pub(super) fn media_type(digest: &Digest, bytes: &[u8]) -> Option<String> {
     if let Ok(Some(own)) = store::own_media_type(digest, bytes) {
         return (store::is_manifest(&own) || store::is_index(&own)).then_some(own);
     }

@@ -24,7 +24,8 @@
 //!   `create_image`; `pushed.rs` keeps who may push and what was pushed but is not yet used by
 //!   an image. At most 16 pushes read their bytes at once, a 1 MiB piece each.
 //! - **Who.** With `--registry-htpasswd`, only the file's users, by basic auth (`auth.rs`);
-//!   with `--registry-push-user`, only those of them push. Pushes off loopback need the file.
+//!   with `--registry-push-user`, only those of them push. Pushes need the file, on loopback
+//!   too: every local user reaches a loopback port, whatever the gRPC socket's rights.
 //! - **Pull-through** (`--registry-pull-through`, `through.rs`): a manifest the store lacks is
 //!   pulled from the repository's registry first; what it pulled is then a stored image, served
 //!   as any other.
@@ -116,12 +117,17 @@ pub enum StartError {
     )]
     PasswordsInClear(SocketAddr),
     #[error(
-        "--registry-push on {0}, not a loopback address, needs --registry-htpasswd: anyone who \
-         reaches it could write into the store"
+        "--registry-push needs --registry-htpasswd: anyone who reaches the endpoint, every local \
+         user on loopback, could otherwise write any image name into the store"
     )]
-    PushUnauthenticated(SocketAddr),
-    #[error("--registry-push-user {0}: {1}")]
-    PushUser(String, &'static str),
+    PushUnauthenticated,
+    #[error(
+        "--registry-push and --registry-pull-through exclude each other: pushed tags and tags \
+         refreshed from upstream would overwrite each other"
+    )]
+    PushAndPullThrough,
+    #[error("--registry-push-user {0} is no user of the --registry-htpasswd file")]
+    PushUser(String),
     #[error("--registry-tls-cert and --registry-tls-key go together")]
     HalfTls,
     #[error("--registry-htpasswd {0}")]
@@ -165,8 +171,13 @@ pub async fn bind(config: Config) -> Result<Listeners, StartError> {
             return Err(StartError::PasswordsInClear(*exposed));
         }
     }
-    if let (Some(_), None, Some(exposed)) = (&config.push, &config.htpasswd, exposed) {
-        return Err(StartError::PushUnauthenticated(*exposed));
+    if config.push.is_some() {
+        if config.htpasswd.is_none() {
+            return Err(StartError::PushUnauthenticated);
+        }
+        if config.pull_through.is_some() {
+            return Err(StartError::PushAndPullThrough);
+        }
     }
     let auth = config
         .htpasswd
@@ -174,20 +185,8 @@ pub async fn bind(config: Config) -> Result<Listeners, StartError> {
         .map(auth::Htpasswd::load)
         .transpose()?;
     for user in config.push.iter().flat_map(|p| &p.users) {
-        match &auth {
-            None => {
-                return Err(StartError::PushUser(
-                    user.clone(),
-                    "needs --registry-htpasswd",
-                ));
-            }
-            Some(a) if !a.has_user(user) => {
-                return Err(StartError::PushUser(
-                    user.clone(),
-                    "is no user of the htpasswd file",
-                ));
-            }
-            Some(_) => {}
+        if auth.as_ref().is_some_and(|a| !a.has_user(user)) {
+            return Err(StartError::PushUser(user.clone()));
         }
     }
     let credentials = match config
@@ -313,20 +312,22 @@ mod tests {
         let e = bind(clear).await.err().expect("passwords in the clear");
         assert!(matches!(e, StartError::PasswordsInClear(_)), "{e}");
         let open = Config {
-            insecure: true,
             push: Some(PushConfig::default()),
-            ..config("0.0.0.0:0")
+            ..config("127.0.0.1:0")
         };
         let e = bind(open).await.err().expect("anyone could push");
-        assert!(matches!(e, StartError::PushUnauthenticated(_)), "{e}");
-        let unknown = Config {
-            push: Some(PushConfig {
-                users: vec!["ann".to_owned()],
+        assert!(matches!(e, StartError::PushUnauthenticated), "{e}");
+        let both = Config {
+            push: Some(PushConfig::default()),
+            htpasswd: Some(PathBuf::from("/nonexistent/htpasswd")),
+            pull_through: Some(PullThroughConfig {
+                tag_age: Duration::from_secs(1),
+                credentials: None,
             }),
             ..config("127.0.0.1:0")
         };
-        let e = bind(unknown).await.err().expect("no file to name users of");
-        assert!(matches!(e, StartError::PushUser(..)), "{e}");
+        let e = bind(both).await.err().expect("push and pull-through");
+        assert!(matches!(e, StartError::PushAndPullThrough), "{e}");
         let path = || Some(PathBuf::from("x"));
         assert!(matches!(tls_pair(path(), None), Err(StartError::HalfTls)));
         assert!(matches!(tls_pair(None, path()), Err(StartError::HalfTls)));

@@ -17,9 +17,12 @@ const SEEN_FOR: Duration = Duration::from_secs(2 * 3600);
 /// stored but not seen under its repository before an image uses it.
 const MAX_REMEMBERED: usize = 100_000;
 
-/// Requests that read a push's bytes at once; the others wait before reading their body. Each
-/// holds about a 1 MiB piece, so pushes hold about this many MiB whatever the connections.
+/// Pieces of pushed bytes the store writes at once (a manifest's whole body counts as one); the
+/// others wait their turn.
 const PUSH_SLOTS: usize = 16;
+
+/// How often a full table is swept for what aged out: a sweep reads every entry.
+const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 /// `--registry-push`: who may push, and what they pushed.
 pub(super) struct Push {
@@ -42,7 +45,7 @@ impl Push {
         }
     }
 
-    /// A turn to read a push's bytes.
+    /// A turn to write a piece of a push, or to read a manifest's body.
     pub(super) async fn turn(&self) -> SemaphorePermit<'_> {
         self.slots
             .acquire()
@@ -66,7 +69,9 @@ impl Push {
     /// `digest` was pushed under `repository`.
     pub(super) fn note(&self, repository: &str, digest: &Digest) {
         let mut table = self.table();
-        if table.count >= MAX_REMEMBERED {
+        if table.count >= MAX_REMEMBERED
+            && table.forgot.is_none_or(|at| at.elapsed() >= FORGET_EVERY)
+        {
             table.forget_old();
         }
         if table.count >= MAX_REMEMBERED {
@@ -105,6 +110,8 @@ impl Push {
 struct Pushed {
     by_repository: HashMap<String, HashMap<Digest, Instant>>,
     count: usize,
+    /// When the table was last swept.
+    forgot: Option<Instant>,
 }
 
 impl Pushed {
@@ -114,6 +121,7 @@ impl Pushed {
         }
         self.by_repository.retain(|_, blobs| !blobs.is_empty());
         self.count = self.by_repository.values().map(HashMap::len).sum();
+        self.forgot = Some(Instant::now());
     }
 }
 

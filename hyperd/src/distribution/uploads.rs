@@ -8,11 +8,13 @@
 //! the client is given with a hash of the repository, so the same id under another name is
 //! unknown.
 
+use bytes::BytesMut;
 use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use store::Digest;
 
-use super::body::{self, Body, full};
+use super::body::{Body, full};
 use super::error::Problem;
 use super::handler::{Ask, digest};
 use super::pushed::Push;
@@ -41,9 +43,8 @@ pub(super) async fn start(
     let Some(wanted) = wanted else {
         return Ok(accepted(name, &id, 0, StatusCode::ACCEPTED));
     };
-    let _turn = push.turn().await;
     let mut upload = content.upload(&key).map_err(refusal)?;
-    if let Err(problem) = body::into_upload(body, &mut upload, push.stall).await {
+    if let Err(problem) = feed(body, &mut upload, push).await {
         drop(upload);
         let _ = content.cancel_upload(&key);
         return Err(problem);
@@ -83,7 +84,6 @@ pub(super) async fn append(
 ) -> Result<Response<Body>, Problem> {
     let repository = ask.repository(name)?;
     let key = store_id(id, &repository);
-    let _turn = push.turn().await;
     let mut upload = ask
         .store
         .content()
@@ -94,7 +94,7 @@ pub(super) async fn append(
     {
         return Err(Problem::upload_out_of_order(upload.offset()));
     }
-    if let Err(problem) = body::into_upload(body, &mut upload, push.stall).await {
+    if let Err(problem) = feed(body, &mut upload, push).await {
         // The client's failure leaves the whole pieces it sent, to resume from; the store's
         // leaves the upload in a state nobody knows.
         if problem.status.is_server_error() {
@@ -122,15 +122,17 @@ pub(super) async fn end(
         .ok_or_else(|| Problem::digest_invalid("(none: PUT ends an upload with ?digest=)"))?;
     let wanted = digest(raw, Problem::digest_invalid)?;
     let key = store_id(id, &repository);
-    let _turn = push.turn().await;
     let mut upload = ask
         .store
         .content()
         .upload(&key)
         .map_err(|e| unknown(id, e))?;
-    if let Err(problem) = body::into_upload(body, &mut upload, push.stall).await {
-        drop(upload);
-        let _ = ask.store.content().cancel_upload(&key);
+    // As for a PATCH: the whole pieces that came stay, for the client to resume from.
+    if let Err(problem) = feed(body, &mut upload, push).await {
+        if problem.status.is_server_error() {
+            drop(upload);
+            let _ = ask.store.content().cancel_upload(&key);
+        }
         return Err(problem);
     }
     finish(push, upload, &repository, &wanted).await?;
@@ -158,6 +160,36 @@ pub(super) fn cancel(ask: &Ask<'_>, name: &str, id: &str) -> Result<Response<Bod
     let mut response = Response::new(full(Vec::new()));
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
+}
+
+/// What a push hands the store at a time: a request reading a push holds about this much, and
+/// a push slot only while the store writes it, so a client that trickles bytes holds a slot no
+/// longer than any other.
+const PIECE: usize = 256 << 10;
+
+/// Feeds a request's body to `upload` a piece at a time. A client that sends nothing for the
+/// stall timeout is cut off; what reached the upload stays (only whole pieces are written).
+async fn feed(mut body: Incoming, upload: &mut store::Upload, push: &Push) -> Result<(), Problem> {
+    let mut piece = BytesMut::new();
+    loop {
+        let frame = tokio::time::timeout(push.stall, body.frame())
+            .await
+            .map_err(|_| Problem::upload_invalid(format!("no bytes for {:?}", push.stall)))?;
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| Problem::upload_invalid(format!("reading the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            piece.extend_from_slice(&data);
+            if piece.len() >= PIECE {
+                let _turn = push.turn().await;
+                upload.write(piece.split().freeze()).await?;
+            }
+        }
+    }
+    if !piece.is_empty() {
+        let _turn = push.turn().await;
+        upload.write(piece.freeze()).await?;
+    }
+    Ok(())
 }
 
 async fn finish(
@@ -196,7 +228,7 @@ fn unknown(id: &str, e: store::Error) -> Problem {
 /// What refuses a new upload: too many open is the client's to retry later.
 fn refusal(e: store::Error) -> Problem {
     match e {
-        store::Error::ResourceExhausted(m) => Problem::upload_invalid(m),
+        store::Error::ResourceExhausted(_) => Problem::too_many_requests(),
         e => e.into(),
     }
 }

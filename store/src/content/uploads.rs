@@ -4,11 +4,13 @@
 //! it arrives; nothing reaches `blobs/` before the digest it is finished with was checked.
 //!
 //! One request at a time appends to an upload: it checks the upload out and hands it back when
-//! it drops. An upload idle for [`UPLOAD_IDLE_SECS`] is dropped when the next one begins, so
-//! abandoned uploads cost disk for a bounded time without a timer.
+//! it drops. An upload that received no bytes for [`UPLOAD_IDLE_SECS`] is dropped when the next
+//! one begins, so abandoned uploads cost disk for a bounded time without a timer. Each open
+//! upload keeps its file open: [`crate::limits::MAX_OPEN_UPLOADS`] bounds those descriptors.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,18 +25,24 @@ use crate::limits::{MAX_OPEN_UPLOADS, MAX_WRITE_TOTAL, UPLOAD_IDLE_SECS};
 pub(crate) struct Uploads {
     dir: PathBuf,
     open: Mutex<HashMap<String, Slot>>,
+    /// Numbers each partial file, so that no two writers ever share one.
+    next_file: AtomicU64,
 }
 
 struct Slot {
     /// `None` while a request has it checked out.
     writer: Option<UploadWriter>,
-    touched: Instant,
+    /// When bytes last arrived, as of the last check-in.
+    written_at: Instant,
 }
 
 /// An upload's partial file and hash state.
 struct UploadWriter {
     copier: Copier<Writeback>,
     partial: Partial,
+    /// When bytes last arrived: only bytes keep an upload from being dropped as idle, not a
+    /// request that sends none.
+    written_at: Instant,
 }
 
 /// One request's hold on an upload. Dropped, it hands the upload back for the next request,
@@ -51,6 +59,7 @@ impl Uploads {
         Arc::new(Uploads {
             dir,
             open: Mutex::new(HashMap::new()),
+            next_file: AtomicU64::new(0),
         })
     }
 
@@ -62,18 +71,12 @@ impl Uploads {
     /// its file (and on removing idle ones).
     pub(crate) fn begin(&self, id: &str) -> Result<()> {
         rules::check_ref(id)?;
-        // It names a file under ingest/.
-        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(Error::InvalidArgument(format!(
-                "upload id {id:?} must be letters, digits and '-'"
-            )));
-        }
         let idle: Vec<Slot> = {
             let mut table = self.table();
             let cutoff = Duration::from_secs(UPLOAD_IDLE_SECS);
             let stale: Vec<String> = table
                 .iter()
-                .filter(|(_, s)| s.writer.is_some() && s.touched.elapsed() >= cutoff)
+                .filter(|(_, s)| s.writer.is_some() && s.written_at.elapsed() >= cutoff)
                 .map(|(id, _)| id.clone())
                 .collect();
             stale.iter().filter_map(|id| table.remove(id)).collect()
@@ -82,21 +85,29 @@ impl Uploads {
             tracing::info!(uploads = idle.len(), "dropped idle uploads");
         }
         drop(idle);
-        if self.table().len() >= MAX_OPEN_UPLOADS {
-            return Err(Error::ResourceExhausted(format!(
-                "{MAX_OPEN_UPLOADS} uploads are open: finish or cancel one first"
-            )));
+        {
+            let table = self.table();
+            if table.contains_key(id) {
+                return Err(Error::Conflict(format!("an upload {id:?} is open already")));
+            }
+            if table.len() >= MAX_OPEN_UPLOADS {
+                return Err(Error::ResourceExhausted(format!(
+                    "{MAX_OPEN_UPLOADS} uploads are open: finish or cancel one first"
+                )));
+            }
         }
         std::fs::create_dir_all(&self.dir)
             .context(|| format!("creating {}", self.dir.display()))?;
-        let path = self.dir.join(format!("upload-{id}"));
+        let n = self.next_file.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("upload-{n}"));
         let writer = UploadWriter {
             copier: Copier::new(Writeback::create(path.clone())?),
             partial: Partial(path),
+            written_at: Instant::now(),
         };
         let slot = Slot {
             writer: Some(writer),
-            touched: Instant::now(),
+            written_at: Instant::now(),
         };
         match self.table().entry(id.to_owned()) {
             std::collections::hash_map::Entry::Occupied(_) => {
@@ -133,11 +144,6 @@ impl Uploads {
             None => Err(Error::NotFound(format!("no upload {id:?}"))),
         }
     }
-
-    /// How many uploads are open.
-    pub(crate) fn count(&self) -> usize {
-        self.table().len()
-    }
 }
 
 impl UploadCheckout {
@@ -159,6 +165,7 @@ impl UploadCheckout {
             )));
         }
         let writer = self.writer();
+        writer.written_at = Instant::now();
         let path = &writer.partial.0;
         writer
             .copier
@@ -186,8 +193,8 @@ impl Drop for UploadCheckout {
         let mut table = self.uploads.table();
         match table.get_mut(&self.id) {
             Some(slot) if slot.writer.is_none() => {
+                slot.written_at = writer.written_at;
                 slot.writer = Some(writer);
-                slot.touched = Instant::now();
             }
             // Cancelled meanwhile: the writer, and its file, go (outside the lock).
             _ => {

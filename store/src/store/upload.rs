@@ -42,11 +42,6 @@ impl Content<'_> {
         self.0.inner.uploads.cancel(id)
     }
 
-    /// How many uploads are open.
-    pub fn open_uploads(self) -> usize {
-        self.0.inner.uploads.count()
-    }
-
     /// Holds the stored blob `digest` by the shared lease of the hour, as a finished upload is
     /// held, so that a push mounting it keeps it until its image arrives; `false` when the
     /// store does not hold it.

@@ -13,9 +13,20 @@ use serde_json::Value;
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
+/// A daemon taking pushes from `ann` (password `secret`), and its endpoint's base URL with her
+/// credentials in it (curl sends them as basic auth).
 fn pushing() -> (TestDaemon, String) {
-    let d = TestDaemon::start_with_args(&["--registry-listen", "127.0.0.1:0", "--registry-push"]);
-    let base = format!("http://{}", registry_addr(&d));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("htpasswd");
+    std::fs::write(&file, sh(&mut cmd("htpasswd", &["-nbB", "ann", "secret"]))).unwrap();
+    let d = TestDaemon::start_with_args(&[
+        "--registry-listen",
+        "127.0.0.1:0",
+        "--registry-push",
+        "--registry-htpasswd",
+        p(&file),
+    ]);
+    let base = format!("http://ann:secret@{}", registry_addr(&d));
     (d, base)
 }
 
@@ -36,6 +47,10 @@ fn skopeo_copy(args: &[&str]) {
         "-q",
         "--src-tls-verify=false",
         "--dest-tls-verify=false",
+        "--src-creds",
+        "ann:secret",
+        "--dest-creds",
+        "ann:secret",
     ];
     all.extend(args);
     sh(&mut cmd("skopeo", &all));
@@ -43,8 +58,8 @@ fn skopeo_copy(args: &[&str]) {
 
 #[tokio::test]
 async fn skopeo_pushes_into_hyperd_and_hyperctl_lists_it() {
-    let (d, base) = pushing();
-    let addr = base.trim_start_matches("http://").to_owned();
+    let (d, _) = pushing();
+    let addr = registry_addr(&d);
     let app = Image::new(&["push skopeo a", "push skopeo b"], "amd64", Comp::Gzip).await;
     let archive = d.write_file(
         "app.tar",
@@ -246,6 +261,18 @@ async fn manifests_by_tag_and_by_digest() {
     assert!(["MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID"].contains(&r.code().as_str()));
     assert!(images(&d).is_empty());
 
+    // Blobs stored, but pushed to another repository: naming them reaches nothing.
+    assert_eq!(upload(&base, "elsewhere", &app.config).status, 201);
+    for (layer, _) in &app.layers {
+        assert_eq!(upload(&base, "elsewhere", layer).status, 201);
+    }
+    let r = put("1", &app.manifest);
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "MANIFEST_BLOB_UNKNOWN")
+    );
+    assert_eq!(blob_status(&base, "app", &app.config), 404);
+
     assert_eq!(upload(&base, "app", &app.config).status, 201);
     for (layer, _) in &app.layers {
         assert_eq!(upload(&base, "app", layer).status, 201);
@@ -268,6 +295,12 @@ async fn manifests_by_tag_and_by_digest() {
     assert_eq!((r.status, r.code().as_str()), (400, "TAG_INVALID"));
     let r = put("2", b"{not json");
     assert_eq!((r.status, r.code().as_str()), (400, "MANIFEST_INVALID"));
+    let r = put(&sha(&app.config), &app.config);
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "MANIFEST_INVALID"),
+        "a config is no manifest"
+    );
     let r = put("2", &vec![b' '; 5 << 20]);
     assert_eq!((r.status, r.code().as_str()), (413, "SIZE_INVALID"));
 
@@ -293,8 +326,8 @@ async fn manifests_by_tag_and_by_digest() {
 
 #[tokio::test]
 async fn another_hyperd_pushes_an_image_with_its_referrers() {
-    let (target, base) = pushing();
-    let addr = base.trim_start_matches("http://").to_owned();
+    let (target, _) = pushing();
+    let addr = registry_addr(&target);
     let app = Image::new(&["push hyperd"], "amd64", Comp::Gzip).await;
     let sig = cosign_signature(&app.manifest, OCI_MANIFEST, "push hyperd");
     let source = TestDaemon::start();
@@ -306,6 +339,7 @@ async fn another_hyperd_pushes_an_image_with_its_referrers() {
     ]);
     let name = format!("{addr}/team/app:1");
     source.ok(&["tag", "team/app:1", &name]);
+    source.ok(&["login", &addr, "-u", "ann", "-p", "secret"]);
     let out = source.ok(&["push", &name]);
     assert!(out.contains("Pushed 1 referrer"), "{out}");
 
