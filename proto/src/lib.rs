@@ -1,4 +1,4 @@
-//! hyperd's gRPC API, `hyperd.v1`, generated from `hyperd/v1/images.proto`,
+//! hyperd's gRPC API, `hyperd.v1`, generated from `hyperd/v1/images.proto`, `hyperd/v1/events.proto`,
 //! `hyperd/v1/content.proto`, `hyperd/v1/registry.proto` and `hyperd/v1/errors.proto`, the reason
 //! a failed call carries, and a connector for hyperd's Unix socket.
 
