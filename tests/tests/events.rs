@@ -2,7 +2,8 @@
 //! pull, rmi (untag, delete, a referrer removed with its image) and the collection that follows
 //! are told in order with the uid that caused them and the bytes freed; a restart keeps them
 //! (`--since` replays the log); filters by type and image pick; a live subscriber gets what
-//! happens after it subscribed. Every read is bounded by `--until` or by the events expected.
+//! happens after it subscribed; pushes to the registry endpoint (an image, a referrer), a save
+//! and a prune are told too. Every read is bounded by `--until` or by the events expected.
 
 use hyperd_proto::v1::SubscribeRequest;
 use hyperd_proto::v1::event_service_client::EventServiceClient;
@@ -10,8 +11,11 @@ use integration::TestDaemon;
 use integration::artifacts::{MANIFEST, cosign_signature, layout};
 use integration::fixtures::*;
 use integration::registry::TestRegistry;
+use integration::serve::{registry_addr, send};
 use integration::tools::p;
 use serde_json::Value;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// Every event logged so far and matching `filters`, as JSON objects; `--until 0s` (now) ends
 /// the stream after the replay.
@@ -212,4 +216,90 @@ async fn a_live_subscriber_gets_what_happens_after_it_subscribed() {
             ("untag".to_owned(), 3)
         ]
     );
+}
+
+/// `POST` then `PUT` of a whole blob to hyperd's registry endpoint at `base`.
+fn upload(base: &str, bytes: &[u8]) {
+    let started = send("POST", &format!("{base}/v2/app/blobs/uploads/"), &[], b"");
+    let location = started.header("location").unwrap();
+    let url = format!("{base}{location}?digest={}", sha(bytes));
+    assert_eq!(send("PUT", &url, &[], bytes).status, 201);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_to_the_endpoint_a_save_and_a_prune_are_told() {
+    let d = TestDaemon::start_with_args(&["--registry-listen", "127.0.0.1:0", "--registry-push"]);
+    let base = format!("http://{}", registry_addr(&d));
+    let app = Image::new(&["events endpoint"], "amd64", Comp::Gzip).await;
+    let sig = cosign_signature(&app.manifest, OCI_MANIFEST, "events endpoint");
+    let blobs = app.layers.iter().map(|(b, _)| b).chain(&sig.blobs);
+    std::iter::once(&app.config)
+        .chain(blobs)
+        .for_each(|b| upload(&base, b));
+    let put = |reference: &str, body: &[u8]| {
+        let url = format!("{base}/v2/app/manifests/{reference}");
+        let r = send("PUT", &url, &[("Content-Type", OCI_MANIFEST)], body);
+        assert_eq!(r.status, 201, "{r:?}");
+    };
+    put("1", &app.manifest);
+    put(&sig.digest(), &sig.manifest);
+    d.ok(&["save", "-o", p(&d.path("app.tar")), "app:1"]);
+    // Another image, loaded: what the endpoint's pushes wrote stays leased for the hour, so a
+    // prune frees this one's blobs alone.
+    let other = Image::new(&["events other"], "amd64", Comp::None).await;
+    let archive = oci_archive(&[(&other, &[("io.containerd.image.name", "other:1")])]).await;
+    d.ok(&["load", "-q", "-i", p(&d.write_file("other.tar", &archive))]);
+    let stored = blob_bytes(&d);
+    d.ok(&["image", "prune", "-a", "-f"]);
+    let freed = stored - blob_bytes(&d);
+    assert!(freed > 0);
+
+    let events = logged(&d, &[]);
+    let told: Vec<&str> = types(&events).into_iter().filter(|t| *t != "gc").collect();
+    assert_eq!(
+        told[..4],
+        ["create", "referrer", "save", "load"],
+        "{events:#?}"
+    );
+    let mut pruning = told[4..].to_vec();
+    assert_eq!(pruning.pop(), Some("prune"), "{events:#?}");
+    pruning.sort();
+    assert_eq!(pruning, ["delete", "delete", "referrer", "untag", "untag"]);
+    let (create, added) = (&events[0], &events[1]);
+    assert_eq!(
+        (create["name"].as_str(), create["id"].as_str()),
+        (Some("app:1"), Some(app.id().as_str()))
+    );
+    assert_eq!(create["digest"], sha(&app.manifest));
+    // Pushes to the endpoint come from no local user.
+    assert!(create["uid"].is_null() && added["uid"].is_null());
+    assert_eq!(added["digest"], sig.digest());
+    let attributes = &added["attributes"];
+    assert_eq!(
+        (
+            attributes["action"].as_str(),
+            attributes["subject"].as_str()
+        ),
+        (Some("added"), Some(sha(&app.manifest).as_str()))
+    );
+    let save = events.iter().find(|e| e["type"] == "save").unwrap();
+    assert_eq!(
+        (save["name"].as_str(), save["uid"].as_u64()),
+        (Some("app:1"), Some(0))
+    );
+    let prune = events.iter().find(|e| e["type"] == "prune").unwrap();
+    assert_eq!(prune["attributes"]["images"], "2");
+    assert_eq!(prune["attributes"]["bytes"], freed.to_string());
+    let collected: u64 = events
+        .iter()
+        .filter(|e| e["type"] == "gc")
+        .map(|e| {
+            e["attributes"]["bytes"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(collected, freed);
 }

@@ -142,17 +142,7 @@ pub(crate) fn start(dir: &Path, store: &store::Store) -> std::io::Result<&'stati
     if let Some(hub) = HUB.get() {
         return Ok(hub);
     }
-    let (log, last) = log::Log::open(dir)?;
-    let (writes, queue) = mpsc::sync_channel(WRITES_QUEUED);
-    std::thread::Builder::new()
-        .name("event-log".into())
-        .spawn(move || write_log(log, queue))?;
-    let hub = Hub {
-        last: Mutex::new(last),
-        live: broadcast::channel(LIVE_QUEUED).0,
-        writes,
-        dir: dir.to_path_buf(),
-    };
+    let hub = Hub::open(dir)?;
     let hub = HUB.get_or_init(|| hub);
     tokio::spawn(emit::collections(store.collections()));
     Ok(hub)
@@ -164,6 +154,21 @@ pub(crate) fn hub() -> Option<&'static Hub> {
 }
 
 impl Hub {
+    /// A hub whose log is in `dir`, with its writer thread, which ends when the hub is dropped.
+    fn open(dir: &Path) -> std::io::Result<Hub> {
+        let (log, last) = log::Log::open(dir)?;
+        let (writes, queue) = mpsc::sync_channel(WRITES_QUEUED);
+        std::thread::Builder::new()
+            .name("event-log".into())
+            .spawn(move || write_log(log, queue))?;
+        Ok(Hub {
+            last: Mutex::new(last),
+            live: broadcast::channel(LIVE_QUEUED).0,
+            writes,
+            dir: dir.to_path_buf(),
+        })
+    }
+
     /// Records `event` of `kind`, caused by `uid`.
     pub(crate) fn emit(&self, kind: Kind, uid: Option<u32>, event: Event) {
         let time_unix_nano = SystemTime::now()

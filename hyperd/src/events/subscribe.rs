@@ -113,7 +113,7 @@ impl Subscription {
     /// Events matching `filter`: those logged from `since` on (unix nanoseconds), when given,
     /// then live ones, to `until` when given.
     pub(crate) async fn open(
-        hub: &'static Hub,
+        hub: &Hub,
         filter: Filter,
         since: Option<i64>,
         until: Option<i64>,
@@ -221,6 +221,75 @@ mod tests {
         assert!(!by_digest.matches(&record(Kind::Gc, "", "")));
         let registry = Filter::new(&[], vec!["127.0.0.1:5000/x/app".into()]).unwrap();
         assert!(registry.matches(&record(Kind::Push, "127.0.0.1:5000/x/app:v1", "")));
+    }
+
+    fn tag(hub: &Hub, n: u32) {
+        let event = crate::events::Event {
+            name: format!("app:{n}"),
+            ..Default::default()
+        };
+        hub.emit(Kind::Tag, Some(0), event);
+    }
+
+    fn sequence(next: Next) -> u64 {
+        match next {
+            Next::Event(r) => r.sequence,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_log_then_live_events_none_twice_none_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::open(dir.path()).unwrap();
+        (1..=3).for_each(|n| tag(&hub, n));
+        let all = || Filter::new(&[], vec![]).unwrap();
+        let mut replay = Subscription::open(&hub, all(), Some(0), None)
+            .await
+            .unwrap();
+        let mut live = Subscription::open(&hub, all(), None, None).await.unwrap();
+        (4..=5).for_each(|n| tag(&hub, n));
+        for want in 1..=5 {
+            assert_eq!(sequence(replay.next().await), want);
+        }
+        assert_eq!(sequence(live.next().await), 4);
+        // A time already past ends the stream after the replay and what was queued before it.
+        let past = Some(1);
+        let mut ended = Subscription::open(&hub, all(), Some(0), past)
+            .await
+            .unwrap();
+        assert!(matches!(ended.next().await, Next::End));
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let now = Some(now.as_nanos() as i64);
+        let mut bounded = Subscription::open(&hub, all(), Some(0), now).await.unwrap();
+        for want in 1..=5 {
+            assert_eq!(sequence(bounded.next().await), want);
+        }
+        assert!(matches!(bounded.next().await, Next::End));
+        // Reopened, the log continues the numbering.
+        drop(hub);
+        let hub = Hub::open(dir.path()).unwrap();
+        tag(&hub, 6);
+        let mut reopened = Subscription::open(&hub, all(), Some(0), None)
+            .await
+            .unwrap();
+        for want in 1..=6 {
+            assert_eq!(sequence(reopened.next().await), want);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_what_it_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::open(dir.path()).unwrap();
+        let all = Filter::new(&[], vec![]).unwrap();
+        let mut slow = Subscription::open(&hub, all, None, None).await.unwrap();
+        let over = super::super::LIVE_QUEUED as u32 + 10;
+        (1..=over).for_each(|n| tag(&hub, n));
+        match slow.next().await {
+            Next::Lost(n) => assert_eq!(n, 10),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
