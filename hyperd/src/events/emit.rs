@@ -19,13 +19,18 @@ fn attributes<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, St
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-/// A load: one `load` per image, named by its first name (`names` lists them all when it has
-/// more than one).
+/// Names a `load` event lists in `names`: an archive may give one image thousands, and an
+/// event stays a short line.
+const NAMES_LISTED: usize = 32;
+
+/// A load: one `load` per image, named by its first name (`names` lists the first
+/// [`NAMES_LISTED`] when it has more than one).
 pub(crate) fn loaded(uid: Option<u32>, loaded: &Loaded) {
     for image in &loaded.images {
         let mut attributes = BTreeMap::new();
         if image.names.len() > 1 {
-            let names: Vec<String> = image.names.iter().map(ToString::to_string).collect();
+            let listed = image.names.iter().take(NAMES_LISTED);
+            let names: Vec<String> = listed.map(ToString::to_string).collect();
             attributes.insert("names".to_owned(), names.join(","));
         }
         let event = Event {
