@@ -12,7 +12,7 @@ use integration::artifacts::{MANIFEST, cosign_signature, layout};
 use integration::fixtures::*;
 use integration::registry::TestRegistry;
 use integration::serve::{registry_addr, send};
-use integration::tools::p;
+use integration::tools::{p, skopeo_digests, umoci_image};
 use serde_json::Value;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -302,4 +302,40 @@ async fn pushes_to_the_endpoint_a_save_and_a_prune_are_told() {
         })
         .sum();
     assert_eq!(collected, freed);
+}
+
+#[test]
+fn a_pull_through_is_told_as_hyperd_s_own_pull() {
+    let upstream = TestRegistry::plain();
+    let dir = tempfile::tempdir().unwrap();
+    let files: &[(&str, &str)] = &[("etc/seed", "through\n")];
+    let layout = umoci_image(&dir.path().join("app"), "v1", &[files]);
+    let source = format!("oci:{}:v1", p(&layout));
+    upstream.skopeo_copy_to(&source, "team/app:1");
+    let digest = skopeo_digests(&source).0;
+    let args = [
+        "--registry-listen",
+        "127.0.0.1:0",
+        "--registry-pull-through",
+    ];
+    let d = TestDaemon::start_with_args(&args);
+    let ns = upstream.host().replace(':', "%3A");
+    let url = format!(
+        "http://{}/v2/team/app/manifests/1?ns={ns}",
+        registry_addr(&d)
+    );
+    let accept = [("Accept", OCI_MANIFEST)];
+    assert_eq!(
+        integration::serve::request("GET", &url, &accept).status,
+        200
+    );
+
+    let pulls = logged(&d, &["type=pull"]);
+    assert_eq!(pulls.len(), 1, "{pulls:#?}");
+    let name = format!("{}/team/app:1", upstream.host());
+    assert_eq!(
+        (pulls[0]["name"].as_str(), pulls[0]["digest"].as_str()),
+        (Some(name.as_str()), Some(digest.as_str()))
+    );
+    assert!(pulls[0]["uid"].is_null());
 }

@@ -72,7 +72,11 @@ impl Log {
         if self.events >= SEGMENT_EVENTS || (self.events > 0 && self.bytes + size > SEGMENT_BYTES) {
             self.rotate()?;
         }
-        self.file.write_all(&line)?;
+        if let Err(e) = self.file.write_all(&line) {
+            // A part written (a full disk) would glue the next line onto it: cut it off.
+            let _ = self.file.set_len(self.bytes);
+            return Err(e);
+        }
         self.events += 1;
         self.bytes += size;
         Ok(())

@@ -142,7 +142,10 @@ pub(crate) fn start(dir: &Path, store: &store::Store) -> std::io::Result<&'stati
     if let Some(hub) = HUB.get() {
         return Ok(hub);
     }
-    let hub = Hub::open(dir)?;
+    let hub = Hub::open(dir).map_err(|e| {
+        let message = format!("opening the event log in {}: {e}", dir.display());
+        std::io::Error::new(e.kind(), message)
+    })?;
     let hub = HUB.get_or_init(|| hub);
     tokio::spawn(emit::collections(store.collections()));
     Ok(hub)
