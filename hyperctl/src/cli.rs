@@ -258,7 +258,7 @@ pub(crate) struct EventsArgs {
 
 /// WHEN as unix nanoseconds: a duration before now, an RFC 3339 time, or unix seconds (with a
 /// fraction, as docker prints them).
-fn unix_nanos(when: &str) -> Result<i64, String> {
+pub(crate) fn unix_nanos(when: &str) -> Result<i64, String> {
     let since_epoch = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH)
             .map_err(|_| "a time before 1970".to_owned())

@@ -133,4 +133,22 @@ mod tests {
         assert_eq!(v["uid"], serde_json::Value::Null);
         assert_eq!(v["sequence"], 7);
     }
+
+    #[test]
+    fn when_is_a_time_or_a_duration_before_now() {
+        use crate::cli::unix_nanos;
+        assert_eq!(unix_nanos("0"), Ok(0));
+        assert_eq!(unix_nanos("1796313600.5"), Ok(1_796_313_600_500_000_000));
+        assert_eq!(
+            unix_nanos("2026-12-03T16:00:00.123456789Z"),
+            Ok(1_796_313_600_123_456_789)
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap();
+        let ago = unix_nanos("10m").unwrap();
+        let want = now.as_nanos() as i64 - 600_000_000_000;
+        assert!((ago - want).abs() < 60_000_000_000, "{ago} {want}");
+        assert!(unix_nanos("yesterday-ish").is_err());
+    }
 }
