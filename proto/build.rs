@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "hyperd/v1/content.proto",
         "hyperd/v1/registry.proto",
         "hyperd/v1/errors.proto",
+        "hyperd/v1/events.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -51,6 +51,8 @@ pub(crate) enum Command {
     /// Remove unused images (`image prune`)
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Follow what hyperd does (`docker events`): past events with --since, then live ones
+    Events(EventsArgs),
     /// Show client and daemon versions
     Version,
     /// Print a shell completion script
@@ -233,6 +235,46 @@ fn until(s: &str) -> Result<i64, String> {
         .map_err(|_| "a time before 1970")?
         .as_secs();
     Ok(secs as i64)
+}
+
+#[derive(clap::Args)]
+pub(crate) struct EventsArgs {
+    /// Show the logged events from this time on first: a DURATION before now (10m, 2h) or a
+    /// TIME (RFC 3339, unix seconds)
+    #[arg(long, value_name = "WHEN", value_parser = unix_nanos)]
+    pub(crate) since: Option<i64>,
+    /// Stop at this time (once it has passed): a DURATION before now or a TIME; without it,
+    /// events stream until interrupted
+    #[arg(long, value_name = "WHEN", value_parser = unix_nanos)]
+    pub(crate) until: Option<i64>,
+    /// Only events of a type (type=load, type=tag, ...) or about an image (image=NAME[:TAG],
+    /// image=DIGEST); repeat a key for either of its values
+    #[arg(long = "filter", value_name = "KEY=VALUE")]
+    pub(crate) filters: Vec<String>,
+    /// Print one JSON object per line instead of one line of text
+    #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
+    pub(crate) format: Option<String>,
+}
+
+/// WHEN as unix nanoseconds: a duration before now, an RFC 3339 time, or unix seconds (with a
+/// fraction, as docker prints them).
+pub(crate) fn unix_nanos(when: &str) -> Result<i64, String> {
+    let since_epoch = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| "a time before 1970".to_owned())
+    };
+    let at = if let Ok(secs) = when.parse::<f64>() {
+        std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("{when}: {e}"))?
+    } else if let Ok(ago) = humantime::parse_duration(when) {
+        let now = std::time::SystemTime::now();
+        since_epoch(
+            now.checked_sub(ago)
+                .ok_or("a duration longer than the epoch")?,
+        )?
+    } else {
+        since_epoch(humantime::parse_rfc3339_weak(when).map_err(|e| format!("{when}: {e}"))?)?
+    };
+    i64::try_from(at.as_nanos()).map_err(|_| format!("{when}: too far ahead"))
 }
 
 #[derive(clap::Args)]

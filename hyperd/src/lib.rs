@@ -4,6 +4,7 @@ mod api;
 mod authority;
 mod connections;
 pub mod distribution;
+mod events;
 mod handoff;
 mod janitor;
 mod metrics;
@@ -47,6 +48,8 @@ pub struct Settings {
     pub connections: ConnectionLimits,
     /// Where the metrics page is served, if anywhere (`--metrics-listen`).
     pub metrics: Option<MetricsListener>,
+    /// Where the event log is kept: `<root>/events`.
+    pub events_dir: std::path::PathBuf,
 }
 
 /// Serves `store` on `listener`, and takes handed-over files on `fd_listener` (the companion
@@ -72,6 +75,7 @@ pub async fn run(
     let expiry = settings.content_write_expiry;
     let registries = settings.registry.clone();
     let metrics = Arc::new(metrics::Metrics::new(store.clone()));
+    let events = events::start(&settings.events_dir, &store)?;
     let page = settings
         .metrics
         .clone()
@@ -108,5 +112,6 @@ pub async fn run(
     if let Some(page) = page {
         page.await?;
     }
+    events.flush().await;
     Ok(())
 }

@@ -260,6 +260,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             stall: std::time::Duration::from_secs(args.stall_timeout),
         },
         metrics,
+        events_dir: root.join("events"),
     };
     let result = hyperd::run(store, listener, fd_listener, settings, registry, stop).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);

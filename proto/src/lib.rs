@@ -1,6 +1,7 @@
 //! hyperd's gRPC API, `hyperd.v1`, generated from `hyperd/v1/images.proto`,
-//! `hyperd/v1/content.proto`, `hyperd/v1/registry.proto` and `hyperd/v1/errors.proto`, the reason
-//! a failed call carries, and a connector for hyperd's Unix socket.
+//! `hyperd/v1/content.proto`, `hyperd/v1/registry.proto`, `hyperd/v1/events.proto` and
+//! `hyperd/v1/errors.proto`, the reason a failed call carries, and a connector for hyperd's Unix
+//! socket.
 
 use std::path::PathBuf;
 
@@ -14,8 +15,8 @@ pub use errors::{ERROR_DOMAIN, reason_of, status_with_metadata, status_with_reas
 pub use text::escape_controls;
 pub use {prost, tonic};
 
-/// Generated messages, the `ImageService`, `ContentService` and `RegistryService` clients and
-/// servers, and `ErrorReason`.
+/// Generated messages, the `ImageService`, `ContentService`, `RegistryService` and
+/// `EventService` clients and servers, and `ErrorReason`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("hyperd.v1");

@@ -32,7 +32,7 @@ mod store;
 mod usage;
 mod walk;
 
-pub use blob::BlobCounts;
+pub use blob::{BlobCounts, Collected};
 pub use content::WriteStatus;
 pub use digest::Digest;
 pub use document::{BlobRef, Document, Entry, own_media_type};

@@ -11,6 +11,7 @@ mod connections;
 mod content;
 mod daemon;
 mod errors;
+mod events;
 mod files_cancel;
 mod handoff;
 mod incremental;

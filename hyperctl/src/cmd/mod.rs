@@ -2,6 +2,7 @@
 
 mod check;
 mod completion;
+mod events;
 mod images;
 mod inspect;
 mod leases;
@@ -21,6 +22,7 @@ use std::process::ExitCode;
 
 use hyperd_proto::tonic::transport::Channel;
 use hyperd_proto::v1::content_service_client::ContentServiceClient;
+use hyperd_proto::v1::event_service_client::EventServiceClient;
 use hyperd_proto::v1::image_service_client::ImageServiceClient;
 use hyperd_proto::v1::registry_service_client::RegistryServiceClient;
 
@@ -83,6 +85,7 @@ pub(crate) async fn run(command: Command, socket: Option<PathBuf>) -> anyhow::Re
         Command::System(SystemCommand::Df(a)) => system::df(client, a).await,
         Command::Image(ImageCommand::Prune(a)) => prune::run(client, a).await,
         Command::Leases(c) => leases::run(ContentServiceClient::new(channel), c).await,
+        Command::Events(a) => events::run(EventServiceClient::new(channel), a).await,
         Command::Version | Command::Completion(_) | Command::Logout(_) => {
             unreachable!("handled above")
         }

@@ -65,6 +65,7 @@ pub(super) async fn load(
         let loaded = loaded
             .map_err(to_status)
             .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "load refused"))?;
+        crate::events::loaded(uid, &loaded);
         Ok(convert::loaded(uid, loaded))
     });
     let updates = ticks(progress).map(|n| v1::LoadFileResponse {
@@ -110,6 +111,7 @@ pub(super) async fn save(
         metrics.save_bytes.inc_by(written.bytes());
         saved
             .map_err(to_status)
+            .inspect(|_| crate::events::saved(uid, &items))
             .inspect_err(|s| tracing::warn!(error = %s.message(), "save ended early"))
     });
     let updates = ticks(progress).map(|n| v1::SaveFileResponse {

@@ -161,6 +161,7 @@ impl ImageService for Images {
         })
         .await
         .inspect_err(|s| tracing::warn!(uid, error = %s.message(), "load refused"))?;
+        crate::events::loaded(uid, &loaded);
         Ok(Response::new(convert::loaded(uid, loaded)))
     }
 
@@ -191,6 +192,7 @@ impl ImageService for Images {
             if let Err(s) = &result {
                 tracing::warn!(error = %s.message(), "save ended early");
             }
+            result.is_ok().then(|| crate::events::saved(uid, &items));
             let _ = done_tx.send(result);
         });
         let metrics = self.metrics.clone();
@@ -245,6 +247,7 @@ impl ImageService for Images {
             .await
             .map_err(to_status)?;
         tracing::info!(uid, image = %req.image, force = req.force, "removed");
+        crate::events::removed(uid, &removed);
         Ok(Response::new(convert::removed(removed)))
     }
 
@@ -275,6 +278,7 @@ impl ImageService for Images {
             .await
             .map_err(to_status)?;
         tracing::info!(uid, source = %req.source, target = %req.target, "tagged");
+        crate::events::tagged(uid, &req.source, &target);
         Ok(Response::new(v1::TagResponse {}))
     }
 
@@ -336,6 +340,7 @@ impl ImageService for Images {
             .create_image(&digest, media_type.as_deref(), &names)
             .await
             .map_err(to_status)?;
+        crate::events::created(uid, &created);
         let response = match created {
             Created::Image(image) => {
                 tracing::info!(uid, digest = %image.digest, names = ?req.names, "image created");

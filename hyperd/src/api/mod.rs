@@ -9,6 +9,7 @@
 mod check;
 mod content;
 mod convert;
+mod events;
 mod files;
 mod images;
 mod listing;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use hyperd_proto::FILE_DESCRIPTOR_SET;
 use hyperd_proto::v1::content_service_server::ContentServiceServer;
+use hyperd_proto::v1::event_service_server::EventServiceServer;
 use hyperd_proto::v1::image_service_server::ImageServiceServer;
 use hyperd_proto::v1::registry_service_server::RegistryServiceServer;
 use store::Store;
@@ -37,6 +39,7 @@ use crate::metrics::Metrics;
 type Images = ImageServiceServer<images::Images>;
 type Content = ContentServiceServer<content::Content>;
 type Registries = RegistryServiceServer<registry::Registries>;
+type Events = EventServiceServer<events::Events>;
 
 /// Every service hyperd serves over `store`, and the health reporter that tells clients the API
 /// services are serving. Calls in flight end with UNAVAILABLE once `shutdown` is cancelled.
@@ -58,11 +61,13 @@ pub(crate) async fn services(
         shutdown.clone(),
         metrics.clone(),
     );
+    let events = events::Events::new(shutdown.clone());
     let images = images::Images::new(store, shutdown, idle, tokens, metrics);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<Images>().await;
     health.set_serving::<Content>().await;
     health.set_serving::<Registries>().await;
+    health.set_serving::<Events>().await;
     let routes = Routes::new(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -70,7 +75,8 @@ pub(crate) async fn services(
         .add_service(
             ContentServiceServer::new(content).max_decoding_message_size(content::MAX_MESSAGE),
         )
-        .add_service(RegistryServiceServer::new(registries));
+        .add_service(RegistryServiceServer::new(registries))
+        .add_service(EventServiceServer::new(events));
     Ok((routes, health))
 }
 
@@ -80,6 +86,7 @@ pub(crate) async fn not_serving(health: &HealthReporter) {
     health.set_not_serving::<Images>().await;
     health.set_not_serving::<Content>().await;
     health.set_not_serving::<Registries>().await;
+    health.set_not_serving::<Events>().await;
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {

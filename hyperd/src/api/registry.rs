@@ -62,6 +62,7 @@ impl RegistryService for Registries {
         req: Request<v1::PullRequest>,
     ) -> Result<Response<Self::PullStream>, Status> {
         use v1::pull_event::Event as E;
+        let uid = super::peer_uid(&req);
         let req = req.into_inner();
         tracing::info!(
             reference = req.reference,
@@ -86,6 +87,7 @@ impl RegistryService for Registries {
                 .await
                 .map_err(transfer_failed)?;
             metrics.pulled(&p);
+            crate::events::pulled(uid, &p);
             Ok(v1::PullResult {
                 name: p.name.map(|n| n.to_string()).unwrap_or_default(),
                 digest: p.digest.to_string(),
@@ -111,6 +113,7 @@ impl RegistryService for Registries {
         req: Request<v1::PushRequest>,
     ) -> Result<Response<Self::PushStream>, Status> {
         use v1::push_event::Event as E;
+        let uid = super::peer_uid(&req);
         let req = req.into_inner();
         tracing::info!(name = req.name, "push started");
         let (store, config) = (self.store.clone(), self.config.clone());
@@ -130,6 +133,7 @@ impl RegistryService for Registries {
             )
             .await
             .map_err(transfer_failed)?;
+            crate::events::pushed(uid, &p.name, &p.digest, p.uploaded);
             Ok(v1::PushResult {
                 name: p.name.to_string(),
                 digest: p.digest.to_string(),

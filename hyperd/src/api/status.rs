@@ -38,6 +38,15 @@ pub(crate) fn quota_reached(message: impl Into<String>) -> Status {
     status_with_reason(Code::ResourceExhausted, message, R::QuotaReached)
 }
 
+/// An event subscriber read so slowly that `lost` events meant for it were dropped.
+pub(crate) fn events_lost(lost: u64) -> Status {
+    let message = format!(
+        "{lost} events were dropped because the subscriber read too slowly; subscribe again \
+         with --since the last event's time"
+    );
+    status_with_reason(Code::ResourceExhausted, message, R::EventsLost)
+}
+
 /// A malformed request.
 pub(crate) fn invalid_request(message: impl Into<String>) -> Status {
     status_with_reason(Code::InvalidArgument, message, R::InvalidRequest)

@@ -50,6 +50,7 @@ pub(super) async fn prune(
         dry_run: req.dry_run,
     };
     let pruned = store.images().prune(&opts).await.map_err(to_status)?;
+    crate::events::pruned(uid, &pruned, opts.dry_run);
     tracing::info!(
         uid,
         all = opts.all,

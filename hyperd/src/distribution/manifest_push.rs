@@ -61,11 +61,11 @@ pub(super) async fn put(
         (Some(name), _) => {
             let names = [name];
             let created = images.create_image(&pushed, media_type.as_deref(), &names);
-            created.await.map_err(invalid)?;
+            crate::events::created(None, &created.await.map_err(invalid)?);
         }
         (None, Some(_)) => {
             let created = images.create_image(&pushed, media_type.as_deref(), &[]);
-            created.await.map_err(invalid)?;
+            crate::events::created(None, &created.await.map_err(invalid)?);
         }
         (None, None) => push.note(&repository, &pushed),
     }

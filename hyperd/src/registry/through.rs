@@ -129,6 +129,8 @@ impl PullThrough {
         // Nobody watches a pull-through's progress: a closed channel drops every event.
         let (tx, _) = mpsc::channel(1);
         let pulled = pull(&self.store, &self.config, opts, &Events::new(tx)).await;
+        // hyperd's own pull, for the registry endpoint: no local user caused it.
+        pulled.iter().for_each(|p| crate::events::pulled(None, p));
         match &pulled {
             Ok(p) => tracing::info!(reference, digest = %p.digest, "pulled through"),
             Err(e) => tracing::warn!(reference, error = %e, "pull-through failed"),

@@ -20,7 +20,7 @@ pub(crate) use copy::{CHUNK, Copier, Writeback, drain, fill};
 pub(crate) use kernel::{Body, Failed, copy_range};
 pub(crate) use lease::Lease;
 pub(crate) use staging::Staging;
-pub use tally::BlobCounts;
+pub use tally::{BlobCounts, Collected};
 pub(crate) use threads::Threads;
 
 use crate::decompress::Compression;
@@ -241,6 +241,11 @@ impl Blobs {
     /// How many blobs are stored and their bytes, and what collections deleted.
     pub(crate) fn counts(&self) -> BlobCounts {
         self.tally.counts()
+    }
+
+    /// Each collection that deletes blobs from now on.
+    pub(crate) fn collections(&self) -> tokio::sync::broadcast::Receiver<Collected> {
+        self.tally.collections()
     }
 
     /// Every stored blob, in digest order. Files not named by a digest are not ours to judge and

@@ -1,16 +1,19 @@
 //! How many blobs the store holds and their bytes, and what collections deleted: counted at open
 //! (one pass over `blobs/sha256/`, with a stat of each) and then at each blob placed or deleted,
-//! so that reading them (a metrics scrape) never walks the directory.
+//! so that reading them (a metrics scrape) never walks the directory. Each collection that freed
+//! something is also told to whoever listens ([`Collected`]), so no one polls the counts.
 
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use tokio::sync::broadcast;
+
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Tally {
     blobs: AtomicU64,
     bytes: AtomicU64,
@@ -20,6 +23,34 @@ pub(crate) struct Tally {
     /// Held from the check whether a blob is in place to its rename: two writers of the same
     /// blob would otherwise both see it absent, both rename, and count it twice.
     placing: Mutex<()>,
+    /// Where each collection that deleted blobs is told; nobody listening costs nothing.
+    told: broadcast::Sender<Collected>,
+}
+
+/// What one collection deleted: told to the receivers of [`Tally::collections`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Collected {
+    /// Blobs deleted.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Collections a slow listener may fall behind by before it misses some.
+const COLLECTIONS_QUEUED: usize = 64;
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            blobs: AtomicU64::default(),
+            bytes: AtomicU64::default(),
+            collections: AtomicU64::default(),
+            collected_blobs: AtomicU64::default(),
+            collected_bytes: AtomicU64::default(),
+            placing: Mutex::default(),
+            told: broadcast::channel(COLLECTIONS_QUEUED).0,
+        }
+    }
 }
 
 /// A reading of the [`Tally`].
@@ -77,6 +108,16 @@ impl Tally {
         self.collected_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.blobs.fetch_sub(sizes.len() as u64, Ordering::Relaxed);
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        if !sizes.is_empty() {
+            let blobs = sizes.len() as u64;
+            // An error only says that nobody listens.
+            let _ = self.told.send(Collected { blobs, bytes });
+        }
+    }
+
+    /// Each collection that deletes blobs from now on.
+    pub(crate) fn collections(&self) -> broadcast::Receiver<Collected> {
+        self.told.subscribe()
     }
 
     pub(crate) fn counts(&self) -> BlobCounts {

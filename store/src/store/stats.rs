@@ -2,7 +2,7 @@
 //! metrics scrape: nothing here reads the disk or the database.
 
 use super::Store;
-use crate::blob::BlobCounts;
+use crate::blob::{BlobCounts, Collected};
 use crate::content::rules;
 
 /// The store's counts at one moment.
@@ -25,5 +25,12 @@ impl Store {
             leases,
             open_writes: self.inner.writes.count(),
         }
+    }
+
+    /// Each collection that deletes blobs from now on (a change's own, the janitor's, a
+    /// prune's), told as it happens: what hyperd's events report. A receiver that falls more
+    /// than 64 collections behind misses the oldest (`RecvError::Lagged`).
+    pub fn collections(&self) -> tokio::sync::broadcast::Receiver<Collected> {
+        self.inner.blobs.collections()
     }
 }

@@ -1,0 +1,202 @@
+//! The calls the operations make once they have succeeded, one line at each site: each turns
+//! what the operation returned into events. They do nothing before the hub is started.
+
+use std::collections::BTreeMap;
+
+use store::{Collected, Created, Digest, ImageName, Loaded, Pruned, Removed, SaveItem};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::{Event, Kind, hub};
+use crate::registry::Pulled;
+
+fn emit(kind: Kind, uid: Option<u32>, event: Event) {
+    if let Some(hub) = hub() {
+        hub.emit(kind, uid, event);
+    }
+}
+
+fn attributes<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Names a `load` event lists in `names`: an archive may give one image thousands, and an
+/// event stays a short line.
+const NAMES_LISTED: usize = 32;
+
+/// A load: one `load` per image, named by its first name (`names` lists the first
+/// [`NAMES_LISTED`] when it has more than one).
+pub(crate) fn loaded(uid: Option<u32>, loaded: &Loaded) {
+    for image in &loaded.images {
+        let mut attributes = BTreeMap::new();
+        if image.names.len() > 1 {
+            let listed = image.names.iter().take(NAMES_LISTED);
+            let names: Vec<String> = listed.map(ToString::to_string).collect();
+            attributes.insert("names".to_owned(), names.join(","));
+        }
+        let event = Event {
+            digest: image.digest.to_string(),
+            name: image
+                .names
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            id: image.id.to_string(),
+            attributes,
+        };
+        emit(Kind::Load, uid, event);
+    }
+}
+
+/// A save: one `save` per image asked for, by the name (or ID) it was asked by.
+pub(crate) fn saved(uid: Option<u32>, items: &[SaveItem]) {
+    for item in items {
+        let name = item.image.clone();
+        emit(
+            Kind::Save,
+            uid,
+            Event {
+                name,
+                ..Event::default()
+            },
+        );
+    }
+}
+
+/// A tag: `target` now names what `source` named.
+pub(crate) fn tagged(uid: Option<u32>, source: &str, target: &ImageName) {
+    let event = Event {
+        name: target.to_string(),
+        attributes: attributes([("source", source.to_owned())]),
+        ..Event::default()
+    };
+    emit(Kind::Tag, uid, event);
+}
+
+/// A removal's steps, in docker's order: `untag` per name, `delete` per image (by ID), a
+/// `referrer` removed per referrer deleted with its subject.
+pub(crate) fn removed(uid: Option<u32>, removed: &[Removed]) {
+    for r in removed {
+        let (kind, event) = match r {
+            Removed::Untagged(name) => (
+                Kind::Untag,
+                Event {
+                    name: name.to_string(),
+                    ..Event::default()
+                },
+            ),
+            Removed::Deleted(id) => (
+                Kind::Delete,
+                Event {
+                    id: id.to_string(),
+                    ..Event::default()
+                },
+            ),
+            Removed::Referrer(digest) => (
+                Kind::Referrer,
+                Event {
+                    digest: digest.to_string(),
+                    attributes: attributes([("action", "removed".to_owned())]),
+                    ..Event::default()
+                },
+            ),
+        };
+        emit(kind, uid, event);
+    }
+}
+
+/// A prune: what each removal did, then one `prune` with the images removed and bytes freed.
+/// A dry run changed nothing and tells nothing.
+pub(crate) fn pruned(uid: Option<u32>, pruned: &Pruned, dry_run: bool) {
+    if dry_run {
+        return;
+    }
+    removed(uid, &pruned.removed);
+    let event = Event {
+        attributes: attributes([
+            ("images", pruned.images.len().to_string()),
+            ("bytes", pruned.freed.to_string()),
+        ]),
+        ..Event::default()
+    };
+    emit(Kind::Prune, uid, event);
+}
+
+/// A CreateImage, or a manifest pushed to the registry endpoint: `create` for an image,
+/// `referrer` added for a referrer.
+pub(crate) fn created(uid: Option<u32>, created: &Created) {
+    let (kind, event) = match created {
+        Created::Image(image) => (
+            Kind::Create,
+            Event {
+                digest: image.digest.to_string(),
+                name: image
+                    .names
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                id: image.id.to_string(),
+                ..Event::default()
+            },
+        ),
+        Created::Referrer(r) => (
+            Kind::Referrer,
+            Event {
+                digest: r.digest.to_string(),
+                attributes: attributes([
+                    ("action", "added".to_owned()),
+                    ("subject", r.subject.to_string()),
+                ]),
+                ..Event::default()
+            },
+        ),
+    };
+    emit(kind, uid, event);
+}
+
+/// A pull from a registry.
+pub(crate) fn pulled(uid: Option<u32>, p: &Pulled) {
+    let event = Event {
+        digest: p.digest.to_string(),
+        name: p.name.as_ref().map(ToString::to_string).unwrap_or_default(),
+        id: p.id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        attributes: attributes([
+            ("blobs", p.downloaded.to_string()),
+            ("bytes", p.downloaded_bytes.to_string()),
+        ]),
+    };
+    emit(Kind::Pull, uid, event);
+}
+
+/// A push to a registry: `name` where it went, the pushed document's `digest`, and the blobs
+/// it `uploaded` (those the registry lacked).
+pub(crate) fn pushed(uid: Option<u32>, name: &ImageName, digest: &Digest, uploaded: u32) {
+    let event = Event {
+        digest: digest.to_string(),
+        name: name.to_string(),
+        attributes: attributes([("blobs", uploaded.to_string())]),
+        ..Event::default()
+    };
+    emit(Kind::Push, uid, event);
+}
+
+/// Reports each of the store's collections that freed blobs as a `gc`, until the store is gone.
+pub(super) async fn collections(mut told: broadcast::Receiver<Collected>) {
+    loop {
+        match told.recv().await {
+            Ok(c) => {
+                let event = Event {
+                    attributes: attributes([
+                        ("blobs", c.blobs.to_string()),
+                        ("bytes", c.bytes.to_string()),
+                    ]),
+                    ..Event::default()
+                };
+                emit(Kind::Gc, None, event);
+            }
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "collections not reported as events");
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

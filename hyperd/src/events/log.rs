@@ -1,0 +1,209 @@
+//! The on-disk event log: JSON lines in `<root>/events/`, the newest in `events.jsonl`, the
+//! segment before it in `events.1.jsonl`. A segment is closed at [`SEGMENT_EVENTS`] events or
+//! [`SEGMENT_BYTES`] bytes, whichever comes first, and becomes the older one, replacing the
+//! segment before it: the log keeps at most twice that, the most recent events, on disk.
+//!
+//! Lines are appended one `write` each by the one writer thread ([`super::Hub`]'s), not synced:
+//! a crash of hyperd loses nothing the kernel has, a crash of the machine may leave the last
+//! line torn. Reading skips every line that is not a whole record, and opening cuts a torn tail
+//! off so the next line starts clean.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::Record;
+
+/// Events in one segment before it is closed.
+pub(crate) const SEGMENT_EVENTS: u64 = 5_000;
+/// Bytes in one segment before it is closed.
+pub(crate) const SEGMENT_BYTES: u64 = 4 << 20;
+
+const CURRENT: &str = "events.jsonl";
+const OLDER: &str = "events.1.jsonl";
+
+/// The log's segment being appended to.
+#[derive(Debug)]
+pub(crate) struct Log {
+    dir: PathBuf,
+    file: File,
+    events: u64,
+    bytes: u64,
+}
+
+impl Log {
+    /// Opens the log in `dir` (created, private, if missing), cutting a torn last line; returns
+    /// it and the sequence number of the last event it holds (0 for none).
+    pub(crate) fn open(dir: &Path) -> io::Result<(Log, u64)> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mut file = open_segment(&dir.join(CURRENT))?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)?;
+        let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if whole < text.len() {
+            file.set_len(whole as u64)?;
+        }
+        file.seek(SeekFrom::End(0))?;
+        let records = parse(&text[..whole]);
+        let last = match records.last() {
+            Some(r) => r.sequence,
+            None => read_segment(&dir.join(OLDER))?
+                .last()
+                .map_or(0, |r| r.sequence),
+        };
+        let log = Log {
+            dir: dir.to_path_buf(),
+            file,
+            events: records.len() as u64,
+            bytes: whole as u64,
+        };
+        Ok((log, last))
+    }
+
+    /// Appends `record`, closing the segment first when it is full.
+    pub(crate) fn append(&mut self, record: &Record) -> io::Result<()> {
+        let mut line = serde_json::to_vec(record)?;
+        line.push(b'\n');
+        let size = line.len() as u64;
+        if self.events >= SEGMENT_EVENTS || (self.events > 0 && self.bytes + size > SEGMENT_BYTES) {
+            self.rotate()?;
+        }
+        if let Err(e) = self.file.write_all(&line) {
+            // A part written (a full disk) would glue the next line onto it: cut it off.
+            let _ = self.file.set_len(self.bytes);
+            return Err(e);
+        }
+        self.events += 1;
+        self.bytes += size;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        fs::rename(self.dir.join(CURRENT), self.dir.join(OLDER))?;
+        self.file = open_segment(&self.dir.join(CURRENT))?;
+        self.events = 0;
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
+/// Every whole record in the log in `dir`, oldest first: at most twice [`SEGMENT_EVENTS`].
+pub(crate) fn read_all(dir: &Path) -> io::Result<Vec<Record>> {
+    let mut records = read_segment(&dir.join(OLDER))?;
+    records.extend(read_segment(&dir.join(CURRENT))?);
+    Ok(records)
+}
+
+fn open_segment(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
+fn read_segment(path: &Path) -> io::Result<Vec<Record>> {
+    match fs::read(path) {
+        Ok(text) => Ok(parse(&text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The whole records among `text`'s lines; a torn or foreign line is skipped.
+fn parse(text: &[u8]) -> Vec<Record> {
+    text.split(|&b| b == b'\n')
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Kind;
+
+    fn record(sequence: u64) -> Record {
+        Record {
+            sequence,
+            time_unix_nano: sequence as i64 * 10,
+            kind: Kind::Tag,
+            digest: String::new(),
+            name: format!("docker.io/library/app:{sequence}"),
+            id: String::new(),
+            uid: Some(0),
+            attributes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_two_segments_of_the_newest_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, last) = Log::open(dir.path()).unwrap();
+        assert_eq!(last, 0);
+        let total = SEGMENT_EVENTS * 2 + 7;
+        for s in 1..=total {
+            log.append(&record(s)).unwrap();
+        }
+        let kept = read_all(dir.path()).unwrap();
+        // The oldest segment went at the second rotation: one full segment and 7 remain.
+        assert_eq!(kept.len() as u64, SEGMENT_EVENTS + 7);
+        assert_eq!(kept.last().unwrap().sequence, total);
+        let sequences: Vec<u64> = kept.iter().map(|r| r.sequence).collect();
+        assert!(sequences.windows(2).all(|w| w[1] == w[0] + 1));
+        let (_, last) = Log::open(dir.path()).unwrap();
+        assert_eq!(last, total);
+    }
+
+    #[test]
+    fn a_segment_is_closed_at_its_byte_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path()).unwrap();
+        let mut big = record(1);
+        big.attributes.insert("x".into(), "y".repeat(1 << 20));
+        for s in 1..=9 {
+            big.sequence = s;
+            log.append(&big).unwrap();
+        }
+        let on_disk: u64 = [CURRENT, OLDER]
+            .iter()
+            .map(|f| fs::metadata(dir.path().join(f)).map_or(0, |m| m.len()))
+            .sum();
+        assert!(on_disk <= 2 * SEGMENT_BYTES, "{on_disk}");
+        assert_eq!(read_all(dir.path()).unwrap().last().unwrap().sequence, 9);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path()).unwrap();
+        log.append(&record(1)).unwrap();
+        log.append(&record(2)).unwrap();
+        drop(log);
+        let path = dir.path().join(CURRENT);
+        let mut torn = OpenOptions::new().append(true).open(&path).unwrap();
+        torn.write_all(br#"{"sequence":3,"time_unix_"#).unwrap();
+        assert_eq!(read_all(dir.path()).unwrap().len(), 2);
+        let (mut log, last) = Log::open(dir.path()).unwrap();
+        assert_eq!(last, 2);
+        log.append(&record(3)).unwrap();
+        let kept = read_all(dir.path()).unwrap();
+        let sequences: Vec<u64> = kept.iter().map(|r| r.sequence).collect();
+        assert_eq!(sequences, [1, 2, 3]);
+    }
+
+    #[test]
+    fn garbage_lines_are_skipped_never_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = serde_json::to_string(&record(4)).unwrap();
+        let text = format!("not json\n\u{0}\u{1}\n{line}\n{{\"sequence\":\n");
+        fs::write(dir.path().join(CURRENT), text).unwrap();
+        let (_, last) = Log::open(dir.path()).unwrap();
+        assert_eq!(last, 4);
+        assert_eq!(read_all(dir.path()).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,341 @@
+//! `hyperctl events` and `EventService/Subscribe` against the real hyperd: a load, tag, push,
+//! pull, rmi (untag, delete, a referrer removed with its image) and the collection that follows
+//! are told in order with the uid that caused them and the bytes freed; a restart keeps them
+//! (`--since` replays the log); filters by type and image pick; a live subscriber gets what
+//! happens after it subscribed; pushes to the registry endpoint (an image, a referrer), a save
+//! and a prune are told too. Every read is bounded by `--until` or by the events expected.
+
+use hyperd_proto::v1::SubscribeRequest;
+use hyperd_proto::v1::event_service_client::EventServiceClient;
+use integration::TestDaemon;
+use integration::artifacts::{MANIFEST, cosign_signature, layout};
+use integration::fixtures::*;
+use integration::registry::TestRegistry;
+use integration::serve::{registry_addr, send};
+use integration::tools::{p, skopeo_digests, umoci_image};
+use serde_json::Value;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// Every event logged so far and matching `filters`, as JSON objects; `--until 0s` (now) ends
+/// the stream after the replay.
+fn logged(d: &TestDaemon, filters: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        "events", "--since", "0", "--until", "0s", "--format", "json",
+    ];
+    for f in filters {
+        args.extend(["--filter", f]);
+    }
+    d.ok(&args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+fn blob_bytes(d: &TestDaemon) -> u64 {
+    let dir = d.root.join("blobs/sha256");
+    let files = d.blob_files();
+    files
+        .iter()
+        .map(|f| std::fs::metadata(dir.join(f)).unwrap().len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_day_of_work_is_told_in_order_and_kept_across_a_restart() {
+    let reg = TestRegistry::plain();
+    let mut d = TestDaemon::start();
+    let creds = d.dir.path().join("docker");
+    let app = Image::new(&["events app"], "amd64", Comp::Gzip).await;
+    let sig = cosign_signature(&app.manifest, MANIFEST, "events app");
+    let (one, two) = (
+        format!("{}/ev/app:1", reg.host()),
+        format!("{}/ev/app:2", reg.host()),
+    );
+    let entries = layout(
+        &[(&app, &[("org.opencontainers.image.ref.name", &one)])],
+        &[&sig],
+    );
+    let archive = d.write_file("app.tar", &tar(&entries).await);
+    d.ok(&["load", "-q", "-i", p(&archive)]);
+    d.ok(&["tag", &one, &two]);
+    d.ok_with_config(&creds, &["push", &two]);
+    d.ok(&["rmi", &two]);
+    d.ok_with_config(&creds, &["pull", &two]);
+    d.ok(&["rmi", &one]);
+    let stored = blob_bytes(&d);
+    d.ok(&["rmi", &two]);
+
+    let events = logged(&d, &[]);
+    let told: Vec<&str> = types(&events).into_iter().filter(|t| *t != "gc").collect();
+    assert_eq!(
+        told,
+        [
+            "load", "tag", "push", "untag", "pull", "untag", "untag", "delete", "referrer"
+        ],
+        "{events:#?}"
+    );
+    let sequences: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(
+        sequences.windows(2).all(|w| w[1] == w[0] + 1),
+        "{sequences:?}"
+    );
+    let digest = sha(&app.manifest);
+    let load = &events[0];
+    assert_eq!(
+        (load["name"].as_str(), load["digest"].as_str()),
+        (Some(one.as_str()), Some(digest.as_str()))
+    );
+    assert_eq!(load["id"], app.id());
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["type"] != "gc")
+            .all(|e| e["uid"] == 0),
+        "{events:#?}"
+    );
+    let push = events.iter().find(|e| e["type"] == "push").unwrap();
+    assert_eq!(
+        (push["name"].as_str(), push["digest"].as_str()),
+        (Some(two.as_str()), Some(digest.as_str()))
+    );
+    let delete = events.iter().find(|e| e["type"] == "delete").unwrap();
+    assert_eq!(delete["id"], app.id());
+    let referrer = events.iter().find(|e| e["type"] == "referrer").unwrap();
+    assert_eq!(referrer["digest"], sig.digest());
+    assert_eq!(referrer["attributes"]["action"], "removed");
+    // The last rmi freed every blob: the collections it caused say so, and no uid caused them.
+    let gcs: Vec<&Value> = events.iter().filter(|e| e["type"] == "gc").collect();
+    let freed: u64 = gcs
+        .iter()
+        .map(|e| {
+            e["attributes"]["bytes"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!((freed, blob_bytes(&d)), (stored, 0), "{gcs:#?}");
+    assert!(gcs.iter().all(|e| e["uid"].is_null()));
+
+    // The text lines read like docker's.
+    let text = d.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "type=load",
+    ]);
+    assert!(
+        text.trim_end().ends_with(&format!(
+            "image load {digest} (name={one}, id={}, uid=0)",
+            app.id()
+        )),
+        "{text}"
+    );
+
+    // Killed (what a crash leaves) and started again, the log still tells all of it, and what
+    // happens next follows it.
+    d.restart();
+    assert_eq!(logged(&d, &[]), events);
+    d.ok(&["load", "-q", "-i", p(&archive)]);
+    let after = logged(&d, &[]);
+    assert_eq!(after.len(), events.len() + 1);
+    assert_eq!(
+        after.last().unwrap()["sequence"],
+        sequences.last().unwrap() + 1
+    );
+
+    // Filters: by type (either of two), by image (a tag, a repository, a digest).
+    assert_eq!(
+        types(&logged(&d, &["type=untag", "type=delete"])),
+        ["untag", "untag", "untag", "delete"]
+    );
+    assert_eq!(
+        types(&logged(&d, &[&format!("image={one}")])),
+        ["load", "untag", "load"]
+    );
+    let repository = format!("image={}/ev/app", reg.host());
+    assert_eq!(types(&logged(&d, &[&repository, "type=tag"])), ["tag"]);
+    assert_eq!(
+        types(&logged(&d, &[&format!("image={digest}")])),
+        ["load", "push", "pull", "load"]
+    );
+    let refused = d.run(&["events", "--filter", "type=bogus"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown event type"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_subscriber_gets_what_happens_after_it_subscribed() {
+    let d = TestDaemon::start();
+    let app = Image::new(&["events live"], "amd64", Comp::None).await;
+    let archive = oci_archive(&[(&app, &[("io.containerd.image.name", "live:1")])]).await;
+    d.ok(&["load", "-q", "-i", p(&d.write_file("live.tar", &archive))]);
+    let channel = hyperd_proto::connect(&d.socket).await.unwrap();
+    let mut events = EventServiceClient::new(channel);
+    let request = SubscribeRequest {
+        types: vec!["tag".into()],
+        ..SubscribeRequest::default()
+    };
+    // Subscribed once the answer's headers are back: what follows reaches it.
+    let mut live = events.subscribe(request).await.unwrap().into_inner();
+    d.ok(&["tag", "live:1", "live:2"]);
+    let tag = live.message().await.unwrap().unwrap();
+    assert_eq!((tag.r#type.as_str(), tag.name.as_str()), ("tag", "live:2"));
+    assert_eq!(tag.attributes["source"], "live:1");
+    assert_eq!(tag.uid, Some(0));
+
+    // With `since`, the log first, then live, nothing twice.
+    let request = SubscribeRequest {
+        since_unix_nano: Some(0),
+        ..SubscribeRequest::default()
+    };
+    let mut both = events.subscribe(request).await.unwrap().into_inner();
+    d.ok(&["rmi", "live:2"]);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let e = both.message().await.unwrap().unwrap();
+        seen.push((e.r#type, e.sequence));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("load".to_owned(), 1),
+            ("tag".to_owned(), 2),
+            ("untag".to_owned(), 3)
+        ]
+    );
+}
+
+/// `POST` then `PUT` of a whole blob to hyperd's registry endpoint at `base`.
+fn upload(base: &str, bytes: &[u8]) {
+    let started = send("POST", &format!("{base}/v2/app/blobs/uploads/"), &[], b"");
+    let location = started.header("location").unwrap();
+    let url = format!("{base}{location}?digest={}", sha(bytes));
+    assert_eq!(send("PUT", &url, &[], bytes).status, 201);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_to_the_endpoint_a_save_and_a_prune_are_told() {
+    let d = TestDaemon::start_with_args(&["--registry-listen", "127.0.0.1:0", "--registry-push"]);
+    let base = format!("http://{}", registry_addr(&d));
+    let app = Image::new(&["events endpoint"], "amd64", Comp::Gzip).await;
+    let sig = cosign_signature(&app.manifest, OCI_MANIFEST, "events endpoint");
+    let blobs = app.layers.iter().map(|(b, _)| b).chain(&sig.blobs);
+    std::iter::once(&app.config)
+        .chain(blobs)
+        .for_each(|b| upload(&base, b));
+    let put = |reference: &str, body: &[u8]| {
+        let url = format!("{base}/v2/app/manifests/{reference}");
+        let r = send("PUT", &url, &[("Content-Type", OCI_MANIFEST)], body);
+        assert_eq!(r.status, 201, "{r:?}");
+    };
+    put("1", &app.manifest);
+    put(&sig.digest(), &sig.manifest);
+    d.ok(&["save", "-o", p(&d.path("app.tar")), "app:1"]);
+    // Another image, loaded: what the endpoint's pushes wrote stays leased for the hour, so a
+    // prune frees this one's blobs alone.
+    let other = Image::new(&["events other"], "amd64", Comp::None).await;
+    let archive = oci_archive(&[(&other, &[("io.containerd.image.name", "other:1")])]).await;
+    d.ok(&["load", "-q", "-i", p(&d.write_file("other.tar", &archive))]);
+    let stored = blob_bytes(&d);
+    d.ok(&["image", "prune", "-a", "-f"]);
+    let freed = stored - blob_bytes(&d);
+    assert!(freed > 0);
+
+    let events = logged(&d, &[]);
+    let told: Vec<&str> = types(&events).into_iter().filter(|t| *t != "gc").collect();
+    assert_eq!(
+        told[..4],
+        ["create", "referrer", "save", "load"],
+        "{events:#?}"
+    );
+    let mut pruning = told[4..].to_vec();
+    assert_eq!(pruning.pop(), Some("prune"), "{events:#?}");
+    pruning.sort();
+    assert_eq!(pruning, ["delete", "delete", "referrer", "untag", "untag"]);
+    let (create, added) = (&events[0], &events[1]);
+    assert_eq!(
+        (create["name"].as_str(), create["id"].as_str()),
+        (Some("app:1"), Some(app.id().as_str()))
+    );
+    assert_eq!(create["digest"], sha(&app.manifest));
+    // Pushes to the endpoint come from no local user.
+    assert!(create["uid"].is_null() && added["uid"].is_null());
+    assert_eq!(added["digest"], sig.digest());
+    let attributes = &added["attributes"];
+    assert_eq!(
+        (
+            attributes["action"].as_str(),
+            attributes["subject"].as_str()
+        ),
+        (Some("added"), Some(sha(&app.manifest).as_str()))
+    );
+    let save = events.iter().find(|e| e["type"] == "save").unwrap();
+    assert_eq!(
+        (save["name"].as_str(), save["uid"].as_u64()),
+        (Some("app:1"), Some(0))
+    );
+    let prune = events.iter().find(|e| e["type"] == "prune").unwrap();
+    assert_eq!(prune["attributes"]["images"], "2");
+    assert_eq!(prune["attributes"]["bytes"], freed.to_string());
+    let collected: u64 = events
+        .iter()
+        .filter(|e| e["type"] == "gc")
+        .map(|e| {
+            e["attributes"]["bytes"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(collected, freed);
+}
+
+#[test]
+fn a_pull_through_is_told_as_hyperd_s_own_pull() {
+    let upstream = TestRegistry::plain();
+    let dir = tempfile::tempdir().unwrap();
+    let files: &[(&str, &str)] = &[("etc/seed", "through\n")];
+    let layout = umoci_image(&dir.path().join("app"), "v1", &[files]);
+    let source = format!("oci:{}:v1", p(&layout));
+    upstream.skopeo_copy_to(&source, "team/app:1");
+    let digest = skopeo_digests(&source).0;
+    let args = [
+        "--registry-listen",
+        "127.0.0.1:0",
+        "--registry-pull-through",
+    ];
+    let d = TestDaemon::start_with_args(&args);
+    let ns = upstream.host().replace(':', "%3A");
+    let url = format!(
+        "http://{}/v2/team/app/manifests/1?ns={ns}",
+        registry_addr(&d)
+    );
+    let accept = [("Accept", OCI_MANIFEST)];
+    assert_eq!(
+        integration::serve::request("GET", &url, &accept).status,
+        200
+    );
+
+    let pulls = logged(&d, &["type=pull"]);
+    assert_eq!(pulls.len(), 1, "{pulls:#?}");
+    let name = format!("{}/team/app:1", upstream.host());
+    assert_eq!(
+        (pulls[0]["name"].as_str(), pulls[0]["digest"].as_str()),
+        (Some(name.as_str()), Some(digest.as_str()))
+    );
+    assert!(pulls[0]["uid"].is_null());
+}
