@@ -12,7 +12,7 @@ use integration::artifacts::{MANIFEST, cosign_signature, layout};
 use integration::fixtures::*;
 use integration::registry::TestRegistry;
 use integration::serve::{registry_addr, send};
-use integration::tools::{p, skopeo_digests, umoci_image};
+use integration::tools::{cmd, p, sh, skopeo_digests, umoci_image};
 use serde_json::Value;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -228,8 +228,18 @@ fn upload(base: &str, bytes: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pushes_to_the_endpoint_a_save_and_a_prune_are_told() {
-    let d = TestDaemon::start_with_args(&["--registry-listen", "127.0.0.1:0", "--registry-push"]);
-    let base = format!("http://{}", registry_addr(&d));
+    let htpasswd = tempfile::NamedTempFile::new().unwrap();
+    let entry = sh(&mut cmd("htpasswd", &["-nbB", "ann", "secret"]));
+    std::fs::write(htpasswd.path(), entry).unwrap();
+    let d = TestDaemon::start_with_args(&[
+        "--registry-listen",
+        "127.0.0.1:0",
+        "--registry-push",
+        "--registry-htpasswd",
+        p(htpasswd.path()),
+    ]);
+    // curl sends the URL's credentials as basic auth.
+    let base = format!("http://ann:secret@{}", registry_addr(&d));
     let app = Image::new(&["events endpoint"], "amd64", Comp::Gzip).await;
     let sig = cosign_signature(&app.manifest, OCI_MANIFEST, "events endpoint");
     let blobs = app.layers.iter().map(|(b, _)| b).chain(&sig.blobs);
