@@ -32,6 +32,10 @@ pub(crate) enum Command {
     Tag(TagArgs),
     /// Show images' manifest and config as JSON
     Inspect(InspectArgs),
+    /// Keep images from `image prune` (an explicit rmi still removes them)
+    Pin(PinArgs),
+    /// Let `image prune` remove images again
+    Unpin(PinArgs),
     /// Pull an image from a registry
     Pull(PullArgs),
     /// Push an image to the registry its name says
@@ -152,6 +156,13 @@ pub(crate) struct RmiArgs {
     #[arg(short, long)]
     pub(crate) force: bool,
     /// Images to remove: names or IDs
+    #[arg(required = true, value_name = "IMAGE")]
+    pub(crate) images: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PinArgs {
+    /// Images: names or IDs
     #[arg(required = true, value_name = "IMAGE")]
     pub(crate) images: Vec<String>,
 }

@@ -48,7 +48,8 @@ pub use store::Stats;
 pub use store::{
     Began, BlobRead, CheckReport, Content, ContentWrite, Created, Format, ImageGraph, ImageSummary,
     Images, Inspection, Lease, LeaseInfo, Leases, ListPage, Loaded, LoadedImage, NamePage,
-    PruneOptions, Pruned, SaveItem, SaveJob, Store, Upload, WriteOutcome, WriteStart, Written,
+    PruneOptions, Pruned, SaveItem, SaveJob, Store, Upload, Usage, WriteOutcome, WriteStart,
+    Written,
 };
 pub use usage::{DiskUsage, ImageUsage};
 pub use walk::{Graph, ImageConfig, Source, Visited, Walker};

@@ -8,7 +8,7 @@ use super::Images;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::image::ImageRecord;
-use crate::meta::{Reader, View};
+use crate::meta::{Meta, Reader, View, to_time};
 use crate::ops::Removed;
 use crate::usage::{self, DiskUsage, UsageImage};
 
@@ -62,6 +62,10 @@ impl Images<'_> {
             .collect();
         let mut removed = Vec::new();
         for digest in &digests {
+            // Pinned since the images were read: kept, as a pinned image always is.
+            if self.0.inner.meta.read()?.pinned(digest)? {
+                continue;
+            }
             match self.remove(&digest.to_string(), true).await {
                 Ok(r) => removed.extend(r),
                 // Removed meanwhile by someone else: nothing left to prune.
@@ -90,7 +94,7 @@ impl Images<'_> {
         let read = inner.meta.read()?;
         let mut images = Vec::new();
         read.each_image(|record| {
-            images.push(usage_image(&read, record)?);
+            images.push(usage_image(&inner.meta, &read, record)?);
             Ok(())
         })?;
         let mut sizes = HashMap::new();
@@ -106,11 +110,13 @@ impl Images<'_> {
 }
 
 /// An image with its names and the blobs of the referrers that travel with it.
-fn usage_image(read: &Reader, record: ImageRecord) -> Result<UsageImage> {
+fn usage_image(meta: &Meta, read: &Reader, record: ImageRecord) -> Result<UsageImage> {
     let referrers = read.travelling(record.subjects())?;
     let mut blobs = record.blobs.clone();
     blobs.extend(referrers.iter().flat_map(|r| r.blobs.iter().cloned()));
     Ok(UsageImage {
+        last_used: meta.last_used(read, &record.digest)?.map(to_time),
+        pinned: read.pinned(&record.digest)?,
         names: read.names_of(&record.digest)?,
         digest: record.digest,
         id: record.id,
@@ -120,7 +126,7 @@ fn usage_image(read: &Reader, record: ImageRecord) -> Result<UsageImage> {
     })
 }
 
-/// Whether a prune with `opts` takes `image`.
+/// Whether a prune with `opts` takes `image`: never a pinned one.
 fn picks(opts: &PruneOptions, image: &UsageImage) -> bool {
     let dangling = image.names.is_empty();
     let created = image
@@ -132,5 +138,5 @@ fn picks(opts: &PruneOptions, image: &UsageImage) -> bool {
         (Some(_), None) => false,
         (Some(before), Some(created)) => created < before,
     };
-    (opts.all || dangling) && old_enough
+    (opts.all || dangling) && old_enough && !image.pinned
 }
