@@ -14,6 +14,7 @@ mod errors;
 mod files_cancel;
 mod handoff;
 mod incremental;
+mod lastused;
 mod listing;
 mod memory;
 mod metrics;
