@@ -405,6 +405,7 @@ mod tests {
                     "Repository": or_none(&i.repository), "Tag": or_none(&i.tag),
                     "Name": i.name, "ID": i.id, "Digest": i.digest, "Created": i.created,
                     "Size": i.size, "Platforms": i.platforms,
+                    "LastUsed": time_or_null(&i.last_used), "Pinned": i.pinned,
                 })
             })
             .collect();
