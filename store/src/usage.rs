@@ -2,7 +2,7 @@
 //! alone: a blob is freed when every image that uses it (itself or through a referrer that
 //! travels with it) goes, and nothing else holds it. No I/O.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
 use crate::digest::Digest;
@@ -165,6 +165,23 @@ pub(crate) fn disk_usage(
     }
 }
 
+/// Whether an image whose config has `have` for labels passes docker's prune filters: every one
+/// of `labels` (`KEY` or `KEY=VALUE`) matches, and, when `not_labels` are given, not every one
+/// of them does (docker's `label!=`).
+pub(crate) fn labels_match(
+    labels: &[String],
+    not_labels: &[String],
+    have: &BTreeMap<String, String>,
+) -> bool {
+    let all = |filters: &[String]| {
+        filters.iter().all(|f| match f.split_once('=') {
+            Some((k, v)) => have.get(k).is_some_and(|h| h == v),
+            None => have.contains_key(f),
+        })
+    };
+    all(labels) && (not_labels.is_empty() || !all(not_labels))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +207,21 @@ mod tests {
             last_used: None,
             pinned: false,
         }
+    }
+
+    #[test]
+    fn label_filters_read_as_dockers() {
+        let have: BTreeMap<String, String> = [("env", "test"), ("team", "")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ok = |l: &[&str], n: &[&str]| labels_match(&f(l), &f(n), &have);
+        assert!(ok(&[], &[]));
+        assert!(ok(&["env"], &[]) && ok(&["env=test", "team"], &[]) && ok(&["team="], &[]));
+        assert!(!ok(&["env=prod"], &[]) && !ok(&["env", "other"], &[]));
+        assert!(!ok(&[], &["env"]) && !ok(&[], &["env=test", "team"]));
+        assert!(ok(&[], &["env=prod"]) && ok(&[], &["env", "other"]));
+        assert!(!labels_match(&f(&["env"]), &[], &BTreeMap::new()));
     }
 
     #[test]

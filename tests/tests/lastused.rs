@@ -1,7 +1,8 @@
 //! Last use and pins against the real hyperd: a load, then a tag, a save and registry GETs of
 //! the manifest (by tag and by digest) each move `LastUsed` forward, a HEAD does not, and the
 //! last of them survives a restart (written at shutdown). A pinned image outlives `image prune
-//! -a`, and `system df` counts none of its bytes as reclaimable. Times are compared as ordered,
+//! -a`, and `system df` counts none of its bytes as reclaimable. `image prune --filter label=`
+//! and `label!=` pick by the config's labels. Times are compared as ordered,
 //! never as durations: RFC 3339 with nine digits of nanoseconds in UTC sorts as it reads.
 
 use hyperd_proto::v1::DiskUsageRequest;
@@ -112,4 +113,38 @@ async fn a_pinned_image_outlives_prune_and_df_calls_none_of_it_reclaimable() {
     assert_eq!(pruned.freed, before.reclaimable);
     // Unknown images fail, by the usual exit code.
     assert!(!d.run(&["pin", "nothing:1"]).status.success());
+}
+
+#[tokio::test]
+async fn prune_filters_by_label() {
+    let d = TestDaemon::start();
+    // Each fixture's config has the label `label` = its seeds.
+    let a = Image::new(&["lastused label a"], "amd64", Comp::None).await;
+    let b = Image::new(&["lastused label b"], "amd64", Comp::None).await;
+    let archive = oci_archive(&[(&a, &[]), (&b, &[])]).await;
+    d.ok(&["load", "-q", "-i", p(&d.write_file("labels.tar", &archive))]);
+    let dry = |filters: &[&str]| {
+        let mut args = vec!["image", "prune", "--dry-run"];
+        args.extend(filters.iter().flat_map(|f| ["--filter", f]));
+        let out = d.ok(&args);
+        out.lines()
+            .filter_map(|l| l.strip_prefix("Would delete: "))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(dry(&[]).len(), 2);
+    assert_eq!(dry(&["label=label=lastused label a"]), [sha(&a.manifest)]);
+    assert_eq!(dry(&["label!=label=lastused label a"]), [sha(&b.manifest)]);
+    assert!(dry(&["label=nothing"]).is_empty());
+    let refused = d.run(&["image", "prune", "--filter", "dangling=true"]);
+    assert!(!refused.status.success());
+
+    d.ok(&[
+        "image",
+        "prune",
+        "-f",
+        "--filter",
+        "label=label=lastused label b",
+    ]);
+    assert_eq!(dry(&[]), [sha(&a.manifest)]);
 }

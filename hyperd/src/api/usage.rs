@@ -50,6 +50,8 @@ pub(super) async fn prune(
         created_before: (req.created_before > 0)
             .then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(req.created_before as u64)),
         dry_run: req.dry_run,
+        labels: req.labels,
+        not_labels: req.not_labels,
     };
     let pruned = store.images().prune(&opts).await.map_err(to_status)?;
     tracing::info!(

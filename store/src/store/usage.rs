@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use super::Images;
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::image::ImageRecord;
+use crate::image::{ImageRecord, config_labels};
 use crate::meta::{Meta, Reader, View, to_time};
 use crate::ops::Removed;
 use crate::usage::{self, DiskUsage, UsageImage};
@@ -22,6 +22,11 @@ pub struct PruneOptions {
     pub created_before: Option<SystemTime>,
     /// Say what would go, and change nothing.
     pub dry_run: bool,
+    /// Only images whose config has every one of these labels, `KEY` or `KEY=VALUE` (docker's
+    /// `--filter label=…`).
+    pub labels: Vec<String>,
+    /// Not images whose config has every one of these (docker's `--filter label!=…`).
+    pub not_labels: Vec<String>,
 }
 
 /// What a prune removed (or, dry, would remove), and the bytes freed.
@@ -46,10 +51,16 @@ impl Images<'_> {
     /// with it, then collects what they alone kept.
     pub async fn prune(self, opts: &PruneOptions) -> Result<Pruned> {
         let (images, sizes, held) = self.usage_inputs()?;
-        let picked: Vec<&UsageImage> = images.iter().filter(|i| picks(opts, i)).collect();
+        let mut picked = Vec::new();
+        for image in images.iter().filter(|i| picks(opts, i)) {
+            if self.labels_pass(opts, image).await? {
+                picked.push(image);
+            }
+        }
         let digests: Vec<Digest> = picked.iter().map(|i| i.digest.clone()).collect();
         if opts.dry_run {
-            let freed = usage::freed_by(&images, |i| picks(opts, i), &sizes, &held);
+            let chosen: HashSet<&Digest> = digests.iter().collect();
+            let freed = usage::freed_by(&images, |i| chosen.contains(&i.digest), &sizes, &held);
             return Ok(Pruned {
                 removed: Vec::new(),
                 images: digests,
@@ -85,6 +96,17 @@ impl Images<'_> {
             images: digests,
             freed,
         })
+    }
+
+    /// Whether `image` passes the prune's label filters: its config (that of its ID) is read
+    /// only when there are some.
+    async fn labels_pass(self, opts: &PruneOptions, image: &UsageImage) -> Result<bool> {
+        if opts.labels.is_empty() && opts.not_labels.is_empty() {
+            return Ok(true);
+        }
+        let config = self.0.inner.blobs.read_json(&image.id).await?;
+        let labels = config_labels(&config);
+        Ok(usage::labels_match(&opts.labels, &opts.not_labels, &labels))
     }
 
     /// Every image with what it keeps, each kept blob's size, and the blobs leases hold.

@@ -1,6 +1,7 @@
 //! Last use and pins: a load, tag and save each move an image's last use forward (compared as
 //! ordered times, never as durations), a read's use survives closing the store, and a pinned
-//! image outlives every prune while df counts none of its bytes as reclaimable.
+//! image outlives every prune while df counts none of its bytes as reclaimable. Prune's label
+//! filters pick as docker's.
 
 use crate::common::*;
 use store::{ListFilter, PruneOptions, Store};
@@ -102,4 +103,46 @@ async fn rmi_removes_a_pinned_image_and_its_pin() {
         .await
         .unwrap_err();
     assert!(matches!(e, store::Error::NotFound(_)), "{e}");
+}
+
+#[tokio::test]
+async fn label_filters_pick_as_dockers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    // Each fixture's config has the label `label` = its seeds.
+    let mut imgs = Vec::new();
+    for seed in ["lb-a", "lb-b", "lb-c"] {
+        imgs.push(Image::new(&[seed], "amd64", Comp::None).await);
+    }
+    let entries: Vec<(&Image, &[(&str, &str)])> = imgs.iter().map(|i| (i, &[][..])).collect();
+    store
+        .images()
+        .load(reader(oci_archive(&entries).await), &[])
+        .await
+        .unwrap();
+    let picked = |labels: &[&str], not: &[&str]| {
+        let opts = PruneOptions {
+            dry_run: true,
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            not_labels: not.iter().map(|s| s.to_string()).collect(),
+            ..PruneOptions::default()
+        };
+        let store = store.clone();
+        async move { store.images().prune(&opts).await.unwrap().images.len() }
+    };
+    assert_eq!(picked(&[], &[]).await, 3);
+    assert_eq!(picked(&["label"], &[]).await, 3);
+    assert_eq!(picked(&["label=lb-a"], &[]).await, 1);
+    assert_eq!(picked(&["label=lb-a", "other"], &[]).await, 0);
+    assert_eq!(picked(&[], &["label=lb-a"]).await, 2);
+    assert_eq!(picked(&[], &["label"]).await, 0);
+    assert_eq!(picked(&["label=lb-b"], &["label=lb-a"]).await, 1);
+
+    let opts = PruneOptions {
+        labels: vec!["label=lb-b".into()],
+        ..PruneOptions::default()
+    };
+    let pruned = store.images().prune(&opts).await.unwrap();
+    assert_eq!(pruned.images, [sha(&imgs[1].manifest).parse().unwrap()]);
+    assert_eq!(picked(&[], &[]).await, 2);
 }
