@@ -1,6 +1,7 @@
 //! Last use and pins against the real hyperd: a load, then a tag, a save and registry GETs of
 //! the manifest (by tag and by digest) each move `LastUsed` forward, a HEAD does not, and the
-//! last of them survives a restart (written at shutdown). A pinned image outlives `image prune
+//! last of them survives a restart (written at shutdown); a push and a pull move it on both
+//! hyperds. A pinned image outlives `image prune
 //! -a`, and `system df` counts none of its bytes as reclaimable. `image prune --filter label=`
 //! and `label!=` pick by the config's labels. Times are compared as ordered,
 //! never as durations: RFC 3339 with nine digits of nanoseconds in UTC sorts as it reads.
@@ -147,4 +148,36 @@ async fn prune_filters_by_label() {
         "label=label=lastused label b",
     ]);
     assert_eq!(dry(&[]), [sha(&a.manifest)]);
+}
+
+#[tokio::test]
+async fn push_and_pull_move_last_used_on_both_sides() {
+    let target =
+        TestDaemon::start_with_args(&["--registry-listen", "127.0.0.1:0", "--registry-push"]);
+    let addr = registry_addr(&target);
+    let source = TestDaemon::start();
+    let img = Image::new(&["lastused push"], "amd64", Comp::Gzip).await;
+    let archive = oci_archive(&[(&img, &[("io.containerd.image.name", "lu:1")])]).await;
+    source.ok(&[
+        "load",
+        "-q",
+        "-i",
+        p(&source.write_file("lu.tar", &archive)),
+    ]);
+    let name = format!("{addr}/team/lu:1");
+    source.ok(&["tag", "lu:1", &name]);
+    let tagged = last_used(&source, &name);
+
+    source.ok(&["push", &name]);
+    let pushed = moved(&source, &tagged, "push");
+    // The push made the image on the target: a use there too.
+    let made = last_used(&target, "team/lu:1");
+
+    source.ok(&["pull", "-q", &name]);
+    moved(&source, &pushed, "pull");
+    let served = last_used(&target, "team/lu:1");
+    assert!(
+        served > made,
+        "the pull's manifest GET: {served} after {made}"
+    );
 }
