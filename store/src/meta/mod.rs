@@ -8,7 +8,9 @@
 //! `index.rs`, the names of each image, images by ID, the images holding each manifest and the
 //! listing in its order; in `lease.rs`, `lease_expiry` (lease ID to expiry), `lease_info` (lease
 //! ID to when it was made and by which uid) and `lease_blobs` (`<lease ID>/<digest hex>` to
-//! nothing, so adding a blob is one insert and deleting a lease one key range).
+//! nothing, so adding a blob is one insert and deleting a lease one key range); in `used.rs`,
+//! `image_last_used` and `image_pinned` (each image's last use and its pin, with how a read's
+//! use waits in memory before it is written).
 //!
 //! `apply` writes a change in one write transaction, the indexes with the records, and once it
 //! commits updates the in-memory count of records listing each blob (the roots the records make)
