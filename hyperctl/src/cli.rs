@@ -32,6 +32,10 @@ pub(crate) enum Command {
     Tag(TagArgs),
     /// Show images' manifest and config as JSON
     Inspect(InspectArgs),
+    /// Keep images from `image prune` (an explicit rmi still removes them)
+    Pin(PinArgs),
+    /// Let `image prune` remove images again
+    Unpin(PinArgs),
     /// Pull an image from a registry
     Pull(PullArgs),
     /// Push an image to the registry its name says
@@ -158,6 +162,13 @@ pub(crate) struct RmiArgs {
     pub(crate) images: Vec<String>,
 }
 
+#[derive(clap::Args)]
+pub(crate) struct PinArgs {
+    /// Images: names or IDs
+    #[arg(required = true, value_name = "IMAGE")]
+    pub(crate) images: Vec<String>,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum LeasesCommand {
     /// List leases: all of them as root, your own otherwise
@@ -204,10 +215,11 @@ pub(crate) struct PruneArgs {
     /// Remove every image, tagged or not, not only the dangling ones
     #[arg(short, long)]
     pub(crate) all: bool,
-    /// Only images created before: until=DURATION (24h, 7d) or until=TIME (RFC 3339, unix
-    /// seconds)
-    #[arg(long = "filter", value_name = "until=WHEN", value_parser = until)]
-    pub(crate) created_before: Option<i64>,
+    /// Only images created before until=DURATION (24h, 7d) or until=TIME (RFC 3339, unix
+    /// seconds); only images with label=KEY[=VALUE]; not images with label!=KEY[=VALUE].
+    /// Repeatable; every filter must hold
+    #[arg(long = "filter", value_name = "FILTER", value_parser = prune_filter)]
+    pub(crate) filters: Vec<PruneFilter>,
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub(crate) force: bool,
@@ -216,11 +228,36 @@ pub(crate) struct PruneArgs {
     pub(crate) dry_run: bool,
 }
 
+/// One `image prune --filter`, as docker's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PruneFilter {
+    /// `until=…`, as unix seconds.
+    Until(i64),
+    /// `label=KEY[=VALUE]`: `KEY[=VALUE]`.
+    Label(String),
+    /// `label!=KEY[=VALUE]`: `KEY[=VALUE]`.
+    NotLabel(String),
+}
+
+fn prune_filter(s: &str) -> Result<PruneFilter, String> {
+    let nonempty = |l: &str| match l.is_empty() {
+        true => Err("a label filter needs a KEY".to_owned()),
+        false => Ok(l.to_owned()),
+    };
+    if let Some(l) = s.strip_prefix("label!=") {
+        return nonempty(l).map(PruneFilter::NotLabel);
+    }
+    if let Some(l) = s.strip_prefix("label=") {
+        return nonempty(l).map(PruneFilter::Label);
+    }
+    until(s).map(PruneFilter::Until)
+}
+
 /// `until=…` as unix seconds: a duration before now, an RFC 3339 time, or unix seconds.
 fn until(s: &str) -> Result<i64, String> {
     let when = s
         .strip_prefix("until=")
-        .ok_or("only until=DURATION or until=TIME is supported")?;
+        .ok_or("only until=WHEN, label=KEY[=VALUE] and label!=KEY[=VALUE] are supported")?;
     let now = std::time::SystemTime::now();
     let at = if let Ok(secs) = when.parse::<i64>() {
         return Ok(secs);

@@ -7,6 +7,7 @@ pub mod distribution;
 mod events;
 mod handoff;
 mod janitor;
+mod lastused;
 mod metrics;
 mod registry;
 mod socket;
@@ -89,6 +90,7 @@ pub async fn run(
     )
     .await?;
     distribution::serve(registry, store.clone(), registries, cancel.clone());
+    let flusher = tokio::spawn(lastused::run(store.clone(), cancel.clone()));
     let janitor = tokio::spawn(janitor::run(store, expiry, cancel.clone()));
     if let Some(l) = fd_listener {
         tokio::spawn(handoff::serve(l, tokens, cancel.clone()));
@@ -109,6 +111,7 @@ pub async fn run(
         .serve_with_incoming_shutdown(connections::incoming(listener, limits, metrics), stop)
         .await?;
     janitor.await?;
+    flusher.await?;
     if let Some(page) = page {
         page.await?;
     }

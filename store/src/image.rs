@@ -163,6 +163,18 @@ fn is_spec_ref_name(s: &str) -> bool {
     !s.is_empty() && s.split('/').all(component)
 }
 
+/// The labels of an image config (`config.Labels`, in docker's and OCI's configs alike); none
+/// when it has none or is no config (an artifact's), whatever else it holds.
+pub(crate) fn config_labels(json: &[u8]) -> std::collections::BTreeMap<String, String> {
+    let value: serde_json::Value = serde_json::from_slice(json).unwrap_or_default();
+    let labels = value["config"]["Labels"].as_object().cloned();
+    labels
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k, v.as_str()?.to_owned())))
+        .collect()
+}
+
 /// The few config fields the store uses; docker and OCI configs both carry them.
 #[derive(Deserialize, Default)]
 pub(crate) struct ConfigSummary {

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <root>/                   mode 0700
-//! <root>/meta.redb          tags, image and referrer records and their indexes, leases (redb)
+//! <root>/meta.redb          tags, image and referrer records and their indexes, leases,
+//!                           images' last uses and pins (redb)
 //! <root>/blobs/sha256/<hex> immutable blobs, visible only once their digest was checked
 //! <root>/ingest/<load>/     a load's staged blobs; moved into blobs/ when the load commits
 //! <root>/ingest/content/    content writes in progress; moved into blobs/ once verified
@@ -48,7 +49,8 @@ pub use store::Stats;
 pub use store::{
     Began, BlobRead, CheckReport, Content, ContentWrite, Created, Format, ImageGraph, ImageSummary,
     Images, Inspection, Lease, LeaseInfo, Leases, ListPage, Loaded, LoadedImage, NamePage,
-    PruneOptions, Pruned, SaveItem, SaveJob, Store, Upload, WriteOutcome, WriteStart, Written,
+    PruneOptions, Pruned, SaveItem, SaveJob, Store, Upload, Usage, WriteOutcome, WriteStart,
+    Written,
 };
 pub use usage::{DiskUsage, ImageUsage};
 pub use walk::{Graph, ImageConfig, Source, Visited, Walker};

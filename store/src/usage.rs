@@ -2,7 +2,8 @@
 //! alone: a blob is freed when every image that uses it (itself or through a referrer that
 //! travels with it) goes, and nothing else holds it. No I/O.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::SystemTime;
 
 use crate::digest::Digest;
 use crate::reference::ImageName;
@@ -17,6 +18,9 @@ pub(crate) struct UsageImage {
     pub(crate) blobs: Vec<Digest>,
     /// How many referrers travel with it.
     pub(crate) referrers: u32,
+    /// Its last use, and whether it is pinned (a prune never takes it).
+    pub(crate) last_used: Option<SystemTime>,
+    pub(crate) pinned: bool,
 }
 
 /// One image's share of the disk.
@@ -38,6 +42,10 @@ pub struct ImageUsage {
     pub shared: u64,
     /// How many referrers travel with it.
     pub referrers: u32,
+    /// When it was last used; `None` when no use was recorded.
+    pub last_used: Option<SystemTime>,
+    /// Pinned: no prune takes it, so none of its bytes are reclaimable.
+    pub pinned: bool,
 }
 
 /// What `system df` reports.
@@ -51,7 +59,7 @@ pub struct DiskUsage {
     pub referrers: u32,
     /// Every blob some image keeps, each once.
     pub bytes: u64,
-    /// What pruning the dangling (untagged) images frees.
+    /// What pruning the dangling (untagged) images that are not pinned frees.
     pub reclaimable: u64,
 }
 
@@ -122,8 +130,13 @@ pub(crate) fn disk_usage(
     let dangling: HashSet<usize> = (0..images.len())
         .filter(|&i| images[i].names.is_empty())
         .collect();
+    let reclaimed: HashSet<usize> = dangling
+        .iter()
+        .copied()
+        .filter(|&i| !images[i].pinned)
+        .collect();
     let bytes = users.0.keys().map(|b| size(b)).sum();
-    let reclaimable = users.freed(&dangling, sizes, held);
+    let reclaimable = users.freed(&reclaimed, sizes, held);
     drop(users);
     let tagged = (images.len() - dangling.len()) as u32;
     let referrers = images.iter().map(|i| i.referrers).sum();
@@ -139,6 +152,8 @@ pub(crate) fn disk_usage(
             names: image.names,
             created: image.created,
             referrers: image.referrers,
+            last_used: image.last_used,
+            pinned: image.pinned,
         })
         .collect();
     DiskUsage {
@@ -148,6 +163,23 @@ pub(crate) fn disk_usage(
         bytes,
         reclaimable,
     }
+}
+
+/// Whether an image whose config has `have` for labels passes docker's prune filters: every one
+/// of `labels` (`KEY` or `KEY=VALUE`) matches, and, when `not_labels` are given, not every one
+/// of them does (docker's `label!=`).
+pub(crate) fn labels_match(
+    labels: &[String],
+    not_labels: &[String],
+    have: &BTreeMap<String, String>,
+) -> bool {
+    let all = |filters: &[String]| {
+        filters.iter().all(|f| match f.split_once('=') {
+            Some((k, v)) => have.get(k).is_some_and(|h| h == v),
+            None => have.contains_key(f),
+        })
+    };
+    all(labels) && (not_labels.is_empty() || !all(not_labels))
 }
 
 #[cfg(test)]
@@ -172,7 +204,24 @@ mod tests {
             created: None,
             blobs: blobs.iter().map(|b| d(*b)).collect(),
             referrers: 0,
+            last_used: None,
+            pinned: false,
         }
+    }
+
+    #[test]
+    fn label_filters_read_as_dockers() {
+        let have: BTreeMap<String, String> = [("env", "test"), ("team", "")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ok = |l: &[&str], n: &[&str]| labels_match(&f(l), &f(n), &have);
+        assert!(ok(&[], &[]));
+        assert!(ok(&["env"], &[]) && ok(&["env=test", "team"], &[]) && ok(&["team="], &[]));
+        assert!(!ok(&["env=prod"], &[]) && !ok(&["env", "other"], &[]));
+        assert!(!ok(&[], &["env"]) && !ok(&[], &["env=test", "team"]));
+        assert!(ok(&[], &["env=prod"]) && ok(&[], &["env", "other"]));
+        assert!(!labels_match(&f(&["env"]), &[], &BTreeMap::new()));
     }
 
     #[test]
@@ -204,5 +253,12 @@ mod tests {
         let images = vec![image(11, false, &[2, 4])];
         let usage = disk_usage(images, &sizes, &HashSet::from([d(4)]));
         assert_eq!(usage.reclaimable, 10);
+
+        // Nor is a pinned image's: a prune leaves it.
+        let mut pinned = image(12, false, &[5]);
+        pinned.pinned = true;
+        let images = vec![image(11, false, &[2, 4]), pinned];
+        let usage = disk_usage(images, &sizes, &HashSet::new());
+        assert_eq!(usage.reclaimable, 1010);
     }
 }

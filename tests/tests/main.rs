@@ -15,6 +15,7 @@ mod events;
 mod files_cancel;
 mod handoff;
 mod incremental;
+mod lastused;
 mod listing;
 mod memory;
 mod metrics;

@@ -115,7 +115,8 @@ async fn prune_asks_first_and_all_with_until_picks_as_docker_does() {
     assert_eq!(d.ok(&["images", "-q"]), "");
     assert!(d.blob_files().is_empty());
 
-    let bad = d.run(&["image", "prune", "--filter", "label=x"]);
+    // label= is a filter now (lastused.rs); a filter hyperctl does not know is still refused.
+    let bad = d.run(&["image", "prune", "--filter", "dangling=true"]);
     assert_eq!(bad.status.code(), Some(2));
 }
 

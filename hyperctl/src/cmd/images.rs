@@ -107,10 +107,20 @@ fn json_element(out: &mut impl Write, i: &Image) -> io::Result<()> {
         "Created": i.created,
         "Size": i.size,
         "Platforms": i.platforms,
+        "LastUsed": time_or_null(&i.last_used),
+        "Pinned": i.pinned,
     });
     let text = serde_json::to_string_pretty(&value)?;
     let lines: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
     out.write_all(lines.join("\n").as_bytes())
+}
+
+/// A time hyperd sent, `null` for none (an image without a recorded use).
+pub(super) fn time_or_null(rfc3339: &str) -> serde_json::Value {
+    match rfc3339 {
+        "" => serde_json::Value::Null,
+        t => t.into(),
+    }
 }
 
 fn or_none(s: &str) -> &str {
@@ -395,6 +405,7 @@ mod tests {
                     "Repository": or_none(&i.repository), "Tag": or_none(&i.tag),
                     "Name": i.name, "ID": i.id, "Digest": i.digest, "Created": i.created,
                     "Size": i.size, "Platforms": i.platforms,
+                    "LastUsed": time_or_null(&i.last_used), "Pinned": i.pinned,
                 })
             })
             .collect();

@@ -36,6 +36,8 @@ pub(crate) async fn run(mut client: Client, args: InspectArgs) -> anyhow::Result
                     "Created": i.created,
                     "Size": i.size,
                     "Platforms": i.platforms,
+                    "LastUsed": super::images::time_or_null(&i.last_used),
+                    "Pinned": i.pinned,
                     "Manifest": parse("manifest", &r.manifest)?,
                     "Config": parse("config", &r.config)?,
                     "Referrers": r.referrers.iter().map(referrer).collect::<Vec<_>>(),

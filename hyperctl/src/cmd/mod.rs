@@ -8,6 +8,7 @@ mod inspect;
 mod leases;
 mod load;
 mod login;
+mod pin;
 mod prune;
 mod pull;
 mod push;
@@ -78,6 +79,8 @@ pub(crate) async fn run(command: Command, socket: Option<PathBuf>) -> anyhow::Re
         Command::Rmi(a) => rmi::run(client, a).await,
         Command::Tag(a) => tag::run(client, a).await,
         Command::Inspect(a) => inspect::run(client, a).await,
+        Command::Pin(a) => pin::run(client, a, true).await,
+        Command::Unpin(a) => pin::run(client, a, false).await,
         Command::Pull(a) => pull::run(RegistryServiceClient::new(channel), &peer, a).await,
         Command::Push(a) => push::run(RegistryServiceClient::new(channel), &peer, a).await,
         Command::Login(a) => login::login(RegistryServiceClient::new(channel), &peer, a).await,

@@ -1,5 +1,6 @@
 //! `hyperctl image prune`: remove the dangling images (or every image, `-a`), created before
-//! `until` when given, as docker's `image prune` does, after asking unless `-f`.
+//! `until` and with (or without) the labels given, as docker's `image prune` does, after asking
+//! unless `-f`. hyperd never prunes a pinned image.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -8,17 +9,13 @@ use hyperd_proto::v1::PruneRequest;
 
 use super::Client;
 use super::images::size;
-use crate::cli::PruneArgs;
+use crate::cli::{PruneArgs, PruneFilter};
 
 pub(crate) async fn run(mut client: Client, args: PruneArgs) -> anyhow::Result<ExitCode> {
     if !args.force && !args.dry_run && !confirmed(args.all)? {
         return Ok(ExitCode::SUCCESS);
     }
-    let request = PruneRequest {
-        all: args.all,
-        created_before: args.created_before.unwrap_or(0),
-        dry_run: args.dry_run,
-    };
+    let request = request(&args);
     let pruned = client.prune(request).await?.into_inner();
     if args.dry_run {
         for image in &pruned.images {
@@ -46,6 +43,24 @@ pub(crate) async fn run(mut client: Client, args: PruneArgs) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// The request `args` ask for; of several `until`s the earliest holds (each must).
+fn request(args: &PruneArgs) -> PruneRequest {
+    let mut request = PruneRequest {
+        all: args.all,
+        dry_run: args.dry_run,
+        ..PruneRequest::default()
+    };
+    for f in &args.filters {
+        match f {
+            PruneFilter::Until(t) if request.created_before == 0 => request.created_before = *t,
+            PruneFilter::Until(t) => request.created_before = request.created_before.min(*t),
+            PruneFilter::Label(l) => request.labels.push(l.clone()),
+            PruneFilter::NotLabel(l) => request.not_labels.push(l.clone()),
+        }
+    }
+    request
+}
+
 /// docker's question, answered on stdin; anything but `y` keeps everything.
 fn confirmed(all: bool) -> anyhow::Result<bool> {
     let what = match all {
@@ -57,4 +72,33 @@ fn confirmed(all: bool) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command, ImageCommand};
+
+    fn parsed(filters: &[&str]) -> Result<PruneRequest, clap::Error> {
+        let mut argv = vec!["hyperctl", "image", "prune", "-a"];
+        argv.extend(filters.iter().flat_map(|f| ["--filter", f]));
+        match Cli::try_parse_from(argv)?.command {
+            Command::Image(ImageCommand::Prune(a)) => Ok(request(&a)),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn filters_read_as_dockers() {
+        let r = parsed(&["label=a=b", "label!=c", "until=200", "label=d", "until=100"]).unwrap();
+        assert_eq!(r.labels, ["a=b", "d"]);
+        assert_eq!(r.not_labels, ["c"]);
+        assert_eq!((r.created_before, r.all), (100, true));
+        assert_eq!(parsed(&[]).unwrap().created_before, 0);
+        for bad in ["label=", "label!=", "labels=x", "dangling=true"] {
+            assert!(parsed(&[bad]).is_err(), "{bad}");
+        }
+    }
 }

@@ -67,6 +67,7 @@ fn per_image(images: &[ImageDiskUsage], now: SystemTime) -> String {
                 size(i.shared),
                 size(i.unique),
                 i.referrers.to_string(),
+                last_used(&i.last_used, now),
             ]);
         }
     }
@@ -79,8 +80,17 @@ fn per_image(images: &[ImageDiskUsage], now: SystemTime) -> String {
         "SHARED SIZE",
         "UNIQUE SIZE",
         "REFERRERS",
+        "LAST USED",
     ];
     columns(header, &rows)
+}
+
+/// "2 hours ago", or "never" when hyperd recorded no use.
+fn last_used(rfc3339: &str, now: SystemTime) -> String {
+    match rfc3339 {
+        "" => "never".into(),
+        t => created(t, now),
+    }
 }
 
 /// `busybox:1.35` → (`busybox`, `1.35`); the tag follows the last `:` after the last `/`.
@@ -107,6 +117,14 @@ mod tests {
             split_name("127.0.0.1:5000/team/app:v1"),
             pair("127.0.0.1:5000/team/app", "v1")
         );
+    }
+
+    #[test]
+    fn last_use_reads_like_created_or_never() {
+        let now = humantime::parse_rfc3339("2026-11-27T12:00:00Z").unwrap();
+        assert_eq!(last_used("", now), "never");
+        let t = "2026-11-27T10:00:00.123456789Z";
+        assert_eq!(last_used(t, now), "2 hours ago");
     }
 
     #[test]

@@ -26,7 +26,15 @@ pub(crate) fn image(s: &ImageSummary) -> v1::Image {
         created: s.created.clone().unwrap_or_default(),
         size: s.size,
         platforms: s.platforms.clone(),
+        last_used: time(s.usage.last_used),
+        pinned: s.usage.pinned,
     }
+}
+
+/// A time as the API writes it: RFC 3339 in UTC with nanoseconds, empty for none.
+pub(crate) fn time(t: Option<std::time::SystemTime>) -> String {
+    t.map(|t| humantime::format_rfc3339_nanos(t).to_string())
+        .unwrap_or_default()
 }
 
 pub(crate) fn ref_map(refs: Vec<v1::RefMapping>) -> Result<Vec<(ImageName, String)>, Status> {

@@ -292,7 +292,8 @@ impl ImageService for Images {
             .inspect(&req.into_inner().image)
             .await
             .map_err(to_status)?;
-        let summary = store::ImageSummary::new(&i.record, i.names.first().cloned());
+        let mut summary = store::ImageSummary::new(&i.record, i.names.first().cloned());
+        summary.usage = i.usage;
         Ok(Response::new(v1::InspectResponse {
             image: Some(convert::image(&summary)),
             names: i.names.iter().map(ToString::to_string).collect(),
@@ -301,6 +302,16 @@ impl ImageService for Images {
             config: String::from_utf8_lossy(&i.config).into_owned(),
             referrers: i.referrers.iter().map(convert::referrer).collect(),
         }))
+    }
+
+    async fn set_pinned(
+        &self,
+        req: Request<v1::SetPinnedRequest>,
+    ) -> Result<Response<v1::SetPinnedResponse>, Status> {
+        let uid = peer_uid(&req);
+        usage::set_pinned(&self.store, uid, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn check(

@@ -27,6 +27,8 @@ pub(super) async fn disk_usage(store: Store) -> Result<v1::DiskUsageResponse, St
             unique: i.unique,
             shared: i.shared,
             referrers: i.referrers,
+            last_used: convert::time(i.last_used),
+            pinned: i.pinned,
         })
         .collect();
     Ok(v1::DiskUsageResponse {
@@ -48,6 +50,8 @@ pub(super) async fn prune(
         created_before: (req.created_before > 0)
             .then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(req.created_before as u64)),
         dry_run: req.dry_run,
+        labels: req.labels,
+        not_labels: req.not_labels,
     };
     let pruned = store.images().prune(&opts).await.map_err(to_status)?;
     crate::events::pruned(uid, &pruned, opts.dry_run);
@@ -63,5 +67,21 @@ pub(super) async fn prune(
         removed: Some(convert::removed(pruned.removed)),
         images: pruned.images.iter().map(ToString::to_string).collect(),
         freed: pruned.freed,
+    })
+}
+
+pub(super) async fn set_pinned(
+    store: &Store,
+    uid: Option<u32>,
+    req: v1::SetPinnedRequest,
+) -> Result<v1::SetPinnedResponse, Status> {
+    let images = store.images();
+    let digest = images
+        .set_pinned(&req.image, req.pinned)
+        .await
+        .map_err(to_status)?;
+    tracing::info!(uid, image = %req.image, %digest, pinned = req.pinned, "pin set");
+    Ok(v1::SetPinnedResponse {
+        digest: digest.to_string(),
     })
 }

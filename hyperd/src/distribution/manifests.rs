@@ -55,6 +55,9 @@ pub(super) async fn get(
     if !accepts(ask.headers, &media_type) {
         return Err(Problem::not_acceptable(reference, &media_type));
     }
+    if !ask.head {
+        images.used(&digest);
+    }
     Ok(answer(&digest, &media_type, size, bytes))
 }
 

@@ -104,6 +104,7 @@ pub(crate) async fn push(
         // A mirror is never sent the registry's credential: its refusal advises no login.
         .map_err(|e| remote.told(e))?;
     lease.release().await;
+    store.images().used(&record.digest);
     let count = |s: BlobState| outcomes.iter().filter(|o| **o == s).count() as u32;
     tracing::info!(name = %name.full(), digest = %record.digest, "pushed");
     Ok(Pushed {

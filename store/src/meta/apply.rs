@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::{BY_SUBJECT, Changes, IMAGES, REFERRERS, TAGS, index, parse, parse_image};
+use super::{BY_SUBJECT, Changes, IMAGES, REFERRERS, TAGS, index, parse, parse_image, used};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::image::ImageRecord;
@@ -43,6 +43,7 @@ pub(super) fn images(tx: &WriteTransaction, changes: &Changes) -> Result<Vec<Ima
             .transpose()?;
         if let Some(old) = old {
             index::index_image(tx, &old, false)?;
+            used::forget(tx, d)?;
             gone.push(old);
         }
     }
@@ -107,4 +108,13 @@ pub(super) fn referrers(tx: &WriteTransaction, changes: &Changes) -> Result<Vec<
         index::index_referrer(tx, rec, true)?;
     }
     Ok(gone)
+}
+
+/// A change that puts an image or points a name at one uses it: stamped now, in the change's
+/// own transaction (after the deletions, so a stamp lands only on a record that stays).
+pub(super) fn stamp_used(tx: &WriteTransaction, changes: &Changes) -> Result<()> {
+    let now = used::now_nanos();
+    let put = changes.put_images.iter().map(|r| &r.digest);
+    let named = changes.put_tags.iter().map(|(_, d)| d);
+    used::stamp(tx, put.chain(named).map(|d| (d, now)))
 }

@@ -8,7 +8,9 @@
 //! `index.rs`, the names of each image, images by ID, the images holding each manifest and the
 //! listing in its order; in `lease.rs`, `lease_expiry` (lease ID to expiry), `lease_info` (lease
 //! ID to when it was made and by which uid) and `lease_blobs` (`<lease ID>/<digest hex>` to
-//! nothing, so adding a blob is one insert and deleting a lease one key range).
+//! nothing, so adding a blob is one insert and deleting a lease one key range); in `used.rs`,
+//! `image_last_used` and `image_pinned` (each image's last use and its pin, with how a read's
+//! use waits in memory before it is written).
 //!
 //! `apply` writes a change in one write transaction, the indexes with the records, and once it
 //! commits updates the in-memory count of records listing each blob (the roots the records make)
@@ -30,11 +32,13 @@ mod consistency;
 mod index;
 mod lease;
 mod read;
+mod used;
 mod view;
 
 pub(crate) use index::ListRow;
 pub(crate) use lease::LeaseMade;
 pub(crate) use read::Reader;
+pub(crate) use used::to_time;
 pub(crate) use view::{AMBIGUOUS_SHOWN, View};
 
 use std::collections::{BTreeSet, HashMap};
@@ -108,6 +112,17 @@ pub(crate) struct Meta {
     /// How many image and referrer records list each blob: the roots the records make, kept in step with
     /// every committed change so that a write can ask in O(1) whether a blob is one.
     referenced: Mutex<HashMap<Digest, u32>>,
+    /// Uses of images not yet written (`used.rs`).
+    pending: Mutex<used::Pending>,
+}
+
+impl Drop for Meta {
+    /// The uses waiting in memory are written when the store closes.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_uses() {
+            tracing::warn!(error = %e, "writing images' last uses at close");
+        }
+    }
 }
 
 impl Meta {
@@ -129,12 +144,19 @@ impl Meta {
         tx.open_table(LEASE_EXPIRY)?;
         tx.open_table(LEASE_BLOBS)?;
         tx.open_table(LEASE_INFO)?;
+        tx.open_table(used::LAST_USED)?;
+        tx.open_table(used::PINNED)?;
         tx.delete_table(TableDefinition::<&str, &[u8]>::new(OLD_LEASES))?;
         lease::ensure(&tx)?;
         tx.commit()?;
         index::ensure(&db)?;
         let referenced = Mutex::new(count_references(&db)?);
-        Ok(Meta { db, referenced })
+        let pending = Mutex::new(used::Pending::new(std::time::Instant::now()));
+        Ok(Meta {
+            db,
+            referenced,
+            pending,
+        })
     }
 
     fn referenced(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, u32>> {
@@ -198,6 +220,7 @@ impl Meta {
         apply::tags(&tx, changes)?;
         index::relist(&tx, &touched)?;
         let gone_referrers = apply::referrers(&tx, changes)?;
+        apply::stamp_used(&tx, changes)?;
         tx.commit()?;
         let mut referenced = self.referenced();
         for rec in &changes.put_images {

@@ -17,7 +17,7 @@ use crate::reference::ImageName;
 use crate::referrer::ReferrerRecord;
 
 /// A consistent view for a few keyed reads.
-pub(crate) struct Reader(ReadTransaction);
+pub(crate) struct Reader(pub(super) ReadTransaction);
 
 impl Meta {
     pub(crate) fn read(&self) -> Result<Reader> {

@@ -1,7 +1,7 @@
 //! [`Images`]: the images and referrers the store holds, by name, ID or digest. Loads, creates
 //! and saves are in `load.rs`, `create.rs` and `save.rs`.
 
-use super::{Store, referrers};
+use super::{Store, Usage, referrers};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
@@ -30,6 +30,8 @@ pub struct ImageSummary {
     pub size: u64,
     /// `os/arch[/variant]` of each manifest.
     pub platforms: Vec<String>,
+    /// When it was last used, and whether it is pinned.
+    pub usage: Usage,
 }
 
 impl ImageSummary {
@@ -42,6 +44,7 @@ impl ImageSummary {
             created: record.created.clone(),
             size: record.total_size,
             platforms: record.platforms.clone(),
+            usage: Usage::default(),
         }
     }
 }
@@ -56,7 +59,7 @@ pub struct ListPage {
 }
 
 /// The row a listing index entry shows.
-fn summary(row: ListRow) -> ImageSummary {
+fn summary(row: ListRow, usage: Usage) -> ImageSummary {
     ImageSummary {
         name: row.name.and_then(|n| n.parse().ok()),
         id: row.id,
@@ -64,6 +67,7 @@ fn summary(row: ListRow) -> ImageSummary {
         created: row.created,
         size: row.size,
         platforms: row.platforms,
+        usage,
     }
 }
 
@@ -81,6 +85,8 @@ pub struct Inspection {
     pub config: Vec<u8>,
     /// Every referrer that travels with it: of its manifests, and of those referrers, in turn.
     pub referrers: Vec<ReferrerRecord>,
+    /// When it was last used, and whether it is pinned.
+    pub usage: Usage,
 }
 
 /// What walking a tagged image needs, from its metadata alone (no blob is read).
@@ -141,21 +147,28 @@ impl Images<'_> {
         })?;
         let next = (rows.len() > limit && limit > 0).then(|| listing::token(&rows[limit - 1].0));
         rows.truncate(limit);
-        let images = rows.into_iter().map(|(_, row)| summary(row)).collect();
+        let images = rows
+            .into_iter()
+            .map(|(_, row)| {
+                let usage = self.usage_in(&read, &row.digest)?;
+                Ok(summary(row, usage))
+            })
+            .collect::<Result<_>>()?;
         Ok(ListPage { images, next })
     }
 
     /// The stored manifest and config of an image.
     pub async fn inspect(self, image: &str) -> Result<Inspection> {
         let inner = &self.0.inner;
-        let (record, names, referrers) = {
+        let (record, names, referrers, usage) = {
             let read = inner.meta.read()?;
             let digest = match ops::lookup(&read, image)? {
                 Target::Tag(_, d) | Target::Image(d) => d,
             };
             let record = read.record(&digest)?;
             let referrers = read.travelling(record.subjects())?;
-            (record, read.names_of(&digest)?, referrers)
+            let usage = self.usage_in(&read, &digest)?;
+            (record, read.names_of(&digest)?, referrers, usage)
         };
         let manifest = inner.blobs.read_json(&record.digest).await?;
         let config = match record.artifact {
@@ -168,6 +181,7 @@ impl Images<'_> {
             manifest,
             config,
             record,
+            usage,
         })
     }
 

@@ -23,6 +23,7 @@ mod serve;
 mod stats;
 mod upload;
 mod usage;
+mod used;
 mod write;
 
 use tokio::sync::Mutex;
@@ -38,6 +39,7 @@ pub use serve::NamePage;
 pub use stats::Stats;
 pub use upload::Upload;
 pub use usage::{PruneOptions, Pruned};
+pub use used::Usage;
 pub use write::{Began, ContentWrite, WriteOutcome, WriteStart, Written};
 
 use crate::blob::Blobs;

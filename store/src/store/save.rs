@@ -118,6 +118,7 @@ impl Images<'_> {
         for item in items {
             job.pin(&read, item, travel)?;
         }
+        job.items.iter().for_each(|i| self.used(&i.record.digest));
         Ok(job)
     }
 

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use super::Images;
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::image::ImageRecord;
-use crate::meta::{Reader, View};
+use crate::image::{ImageRecord, config_labels};
+use crate::meta::{Meta, Reader, View, to_time};
 use crate::ops::Removed;
 use crate::usage::{self, DiskUsage, UsageImage};
 
@@ -22,6 +22,11 @@ pub struct PruneOptions {
     pub created_before: Option<SystemTime>,
     /// Say what would go, and change nothing.
     pub dry_run: bool,
+    /// Only images whose config has every one of these labels, `KEY` or `KEY=VALUE` (docker's
+    /// `--filter label=…`).
+    pub labels: Vec<String>,
+    /// Not images whose config has every one of these (docker's `--filter label!=…`).
+    pub not_labels: Vec<String>,
 }
 
 /// What a prune removed (or, dry, would remove), and the bytes freed.
@@ -46,10 +51,16 @@ impl Images<'_> {
     /// with it, then collects what they alone kept.
     pub async fn prune(self, opts: &PruneOptions) -> Result<Pruned> {
         let (images, sizes, held) = self.usage_inputs()?;
-        let picked: Vec<&UsageImage> = images.iter().filter(|i| picks(opts, i)).collect();
+        let mut picked = Vec::new();
+        for image in images.iter().filter(|i| picks(opts, i)) {
+            if self.labels_pass(opts, image).await? {
+                picked.push(image);
+            }
+        }
         let digests: Vec<Digest> = picked.iter().map(|i| i.digest.clone()).collect();
         if opts.dry_run {
-            let freed = usage::freed_by(&images, |i| picks(opts, i), &sizes, &held);
+            let chosen: HashSet<&Digest> = digests.iter().collect();
+            let freed = usage::freed_by(&images, |i| chosen.contains(&i.digest), &sizes, &held);
             return Ok(Pruned {
                 removed: Vec::new(),
                 images: digests,
@@ -62,6 +73,10 @@ impl Images<'_> {
             .collect();
         let mut removed = Vec::new();
         for digest in &digests {
+            // Pinned since the images were read: kept, as a pinned image always is.
+            if self.0.inner.meta.read()?.pinned(digest)? {
+                continue;
+            }
             match self.remove(&digest.to_string(), true).await {
                 Ok(r) => removed.extend(r),
                 // Removed meanwhile by someone else: nothing left to prune.
@@ -83,6 +98,17 @@ impl Images<'_> {
         })
     }
 
+    /// Whether `image` passes the prune's label filters: its config (that of its ID) is read
+    /// only when there are some.
+    async fn labels_pass(self, opts: &PruneOptions, image: &UsageImage) -> Result<bool> {
+        if opts.labels.is_empty() && opts.not_labels.is_empty() {
+            return Ok(true);
+        }
+        let config = self.0.inner.blobs.read_json(&image.id).await?;
+        let labels = config_labels(&config);
+        Ok(usage::labels_match(&opts.labels, &opts.not_labels, &labels))
+    }
+
     /// Every image with what it keeps, each kept blob's size, and the blobs leases hold.
     #[allow(clippy::type_complexity)]
     fn usage_inputs(self) -> Result<(Vec<UsageImage>, HashMap<Digest, u64>, HashSet<Digest>)> {
@@ -90,7 +116,7 @@ impl Images<'_> {
         let read = inner.meta.read()?;
         let mut images = Vec::new();
         read.each_image(|record| {
-            images.push(usage_image(&read, record)?);
+            images.push(usage_image(&inner.meta, &read, record)?);
             Ok(())
         })?;
         let mut sizes = HashMap::new();
@@ -106,11 +132,13 @@ impl Images<'_> {
 }
 
 /// An image with its names and the blobs of the referrers that travel with it.
-fn usage_image(read: &Reader, record: ImageRecord) -> Result<UsageImage> {
+fn usage_image(meta: &Meta, read: &Reader, record: ImageRecord) -> Result<UsageImage> {
     let referrers = read.travelling(record.subjects())?;
     let mut blobs = record.blobs.clone();
     blobs.extend(referrers.iter().flat_map(|r| r.blobs.iter().cloned()));
     Ok(UsageImage {
+        last_used: meta.last_used(read, &record.digest)?.map(to_time),
+        pinned: read.pinned(&record.digest)?,
         names: read.names_of(&record.digest)?,
         digest: record.digest,
         id: record.id,
@@ -120,7 +148,7 @@ fn usage_image(read: &Reader, record: ImageRecord) -> Result<UsageImage> {
     })
 }
 
-/// Whether a prune with `opts` takes `image`.
+/// Whether a prune with `opts` takes `image`: never a pinned one.
 fn picks(opts: &PruneOptions, image: &UsageImage) -> bool {
     let dangling = image.names.is_empty();
     let created = image
@@ -132,5 +160,5 @@ fn picks(opts: &PruneOptions, image: &UsageImage) -> bool {
         (Some(_), None) => false,
         (Some(before), Some(created)) => created < before,
     };
-    (opts.all || dangling) && old_enough
+    (opts.all || dangling) && old_enough && !image.pinned
 }

@@ -8,6 +8,7 @@ mod architecture;
 mod bad_input;
 mod damage;
 mod elided;
+mod lastused;
 mod lifecycle;
 mod one_meaning;
 mod property;

@@ -104,6 +104,7 @@ async fn all_takes_tagged_images_too_and_until_only_older_ones() {
         all,
         created_before: until,
         dry_run: true,
+        ..PruneOptions::default()
     };
     let picked = |o: PruneOptions| {
         let store = store.clone();

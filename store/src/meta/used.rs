@@ -1,0 +1,282 @@
+//! When each image was last used, and which images are pinned.
+//!
+//! Tables: `image_last_used` (top-level digest to unix nanoseconds) and `image_pinned`
+//! (top-level digest to nothing). Both are keyed like `images`, and a row is deleted with its
+//! image in the same transaction. A store written before these tables existed opens with them
+//! empty: its images show no last use ("never") until they are next used, and none is pinned.
+//!
+//! A change that commits anyway (a load, a tag, a created image) stamps the images it puts or
+//! names in its own transaction (`apply`). A read (a save, a push, a registry GET) costs no
+//! write transaction: its use waits in memory, [`Pending`], one entry per image (the latest),
+//! and is written with the others when `MAX_PENDING_USES` images wait, when `USES_FLUSH_EVERY` has
+//! passed since the last write (checked at the next use, and by hyperd's timer), and when the
+//! store closes. Reads of the time merge what waits with what is stored.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use super::{IMAGES, Meta, Reader};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::limits::{MAX_PENDING_USES as MAX_PENDING, USES_FLUSH_EVERY as FLUSH_EVERY};
+
+/// Top-level digest -> when the image was last used, unix nanoseconds.
+pub(super) const LAST_USED: TableDefinition<&str, i64> = TableDefinition::new("image_last_used");
+/// Top-level digest -> nothing: the images prune (and, later, the GC policy) must keep.
+pub(super) const PINNED: TableDefinition<&str, ()> = TableDefinition::new("image_pinned");
+
+/// Uses not yet written, at most one per image (the latest).
+#[derive(Debug)]
+pub(crate) struct Pending {
+    uses: HashMap<Digest, i64>,
+    /// When the uses were last written (or the store opened).
+    since: Instant,
+}
+
+impl Pending {
+    pub(super) fn new(now: Instant) -> Self {
+        Pending {
+            uses: HashMap::new(),
+            since: now,
+        }
+    }
+
+    /// Notes that `digest` was used at `at`; true when the waiting uses are due to be written.
+    pub(crate) fn note(&mut self, digest: &Digest, at: i64, now: Instant) -> bool {
+        let t = self.uses.entry(digest.clone()).or_insert(at);
+        *t = (*t).max(at);
+        self.uses.len() >= MAX_PENDING || now.saturating_duration_since(self.since) >= FLUSH_EVERY
+    }
+
+    /// The waiting uses, leaving none.
+    fn take(&mut self, now: Instant) -> HashMap<Digest, i64> {
+        self.since = now;
+        std::mem::take(&mut self.uses)
+    }
+
+    /// Puts back uses a failed write took, keeping the later time of each.
+    fn restore(&mut self, uses: HashMap<Digest, i64>) {
+        for (d, at) in uses {
+            let t = self.uses.entry(d).or_insert(at);
+            *t = (*t).max(at);
+        }
+    }
+
+    pub(crate) fn get(&self, digest: &Digest) -> Option<i64> {
+        self.uses.get(digest).copied()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.uses.len()
+    }
+}
+
+/// Now, in unix nanoseconds (0 for a clock before 1970, which never happens here).
+pub(crate) fn now_nanos() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH);
+    since.map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// A stored time as a [`SystemTime`].
+pub(crate) fn to_time(nanos: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
+}
+
+/// Stamps each of `digests` that has an image record as used at `at`, never moving a stamp
+/// back (the clock may step backwards; an earlier flush may land after a later commit).
+pub(super) fn stamp<'a>(
+    tx: &WriteTransaction,
+    digests: impl IntoIterator<Item = (&'a Digest, i64)>,
+) -> Result<()> {
+    let images = tx.open_table(IMAGES)?;
+    let mut used = tx.open_table(LAST_USED)?;
+    for (d, at) in digests {
+        let key = d.to_string();
+        if images.get(key.as_str())?.is_none() {
+            continue;
+        }
+        let old = used.get(key.as_str())?.map(|v| v.value());
+        if old.is_none_or(|old| old < at) {
+            used.insert(key.as_str(), at)?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops what is kept of a deleted image.
+pub(super) fn forget(tx: &WriteTransaction, digest: &Digest) -> Result<()> {
+    let key = digest.to_string();
+    tx.open_table(LAST_USED)?.remove(key.as_str())?;
+    tx.open_table(PINNED)?.remove(key.as_str())?;
+    Ok(())
+}
+
+impl Meta {
+    /// Notes a use of the image `digest` now, writing the waiting uses when they are due.
+    pub(crate) fn note_use(&self, digest: &Digest) -> Result<()> {
+        let due = self.pending().note(digest, now_nanos(), Instant::now());
+        if due { self.flush_uses() } else { Ok(()) }
+    }
+
+    /// Writes the waiting uses in one transaction (none when nothing waits).
+    pub(crate) fn flush_uses(&self) -> Result<()> {
+        let uses = self.pending().take(Instant::now());
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let written = self.db.begin_write().map_err(Into::into).and_then(|tx| {
+            stamp(&tx, uses.iter().map(|(d, at)| (d, *at)))?;
+            tx.commit().map_err(Into::into)
+        });
+        if written.is_err() {
+            self.pending().restore(uses);
+        }
+        written
+    }
+
+    /// When the image `digest` was last used, merging what waits with what `read` sees.
+    pub(crate) fn last_used(&self, read: &Reader, digest: &Digest) -> Result<Option<i64>> {
+        let stored = read.last_used(digest)?;
+        Ok(stored.max(self.pending().get(digest)))
+    }
+
+    /// Pins or unpins the image `digest`, which has a record. The caller holds the commit lock.
+    pub(crate) fn set_pinned(&self, digest: &Digest, pinned: bool) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut table = tx.open_table(PINNED)?;
+            let key = digest.to_string();
+            match pinned {
+                true => drop(table.insert(key.as_str(), ())?),
+                false => drop(table.remove(key.as_str())?),
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().expect("pending uses lock poisoned")
+    }
+
+    /// How many images' uses wait in memory.
+    #[cfg(test)]
+    pub(crate) fn pending_uses(&self) -> usize {
+        self.pending().len()
+    }
+}
+
+impl Reader {
+    /// When the image `digest` was last used, as stored (without what waits in memory).
+    pub(crate) fn last_used(&self, digest: &Digest) -> Result<Option<i64>> {
+        let table = self.0.open_table(LAST_USED)?;
+        Ok(table.get(digest.to_string().as_str())?.map(|v| v.value()))
+    }
+
+    /// Whether the image `digest` is pinned.
+    pub(crate) fn pinned(&self, digest: &Digest) -> Result<bool> {
+        let table = self.0.open_table(PINNED)?;
+        Ok(table.get(digest.to_string().as_str())?.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+
+    use super::*;
+    use crate::image::ImageRecord;
+    use crate::meta::Changes;
+    use crate::meta::tests::{d, image, open};
+
+    fn stored(meta: &Meta, digest: &Digest) -> Option<i64> {
+        meta.read().unwrap().last_used(digest).unwrap()
+    }
+
+    #[test]
+    fn reads_cost_no_write_until_a_thousand_images_wait() {
+        let (_dir, meta) = open();
+        let images: Vec<ImageRecord> = (0..=255).map(|n| image(n, &[n], &[n])).collect();
+        meta.apply(&Changes {
+            put_images: images,
+            ..Changes::default()
+        })
+        .unwrap();
+        let before = stored(&meta, &d(0)).unwrap();
+        // Uses of images that have no record count against the bound, and are dropped.
+        let other = |n: usize| Digest::of(&n.to_le_bytes());
+        meta.note_use(&d(0)).unwrap();
+        for n in 1..MAX_PENDING - 1 {
+            meta.note_use(&other(n)).unwrap();
+        }
+        assert_eq!(meta.pending_uses(), MAX_PENDING - 1);
+        assert_eq!(stored(&meta, &d(0)), Some(before));
+        let shown = meta
+            .last_used(&meta.read().unwrap(), &d(0))
+            .unwrap()
+            .unwrap();
+        assert!(shown > before);
+        meta.note_use(&other(MAX_PENDING)).unwrap();
+        assert_eq!(meta.pending_uses(), 0);
+        assert_eq!(stored(&meta, &d(0)), Some(shown));
+        assert_eq!(stored(&meta, &other(1)), None);
+    }
+
+    #[test]
+    fn a_store_from_before_last_uses_opens_with_none_and_deletes_forget() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        let meta = Meta::open(&path).unwrap();
+        let put = Changes {
+            put_images: vec![image(1, &[1], &[1]), image(2, &[2], &[2])],
+            ..Changes::default()
+        };
+        meta.apply(&put).unwrap();
+        meta.set_pinned(&d(1), true).unwrap();
+        // What the previous version wrote: the same tables, without these two.
+        let tx = meta.db.begin_write().unwrap();
+        assert!(tx.delete_table(LAST_USED).unwrap() && tx.delete_table(PINNED).unwrap());
+        tx.commit().unwrap();
+        drop(meta);
+        let meta = Meta::open(&path).unwrap();
+        let read = meta.read().unwrap();
+        assert_eq!(read.last_used(&d(1)).unwrap(), None);
+        assert!(!read.pinned(&d(1)).unwrap());
+        drop(read);
+        assert!(meta.snapshot().unwrap().images.len() == 2);
+        // A delete takes the image's rows with it.
+        meta.set_pinned(&d(2), true).unwrap();
+        meta.apply(&put).unwrap();
+        meta.apply(&Changes {
+            delete_images: vec![d(2)],
+            ..Changes::default()
+        })
+        .unwrap();
+        let tx = meta.db.begin_read().unwrap();
+        assert_eq!(tx.open_table(PINNED).unwrap().len().unwrap(), 0);
+        let used = tx.open_table(LAST_USED).unwrap();
+        assert!(used.get(d(1).to_string().as_str()).unwrap().is_some());
+        assert!(used.get(d(2).to_string().as_str()).unwrap().is_none());
+    }
+
+    #[test]
+    fn uses_wait_until_enough_of_them_or_enough_time() {
+        let start = Instant::now();
+        let mut p = Pending::new(start);
+        let d = |n: u32| Digest::of(&n.to_le_bytes());
+        // The same image again is one entry, keeping the later time.
+        assert!(!p.note(&d(0), 5, start));
+        assert!(!p.note(&d(0), 3, start));
+        assert_eq!((p.len(), p.get(&d(0))), (1, Some(5)));
+        for n in 1..MAX_PENDING as u32 - 1 {
+            assert!(!p.note(&d(n), 1, start));
+        }
+        assert!(p.note(&d(MAX_PENDING as u32), 1, start));
+        assert_eq!(p.take(start).len(), MAX_PENDING);
+        assert!(!p.note(&d(0), 1, start + FLUSH_EVERY / 2));
+        assert!(p.note(&d(1), 1, start + FLUSH_EVERY));
+    }
+}

@@ -1,0 +1,58 @@
+//! Last use and pins, the facade's side: a read's use noted in memory, a pin set under the
+//! commit lock. How they are kept and when waiting uses are written: `meta/used.rs`.
+
+use std::time::SystemTime;
+
+use super::{Images, Store};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::meta::{Reader, to_time};
+use crate::ops::{self, Target};
+
+/// When an image was last used and whether it is pinned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// When it was last loaded, saved, pulled, pushed, served or tagged; `None` when the store
+    /// has no record of a use (an image stored by a version that did not record them).
+    pub last_used: Option<SystemTime>,
+    /// Pinned: prune (and the GC policy) keeps it.
+    pub pinned: bool,
+}
+
+impl Images<'_> {
+    /// Notes that the image `digest` was read whole (saved, pushed, served): kept in memory and
+    /// written with others, so that a read costs no write transaction. A digest that is no
+    /// image (a referrer, a platform's manifest) is dropped when the uses are written.
+    pub fn used(self, digest: &Digest) {
+        if let Err(e) = self.0.inner.meta.note_use(digest) {
+            tracing::warn!(error = %e, "writing images' last uses");
+        }
+    }
+
+    /// Pins (`pinned`) or unpins the image `image` names (a name, ID or ID prefix); returns
+    /// its top-level digest.
+    pub async fn set_pinned(self, image: &str, pinned: bool) -> Result<Digest> {
+        let inner = &self.0.inner;
+        let _guard = inner.commit.lock().await;
+        let digest = match ops::lookup(&inner.meta.read()?, image)? {
+            Target::Tag(_, d) | Target::Image(d) => d,
+        };
+        inner.meta.set_pinned(&digest, pinned)?;
+        Ok(digest)
+    }
+
+    /// The last use and pin of the image `digest`, as `read` sees them with the uses waiting.
+    pub(super) fn usage_in(self, read: &Reader, digest: &Digest) -> Result<Usage> {
+        Ok(Usage {
+            last_used: self.0.inner.meta.last_used(read, digest)?.map(to_time),
+            pinned: read.pinned(digest)?,
+        })
+    }
+}
+
+impl Store {
+    /// Writes the uses waiting in memory now (hyperd's timer; the store does it when it closes).
+    pub fn flush_uses(&self) -> Result<()> {
+        self.inner.meta.flush_uses()
+    }
+}
