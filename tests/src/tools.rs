@@ -252,3 +252,22 @@ pub fn load_skopeo_image(d: &TestDaemon) -> (PathBuf, String, String) {
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// hyperctl's JSON output with every `LastUsed` left out: two stores that hold the same images
+/// differ in when each was last used, and in nothing else.
+pub fn unstamped(json: &str) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.remove("LastUsed");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    strip(&mut value);
+    value
+}

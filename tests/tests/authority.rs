@@ -31,7 +31,7 @@ async fn current_grpcio_with_default_options_calls_every_kind_of_rpc() {
         format!(
             "health '' SERVING\n\
              health 'hyperd.v1.ImageService' SERVING\n\
-             services grpc.health.v1.Health grpc.reflection.v1alpha.ServerReflection hyperd.v1.ContentService hyperd.v1.ImageService hyperd.v1.RegistryService\n\
+             services grpc.health.v1.Health grpc.reflection.v1alpha.ServerReflection hyperd.v1.ContentService hyperd.v1.EventService hyperd.v1.ImageService hyperd.v1.RegistryService\n\
              loaded py:1 {id}\n\
              listed py 1 {id}\n\
              remove NOT_FOUND no such image: no-such-image:1\n\

@@ -10,7 +10,7 @@ use hyperd_proto::v1::{LoadFileRequest, LoadOptions, load_file_response};
 use integration::TestDaemon;
 use integration::fixtures::*;
 use integration::handoff::hand_over;
-use integration::tools::p;
+use integration::tools::{p, unstamped};
 
 const HANDED: &str = "load from a handed-over file started";
 
@@ -64,11 +64,14 @@ async fn loads_and_saves_through_a_file_give_what_streaming_gives() {
     }
     assert!(!streamed.log().contains(HANDED));
     for image in ["big:1", "small:1", "docker:1"] {
-        assert_eq!(fd.ok(&["inspect", image]), streamed.ok(&["inspect", image]),);
+        assert_eq!(
+            unstamped(&fd.ok(&["inspect", image])),
+            unstamped(&streamed.ok(&["inspect", image]))
+        );
     }
     assert_eq!(
-        fd.ok(&["images", "--format", "json"]),
-        streamed.ok(&["images", "--format", "json"])
+        unstamped(&fd.ok(&["images", "--format", "json"])),
+        unstamped(&streamed.ok(&["images", "--format", "json"]))
     );
     for format in ["oci", "docker"] {
         let save = |d: &TestDaemon, out: &Path, how: &str| {

@@ -11,7 +11,7 @@ use integration::TestDaemon;
 use integration::fixtures::*;
 use integration::grpc;
 use integration::serve::{registry_addr, request};
-use integration::tools::p;
+use integration::tools::{cmd, p, sh};
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
                       application/vnd.docker.distribution.manifest.v2+json";
@@ -152,8 +152,16 @@ async fn prune_filters_by_label() {
 
 #[tokio::test]
 async fn push_and_pull_move_last_used_on_both_sides() {
-    let target =
-        TestDaemon::start_with_args(&["--registry-listen", "127.0.0.1:0", "--registry-push"]);
+    let htpasswd = tempfile::NamedTempFile::new().unwrap();
+    let entry = sh(&mut cmd("htpasswd", &["-nbB", "ann", "secret"]));
+    std::fs::write(htpasswd.path(), entry).unwrap();
+    let target = TestDaemon::start_with_args(&[
+        "--registry-listen",
+        "127.0.0.1:0",
+        "--registry-push",
+        "--registry-htpasswd",
+        p(htpasswd.path()),
+    ]);
     let addr = registry_addr(&target);
     let source = TestDaemon::start();
     let img = Image::new(&["lastused push"], "amd64", Comp::Gzip).await;
@@ -166,6 +174,7 @@ async fn push_and_pull_move_last_used_on_both_sides() {
     ]);
     let name = format!("{addr}/team/lu:1");
     source.ok(&["tag", "lu:1", &name]);
+    source.ok(&["login", &addr, "-u", "ann", "-p", "secret"]);
     let tagged = last_used(&source, &name);
 
     source.ok(&["push", &name]);
