@@ -7,7 +7,8 @@
 //! an image that adds one 1 MiB layer to the stored one (`reload.rs`). Then pulls and pushes
 //! through a registry on loopback (`registry.rs`; `--registry-only` measures those alone).
 //! Medians of `--runs` runs. `--scale` measures a store of many tiny images instead (`scale/`);
-//! `--serve` hyperd as a registry beside docker-registry (`serve.rs`).
+//! `--serve` hyperd as a registry beside docker-registry (`serve.rs`). `--observe` what the
+//! metrics page and an events subscriber cost a first load (`observe.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,6 +20,7 @@ mod archive;
 mod cases;
 mod local;
 mod measure;
+mod observe;
 mod registry;
 mod reload;
 mod scale;
@@ -72,6 +74,10 @@ struct Args {
     /// With --serve: clients pulling the image at once.
     #[arg(long, default_value_t = 50)]
     serve_clients: usize,
+    /// Measure only what watching hyperd costs: a first load with the metrics page scraped and
+    /// `hyperctl events` following, against one with neither (issue 26).
+    #[arg(long)]
+    observe: bool,
 }
 
 /// The uncompressed layer files of the big image: `layers` of `layer_mib` MiB each.
@@ -169,11 +175,14 @@ async fn main() {
     if args.make_archive.is_some() {
         return;
     }
-    if args.serve {
+    if args.serve || args.observe {
         for (p, _, _) in &layers {
             std::fs::remove_file(p).unwrap();
         }
-        serve::bench(&bin_dir, &big, runs, w, args.serve_clients);
+        match args.serve {
+            true => serve::bench(&bin_dir, &big, runs, w, args.serve_clients),
+            false => observe::bench(&bin_dir, &big, runs, w),
+        }
         return;
     }
     if args.registry_only {
