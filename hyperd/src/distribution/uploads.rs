@@ -84,25 +84,13 @@ pub(super) async fn append(
 ) -> Result<Response<Body>, Problem> {
     let repository = ask.repository(name)?;
     let key = store_id(id, &repository);
-    let mut upload = ask
-        .store
-        .content()
-        .upload(&key)
-        .map_err(|e| unknown(id, e))?;
+    let upload = open(ask, &key, id)?;
     if let Some(start) = range_start(ask.headers)?
         && start != upload.offset()
     {
         return Err(Problem::upload_out_of_order(upload.offset()));
     }
-    if let Err(problem) = feed(body, &mut upload, push).await {
-        // The client's failure leaves the whole pieces it sent, to resume from; the store's
-        // leaves the upload in a state nobody knows.
-        if problem.status.is_server_error() {
-            drop(upload);
-            let _ = ask.store.content().cancel_upload(&key);
-        }
-        return Err(problem);
-    }
+    let upload = resumable(ask, push, &key, upload, body).await?;
     Ok(accepted(name, id, upload.offset(), StatusCode::ACCEPTED))
 }
 
@@ -122,31 +110,42 @@ pub(super) async fn end(
         .ok_or_else(|| Problem::digest_invalid("(none: PUT ends an upload with ?digest=)"))?;
     let wanted = digest(raw, Problem::digest_invalid)?;
     let key = store_id(id, &repository);
-    let mut upload = ask
-        .store
-        .content()
-        .upload(&key)
-        .map_err(|e| unknown(id, e))?;
-    // As for a PATCH: the whole pieces that came stay, for the client to resume from.
-    if let Err(problem) = feed(body, &mut upload, push).await {
-        if problem.status.is_server_error() {
-            drop(upload);
-            let _ = ask.store.content().cancel_upload(&key);
-        }
-        return Err(problem);
-    }
+    let upload = open(ask, &key, id)?;
+    let upload = resumable(ask, push, &key, upload, body).await?;
     finish(push, upload, &repository, &wanted).await?;
     Ok(created(name, &wanted))
+}
+
+/// The upload the client calls `id`, held for this request.
+fn open(ask: &Ask<'_>, key: &str, id: &str) -> Result<store::Upload, Problem> {
+    ask.store.content().upload(key).map_err(|e| unknown(id, e))
+}
+
+/// The upload with the request's body appended. The client's failure leaves the whole pieces
+/// it sent, to resume from; the store's leaves the upload in a state nobody knows, so it goes.
+async fn resumable(
+    ask: &Ask<'_>,
+    push: &Push,
+    key: &str,
+    mut upload: store::Upload,
+    body: Incoming,
+) -> Result<store::Upload, Problem> {
+    match feed(body, &mut upload, push).await {
+        Ok(()) => Ok(upload),
+        Err(problem) => {
+            if problem.status.is_server_error() {
+                drop(upload);
+                let _ = ask.store.content().cancel_upload(key);
+            }
+            Err(problem)
+        }
+    }
 }
 
 /// `GET /v2/<name>/blobs/uploads/<id>`: how many bytes the upload has.
 pub(super) fn status(ask: &Ask<'_>, name: &str, id: &str) -> Result<Response<Body>, Problem> {
     let repository = ask.repository(name)?;
-    let upload = ask
-        .store
-        .content()
-        .upload(&store_id(id, &repository))
-        .map_err(|e| unknown(id, e))?;
+    let upload = open(ask, &store_id(id, &repository), id)?;
     Ok(accepted(name, id, upload.offset(), StatusCode::NO_CONTENT))
 }
 
