@@ -124,7 +124,8 @@ impl PullThrough {
             credential: self.credentials.of(host),
             platform: None,
             all_platforms: true,
-            referrers: Referrers::Omit,
+            // A mirror's clients verify signatures and read SBOMs through it.
+            referrers: Referrers::Include,
         };
         // Nobody watches a pull-through's progress: a closed channel drops every event.
         let (tx, _) = mpsc::channel(1);

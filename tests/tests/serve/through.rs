@@ -1,8 +1,8 @@
 //! Pull-through (`--registry-pull-through`), with Debian's docker-registry 2.8 as the upstream:
 //! another hyperd pulls through this one named as its mirror (hosts.toml, `?ns=HOST`), the
 //! blobs cross from upstream once however many ask at once, digests are served from the store,
-//! a tag is looked up upstream again after its age, and an upstream that fails leaves the
-//! stored tag served.
+//! a tag is looked up upstream again after its age, an upstream that fails leaves the
+//! stored tag served, and an image's referrers come through with it.
 
 use std::path::Path;
 
@@ -186,5 +186,41 @@ fn a_digest_pulled_through_is_served_with_its_blobs_under_its_repository_only() 
     assert_eq!(
         (elsewhere.status, elsewhere.code().as_str()),
         (404, "BLOB_UNKNOWN")
+    );
+}
+
+#[tokio::test]
+async fn an_images_referrers_come_through_with_it() {
+    use integration::artifacts::{cosign_signature, layout};
+    use integration::fixtures::{Comp, Image, sha, tar};
+    let upstream = TestRegistry::plain();
+    let app = Image::new(&["through referrers"], "amd64", Comp::Gzip).await;
+    let sig = cosign_signature(&app.manifest, OCI_MANIFEST, "through");
+    let source = TestDaemon::start();
+    let entries = layout(
+        &[(&app, &[("org.opencontainers.image.ref.name", "team/app:1")])],
+        &[&sig],
+    );
+    source.ok(&[
+        "load",
+        "-i",
+        p(&source.write_file("app.tar", &tar(&entries).await)),
+    ]);
+    let name = format!("{}/team/app:1", upstream.host());
+    source.ok(&["tag", "team/app:1", &name]);
+    source.ok(&["push", &name]);
+
+    let (_mirror, addr) = through(&[]);
+    let url = manifest_url(&addr, &upstream.host(), "1");
+    assert_eq!(manifest(&url).status, 200);
+    let ns = upstream.host().replace(':', "%3A");
+    let listed = get(&format!(
+        "http://{addr}/v2/team/app/referrers/{}?ns={ns}",
+        sha(&app.manifest)
+    ));
+    assert_eq!(listed.status, 200, "{listed:?}");
+    assert_eq!(
+        listed.json()["manifests"][0]["digest"],
+        sig.digest().as_str()
     );
 }
