@@ -32,8 +32,10 @@ impl EventService for Events {
         &self,
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let viewer = super::peer_uid(&req);
         let req = req.into_inner();
-        let filter = Filter::new(&req.types, req.images).map_err(status::invalid_request)?;
+        let filter =
+            Filter::new(&req.types, req.images, viewer).map_err(status::invalid_request)?;
         let (since, until) = (req.since_unix_nano, req.until_unix_nano);
         if let (Some(s), Some(u)) = (since, until)
             && u < s
@@ -51,13 +53,14 @@ impl EventService for Events {
                 let next = tokio::select! {
                     next = subscription.next() => next,
                     () = shutdown.cancelled() => {
-                        let _ = tx.send(Err(status::shutting_down())).await;
+                        // Told if there is room; a full queue must not hold the stop up.
+                        let _ = tx.try_send(Err(status::shutting_down()));
                         return;
                     }
                     () = tx.closed() => return,
                 };
                 let answer = match next {
-                    Next::Event(r) => Ok(event(&r)),
+                    Next::Event(r) => Ok(event(&r, subscription.shows_uid(&r))),
                     Next::Lost(n) => Err(status::events_lost(n)),
                     Next::End => return,
                 };
@@ -71,7 +74,8 @@ impl EventService for Events {
     }
 }
 
-fn event(r: &Record) -> v1::Event {
+/// `r` as sent, with its `uid` only when the subscriber may see it.
+fn event(r: &Record, shows_uid: bool) -> v1::Event {
     v1::Event {
         time_unix_nano: r.time_unix_nano,
         sequence: r.sequence,
@@ -79,7 +83,7 @@ fn event(r: &Record) -> v1::Event {
         digest: r.digest.clone(),
         name: r.name.clone(),
         id: r.id.clone(),
-        uid: r.uid,
+        uid: r.uid.filter(|_| shows_uid),
         attributes: r.attributes.clone().into_iter().collect(),
     }
 }

@@ -116,12 +116,18 @@ pub(crate) struct Event {
     pub(crate) attributes: BTreeMap<String, String>,
 }
 
-/// What the log's writer thread is asked.
+/// What the log's writer thread is asked, in order.
 enum Write {
     Append(Arc<Record>),
     /// Answered once everything sent before is written.
-    Flush(oneshot::Sender<()>),
+    Flush(mpsc::SyncSender<()>),
+    /// Answered, once everything sent before is written, with the logged records the
+    /// predicate keeps and the last sequence number logged: the writer thread alone rotates,
+    /// so its answer is one consistent snapshot of both segments.
+    Replay(Keep, oneshot::Sender<std::io::Result<(Vec<Record>, u64)>>),
 }
+
+type Keep = Box<dyn Fn(&Record) -> bool + Send>;
 
 /// Numbers, times and hands out the events.
 #[derive(Debug)]
@@ -131,7 +137,6 @@ pub(crate) struct Hub {
     last: Mutex<u64>,
     live: broadcast::Sender<Arc<Record>>,
     writes: mpsc::SyncSender<Write>,
-    dir: std::path::PathBuf,
 }
 
 static HUB: OnceLock<Hub> = OnceLock::new();
@@ -168,16 +173,16 @@ impl Hub {
             last: Mutex::new(last),
             live: broadcast::channel(LIVE_QUEUED).0,
             writes,
-            dir: dir.to_path_buf(),
         })
     }
 
     /// Records `event` of `kind`, caused by `uid`.
     pub(crate) fn emit(&self, kind: Kind, uid: Option<u32>, event: Event) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        // Timed under the lock, so time order is sequence order.
         let time_unix_nano = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         *last += 1;
         let record = Arc::new(Record {
             sequence: *last,
@@ -199,16 +204,42 @@ impl Hub {
         let _ = self.live.send(record);
     }
 
-    /// Waits until every event emitted so far is in the log.
-    pub(crate) async fn flush(&self) {
-        let (done, written) = oneshot::channel();
-        let queued = {
-            let writes = self.writes.clone();
-            tokio::task::spawn_blocking(move || writes.send(Write::Flush(done)).is_ok())
-        };
-        if queued.await.unwrap_or(false) {
-            let _ = written.await;
+    /// The logged records `keep` accepts, oldest first, with every event emitted before the
+    /// call among them, and the sequence number of the last record logged.
+    pub(crate) async fn replay(&self, keep: Keep) -> std::io::Result<(Vec<Record>, u64)> {
+        let (answer, answered) = oneshot::channel();
+        let writes = self.writes.clone();
+        // The queue may be full: wait for room off the runtime's threads.
+        let queued = tokio::task::spawn_blocking(move || writes.send(Write::Replay(keep, answer)));
+        let gone = || std::io::Error::other("the event log writer has stopped");
+        match queued.await {
+            Ok(Ok(())) => answered.await.map_err(|_| gone())?,
+            _ => Err(gone()),
         }
+    }
+
+    /// A guard that, dropped, waits until every event emitted so far is in the log: hyperd
+    /// holds it while it runs, so whichever way `run` returns, the log has what was told.
+    pub(crate) fn flush_on_drop(&'static self) -> FlushOnDrop {
+        FlushOnDrop(self)
+    }
+
+    /// Waits, blocking the thread, until every event emitted so far is in the log.
+    fn flush_blocking(&self) {
+        let (done, written) = mpsc::sync_channel(1);
+        if self.writes.send(Write::Flush(done)).is_ok() {
+            let _ = written.recv();
+        }
+    }
+}
+
+/// See [`Hub::flush_on_drop`].
+#[must_use = "the log is flushed when this is dropped"]
+pub(crate) struct FlushOnDrop(&'static Hub);
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        self.0.flush_blocking();
     }
 }
 
@@ -223,6 +254,9 @@ fn write_log(mut log: log::Log, queue: mpsc::Receiver<Write>) {
             }
             Write::Flush(done) => {
                 let _ = done.send(());
+            }
+            Write::Replay(keep, answer) => {
+                let _ = answer.send(log.replay(|r| keep(r)));
             }
         }
     }
