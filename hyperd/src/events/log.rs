@@ -12,6 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use super::Record;
 
@@ -26,10 +27,20 @@ const OLDER: &str = "events.1.jsonl";
 /// The log's segment being appended to.
 #[derive(Debug)]
 pub(crate) struct Log {
-    dir: PathBuf,
+    segments: Arc<Segments>,
     file: File,
     events: u64,
     bytes: u64,
+}
+
+/// The log's two segments, as readers see them.
+#[derive(Debug)]
+pub(crate) struct Segments {
+    dir: PathBuf,
+    /// Written while a rotation moves the segments, read while a replay reads both: a replay
+    /// never sees one segment before a rotation and the other after it. Appends need no lock:
+    /// a line a replay reads half-written is a torn line, skipped, and its event comes live.
+    rotation: RwLock<()>,
 }
 
 impl Log {
@@ -57,8 +68,12 @@ impl Log {
                 last
             }
         };
-        let log = Log {
+        let segments = Arc::new(Segments {
             dir: dir.to_path_buf(),
+            rotation: RwLock::new(()),
+        });
+        let log = Log {
+            segments,
             file,
             events: records.len() as u64,
             bytes: whole as u64,
@@ -84,13 +99,40 @@ impl Log {
         Ok(())
     }
 
+    /// The segments, for replays.
+    pub(crate) fn segments(&self) -> Arc<Segments> {
+        self.segments.clone()
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        // A rotation whose rename went through but whose new segment did not open left no
+        // current segment: it was rotated already, and retrying only needs the open.
+        let dir = &self.segments.dir;
+        let _rotating = self
+            .segments
+            .rotation
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match fs::rename(dir.join(CURRENT), dir.join(OLDER)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        self.file = open_segment(&dir.join(CURRENT))?;
+        self.events = 0;
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
+impl Segments {
     /// The logged records `keep` accepts, oldest first, and the sequence number of the last
-    /// record logged (0 for none). Only the writer thread rotates, so asked on it, this reads
-    /// both segments as one consistent snapshot; a rejected record is dropped once parsed.
+    /// whole record logged (0 for none), read from both segments as one snapshot; a record
+    /// `keep` refuses is dropped as soon as it is parsed, so a replay holds only what it wants.
     pub(crate) fn replay(
         &self,
         mut keep: impl FnMut(&Record) -> bool,
     ) -> io::Result<(Vec<Record>, u64)> {
+        let _snapshot = self.rotation.read().unwrap_or_else(|e| e.into_inner());
         let (mut kept, mut last) = (Vec::new(), 0);
         for segment in [OLDER, CURRENT] {
             for_each_record(&self.dir.join(segment), |r| {
@@ -101,19 +143,6 @@ impl Log {
             })?;
         }
         Ok((kept, last))
-    }
-
-    fn rotate(&mut self) -> io::Result<()> {
-        // A rotation whose rename went through but whose new segment did not open left no
-        // current segment: it was rotated already, and retrying only needs the open.
-        match fs::rename(self.dir.join(CURRENT), self.dir.join(OLDER)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        self.file = open_segment(&self.dir.join(CURRENT))?;
-        self.events = 0;
-        self.bytes = 0;
-        Ok(())
     }
 }
 
@@ -251,7 +280,7 @@ mod tests {
         for s in 1..=total {
             log.append(&record(s)).unwrap();
         }
-        let (kept, last) = log.replay(|r| r.sequence % 1000 == 0).unwrap();
+        let (kept, last) = log.segments().replay(|r| r.sequence % 1000 == 0).unwrap();
         let sequences: Vec<u64> = kept.iter().map(|r| r.sequence).collect();
         assert_eq!(sequences, [1000, 2000, 3000, 4000, 5000]);
         assert_eq!(last, total);

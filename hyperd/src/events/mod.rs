@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 
 pub(crate) use emit::{created, loaded, pruned, pulled, pushed, removed, saved, tagged};
 pub(crate) use subscribe::{Filter, Next, Subscription};
@@ -121,13 +121,7 @@ enum Write {
     Append(Arc<Record>),
     /// Answered once everything sent before is written.
     Flush(mpsc::SyncSender<()>),
-    /// Answered, once everything sent before is written, with the logged records the
-    /// predicate keeps and the last sequence number logged: the writer thread alone rotates,
-    /// so its answer is one consistent snapshot of both segments.
-    Replay(Keep, oneshot::Sender<std::io::Result<(Vec<Record>, u64)>>),
 }
-
-type Keep = Box<dyn Fn(&Record) -> bool + Send>;
 
 /// Numbers, times and hands out the events.
 #[derive(Debug)]
@@ -137,6 +131,7 @@ pub(crate) struct Hub {
     last: Mutex<u64>,
     live: broadcast::Sender<Arc<Record>>,
     writes: mpsc::SyncSender<Write>,
+    segments: Arc<log::Segments>,
 }
 
 static HUB: OnceLock<Hub> = OnceLock::new();
@@ -165,6 +160,7 @@ impl Hub {
     /// A hub whose log is in `dir`, with its writer thread, which ends when the hub is dropped.
     fn open(dir: &Path) -> std::io::Result<Hub> {
         let (log, last) = log::Log::open(dir)?;
+        let segments = log.segments();
         let (writes, queue) = mpsc::sync_channel(WRITES_QUEUED);
         std::thread::Builder::new()
             .name("event-log".into())
@@ -173,6 +169,7 @@ impl Hub {
             last: Mutex::new(last),
             live: broadcast::channel(LIVE_QUEUED).0,
             writes,
+            segments,
         })
     }
 
@@ -205,17 +202,18 @@ impl Hub {
     }
 
     /// The logged records `keep` accepts, oldest first, with every event emitted before the
-    /// call among them, and the sequence number of the last record logged.
-    pub(crate) async fn replay(&self, keep: Keep) -> std::io::Result<(Vec<Record>, u64)> {
-        let (answer, answered) = oneshot::channel();
-        let writes = self.writes.clone();
-        // The queue may be full: wait for room off the runtime's threads.
-        let queued = tokio::task::spawn_blocking(move || writes.send(Write::Replay(keep, answer)));
-        let gone = || std::io::Error::other("the event log writer has stopped");
-        match queued.await {
-            Ok(Ok(())) => answered.await.map_err(|_| gone())?,
-            _ => Err(gone()),
-        }
+    /// call among them, and the sequence number of the last record logged. Read off the
+    /// runtime's threads and beside the writer, which waits for it only to rotate.
+    pub(crate) async fn replay(
+        &self,
+        keep: impl Fn(&Record) -> bool + Send + 'static,
+    ) -> std::io::Result<(Vec<Record>, u64)> {
+        let (writes, segments) = (self.writes.clone(), self.segments.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            flush(&writes);
+            segments.replay(keep)
+        });
+        read.await.map_err(std::io::Error::other)?
     }
 
     /// A guard that, dropped, waits until every event emitted so far is in the log: hyperd
@@ -223,13 +221,13 @@ impl Hub {
     pub(crate) fn flush_on_drop(&'static self) -> FlushOnDrop {
         FlushOnDrop(self)
     }
+}
 
-    /// Waits, blocking the thread, until every event emitted so far is in the log.
-    fn flush_blocking(&self) {
-        let (done, written) = mpsc::sync_channel(1);
-        if self.writes.send(Write::Flush(done)).is_ok() {
-            let _ = written.recv();
-        }
+/// Waits, blocking the thread, until every event sent to `writes` so far is in the log.
+fn flush(writes: &mpsc::SyncSender<Write>) {
+    let (done, written) = mpsc::sync_channel(1);
+    if writes.send(Write::Flush(done)).is_ok() {
+        let _ = written.recv();
     }
 }
 
@@ -239,7 +237,7 @@ pub(crate) struct FlushOnDrop(&'static Hub);
 
 impl Drop for FlushOnDrop {
     fn drop(&mut self) {
-        self.0.flush_blocking();
+        flush(&self.0.writes);
     }
 }
 
@@ -254,9 +252,6 @@ fn write_log(mut log: log::Log, queue: mpsc::Receiver<Write>) {
             }
             Write::Flush(done) => {
                 let _ = done.send(());
-            }
-            Write::Replay(keep, answer) => {
-                let _ = answer.send(log.replay(|r| keep(r)));
             }
         }
     }
@@ -282,10 +277,10 @@ mod tests {
         // In two batches, each under the writer's queue, so none is dropped from the log.
         let half = total / 2;
         (1..=half).for_each(|n| tag(&hub, n));
-        let (_, last) = hub.replay(Box::new(|_| false)).await.unwrap();
+        let (_, last) = hub.replay(|_| false).await.unwrap();
         assert_eq!(last, half);
         (half + 1..=total).for_each(|n| tag(&hub, n));
-        let (all, last) = hub.replay(Box::new(|_| true)).await.unwrap();
+        let (all, last) = hub.replay(|_| true).await.unwrap();
         assert_eq!(last, total);
         let sequences: Vec<u64> = all.iter().map(|r| r.sequence).collect();
         assert_eq!(sequences, (1..=total).collect::<Vec<_>>());

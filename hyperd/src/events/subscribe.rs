@@ -1,9 +1,10 @@
 //! One subscriber's events: the logged ones since a time, then the live ones, filtered.
 //!
 //! No gap and no duplicate between the two: the subscription takes its live receiver first,
-//! then has the writer thread flush, then reads the log. Every event emitted before the flush
-//! is in the log, every one emitted after the receiver was taken is in the receiver; a live
-//! event whose sequence number the log already gave is passed over.
+//! then has the writer thread flush, then reads the log's two segments as one snapshot (a
+//! rotation waits for the read). Every event emitted before the flush is in the log, every one
+//! emitted after the receiver was taken is in the receiver; a live event whose sequence number
+//! the log already gave is passed over. The replay keeps only the events the filter matches.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -143,7 +144,7 @@ impl Subscription {
         let (mut replay, mut after) = (VecDeque::new(), 0);
         if let Some(since) = since {
             let wanted = filter.clone();
-            let keep = Box::new(move |r: &Record| r.time_unix_nano >= since && wanted.matches(r));
+            let keep = move |r: &Record| r.time_unix_nano >= since && wanted.matches(r);
             let (logged, last) = hub.replay(keep).await?;
             after = last;
             replay.extend(logged);
