@@ -48,15 +48,13 @@ impl EventService for Events {
             .map_err(|e| status::internal(format!("reading the event log: {e}")))?;
         let (tx, rx) = mpsc::channel(QUEUED);
         let shutdown = self.shutdown.clone();
+        // Told if there is room: a client that reads no more must not hold hyperd's stop up.
+        let stopped = |tx: &mpsc::Sender<_>| drop(tx.try_send(Err(status::shutting_down())));
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
                     next = subscription.next() => next,
-                    () = shutdown.cancelled() => {
-                        // Told if there is room; a full queue must not hold the stop up.
-                        let _ = tx.try_send(Err(status::shutting_down()));
-                        return;
-                    }
+                    () = shutdown.cancelled() => return stopped(&tx),
                     () = tx.closed() => return,
                 };
                 let answer = match next {
@@ -65,7 +63,11 @@ impl EventService for Events {
                     Next::End => return,
                 };
                 let last = answer.is_err();
-                if tx.send(answer).await.is_err() || last {
+                let sent = tokio::select! {
+                    sent = tx.send(answer) => sent.is_ok(),
+                    () = shutdown.cancelled() => return stopped(&tx),
+                };
+                if !sent || last {
                     return;
                 }
             }
