@@ -76,7 +76,7 @@ pub async fn run(
     let expiry = settings.content_write_expiry;
     let registries = settings.registry.clone();
     let metrics = Arc::new(metrics::Metrics::new(store.clone()));
-    let events = events::start(&settings.events_dir, &store)?;
+    let _flush = events::start(&settings.events_dir, &store)?.flush_on_drop();
     let page = settings
         .metrics
         .clone()
@@ -115,6 +115,5 @@ pub async fn run(
     if let Some(page) = page {
         page.await?;
     }
-    events.flush().await;
     Ok(())
 }

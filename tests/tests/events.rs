@@ -3,7 +3,8 @@
 //! are told in order with the uid that caused them and the bytes freed; a restart keeps them
 //! (`--since` replays the log); filters by type and image pick; a live subscriber gets what
 //! happens after it subscribed; pushes to the registry endpoint (an image, a referrer), a save
-//! and a prune are told too. Every read is bounded by `--until` or by the events expected.
+//! and a prune are told too; another local user sees its own events whole, others' without
+//! their uid, and no one else's save. Every read is bounded by `--until` or by the events expected.
 
 use hyperd_proto::v1::SubscribeRequest;
 use hyperd_proto::v1::event_service_client::EventServiceClient;
@@ -13,6 +14,7 @@ use integration::fixtures::*;
 use integration::registry::TestRegistry;
 use integration::serve::{registry_addr, send};
 use integration::tools::{cmd, p, sh, skopeo_digests, umoci_image};
+use integration::users::OtherUser;
 use serde_json::Value;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -167,9 +169,12 @@ async fn a_day_of_work_is_told_in_order_and_kept_across_a_restart() {
     );
     let repository = format!("image={}/ev/app", reg.host());
     assert_eq!(types(&logged(&d, &[&repository, "type=tag"])), ["tag"]);
+    // Every event about the image carries its digest: the tag, the untags and the delete too.
     assert_eq!(
         types(&logged(&d, &[&format!("image={digest}")])),
-        ["load", "push", "pull", "load"]
+        [
+            "load", "tag", "push", "untag", "pull", "untag", "untag", "delete", "load"
+        ]
     );
     let refused = d.run(&["events", "--filter", "type=bogus"]);
     assert!(!refused.status.success());
@@ -216,6 +221,46 @@ async fn a_live_subscriber_gets_what_happens_after_it_subscribed() {
             ("untag".to_owned(), 3)
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_user_sees_its_own_events_whole_others_without_uid_and_no_saves() {
+    let user = OtherUser::create();
+    let gid = user.gid.to_string();
+    let d = TestDaemon::start_with_args(&["--group", &gid]);
+    user.may_traverse(d.dir.path());
+    let app = Image::new(&["events users"], "amd64", Comp::None).await;
+    let archive = oci_archive(&[(&app, &[("io.containerd.image.name", "users:1")])]).await;
+    d.ok(&["load", "-q", "-i", p(&d.write_file("users.tar", &archive))]);
+    d.ok(&["save", "-o", p(&d.path("users-out.tar")), "users:1"]);
+    let as_user = |args: &[&str]| {
+        let out = user
+            .command(integration::daemon::bin("hyperctl"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    as_user(&["tag", "users:1", "users:2"]);
+    let all = [
+        "events", "--since", "0", "--until", "0s", "--format", "json",
+    ];
+    let seen: Vec<Value> = as_user(&all)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(types(&seen), ["load", "tag"], "{seen:#?}");
+    assert!(seen[0]["uid"].is_null(), "{seen:#?}");
+    assert_eq!(seen[1]["uid"], user.uid);
+    // Root sees all of it, with every uid.
+    let everything = logged(&d, &[]);
+    assert_eq!(types(&everything), ["load", "save", "tag"]);
+    assert_eq!(everything[1]["uid"], 0);
+    assert_eq!(everything[2]["uid"], user.uid);
 }
 
 /// `POST` then `PUT` of a whole blob to hyperd's registry endpoint at `base`.
@@ -281,8 +326,12 @@ async fn pushes_to_the_endpoint_a_save_and_a_prune_are_told() {
         (Some("app:1"), Some(app.id().as_str()))
     );
     assert_eq!(create["digest"], sha(&app.manifest));
-    // Pushes to the endpoint come from no local user.
+    // Pushes to the endpoint come from no local user, but from the htpasswd user.
     assert!(create["uid"].is_null() && added["uid"].is_null());
+    assert_eq!(
+        (&create["attributes"]["user"], &added["attributes"]["user"]),
+        (&Value::from("ann"), &Value::from("ann"))
+    );
     assert_eq!(added["digest"], sig.digest());
     let attributes = &added["attributes"];
     assert_eq!(
@@ -297,6 +346,7 @@ async fn pushes_to_the_endpoint_a_save_and_a_prune_are_told() {
         (save["name"].as_str(), save["uid"].as_u64()),
         (Some("app:1"), Some(0))
     );
+    assert_eq!(save["digest"], sha(&app.manifest));
     let prune = events.iter().find(|e| e["type"] == "prune").unwrap();
     assert_eq!(prune["attributes"]["images"], "2");
     assert_eq!(prune["attributes"]["bytes"], freed.to_string());

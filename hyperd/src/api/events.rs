@@ -32,8 +32,10 @@ impl EventService for Events {
         &self,
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let viewer = super::peer_uid(&req);
         let req = req.into_inner();
-        let filter = Filter::new(&req.types, req.images).map_err(status::invalid_request)?;
+        let filter =
+            Filter::new(&req.types, req.images, viewer).map_err(status::invalid_request)?;
         let (since, until) = (req.since_unix_nano, req.until_unix_nano);
         if let (Some(s), Some(u)) = (since, until)
             && u < s
@@ -46,23 +48,26 @@ impl EventService for Events {
             .map_err(|e| status::internal(format!("reading the event log: {e}")))?;
         let (tx, rx) = mpsc::channel(QUEUED);
         let shutdown = self.shutdown.clone();
+        // Told if there is room: a client that reads no more must not hold hyperd's stop up.
+        let stopped = |tx: &mpsc::Sender<_>| drop(tx.try_send(Err(status::shutting_down())));
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
                     next = subscription.next() => next,
-                    () = shutdown.cancelled() => {
-                        let _ = tx.send(Err(status::shutting_down())).await;
-                        return;
-                    }
+                    () = shutdown.cancelled() => return stopped(&tx),
                     () = tx.closed() => return,
                 };
                 let answer = match next {
-                    Next::Event(r) => Ok(event(&r)),
+                    Next::Event(r) => Ok(event(&r, subscription.shows_uid(&r))),
                     Next::Lost(n) => Err(status::events_lost(n)),
                     Next::End => return,
                 };
                 let last = answer.is_err();
-                if tx.send(answer).await.is_err() || last {
+                let sent = tokio::select! {
+                    sent = tx.send(answer) => sent.is_ok(),
+                    () = shutdown.cancelled() => return stopped(&tx),
+                };
+                if !sent || last {
                     return;
                 }
             }
@@ -71,7 +76,8 @@ impl EventService for Events {
     }
 }
 
-fn event(r: &Record) -> v1::Event {
+/// `r` as sent, with its `uid` only when the subscriber may see it.
+fn event(r: &Record, shows_uid: bool) -> v1::Event {
     v1::Event {
         time_unix_nano: r.time_unix_nano,
         sequence: r.sequence,
@@ -79,7 +85,7 @@ fn event(r: &Record) -> v1::Event {
         digest: r.digest.clone(),
         name: r.name.clone(),
         id: r.id.clone(),
-        uid: r.uid,
+        uid: r.uid.filter(|_| shows_uid),
         attributes: r.attributes.clone().into_iter().collect(),
     }
 }

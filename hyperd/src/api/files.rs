@@ -101,6 +101,7 @@ pub(super) async fn save(
         .prepare_save(&items, format)
         .await
         .map_err(to_status)?;
+    let digests = job.digests();
     let progress = Progress::default();
     let written = progress.clone();
     let metrics = images.metrics.clone();
@@ -111,7 +112,7 @@ pub(super) async fn save(
         metrics.save_bytes.inc_by(written.bytes());
         saved
             .map_err(to_status)
-            .inspect(|_| crate::events::saved(uid, &items))
+            .inspect(|_| crate::events::saved(uid, &items, &digests))
             .inspect_err(|s| tracing::warn!(error = %s.message(), "save ended early"))
     });
     let updates = ticks(progress).map(|n| v1::SaveFileResponse {

@@ -181,6 +181,7 @@ impl ImageService for Images {
             .prepare_save(&items, format)
             .await
             .map_err(to_status)?;
+        let digests = job.digests();
         // The export writes into one end of a pipe and the response streams from the other: a
         // client that hangs up closes the pipe, which ends the export.
         let (reader, writer) = tokio::io::duplex(CHUNK_SIZE);
@@ -192,7 +193,9 @@ impl ImageService for Images {
             if let Err(s) = &result {
                 tracing::warn!(error = %s.message(), "save ended early");
             }
-            result.is_ok().then(|| crate::events::saved(uid, &items));
+            result
+                .is_ok()
+                .then(|| crate::events::saved(uid, &items, &digests));
             let _ = done_tx.send(result);
         });
         let metrics = self.metrics.clone();
@@ -240,6 +243,7 @@ impl ImageService for Images {
     ) -> Result<Response<v1::RemoveResponse>, Status> {
         let uid = peer_uid(&req);
         let req = req.into_inner();
+        let digest = self.store.images().digest_of(&req.image).ok();
         let removed = self
             .store
             .images()
@@ -247,7 +251,7 @@ impl ImageService for Images {
             .await
             .map_err(to_status)?;
         tracing::info!(uid, image = %req.image, force = req.force, "removed");
-        crate::events::removed(uid, &removed);
+        crate::events::removed(uid, digest.as_ref(), &removed);
         Ok(Response::new(convert::removed(removed)))
     }
 
@@ -278,7 +282,8 @@ impl ImageService for Images {
             .await
             .map_err(to_status)?;
         tracing::info!(uid, source = %req.source, target = %req.target, "tagged");
-        crate::events::tagged(uid, &req.source, &target);
+        let digest = self.store.images().digest_of(&req.target).ok();
+        crate::events::tagged(uid, &req.source, &target, digest);
         Ok(Response::new(v1::TagResponse {}))
     }
 
@@ -351,7 +356,7 @@ impl ImageService for Images {
             .create_image(&digest, media_type.as_deref(), &names)
             .await
             .map_err(to_status)?;
-        crate::events::created(uid, &created);
+        crate::events::created(uid, None, &created);
         let response = match created {
             Created::Image(image) => {
                 tracing::info!(uid, digest = %image.digest, names = ?req.names, "image created");

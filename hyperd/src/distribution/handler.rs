@@ -149,7 +149,7 @@ async fn answer(
         (Route::Upload { name, id }, "PUT") => uploads::end(&ask, push, name, id, body).await,
         (Route::Upload { name, id }, "DELETE") => uploads::cancel(&ask, name, id),
         (Route::Manifest { name, reference }, "PUT") => {
-            manifest_push::put(&ask, push, name, reference, body).await
+            manifest_push::put(&ask, push, user, name, reference, body).await
         }
         _ => Err(Problem::method_not_allowed(method)),
     }

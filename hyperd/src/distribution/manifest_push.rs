@@ -24,6 +24,7 @@ use super::pushed::Push;
 pub(super) async fn put(
     ask: &Ask<'_>,
     push: &Push,
+    user: Option<&str>,
     name: &str,
     reference: &str,
     body: Incoming,
@@ -61,11 +62,11 @@ pub(super) async fn put(
         (Some(name), _) => {
             let names = [name];
             let created = images.create_image(&pushed, media_type.as_deref(), &names);
-            crate::events::created(None, &created.await.map_err(invalid)?);
+            crate::events::created(None, user, &created.await.map_err(invalid)?);
         }
         (None, Some(_)) => {
             let created = images.create_image(&pushed, media_type.as_deref(), &[]);
-            crate::events::created(None, &created.await.map_err(invalid)?);
+            crate::events::created(None, user, &created.await.map_err(invalid)?);
         }
         (None, None) => push.note(&repository, &pushed),
     }

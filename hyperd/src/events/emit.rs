@@ -47,24 +47,27 @@ pub(crate) fn loaded(uid: Option<u32>, loaded: &Loaded) {
     }
 }
 
-/// A save: one `save` per image asked for, by the name (or ID) it was asked by.
-pub(crate) fn saved(uid: Option<u32>, items: &[SaveItem]) {
-    for item in items {
-        let name = item.image.clone();
-        emit(
-            Kind::Save,
-            uid,
-            Event {
-                name,
-                ..Event::default()
-            },
-        );
+fn digest_text(digest: Option<&Digest>) -> String {
+    digest.map(ToString::to_string).unwrap_or_default()
+}
+
+/// A save: one `save` per image asked for, by the name (or ID) it was asked by, with the
+/// digest the save resolved it to (`digests`, in the same order: [`store::SaveJob::digests`]).
+pub(crate) fn saved(uid: Option<u32>, items: &[SaveItem], digests: &[Digest]) {
+    for (i, item) in items.iter().enumerate() {
+        let event = Event {
+            digest: digest_text(digests.get(i)),
+            name: item.image.clone(),
+            ..Event::default()
+        };
+        emit(Kind::Save, uid, event);
     }
 }
 
-/// A tag: `target` now names what `source` named.
-pub(crate) fn tagged(uid: Option<u32>, source: &str, target: &ImageName) {
+/// A tag: `target` now names what `source` named, the image `digest` when it was looked up.
+pub(crate) fn tagged(uid: Option<u32>, source: &str, target: &ImageName, digest: Option<Digest>) {
     let event = Event {
+        digest: digest_text(digest.as_ref()),
         name: target.to_string(),
         attributes: attributes([("source", source.to_owned())]),
         ..Event::default()
@@ -73,13 +76,15 @@ pub(crate) fn tagged(uid: Option<u32>, source: &str, target: &ImageName) {
 }
 
 /// A removal's steps, in docker's order: `untag` per name, `delete` per image (by ID), a
-/// `referrer` removed per referrer deleted with its subject.
-pub(crate) fn removed(uid: Option<u32>, removed: &[Removed]) {
+/// `referrer` removed per referrer deleted with its subject. A removal removes one image:
+/// `digest`, when the caller looked it up, goes on its `untag` and `delete` events.
+pub(crate) fn removed(uid: Option<u32>, digest: Option<&Digest>, removed: &[Removed]) {
     for r in removed {
         let (kind, event) = match r {
             Removed::Untagged(name) => (
                 Kind::Untag,
                 Event {
+                    digest: digest_text(digest),
                     name: name.to_string(),
                     ..Event::default()
                 },
@@ -87,6 +92,7 @@ pub(crate) fn removed(uid: Option<u32>, removed: &[Removed]) {
             Removed::Deleted(id) => (
                 Kind::Delete,
                 Event {
+                    digest: digest_text(digest),
                     id: id.to_string(),
                     ..Event::default()
                 },
@@ -110,7 +116,9 @@ pub(crate) fn pruned(uid: Option<u32>, pruned: &Pruned, dry_run: bool) {
     if dry_run {
         return;
     }
-    removed(uid, &pruned.removed);
+    // The removals are not told apart per image here: their `untag` and `delete` go without
+    // a digest (the `prune` event lists none either, only the count).
+    removed(uid, None, &pruned.removed);
     let event = Event {
         attributes: attributes([
             ("images", pruned.images.len().to_string()),
@@ -121,10 +129,11 @@ pub(crate) fn pruned(uid: Option<u32>, pruned: &Pruned, dry_run: bool) {
     emit(Kind::Prune, uid, event);
 }
 
-/// A CreateImage, or a manifest pushed to the registry endpoint: `create` for an image,
-/// `referrer` added for a referrer.
-pub(crate) fn created(uid: Option<u32>, created: &Created) {
-    let (kind, event) = match created {
+/// A CreateImage, or a manifest pushed to the registry endpoint (by the htpasswd `user`, when
+/// it asks for one, told in the attribute `user`): `create` for an image, `referrer` added for
+/// a referrer.
+pub(crate) fn created(uid: Option<u32>, user: Option<&str>, created: &Created) {
+    let (kind, mut event) = match created {
         Created::Image(image) => (
             Kind::Create,
             Event {
@@ -150,6 +159,9 @@ pub(crate) fn created(uid: Option<u32>, created: &Created) {
             },
         ),
     };
+    if let Some(user) = user {
+        event.attributes.insert("user".to_owned(), user.to_owned());
+    }
     emit(kind, uid, event);
 }
 

@@ -9,9 +9,10 @@
 //! off so the next line starts clean.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use super::Record;
 
@@ -26,10 +27,20 @@ const OLDER: &str = "events.1.jsonl";
 /// The log's segment being appended to.
 #[derive(Debug)]
 pub(crate) struct Log {
-    dir: PathBuf,
+    segments: Arc<Segments>,
     file: File,
     events: u64,
     bytes: u64,
+}
+
+/// The log's two segments, as readers see them.
+#[derive(Debug)]
+pub(crate) struct Segments {
+    dir: PathBuf,
+    /// Written while a rotation moves the segments, read while a replay reads both: a replay
+    /// never sees one segment before a rotation and the other after it. Appends need no lock:
+    /// a line a replay reads half-written is a torn line, skipped, and its event comes live.
+    rotation: RwLock<()>,
 }
 
 impl Log {
@@ -51,12 +62,18 @@ impl Log {
         let records = parse(&text[..whole]);
         let last = match records.last() {
             Some(r) => r.sequence,
-            None => read_segment(&dir.join(OLDER))?
-                .last()
-                .map_or(0, |r| r.sequence),
+            None => {
+                let mut last = 0;
+                for_each_record(&dir.join(OLDER), |r| last = r.sequence)?;
+                last
+            }
         };
-        let log = Log {
+        let segments = Arc::new(Segments {
             dir: dir.to_path_buf(),
+            rotation: RwLock::new(()),
+        });
+        let log = Log {
+            segments,
             file,
             events: records.len() as u64,
             bytes: whole as u64,
@@ -82,20 +99,51 @@ impl Log {
         Ok(())
     }
 
+    /// The segments, for replays.
+    pub(crate) fn segments(&self) -> Arc<Segments> {
+        self.segments.clone()
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
-        fs::rename(self.dir.join(CURRENT), self.dir.join(OLDER))?;
-        self.file = open_segment(&self.dir.join(CURRENT))?;
+        // A rotation whose rename went through but whose new segment did not open left no
+        // current segment: it was rotated already, and retrying only needs the open.
+        let dir = &self.segments.dir;
+        let _rotating = self
+            .segments
+            .rotation
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match fs::rename(dir.join(CURRENT), dir.join(OLDER)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        self.file = open_segment(&dir.join(CURRENT))?;
         self.events = 0;
         self.bytes = 0;
         Ok(())
     }
 }
 
-/// Every whole record in the log in `dir`, oldest first: at most twice [`SEGMENT_EVENTS`].
-pub(crate) fn read_all(dir: &Path) -> io::Result<Vec<Record>> {
-    let mut records = read_segment(&dir.join(OLDER))?;
-    records.extend(read_segment(&dir.join(CURRENT))?);
-    Ok(records)
+impl Segments {
+    /// The logged records `keep` accepts, oldest first, and the sequence number of the last
+    /// whole record logged (0 for none), read from both segments as one snapshot; a record
+    /// `keep` refuses is dropped as soon as it is parsed, so a replay holds only what it wants.
+    pub(crate) fn replay(
+        &self,
+        mut keep: impl FnMut(&Record) -> bool,
+    ) -> io::Result<(Vec<Record>, u64)> {
+        let _snapshot = self.rotation.read().unwrap_or_else(|e| e.into_inner());
+        let (mut kept, mut last) = (Vec::new(), 0);
+        for segment in [OLDER, CURRENT] {
+            for_each_record(&self.dir.join(segment), |r| {
+                last = r.sequence;
+                if keep(&r) {
+                    kept.push(r);
+                }
+            })?;
+        }
+        Ok((kept, last))
+    }
 }
 
 fn open_segment(path: &Path) -> io::Result<File> {
@@ -107,12 +155,20 @@ fn open_segment(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-fn read_segment(path: &Path) -> io::Result<Vec<Record>> {
-    match fs::read(path) {
-        Ok(text) => Ok(parse(&text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
+/// Hands each whole record of the segment at `path` to `each`, a line at a time; a missing
+/// segment has none.
+fn for_each_record(path: &Path, mut each: impl FnMut(Record)) -> io::Result<()> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for line in BufReader::new(file).split(b'\n') {
+        if let Ok(r) = serde_json::from_slice(&line?) {
+            each(r);
+        }
     }
+    Ok(())
 }
 
 /// The whole records among `text`'s lines; a torn or foreign line is skipped.
@@ -126,6 +182,15 @@ fn parse(text: &[u8]) -> Vec<Record> {
 mod tests {
     use super::*;
     use crate::events::Kind;
+
+    /// Every whole record in the log in `dir`, oldest first.
+    fn read_all(dir: &Path) -> io::Result<Vec<Record>> {
+        let mut records = Vec::new();
+        for segment in [OLDER, CURRENT] {
+            for_each_record(&dir.join(segment), |r| records.push(r))?;
+        }
+        Ok(records)
+    }
 
     fn record(sequence: u64) -> Record {
         Record {
@@ -205,5 +270,43 @@ mod tests {
         let (_, last) = Log::open(dir.path()).unwrap();
         assert_eq!(last, 4);
         assert_eq!(read_all(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_replay_keeps_only_what_it_asks_for_and_tells_the_last_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path()).unwrap();
+        let total = SEGMENT_EVENTS + 10;
+        for s in 1..=total {
+            log.append(&record(s)).unwrap();
+        }
+        let (kept, last) = log.segments().replay(|r| r.sequence % 1000 == 0).unwrap();
+        let sequences: Vec<u64> = kept.iter().map(|r| r.sequence).collect();
+        assert_eq!(sequences, [1000, 2000, 3000, 4000, 5000]);
+        assert_eq!(last, total);
+    }
+
+    #[test]
+    fn a_rotation_that_renamed_but_did_not_open_is_finished_by_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path()).unwrap();
+        for s in 1..=SEGMENT_EVENTS {
+            log.append(&record(s)).unwrap();
+        }
+        // What a rotation leaves when its rename succeeded and opening the new segment failed.
+        fs::rename(dir.path().join(CURRENT), dir.path().join(OLDER)).unwrap();
+        log.append(&record(SEGMENT_EVENTS + 1)).unwrap();
+        log.append(&record(SEGMENT_EVENTS + 2)).unwrap();
+        let kept = read_all(dir.path()).unwrap();
+        assert_eq!(kept.len() as u64, SEGMENT_EVENTS + 2);
+        assert_eq!(kept.last().unwrap().sequence, SEGMENT_EVENTS + 2);
+        let current = read_all_of(&dir.path().join(CURRENT));
+        assert_eq!(current, [SEGMENT_EVENTS + 1, SEGMENT_EVENTS + 2]);
+    }
+
+    fn read_all_of(path: &Path) -> Vec<u64> {
+        let mut sequences = Vec::new();
+        for_each_record(path, |r| sequences.push(r.sequence)).unwrap();
+        sequences
     }
 }

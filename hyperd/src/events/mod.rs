@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 
 pub(crate) use emit::{created, loaded, pruned, pulled, pushed, removed, saved, tagged};
 pub(crate) use subscribe::{Filter, Next, Subscription};
@@ -116,11 +116,11 @@ pub(crate) struct Event {
     pub(crate) attributes: BTreeMap<String, String>,
 }
 
-/// What the log's writer thread is asked.
+/// What the log's writer thread is asked, in order.
 enum Write {
     Append(Arc<Record>),
     /// Answered once everything sent before is written.
-    Flush(oneshot::Sender<()>),
+    Flush(mpsc::SyncSender<()>),
 }
 
 /// Numbers, times and hands out the events.
@@ -131,7 +131,7 @@ pub(crate) struct Hub {
     last: Mutex<u64>,
     live: broadcast::Sender<Arc<Record>>,
     writes: mpsc::SyncSender<Write>,
-    dir: std::path::PathBuf,
+    segments: Arc<log::Segments>,
 }
 
 static HUB: OnceLock<Hub> = OnceLock::new();
@@ -160,6 +160,7 @@ impl Hub {
     /// A hub whose log is in `dir`, with its writer thread, which ends when the hub is dropped.
     fn open(dir: &Path) -> std::io::Result<Hub> {
         let (log, last) = log::Log::open(dir)?;
+        let segments = log.segments();
         let (writes, queue) = mpsc::sync_channel(WRITES_QUEUED);
         std::thread::Builder::new()
             .name("event-log".into())
@@ -168,16 +169,17 @@ impl Hub {
             last: Mutex::new(last),
             live: broadcast::channel(LIVE_QUEUED).0,
             writes,
-            dir: dir.to_path_buf(),
+            segments,
         })
     }
 
     /// Records `event` of `kind`, caused by `uid`.
     pub(crate) fn emit(&self, kind: Kind, uid: Option<u32>, event: Event) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        // Timed under the lock, so time order is sequence order.
         let time_unix_nano = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         *last += 1;
         let record = Arc::new(Record {
             sequence: *last,
@@ -199,16 +201,43 @@ impl Hub {
         let _ = self.live.send(record);
     }
 
-    /// Waits until every event emitted so far is in the log.
-    pub(crate) async fn flush(&self) {
-        let (done, written) = oneshot::channel();
-        let queued = {
-            let writes = self.writes.clone();
-            tokio::task::spawn_blocking(move || writes.send(Write::Flush(done)).is_ok())
-        };
-        if queued.await.unwrap_or(false) {
-            let _ = written.await;
-        }
+    /// The logged records `keep` accepts, oldest first, with every event emitted before the
+    /// call among them, and the sequence number of the last record logged. Read off the
+    /// runtime's threads and beside the writer, which waits for it only to rotate.
+    pub(crate) async fn replay(
+        &self,
+        keep: impl Fn(&Record) -> bool + Send + 'static,
+    ) -> std::io::Result<(Vec<Record>, u64)> {
+        let (writes, segments) = (self.writes.clone(), self.segments.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            flush(&writes);
+            segments.replay(keep)
+        });
+        read.await.map_err(std::io::Error::other)?
+    }
+
+    /// A guard that, dropped, waits until every event emitted so far is in the log: hyperd
+    /// holds it while it runs, so whichever way `run` returns, the log has what was told.
+    pub(crate) fn flush_on_drop(&'static self) -> FlushOnDrop {
+        FlushOnDrop(self)
+    }
+}
+
+/// Waits, blocking the thread, until every event sent to `writes` so far is in the log.
+fn flush(writes: &mpsc::SyncSender<Write>) {
+    let (done, written) = mpsc::sync_channel(1);
+    if writes.send(Write::Flush(done)).is_ok() {
+        let _ = written.recv();
+    }
+}
+
+/// See [`Hub::flush_on_drop`].
+#[must_use = "the log is flushed when this is dropped"]
+pub(crate) struct FlushOnDrop(&'static Hub);
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        flush(&self.0.writes);
     }
 }
 
@@ -225,5 +254,50 @@ fn write_log(mut log: log::Log, queue: mpsc::Receiver<Write>) {
                 let _ = done.send(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(hub: &Hub, n: u64) {
+        let event = Event {
+            name: format!("app:{n}"),
+            ..Default::default()
+        };
+        hub.emit(Kind::Tag, Some(0), event);
+    }
+
+    #[tokio::test]
+    async fn a_replay_across_a_rotation_has_every_event_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::open(dir.path()).unwrap();
+        let total = log::SEGMENT_EVENTS + 5;
+        // In two batches, each under the writer's queue, so none is dropped from the log.
+        let half = total / 2;
+        (1..=half).for_each(|n| tag(&hub, n));
+        let (_, last) = hub.replay(|_| false).await.unwrap();
+        assert_eq!(last, half);
+        (half + 1..=total).for_each(|n| tag(&hub, n));
+        let (all, last) = hub.replay(|_| true).await.unwrap();
+        assert_eq!(last, total);
+        let sequences: Vec<u64> = all.iter().map(|r| r.sequence).collect();
+        assert_eq!(sequences, (1..=total).collect::<Vec<_>>());
+        assert!(
+            all.windows(2)
+                .all(|w| w[0].time_unix_nano <= w[1].time_unix_nano)
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_the_guard_leaves_every_emitted_event_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub: &'static Hub = Box::leak(Box::new(Hub::open(dir.path()).unwrap()));
+        let guard = hub.flush_on_drop();
+        (1..=100).for_each(|n| tag(hub, n));
+        drop(guard);
+        let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 100);
     }
 }

@@ -1,9 +1,10 @@
 //! One subscriber's events: the logged ones since a time, then the live ones, filtered.
 //!
 //! No gap and no duplicate between the two: the subscription takes its live receiver first,
-//! then has the writer thread flush, then reads the log. Every event emitted before the flush
-//! is in the log, every one emitted after the receiver was taken is in the receiver; a live
-//! event whose sequence number the log already gave is passed over.
+//! then has the writer thread flush, then reads the log's two segments as one snapshot (a
+//! rotation waits for the read). Every event emitted before the flush is in the log, every one
+//! emitted after the receiver was taken is in the receiver; a live event whose sequence number
+//! the log already gave is passed over. The replay keeps only the events the filter matches.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -12,13 +13,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::ImageName;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
-use super::{Hub, Kind, Record, log};
+use super::{Hub, Kind, Record};
 
-/// Which events a subscriber wants.
-#[derive(Debug, Default)]
+/// Which events a subscriber wants, among those it may see.
+///
+/// Root sees every event whole. Another caller sees its own events whole, others' without
+/// their `uid`, and never others' `save` events: a save only reads, and would otherwise tell
+/// one user what another exported. A caller without peer credentials is nobody's owner.
+#[derive(Debug)]
 pub(crate) struct Filter {
     kinds: HashSet<Kind>,
     images: Vec<Wanted>,
+    /// The subscriber's uid.
+    viewer: Option<u32>,
 }
 
 /// An image a filter names.
@@ -32,9 +39,13 @@ struct Wanted {
 }
 
 impl Filter {
-    /// The filter of `types` (none for all) and `images` (none for all); an unknown type is
-    /// refused with a message that lists the known ones.
-    pub(crate) fn new(types: &[String], images: Vec<String>) -> Result<Filter, String> {
+    /// The filter of `types` (none for all) and `images` (none for all) for the subscriber
+    /// `viewer`; an unknown type is refused with a message that lists the known ones.
+    pub(crate) fn new(
+        types: &[String],
+        images: Vec<String>,
+        viewer: Option<u32>,
+    ) -> Result<Filter, String> {
         let mut kinds = HashSet::new();
         for t in types {
             let kind = Kind::parse(t).ok_or_else(|| {
@@ -55,12 +66,22 @@ impl Filter {
                 }
             })
             .collect();
-        Ok(Filter { kinds, images })
+        Ok(Filter {
+            kinds,
+            images,
+            viewer,
+        })
     }
 
     pub(crate) fn matches(&self, r: &Record) -> bool {
+        let visible = r.kind != Kind::Save || self.shows_uid(r);
         let kind = self.kinds.is_empty() || self.kinds.contains(&r.kind);
-        kind && (self.images.is_empty() || self.images.iter().any(|w| w.matches(r)))
+        visible && kind && (self.images.is_empty() || self.images.iter().any(|w| w.matches(r)))
+    }
+
+    /// Whether the subscriber may see who caused `r`: root always, another uid its own.
+    pub(crate) fn shows_uid(&self, r: &Record) -> bool {
+        self.viewer == Some(0) || (self.viewer.is_some() && r.uid == self.viewer)
     }
 }
 
@@ -105,7 +126,7 @@ pub(crate) struct Subscription {
     live: broadcast::Receiver<Arc<Record>>,
     /// The last sequence number the log gave: live events up to it were replayed already.
     after: u64,
-    filter: Filter,
+    filter: Arc<Filter>,
     until: Option<i64>,
 }
 
@@ -119,15 +140,14 @@ impl Subscription {
         until: Option<i64>,
     ) -> std::io::Result<Subscription> {
         let live = hub.live.subscribe();
+        let filter = Arc::new(filter);
         let (mut replay, mut after) = (VecDeque::new(), 0);
         if let Some(since) = since {
-            hub.flush().await;
-            let dir = hub.dir.clone();
-            let logged = tokio::task::spawn_blocking(move || log::read_all(&dir))
-                .await
-                .map_err(std::io::Error::other)??;
-            after = logged.last().map_or(0, |r| r.sequence);
-            replay.extend(logged.into_iter().filter(|r| r.time_unix_nano >= since));
+            let wanted = filter.clone();
+            let keep = move |r: &Record| r.time_unix_nano >= since && wanted.matches(r);
+            let (logged, last) = hub.replay(keep).await?;
+            after = last;
+            replay.extend(logged);
         }
         Ok(Subscription {
             replay,
@@ -140,13 +160,12 @@ impl Subscription {
 
     /// The next matching event.
     pub(crate) async fn next(&mut self) -> Next {
-        while let Some(r) = self.replay.pop_front() {
+        // The replay holds only what the filter matched.
+        if let Some(r) = self.replay.pop_front() {
             if self.until.is_some_and(|u| r.time_unix_nano >= u) {
                 return Next::End;
             }
-            if self.filter.matches(&r) {
-                return Next::Event(Arc::new(r));
-            }
+            return Next::Event(Arc::new(r));
         }
         loop {
             let received = match self.left() {
@@ -171,6 +190,11 @@ impl Subscription {
                 Err(RecvError::Closed) => return Next::End,
             }
         }
+    }
+
+    /// Whether the subscriber may see who caused `r` (see [`Filter`]).
+    pub(crate) fn shows_uid(&self, r: &Record) -> bool {
+        self.filter.shows_uid(r)
     }
 
     /// How long until `until`, if given.
@@ -202,25 +226,50 @@ mod tests {
 
     #[test]
     fn filters_by_type_and_image() {
-        let all = Filter::new(&[], vec![]).unwrap();
+        let all = Filter::new(&[], vec![], Some(0)).unwrap();
         assert!(all.matches(&record(Kind::Gc, "", "")));
-        let tags = Filter::new(&["tag".into(), "untag".into()], vec![]).unwrap();
+        let tags = Filter::new(&["tag".into(), "untag".into()], vec![], Some(0)).unwrap();
         assert!(tags.matches(&record(Kind::Untag, "app:1", "")));
         assert!(!tags.matches(&record(Kind::Load, "app:1", "")));
-        assert!(Filter::new(&["bogus".into()], vec![]).is_err());
+        assert!(Filter::new(&["bogus".into()], vec![], Some(0)).is_err());
 
-        let app = Filter::new(&[], vec!["app".into()]).unwrap();
+        let app = Filter::new(&[], vec!["app".into()], Some(0)).unwrap();
         assert!(app.matches(&record(Kind::Load, "app:1", "")));
         assert!(app.matches(&record(Kind::Load, "docker.io/library/app:2", "")));
         assert!(!app.matches(&record(Kind::Load, "other:1", "")));
-        let one = Filter::new(&[], vec!["app:1".into()]).unwrap();
+        let one = Filter::new(&[], vec!["app:1".into()], Some(0)).unwrap();
         assert!(one.matches(&record(Kind::Tag, "app:1", "")));
         assert!(!one.matches(&record(Kind::Tag, "app:2", "")));
-        let by_digest = Filter::new(&[], vec!["sha256:ab".into()]).unwrap();
+        let by_digest = Filter::new(&[], vec!["sha256:ab".into()], Some(0)).unwrap();
         assert!(by_digest.matches(&record(Kind::Pull, "", "sha256:ab")));
         assert!(!by_digest.matches(&record(Kind::Gc, "", "")));
-        let registry = Filter::new(&[], vec!["127.0.0.1:5000/x/app".into()]).unwrap();
+        let registry = Filter::new(&[], vec!["127.0.0.1:5000/x/app".into()], Some(0)).unwrap();
         assert!(registry.matches(&record(Kind::Push, "127.0.0.1:5000/x/app:v1", "")));
+    }
+
+    #[test]
+    fn another_user_sees_its_own_events_whole_and_others_without_uid_or_saves() {
+        let by = |kind, uid| Record {
+            uid,
+            ..record(kind, "app:1", "")
+        };
+        let root = Filter::new(&[], vec![], Some(0)).unwrap();
+        let user = Filter::new(&[], vec![], Some(1000)).unwrap();
+        let nobody = Filter::new(&[], vec![], None).unwrap();
+        for f in [&root, &user, &nobody] {
+            assert!(f.matches(&by(Kind::Tag, Some(0))));
+            assert!(f.matches(&by(Kind::Gc, None)));
+        }
+        assert!(root.shows_uid(&by(Kind::Tag, Some(1000))));
+        assert!(root.matches(&by(Kind::Save, Some(1000))));
+        assert!(user.shows_uid(&by(Kind::Tag, Some(1000))));
+        assert!(user.matches(&by(Kind::Save, Some(1000))));
+        assert!(!user.shows_uid(&by(Kind::Tag, Some(0))));
+        assert!(!user.shows_uid(&by(Kind::Tag, Some(1001))));
+        assert!(!user.matches(&by(Kind::Save, Some(0))));
+        assert!(!user.matches(&by(Kind::Save, None)));
+        assert!(!nobody.shows_uid(&by(Kind::Tag, None)));
+        assert!(!nobody.matches(&by(Kind::Save, None)));
     }
 
     fn tag(hub: &Hub, n: u32) {
@@ -243,7 +292,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hub = Hub::open(dir.path()).unwrap();
         (1..=3).for_each(|n| tag(&hub, n));
-        let all = || Filter::new(&[], vec![]).unwrap();
+        let all = || Filter::new(&[], vec![], Some(0)).unwrap();
         let mut replay = Subscription::open(&hub, all(), Some(0), None)
             .await
             .unwrap();
@@ -282,7 +331,7 @@ mod tests {
     async fn a_subscriber_that_falls_behind_is_told_what_it_lost() {
         let dir = tempfile::tempdir().unwrap();
         let hub = Hub::open(dir.path()).unwrap();
-        let all = Filter::new(&[], vec![]).unwrap();
+        let all = Filter::new(&[], vec![], Some(0)).unwrap();
         let mut slow = Subscription::open(&hub, all, None, None).await.unwrap();
         let over = super::super::LIVE_QUEUED as u32 + 10;
         (1..=over).for_each(|n| tag(&hub, n));
@@ -297,7 +346,7 @@ mod tests {
         let mut r = record(Kind::Load, "app:1", "");
         r.attributes.insert("names".into(), "app:1,other:2".into());
         assert!(
-            Filter::new(&[], vec!["other:2".into()])
+            Filter::new(&[], vec!["other:2".into()], Some(0))
                 .unwrap()
                 .matches(&r)
         );

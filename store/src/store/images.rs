@@ -231,6 +231,15 @@ impl Images<'_> {
         Ok(ImageGraph { record, referrers })
     }
 
+    /// The top-level digest of the image `image` names (a name, an ID or an ID prefix): one
+    /// read of the tags or records, no blob read.
+    pub fn digest_of(self, image: &str) -> Result<Digest> {
+        let read = self.0.inner.meta.read()?;
+        match ops::lookup(&read, image)? {
+            Target::Tag(_, d) | Target::Image(d) => Ok(d),
+        }
+    }
+
     /// Points `target` at the image `source` names.
     pub async fn tag(self, source: &str, target: &ImageName) -> Result<()> {
         let inner = &self.0.inner;

@@ -5,6 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Images, Store};
 use crate::blob::{Lease, Threads};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::export::{self, Direct, Item, Out, Streamed};
 use crate::image::Platform;
@@ -48,6 +49,11 @@ pub struct SaveJob {
 }
 
 impl SaveJob {
+    /// The top-level digest of each image the save was asked for, in the order asked.
+    pub fn digests(&self) -> Vec<Digest> {
+        self.items.iter().map(|i| i.record.digest.clone()).collect()
+    }
+
     /// Streams the archive to `writer`.
     pub async fn write<W: AsyncWrite + Unpin + Send>(self, writer: W) -> Result<W> {
         self.write_to(Streamed(writer)).await.map(|s| s.0)
