@@ -114,6 +114,8 @@ pub(crate) struct Meta {
     referenced: Mutex<HashMap<Digest, u32>>,
     /// Uses of images not yet written (`used.rs`).
     pending: Mutex<used::Pending>,
+    /// Wakes the writer of the waiting uses when they are due (`used.rs`).
+    uses_due: tokio::sync::Notify,
 }
 
 impl Drop for Meta {
@@ -146,6 +148,7 @@ impl Meta {
         tx.open_table(LEASE_INFO)?;
         tx.open_table(used::LAST_USED)?;
         tx.open_table(used::PINNED)?;
+        used::drop_orphans(&tx)?;
         tx.delete_table(TableDefinition::<&str, &[u8]>::new(OLD_LEASES))?;
         lease::ensure(&tx)?;
         tx.commit()?;
@@ -156,6 +159,7 @@ impl Meta {
             db,
             referenced,
             pending,
+            uses_due: tokio::sync::Notify::new(),
         })
     }
 
