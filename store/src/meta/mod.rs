@@ -38,7 +38,7 @@ mod view;
 pub(crate) use index::ListRow;
 pub(crate) use lease::LeaseMade;
 pub(crate) use read::Reader;
-pub(crate) use used::to_time;
+pub(crate) use used::{UsageTables, to_time};
 pub(crate) use view::{AMBIGUOUS_SHOWN, View};
 
 use std::collections::{BTreeSet, HashMap};

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadOnlyTable, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{IMAGES, Meta, Reader};
 use crate::digest::Digest;
@@ -201,10 +201,15 @@ impl Meta {
         written
     }
 
-    /// When the image `digest` was last used, merging what waits with what `read` sees.
-    pub(crate) fn last_used(&self, read: &Reader, digest: &Digest) -> Result<Option<i64>> {
-        let stored = read.last_used(digest)?;
-        Ok(stored.max(self.pending().get(digest)))
+    /// When the image `digest` was last used, merging what waits with what `tables` hold, and
+    /// whether it is pinned.
+    pub(crate) fn usage(
+        &self,
+        tables: &UsageTables,
+        digest: &Digest,
+    ) -> Result<(Option<i64>, bool)> {
+        let (stored, pinned) = tables.stored(digest)?;
+        Ok((stored.max(self.pending().get(digest)), pinned))
     }
 
     /// Pins or unpins the image `digest`, which has a record. The caller holds the commit lock.
@@ -234,22 +239,35 @@ impl Meta {
     }
 }
 
+/// The tables of last uses and pins, opened once for the lookups of many images (a listing,
+/// df) rather than once for each.
+pub(crate) struct UsageTables {
+    last_used: ReadOnlyTable<&'static str, i64>,
+    pinned: ReadOnlyTable<&'static str, ()>,
+}
+
+impl UsageTables {
+    /// When the image `digest` was last used, as stored (without what waits in memory), and
+    /// whether it is pinned.
+    pub(crate) fn stored(&self, digest: &Digest) -> Result<(Option<i64>, bool)> {
+        let key = digest.to_string();
+        let last_used = self.last_used.get(key.as_str())?.map(|v| v.value());
+        Ok((last_used, self.pinned.get(key.as_str())?.is_some()))
+    }
+}
+
 impl Reader {
-    /// When the image `digest` was last used, as stored (without what waits in memory).
-    pub(crate) fn last_used(&self, digest: &Digest) -> Result<Option<i64>> {
-        let table = self.0.open_table(LAST_USED)?;
-        Ok(table.get(digest.to_string().as_str())?.map(|v| v.value()))
+    /// The tables of last uses and pins, as this reader sees them.
+    pub(crate) fn usage_tables(&self) -> Result<UsageTables> {
+        Ok(UsageTables {
+            last_used: self.tx().open_table(LAST_USED)?,
+            pinned: self.tx().open_table(PINNED)?,
+        })
     }
 
     /// Whether `digest` is an image's top-level digest (its record is not read).
     fn is_image(&self, digest: &Digest) -> Result<bool> {
-        let table = self.0.open_table(IMAGES)?;
-        Ok(table.get(digest.to_string().as_str())?.is_some())
-    }
-
-    /// Whether the image `digest` is pinned.
-    pub(crate) fn pinned(&self, digest: &Digest) -> Result<bool> {
-        let table = self.0.open_table(PINNED)?;
+        let table = self.tx().open_table(IMAGES)?;
         Ok(table.get(digest.to_string().as_str())?.is_some())
     }
 }
@@ -264,7 +282,13 @@ mod tests {
     use crate::meta::tests::{d, image, open};
 
     fn stored(meta: &Meta, digest: &Digest) -> Option<i64> {
-        meta.read().unwrap().last_used(digest).unwrap()
+        let tables = meta.read().unwrap().usage_tables().unwrap();
+        tables.stored(digest).unwrap().0
+    }
+
+    fn pinned(meta: &Meta, digest: &Digest) -> bool {
+        let tables = meta.read().unwrap().usage_tables().unwrap();
+        tables.stored(digest).unwrap().1
     }
 
     /// Whether the writer would be woken now (taking the wake-up).
@@ -299,8 +323,8 @@ mod tests {
         }
         assert_eq!(meta.pending_uses(), MAX_PENDING - 1);
         assert!(!woken(&meta));
-        let shown = meta.last_used(&meta.read().unwrap(), &other(0));
-        let shown = shown.unwrap().unwrap();
+        let tables = meta.read().unwrap().usage_tables().unwrap();
+        let shown = meta.usage(&tables, &other(0)).unwrap().0.unwrap();
         assert!(shown > before);
         meta.note_use(&other(MAX_PENDING - 1)).unwrap();
         // Due: the writer is woken, and nothing was written yet.
@@ -382,10 +406,8 @@ mod tests {
         tx.commit().unwrap();
         drop(meta);
         let meta = Meta::open(&path).unwrap();
-        let read = meta.read().unwrap();
-        assert_eq!(read.last_used(&d(1)).unwrap(), None);
-        assert!(!read.pinned(&d(1)).unwrap());
-        drop(read);
+        assert_eq!(stored(&meta, &d(1)), None);
+        assert!(!pinned(&meta, &d(1)));
         assert!(meta.snapshot().unwrap().images.len() == 2);
         // A delete takes the image's rows with it.
         meta.set_pinned(&d(2), true).unwrap();

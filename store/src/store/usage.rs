@@ -8,7 +8,7 @@ use super::Images;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::image::{ImageRecord, config_labels};
-use crate::meta::{Meta, Reader, View, to_time};
+use crate::meta::{Meta, Reader, UsageTables, View, to_time};
 use crate::ops::{self, Removed};
 use crate::usage::{self, DiskUsage, UsageImage};
 
@@ -122,7 +122,8 @@ impl Images<'_> {
             let Some(record) = read.image(digest)? else {
                 return Ok(None);
             };
-            if !picks(opts, &usage_image(&inner.meta, &read, record)?) {
+            let tables = read.usage_tables()?;
+            if !picks(opts, &usage_image(&inner.meta, &read, &tables, record)?) {
                 return Ok(None);
             }
             let (changes, removed) = ops::plan_remove(&read, &digest.to_string(), true)?;
@@ -148,9 +149,10 @@ impl Images<'_> {
     fn usage_inputs(self) -> Result<(Vec<UsageImage>, HashMap<Digest, u64>, HashSet<Digest>)> {
         let inner = &self.0.inner;
         let read = inner.meta.read()?;
+        let tables = read.usage_tables()?;
         let mut images = Vec::new();
         read.each_image(|record| {
-            images.push(usage_image(&inner.meta, &read, record)?);
+            images.push(usage_image(&inner.meta, &read, &tables, record)?);
             Ok(())
         })?;
         let mut sizes = HashMap::new();
@@ -166,13 +168,19 @@ impl Images<'_> {
 }
 
 /// An image with its names and the blobs of the referrers that travel with it.
-fn usage_image(meta: &Meta, read: &Reader, record: ImageRecord) -> Result<UsageImage> {
+fn usage_image(
+    meta: &Meta,
+    read: &Reader,
+    tables: &UsageTables,
+    record: ImageRecord,
+) -> Result<UsageImage> {
     let referrers = read.travelling(record.subjects())?;
+    let (last_used, pinned) = meta.usage(tables, &record.digest)?;
     let mut blobs = record.blobs.clone();
     blobs.extend(referrers.iter().flat_map(|r| r.blobs.iter().cloned()));
     Ok(UsageImage {
-        last_used: meta.last_used(read, &record.digest)?.map(to_time),
-        pinned: read.pinned(&record.digest)?,
+        last_used: last_used.map(to_time),
+        pinned,
         names: read.names_of(&record.digest)?,
         digest: record.digest,
         id: record.id,
@@ -231,7 +239,8 @@ mod tests {
         assert_eq!(pruned.images, [d(2)]);
         assert_eq!(pruned.removed.len(), 1);
         let read = store.inner.meta.read().unwrap();
-        assert!(read.image(&d(1)).unwrap().is_some() && read.pinned(&d(1)).unwrap());
+        let (_, pinned) = read.usage_tables().unwrap().stored(&d(1)).unwrap();
+        assert!(read.image(&d(1)).unwrap().is_some() && pinned);
         assert!(read.image(&d(2)).unwrap().is_none());
     }
 }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use super::{Images, Store};
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::meta::{Reader, to_time};
+use crate::meta::{Reader, UsageTables, to_time};
 use crate::ops::{self, Target};
 
 /// When an image was last used and whether it is pinned.
@@ -44,9 +44,16 @@ impl Images<'_> {
 
     /// The last use and pin of the image `digest`, as `read` sees them with the uses waiting.
     pub(super) fn usage_in(self, read: &Reader, digest: &Digest) -> Result<Usage> {
+        self.usage_with(&read.usage_tables()?, digest)
+    }
+
+    /// The last use and pin of the image `digest`, as `tables` hold them with the uses waiting:
+    /// for many images, with the tables opened once.
+    pub(super) fn usage_with(self, tables: &UsageTables, digest: &Digest) -> Result<Usage> {
+        let (last_used, pinned) = self.0.inner.meta.usage(tables, digest)?;
         Ok(Usage {
-            last_used: self.0.inner.meta.last_used(read, digest)?.map(to_time),
-            pinned: read.pinned(digest)?,
+            last_used: last_used.map(to_time),
+            pinned,
         })
     }
 }
