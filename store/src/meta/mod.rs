@@ -10,7 +10,7 @@
 //! ID to when it was made and by which uid) and `lease_blobs` (`<lease ID>/<digest hex>` to
 //! nothing, so adding a blob is one insert and deleting a lease one key range); in `used.rs`,
 //! `image_last_used` and `image_pinned` (each image's last use and its pin, with how a read's
-//! use waits in memory before it is written).
+//! use waits in memory, `pending.rs`, before it is written).
 //!
 //! `apply` writes a change in one write transaction, the indexes with the records, and once it
 //! commits updates the in-memory count of records listing each blob (the roots the records make)
@@ -31,6 +31,7 @@ mod audit;
 mod consistency;
 mod index;
 mod lease;
+mod pending;
 mod read;
 mod used;
 mod view;
@@ -113,7 +114,7 @@ pub(crate) struct Meta {
     /// every committed change so that a write can ask in O(1) whether a blob is one.
     referenced: Mutex<HashMap<Digest, u32>>,
     /// Uses of images not yet written (`used.rs`).
-    pending: Mutex<used::Pending>,
+    pending: Mutex<pending::Pending>,
     /// Wakes the writer of the waiting uses when they are due (`used.rs`).
     uses_due: tokio::sync::Notify,
 }
@@ -154,7 +155,7 @@ impl Meta {
         tx.commit()?;
         index::ensure(&db)?;
         let referenced = Mutex::new(count_references(&db)?);
-        let pending = Mutex::new(used::Pending::new(std::time::Instant::now()));
+        let pending = Mutex::new(pending::Pending::new(std::time::Instant::now()));
         Ok(Meta {
             db,
             referenced,

@@ -9,86 +9,26 @@
 //!
 //! A change that commits anyway (a load, a tag, a created image) stamps the images it puts or
 //! names in its own transaction (`apply`). A read (a save, a push, a registry GET) never
-//! writes: its use waits in memory, [`Pending`], one entry per image (the latest), and noting
+//! writes: its use waits in memory (`pending.rs`), one entry per image (the latest), and noting
 //! it only wakes the writer (hyperd's flusher, through [`Meta::uses_due`]) when
 //! `MAX_PENDING_USES` images wait or `USES_FLUSH_EVERY` has passed since the last write. The
 //! writer also runs on its own timer and when the store closes. Past `MAX_WAITING_USES`
 //! images (a writer that keeps failing), a use of an image not already waiting is refused:
 //! that image keeps its older stamp. Reads of the time merge what waits with what is stored.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{ReadOnlyTable, ReadableTable, TableDefinition, WriteTransaction};
 
+use super::pending::Pending;
 use super::{IMAGES, Meta, Reader};
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::limits::{
-    MAX_PENDING_USES as MAX_PENDING, MAX_WAITING_USES as MAX_WAITING,
-    USES_FLUSH_EVERY as FLUSH_EVERY,
-};
 
 /// Top-level digest -> when the image was last used, unix nanoseconds.
 pub(super) const LAST_USED: TableDefinition<&str, i64> = TableDefinition::new("image_last_used");
 /// Top-level digest -> nothing: the images prune (and, later, the GC policy) must keep.
 pub(super) const PINNED: TableDefinition<&str, ()> = TableDefinition::new("image_pinned");
-
-/// Uses not yet written, at most one per image (the latest).
-#[derive(Debug)]
-pub(crate) struct Pending {
-    uses: HashMap<Digest, i64>,
-    /// When the uses were last written (or the store opened).
-    since: Instant,
-}
-
-impl Pending {
-    pub(super) fn new(now: Instant) -> Self {
-        Pending {
-            uses: HashMap::new(),
-            since: now,
-        }
-    }
-
-    /// Notes that `digest` was used at `at` (refused for an image not yet waiting once
-    /// `MAX_WAITING_USES` wait); true when the waiting uses are due to be written.
-    pub(crate) fn note(&mut self, digest: &Digest, at: i64, now: Instant) -> bool {
-        self.keep(digest.clone(), at);
-        self.uses.len() >= MAX_PENDING || now.saturating_duration_since(self.since) >= FLUSH_EVERY
-    }
-
-    /// Keeps the later of `at` and what waits for `digest`, within the hard cap.
-    fn keep(&mut self, digest: Digest, at: i64) {
-        let full = self.uses.len() >= MAX_WAITING;
-        match self.uses.get_mut(&digest) {
-            Some(t) => *t = (*t).max(at),
-            None if full => {}
-            None => drop(self.uses.insert(digest, at)),
-        }
-    }
-
-    /// The waiting uses, leaving none.
-    fn take(&mut self, now: Instant) -> HashMap<Digest, i64> {
-        self.since = now;
-        std::mem::take(&mut self.uses)
-    }
-
-    /// Puts back uses a failed write took, keeping the later time of each.
-    fn restore(&mut self, uses: HashMap<Digest, i64>) {
-        for (d, at) in uses {
-            self.keep(d, at);
-        }
-    }
-
-    pub(crate) fn get(&self, digest: &Digest) -> Option<i64> {
-        self.uses.get(digest).copied()
-    }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.uses.len()
-    }
-}
 
 /// Now, in unix nanoseconds (0 for a clock before 1970, which never happens here).
 pub(crate) fn now_nanos() -> i64 {
@@ -278,6 +218,7 @@ mod tests {
 
     use super::*;
     use crate::image::ImageRecord;
+    use crate::limits::MAX_PENDING_USES as MAX_PENDING;
     use crate::meta::Changes;
     use crate::meta::tests::{d, image, open};
 
@@ -334,26 +275,6 @@ mod tests {
         assert_eq!(meta.pending_uses(), 0);
         assert_eq!(stored(&meta, &other(0)), Some(shown));
         assert_eq!(stored(&meta, &d(7)), None);
-    }
-
-    #[test]
-    fn past_the_hard_cap_only_images_already_waiting_are_noted() {
-        let start = Instant::now();
-        let mut p = Pending::new(start);
-        let d = |n: usize| Digest::of(&n.to_le_bytes());
-        for n in 0..MAX_WAITING {
-            p.note(&d(n), 1, start);
-        }
-        assert!(p.note(&d(MAX_WAITING), 1, start));
-        assert_eq!((p.len(), p.get(&d(MAX_WAITING))), (MAX_WAITING, None));
-        p.note(&d(0), 9, start);
-        assert_eq!(p.get(&d(0)), Some(9));
-        // Uses a failed write puts back stay within the cap too.
-        let taken = p.take(start);
-        p.note(&d(MAX_WAITING), 2, start);
-        p.restore(taken);
-        assert_eq!((p.len(), p.get(&d(MAX_WAITING))), (MAX_WAITING, Some(2)));
-        assert_eq!(p.get(&d(0)), Some(9));
     }
 
     #[test]
@@ -422,23 +343,5 @@ mod tests {
         let used = tx.open_table(LAST_USED).unwrap();
         assert!(used.get(d(1).to_string().as_str()).unwrap().is_some());
         assert!(used.get(d(2).to_string().as_str()).unwrap().is_none());
-    }
-
-    #[test]
-    fn uses_wait_until_enough_of_them_or_enough_time() {
-        let start = Instant::now();
-        let mut p = Pending::new(start);
-        let d = |n: u32| Digest::of(&n.to_le_bytes());
-        // The same image again is one entry, keeping the later time.
-        assert!(!p.note(&d(0), 5, start));
-        assert!(!p.note(&d(0), 3, start));
-        assert_eq!((p.len(), p.get(&d(0))), (1, Some(5)));
-        for n in 1..MAX_PENDING as u32 - 1 {
-            assert!(!p.note(&d(n), 1, start));
-        }
-        assert!(p.note(&d(MAX_PENDING as u32), 1, start));
-        assert_eq!(p.take(start).len(), MAX_PENDING);
-        assert!(!p.note(&d(0), 1, start + FLUSH_EVERY / 2));
-        assert!(p.note(&d(1), 1, start + FLUSH_EVERY));
     }
 }
