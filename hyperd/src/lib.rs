@@ -111,7 +111,7 @@ pub async fn run(
         .serve_with_incoming_shutdown(connections::incoming(listener, limits, metrics), stop)
         .await?;
     janitor.await?;
-    flusher.await?;
+    lastused::flush(flusher.await?).await;
     if let Some(page) = page {
         page.await?;
     }

@@ -61,10 +61,15 @@ pub const MAX_OPEN_UPLOADS: usize = 256;
 /// An upload that receives no bytes for this long is dropped, with its partial file, when the
 /// next upload begins.
 pub const UPLOAD_IDLE_SECS: u64 = 15 * 60;
-/// Most images whose last use (a save, a push, a registry GET) may wait in memory before the
-/// uses are written in one transaction; each waiting use costs about 50 bytes (a 32-byte
-/// digest, a time, the map's slot), so at most about 50 KiB wait.
+/// Images whose last use (a save, a push, a registry GET) waits in memory at which hyperd's
+/// flusher is woken to write them in one transaction, off the async threads (noting a use
+/// never writes).
 pub const MAX_PENDING_USES: usize = 1000;
-/// Longest a use waits in memory while others keep coming, and the period of hyperd's flush of
-/// them; the store writes what waits when it closes too.
+/// Hard cap on the images whose last use waits in memory (reached only while writes keep
+/// failing): past it, a use of an image not already waiting is refused, and that image keeps
+/// its older stamp. Each waiting use costs 50 to 100 bytes (a 32-byte digest, a time, the
+/// map's slack), so at most about 1 MiB waits.
+pub const MAX_WAITING_USES: usize = 10_000;
+/// Longest a use waits in memory while others keep coming, the period of hyperd's flush of
+/// them, and its pause after a failed write; the store writes what waits when it closes too.
 pub const USES_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(30);

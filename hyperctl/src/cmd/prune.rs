@@ -63,9 +63,10 @@ fn request(args: &PruneArgs) -> PruneRequest {
 
 /// docker's question, answered on stdin; anything but `y` keeps everything.
 fn confirmed(all: bool) -> anyhow::Result<bool> {
-    let what = match all {
-        true => "all images",
-        false => "all dangling images",
+    let what = if all {
+        "all images"
+    } else {
+        "all dangling images"
     };
     eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
     std::io::stderr().flush()?;

@@ -10,7 +10,7 @@
 //! ID to when it was made and by which uid) and `lease_blobs` (`<lease ID>/<digest hex>` to
 //! nothing, so adding a blob is one insert and deleting a lease one key range); in `used.rs`,
 //! `image_last_used` and `image_pinned` (each image's last use and its pin, with how a read's
-//! use waits in memory before it is written).
+//! use waits in memory, `pending.rs`, before it is written).
 //!
 //! `apply` writes a change in one write transaction, the indexes with the records, and once it
 //! commits updates the in-memory count of records listing each blob (the roots the records make)
@@ -31,6 +31,7 @@ mod audit;
 mod consistency;
 mod index;
 mod lease;
+mod pending;
 mod read;
 mod used;
 mod view;
@@ -38,7 +39,7 @@ mod view;
 pub(crate) use index::ListRow;
 pub(crate) use lease::LeaseMade;
 pub(crate) use read::Reader;
-pub(crate) use used::to_time;
+pub(crate) use used::{UsageTables, to_time};
 pub(crate) use view::{AMBIGUOUS_SHOWN, View};
 
 use std::collections::{BTreeSet, HashMap};
@@ -113,7 +114,9 @@ pub(crate) struct Meta {
     /// every committed change so that a write can ask in O(1) whether a blob is one.
     referenced: Mutex<HashMap<Digest, u32>>,
     /// Uses of images not yet written (`used.rs`).
-    pending: Mutex<used::Pending>,
+    pending: Mutex<pending::Pending>,
+    /// Wakes the writer of the waiting uses when they are due (`used.rs`).
+    uses_due: tokio::sync::Notify,
 }
 
 impl Drop for Meta {
@@ -146,16 +149,18 @@ impl Meta {
         tx.open_table(LEASE_INFO)?;
         tx.open_table(used::LAST_USED)?;
         tx.open_table(used::PINNED)?;
+        used::drop_orphans(&tx)?;
         tx.delete_table(TableDefinition::<&str, &[u8]>::new(OLD_LEASES))?;
         lease::ensure(&tx)?;
         tx.commit()?;
         index::ensure(&db)?;
         let referenced = Mutex::new(count_references(&db)?);
-        let pending = Mutex::new(used::Pending::new(std::time::Instant::now()));
+        let pending = Mutex::new(pending::Pending::new(std::time::Instant::now()));
         Ok(Meta {
             db,
             referenced,
             pending,
+            uses_due: tokio::sync::Notify::new(),
         })
     }
 

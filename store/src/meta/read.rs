@@ -17,11 +17,18 @@ use crate::reference::ImageName;
 use crate::referrer::ReferrerRecord;
 
 /// A consistent view for a few keyed reads.
-pub(crate) struct Reader(pub(super) ReadTransaction);
+pub(crate) struct Reader(ReadTransaction);
 
 impl Meta {
     pub(crate) fn read(&self) -> Result<Reader> {
         Ok(Reader(self.db.begin_read()?))
+    }
+}
+
+impl Reader {
+    /// The read transaction, for the tables the modules beside this one keep (`used.rs`).
+    pub(super) fn tx(&self) -> &ReadTransaction {
+        &self.0
     }
 }
 

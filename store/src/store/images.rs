@@ -147,10 +147,11 @@ impl Images<'_> {
         })?;
         let next = (rows.len() > limit && limit > 0).then(|| listing::token(&rows[limit - 1].0));
         rows.truncate(limit);
+        let tables = read.usage_tables()?;
         let images = rows
             .into_iter()
             .map(|(_, row)| {
-                let usage = self.usage_in(&read, &row.digest)?;
+                let usage = self.usage_with(&tables, &row.digest)?;
                 Ok(summary(row, usage))
             })
             .collect::<Result<_>>()?;

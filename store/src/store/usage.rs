@@ -8,8 +8,8 @@ use super::Images;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::image::{ImageRecord, config_labels};
-use crate::meta::{Meta, Reader, View, to_time};
-use crate::ops::Removed;
+use crate::meta::{Meta, Reader, UsageTables, View, to_time};
+use crate::ops::{self, Removed};
 use crate::usage::{self, DiskUsage, UsageImage};
 
 /// Which images a prune removes.
@@ -34,7 +34,8 @@ pub struct PruneOptions {
 pub struct Pruned {
     /// What each removal did, in order; empty for a dry run.
     pub removed: Vec<Removed>,
-    /// The images picked, by top-level digest.
+    /// The images removed (for a dry run, that would be), by top-level digest: not those
+    /// pinned, tagged or removed by someone else between the pick and their removal.
     pub images: Vec<Digest>,
     /// Bytes of the blobs deleted (for a dry run, that would be).
     pub freed: u64,
@@ -51,51 +52,85 @@ impl Images<'_> {
     /// with it, then collects what they alone kept.
     pub async fn prune(self, opts: &PruneOptions) -> Result<Pruned> {
         let (images, sizes, held) = self.usage_inputs()?;
+        let picked = self.pick(opts, &images).await?;
+        if !opts.dry_run {
+            return self.remove_picked(opts, &picked, &sizes).await;
+        }
+        let chosen: HashSet<&Digest> = picked.iter().map(|i| &i.digest).collect();
+        let freed = usage::freed_by(&images, |i| chosen.contains(&i.digest), &sizes, &held);
+        Ok(Pruned {
+            removed: Vec::new(),
+            images: picked.iter().map(|i| i.digest.clone()).collect(),
+            freed,
+        })
+    }
+
+    /// The images of `images` that `opts` picks, label filters included.
+    async fn pick<'a>(
+        self,
+        opts: &PruneOptions,
+        images: &'a [UsageImage],
+    ) -> Result<Vec<&'a UsageImage>> {
         let mut picked = Vec::new();
         for image in images.iter().filter(|i| picks(opts, i)) {
             if self.labels_pass(opts, image).await? {
                 picked.push(image);
             }
         }
-        let digests: Vec<Digest> = picked.iter().map(|i| i.digest.clone()).collect();
-        if opts.dry_run {
-            let chosen: HashSet<&Digest> = digests.iter().collect();
-            let freed = usage::freed_by(&images, |i| chosen.contains(&i.digest), &sizes, &held);
-            return Ok(Pruned {
-                removed: Vec::new(),
-                images: digests,
-                freed,
-            });
-        }
-        let before: HashSet<Digest> = picked
-            .iter()
-            .flat_map(|i| i.blobs.iter().cloned())
-            .collect();
-        let mut removed = Vec::new();
-        for digest in &digests {
-            // Pinned since the images were read: kept, as a pinned image always is.
-            if self.0.inner.meta.read()?.pinned(digest)? {
-                continue;
-            }
-            match self.remove(&digest.to_string(), true).await {
-                Ok(r) => removed.extend(r),
-                // Removed meanwhile by someone else: nothing left to prune.
-                Err(crate::Error::NotFound(_)) => {}
-                Err(e) => return Err(e),
+        Ok(picked)
+    }
+
+    /// Removes those of `picked` that `opts` still picks, each checked and removed in one step
+    /// under the commit lock; the bytes freed are those of their blobs now gone.
+    async fn remove_picked(
+        self,
+        opts: &PruneOptions,
+        picked: &[&UsageImage],
+        sizes: &HashMap<Digest, u64>,
+    ) -> Result<Pruned> {
+        let mut pruned = Pruned::default();
+        let mut blobs_of_removed = HashSet::new();
+        for image in picked {
+            if let Some(removed) = self.remove_if_picked(opts, &image.digest).await? {
+                pruned.removed.extend(removed);
+                pruned.images.push(image.digest.clone());
+                blobs_of_removed.extend(image.blobs.iter());
             }
         }
         let blobs = &self.0.inner.blobs;
-        let freed = before
-            .iter()
+        pruned.freed = blobs_of_removed
+            .into_iter()
             .filter(|b| !blobs.exists(b))
             .map(|b| sizes.get(b).copied().unwrap_or(0))
             .sum();
-        tracing::info!(images = digests.len(), freed, "pruned");
-        Ok(Pruned {
-            removed,
-            images: digests,
-            freed,
-        })
+        tracing::info!(images = pruned.images.len(), freed = pruned.freed, "pruned");
+        Ok(pruned)
+    }
+
+    /// Removes the image `digest` if `opts` still picks it as the store is now (it may have
+    /// been pinned, tagged or removed since it was picked); `None` when it is kept or gone.
+    /// The labels are not read again: an image's config never changes.
+    async fn remove_if_picked(
+        self,
+        opts: &PruneOptions,
+        digest: &Digest,
+    ) -> Result<Option<Vec<Removed>>> {
+        let inner = &self.0.inner;
+        let (removed, freed) = {
+            let _guard = inner.commit.lock().await;
+            let read = inner.meta.read()?;
+            let Some(record) = read.image(digest)? else {
+                return Ok(None);
+            };
+            let tables = read.usage_tables()?;
+            if !picks(opts, &usage_image(&inner.meta, &read, &tables, record)?) {
+                return Ok(None);
+            }
+            let (changes, removed) = ops::plan_remove(&read, &digest.to_string(), true)?;
+            (removed, inner.meta.apply(&changes)?)
+        };
+        self.0.collect(&freed).await?;
+        Ok(Some(removed))
     }
 
     /// Whether `image` passes the prune's label filters: its config (that of its ID) is read
@@ -114,9 +149,10 @@ impl Images<'_> {
     fn usage_inputs(self) -> Result<(Vec<UsageImage>, HashMap<Digest, u64>, HashSet<Digest>)> {
         let inner = &self.0.inner;
         let read = inner.meta.read()?;
+        let tables = read.usage_tables()?;
         let mut images = Vec::new();
         read.each_image(|record| {
-            images.push(usage_image(&inner.meta, &read, record)?);
+            images.push(usage_image(&inner.meta, &read, &tables, record)?);
             Ok(())
         })?;
         let mut sizes = HashMap::new();
@@ -132,13 +168,19 @@ impl Images<'_> {
 }
 
 /// An image with its names and the blobs of the referrers that travel with it.
-fn usage_image(meta: &Meta, read: &Reader, record: ImageRecord) -> Result<UsageImage> {
+fn usage_image(
+    meta: &Meta,
+    read: &Reader,
+    tables: &UsageTables,
+    record: ImageRecord,
+) -> Result<UsageImage> {
     let referrers = read.travelling(record.subjects())?;
+    let (last_used, pinned) = meta.usage(tables, &record.digest)?;
     let mut blobs = record.blobs.clone();
     blobs.extend(referrers.iter().flat_map(|r| r.blobs.iter().cloned()));
     Ok(UsageImage {
-        last_used: meta.last_used(read, &record.digest)?.map(to_time),
-        pinned: read.pinned(&record.digest)?,
+        last_used: last_used.map(to_time),
+        pinned,
         names: read.names_of(&record.digest)?,
         digest: record.digest,
         id: record.id,
@@ -161,4 +203,44 @@ fn picks(opts: &PruneOptions, image: &UsageImage) -> bool {
         (Some(before), Some(created)) => created < before,
     };
     (opts.all || dangling) && old_enough && !image.pinned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use crate::meta::Changes;
+    use crate::meta::tests::{d, image};
+
+    #[tokio::test]
+    async fn an_image_pinned_between_the_pick_and_the_removal_is_kept_and_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let put = vec![
+            image(1, &[1], &[1]),
+            image(2, &[2], &[2]),
+            image(3, &[3], &[3]),
+        ];
+        store
+            .inner
+            .meta
+            .apply(&Changes {
+                put_images: put,
+                ..Changes::default()
+            })
+            .unwrap();
+        let (images, opts) = (store.images(), PruneOptions::default());
+        let (all, sizes, _) = images.usage_inputs().unwrap();
+        let picked = images.pick(&opts, &all).await.unwrap();
+        assert_eq!(picked.len(), 3);
+        images.set_pinned(&d(1).to_string(), true).await.unwrap();
+        images.remove(&d(3).to_string(), true).await.unwrap();
+        let pruned = images.remove_picked(&opts, &picked, &sizes).await.unwrap();
+        assert_eq!(pruned.images, [d(2)]);
+        assert_eq!(pruned.removed.len(), 1);
+        let read = store.inner.meta.read().unwrap();
+        let (_, pinned) = read.usage_tables().unwrap().stored(&d(1)).unwrap();
+        assert!(read.image(&d(1)).unwrap().is_some() && pinned);
+        assert!(read.image(&d(2)).unwrap().is_none());
+    }
 }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use super::{Images, Store};
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::meta::{Reader, to_time};
+use crate::meta::{Reader, UsageTables, to_time};
 use crate::ops::{self, Target};
 
 /// When an image was last used and whether it is pinned.
@@ -21,11 +21,12 @@ pub struct Usage {
 
 impl Images<'_> {
     /// Notes that the image `digest` was read whole (saved, pushed, served): kept in memory and
-    /// written with others, so that a read costs no write transaction. A digest that is no
-    /// image (a referrer, a platform's manifest) is dropped when the uses are written.
+    /// written with others by hyperd's flusher ([`Store::uses_due`]), so that a read costs no
+    /// write transaction. A digest that is no image (a referrer, a platform's manifest) is
+    /// not noted.
     pub fn used(self, digest: &Digest) {
         if let Err(e) = self.0.inner.meta.note_use(digest) {
-            tracing::warn!(error = %e, "writing images' last uses");
+            tracing::warn!(error = %e, "noting an image's last use");
         }
     }
 
@@ -43,16 +44,30 @@ impl Images<'_> {
 
     /// The last use and pin of the image `digest`, as `read` sees them with the uses waiting.
     pub(super) fn usage_in(self, read: &Reader, digest: &Digest) -> Result<Usage> {
+        self.usage_with(&read.usage_tables()?, digest)
+    }
+
+    /// The last use and pin of the image `digest`, as `tables` hold them with the uses waiting:
+    /// for many images, with the tables opened once.
+    pub(super) fn usage_with(self, tables: &UsageTables, digest: &Digest) -> Result<Usage> {
+        let (last_used, pinned) = self.0.inner.meta.usage(tables, digest)?;
         Ok(Usage {
-            last_used: self.0.inner.meta.last_used(read, digest)?.map(to_time),
-            pinned: read.pinned(digest)?,
+            last_used: last_used.map(to_time),
+            pinned,
         })
     }
 }
 
 impl Store {
-    /// Writes the uses waiting in memory now (hyperd's timer; the store does it when it closes).
+    /// Writes the uses waiting in memory now, in one write transaction: blocking, so hyperd
+    /// calls it off the async threads (its flusher; the store does it when it closes).
     pub fn flush_uses(&self) -> Result<()> {
         self.inner.meta.flush_uses()
+    }
+
+    /// Returns once the waiting uses are due to be written: `MAX_PENDING_USES` images wait, or
+    /// `USES_FLUSH_EVERY` has passed since the last write (checked at each use).
+    pub async fn uses_due(&self) {
+        self.inner.meta.uses_due().await;
     }
 }
