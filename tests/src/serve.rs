@@ -118,3 +118,25 @@ fn exchange(method: &str, url: &str, headers: &[(&str, &str)], sent: Option<&[u8
 pub fn get(url: &str) -> Reply {
     request("GET", url, &[])
 }
+
+/// The user and password a [`taking_pushes`] daemon admits, as `user:password`.
+pub const PUSHER: &str = "ann:secret";
+
+/// A daemon whose registry endpoint, on loopback, takes pushes from [`PUSHER`] (pushes need an
+/// htpasswd file; hyperd reads it at start).
+pub fn taking_pushes() -> TestDaemon {
+    let (user, password) = PUSHER.split_once(':').unwrap();
+    let entry = crate::tools::sh(&mut crate::tools::cmd(
+        "htpasswd",
+        &["-nbB", user, password],
+    ));
+    let htpasswd = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(htpasswd.path(), entry).unwrap();
+    TestDaemon::start_with_args(&[
+        "--registry-listen",
+        "127.0.0.1:0",
+        "--registry-push",
+        "--registry-htpasswd",
+        crate::tools::p(htpasswd.path()),
+    ])
+}

@@ -12,8 +12,8 @@ use integration::TestDaemon;
 use integration::artifacts::{MANIFEST, cosign_signature, layout};
 use integration::fixtures::*;
 use integration::registry::TestRegistry;
-use integration::serve::{registry_addr, send};
-use integration::tools::{cmd, p, sh, skopeo_digests, umoci_image};
+use integration::serve::{PUSHER, registry_addr, send, taking_pushes};
+use integration::tools::{p, skopeo_digests, umoci_image};
 use integration::users::OtherUser;
 use serde_json::Value;
 
@@ -273,18 +273,9 @@ fn upload(base: &str, bytes: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pushes_to_the_endpoint_a_save_and_a_prune_are_told() {
-    let htpasswd = tempfile::NamedTempFile::new().unwrap();
-    let entry = sh(&mut cmd("htpasswd", &["-nbB", "ann", "secret"]));
-    std::fs::write(htpasswd.path(), entry).unwrap();
-    let d = TestDaemon::start_with_args(&[
-        "--registry-listen",
-        "127.0.0.1:0",
-        "--registry-push",
-        "--registry-htpasswd",
-        p(htpasswd.path()),
-    ]);
+    let d = taking_pushes();
     // curl sends the URL's credentials as basic auth.
-    let base = format!("http://ann:secret@{}", registry_addr(&d));
+    let base = format!("http://{PUSHER}@{}", registry_addr(&d));
     let app = Image::new(&["events endpoint"], "amd64", Comp::Gzip).await;
     let sig = cosign_signature(&app.manifest, OCI_MANIFEST, "events endpoint");
     let blobs = app.layers.iter().map(|(b, _)| b).chain(&sig.blobs);

@@ -10,8 +10,8 @@ use hyperd_proto::v1::DiskUsageRequest;
 use integration::TestDaemon;
 use integration::fixtures::*;
 use integration::grpc;
-use integration::serve::{registry_addr, request};
-use integration::tools::{cmd, p, sh};
+use integration::serve::{registry_addr, request, taking_pushes};
+use integration::tools::p;
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
                       application/vnd.docker.distribution.manifest.v2+json";
@@ -152,16 +152,7 @@ async fn prune_filters_by_label() {
 
 #[tokio::test]
 async fn push_and_pull_move_last_used_on_both_sides() {
-    let htpasswd = tempfile::NamedTempFile::new().unwrap();
-    let entry = sh(&mut cmd("htpasswd", &["-nbB", "ann", "secret"]));
-    std::fs::write(htpasswd.path(), entry).unwrap();
-    let target = TestDaemon::start_with_args(&[
-        "--registry-listen",
-        "127.0.0.1:0",
-        "--registry-push",
-        "--registry-htpasswd",
-        p(htpasswd.path()),
-    ]);
+    let target = taking_pushes();
     let addr = registry_addr(&target);
     let source = TestDaemon::start();
     let img = Image::new(&["lastused push"], "amd64", Comp::Gzip).await;

@@ -6,27 +6,18 @@
 use integration::TestDaemon;
 use integration::artifacts::*;
 use integration::fixtures::*;
-use integration::serve::{Reply, registry_addr, request, send};
+use integration::serve::{PUSHER, Reply, registry_addr, request, send, taking_pushes};
 use integration::tools::{cmd, p, sh};
 use serde_json::Value;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-/// A daemon taking pushes from `ann` (password `secret`), and its endpoint's base URL with her
-/// credentials in it (curl sends them as basic auth).
+/// A daemon taking pushes, and its endpoint's base URL with the pusher's credentials in it
+/// (curl sends them as basic auth).
 fn pushing() -> (TestDaemon, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("htpasswd");
-    std::fs::write(&file, sh(&mut cmd("htpasswd", &["-nbB", "ann", "secret"]))).unwrap();
-    let d = TestDaemon::start_with_args(&[
-        "--registry-listen",
-        "127.0.0.1:0",
-        "--registry-push",
-        "--registry-htpasswd",
-        p(&file),
-    ]);
-    let base = format!("http://ann:secret@{}", registry_addr(&d));
+    let d = taking_pushes();
+    let base = format!("http://{PUSHER}@{}", registry_addr(&d));
     (d, base)
 }
 
@@ -48,9 +39,9 @@ fn skopeo_copy(args: &[&str]) {
         "--src-tls-verify=false",
         "--dest-tls-verify=false",
         "--src-creds",
-        "ann:secret",
+        PUSHER,
         "--dest-creds",
-        "ann:secret",
+        PUSHER,
     ];
     all.extend(args);
     sh(&mut cmd("skopeo", &all));
