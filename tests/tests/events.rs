@@ -338,6 +338,17 @@ async fn pushes_to_the_endpoint_a_save_and_a_prune_are_told() {
         (Some("app:1"), Some(0))
     );
     assert_eq!(save["digest"], sha(&app.manifest));
+    // A prune's removals carry the digest of the image each removed.
+    let mut removed: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "untag" || e["type"] == "delete")
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    removed.sort();
+    removed.dedup();
+    let mut images = [sha(&app.manifest), sha(&other.manifest)];
+    images.sort();
+    assert_eq!(removed, images);
     let prune = events.iter().find(|e| e["type"] == "prune").unwrap();
     assert_eq!(prune["attributes"]["images"], "2");
     assert_eq!(prune["attributes"]["bytes"], freed.to_string());

@@ -64,7 +64,9 @@ pub(super) async fn prune(
         "pruned"
     );
     Ok(v1::PruneResponse {
-        removed: Some(convert::removed(pruned.removed)),
+        removed: Some(convert::removed(
+            pruned.removed.into_iter().flat_map(|(_, r)| r).collect(),
+        )),
         images: pruned.images.iter().map(ToString::to_string).collect(),
         freed: pruned.freed,
     })

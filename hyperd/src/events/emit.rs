@@ -116,9 +116,9 @@ pub(crate) fn pruned(uid: Option<u32>, pruned: &Pruned, dry_run: bool) {
     if dry_run {
         return;
     }
-    // The removals are not told apart per image here: their `untag` and `delete` go without
-    // a digest (the `prune` event lists none either, only the count).
-    removed(uid, None, &pruned.removed);
+    for (digest, steps) in &pruned.removed {
+        removed(uid, Some(digest), steps);
+    }
     let event = Event {
         attributes: attributes([
             ("images", pruned.images.len().to_string()),

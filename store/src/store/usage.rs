@@ -32,8 +32,8 @@ pub struct PruneOptions {
 /// What a prune removed (or, dry, would remove), and the bytes freed.
 #[derive(Clone, Debug, Default)]
 pub struct Pruned {
-    /// What each removal did, in order; empty for a dry run.
-    pub removed: Vec<Removed>,
+    /// What each removal did, by the image removed, in order; empty for a dry run.
+    pub removed: Vec<(Digest, Vec<Removed>)>,
     /// The images removed (for a dry run, that would be), by top-level digest: not those
     /// pinned, tagged or removed by someone else between the pick and their removal.
     pub images: Vec<Digest>,
@@ -92,7 +92,7 @@ impl Images<'_> {
         let mut blobs_of_removed = HashSet::new();
         for image in picked {
             if let Some(removed) = self.remove_if_picked(opts, &image.digest).await? {
-                pruned.removed.extend(removed);
+                pruned.removed.push((image.digest.clone(), removed));
                 pruned.images.push(image.digest.clone());
                 blobs_of_removed.extend(image.blobs.iter());
             }
@@ -238,6 +238,7 @@ mod tests {
         let pruned = images.remove_picked(&opts, &picked, &sizes).await.unwrap();
         assert_eq!(pruned.images, [d(2)]);
         assert_eq!(pruned.removed.len(), 1);
+        assert_eq!(pruned.removed[0].0, pruned.images[0]);
         let read = store.inner.meta.read().unwrap();
         let (_, pinned) = read.usage_tables().unwrap().stored(&d(1)).unwrap();
         assert!(read.image(&d(1)).unwrap().is_some() && pinned);
