@@ -83,6 +83,7 @@ pub(super) async fn set_pinned(
         .await
         .map_err(to_status)?;
     tracing::info!(uid, image = %req.image, %digest, pinned = req.pinned, "pin set");
+    crate::events::pinned(uid, &digest, req.pinned);
     Ok(v1::SetPinnedResponse {
         digest: digest.to_string(),
     })

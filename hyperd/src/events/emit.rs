@@ -212,3 +212,12 @@ pub(super) async fn collections(mut told: broadcast::Receiver<Collected>) {
         }
     }
 }
+
+/// `hyperctl pin` or `unpin` of the image `digest`.
+pub(crate) fn pinned(uid: Option<u32>, digest: &Digest, pinned: bool) {
+    let event = Event {
+        digest: digest.to_string(),
+        ..Event::default()
+    };
+    emit(if pinned { Kind::Pin } else { Kind::Unpin }, uid, event);
+}

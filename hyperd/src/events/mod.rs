@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-pub(crate) use emit::{created, loaded, pruned, pulled, pushed, removed, saved, tagged};
+pub(crate) use emit::{created, loaded, pinned, pruned, pulled, pushed, removed, saved, tagged};
 pub(crate) use subscribe::{Filter, Next, Subscription};
 
 /// Live events a subscriber may fall behind by before it loses some (and its stream ends).
@@ -50,10 +50,12 @@ pub(crate) enum Kind {
     Referrer,
     Gc,
     Prune,
+    Pin,
+    Unpin,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 11] = [
+    pub(crate) const ALL: [Kind; 13] = [
         Kind::Load,
         Kind::Save,
         Kind::Pull,
@@ -65,6 +67,8 @@ impl Kind {
         Kind::Referrer,
         Kind::Gc,
         Kind::Prune,
+        Kind::Pin,
+        Kind::Unpin,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -80,6 +84,8 @@ impl Kind {
             Kind::Referrer => "referrer",
             Kind::Gc => "gc",
             Kind::Prune => "prune",
+            Kind::Pin => "pin",
+            Kind::Unpin => "unpin",
         }
     }
 
