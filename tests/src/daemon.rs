@@ -223,6 +223,22 @@ impl TestDaemon {
         all[0].clone()
     }
 
+    /// Every event hyperd's log holds that passes `filters` (`type=…`, `image=…`), as
+    /// `hyperctl events --format json` prints them, oldest first; `--until 0s` (now) ends the
+    /// stream after the replay.
+    pub fn logged_events(&self, filters: &[&str]) -> Vec<serde_json::Value> {
+        let mut args = vec![
+            "events", "--since", "0", "--until", "0s", "--format", "json",
+        ];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        self.ok(&args)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
     /// The names of the blob files in the store (none before the first blob).
     pub fn blob_files(&self) -> BTreeSet<String> {
         let Ok(dir) = std::fs::read_dir(self.root.join("blobs/sha256")) else {

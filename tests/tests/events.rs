@@ -19,19 +19,19 @@ use serde_json::Value;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-/// Every event logged so far and matching `filters`, as JSON objects; `--until 0s` (now) ends
-/// the stream after the replay.
-fn logged(d: &TestDaemon, filters: &[&str]) -> Vec<Value> {
-    let mut args = vec![
-        "events", "--since", "0", "--until", "0s", "--format", "json",
-    ];
-    for f in filters {
-        args.extend(["--filter", f]);
-    }
-    d.ok(&args)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
+/// The bytes the `gc` events among `events` say they freed.
+fn gc_bytes<'a>(events: impl IntoIterator<Item = &'a Value>) -> u64 {
+    events
+        .into_iter()
+        .filter(|e| e["type"] == "gc")
+        .map(|e| {
+            e["attributes"]["bytes"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum()
 }
 
 fn types(events: &[Value]) -> Vec<&str> {
@@ -72,7 +72,7 @@ async fn a_day_of_work_is_told_in_order_and_kept_across_a_restart() {
     let stored = blob_bytes(&d);
     d.ok(&["rmi", &two]);
 
-    let events = logged(&d, &[]);
+    let events = d.logged_events(&[]);
     let told: Vec<&str> = types(&events).into_iter().filter(|t| *t != "gc").collect();
     assert_eq!(
         told,
@@ -115,16 +115,7 @@ async fn a_day_of_work_is_told_in_order_and_kept_across_a_restart() {
     assert_eq!(referrer["attributes"]["action"], "removed");
     // The last rmi freed every blob: the collections it caused say so, and no uid caused them.
     let gcs: Vec<&Value> = events.iter().filter(|e| e["type"] == "gc").collect();
-    let freed: u64 = gcs
-        .iter()
-        .map(|e| {
-            e["attributes"]["bytes"]
-                .as_str()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
+    let freed = gc_bytes(gcs.iter().copied());
     assert_eq!((freed, blob_bytes(&d)), (stored, 0), "{gcs:#?}");
     assert!(gcs.iter().all(|e| e["uid"].is_null()));
 
@@ -149,9 +140,9 @@ async fn a_day_of_work_is_told_in_order_and_kept_across_a_restart() {
     // Killed (what a crash leaves) and started again, the log still tells all of it, and what
     // happens next follows it.
     d.restart();
-    assert_eq!(logged(&d, &[]), events);
+    assert_eq!(d.logged_events(&[]), events);
     d.ok(&["load", "-q", "-i", p(&archive)]);
-    let after = logged(&d, &[]);
+    let after = d.logged_events(&[]);
     assert_eq!(after.len(), events.len() + 1);
     assert_eq!(
         after.last().unwrap()["sequence"],
@@ -160,18 +151,18 @@ async fn a_day_of_work_is_told_in_order_and_kept_across_a_restart() {
 
     // Filters: by type (either of two), by image (a tag, a repository, a digest).
     assert_eq!(
-        types(&logged(&d, &["type=untag", "type=delete"])),
+        types(&d.logged_events(&["type=untag", "type=delete"])),
         ["untag", "untag", "untag", "delete"]
     );
     assert_eq!(
-        types(&logged(&d, &[&format!("image={one}")])),
+        types(&d.logged_events(&[&format!("image={one}")])),
         ["load", "untag", "load"]
     );
     let repository = format!("image={}/ev/app", reg.host());
-    assert_eq!(types(&logged(&d, &[&repository, "type=tag"])), ["tag"]);
+    assert_eq!(types(&d.logged_events(&[&repository, "type=tag"])), ["tag"]);
     // Every event about the image carries its digest: the tag, the untags and the delete too.
     assert_eq!(
-        types(&logged(&d, &[&format!("image={digest}")])),
+        types(&d.logged_events(&[&format!("image={digest}")])),
         [
             "load", "tag", "push", "untag", "pull", "untag", "untag", "delete", "load"
         ]
@@ -257,7 +248,7 @@ async fn another_user_sees_its_own_events_whole_others_without_uid_and_no_saves(
     assert!(seen[0]["uid"].is_null(), "{seen:#?}");
     assert_eq!(seen[1]["uid"], user.uid);
     // Root sees all of it, with every uid.
-    let everything = logged(&d, &[]);
+    let everything = d.logged_events(&[]);
     assert_eq!(types(&everything), ["load", "save", "tag"]);
     assert_eq!(everything[1]["uid"], 0);
     assert_eq!(everything[2]["uid"], user.uid);
@@ -300,7 +291,7 @@ async fn pushes_to_the_endpoint_a_save_and_a_prune_are_told() {
     let freed = stored - blob_bytes(&d);
     assert!(freed > 0);
 
-    let events = logged(&d, &[]);
+    let events = d.logged_events(&[]);
     let told: Vec<&str> = types(&events).into_iter().filter(|t| *t != "gc").collect();
     assert_eq!(
         told[..4],
@@ -352,18 +343,7 @@ async fn pushes_to_the_endpoint_a_save_and_a_prune_are_told() {
     let prune = events.iter().find(|e| e["type"] == "prune").unwrap();
     assert_eq!(prune["attributes"]["images"], "2");
     assert_eq!(prune["attributes"]["bytes"], freed.to_string());
-    let collected: u64 = events
-        .iter()
-        .filter(|e| e["type"] == "gc")
-        .map(|e| {
-            e["attributes"]["bytes"]
-                .as_str()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
-    assert_eq!(collected, freed);
+    assert_eq!(gc_bytes(&events), freed);
 }
 
 #[test]
@@ -392,7 +372,7 @@ fn a_pull_through_is_told_as_hyperd_s_own_pull() {
         200
     );
 
-    let pulls = logged(&d, &["type=pull"]);
+    let pulls = d.logged_events(&["type=pull"]);
     assert_eq!(pulls.len(), 1, "{pulls:#?}");
     let name = format!("{}/team/app:1", upstream.host());
     assert_eq!(

@@ -106,23 +106,7 @@ async fn a_pinned_image_outlives_prune_and_df_calls_none_of_it_reclaimable() {
 
     d.ok(&["unpin", &digest]);
     assert_eq!(d.inspect(&digest)["Pinned"], false);
-    let told = d.ok(&[
-        "events",
-        "--since",
-        "0",
-        "--until",
-        "0s",
-        "--filter",
-        "type=pin",
-        "--filter",
-        "type=unpin",
-        "--format",
-        "json",
-    ]);
-    let told: Vec<serde_json::Value> = told
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let told = d.logged_events(&["type=pin", "type=unpin"]);
     let said: Vec<(&str, &str)> = told
         .iter()
         .map(|e| (e["type"].as_str().unwrap(), e["digest"].as_str().unwrap()))
