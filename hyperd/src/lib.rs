@@ -5,6 +5,7 @@ mod authority;
 mod connections;
 pub mod distribution;
 mod events;
+mod gc;
 mod handoff;
 mod janitor;
 mod lastused;
@@ -51,6 +52,8 @@ pub struct Settings {
     pub metrics: Option<MetricsListener>,
     /// Where the event log is kept: `<root>/events`.
     pub events_dir: std::path::PathBuf,
+    /// The daemon's GC policy (`--gc-*`); off when no rule is set.
+    pub gc: store::GcPolicy,
 }
 
 /// Serves `store` on `listener`, and takes handed-over files on `fd_listener` (the companion
@@ -75,6 +78,7 @@ pub async fn run(
     // The services first: a start-up error then leaves no janitor or hand-over server running.
     let expiry = settings.content_write_expiry;
     let registries = settings.registry.clone();
+    let policy = settings.gc.clone();
     let metrics = Arc::new(metrics::Metrics::new(store.clone()));
     let _flush = events::start(&settings.events_dir, &store)?.flush_on_drop();
     let page = settings
@@ -91,6 +95,12 @@ pub async fn run(
     .await?;
     distribution::serve(registry, store.clone(), registries, cancel.clone());
     let flusher = tokio::spawn(lastused::run(store.clone(), cancel.clone()));
+    tokio::spawn(gc::run(
+        store.clone(),
+        policy,
+        metrics.clone(),
+        cancel.clone(),
+    ));
     let janitor = tokio::spawn(janitor::run(store, expiry, cancel.clone()));
     if let Some(l) = fd_listener {
         tokio::spawn(handoff::serve(l, tokens, cancel.clone()));

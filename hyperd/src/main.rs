@@ -93,6 +93,54 @@ struct Args {
     metrics_listen: Option<String>,
     #[command(flatten)]
     endpoint: EndpointArgs,
+    #[command(flatten)]
+    gc: GcArgs,
+}
+
+/// The daemon's GC policy (`store::GcPolicy`); every rule is off unless set.
+#[derive(clap::Args)]
+struct GcArgs {
+    /// Remove images, least recently used first, when the store's filesystem is more than this
+    /// percent full, until it is at most --gc-low percent full
+    #[arg(long, env = "HYPERD_GC_HIGH", value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    gc_high: Option<u8>,
+    /// With --gc-high: the percent of the filesystem a collection brings it down to
+    /// [default: --gc-high minus 5]
+    #[arg(long, env = "HYPERD_GC_LOW", value_name = "PERCENT", requires = "gc_high", value_parser = clap::value_parser!(u8).range(0..=99))]
+    gc_low: Option<u8>,
+    /// Remove images not used for this long (`30d`, `12h`); an image with no recorded use
+    /// counts from hyperd's start
+    #[arg(long, env = "HYPERD_GC_MAX_UNUSED", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    gc_max_unused: Option<std::time::Duration>,
+    /// Keep the tags of the N most recently used images of each repository, and remove the
+    /// others' (an image goes with its last name)
+    #[arg(long, env = "HYPERD_GC_KEEP", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    gc_keep: Option<u32>,
+    /// The GC policy never removes an image used more recently than this
+    #[arg(long, env = "HYPERD_GC_MIN_AGE", value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+    gc_min_age: std::time::Duration,
+}
+
+impl GcArgs {
+    fn policy(self) -> anyhow::Result<store::GcPolicy> {
+        let watermarks = match self.gc_high {
+            Some(high) => {
+                let low = self.gc_low.unwrap_or(high.saturating_sub(5));
+                anyhow::ensure!(
+                    low < high,
+                    "--gc-low ({low}) must be under --gc-high ({high})"
+                );
+                Some(store::Watermarks { high, low })
+            }
+            None => None,
+        };
+        Ok(store::GcPolicy {
+            watermarks,
+            max_unused: self.gc_max_unused,
+            keep: self.gc_keep.map(|n| n as usize),
+            min_age: self.gc_min_age,
+        })
+    }
 }
 
 /// The registry endpoint's flags (`hyperd::distribution`).
@@ -203,6 +251,7 @@ const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     init_tracing();
+    let gc = args.gc.policy()?;
     let root = match args.root {
         Some(r) => r,
         None => hyperd::default_root()?,
@@ -261,6 +310,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         },
         metrics,
         events_dir: root.join("events"),
+        gc,
     };
     let result = hyperd::run(store, listener, fd_listener, settings, registry, stop).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);

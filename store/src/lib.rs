@@ -26,6 +26,7 @@ pub mod limits;
 mod listing;
 mod meta;
 mod ops;
+mod policy;
 mod progress;
 mod reference;
 mod referrer;
@@ -42,15 +43,16 @@ pub use image::{ImageRecord, OCI_INDEX, Platform, document_types, is_index, is_m
 pub use import::Piece;
 pub use listing::{ListFilter, MAX_PAGE};
 pub use ops::Removed;
+pub use policy::{Filesystem, GcPolicy, Rule, Watermarks};
 pub use progress::{CheckCounted, CheckProgress, Progress};
 pub use reference::ImageName;
 pub use referrer::{ReferrerRecord, Referrers};
 pub use store::Stats;
 pub use store::{
-    Began, BlobRead, CheckReport, Content, ContentWrite, Created, Format, ImageGraph, ImageSummary,
-    Images, Inspection, Lease, LeaseInfo, Leases, ListPage, Loaded, LoadedImage, NamePage,
-    PruneOptions, Pruned, SaveItem, SaveJob, Store, Upload, Usage, WriteOutcome, WriteStart,
-    Written,
+    Began, BlobRead, CheckReport, Content, ContentWrite, Created, Enforced, Enforcement, Format,
+    ImageGraph, ImageSummary, Images, Inspection, Lease, LeaseInfo, Leases, ListPage, Loaded,
+    LoadedImage, NamePage, PruneOptions, Pruned, SaveItem, SaveJob, Store, Upload, Usage,
+    WriteOutcome, WriteStart, Written,
 };
 pub use usage::{DiskUsage, ImageUsage};
 pub use walk::{Graph, ImageConfig, Source, Visited, Walker};

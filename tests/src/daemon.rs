@@ -58,6 +58,11 @@ impl TestDaemon {
         Self::start_with(Some(mib), &[])
     }
 
+    /// `start_on_small_disk` with these further flags.
+    pub fn start_on_small_disk_with_args(mib: u32, args: &[&str]) -> Self {
+        Self::start_with(Some(mib), args)
+    }
+
     fn start_with(tmpfs_mib: Option<u32>, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
@@ -106,7 +111,7 @@ impl TestDaemon {
                 std::fs::create_dir_all(&self.root).expect("creating the mount point");
                 let mut c = Command::new("unshare");
                 c.args(["-Urm", "sh", "-c"])
-                    .arg(format!(r#"mount -t tmpfs -o size={mib}m tmpfs "$1" && exec "$0" --root "$1/store" --socket "$2""#))
+                    .arg(format!(r#"mount -t tmpfs -o size={mib}m tmpfs "$1" && r=$1 s=$2 && shift 2 && exec "$0" --root "$r/store" --socket "$s" "$@""#))
                     .arg(bin("hyperd"))
                     .arg(&self.root)
                     .arg(&self.socket);

@@ -13,6 +13,7 @@ mod daemon;
 mod errors;
 mod events;
 mod files_cancel;
+mod gc;
 mod handoff;
 mod incremental;
 mod lastused;

@@ -26,7 +26,7 @@ fn get(mut stream: impl Read + Write) -> (String, String) {
 }
 
 /// The TCP address hyperd logged for its page (it was given port 0).
-fn logged_address(d: &TestDaemon) -> String {
+pub(crate) fn logged_address(d: &TestDaemon) -> String {
     let log = d.log();
     let line = log
         .lines()
@@ -40,7 +40,7 @@ fn logged_address(d: &TestDaemon) -> String {
         .to_owned()
 }
 
-fn scrape_tcp(d: &TestDaemon) -> String {
+pub(crate) fn scrape_tcp(d: &TestDaemon) -> String {
     let stream = std::net::TcpStream::connect(logged_address(d)).unwrap();
     let (head, body) = get(stream);
     assert!(
@@ -55,7 +55,7 @@ fn scrape_tcp(d: &TestDaemon) -> String {
     body
 }
 
-fn samples(page: &str) -> Samples {
+pub(crate) fn samples(page: &str) -> Samples {
     page.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
@@ -65,7 +65,7 @@ fn samples(page: &str) -> Samples {
         .collect()
 }
 
-fn value(s: &Samples, key: &str) -> f64 {
+pub(crate) fn value(s: &Samples, key: &str) -> f64 {
     s.get(key).copied().unwrap_or(0.0)
 }
 

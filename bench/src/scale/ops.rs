@@ -43,7 +43,7 @@ pub(crate) struct AtSize {
 }
 
 impl AtSize {
-    fn record(&mut self, name: &str, result: Result<f64, String>) {
+    pub(crate) fn record(&mut self, name: &str, result: Result<f64, String>) {
         let t = match self.timings.iter_mut().position(|t| t.name == name) {
             Some(i) => &mut self.timings[i],
             None => {

@@ -86,6 +86,7 @@ fn operation_rows(r: &Results, ctr: Option<&Figures>, notes: &mut Notes) {
         (ops::RMI_IMAGE, "≤ 2×".into()),
         (ops::REFERRERS, "≤ 2×".into()),
         (ops::INFO, "≤ 2×".into()),
+        (super::policy::POLICY_PASS, String::new()),
     ] {
         let (Some(small), Some(big)) = (figure(&r.small, name), figure(&r.big, name)) else {
             continue;

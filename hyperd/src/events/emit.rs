@@ -1,9 +1,9 @@
 //! The calls the operations make once they have succeeded, one line at each site: each turns
 //! what the operation returned into events. They do nothing before the hub is started.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use store::{Collected, Created, Digest, ImageName, Loaded, Pruned, Removed, SaveItem};
+use store::{Collected, Created, Digest, Enforced, ImageName, Loaded, Pruned, Removed, SaveItem};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::{Event, Kind, hub};
@@ -79,35 +79,77 @@ pub(crate) fn tagged(uid: Option<u32>, source: &str, target: &ImageName, digest:
 /// `referrer` removed per referrer deleted with its subject. A removal removes one image:
 /// `digest`, when the caller looked it up, goes on its `untag` and `delete` events.
 pub(crate) fn removed(uid: Option<u32>, digest: Option<&Digest>, removed: &[Removed]) {
-    for r in removed {
-        let (kind, event) = match r {
-            Removed::Untagged(name) => (
-                Kind::Untag,
-                Event {
-                    digest: digest_text(digest),
-                    name: name.to_string(),
-                    ..Event::default()
-                },
-            ),
-            Removed::Deleted(id) => (
-                Kind::Delete,
-                Event {
-                    digest: digest_text(digest),
-                    id: id.to_string(),
-                    ..Event::default()
-                },
-            ),
-            Removed::Referrer(digest) => (
-                Kind::Referrer,
-                Event {
-                    digest: digest.to_string(),
-                    attributes: attributes([("action", "removed".to_owned())]),
-                    ..Event::default()
-                },
-            ),
-        };
+    for (kind, event) in removal_events(digest, removed) {
         emit(kind, uid, event);
     }
+}
+
+fn removal_events<'a>(
+    digest: Option<&'a Digest>,
+    removed: &'a [Removed],
+) -> impl Iterator<Item = (Kind, Event)> + 'a {
+    removed.iter().map(move |r| match r {
+        Removed::Untagged(name) => (
+            Kind::Untag,
+            Event {
+                digest: digest_text(digest),
+                name: name.to_string(),
+                ..Event::default()
+            },
+        ),
+        Removed::Deleted(id) => (
+            Kind::Delete,
+            Event {
+                digest: digest_text(digest),
+                id: id.to_string(),
+                ..Event::default()
+            },
+        ),
+        Removed::Referrer(digest) => (
+            Kind::Referrer,
+            Event {
+                digest: digest.to_string(),
+                attributes: attributes([("action", "removed".to_owned())]),
+                ..Event::default()
+            },
+        ),
+    })
+}
+
+/// A pass of the daemon's GC policy that did something: each step's removal events, with the
+/// rule that decided it as `policy`, then one `prune` with `policy` (the rules that acted),
+/// the images removed, the tags dropped and the bytes freed. hyperd caused it: no uid.
+pub(crate) fn enforced(enforced: &Enforced) {
+    if enforced.steps.is_empty() {
+        return;
+    }
+    let mut rules = BTreeSet::new();
+    let (mut images, mut untagged, mut bytes) = (0, 0, 0);
+    for step in &enforced.steps {
+        rules.insert(step.rule.as_str());
+        bytes += step.freed;
+        for (kind, mut event) in removal_events(Some(&step.digest), &step.removed) {
+            match kind {
+                Kind::Delete => images += 1,
+                Kind::Untag => untagged += 1,
+                _ => {}
+            }
+            let rule = step.rule.as_str().to_owned();
+            event.attributes.insert("policy".to_owned(), rule);
+            emit(kind, None, event);
+        }
+    }
+    let rules: Vec<&str> = rules.into_iter().collect();
+    let event = Event {
+        attributes: attributes([
+            ("policy", rules.join(",")),
+            ("images", images.to_string()),
+            ("untagged", untagged.to_string()),
+            ("bytes", bytes.to_string()),
+        ]),
+        ..Event::default()
+    };
+    emit(Kind::Prune, None, event);
 }
 
 /// A prune: what each removal did, then one `prune` with the images removed and bytes freed.

@@ -26,7 +26,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-pub(crate) use emit::{created, loaded, pinned, pruned, pulled, pushed, removed, saved, tagged};
+pub(crate) use emit::{
+    created, enforced, loaded, pinned, pruned, pulled, pushed, removed, saved, tagged,
+};
 pub(crate) use subscribe::{Filter, Next, Subscription};
 
 /// Live events a subscriber may fall behind by before it loses some (and its stream ends).
@@ -163,6 +165,11 @@ pub(crate) fn hub() -> Option<&'static Hub> {
 }
 
 impl Hub {
+    /// Every event from now on, live; `None` before the hub is started.
+    pub(crate) fn live() -> Option<broadcast::Receiver<Arc<Record>>> {
+        hub().map(|hub| hub.live.subscribe())
+    }
+
     /// A hub whose log is in `dir`, with its writer thread, which ends when the hub is dropped.
     fn open(dir: &Path) -> std::io::Result<Hub> {
         let (log, last) = log::Log::open(dir)?;

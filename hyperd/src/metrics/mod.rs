@@ -48,6 +48,59 @@ pub(crate) struct Metrics {
     pub(crate) connections: Gauge,
     /// Connections refused because one uid, or all together, held as many as they may.
     connections_refused: Family<Reason, Counter>,
+    policy: Policy,
+}
+
+/// What the daemon's GC policy did, by rule.
+#[derive(Default)]
+struct Policy {
+    passes: Counter,
+    images: Family<Rule, Counter>,
+    untagged: Family<Rule, Counter>,
+    freed_bytes: Family<Rule, Counter>,
+}
+
+impl Policy {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "gc_policy_passes",
+            "Passes of the daemon's GC policy",
+            self.passes.clone(),
+        );
+        r.register(
+            "gc_policy_removed_images",
+            "Images the GC policy removed, by rule",
+            self.images.clone(),
+        );
+        r.register(
+            "gc_policy_removed_tags",
+            "Tags the GC policy removed, by rule",
+            self.untagged.clone(),
+        );
+        r.register(
+            "gc_policy_freed_bytes",
+            "Bytes of the blobs the GC policy's removals freed, by rule",
+            self.freed_bytes.clone(),
+        );
+        for rule in [
+            ::store::Rule::Keep,
+            ::store::Rule::Unused,
+            ::store::Rule::Watermark,
+        ] {
+            let rule = Rule {
+                rule: rule.as_str(),
+            };
+            let _ = self.images.get_or_create(&rule);
+            let _ = self.untagged.get_or_create(&rule);
+            let _ = self.freed_bytes.get_or_create(&rule);
+        }
+    }
+}
+
+/// Which rule of the GC policy: `keep`, `unused` or `watermark`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Rule {
+    rule: &'static str,
 }
 
 /// What successful pulls stored: blobs fetched from the registry, and blobs the store held
@@ -103,6 +156,7 @@ impl Metrics {
             slots_waiting: Family::default(),
             connections: Gauge::default(),
             connections_refused: Family::default(),
+            policy: Policy::default(),
             registry,
         };
         m.register(store)
@@ -169,6 +223,7 @@ impl Metrics {
         for reason in [Reason::UID, Reason::TOTAL] {
             let _ = self.connections_refused.get_or_create(&reason);
         }
+        self.policy.register(r);
         r.register_collector(Box::new(store::Sampled(store)));
         self
     }
@@ -195,6 +250,25 @@ impl Metrics {
         pulls.present_bytes.inc_by(p.present_bytes);
         pulls.fetched_blobs.inc_by(p.downloaded.into());
         pulls.present_blobs.inc_by(p.present.into());
+    }
+
+    /// Counts a pass of the GC policy and what it did.
+    pub(crate) fn enforced(&self, enforced: &::store::Enforced) {
+        let policy = &self.policy;
+        policy.passes.inc();
+        for step in &enforced.steps {
+            let rule = Rule {
+                rule: step.rule.as_str(),
+            };
+            for removed in &step.removed {
+                match removed {
+                    ::store::Removed::Deleted(_) => policy.images.get_or_create(&rule).inc(),
+                    ::store::Removed::Untagged(_) => policy.untagged.get_or_create(&rule).inc(),
+                    ::store::Removed::Referrer(_) => 0,
+                };
+            }
+            policy.freed_bytes.get_or_create(&rule).inc_by(step.freed);
+        }
     }
 
     /// The page, in the Prometheus text format.

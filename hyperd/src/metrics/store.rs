@@ -1,7 +1,8 @@
 //! The store's own counts, read at each scrape from [`store::Store::stats`]: blobs and bytes
-//! stored, collections and what they freed, leases, open content writes. The store keeps these
-//! counts in memory (blobs counted once at open, then at each change), so a scrape costs a few
-//! atomic reads and two short locks, never a walk of the blob directory.
+//! stored, collections and what they freed, leases, open content writes, and the size and free
+//! space of the store's filesystem. The store keeps these counts in memory (blobs counted once
+//! at open, then at each change), so a scrape costs a few atomic reads, two short locks and one
+//! `statvfs`, never a walk of the blob directory.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -21,7 +22,22 @@ impl Collector for Sampled {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = self.0.stats();
         let b = s.blobs;
+        // Read at each scrape (one statvfs); a filesystem that cannot be read shows 0.
+        let fs = self.0.filesystem().unwrap_or(store::Filesystem {
+            size: 0,
+            available: 0,
+        });
         let gauges = [
+            (
+                "store_filesystem_size_bytes",
+                "Size of the filesystem the store is on.",
+                fs.size,
+            ),
+            (
+                "store_filesystem_available_bytes",
+                "Bytes of the store's filesystem available to unprivileged users.",
+                fs.available,
+            ),
             ("store_blobs", "Blobs stored.", b.blobs),
             ("store_blob_bytes", "Bytes of the blobs stored.", b.bytes),
             ("leases", "Leases clients and transfers hold.", s.leases),

@@ -141,6 +141,23 @@ impl Blobs {
         Lease::new(self.pins.clone())
     }
 
+    /// The digests loads, saves and creates in flight have pinned now.
+    pub(crate) fn pinned(&self) -> std::collections::HashSet<Digest> {
+        let pins = self.pins.lock().expect("pin lock poisoned");
+        pins.keys().cloned().collect()
+    }
+
+    /// The size of the filesystem the blobs are on, and what is available of it.
+    pub(crate) fn filesystem(&self) -> Result<crate::policy::Filesystem> {
+        let fs = rustix::fs::statvfs(&self.dir)
+            .map_err(std::io::Error::from)
+            .context(|| format!("reading the size of {}'s filesystem", self.dir.display()))?;
+        Ok(crate::policy::Filesystem {
+            size: fs.f_blocks.saturating_mul(fs.f_frsize),
+            available: fs.f_bavail.saturating_mul(fs.f_frsize),
+        })
+    }
+
     pub(crate) fn staging(&self) -> Result<Staging> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let name = format!(

@@ -17,6 +17,7 @@ mod create;
 mod images;
 mod leases;
 mod load;
+mod policy;
 mod referrers;
 mod save;
 mod serve;
@@ -34,6 +35,7 @@ pub use create::Created;
 pub use images::{ImageGraph, ImageSummary, Images, Inspection, ListPage};
 pub use leases::{Lease, LeaseInfo, Leases};
 pub use load::{Loaded, LoadedImage};
+pub use policy::{Enforced, Enforcement};
 pub use save::{Format, SaveItem, SaveJob};
 pub use serve::NamePage;
 pub use stats::Stats;
@@ -111,6 +113,11 @@ impl Store {
     /// The leases that keep blobs from collection, and when the next one expires.
     pub fn leases(&self) -> Leases<'_> {
         Leases(self)
+    }
+
+    /// The size of the filesystem the store is on, and what is available of it.
+    pub fn filesystem(&self) -> Result<crate::policy::Filesystem> {
+        self.inner.blobs.filesystem()
     }
 
     /// Deletes every blob no image references, no lease holds and no load or save in flight has

@@ -115,6 +115,20 @@ impl Images<'_> {
         opts: &PruneOptions,
         digest: &Digest,
     ) -> Result<Option<Vec<Removed>>> {
+        let target = digest.to_string();
+        self.remove_if(&target, digest, |image| Ok(picks(opts, image)))
+            .await
+    }
+
+    /// Removes what `target` names (the image `digest` whole, or one of its names) if `still`
+    /// holds of that image as the store is now: checked and removed in one step under the
+    /// commit lock, then what it alone kept is collected. `None` when it is kept or gone.
+    pub(super) async fn remove_if(
+        self,
+        target: &str,
+        digest: &Digest,
+        still: impl FnOnce(&UsageImage) -> Result<bool>,
+    ) -> Result<Option<Vec<Removed>>> {
         let inner = &self.0.inner;
         let (removed, freed) = {
             let _guard = inner.commit.lock().await;
@@ -123,10 +137,10 @@ impl Images<'_> {
                 return Ok(None);
             };
             let tables = read.usage_tables()?;
-            if !picks(opts, &usage_image(&inner.meta, &read, &tables, record)?) {
+            if !still(&usage_image(&inner.meta, &read, &tables, record)?)? {
                 return Ok(None);
             }
-            let (changes, removed) = ops::plan_remove(&read, &digest.to_string(), true)?;
+            let (changes, removed) = ops::plan_remove(&read, target, true)?;
             (removed, inner.meta.apply(&changes)?)
         };
         self.0.collect(&freed).await?;
@@ -147,6 +161,13 @@ impl Images<'_> {
     /// Every image with what it keeps, each kept blob's size, and the blobs leases hold.
     #[allow(clippy::type_complexity)]
     fn usage_inputs(self) -> Result<(Vec<UsageImage>, HashMap<Digest, u64>, HashSet<Digest>)> {
+        let images = self.usage_images()?;
+        let sizes = self.sizes_of(&images)?;
+        Ok((images, sizes, self.0.inner.meta.leased()?))
+    }
+
+    /// Every image with what it keeps, its names, last use and pin.
+    pub(super) fn usage_images(self) -> Result<Vec<UsageImage>> {
         let inner = &self.0.inner;
         let read = inner.meta.read()?;
         let tables = read.usage_tables()?;
@@ -155,15 +176,21 @@ impl Images<'_> {
             images.push(usage_image(&inner.meta, &read, &tables, record)?);
             Ok(())
         })?;
+        Ok(images)
+    }
+
+    /// The size of each blob `images` keep that is stored.
+    pub(super) fn sizes_of(self, images: &[UsageImage]) -> Result<HashMap<Digest, u64>> {
+        let blobs = &self.0.inner.blobs;
         let mut sizes = HashMap::new();
         for blob in images.iter().flat_map(|i| i.blobs.iter()) {
             if !sizes.contains_key(blob)
-                && let Some(size) = inner.blobs.size(blob)?
+                && let Some(size) = blobs.size(blob)?
             {
                 sizes.insert(blob.clone(), size);
             }
         }
-        Ok((images, sizes, inner.meta.leased()?))
+        Ok(sizes)
     }
 }
 

@@ -3,7 +3,7 @@
 //! visible before it was verified (also across a kill -9), and images created from written blobs.
 
 mod bounds;
-mod client;
+pub(crate) mod client;
 mod create;
 mod referrers;
 
