@@ -4,12 +4,14 @@
 //! `tag` event), so that a disk filled by loads is seen within seconds and a burst of loads
 //! costs one pass. A pass reads every image (unless only the watermark rule is set and the
 //! filesystem is under its high mark, when it reads only the filesystem's size), so it runs
-//! off the async threads, and a pass a store event asks for waits [`IDLE_PER_BUSY`] times as
-//! long as the last pass took: however fast images arrive, the policy keeps at most a tenth of
-//! one core busy. What each pass does becomes events and metrics.
+//! off the async threads, and the next pass waits at least [`IDLE_PER_BUSY`] times as long as
+//! the last one took: however big the store and however fast images arrive, the policy keeps
+//! at most a tenth of one core busy. At shutdown a pass stops between two steps, and hyperd
+//! waits for it. What each pass does (also one that failed part-way) becomes events and
+//! metrics.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use store::{Enforced, GcPolicy, Store};
 use tokio::sync::broadcast::error::RecvError;
@@ -23,7 +25,7 @@ use crate::metrics::Metrics;
 const PASS_EVERY: Duration = Duration::from_secs(60);
 /// How long after something is stored a pass runs, so that a burst of loads is one pass.
 const SETTLE: Duration = Duration::from_secs(1);
-/// How much longer than a pass took the policy waits before a pass a store event asks for.
+/// How much longer than a pass took the policy waits before the next pass.
 const IDLE_PER_BUSY: u32 = 9;
 
 /// Runs the policy until `shutdown`; returns at once when no rule is set.
@@ -40,16 +42,18 @@ pub(crate) async fn run(
     let policy = Arc::new(policy);
     let mut stored = events::Hub::live();
     loop {
-        let began = std::time::Instant::now();
-        if let Some(enforced) = pass(&store, &policy, started).await {
-            metrics.enforced(&enforced);
-            events::enforced(&enforced);
-        }
-        let rest = SETTLE.max(began.elapsed() * IDLE_PER_BUSY);
+        let began = Instant::now();
+        let enforced = pass(&store, &policy, started, &shutdown).await;
+        metrics.enforced(&enforced);
+        events::enforced(&enforced);
+        let busy = began.elapsed() * IDLE_PER_BUSY;
         tokio::select! {
-            () = tokio::time::sleep(PASS_EVERY) => {}
+            () = tokio::time::sleep(PASS_EVERY.max(busy)) => {}
             () = something_stored(stored.as_mut()) => {
-                tokio::time::sleep(rest).await;
+                tokio::select! {
+                    () = tokio::time::sleep(SETTLE.max(busy)) => {}
+                    () = shutdown.cancelled() => return,
+                }
                 if let Some(live) = stored.as_mut() {
                     *live = live.resubscribe();
                 }
@@ -79,24 +83,32 @@ async fn something_stored(
     }
 }
 
-/// One pass, off the async threads; `None` (logged) when it failed.
-async fn pass(store: &Store, policy: &Arc<GcPolicy>, started: SystemTime) -> Option<Enforced> {
-    let (store, policy) = (store.clone(), policy.clone());
+/// One pass, off the async threads; it stops taking steps at shutdown.
+async fn pass(
+    store: &Store,
+    policy: &Arc<GcPolicy>,
+    started: SystemTime,
+    shutdown: &CancellationToken,
+) -> Enforced {
+    let (store, policy, stop) = (store.clone(), policy.clone(), shutdown.clone());
     let runtime = tokio::runtime::Handle::current();
     let passed = tokio::task::spawn_blocking(move || {
-        runtime.block_on(store.images().enforce(&policy, started))
+        let enforcing = store
+            .images()
+            .enforce(&policy, started, || stop.is_cancelled());
+        runtime.block_on(enforcing)
     })
     .await;
-    let error = match passed {
-        Ok(Ok(enforced)) => {
+    match passed {
+        Ok(enforced) => {
             log(&enforced);
-            return Some(enforced);
+            enforced
         }
-        Ok(Err(e)) => e.to_string(),
-        Err(e) => e.to_string(),
-    };
-    tracing::warn!(error, "running the GC policy");
-    None
+        Err(e) => {
+            tracing::warn!(error = %e, "the GC policy's pass ended");
+            Enforced::default()
+        }
+    }
 }
 
 fn log(enforced: &Enforced) {
@@ -108,11 +120,13 @@ fn log(enforced: &Enforced) {
             "GC policy removed"
         );
     }
-    if let (Some(fs), false) = (enforced.filesystem, enforced.steps.is_empty()) {
-        tracing::info!(
-            size = fs.size,
-            available_before = fs.available,
-            "GC policy pass over the filesystem"
+    if let Some(e) = &enforced.failed {
+        tracing::warn!(error = %e, steps = enforced.steps.len(), "GC policy pass ended early");
+    }
+    if enforced.short > 0 {
+        tracing::warn!(
+            short = enforced.short,
+            "GC policy: no more images may go, and the filesystem stays over --gc-low"
         );
     }
 }

@@ -95,7 +95,7 @@ pub async fn run(
     .await?;
     distribution::serve(registry, store.clone(), registries, cancel.clone());
     let flusher = tokio::spawn(lastused::run(store.clone(), cancel.clone()));
-    tokio::spawn(gc::run(
+    let gc = tokio::spawn(gc::run(
         store.clone(),
         policy,
         metrics.clone(),
@@ -121,6 +121,7 @@ pub async fn run(
         .serve_with_incoming_shutdown(connections::incoming(listener, limits, metrics), stop)
         .await?;
     janitor.await?;
+    gc.await?;
     lastused::flush(flusher.await?).await;
     if let Some(page) = page {
         page.await?;

@@ -102,7 +102,7 @@ struct Args {
 struct GcArgs {
     /// Remove images, least recently used first, when the store's filesystem is more than this
     /// percent full, until it is at most --gc-low percent full
-    #[arg(long, env = "HYPERD_GC_HIGH", value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    #[arg(long, env = "HYPERD_GC_HIGH", value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=99))]
     gc_high: Option<u8>,
     /// With --gc-high: the percent of the filesystem a collection brings it down to
     /// [default: --gc-high minus 5]

@@ -34,7 +34,7 @@ mod store;
 mod usage;
 mod walk;
 
-pub use blob::{BlobCounts, Collected};
+pub use blob::{BlobCounts, Collected, Filesystem};
 pub use content::WriteStatus;
 pub use digest::Digest;
 pub use document::{BlobRef, Document, Entry, own_media_type};
@@ -43,7 +43,7 @@ pub use image::{ImageRecord, OCI_INDEX, Platform, document_types, is_index, is_m
 pub use import::Piece;
 pub use listing::{ListFilter, MAX_PAGE};
 pub use ops::Removed;
-pub use policy::{Filesystem, GcPolicy, Rule, Watermarks};
+pub use policy::{GcPolicy, Rule, Watermarks};
 pub use progress::{CheckCounted, CheckProgress, Progress};
 pub use reference::ImageName;
 pub use referrer::{ReferrerRecord, Referrers};

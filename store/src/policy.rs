@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
+use crate::blob::Filesystem;
 use crate::digest::Digest;
 use crate::reference::ImageName;
 use crate::usage::UsageImage;
@@ -54,31 +55,15 @@ impl GcPolicy {
     }
 }
 
-/// The size of the filesystem the store is on, and what is free of it for unprivileged users.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Filesystem {
-    /// Its size in bytes.
-    pub size: u64,
-    /// Bytes an unprivileged user may still write (`df`'s Avail).
-    pub available: u64,
+/// Whether more than `percent` of `fs` is in use.
+pub(crate) fn above(fs: Filesystem, percent: u8) -> bool {
+    u128::from(fs.used()) * 100 > u128::from(fs.size) * u128::from(percent)
 }
 
-impl Filesystem {
-    /// Bytes in use, as `df` counts them against `size`: everything not available.
-    pub fn used(&self) -> u64 {
-        self.size.saturating_sub(self.available)
-    }
-
-    /// Whether more than `percent` of the filesystem is in use.
-    pub(crate) fn above(&self, percent: u8) -> bool {
-        u128::from(self.used()) * 100 > u128::from(self.size) * u128::from(percent)
-    }
-
-    /// Bytes to free to bring the use down to `percent`.
-    fn excess_over(&self, percent: u8) -> u64 {
-        let allowed = u128::from(self.size) * u128::from(percent) / 100;
-        u64::try_from(u128::from(self.used()).saturating_sub(allowed)).unwrap_or(u64::MAX)
-    }
+/// Bytes to free to bring the use of `fs` down to `percent`.
+fn excess_over(fs: Filesystem, percent: u8) -> u64 {
+    let allowed = u128::from(fs.size) * u128::from(percent) / 100;
+    u64::try_from(u128::from(fs.used()).saturating_sub(allowed)).unwrap_or(u64::MAX)
 }
 
 /// Which rule decided a step.
@@ -155,8 +140,18 @@ impl Context<'_> {
     }
 }
 
-/// The steps the policy takes, in order: keep's, then unused's, then the watermark's.
-pub(crate) fn plan(policy: &GcPolicy, images: &[UsageImage], cx: &Context) -> Vec<Step> {
+/// What a pass does.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// In order: keep's, then unused's, then the watermark's.
+    pub(crate) steps: Vec<Step>,
+    /// Bytes the watermark rule could not find among the images it may take: the filesystem
+    /// stays over its low mark after this pass.
+    pub(crate) short: u64,
+}
+
+/// The steps the policy takes.
+pub(crate) fn plan(policy: &GcPolicy, images: &[UsageImage], cx: &Context) -> Plan {
     let mut steps = Vec::new();
     let mut going = HashSet::new();
     if let Some(n) = policy.keep {
@@ -177,18 +172,20 @@ pub(crate) fn plan(policy: &GcPolicy, images: &[UsageImage], cx: &Context) -> Ve
             }
         }
     }
+    let mut short = 0;
     if let (Some(marks), Some(fs)) = (policy.watermarks, cx.filesystem)
-        && fs.above(marks.high)
+        && above(fs, marks.high)
     {
-        steps.extend(watermark(
-            policy,
-            images,
-            cx,
-            &going,
-            fs.excess_over(marks.low),
-        ));
+        let excess = excess_over(fs, marks.low);
+        let (taken, freed) = watermark(policy, images, cx, &going, excess);
+        short = excess.saturating_sub(freed);
+        going.extend(taken.iter().map(|s| s.digest.clone()));
+        steps.extend(taken);
     }
-    steps
+    // An image a later rule removes whole needs no earlier untag, which would only make the
+    // removal's check see names other than those planned.
+    steps.retain(|s| s.untag.is_empty() || !going.contains(&s.digest));
+    Plan { steps, short }
 }
 
 fn whole(rule: Rule, image: &UsageImage) -> Step {
@@ -200,9 +197,21 @@ fn whole(rule: Rule, image: &UsageImage) -> Step {
     }
 }
 
-/// The most recently used first: by last use (never used last), then newest created.
-fn recency(image: &UsageImage) -> (Option<SystemTime>, Option<&str>, &Digest) {
-    (image.last_used, image.created.as_deref(), &image.digest)
+/// How recently an image was used, as the policy orders images: by last use (never used
+/// first), then by when it was created (unknown first), then by digest.
+pub(crate) type Recency<'a> = (Option<SystemTime>, Option<SystemTime>, &'a Digest);
+
+pub(crate) fn recency_of<'a>(
+    last_used: Option<SystemTime>,
+    created: Option<&str>,
+    digest: &'a Digest,
+) -> Recency<'a> {
+    let created = created.and_then(|c| humantime::parse_rfc3339_weak(c).ok());
+    (last_used, created, digest)
+}
+
+fn recency(image: &UsageImage) -> Recency<'_> {
+    recency_of(image.last_used, image.created.as_deref(), &image.digest)
 }
 
 /// The keep rule's steps: per repository, the names of all but the `n` most recently used
@@ -220,7 +229,7 @@ fn keep(policy: &GcPolicy, n: usize, images: &[UsageImage], cx: &Context) -> Vec
     }
     let mut dropped: BTreeMap<usize, Vec<ImageName>> = BTreeMap::new();
     for ((registry, repository), mut users) in repositories {
-        users.sort_by(|a, b| recency(&images[*b]).cmp(&recency(&images[*a])));
+        users.sort_by_cached_key(|&i| std::cmp::Reverse(recency(&images[i])));
         for &i in users.iter().skip(n) {
             let image = &images[i];
             if !cx.may_take(policy, image) {
@@ -247,14 +256,15 @@ fn keep(policy: &GcPolicy, n: usize, images: &[UsageImage], cx: &Context) -> Vec
 }
 
 /// The watermark rule's steps: the least recently used images the policy may take, until
-/// they and what the rules before already remove (`going`) free `excess` bytes.
+/// they and what the rules before already remove (`going`) free `excess` bytes; with what all
+/// of them free.
 fn watermark(
     policy: &GcPolicy,
     images: &[UsageImage],
     cx: &Context,
     going: &HashSet<Digest>,
     excess: u64,
-) -> Vec<Step> {
+) -> (Vec<Step>, u64) {
     let mut left = Remaining::of(images, cx);
     let mut freed = 0;
     for image in images.iter().filter(|i| going.contains(&i.digest)) {
@@ -264,7 +274,7 @@ fn watermark(
         .iter()
         .filter(|i| !going.contains(&i.digest) && cx.may_take(policy, i))
         .collect();
-    order.sort_by(|a, b| recency(a).cmp(&recency(b)));
+    order.sort_by_cached_key(|i| recency(i));
     let mut steps = Vec::new();
     for image in order {
         if freed >= excess {
@@ -273,7 +283,7 @@ fn watermark(
         freed += left.remove(image);
         steps.push(whole(Rule::Watermark, image));
     }
-    steps
+    (steps, freed)
 }
 
 /// How many images still use each blob, as images are taken away one by one.

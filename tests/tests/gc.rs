@@ -98,6 +98,16 @@ async fn past_the_high_mark_the_least_recently_used_go_first_never_pinned_or_lea
         names(&d),
         set(&["pinned:1", "leased:1", "saved:1", "older:1"])
     );
+    // The arithmetic below holds while what is not blobs (the database, the event log) takes
+    // under 4 MiB of the tmpfs.
+    let page = samples(&scrape_tcp(&d));
+    let used = value(&page, "hyperd_store_filesystem_size_bytes")
+        - value(&page, "hyperd_store_filesystem_available_bytes");
+    let blobs = value(&page, "hyperd_store_blob_bytes");
+    assert!(
+        used - blobs < (4 * MIB) as f64,
+        "{used} used, {blobs} of it blobs"
+    );
 
     // 40 MiB is past 60 %: 45 % (28.8 MiB) needs two images gone. pinned and leased are the
     // oldest, but spared; older goes before saved, whose save made it more recent.

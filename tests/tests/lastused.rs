@@ -1,5 +1,6 @@
 //! Last use and pins against the real hyperd: a load, then a tag, a save and registry GETs of
-//! the manifest (by tag and by digest) each move `LastUsed` forward, a HEAD does not, and the
+//! the manifest (by tag and by digest) and of a blob each move `LastUsed` forward, a HEAD does
+//! not, and the
 //! last of them survives a restart (written at shutdown); a push and a pull move it on both
 //! hyperds. A pinned image outlives `image prune
 //! -a`, and `system df` counts none of its bytes as reclaimable. `image prune --filter label=`
@@ -56,13 +57,18 @@ async fn every_use_moves_last_used_forward_and_a_restart_keeps_it() {
     let by_tag = moved(&d, &saved, "GET by tag");
     manifest_get(&d, "GET", &sha(&img.manifest));
     let by_digest = moved(&d, &by_tag, "GET by digest");
+    // A blob GET is a use too (a client pulling layers keeps the image recent); HEADs are not.
+    let blob = format!("http://{}/v2/lu/blobs/{}", registry_addr(&d), img.id());
+    assert_eq!(request("GET", &blob, &[]).status, 200);
+    let by_blob = moved(&d, &by_digest, "blob GET");
     manifest_get(&d, "HEAD", "1");
-    assert_eq!(last_used(&d, "lu:1"), by_digest, "a HEAD is no use");
+    assert_eq!(request("HEAD", &blob, &[]).status, 200);
+    assert_eq!(last_used(&d, "lu:1"), by_blob, "a HEAD is no use");
 
     let listed: serde_json::Value =
         serde_json::from_str(&d.ok(&["images", "--format", "json"])).unwrap();
     for row in listed.as_array().unwrap() {
-        assert_eq!(row["LastUsed"], by_digest.as_str(), "{row}");
+        assert_eq!(row["LastUsed"], by_blob.as_str(), "{row}");
         assert_eq!(row["Pinned"], false, "{row}");
     }
     let df = d.ok(&["system", "df", "-v"]);
@@ -72,7 +78,7 @@ async fn every_use_moves_last_used_forward_and_a_restart_keeps_it() {
     // The GETs' uses waited in memory: SIGTERM writes them.
     assert!(d.terminate().success());
     d.restart();
-    assert_eq!(last_used(&d, "lu:1"), by_digest);
+    assert_eq!(last_used(&d, "lu:1"), by_blob);
 }
 
 #[tokio::test]

@@ -1,20 +1,21 @@
 //! `GET`/`HEAD /v2/<name>/blobs/<digest>`: a blob an image of that repository uses, whole or one
 //! byte range, streamed from its file a chunk at a time. The file is found by the parsed digest
-//! alone (`store.content()`), so no request names a path.
+//! alone (`store.content()`), so no request names a path. A GET (not a HEAD) is a use of the
+//! image the blob is seen through, as a manifest GET is.
 
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::body::{self, Body, full};
 use super::error::Problem;
-use super::handler::{Ask, digest};
+use super::handler::{Ask, Sight, digest};
 use super::range::{Wanted, wanted};
 
 pub(super) async fn get(ask: &Ask<'_>, name: &str, raw: &str) -> Result<Response<Body>, Problem> {
     let repository = ask.serving_repository(name)?;
     let digest = digest(raw, Problem::blob_unknown)?;
-    if !ask.may_see(&repository, &digest).await? {
+    let Some(sight) = ask.sight(&repository, &digest).await? else {
         return Err(Problem::blob_unknown(raw));
-    }
+    };
     let content = ask.store.content();
     let size = content
         .blob_sizes(vec![digest.clone()])
@@ -39,6 +40,11 @@ pub(super) async fn get(ask: &Ask<'_>, name: &str, raw: &str) -> Result<Response
                     store::Error::NotFound(_) => Problem::blob_unknown(raw),
                     e => e.into(),
                 })?;
+            // A use of the image it comes from, so that the GC policy's `--gc-min-age`
+            // spares an image while a client pulls its blobs.
+            if let Sight::Image(image) = &sight {
+                ask.store.images().used(image);
+            }
             body::file(read.file.into_std().await, start, read.len)
         }
     };

@@ -15,6 +15,15 @@ use super::route::{self, Route};
 use super::{blobs, listing, manifest_push, manifests, referrers, through, uploads};
 use crate::registry::PullThrough;
 
+/// Why a repository may see a digest.
+#[derive(Debug)]
+pub(super) enum Sight {
+    /// An image tagged there uses it (that image's top-level digest).
+    Image(store::Digest),
+    /// It was pushed there, or pulled through for it.
+    Other,
+}
+
 /// What every endpoint module is handed.
 pub(super) struct Ask<'a> {
     pub(super) store: &'a Store,
@@ -33,24 +42,35 @@ impl Ask<'_> {
         names::repository(name, self.query.ns.as_deref()).map_err(|e| Problem::name_invalid(e.0))
     }
 
-    /// Whether an image tagged in `repository` uses `digest` (or, with pull-through, an image
-    /// pulled from it by digest does): a few keyed reads from the blob up, off the async threads.
+    /// Whether an image tagged in `repository` uses `digest`, it was pushed there, or (with
+    /// pull-through) an image pulled from it by digest uses it.
     pub(super) async fn may_see(
         &self,
         repository: &str,
         digest: &store::Digest,
     ) -> Result<bool, Problem> {
-        let (store, repository, digest) =
-            (self.store.clone(), repository.to_owned(), digest.clone());
-        let (r, d) = (repository.clone(), digest.clone());
-        let seen = tokio::task::spawn_blocking(move || store.images().may_see(&r, &d))
+        Ok(self.sight(repository, digest).await?.is_some())
+    }
+
+    /// Why `repository` may see `digest`, if it may: the image tagged there that uses it (a few
+    /// keyed reads from the blob up, off the async threads), else a push or a pull-through.
+    pub(super) async fn sight(
+        &self,
+        repository: &str,
+        digest: &store::Digest,
+    ) -> Result<Option<Sight>, Problem> {
+        let (store, r, d) = (self.store.clone(), repository.to_owned(), digest.clone());
+        let image = tokio::task::spawn_blocking(move || store.images().seen_through(&r, &d))
             .await
             .expect("a registry lookup panicked")?;
-        Ok(seen
-            || self.push.is_some_and(|p| p.has(&repository, &digest))
+        if let Some(image) = image {
+            return Ok(Some(Sight::Image(image)));
+        }
+        let other = self.push.is_some_and(|p| p.has(repository, digest))
             || self
                 .through
-                .is_some_and(|t| through::pulled_uses(self, t, &repository, &digest)))
+                .is_some_and(|t| through::pulled_uses(self, t, repository, digest));
+        Ok(other.then_some(Sight::Other))
     }
 
     /// The repository a manifest or blob is looked up in: any, with pull-through (what is not

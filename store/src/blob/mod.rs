@@ -5,6 +5,7 @@ mod copy;
 mod kernel;
 mod lease;
 mod rehash;
+mod space;
 mod staging;
 mod tally;
 mod threads;
@@ -19,6 +20,7 @@ use tokio::io::AsyncReadExt;
 pub(crate) use copy::{CHUNK, Copier, Writeback, drain, fill};
 pub(crate) use kernel::{Body, Failed, copy_range};
 pub(crate) use lease::Lease;
+pub use space::Filesystem;
 pub(crate) use staging::Staging;
 pub use tally::{BlobCounts, Collected};
 pub(crate) use threads::Threads;
@@ -148,14 +150,8 @@ impl Blobs {
     }
 
     /// The size of the filesystem the blobs are on, and what is available of it.
-    pub(crate) fn filesystem(&self) -> Result<crate::policy::Filesystem> {
-        let fs = rustix::fs::statvfs(&self.dir)
-            .map_err(std::io::Error::from)
-            .context(|| format!("reading the size of {}'s filesystem", self.dir.display()))?;
-        Ok(crate::policy::Filesystem {
-            size: fs.f_blocks.saturating_mul(fs.f_frsize),
-            available: fs.f_bavail.saturating_mul(fs.f_frsize),
-        })
+    pub(crate) fn filesystem(&self) -> Result<Filesystem> {
+        space::filesystem(&self.dir)
     }
 
     pub(crate) fn staging(&self) -> Result<Staging> {

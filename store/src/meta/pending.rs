@@ -44,17 +44,18 @@ impl Pending {
         }
     }
 
-    /// The waiting uses, leaving none.
-    pub(super) fn take(&mut self, now: Instant) -> HashMap<Digest, i64> {
+    /// The waiting uses, to be written: they keep waiting (and being read) until
+    /// [`Pending::written`] says they are, so that no reader sees a use vanish while its write
+    /// waits for the database.
+    pub(super) fn writing(&mut self, now: Instant) -> HashMap<Digest, i64> {
         self.since = now;
-        std::mem::take(&mut self.uses)
+        self.uses.clone()
     }
 
-    /// Puts back uses a failed write took, keeping the later time of each.
-    pub(super) fn restore(&mut self, uses: HashMap<Digest, i64>) {
-        for (d, at) in uses {
-            self.keep(d, at);
-        }
+    /// Drops the uses `written` holds, but for those used again since (a later time).
+    pub(super) fn written(&mut self, written: &HashMap<Digest, i64>) {
+        self.uses
+            .retain(|d, at| written.get(d).is_none_or(|w| *w < *at));
     }
 
     pub(super) fn get(&self, digest: &Digest) -> Option<i64> {
@@ -84,7 +85,12 @@ mod tests {
             assert!(!p.note(&d(n), 1, start));
         }
         assert!(p.note(&d(MAX_PENDING as u32), 1, start));
-        assert_eq!(p.take(start).len(), MAX_PENDING);
+        let writing = p.writing(start);
+        assert_eq!(writing.len(), MAX_PENDING);
+        // Used again while its write waited: that use stays; the rest are written.
+        p.note(&d(0), 6, start);
+        p.written(&writing);
+        assert_eq!((p.len(), p.get(&d(0))), (1, Some(6)));
         assert!(!p.note(&d(0), 1, start + FLUSH_EVERY / 2));
         assert!(p.note(&d(1), 1, start + FLUSH_EVERY));
     }
@@ -101,11 +107,10 @@ mod tests {
         assert_eq!((p.len(), p.get(&d(MAX_WAITING))), (MAX_WAITING, None));
         p.note(&d(0), 9, start);
         assert_eq!(p.get(&d(0)), Some(9));
-        // Uses a failed write puts back stay within the cap too.
-        let taken = p.take(start);
+        // A write that failed leaves them all waiting, still within the cap.
+        let _failed = p.writing(start);
         p.note(&d(MAX_WAITING), 2, start);
-        p.restore(taken);
-        assert_eq!((p.len(), p.get(&d(MAX_WAITING))), (MAX_WAITING, Some(2)));
+        assert_eq!((p.len(), p.get(&d(MAX_WAITING))), (MAX_WAITING, None));
         assert_eq!(p.get(&d(0)), Some(9));
     }
 }

@@ -127,18 +127,15 @@ impl Meta {
 
     /// Writes the waiting uses in one transaction (none when nothing waits).
     pub(crate) fn flush_uses(&self) -> Result<()> {
-        let uses = self.pending().take(Instant::now());
+        let uses = self.pending().writing(Instant::now());
         if uses.is_empty() {
             return Ok(());
         }
-        let written = self.db.begin_write().map_err(Into::into).and_then(|tx| {
-            stamp(&tx, uses.iter().map(|(d, at)| (d, *at)))?;
-            tx.commit().map_err(Into::into)
-        });
-        if written.is_err() {
-            self.pending().restore(uses);
-        }
-        written
+        let tx = self.db.begin_write()?;
+        stamp(&tx, uses.iter().map(|(d, at)| (d, *at)))?;
+        tx.commit()?;
+        self.pending().written(&uses);
+        Ok(())
     }
 
     /// When the image `digest` was last used, merging what waits with what `tables` hold, and

@@ -74,7 +74,7 @@ fn keep_counts_images_per_repository_and_drops_only_the_older_ones_names() {
         ..GcPolicy::default()
     };
     let (held, sizes) = (HashSet::new(), HashMap::new());
-    let steps = plan(&policy, &images, &cx(&held, &sizes, None));
+    let steps = plan(&policy, &images, &cx(&held, &sizes, None)).steps;
     assert_eq!(
         summary(&steps),
         vec![
@@ -99,13 +99,14 @@ fn unused_counts_a_never_used_image_from_the_start_and_spares_held_and_recent_on
         min_age: MIN * 5,
         ..GcPolicy::default()
     };
-    let steps = plan(&policy, &images, &cx(&held, &sizes, None));
+    let steps = plan(&policy, &images, &cx(&held, &sizes, None)).steps;
     assert_eq!(summary(&steps), vec![(Rule::Unused, d(1), vec![])]);
     let late = Context {
         now: at(200),
         ..cx(&held, &sizes, None)
     };
     let gone: Vec<Digest> = plan(&policy, &images, &late)
+        .steps
         .into_iter()
         .map(|s| s.digest)
         .collect();
@@ -137,7 +138,7 @@ fn watermark_takes_least_recently_used_first_until_low_is_reached() {
         size: 100,
         available: 10,
     };
-    let steps = plan(&policy, &images, &cx(&held, &sizes, Some(fs)));
+    let steps = plan(&policy, &images, &cx(&held, &sizes, Some(fs))).steps;
     let order: Vec<Digest> = steps.iter().map(|s| s.digest.clone()).collect();
     assert_eq!(order, [d(3), d(2), d(1)]);
     assert!(steps.iter().all(|s| s.rule == Rule::Watermark));
@@ -147,7 +148,11 @@ fn watermark_takes_least_recently_used_first_until_low_is_reached() {
         size: 100,
         available: 20,
     };
-    assert!(plan(&policy, &images, &cx(&held, &sizes, Some(fs))).is_empty());
+    assert!(
+        plan(&policy, &images, &cx(&held, &sizes, Some(fs)))
+            .steps
+            .is_empty()
+    );
 }
 
 #[test]
@@ -169,6 +174,46 @@ fn what_earlier_rules_free_counts_toward_the_watermark() {
         available: 10,
     };
     // keep takes a:1 (30 freed of the 30 needed), so the watermark takes nothing more.
-    let steps = plan(&policy, &images, &cx(&held, &sizes, Some(fs)));
+    let steps = plan(&policy, &images, &cx(&held, &sizes, Some(fs))).steps;
     assert_eq!(summary(&steps), vec![(Rule::Keep, d(1), vec![])]);
+}
+
+#[test]
+fn an_image_a_later_rule_removes_whole_gets_no_untag_first() {
+    // 1 is the older of app's two images, and also named other:1: keep would drop app:1 only,
+    // but unused removes it whole, so its one step is unused's.
+    let images = vec![
+        image(1, &["app:1", "other:1"], Some(10), &[1]),
+        image(2, &["app:2"], Some(99), &[2]),
+    ];
+    let (held, sizes) = (HashSet::new(), HashMap::new());
+    let policy = GcPolicy {
+        keep: Some(1),
+        max_unused: Some(MIN * 30),
+        ..GcPolicy::default()
+    };
+    let steps = plan(&policy, &images, &cx(&held, &sizes, None)).steps;
+    assert_eq!(summary(&steps), vec![(Rule::Unused, d(1), vec![])]);
+}
+
+#[test]
+fn what_the_watermark_cannot_free_is_told() {
+    // 90 of 100 used, 40 to free to reach 50, and only 2 (10 bytes) may go: 1 is pinned.
+    let images = vec![
+        pinned(image(1, &["a:1"], Some(10), &[1])),
+        image(2, &["b:1"], Some(20), &[2]),
+    ];
+    let sizes: HashMap<Digest, u64> = [(1, 60), (2, 10)].map(|(n, s)| (d(n), s)).into();
+    let held = HashSet::new();
+    let policy = GcPolicy {
+        watermarks: Some(Watermarks { high: 80, low: 50 }),
+        ..GcPolicy::default()
+    };
+    let fs = Filesystem {
+        size: 100,
+        available: 10,
+    };
+    let plan = plan(&policy, &images, &cx(&held, &sizes, Some(fs)));
+    assert_eq!(summary(&plan.steps), vec![(Rule::Watermark, d(2), vec![])]);
+    assert_eq!(plan.short, 30);
 }

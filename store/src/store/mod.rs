@@ -116,7 +116,7 @@ impl Store {
     }
 
     /// The size of the filesystem the store is on, and what is available of it.
-    pub fn filesystem(&self) -> Result<crate::policy::Filesystem> {
+    pub fn filesystem(&self) -> Result<crate::blob::Filesystem> {
         self.inner.blobs.filesystem()
     }
 

@@ -7,20 +7,28 @@ use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use super::Images;
+use crate::blob::Filesystem;
 use crate::digest::Digest;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::meta::{Reader, View, to_time};
 use crate::ops::Removed;
-use crate::policy::{self, Context, Filesystem, GcPolicy, Rule, Seen, Step};
+use crate::policy::{self, Context, GcPolicy, Rule, Seen, Step};
 use crate::reference::ImageName;
 use crate::usage::UsageImage;
 
 /// What one pass of the policy did.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Enforced {
-    /// The filesystem when the pass began; `None` when the watermark rule is off.
+    /// The filesystem when the pass began; `None` when the watermark rule is off (or its size
+    /// could not be read, which is logged).
     pub filesystem: Option<Filesystem>,
     /// Each step taken, in order.
     pub steps: Vec<Enforcement>,
+    /// Bytes the watermark rule found no image to free: the filesystem stays over its low
+    /// mark (files other than the store's, or images pinned, held or recently used).
+    pub short: u64,
+    /// Why the pass ended early: the steps before it were taken all the same.
+    pub failed: Option<Error>,
 }
 
 /// One step the policy took: an image removed, or some of its names dropped.
@@ -38,24 +46,46 @@ pub struct Enforcement {
 
 impl Images<'_> {
     /// Runs the policy once, as the store is now; `started` is when hyperd started (the age
-    /// of an image with no recorded use). Reads nothing but the filesystem's size when only the
-    /// watermark rule is set and the filesystem is under its high mark.
-    pub async fn enforce(self, policy: &GcPolicy, started: SystemTime) -> Result<Enforced> {
+    /// of an image with no recorded use). No further step is taken once `stop` says so. Reads
+    /// nothing but the filesystem's size when only the watermark rule is set and the
+    /// filesystem is under its high mark.
+    pub async fn enforce(
+        self,
+        policy: &GcPolicy,
+        started: SystemTime,
+        stop: impl Fn() -> bool,
+    ) -> Enforced {
+        let mut enforced = Enforced::default();
+        if let Err(e) = self
+            .enforce_into(policy, started, stop, &mut enforced)
+            .await
+        {
+            enforced.failed = Some(e);
+        }
+        enforced
+    }
+
+    async fn enforce_into(
+        self,
+        policy: &GcPolicy,
+        started: SystemTime,
+        stop: impl Fn() -> bool,
+        out: &mut Enforced,
+    ) -> Result<()> {
         let inner = &self.0.inner;
-        let filesystem = match policy.watermarks {
-            Some(_) => Some(inner.blobs.filesystem()?),
-            None => None,
-        };
+        out.filesystem = policy.watermarks.and_then(|_| {
+            inner
+                .blobs
+                .filesystem()
+                .inspect_err(|e| tracing::warn!(error = %e, "GC policy: no watermark rule"))
+                .ok()
+        });
         let over = policy
             .watermarks
-            .zip(filesystem)
-            .is_some_and(|(marks, fs)| fs.above(marks.high));
-        let mut enforced = Enforced {
-            filesystem,
-            steps: Vec::new(),
-        };
+            .zip(out.filesystem)
+            .is_some_and(|(marks, fs)| policy::above(fs, marks.high));
         if !over && policy.keep.is_none() && policy.max_unused.is_none() {
-            return Ok(enforced);
+            return Ok(());
         }
         let images = self.usage_images()?;
         let sizes = if over {
@@ -70,31 +100,47 @@ impl Images<'_> {
             started,
             held: &held,
             sizes: &sizes,
-            filesystem,
+            filesystem: out.filesystem,
         };
+        let plan = policy::plan(policy, &images, &cx);
+        out.short = plan.short;
         let by_digest: HashMap<&Digest, &UsageImage> =
             images.iter().map(|i| (&i.digest, i)).collect();
-        for step in policy::plan(policy, &images, &cx) {
+        for step in plan.steps {
+            if stop() {
+                break;
+            }
             let blobs = by_digest.get(&step.digest).map_or(&[][..], |i| &i.blobs);
-            if let Some(done) = self.take(&step, blobs).await? {
-                enforced.steps.push(done);
+            if let Some(done) = self.take(policy, &step, blobs).await? {
+                out.steps.push(done);
             }
         }
-        Ok(enforced)
+        Ok(())
     }
 
     /// Takes `step` if its image is as the plan saw it and nothing pins or holds it now;
     /// `blobs` are what it keeps, whose deletion counts as freed.
-    async fn take(self, step: &Step, blobs: &[Digest]) -> Result<Option<Enforcement>> {
+    async fn take(
+        self,
+        policy: &GcPolicy,
+        step: &Step,
+        blobs: &[Digest],
+    ) -> Result<Option<Enforcement>> {
         let sizes: Vec<(&Digest, u64)> = blobs
             .iter()
             .collect::<HashSet<_>>()
             .into_iter()
             .filter_map(|b| Some((b, self.0.inner.blobs.size(b).ok()??)))
             .collect();
+        // Keep's steps also need the repository to still name enough other images.
+        let keep = (step.rule == Rule::Keep).then_some(policy.keep).flatten();
         let mut removed = Vec::new();
         if step.untag.is_empty() {
-            let still = |image: &UsageImage| self.untouched(image, &step.seen, None);
+            let dropped = step.seen.names.iter().collect::<Vec<_>>();
+            let still = |read: &Reader, image: &UsageImage| {
+                Ok(self.untouched(image, &step.seen, None)?
+                    && self.keeps(read, image, &dropped, keep)?)
+            };
             let target = step.digest.to_string();
             removed = self
                 .remove_if(&target, &step.digest, still)
@@ -102,7 +148,10 @@ impl Images<'_> {
                 .unwrap_or_default();
         }
         for name in &step.untag {
-            let still = |image: &UsageImage| self.untouched(image, &step.seen, Some(name));
+            let still = |read: &Reader, image: &UsageImage| {
+                Ok(self.untouched(image, &step.seen, Some(name))?
+                    && self.keeps(read, image, &[name], keep)?)
+            };
             let done = self.remove_if(&name.full(), &step.digest, still).await?;
             removed.extend(done.into_iter().flatten());
         }
@@ -143,6 +192,48 @@ impl Images<'_> {
         }
         Ok(true)
     }
+
+    /// Whether each repository of `names` still names at least `keep` images used more
+    /// recently than `image` (always, for a step of another rule): a keep step planned while
+    /// newer images were there is not taken once they are gone. Reads only those
+    /// repositories' tags. Called under the commit lock.
+    fn keeps(
+        self,
+        read: &Reader,
+        image: &UsageImage,
+        names: &[&ImageName],
+        keep: Option<usize>,
+    ) -> Result<bool> {
+        let Some(n) = keep else {
+            return Ok(true);
+        };
+        let meta = &self.0.inner.meta;
+        let tables = read.usage_tables()?;
+        let this = policy::recency_of(image.last_used, image.created.as_deref(), &image.digest);
+        for name in names {
+            let repository = format!("{}/{}", name.registry(), name.repository());
+            let (from, to) = (format!("{repository}:"), format!("{repository};"));
+            let named: HashSet<Digest> = read
+                .tags_between(&from, &to, usize::MAX)?
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect();
+            let mut newer = 0;
+            for other in &named {
+                let Some(record) = read.image(other)? else {
+                    continue;
+                };
+                let used = meta.usage(&tables, other)?.0.map(to_time);
+                if policy::recency_of(used, record.created.as_deref(), other) > this {
+                    newer += 1;
+                }
+            }
+            if newer < n {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -170,12 +261,9 @@ mod tests {
         store
     }
 
-    #[tokio::test]
-    async fn a_step_is_skipped_when_its_image_was_pinned_used_or_leased_since_the_plan() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store_of_four(dir.path()).await;
-        let images = store.images();
-        let all = images.usage_images().unwrap();
+    /// The steps `--gc-keep 1` plans for [`store_of_four`]: 1, 2 and 3 go.
+    fn keep_one(store: &Store) -> (GcPolicy, Vec<Step>) {
+        let all = store.images().usage_images().unwrap();
         let (held, sizes) = (HashSet::new(), HashMap::new());
         let cx = Context {
             now: SystemTime::now(),
@@ -188,10 +276,62 @@ mod tests {
             keep: Some(1),
             ..GcPolicy::default()
         };
-        let steps = policy::plan(&policy, &all, &cx);
+        let steps = policy::plan(&policy, &all, &cx).steps;
         let planned: HashSet<&Digest> = steps.iter().map(|s| &s.digest).collect();
         assert_eq!(planned, HashSet::from([&d(1), &d(2), &d(3)]));
-        let blob_of = |digest: &Digest| (1..=3).find(|&n| d(n) == *digest).map(|n| d(n + 10));
+        (policy, steps)
+    }
+
+    /// The one blob image `digest` of [`store_of_four`] keeps.
+    fn blob_of(digest: &Digest) -> [Digest; 1] {
+        [(1..=4)
+            .find(|&n| d(n) == *digest)
+            .map(|n| d(n + 10))
+            .unwrap()]
+    }
+
+    #[tokio::test]
+    async fn a_keep_step_is_skipped_once_the_newer_images_went_or_a_load_holds_its_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_of_four(dir.path()).await;
+        let (policy, mut steps) = keep_one(&store);
+        steps.sort_by_key(|s| [d(1), d(2), d(3)].iter().position(|x| *x == s.digest));
+        let images = store.images();
+        // A rollback: the newest goes by hand before the pass gets to its steps.
+        images.remove("app:4", false).await.unwrap();
+        let mut in_flight = store.inner.blobs.lease();
+        assert!(in_flight.pin(&store.inner.blobs, &d(11)));
+        let taken = taken(&images, &policy, &steps).await;
+        // 1's blob is pinned; 2 goes (3 is still there); 3 is the last of app.
+        assert_eq!(taken, [false, true, false]);
+        drop(in_flight);
+        let left: HashSet<Digest> = images
+            .usage_images()
+            .unwrap()
+            .into_iter()
+            .map(|i| i.digest)
+            .collect();
+        assert_eq!(left, HashSet::from([d(1), d(3)]));
+    }
+
+    async fn taken(images: &Images<'_>, policy: &GcPolicy, steps: &[Step]) -> Vec<bool> {
+        let mut taken = Vec::new();
+        for step in steps {
+            let done = images
+                .take(policy, step, &blob_of(&step.digest))
+                .await
+                .unwrap();
+            taken.push(done.is_some());
+        }
+        taken
+    }
+
+    #[tokio::test]
+    async fn a_step_is_skipped_when_its_image_was_pinned_used_or_leased_since_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_of_four(dir.path()).await;
+        let (policy, steps) = keep_one(&store);
+        let images = store.images();
 
         images.set_pinned("app:1", true).await.unwrap();
         images.used(&d(2));
@@ -201,16 +341,14 @@ mod tests {
             .hold_blobs(&lease.id, &[d(13)])
             .await
             .unwrap();
-        for step in &steps {
-            let blobs = [blob_of(&step.digest).unwrap()];
-            assert!(images.take(step, &blobs).await.unwrap().is_none());
-        }
+        assert_eq!(taken(&images, &policy, &steps).await, [false; 3]);
 
         // A new plan: 2's use made it the most recently used, so 1, 3 and 4 go, each freeing
         // the blob it alone kept.
         store.leases().delete(&lease.id).await.unwrap();
         images.set_pinned("app:1", false).await.unwrap();
-        let enforced = images.enforce(&policy, SystemTime::now()).await.unwrap();
+        let enforced = images.enforce(&policy, SystemTime::now(), || false).await;
+        assert!(enforced.failed.is_none(), "{enforced:?}");
         let taken: HashSet<(Rule, Digest)> = enforced
             .steps
             .iter()

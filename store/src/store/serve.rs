@@ -116,13 +116,19 @@ impl Images<'_> {
     /// those that are referrers, and the names of the images among them, never the repository's
     /// other images.
     pub fn may_see(self, repository: &str, digest: &Digest) -> Result<bool> {
+        Ok(self.seen_through(repository, digest)?.is_some())
+    }
+
+    /// The image tagged in `repository` through which `digest` may be seen there (its
+    /// top-level digest; the first found when several are), as [`Images::may_see`] looks.
+    pub fn seen_through(self, repository: &str, digest: &Digest) -> Result<Option<Digest>> {
         let read = self.0.inner.meta.read()?;
         let mut users = read.users_of(digest)?;
         let mut seen: HashSet<Digest> = users.iter().cloned().collect();
         while let Some(user) = users.pop() {
             if read.image(&user)?.is_some() {
                 if named_in(&read, &user, repository)? {
-                    return Ok(true);
+                    return Ok(Some(user));
                 }
             } else if let Some(referrer) = read.referrer(&user)? {
                 // Its subject is a manifest some image holds, or another referrer.
@@ -131,7 +137,7 @@ impl Images<'_> {
                 users.extend(above.filter(|d| seen.insert(d.clone())));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 }
 

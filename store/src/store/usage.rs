@@ -116,7 +116,7 @@ impl Images<'_> {
         digest: &Digest,
     ) -> Result<Option<Vec<Removed>>> {
         let target = digest.to_string();
-        self.remove_if(&target, digest, |image| Ok(picks(opts, image)))
+        self.remove_if(&target, digest, |_, image| Ok(picks(opts, image)))
             .await
     }
 
@@ -127,7 +127,7 @@ impl Images<'_> {
         self,
         target: &str,
         digest: &Digest,
-        still: impl FnOnce(&UsageImage) -> Result<bool>,
+        still: impl FnOnce(&Reader, &UsageImage) -> Result<bool>,
     ) -> Result<Option<Vec<Removed>>> {
         let inner = &self.0.inner;
         let (removed, freed) = {
@@ -137,7 +137,7 @@ impl Images<'_> {
                 return Ok(None);
             };
             let tables = read.usage_tables()?;
-            if !still(&usage_image(&inner.meta, &read, &tables, record)?)? {
+            if !still(&read, &usage_image(&inner.meta, &read, &tables, record)?)? {
                 return Ok(None);
             }
             let (changes, removed) = ops::plan_remove(&read, target, true)?;
