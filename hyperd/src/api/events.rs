@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::status;
 use super::stream::Answers;
-use crate::events::{self, Filter, Next, Record, Subscription};
+use crate::events::{self, Filter, Next, Record, Start, Subscription};
 
 /// Events queued for a client that reads slowly, beside the live channel's own queue.
 const QUEUED: usize = 16;
@@ -43,7 +43,11 @@ impl EventService for Events {
             return Err(status::invalid_request("`until` is before `since`"));
         }
         let hub = events::hub().ok_or_else(|| status::internal("the event hub is not running"))?;
-        let mut subscription = Subscription::open(hub, filter, since, until)
+        let start = Start {
+            since,
+            after: req.after_sequence,
+        };
+        let mut subscription = Subscription::open(hub, filter, start, until)
             .await
             .map_err(|e| status::internal(format!("reading the event log: {e}")))?;
         let (tx, rx) = mpsc::channel(QUEUED);

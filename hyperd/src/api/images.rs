@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::slots::Slots;
 use super::status::{self, to_status};
 use super::stream::{Answers, or_shutdown};
-use super::{check, convert, files, listing, peer_uid, usage};
+use super::{check, convert, detached, files, listing, peer_uid, usage};
 use crate::handoff::Tokens;
 use crate::metrics::Metrics;
 
@@ -243,15 +243,19 @@ impl ImageService for Images {
     ) -> Result<Response<v1::RemoveResponse>, Status> {
         let uid = peer_uid(&req);
         let req = req.into_inner();
-        let digest = self.store.images().digest_of(&req.image).ok();
-        let removed = self
-            .store
-            .images()
-            .remove(&req.image, req.force)
-            .await
-            .map_err(to_status)?;
-        tracing::info!(uid, image = %req.image, force = req.force, "removed");
-        crate::events::removed(uid, digest.as_ref(), &removed);
+        let store = self.store.clone();
+        let removed = detached(async move {
+            let digest = store.images().digest_of(&req.image).ok();
+            let removed = store
+                .images()
+                .remove(&req.image, req.force)
+                .await
+                .map_err(to_status)?;
+            tracing::info!(uid, image = %req.image, force = req.force, "removed");
+            crate::events::removed(uid, digest.as_ref(), &removed);
+            Ok(removed)
+        })
+        .await?;
         Ok(Response::new(convert::removed(removed)))
     }
 
@@ -276,14 +280,19 @@ impl ImageService for Images {
         let uid = peer_uid(&req);
         let req = req.into_inner();
         let target = req.target.parse().map_err(to_status)?;
-        self.store
-            .images()
-            .tag(&req.source, &target)
-            .await
-            .map_err(to_status)?;
-        tracing::info!(uid, source = %req.source, target = %req.target, "tagged");
-        let digest = self.store.images().digest_of(&req.target).ok();
-        crate::events::tagged(uid, &req.source, &target, digest);
+        let store = self.store.clone();
+        detached(async move {
+            store
+                .images()
+                .tag(&req.source, &target)
+                .await
+                .map_err(to_status)?;
+            tracing::info!(uid, source = %req.source, target = %req.target, "tagged");
+            let digest = store.images().digest_of(&req.target).ok();
+            crate::events::tagged(uid, &req.source, &target, digest);
+            Ok(())
+        })
+        .await?;
         Ok(Response::new(v1::TagResponse {}))
     }
 
@@ -314,9 +323,8 @@ impl ImageService for Images {
         req: Request<v1::SetPinnedRequest>,
     ) -> Result<Response<v1::SetPinnedResponse>, Status> {
         let uid = peer_uid(&req);
-        usage::set_pinned(&self.store, uid, req.into_inner())
-            .await
-            .map(Response::new)
+        let pinning = usage::set_pinned(self.store.clone(), uid, req.into_inner());
+        detached(pinning).await.map(Response::new)
     }
 
     async fn check(
@@ -350,13 +358,17 @@ impl ImageService for Images {
             .collect::<Result<Vec<_>, _>>()
             .map_err(to_status)?;
         let media_type = convert::non_empty(req.media_type);
-        let created = self
-            .store
-            .images()
-            .create_image(&digest, media_type.as_deref(), &names)
-            .await
-            .map_err(to_status)?;
-        crate::events::created(uid, None, &created);
+        let store = self.store.clone();
+        let created = detached(async move {
+            let created = store
+                .images()
+                .create_image(&digest, media_type.as_deref(), &names)
+                .await
+                .map_err(to_status)?;
+            crate::events::created(uid, None, &created);
+            Ok(created)
+        })
+        .await?;
         let response = match created {
             Created::Image(image) => {
                 tracing::info!(uid, digest = %image.digest, names = ?req.names, "image created");

@@ -95,6 +95,16 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
+/// Runs a change and the events it tells on a task of its own: a client that hangs up makes
+/// tonic drop its call, which must not cut a change off between its commit and its event.
+async fn detached<T: Send + 'static>(
+    change: impl std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
+) -> Result<T, tonic::Status> {
+    tokio::spawn(change)
+        .await
+        .map_err(|e| status::internal(format!("a change ended: {e}")))?
+}
+
 /// The peer's uid, for the log line of each call that changes the store.
 fn peer_uid<T>(req: &Request<T>) -> Option<u32> {
     req.extensions()

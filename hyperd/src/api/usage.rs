@@ -73,7 +73,7 @@ pub(super) async fn prune(
 }
 
 pub(super) async fn set_pinned(
-    store: &Store,
+    store: Store,
     uid: Option<u32>,
     req: v1::SetPinnedRequest,
 ) -> Result<v1::SetPinnedResponse, Status> {

@@ -29,7 +29,7 @@ use tokio::sync::broadcast;
 pub(crate) use emit::{
     created, enforced, loaded, pinned, pruned, pulled, pushed, removed, saved, tagged,
 };
-pub(crate) use subscribe::{Filter, Next, Subscription};
+pub(crate) use subscribe::{Filter, Next, Start, Subscription};
 
 /// Live events a subscriber may fall behind by before it loses some (and its stream ends).
 const LIVE_QUEUED: usize = 1024;

@@ -130,21 +130,41 @@ pub(crate) struct Subscription {
     until: Option<i64>,
 }
 
+/// Which logged events a subscription replays before the live ones: those from a time on
+/// (unix nanoseconds), those after a sequence number (to resume after the last one received),
+/// or those both select; none when neither is given.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Start {
+    pub(crate) since: Option<i64>,
+    pub(crate) after: Option<u64>,
+}
+
+impl Start {
+    fn replays(self) -> bool {
+        self.since.is_some() || self.after.is_some()
+    }
+
+    fn keeps(self, r: &Record) -> bool {
+        self.since.is_none_or(|t| r.time_unix_nano >= t)
+            && self.after.is_none_or(|n| r.sequence > n)
+    }
+}
+
 impl Subscription {
-    /// Events matching `filter`: those logged from `since` on (unix nanoseconds), when given,
-    /// then live ones, to `until` when given.
+    /// Events matching `filter`: those logged that `start` selects, then live ones, to `until`
+    /// when given.
     pub(crate) async fn open(
         hub: &Hub,
         filter: Filter,
-        since: Option<i64>,
+        start: Start,
         until: Option<i64>,
     ) -> std::io::Result<Subscription> {
         let live = hub.live.subscribe();
         let filter = Arc::new(filter);
         let (mut replay, mut after) = (VecDeque::new(), 0);
-        if let Some(since) = since {
+        if start.replays() {
             let wanted = filter.clone();
-            let keep = move |r: &Record| r.time_unix_nano >= since && wanted.matches(r);
+            let keep = move |r: &Record| start.keeps(r) && wanted.matches(r);
             let (logged, last) = hub.replay(keep).await?;
             after = last;
             replay.extend(logged);
@@ -280,6 +300,13 @@ mod tests {
         hub.emit(Kind::Tag, Some(0), event);
     }
 
+    fn since(t: i64) -> Start {
+        Start {
+            since: Some(t),
+            after: None,
+        }
+    }
+
     fn sequence(next: Next) -> u64 {
         match next {
             Next::Event(r) => r.sequence,
@@ -293,10 +320,12 @@ mod tests {
         let hub = Hub::open(dir.path()).unwrap();
         (1..=3).for_each(|n| tag(&hub, n));
         let all = || Filter::new(&[], vec![], Some(0)).unwrap();
-        let mut replay = Subscription::open(&hub, all(), Some(0), None)
+        let mut replay = Subscription::open(&hub, all(), since(0), None)
             .await
             .unwrap();
-        let mut live = Subscription::open(&hub, all(), None, None).await.unwrap();
+        let mut live = Subscription::open(&hub, all(), Start::default(), None)
+            .await
+            .unwrap();
         (4..=5).for_each(|n| tag(&hub, n));
         for want in 1..=5 {
             assert_eq!(sequence(replay.next().await), want);
@@ -304,13 +333,15 @@ mod tests {
         assert_eq!(sequence(live.next().await), 4);
         // A time already past ends the stream after the replay and what was queued before it.
         let past = Some(1);
-        let mut ended = Subscription::open(&hub, all(), Some(0), past)
+        let mut ended = Subscription::open(&hub, all(), since(0), past)
             .await
             .unwrap();
         assert!(matches!(ended.next().await, Next::End));
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
         let now = Some(now.as_nanos() as i64);
-        let mut bounded = Subscription::open(&hub, all(), Some(0), now).await.unwrap();
+        let mut bounded = Subscription::open(&hub, all(), since(0), now)
+            .await
+            .unwrap();
         for want in 1..=5 {
             assert_eq!(sequence(bounded.next().await), want);
         }
@@ -319,11 +350,21 @@ mod tests {
         drop(hub);
         let hub = Hub::open(dir.path()).unwrap();
         tag(&hub, 6);
-        let mut reopened = Subscription::open(&hub, all(), Some(0), None)
+        let mut reopened = Subscription::open(&hub, all(), since(0), None)
             .await
             .unwrap();
         for want in 1..=6 {
             assert_eq!(sequence(reopened.next().await), want);
+        }
+        // Resumed after the last one received: the rest of the log, then live, none twice.
+        let after = Start {
+            since: None,
+            after: Some(4),
+        };
+        let mut resumed = Subscription::open(&hub, all(), after, None).await.unwrap();
+        tag(&hub, 7);
+        for want in 5..=7 {
+            assert_eq!(sequence(resumed.next().await), want);
         }
     }
 
@@ -332,7 +373,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hub = Hub::open(dir.path()).unwrap();
         let all = Filter::new(&[], vec![], Some(0)).unwrap();
-        let mut slow = Subscription::open(&hub, all, None, None).await.unwrap();
+        let mut slow = Subscription::open(&hub, all, Start::default(), None)
+            .await
+            .unwrap();
         let over = super::super::LIVE_QUEUED as u32 + 10;
         (1..=over).for_each(|n| tag(&hub, n));
         match slow.next().await {

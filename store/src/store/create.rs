@@ -192,7 +192,7 @@ impl Images<'_> {
             inner.meta.apply(&changes)?
         };
         drop(pins);
-        self.0.collect(&freed).await?;
+        self.0.collect_committed(&freed).await;
         for r in referrers {
             tracing::info!(digest = %r.digest, subject = %r.subject, "created referrer");
         }

@@ -259,7 +259,7 @@ impl Images<'_> {
             let (changes, removed) = ops::plan_remove(&inner.meta.read()?, image, force)?;
             (removed, inner.meta.apply(&changes)?)
         };
-        self.0.collect(&freed).await?;
+        self.0.collect_committed(&freed).await;
         Ok(removed)
     }
 }

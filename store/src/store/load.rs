@@ -122,7 +122,7 @@ impl Images<'_> {
         // Blobs published for a commit that failed are no one's: looked at once the pins go.
         let freed = committed.inspect_err(|_| self.0.defer(needed.iter().cloned()))?;
         drop(guard);
-        self.0.collect(&freed).await?;
+        self.0.collect_committed(&freed).await;
         for (rec, names) in &images {
             let names: Vec<String> = names.iter().map(ToString::to_string).collect();
             tracing::info!(digest = %rec.digest, id = %rec.id, names = ?names, "loaded image");

@@ -154,6 +154,16 @@ impl Store {
         self.delete_unpinned(&candidates)
     }
 
+    /// Collects what a committed change freed. The change stands whatever happens here, so a
+    /// failure is logged, not returned: the caller reports the change it made, and the blobs
+    /// are looked at again when the next load or save ends (or at the next start).
+    pub(crate) async fn collect_committed(&self, freed: &[Digest]) {
+        if let Err(e) = self.collect(freed).await {
+            tracing::warn!(error = %e, blobs = freed.len(), "collecting what a change freed");
+            self.defer(freed.iter().cloned());
+        }
+    }
+
     /// Deletes `candidates`, but for those a load or save in flight pinned, which wait for the
     /// next collection. The caller holds the commit lock.
     fn delete_unpinned(&self, candidates: &[Digest]) -> Result<Vec<Digest>> {

@@ -143,7 +143,7 @@ impl Images<'_> {
             let (changes, removed) = ops::plan_remove(&read, target, true)?;
             (removed, inner.meta.apply(&changes)?)
         };
-        self.0.collect(&freed).await?;
+        self.0.collect_committed(&freed).await;
         Ok(Some(removed))
     }
 
