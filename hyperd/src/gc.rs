@@ -41,9 +41,12 @@ pub(crate) async fn run(
     let started = SystemTime::now();
     let policy = Arc::new(policy);
     let mut stored = events::Hub::live();
+    let mut was_short = false;
     loop {
         let began = Instant::now();
         let enforced = pass(&store, &policy, started, &shutdown).await;
+        tell_short(&enforced, was_short);
+        was_short = enforced.short > 0;
         metrics.enforced(&enforced);
         events::enforced(&enforced);
         let busy = began.elapsed() * IDLE_PER_BUSY;
@@ -123,10 +126,19 @@ fn log(enforced: &Enforced) {
     if let Some(e) = &enforced.failed {
         tracing::warn!(error = %e, steps = enforced.steps.len(), "GC policy pass ended early");
     }
-    if enforced.short > 0 {
-        tracing::warn!(
-            short = enforced.short,
-            "GC policy: no more images may go, and the filesystem stays over --gc-low"
-        );
+}
+
+/// Warns when a pass first finds that nothing more may go while the filesystem stays over
+/// `--gc-low` (files that are not the store's, or images pinned, held or recently used);
+/// while that lasts, later passes say so only in the debug log.
+fn tell_short(enforced: &Enforced, was_short: bool) {
+    let short = enforced.short;
+    match (short > 0, was_short) {
+        (true, false) => tracing::warn!(
+            short,
+            "GC policy: nothing more may go, and the filesystem stays over --gc-low"
+        ),
+        (true, true) => tracing::debug!(short, "GC policy: still over --gc-low"),
+        (false, _) => {}
     }
 }

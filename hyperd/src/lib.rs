@@ -85,12 +85,14 @@ pub async fn run(
         .metrics
         .clone()
         .map(|l| tokio::spawn(metrics::serve(l, metrics.clone(), cancel.clone())));
+    let detached = Arc::new(api::Detached::default());
     let (routes, health) = api::services(
         store.clone(),
         settings,
         tokens.clone(),
         cancel.clone(),
         metrics.clone(),
+        detached.clone(),
     )
     .await?;
     distribution::serve(registry, store.clone(), registries, cancel.clone());
@@ -120,6 +122,8 @@ pub async fn run(
         .add_routes(routes)
         .serve_with_incoming_shutdown(connections::incoming(listener, limits, metrics), stop)
         .await?;
+    // Changes whose callers hung up finish, and tell their events, before the log is flushed.
+    detached.finish().await;
     janitor.await?;
     gc.await?;
     lastused::flush(flusher.await?).await;

@@ -4,12 +4,13 @@
 //! carries the plan out, checking each step again under the commit lock.
 //!
 //! Three rules, each off unless set, applied in this order:
-//! - **keep** (`--gc-keep N`): in each repository the tags of the N most recently used images
-//!   stay; the tags of older images there go, and an image that loses its last name goes. N
-//!   counts images, not tags, so that `app:latest` and `app:1.2` naming one image count once.
 //! - **unused** (`--gc-max-unused`): an image not used for that long goes. An image with no
 //!   recorded use (stored by a version that did not record them) counts from hyperd's start,
 //!   so an upgrade does not empty the store.
+//! - **keep** (`--gc-keep N`): in each repository the tags of the N most recently used images
+//!   (of those unused leaves) stay; the tags of older images there go, and an image that loses
+//!   its last name goes. N counts images, not tags, so that `app:latest` and `app:1.2` naming
+//!   one image count once.
 //! - **watermark** (`--gc-high`, `--gc-low`): when the filesystem is fuller than `high` percent,
 //!   images go least recently used first (never used first) until what they free brings it to
 //!   `low` percent, as the kubelet collects.
@@ -97,6 +98,9 @@ pub(crate) struct Step {
     pub(crate) untag: Vec<ImageName>,
     /// The image as the plan saw it: a step is skipped when the image changed since.
     pub(crate) seen: Seen,
+    /// For a keep step, per repository (`registry/repository`) it is dropped from, the images
+    /// ranked above it there: the step is skipped once any of them is gone or no longer newer.
+    pub(crate) newer: Vec<(String, Vec<Digest>)>,
 }
 
 /// What a step's image looked like when it was planned.
@@ -143,49 +147,49 @@ impl Context<'_> {
 /// What a pass does.
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
-    /// In order: keep's, then unused's, then the watermark's.
+    /// In order: unused's, then keep's, then the watermark's.
     pub(crate) steps: Vec<Step>,
-    /// Bytes the watermark rule could not find among the images it may take: the filesystem
-    /// stays over its low mark after this pass.
-    pub(crate) short: u64,
+    /// Bytes the watermark rule wants freed (0 under the high mark); what the steps do not
+    /// free of it leaves the filesystem over its low mark.
+    pub(crate) excess: u64,
 }
 
-/// The steps the policy takes.
+/// The steps the policy takes. Unused goes first, so that keep ranks only the images that
+/// stay: an image removed for its age is not counted as one of a repository's newest.
 pub(crate) fn plan(policy: &GcPolicy, images: &[UsageImage], cx: &Context) -> Plan {
     let mut steps = Vec::new();
     let mut going = HashSet::new();
+    if let Some(max) = policy.max_unused {
+        let oldest = cx.now.checked_sub(max).unwrap_or(SystemTime::UNIX_EPOCH);
+        for image in images {
+            let used = image.last_used.unwrap_or(cx.started);
+            if used < oldest && cx.may_take(policy, image) {
+                going.insert(image.digest.clone());
+                steps.push(whole(Rule::Unused, image));
+            }
+        }
+    }
     if let Some(n) = policy.keep {
-        for step in keep(policy, n, images, cx) {
+        for step in keep(policy, n, images, cx, &going) {
             if step.untag.is_empty() {
                 going.insert(step.digest.clone());
             }
             steps.push(step);
         }
     }
-    if let Some(max) = policy.max_unused {
-        let oldest = cx.now.checked_sub(max).unwrap_or(SystemTime::UNIX_EPOCH);
-        for image in images {
-            let used = image.last_used.unwrap_or(cx.started);
-            if used < oldest && !going.contains(&image.digest) && cx.may_take(policy, image) {
-                going.insert(image.digest.clone());
-                steps.push(whole(Rule::Unused, image));
-            }
-        }
-    }
-    let mut short = 0;
+    let mut excess = 0;
     if let (Some(marks), Some(fs)) = (policy.watermarks, cx.filesystem)
         && above(fs, marks.high)
     {
-        let excess = excess_over(fs, marks.low);
-        let (taken, freed) = watermark(policy, images, cx, &going, excess);
-        short = excess.saturating_sub(freed);
+        excess = excess_over(fs, marks.low);
+        let taken = watermark(policy, images, cx, &going, excess);
         going.extend(taken.iter().map(|s| s.digest.clone()));
         steps.extend(taken);
     }
     // An image a later rule removes whole needs no earlier untag, which would only make the
     // removal's check see names other than those planned.
     steps.retain(|s| s.untag.is_empty() || !going.contains(&s.digest));
-    Plan { steps, short }
+    Plan { steps, excess }
 }
 
 fn whole(rule: Rule, image: &UsageImage) -> Step {
@@ -194,6 +198,7 @@ fn whole(rule: Rule, image: &UsageImage) -> Step {
         digest: image.digest.clone(),
         untag: Vec::new(),
         seen: Seen::of(image),
+        newer: Vec::new(),
     }
 }
 
@@ -215,10 +220,19 @@ fn recency(image: &UsageImage) -> Recency<'_> {
 }
 
 /// The keep rule's steps: per repository, the names of all but the `n` most recently used
-/// images there, for the images the policy may take.
-fn keep(policy: &GcPolicy, n: usize, images: &[UsageImage], cx: &Context) -> Vec<Step> {
+/// images there (of those not `going` already), for the images the policy may take.
+fn keep(
+    policy: &GcPolicy,
+    n: usize,
+    images: &[UsageImage],
+    cx: &Context,
+    going: &HashSet<Digest>,
+) -> Vec<Step> {
     let mut repositories: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
     for (i, image) in images.iter().enumerate() {
+        if going.contains(&image.digest) {
+            continue;
+        }
         let mut seen = HashSet::new();
         for name in &image.names {
             let repo = (name.registry(), name.repository());
@@ -227,44 +241,50 @@ fn keep(policy: &GcPolicy, n: usize, images: &[UsageImage], cx: &Context) -> Vec
             }
         }
     }
-    let mut dropped: BTreeMap<usize, Vec<ImageName>> = BTreeMap::new();
+    let mut dropped: BTreeMap<usize, Step> = BTreeMap::new();
     for ((registry, repository), mut users) in repositories {
         users.sort_by_cached_key(|&i| std::cmp::Reverse(recency(&images[i])));
+        let newer: Vec<Digest> = users
+            .iter()
+            .take(n)
+            .map(|&i| images[i].digest.clone())
+            .collect();
         for &i in users.iter().skip(n) {
             let image = &images[i];
             if !cx.may_take(policy, image) {
                 continue;
             }
+            let step = dropped.entry(i).or_insert_with(|| whole(Rule::Keep, image));
             let names = image
                 .names
                 .iter()
                 .filter(|t| t.registry() == registry && t.repository() == repository);
-            dropped.entry(i).or_default().extend(names.cloned());
+            step.untag.extend(names.cloned());
+            step.newer
+                .push((format!("{registry}/{repository}"), newer.clone()));
         }
     }
     dropped
-        .into_iter()
-        .map(|(i, untag)| {
-            let image = &images[i];
-            let all = untag.len() == image.names.len();
-            Step {
-                untag: if all { Vec::new() } else { untag },
-                ..whole(Rule::Keep, image)
+        .into_values()
+        .map(|mut step| {
+            // Every name dropped: the image goes whole.
+            if step.untag.len() == step.seen.names.len() {
+                step.untag.clear();
             }
+            step
         })
         .collect()
 }
 
 /// The watermark rule's steps: the least recently used images the policy may take, until
-/// they and what the rules before already remove (`going`) free `excess` bytes; with what all
-/// of them free.
+/// they and what the rules before already remove (`going`) free `excess` bytes.
 fn watermark(
     policy: &GcPolicy,
     images: &[UsageImage],
     cx: &Context,
     going: &HashSet<Digest>,
     excess: u64,
-) -> (Vec<Step>, u64) {
+) -> Vec<Step> {
     let mut left = Remaining::of(images, cx);
     let mut freed = 0;
     for image in images.iter().filter(|i| going.contains(&i.digest)) {
@@ -283,7 +303,7 @@ fn watermark(
         freed += left.remove(image);
         steps.push(whole(Rule::Watermark, image));
     }
-    (steps, freed)
+    steps
 }
 
 /// How many images still use each blob, as images are taken away one by one.

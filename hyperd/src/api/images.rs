@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::slots::Slots;
 use super::status::{self, to_status};
 use super::stream::{Answers, or_shutdown};
-use super::{check, convert, detached, files, listing, peer_uid, usage};
+use super::{Detached, check, convert, files, listing, peer_uid, usage};
 use crate::handoff::Tokens;
 use crate::metrics::Metrics;
 
@@ -37,6 +37,8 @@ pub(crate) struct Images {
     /// Files handed over on the companion socket, for LoadFile and SaveFile.
     pub(super) tokens: Arc<Tokens>,
     pub(super) metrics: Arc<Metrics>,
+    /// Where changes run apart from their calls.
+    detached: Arc<Detached>,
 }
 
 impl Images {
@@ -46,6 +48,7 @@ impl Images {
         load_idle_timeout: Duration,
         tokens: Arc<Tokens>,
         metrics: Arc<Metrics>,
+        detached: Arc<Detached>,
     ) -> Self {
         let slots = metrics.slots("load");
         Images {
@@ -55,6 +58,7 @@ impl Images {
             load_idle_timeout,
             tokens,
             metrics,
+            detached,
         }
     }
 }
@@ -244,18 +248,20 @@ impl ImageService for Images {
         let uid = peer_uid(&req);
         let req = req.into_inner();
         let store = self.store.clone();
-        let removed = detached(async move {
-            let digest = store.images().digest_of(&req.image).ok();
-            let removed = store
-                .images()
-                .remove(&req.image, req.force)
-                .await
-                .map_err(to_status)?;
-            tracing::info!(uid, image = %req.image, force = req.force, "removed");
-            crate::events::removed(uid, digest.as_ref(), &removed);
-            Ok(removed)
-        })
-        .await?;
+        let removed = self
+            .detached
+            .run(uid, async move {
+                let digest = store.images().digest_of(&req.image).ok();
+                let removed = store
+                    .images()
+                    .remove(&req.image, req.force)
+                    .await
+                    .map_err(to_status)?;
+                tracing::info!(uid, image = %req.image, force = req.force, "removed");
+                crate::events::removed(uid, digest.as_ref(), &removed);
+                Ok(removed)
+            })
+            .await?;
         Ok(Response::new(convert::removed(removed)))
     }
 
@@ -272,8 +278,9 @@ impl ImageService for Images {
         req: Request<v1::PruneRequest>,
     ) -> Result<Response<v1::PruneResponse>, Status> {
         let uid = peer_uid(&req);
-        let answer = usage::prune(&self.store, uid, req.into_inner());
-        Ok(Response::new(or_shutdown(&self.shutdown, answer).await?))
+        let (store, shutdown) = (self.store.clone(), self.shutdown.clone());
+        let answer = async move { usage::prune(&store, uid, req.into_inner(), shutdown).await };
+        Ok(Response::new(self.detached.run(uid, answer).await?))
     }
 
     async fn tag(&self, req: Request<v1::TagRequest>) -> Result<Response<v1::TagResponse>, Status> {
@@ -281,18 +288,19 @@ impl ImageService for Images {
         let req = req.into_inner();
         let target = req.target.parse().map_err(to_status)?;
         let store = self.store.clone();
-        detached(async move {
-            store
-                .images()
-                .tag(&req.source, &target)
-                .await
-                .map_err(to_status)?;
-            tracing::info!(uid, source = %req.source, target = %req.target, "tagged");
-            let digest = store.images().digest_of(&req.target).ok();
-            crate::events::tagged(uid, &req.source, &target, digest);
-            Ok(())
-        })
-        .await?;
+        self.detached
+            .run(uid, async move {
+                store
+                    .images()
+                    .tag(&req.source, &target)
+                    .await
+                    .map_err(to_status)?;
+                tracing::info!(uid, source = %req.source, target = %req.target, "tagged");
+                let digest = store.images().digest_of(&req.target).ok();
+                crate::events::tagged(uid, &req.source, &target, digest);
+                Ok(())
+            })
+            .await?;
         Ok(Response::new(v1::TagResponse {}))
     }
 
@@ -324,7 +332,7 @@ impl ImageService for Images {
     ) -> Result<Response<v1::SetPinnedResponse>, Status> {
         let uid = peer_uid(&req);
         let pinning = usage::set_pinned(self.store.clone(), uid, req.into_inner());
-        detached(pinning).await.map(Response::new)
+        self.detached.run(uid, pinning).await.map(Response::new)
     }
 
     async fn check(
@@ -359,32 +367,16 @@ impl ImageService for Images {
             .map_err(to_status)?;
         let media_type = convert::non_empty(req.media_type);
         let store = self.store.clone();
-        let created = detached(async move {
+        let response = self.detached.run(uid, async move {
             let created = store
                 .images()
                 .create_image(&digest, media_type.as_deref(), &names)
                 .await
                 .map_err(to_status)?;
             crate::events::created(uid, None, &created);
-            Ok(created)
-        })
-        .await?;
-        let response = match created {
-            Created::Image(image) => {
-                tracing::info!(uid, digest = %image.digest, names = ?req.names, "image created");
-                v1::CreateImageResponse {
-                    image: Some(convert::loaded_image(&image)),
-                    referrer: None,
-                }
-            }
-            Created::Referrer(r) => {
-                tracing::info!(uid, digest = %r.digest, subject = %r.subject, "referrer created");
-                v1::CreateImageResponse {
-                    image: None,
-                    referrer: Some(convert::referrer(&r)),
-                }
-            }
-        };
+            Ok(created_response(uid, created))
+        });
+        let response = response.await?;
         Ok(Response::new(response))
     }
 
@@ -413,5 +405,26 @@ impl ImageService for Images {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             api: "hyperd.v1".to_owned(),
         }))
+    }
+}
+
+/// What CreateImage answers, logged.
+fn created_response(uid: Option<u32>, created: Created) -> v1::CreateImageResponse {
+    match created {
+        Created::Image(image) => {
+            let names: Vec<String> = image.names.iter().map(ToString::to_string).collect();
+            tracing::info!(uid, digest = %image.digest, ?names, "image created");
+            v1::CreateImageResponse {
+                image: Some(convert::loaded_image(&image)),
+                referrer: None,
+            }
+        }
+        Created::Referrer(r) => {
+            tracing::info!(uid, digest = %r.digest, subject = %r.subject, "referrer created");
+            v1::CreateImageResponse {
+                image: None,
+                referrer: Some(convert::referrer(&r)),
+            }
+        }
     }
 }

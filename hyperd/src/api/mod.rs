@@ -9,6 +9,7 @@
 mod check;
 mod content;
 mod convert;
+mod detached;
 mod events;
 mod files;
 mod images;
@@ -18,6 +19,8 @@ mod slots;
 mod status;
 mod stream;
 mod usage;
+
+pub(crate) use detached::Detached;
 
 use std::sync::Arc;
 
@@ -51,6 +54,7 @@ pub(crate) async fn services(
     tokens: Arc<Tokens>,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
+    detached: Arc<Detached>,
 ) -> anyhow::Result<(Routes, HealthReporter)> {
     let idle = settings.load_idle_timeout;
     let write_slots = metrics.slots("write");
@@ -62,7 +66,7 @@ pub(crate) async fn services(
         metrics.clone(),
     );
     let events = events::Events::new(shutdown.clone());
-    let images = images::Images::new(store, shutdown, idle, tokens, metrics);
+    let images = images::Images::new(store, shutdown, idle, tokens, metrics, detached);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<Images>().await;
     health.set_serving::<Content>().await;
@@ -93,16 +97,6 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-}
-
-/// Runs a change and the events it tells on a task of its own: a client that hangs up makes
-/// tonic drop its call, which must not cut a change off between its commit and its event.
-async fn detached<T: Send + 'static>(
-    change: impl std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
-) -> Result<T, tonic::Status> {
-    tokio::spawn(change)
-        .await
-        .map_err(|e| status::internal(format!("a change ended: {e}")))?
 }
 
 /// The peer's uid, for the log line of each call that changes the store.

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use hyperd_proto::v1;
 use store::{PruneOptions, Store};
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::convert;
@@ -44,6 +45,7 @@ pub(super) async fn prune(
     store: &Store,
     uid: Option<u32>,
     req: v1::PruneRequest,
+    shutdown: CancellationToken,
 ) -> Result<v1::PruneResponse, Status> {
     let opts = PruneOptions {
         all: req.all,
@@ -52,6 +54,7 @@ pub(super) async fn prune(
         dry_run: req.dry_run,
         labels: req.labels,
         not_labels: req.not_labels,
+        stop: Some(shutdown),
     };
     let pruned = store.images().prune(&opts).await.map_err(to_status)?;
     crate::events::pruned(uid, &pruned, opts.dry_run);

@@ -197,7 +197,7 @@ fn an_image_a_later_rule_removes_whole_gets_no_untag_first() {
 }
 
 #[test]
-fn what_the_watermark_cannot_free_is_told() {
+fn the_watermark_takes_what_it_may_and_tells_what_it_wanted() {
     // 90 of 100 used, 40 to free to reach 50, and only 2 (10 bytes) may go: 1 is pinned.
     let images = vec![
         pinned(image(1, &["a:1"], Some(10), &[1])),
@@ -215,5 +215,30 @@ fn what_the_watermark_cannot_free_is_told() {
     };
     let plan = plan(&policy, &images, &cx(&held, &sizes, Some(fs)));
     assert_eq!(summary(&plan.steps), vec![(Rule::Watermark, d(2), vec![])]);
-    assert_eq!(plan.short, 30);
+    assert_eq!(plan.excess, 40);
+}
+
+#[test]
+fn keep_ranks_only_what_unused_leaves_and_records_the_newer_images() {
+    // a is old enough for unused; b has no recorded use (counted from the start for unused,
+    // least recent for keep). Without unused first, keep would take b for a, which unused takes.
+    let images = vec![
+        image(1, &["app:a"], Some(10), &[1]),
+        image(2, &["app:b"], None, &[2]),
+        image(3, &["other:1"], Some(95), &[3]),
+        image(4, &["other:2"], Some(90), &[4]),
+    ];
+    let (held, sizes) = (HashSet::new(), HashMap::new());
+    let policy = GcPolicy {
+        keep: Some(1),
+        max_unused: Some(MIN * 30),
+        ..GcPolicy::default()
+    };
+    let steps = plan(&policy, &images, &cx(&held, &sizes, None)).steps;
+    assert_eq!(
+        summary(&steps),
+        vec![(Rule::Unused, d(1), vec![]), (Rule::Keep, d(4), vec![])]
+    );
+    let other = "docker.io/library/other".to_owned();
+    assert_eq!(steps[1].newer, vec![(other, vec![d(3)])]);
 }

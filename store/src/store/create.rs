@@ -143,7 +143,7 @@ impl Images<'_> {
     /// deferred.
     async fn creating<T>(self, create: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         let result = create.await;
-        self.0.collect_deferred().await?;
+        self.0.collect_deferred().await;
         result.map_err(|e| match e {
             // The walk speaks of archives; here the client's request is what is wrong.
             Error::InvalidArchive(m) => Error::InvalidArgument(m),

@@ -49,7 +49,7 @@ impl Images<'_> {
         R: AsyncRead + Send + 'static,
     {
         let result = self.load_pinned(Input::plain(reader), map).await;
-        self.0.collect_deferred().await?;
+        self.0.collect_deferred().await;
         result
     }
 
@@ -61,7 +61,7 @@ impl Images<'_> {
         S: Stream<Item = std::io::Result<Piece>> + Send + Unpin + 'static,
     {
         let result = self.load_pinned(Input::pieces(pieces), map).await;
-        self.0.collect_deferred().await?;
+        self.0.collect_deferred().await;
         result
     }
 
@@ -82,7 +82,7 @@ impl Images<'_> {
         let threads = Threads::new(stop);
         let input = Input::file(file, start, progress.clone(), threads.clone())?;
         let result = threads.bound(self.load_pinned(input, map)).await;
-        self.0.collect_deferred().await?;
+        self.0.collect_deferred().await;
         result
     }
 

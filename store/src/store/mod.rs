@@ -192,10 +192,12 @@ impl Store {
             .expect("deferred blobs lock poisoned")
     }
 
-    /// Collects the deferred blobs, each looked at as a change's freed blobs are.
-    async fn collect_deferred(&self) -> Result<()> {
+    /// Collects the deferred blobs, each looked at as a change's freed blobs are. It ends a
+    /// load, save or create whose own result stands whatever happens here: a failure is
+    /// logged, and the blobs stay deferred.
+    async fn collect_deferred(&self) {
         let blobs: Vec<Digest> = std::mem::take(&mut *self.deferred()).into_iter().collect();
-        self.collect(&blobs).await.map(drop)
+        self.collect_committed(&blobs).await;
     }
 }
 

@@ -103,7 +103,6 @@ impl Images<'_> {
             filesystem: out.filesystem,
         };
         let plan = policy::plan(policy, &images, &cx);
-        out.short = plan.short;
         let by_digest: HashMap<&Digest, &UsageImage> =
             images.iter().map(|i| (&i.digest, i)).collect();
         for step in plan.steps {
@@ -111,48 +110,39 @@ impl Images<'_> {
                 break;
             }
             let blobs = by_digest.get(&step.digest).map_or(&[][..], |i| &i.blobs);
-            if let Some(done) = self.take(policy, &step, blobs).await? {
+            if let Some(done) = self.take(&step, blobs).await? {
                 out.steps.push(done);
             }
         }
+        let freed: u64 = out.steps.iter().map(|s| s.freed).sum();
+        out.short = plan.excess.saturating_sub(freed);
         Ok(())
     }
 
     /// Takes `step` if its image is as the plan saw it and nothing pins or holds it now;
     /// `blobs` are what it keeps, whose deletion counts as freed.
-    async fn take(
-        self,
-        policy: &GcPolicy,
-        step: &Step,
-        blobs: &[Digest],
-    ) -> Result<Option<Enforcement>> {
+    async fn take(self, step: &Step, blobs: &[Digest]) -> Result<Option<Enforcement>> {
         let sizes: Vec<(&Digest, u64)> = blobs
             .iter()
             .collect::<HashSet<_>>()
             .into_iter()
             .filter_map(|b| Some((b, self.0.inner.blobs.size(b).ok()??)))
             .collect();
-        // Keep's steps also need the repository to still name enough other images.
-        let keep = (step.rule == Rule::Keep).then_some(policy.keep).flatten();
+        let still = |read: &Reader, image: &UsageImage, name: Option<&ImageName>| {
+            Ok(self.untouched(image, &step.seen, name)? && self.still_newer(read, image, step)?)
+        };
         let mut removed = Vec::new();
         if step.untag.is_empty() {
-            let dropped = step.seen.names.iter().collect::<Vec<_>>();
-            let still = |read: &Reader, image: &UsageImage| {
-                Ok(self.untouched(image, &step.seen, None)?
-                    && self.keeps(read, image, &dropped, keep)?)
-            };
             let target = step.digest.to_string();
+            let whole = |read: &Reader, image: &UsageImage| still(read, image, None);
             removed = self
-                .remove_if(&target, &step.digest, still)
+                .remove_if(&target, &step.digest, whole)
                 .await?
                 .unwrap_or_default();
         }
         for name in &step.untag {
-            let still = |read: &Reader, image: &UsageImage| {
-                Ok(self.untouched(image, &step.seen, Some(name))?
-                    && self.keeps(read, image, &[name], keep)?)
-            };
-            let done = self.remove_if(&name.full(), &step.digest, still).await?;
+            let one = |read: &Reader, image: &UsageImage| still(read, image, Some(name));
+            let done = self.remove_if(&name.full(), &step.digest, one).await?;
             removed.extend(done.into_iter().flatten());
         }
         if removed.is_empty() {
@@ -193,43 +183,30 @@ impl Images<'_> {
         Ok(true)
     }
 
-    /// Whether each repository of `names` still names at least `keep` images used more
-    /// recently than `image` (always, for a step of another rule): a keep step planned while
-    /// newer images were there is not taken once they are gone. Reads only those
-    /// repositories' tags. Called under the commit lock.
-    fn keeps(
-        self,
-        read: &Reader,
-        image: &UsageImage,
-        names: &[&ImageName],
-        keep: Option<usize>,
-    ) -> Result<bool> {
-        let Some(n) = keep else {
+    /// Whether the images a keep step ranked above `image` in each of its repositories
+    /// (none for another rule's step) are all still named there and used more recently: a keep
+    /// step planned while newer images were there is not taken once they are gone. A few keyed
+    /// reads per newer image. Called under the commit lock.
+    fn still_newer(self, read: &Reader, image: &UsageImage, step: &Step) -> Result<bool> {
+        if step.newer.is_empty() {
             return Ok(true);
-        };
-        let meta = &self.0.inner.meta;
+        }
         let tables = read.usage_tables()?;
         let this = policy::recency_of(image.last_used, image.created.as_deref(), &image.digest);
-        for name in names {
-            let repository = format!("{}/{}", name.registry(), name.repository());
-            let (from, to) = (format!("{repository}:"), format!("{repository};"));
-            let named: HashSet<Digest> = read
-                .tags_between(&from, &to, usize::MAX)?
-                .into_iter()
-                .map(|(_, d)| d)
-                .collect();
-            let mut newer = 0;
-            for other in &named {
+        for (repository, newer) in &step.newer {
+            for other in newer {
                 let Some(record) = read.image(other)? else {
-                    continue;
+                    return Ok(false);
                 };
-                let used = meta.usage(&tables, other)?.0.map(to_time);
-                if policy::recency_of(used, record.created.as_deref(), other) > this {
-                    newer += 1;
+                let named_there = read
+                    .names_of(other)?
+                    .iter()
+                    .any(|n| format!("{}/{}", n.registry(), n.repository()) == *repository);
+                let used = self.0.inner.meta.usage(&tables, other)?.0.map(to_time);
+                let created = record.created.as_deref();
+                if !named_there || policy::recency_of(used, created, other) <= this {
+                    return Ok(false);
                 }
-            }
-            if newer < n {
-                return Ok(false);
             }
         }
         Ok(true)
@@ -294,16 +271,17 @@ mod tests {
     async fn a_keep_step_is_skipped_once_the_newer_images_went_or_a_load_holds_its_blobs() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_of_four(dir.path()).await;
-        let (policy, mut steps) = keep_one(&store);
+        let (_, mut steps) = keep_one(&store);
         steps.sort_by_key(|s| [d(1), d(2), d(3)].iter().position(|x| *x == s.digest));
         let images = store.images();
-        // A rollback: the newest goes by hand before the pass gets to its steps.
-        images.remove("app:4", false).await.unwrap();
+        // 1's blob is pinned by a load in flight; 2 goes.
         let mut in_flight = store.inner.blobs.lease();
         assert!(in_flight.pin(&store.inner.blobs, &d(11)));
-        let taken = taken(&images, &policy, &steps).await;
-        // 1's blob is pinned; 2 goes (3 is still there); 3 is the last of app.
-        assert_eq!(taken, [false, true, false]);
+        assert_eq!(taken(&images, &steps[..2]).await, [false, true]);
+        // A rollback: the newest goes by hand before the pass gets to 3, which it ranked below
+        // 4, so 3 stays as app's one image.
+        images.remove("app:4", false).await.unwrap();
+        assert_eq!(taken(&images, &steps[2..]).await, [false]);
         drop(in_flight);
         let left: HashSet<Digest> = images
             .usage_images()
@@ -314,13 +292,10 @@ mod tests {
         assert_eq!(left, HashSet::from([d(1), d(3)]));
     }
 
-    async fn taken(images: &Images<'_>, policy: &GcPolicy, steps: &[Step]) -> Vec<bool> {
+    async fn taken(images: &Images<'_>, steps: &[Step]) -> Vec<bool> {
         let mut taken = Vec::new();
         for step in steps {
-            let done = images
-                .take(policy, step, &blob_of(&step.digest))
-                .await
-                .unwrap();
+            let done = images.take(step, &blob_of(&step.digest)).await.unwrap();
             taken.push(done.is_some());
         }
         taken
@@ -341,7 +316,7 @@ mod tests {
             .hold_blobs(&lease.id, &[d(13)])
             .await
             .unwrap();
-        assert_eq!(taken(&images, &policy, &steps).await, [false; 3]);
+        assert_eq!(taken(&images, &steps).await, [false; 3]);
 
         // A new plan: 2's use made it the most recently used, so 1, 3 and 4 go, each freeing
         // the blob it alone kept.

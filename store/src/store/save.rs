@@ -80,7 +80,7 @@ impl SaveJob {
             .map_err(export::blame);
         if matches!(written, Err(Error::Cancelled)) {
             // Dropped before it could collect what its pins held back.
-            store.collect_deferred().await?;
+            store.collect_deferred().await;
         }
         written
     }
@@ -98,7 +98,7 @@ impl SaveJob {
         };
         let store = self.store.clone();
         drop(self);
-        store.collect_deferred().await?;
+        store.collect_deferred().await;
         result
     }
 }

@@ -116,29 +116,62 @@ impl Images<'_> {
     /// those that are referrers, and the names of the images among them, never the repository's
     /// other images.
     pub fn may_see(self, repository: &str, digest: &Digest) -> Result<bool> {
-        Ok(self.seen_through(repository, digest)?.is_some())
+        let read = self.0.inner.meta.read()?;
+        Ok(!named_users(&read, repository, digest, 1)?.is_empty())
     }
 
-    /// The image tagged in `repository` through which `digest` may be seen there (its
-    /// top-level digest; the first found when several are), as [`Images::may_see`] looks.
+    /// The image tagged in `repository` through which `digest` is served there, as
+    /// [`Images::may_see`] looks: of the first [`SEEN_THROUGH_LOOKS`] found, the most recently
+    /// used, so that noting a use of it (a blob shared by several images) never reorders them.
     pub fn seen_through(self, repository: &str, digest: &Digest) -> Result<Option<Digest>> {
         let read = self.0.inner.meta.read()?;
-        let mut users = read.users_of(digest)?;
-        let mut seen: HashSet<Digest> = users.iter().cloned().collect();
-        while let Some(user) = users.pop() {
-            if read.image(&user)?.is_some() {
-                if named_in(&read, &user, repository)? {
-                    return Ok(Some(user));
-                }
-            } else if let Some(referrer) = read.referrer(&user)? {
-                // Its subject is a manifest some image holds, or another referrer.
-                let above = read.holding(&referrer.subject)?.into_iter();
-                let above = above.chain(std::iter::once(referrer.subject));
-                users.extend(above.filter(|d| seen.insert(d.clone())));
+        let mut found = named_users(&read, repository, digest, SEEN_THROUGH_LOOKS)?;
+        if found.len() < 2 {
+            return Ok(found.pop());
+        }
+        let tables = read.usage_tables()?;
+        let mut latest: Option<(Option<i64>, Digest)> = None;
+        for image in found {
+            let used = self.0.inner.meta.usage(&tables, &image)?.0;
+            if latest.as_ref().is_none_or(|(at, _)| used > *at) {
+                latest = Some((used, image));
             }
         }
-        Ok(None)
+        Ok(latest.map(|(_, image)| image))
     }
+}
+
+/// How many images using a blob [`Images::seen_through`] compares.
+const SEEN_THROUGH_LOOKS: usize = 16;
+
+/// Up to `limit` images tagged in `repository` that use `digest`. Read from the blob up: the
+/// records that list it, the subjects of those that are referrers, and the names of the
+/// images among them, never the repository's other images.
+fn named_users(
+    read: &Reader,
+    repository: &str,
+    digest: &Digest,
+    limit: usize,
+) -> Result<Vec<Digest>> {
+    let mut found = Vec::new();
+    let mut users = read.users_of(digest)?;
+    let mut seen: HashSet<Digest> = users.iter().cloned().collect();
+    while let Some(user) = users.pop() {
+        if read.image(&user)?.is_some() {
+            if named_in(read, &user, repository)? {
+                found.push(user);
+                if found.len() == limit {
+                    break;
+                }
+            }
+        } else if let Some(referrer) = read.referrer(&user)? {
+            // Its subject is a manifest some image holds, or another referrer.
+            let above = read.holding(&referrer.subject)?.into_iter();
+            let above = above.chain(std::iter::once(referrer.subject));
+            users.extend(above.filter(|d| seen.insert(d.clone())));
+        }
+    }
+    Ok(found)
 }
 
 /// Whether the image `digest` has a name in `repository`.

@@ -4,6 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
+use tokio_util::sync::CancellationToken;
+
 use super::Images;
 use crate::digest::Digest;
 use crate::error::Result;
@@ -27,6 +29,9 @@ pub struct PruneOptions {
     pub labels: Vec<String>,
     /// Not images whose config has every one of these (docker's `--filter label!=…`).
     pub not_labels: Vec<String>,
+    /// Once cancelled (hyperd's shutdown), no further image is removed; those removed are
+    /// reported.
+    pub stop: Option<CancellationToken>,
 }
 
 /// What a prune removed (or, dry, would remove), and the bytes freed.
@@ -91,6 +96,13 @@ impl Images<'_> {
         let mut pruned = Pruned::default();
         let mut blobs_of_removed = HashSet::new();
         for image in picked {
+            if opts
+                .stop
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled)
+            {
+                break;
+            }
             if let Some(removed) = self.remove_if_picked(opts, &image.digest).await? {
                 pruned.removed.push((image.digest.clone(), removed));
                 pruned.images.push(image.digest.clone());
