@@ -178,6 +178,17 @@ fn what_earlier_rules_free_counts_toward_the_watermark() {
     assert_eq!(summary(&steps), vec![(Rule::Keep, d(1), vec![])]);
 }
 
+/// The steps of `--gc-keep 1 --gc-max-unused 30m` at minute 100.
+fn keep_one_and_unused_for_30_minutes(images: &[UsageImage]) -> Vec<Step> {
+    let (held, sizes) = (HashSet::new(), HashMap::new());
+    let policy = GcPolicy {
+        keep: Some(1),
+        max_unused: Some(MIN * 30),
+        ..GcPolicy::default()
+    };
+    plan(&policy, images, &cx(&held, &sizes, None)).steps
+}
+
 #[test]
 fn an_image_a_later_rule_removes_whole_gets_no_untag_first() {
     // 1 is the older of app's two images, and also named other:1: keep would drop app:1 only,
@@ -186,13 +197,7 @@ fn an_image_a_later_rule_removes_whole_gets_no_untag_first() {
         image(1, &["app:1", "other:1"], Some(10), &[1]),
         image(2, &["app:2"], Some(99), &[2]),
     ];
-    let (held, sizes) = (HashSet::new(), HashMap::new());
-    let policy = GcPolicy {
-        keep: Some(1),
-        max_unused: Some(MIN * 30),
-        ..GcPolicy::default()
-    };
-    let steps = plan(&policy, &images, &cx(&held, &sizes, None)).steps;
+    let steps = keep_one_and_unused_for_30_minutes(&images);
     assert_eq!(summary(&steps), vec![(Rule::Unused, d(1), vec![])]);
 }
 
@@ -228,13 +233,7 @@ fn keep_ranks_only_what_unused_leaves_and_records_the_newer_images() {
         image(3, &["other:1"], Some(95), &[3]),
         image(4, &["other:2"], Some(90), &[4]),
     ];
-    let (held, sizes) = (HashSet::new(), HashMap::new());
-    let policy = GcPolicy {
-        keep: Some(1),
-        max_unused: Some(MIN * 30),
-        ..GcPolicy::default()
-    };
-    let steps = plan(&policy, &images, &cx(&held, &sizes, None)).steps;
+    let steps = keep_one_and_unused_for_30_minutes(&images);
     assert_eq!(
         summary(&steps),
         vec![(Rule::Unused, d(1), vec![]), (Rule::Keep, d(4), vec![])]
