@@ -143,6 +143,12 @@ impl Blobs {
         Lease::new(self.pins.clone())
     }
 
+    /// Whether a load, save or create in flight has pinned any of `digests` now.
+    pub(crate) fn pins_any(&self, digests: &[Digest]) -> bool {
+        let pins = self.pins.lock().expect("pin lock poisoned");
+        digests.iter().any(|d| pins.contains_key(d))
+    }
+
     /// The digests loads, saves and creates in flight have pinned now.
     pub(crate) fn pinned(&self) -> std::collections::HashSet<Digest> {
         let pins = self.pins.lock().expect("pin lock poisoned");

@@ -174,9 +174,11 @@ impl Images<'_> {
             return Ok(false);
         }
         let inner = &self.0.inner;
-        let pinned = inner.blobs.pinned();
+        if inner.blobs.pins_any(&image.blobs) {
+            return Ok(false);
+        }
         for blob in &image.blobs {
-            if pinned.contains(blob) || inner.meta.is_leased(blob)? {
+            if inner.meta.is_leased(blob)? {
                 return Ok(false);
             }
         }
